@@ -1,0 +1,172 @@
+"""Shared statistics: AUC with bootstrap intervals, TPR at fixed FPR, cross-validated scores.
+
+Pure numpy / scikit-learn functions, used by the blind baseline, MIA and DI stages.
+Conventions follow ``DESIGN.md``: TPR at a target FPR is read from
+:func:`sklearn.metrics.roc_curve` at the largest achieved FPR not above the target, and the
+achieved FPR is reported beside it; below 1/n_negatives it is not measurable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+MIN_PER_CLASS_FOR_HONEST_AUC = 20
+
+
+def _check_binary(y: ArrayLike, s: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    y = np.asarray(y).astype(np.int64).ravel()
+    s = np.asarray(s, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.shape[0]} vs {s.shape[0]}")
+    if set(np.unique(y)) - {0, 1}:
+        raise ValueError("labels must be 0 (non-member) or 1 (member)")
+    if (y == 1).sum() == 0 or (y == 0).sum() == 0:
+        raise ValueError("AUC needs at least one member and one non-member")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or Inf")
+    return y, s
+
+
+def auc(y: ArrayLike, s: ArrayLike) -> float:
+    """ROC AUC of scores ``s`` for labels ``y`` (1 = member; higher score = member)."""
+    y, s = _check_binary(y, s)
+    return float(roc_auc_score(y, s))
+
+
+def bootstrap_auc(
+    y: ArrayLike, s: ArrayLike, *, n_boot: int = 1000, seed: int = 0
+) -> NDArray[np.float64]:
+    """AUCs of ``n_boot`` stratified bootstrap resamples, shape ``[n_boot]``.
+
+    Members and non-members are resampled separately (class sizes fixed), all resamples
+    at once; the AUC of each is the Mann-Whitney statistic from mid-ranks.
+    """
+    y, s = _check_binary(y, s)
+    rng = np.random.default_rng(seed)
+    pos, neg = s[y == 1], s[y == 0]
+    n1, n0 = pos.size, neg.size
+    sp = pos[rng.integers(0, n1, size=(n_boot, n1))]
+    sn = neg[rng.integers(0, n0, size=(n_boot, n0))]
+    ranks = rankdata(np.concatenate([sp, sn], axis=1), axis=1)
+    u = ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2.0
+    return u / (n1 * n0)
+
+
+def auc_ci(
+    y: ArrayLike, s: ArrayLike, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval for the AUC (stratified resampling)."""
+    boots = bootstrap_auc(y, s, n_boot=n_boot, seed=seed)
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boots, [a, 1.0 - a])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class TprAtFpr:
+    """TPR at a target FPR, with the FPR actually achieved; ``tpr`` is None when the
+    target is below 1/n_negatives and so cannot be measured."""
+
+    target_fpr: float
+    tpr: float | None
+    achieved_fpr: float | None
+    n_negatives: int
+
+    @property
+    def measurable(self) -> bool:
+        return self.tpr is not None
+
+    def describe(self) -> str:
+        if self.tpr is None:
+            return (
+                f"TPR@{self.target_fpr:.1%}FPR not measurable with {self.n_negatives} "
+                f"non-members (needs at least {int(np.ceil(1 / self.target_fpr))})"
+            )
+        return f"TPR {self.tpr:.1%} at FPR {self.achieved_fpr:.2%} (target {self.target_fpr:.1%})"
+
+    def to_dict(self) -> dict:
+        return {
+            "target_fpr": self.target_fpr,
+            "tpr": self.tpr,
+            "achieved_fpr": self.achieved_fpr,
+            "n_negatives": self.n_negatives,
+        }
+
+
+def tpr_at_fpr(y: ArrayLike, s: ArrayLike, target_fpr: float) -> TprAtFpr:
+    """TPR at the largest ROC operating point whose FPR is at most ``target_fpr``."""
+    y, s = _check_binary(y, s)
+    n0 = int((y == 0).sum())
+    if target_fpr < 1.0 / n0:
+        return TprAtFpr(target_fpr, None, None, n0)
+    fpr, tpr, _ = roc_curve(y, s)
+    ok = np.flatnonzero(fpr <= target_fpr + 1e-12)
+    i = ok[-1]
+    return TprAtFpr(target_fpr, float(tpr[i]), float(fpr[i]), n0)
+
+
+def roc(y: ArrayLike, s: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """ROC curve points (fpr, tpr)."""
+    y, s = _check_binary(y, s)
+    fpr, tpr, _ = roc_curve(y, s)
+    return fpr, tpr
+
+
+def default_classifier(C: float = 1.0) -> Pipeline:
+    """Standardize then L2 logistic regression; every step is fitted inside each fold."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+
+
+def n_folds_for(y: ArrayLike, n_splits: int = 10) -> int:
+    """Folds for stratified CV: at most ``n_splits``, at most the minority class size."""
+    y = np.asarray(y)
+    minority = int(min((y == 1).sum(), (y == 0).sum()))
+    if minority < 2:
+        raise ValueError("cross-validation needs at least 2 clips of each label")
+    return min(n_splits, minority)
+
+
+def cv_scores(
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    estimator: BaseEstimator | None = None,
+    n_splits: int = 10,
+    seed: int = 0,
+) -> NDArray[np.float64]:
+    """Out-of-fold membership probabilities from stratified k-fold CV, shape ``[n]``.
+
+    ``X`` may be an array ``[n, d]`` or anything the estimator accepts row-indexed
+    (e.g. a list of strings for a TF-IDF pipeline).
+    """
+    y = np.asarray(y).astype(np.int64)
+    est = estimator if estimator is not None else default_classifier()
+    folds = StratifiedKFold(n_splits=n_folds_for(y, n_splits), shuffle=True, random_state=seed)
+    out = np.empty(y.shape[0], dtype=np.float64)
+    Xa = X if not isinstance(X, list) else np.asarray(X, dtype=object)
+    for train, test in folds.split(np.zeros(len(y)), y):
+        model = clone(est).fit(Xa[train], y[train])
+        out[test] = model.predict_proba(Xa[test])[:, 1]
+    return out
+
+
+def small_sample_warning(y: ArrayLike) -> str | None:
+    """A warning when either class has fewer than 20 clips (AUCs are then unreliable)."""
+    y = np.asarray(y)
+    n1, n0 = int((y == 1).sum()), int((y == 0).sum())
+    if min(n1, n0) < MIN_PER_CLASS_FOR_HONEST_AUC:
+        return (
+            f"only {n1} members and {n0} non-members: an AUC on fewer than "
+            f"{MIN_PER_CLASS_FOR_HONEST_AUC} clips per class is unreliable"
+        )
+    return None

@@ -1,0 +1,126 @@
+"""Raw evidence a target adapter produces for one clip.
+
+Evidence is the expensive product (one or more model passes per clip); it is cached on
+disk and every indicator is a cheap pure function of it. Full-vocabulary logits never
+reach the disk: only the per-token statistics below.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+from numpy.typing import NDArray
+
+EVIDENCE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    """Per-token statistics of a model's predictive distributions for one sequence.
+
+    Every array has shape ``[N]`` (one entry per scored token), float64 unless noted.
+
+    Attributes
+    ----------
+    token_ids : int64 ids of the scored tokens.
+    logprob : log p(x_i | x_<i) of the scored token.
+    entropy : Shannon entropy of p(. | x_<i), nats (Rényi order 1).
+    top1, top2 : the largest and second largest probabilities.
+    mean_logp : E_{z~p}[log p(z)] (= -entropy), kept for Min-K%++.
+    std_logp : standard deviation of log p(z) under z ~ p, clamped at 1e-6.
+    renyi_05, renyi_2, renyi_inf : Rényi entropies of orders 1/2, 2 and infinity.
+    infill : optional Infilling Score per token (NaN where undefined), shape ``[N]``.
+    """
+
+    token_ids: NDArray[np.int64]
+    logprob: NDArray[np.float64]
+    entropy: NDArray[np.float64]
+    top1: NDArray[np.float64]
+    top2: NDArray[np.float64]
+    mean_logp: NDArray[np.float64]
+    std_logp: NDArray[np.float64]
+    renyi_05: NDArray[np.float64]
+    renyi_2: NDArray[np.float64]
+    renyi_inf: NDArray[np.float64]
+    infill: NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return int(self.logprob.shape[0])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TokenStats":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: np.asarray(v) for k, v in arrays.items() if k in names})
+
+
+@dataclass(frozen=True)
+class DiffusionEvidence:
+    """Denoising losses of a diffusion model on one clip.
+
+    Attributes
+    ----------
+    timesteps : int64, shape ``[T]``.
+    loss_cond : ``[T, K]`` mean squared error ||eps_theta(x_t, t, c) - eps||^2 per timestep
+        and fixed noise draw, conditioned on the clip's caption.
+    loss_uncond : ``[T, K]`` the same with the empty caption.
+    step_error : ``[T]`` SecMI-style deterministic step error: distance between x_t and
+        the DDIM reverse(forward) round trip from x_t, conditional.
+    """
+
+    timesteps: NDArray[np.int64]
+    loss_cond: NDArray[np.float64]
+    loss_uncond: NDArray[np.float64]
+    step_error: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "DiffusionEvidence":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: np.asarray(v) for k, v in arrays.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ClipEvidence:
+    """What an adapter returns for one clip: token statistics or diffusion losses, plus
+    the text the model read or produced (decoded hypothesis for audio-language targets)."""
+
+    clip_hash: str
+    tokens: TokenStats | None = None
+    diffusion: DiffusionEvidence | None = None
+    text: str = ""
+    notes: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {}
+        if self.tokens is not None:
+            arrays.update({f"tokens.{k}": v for k, v in self.tokens.to_arrays().items()})
+        if self.diffusion is not None:
+            arrays.update({f"diffusion.{k}": v for k, v in self.diffusion.to_arrays().items()})
+        arrays["meta.text"] = np.array(self.text)
+        arrays["meta.notes"] = np.array(list(self.notes), dtype=str)
+        arrays["meta.clip_hash"] = np.array(self.clip_hash)
+        arrays["meta.version"] = np.array(EVIDENCE_FORMAT_VERSION)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ClipEvidence":
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        tok = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("tokens.")}
+        dif = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("diffusion.")}
+        return cls(
+            clip_hash=str(arrays["meta.clip_hash"]),
+            tokens=TokenStats.from_arrays(tok) if tok else None,
+            diffusion=DiffusionEvidence.from_arrays(dif) if dif else None,
+            text=str(arrays["meta.text"]),
+            notes=tuple(str(n) for n in arrays["meta.notes"]),
+        )
