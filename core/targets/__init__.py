@@ -1,0 +1,8 @@
+"""Targets: adapters that turn clips into raw evidence (see ``core.targets.base``)."""
+
+from core.targets.base import ClipInput, EvidenceConfig, Target, TargetInfo
+from core.targets.registry import list_targets, load_target, register_loader
+
+__all__ = ["ClipInput", "EvidenceConfig", "Target", "TargetInfo", "list_targets", "load_target", "register_loader"]
+
+from core.targets import zoo as _zoo  # noqa: E402,F401  (registers the zoo: loader)

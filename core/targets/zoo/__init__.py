@@ -1,0 +1,39 @@
+"""The ``zoo:`` target loader over the built-in reference models."""
+
+from __future__ import annotations
+
+from core.targets.base import Target, TargetInfo
+from core.targets.registry import register_loader
+from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
+
+# Imported for registration (each module calls ``zoo_model``).
+from core.targets.zoo import lalm as _lalm  # noqa: F401,E402
+from core.targets.zoo import ar as _ar  # noqa: F401,E402
+from core.targets.zoo import diffusion as _diffusion  # noqa: F401,E402
+
+
+def _listing() -> list[TargetInfo]:
+    out = []
+    for entry in ZOO.values():
+        folder = zoo_dir() / entry.name
+        out.append(
+            TargetInfo(
+                spec=f"zoo:{entry.name}",
+                family=entry.family,
+                description=entry.description,
+                available=(folder / "card.json").exists(),
+                detail={"dataset": entry.dataset, "path": str(folder)},
+            )
+        )
+    return out
+
+
+@register_loader("zoo", matches=lambda spec: spec.startswith("zoo:"), listing=_listing)
+def load_zoo(spec: str, *, device: str | None = None, **options) -> Target:
+    entry = get_zoo(spec.split(":", 1)[1])
+    folder = zoo_dir() / entry.name
+    if not (folder / "card.json").exists():
+        raise FileNotFoundError(
+            f"{spec} is not built yet (no {folder}/card.json); run `overheard zoo build --name {entry.name}`"
+        )
+    return entry.load(folder, device=device, **options)

@@ -1,0 +1,18 @@
+"""Overheard home page: what the tool does, the workspace at a glance, where to go next."""
+
+import streamlit as st
+
+from core.ui import page_setup
+from core.ui.home import overview
+
+ws = page_setup("Home")
+st.title("🎧 Overheard")
+st.markdown(
+    "**Was this audio used to train that model?** Overheard audits audio models for training-data "
+    "membership, with the statistics to defend the answer in writing."
+)
+c1, c2, c3 = st.columns(3)
+c1.markdown("**1 · Is the comparison fair?**  \nBlind baseline: can members and non-members be told apart *without* the model?")
+c2.markdown("**2 · Does the model remember clips?**  \nPer-sample membership inference with ROC, AUC intervals and TPR at low FPR.")
+c3.markdown("**3 · Was this collection used?**  \nDataset inference: many weak signals into one Welch t-test, with a null check.")
+overview(ws)

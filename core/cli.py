@@ -1,0 +1,216 @@
+"""``overheard``: the same operations as the dashboard, headless.
+
+Every command accepts ``--workspace DIR`` and ``--json`` (one JSON object on stdout;
+logs and progress on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from core.runtime.settings import Settings
+from core.runtime.store import Workspace
+
+
+class CLIError(Exception):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _progress(prefix: str) -> Callable[[int, int, str], None]:
+    last = [0.0]
+
+    def report(done: int, total: int, message: str = "") -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > 0.5:
+            last[0] = now
+            _log(f"{prefix} {done}/{total} {message}")
+
+    return report
+
+
+def _emit(args: argparse.Namespace, obj: dict, text: str) -> None:
+    if args.json:
+        print(json.dumps(obj, default=str))
+    else:
+        print(text)
+
+
+def _workspace(args: argparse.Namespace) -> tuple[Settings, Workspace]:
+    settings = Settings.from_env(args.workspace)
+    return settings, Workspace(settings.workspace)
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from core.data.ingest import IngestError, ingest_path
+
+    settings, ws = _workspace(args)
+    try:
+        rep = ingest_path(ws, args.path, args.name, limits=settings.limits, replace=args.replace, progress=_progress("ingest"))
+    except IngestError as exc:
+        raise CLIError(str(exc)) from None
+    d = rep.to_dict()
+    lines = [f"{rep.dataset}: {rep.clips} clips ({rep.members} members, {rep.nonmembers} non-members) from {rep.files_read} files in {rep.seconds:.1f} s"]
+    lines += [f"  rejected {r['path']}: {r['reason']}" for r in rep.rejected]
+    lines += [f"  label conflict: {' = '.join(g)}" for g in rep.label_conflicts]
+    lines += [f"  warning: {w}" for w in rep.warnings]
+    _emit(args, d, "\n".join(lines))
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    _, ws = _workspace(args)
+    df = ws.datasets()
+    _emit(args, {"datasets": df.to_dict("records")}, df.to_string(index=False) if not df.empty else "no datasets")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.action == "build-corpus":
+        from core.data.demo.corpus import build_corpus
+        from core.pipeline import demo_root
+
+        out = Path(args.out) if args.out else demo_root()
+        t0 = time.perf_counter()
+        summary = build_corpus(out, seed=args.seed, progress=_log)
+        summary = dict(summary, seconds=time.perf_counter() - t0, out=str(out))
+        _emit(args, summary, json.dumps(summary, indent=1, default=str))
+        return 0
+    from core.pipeline import load_demo
+
+    _, ws = _workspace(args)
+    t0 = time.perf_counter()
+    reports = load_demo(ws, progress=_progress("demo"))
+    out = {name: (r.to_dict() if r else "already loaded") for name, r in reports.items()}
+    _emit(args, {"datasets": out, "seconds": time.perf_counter() - t0},
+          "\n".join(f"{n}: {r.clips} clips" if r else f"{n}: already loaded" for n, r in reports.items()))
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from core.targets import list_targets
+
+    rows = [dict(spec=t.spec, family=t.family, available=t.available, description=t.description, **t.detail) for t in list_targets()]
+    text = "\n".join(f"{r['spec']:<22} {r['family']:<15} {'ready' if r['available'] else 'not built':<10} {r['description']}" for r in rows)
+    _emit(args, {"targets": rows}, text or "no targets")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
+
+    names = args.name or sorted(ZOO)
+    cards = {}
+    for name in names:
+        entry = get_zoo(name)
+        _log(f"training zoo:{name} ...")
+        t0 = time.perf_counter()
+        card = entry.train(Path(args.out or zoo_dir()) / name, progress=_log)
+        cards[name] = {k: v for k, v in card.items() if k != "member_hashes"} | {"seconds": time.perf_counter() - t0}
+    _emit(args, {"built": cards}, json.dumps(cards, indent=1, default=str))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from core.runtime import jobs
+
+    _, ws = _workspace(args)
+    if args.resume:
+        jobs.resume(ws, args.resume)
+    if args.cancel:
+        jobs.cancel(ws, args.cancel)
+    df = jobs.jobs(ws)
+    cols = ["id", "kind", "status", "progress", "total", "message", "error"]
+    _emit(args, {"jobs": df[cols].to_dict("records") if not df.empty else []}, df[cols].to_string(index=False) if not df.empty else "no jobs")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    env = dict(os.environ)
+    if args.workspace:
+        env["OVERHEARD_WORKSPACE"] = str(Path(args.workspace).resolve())
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address, "--server.port", str(args.port), "--server.headless", "true"]
+    _log(f"serving on http://{args.address}:{args.port}")
+    return subprocess.call(cmd, env=env, cwd=app.parent)
+
+
+# -- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option given before the sub-command is not reset by the sub-parser.
+    common.add_argument("--workspace", default=argparse.SUPPRESS, help="workspace folder (default $OVERHEARD_WORKSPACE or ./workspace)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object on stdout")
+
+    p = argparse.ArgumentParser(prog="overheard", description="Membership and dataset inference audits for audio models.", parents=[common])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", parents=[common], help="ingest an audio folder or zip as a dataset")
+    s.add_argument("path")
+    s.add_argument("--name", required=True)
+    s.add_argument("--replace", action="store_true", help="replace an existing dataset of that name")
+    s.set_defaults(fn=cmd_ingest)
+
+    s = sub.add_parser("datasets", parents=[common], help="list datasets")
+    s.set_defaults(fn=cmd_datasets)
+
+    s = sub.add_parser("demo", parents=[common], help="load the bundled demo datasets (or rebuild the corpus)")
+    s.add_argument("action", nargs="?", default="load", choices=["load", "build-corpus"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="build-corpus output folder (default assets/demo)")
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("targets", parents=[common], help="list the built-in reference targets")
+    s.set_defaults(fn=cmd_targets)
+
+    s = sub.add_parser("zoo", parents=[common], help="(re)train built-in reference targets")
+    s.add_argument("action", choices=["build"])
+    s.add_argument("--name", action="append", help="zoo model name (repeatable; default all)")
+    s.add_argument("--out", help="output folder (default assets/zoo)")
+    s.set_defaults(fn=cmd_zoo)
+
+    s = sub.add_parser("jobs", parents=[common], help="list, resume or cancel background jobs")
+    s.add_argument("--resume", metavar="JOB_ID")
+    s.add_argument("--cancel", metavar="JOB_ID")
+    s.set_defaults(fn=cmd_jobs)
+
+    s = sub.add_parser("serve", parents=[common], help="start the dashboard")
+    s.add_argument("--address", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8501)
+    s.set_defaults(fn=cmd_serve)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub, common)
+    return p
+
+
+_EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.workspace = getattr(args, "workspace", None)
+    args.json = getattr(args, "json", False)
+    try:
+        return int(args.fn(args) or 0)
+    except (CLIError, KeyError, ValueError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        if args.json:
+            print(json.dumps({"error": msg}))
+        _log(f"error: {msg}")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

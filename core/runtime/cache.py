@@ -1,0 +1,94 @@
+"""Disk cache for per-clip evidence, keyed by what determines it.
+
+key = sha256(model fingerprint, clip content hash, evidence config, analysis rate,
+evidence format version). Entries are written atomically one file each, so a killed run
+keeps every batch it finished and a rerun computes only the misses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+from core.runtime.store import atomic_write
+from core.targets.evidence import EVIDENCE_FORMAT_VERSION, ClipEvidence
+
+
+def evidence_key(fingerprint: str, clip_hash: str, config: dict, analysis_sr: int) -> str:
+    blob = json.dumps(
+        {"fp": fingerprint, "clip": clip_hash, "cfg": config, "sr": analysis_sr, "v": EVIDENCE_FORMAT_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class EvidenceCache:
+    """Evidence files under ``<cache>/evidence/<fingerprint>/``."""
+
+    def __init__(self, cache_dir: Path):
+        self.root = Path(cache_dir) / "evidence"
+
+    def _path(self, fingerprint: str, key: str) -> Path:
+        return self.root / fingerprint / key[:2] / f"{key}.npz"
+
+    def get(self, fingerprint: str, key: str) -> ClipEvidence | None:
+        path = self._path(fingerprint, key)
+        if not path.exists():
+            return None
+        try:
+            return ClipEvidence.from_bytes(path.read_bytes())
+        except Exception:  # a damaged entry is a miss, recomputed and overwritten
+            return None
+
+    def put(self, fingerprint: str, key: str, ev: ClipEvidence) -> None:
+        atomic_write(self._path(fingerprint, key), ev.to_bytes())
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*.npz")) if self.root.exists() else 0
+
+    def count(self) -> int:
+        return sum(1 for _ in self.root.rglob("*.npz")) if self.root.exists() else 0
+
+    def clear(self, fingerprint: str | None = None) -> None:
+        target = self.root / fingerprint if fingerprint else self.root
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def cached_evidence(
+    cache: EvidenceCache,
+    fingerprint: str,
+    clip_hashes: Sequence[str],
+    config: dict,
+    analysis_sr: int,
+    compute: Callable[[list[int]], list[ClipEvidence]],
+    *,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> tuple[list[ClipEvidence], int]:
+    """Evidence for every clip: cache hits read, misses computed in batches and saved
+    after each batch. ``compute(indices)`` returns evidence for those clip indices.
+
+    Returns the evidence in input order and the number of clips computed (misses).
+    Raises ``InterruptedError`` when ``cancelled()`` turns true between batches.
+    """
+    keys = [evidence_key(fingerprint, h, config, analysis_sr) for h in clip_hashes]
+    out: list[ClipEvidence | None] = [cache.get(fingerprint, k) for k in keys]
+    misses = [i for i, e in enumerate(out) if e is None]
+    done = len(keys) - len(misses)
+    if progress:
+        progress(done, len(keys))
+    for start in range(0, len(misses), batch_size):
+        if cancelled():
+            raise InterruptedError("cancelled")
+        idx = misses[start : start + batch_size]
+        for i, ev in zip(idx, compute(idx)):
+            cache.put(fingerprint, keys[i], ev)
+            out[i] = ev
+        done += len(idx)
+        if progress:
+            progress(done, len(keys))
+    return [e for e in out if e is not None], len(misses)

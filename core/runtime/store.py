@@ -1,0 +1,278 @@
+"""The workspace: a content-addressed audio store, an SQLite database and a cache folder.
+
+Layout::
+
+    <root>/overheard.db        datasets, clips, items, rejected files, runs, jobs (WAL mode)
+    <root>/audio/ab/<sha256>   original file bytes, named by their sha256
+    <root>/cache/              per-clip evidence and features (see core.runtime.cache)
+    <root>/tmp/                staging for atomic writes
+
+Every file write is atomic (temporary file in the same folder, fsync, rename); every
+database change runs in a transaction, so two processes writing at once never corrupt it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS clips (
+    hash TEXT PRIMARY KEY, ext TEXT, size_bytes INTEGER, format TEXT, subtype TEXT,
+    sample_rate INTEGER, channels INTEGER, frames INTEGER, duration REAL, bit_depth INTEGER,
+    created REAL);
+CREATE TABLE IF NOT EXISTS datasets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, source TEXT,
+    status TEXT NOT NULL DEFAULT 'ready', created REAL, meta TEXT DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS items (
+    dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    path TEXT NOT NULL, clip_hash TEXT NOT NULL REFERENCES clips(hash),
+    label TEXT, text TEXT DEFAULT '', speaker TEXT DEFAULT '', source TEXT DEFAULT '', split TEXT DEFAULT '',
+    PRIMARY KEY (dataset_id, path));
+CREATE INDEX IF NOT EXISTS items_hash ON items(dataset_id, clip_hash);
+CREATE TABLE IF NOT EXISTS rejected (
+    dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    path TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (dataset_id, path));
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, dataset TEXT, target TEXT, config TEXT,
+    result TEXT, provenance TEXT, created REAL);
+CREATE INDEX IF NOT EXISTS runs_lookup ON runs(kind, dataset, target, created);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT, status TEXT NOT NULL,
+    progress INTEGER DEFAULT 0, total INTEGER DEFAULT 0, message TEXT DEFAULT '',
+    error TEXT, pid INTEGER, heartbeat REAL, created REAL, started REAL, finished REAL,
+    run_id TEXT, cancel INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS job_log (job_id TEXT, ts REAL, line TEXT);
+"""
+
+MEMBER, NONMEMBER = "member", "nonmember"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Workspace:
+    """One audit workspace on disk. Cheap to construct; connections are per call."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.audio_dir = self.root / "audio"
+        self.cache_dir = self.root / "cache"
+        self.tmp_dir = self.root / "tmp"
+        self.db_path = self.root / "overheard.db"
+        for d in (self.root, self.audio_dir, self.cache_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.db_path, timeout=60.0)
+        try:
+            con.execute("PRAGMA busy_timeout=60000")
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)  # idempotent; runs in its own implicit transaction
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            con.commit()
+        finally:
+            con.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    # -- database ----------------------------------------------------------------------
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in WAL mode; commits on success, rolls back on error, then closes."""
+        con = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA busy_timeout=60000")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        con = sqlite3.connect(self.db_path, timeout=60.0)
+        try:
+            con.execute("PRAGMA busy_timeout=60000")
+            return pd.read_sql_query(sql, con, params=params)
+        finally:
+            con.close()
+
+    # -- audio store -------------------------------------------------------------------
+    def audio_path(self, clip_hash: str) -> Path:
+        return self.audio_dir / clip_hash[:2] / clip_hash
+
+    def put_audio(self, data: bytes) -> str:
+        """Store file bytes under their sha256 (idempotent); returns the hash."""
+        h = sha256_bytes(data)
+        path = self.audio_path(h)
+        if not path.exists():
+            atomic_write(path, data)
+        return h
+
+    def read_audio(self, clip_hash: str) -> bytes:
+        return self.audio_path(clip_hash).read_bytes()
+
+    # -- datasets ----------------------------------------------------------------------
+    def create_dataset(self, name: str, *, source: str = "", replace: bool = False, meta: dict | None = None) -> int:
+        """Create (or with ``replace`` empty and recreate) a dataset; returns its id."""
+        with self.connect() as con:
+            row = con.execute("SELECT id FROM datasets WHERE name=?", (name,)).fetchone()
+            if row is not None:
+                if not replace:
+                    return int(row[0])
+                con.execute("DELETE FROM datasets WHERE id=?", (row[0],))
+            cur = con.execute(
+                "INSERT INTO datasets(name, source, status, created, meta) VALUES (?,?,?,?,?)",
+                (name, source, "ingesting", time.time(), json.dumps(meta or {})),
+            )
+            return int(cur.lastrowid)
+
+    def set_dataset_status(self, name: str, status: str, meta: dict | None = None) -> None:
+        with self.connect() as con:
+            if meta is None:
+                con.execute("UPDATE datasets SET status=? WHERE name=?", (status, name))
+            else:
+                con.execute("UPDATE datasets SET status=?, meta=? WHERE name=?", (status, json.dumps(meta), name))
+
+    def dataset_id(self, name: str) -> int:
+        with self.connect() as con:
+            row = con.execute("SELECT id FROM datasets WHERE name=?", (name,)).fetchone()
+        if row is None:
+            known = ", ".join(self.dataset_names()) or "none"
+            raise KeyError(f"no dataset named {name!r} in {self.root}; datasets: {known}")
+        return int(row[0])
+
+    def dataset_names(self) -> list[str]:
+        return self.query("SELECT name FROM datasets ORDER BY name")["name"].tolist()
+
+    def delete_dataset(self, name: str) -> None:
+        with self.connect() as con:
+            con.execute("DELETE FROM datasets WHERE name=?", (name,))
+
+    def datasets(self) -> pd.DataFrame:
+        """One row per dataset with clip counts by label, conflicts and rejections."""
+        return self.query(
+            """
+            SELECT d.name, d.status, d.source, d.created,
+              (SELECT COUNT(DISTINCT clip_hash) FROM items i WHERE i.dataset_id=d.id AND i.label='member') AS members,
+              (SELECT COUNT(DISTINCT clip_hash) FROM items i WHERE i.dataset_id=d.id AND i.label='nonmember') AS nonmembers,
+              (SELECT COUNT(*) FROM items i WHERE i.dataset_id=d.id) AS files,
+              (SELECT COUNT(*) FROM rejected r WHERE r.dataset_id=d.id) AS rejected
+            FROM datasets d ORDER BY d.name
+            """
+        )
+
+    def add_clip(self, con: sqlite3.Connection, clip_hash: str, ext: str, info: dict) -> None:
+        con.execute(
+            "INSERT OR IGNORE INTO clips VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (clip_hash, ext, info["size_bytes"], info["format"], info["subtype"], info["sample_rate"],
+             info["channels"], info["frames"], info["duration"], info.get("bit_depth", 0), time.time()),
+        )
+
+    def items(self, name: str) -> pd.DataFrame:
+        """Every ingested file of a dataset joined with its clip metadata."""
+        return self.query(
+            """SELECT i.path, i.clip_hash, i.label, i.text, i.speaker, i.source, i.split,
+                      c.ext, c.size_bytes, c.format, c.subtype, c.sample_rate, c.channels, c.frames,
+                      c.duration, c.bit_depth
+               FROM items i JOIN clips c ON c.hash=i.clip_hash
+               WHERE i.dataset_id=? ORDER BY i.path""",
+            (self.dataset_id(name),),
+        )
+
+    def rejected(self, name: str) -> pd.DataFrame:
+        return self.query("SELECT path, reason FROM rejected WHERE dataset_id=? ORDER BY path", (self.dataset_id(name),))
+
+    def label_conflicts(self, name: str) -> pd.DataFrame:
+        """Files whose content appears under both labels (excluded from analyses)."""
+        return self.query(
+            """SELECT clip_hash, label, path FROM items WHERE dataset_id=? AND clip_hash IN (
+                 SELECT clip_hash FROM items WHERE dataset_id=? AND label IN ('member','nonmember')
+                 GROUP BY clip_hash HAVING COUNT(DISTINCT label) > 1)
+               ORDER BY clip_hash, label, path""",
+            (self.dataset_id(name),) * 2,
+        )
+
+    def analysis_clips(self, name: str) -> pd.DataFrame:
+        """Unique labelled clips for analysis: one row per content hash, label as 0/1.
+
+        Duplicates (same content, same label) count once; label conflicts are excluded.
+        Rows are sorted by hash so every analysis sees the same order.
+        """
+        items = self.items(name)
+        items = items[items["label"].isin([MEMBER, NONMEMBER])]
+        n_labels = items.groupby("clip_hash")["label"].nunique()
+        ok = n_labels.index[n_labels == 1]
+        items = items[items["clip_hash"].isin(ok)]
+        first = items.sort_values("path").groupby("clip_hash", as_index=False).first()
+        first["y"] = (first["label"] == MEMBER).astype(int)
+        return first.sort_values("clip_hash").reset_index(drop=True)
+
+    # -- runs --------------------------------------------------------------------------
+    def save_run(self, kind: str, *, dataset: str, target: str | None, config: dict, result: dict, provenance: dict) -> str:
+        run_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, kind, dataset, target or "", json.dumps(config), json.dumps(result), json.dumps(provenance), time.time()),
+            )
+        return run_id
+
+    def runs(self, kind: str | None = None, dataset: str | None = None, target: str | None = None) -> pd.DataFrame:
+        sql, params = "SELECT id, kind, dataset, target, created FROM runs WHERE 1=1", []
+        for col, val in (("kind", kind), ("dataset", dataset), ("target", target)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                params.append(val)
+        return self.query(sql + " ORDER BY created DESC", tuple(params))
+
+    def load_run(self, run_id: str) -> dict:
+        df = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
+        if df.empty:
+            raise KeyError(f"no run {run_id!r}")
+        row = df.iloc[0]
+        return {
+            "id": row["id"], "kind": row["kind"], "dataset": row["dataset"], "target": row["target"],
+            "config": json.loads(row["config"]), "result": json.loads(row["result"]),
+            "provenance": json.loads(row["provenance"]), "created": float(row["created"]),
+        }
+
+    def latest_run(self, kind: str, dataset: str, target: str | None = None) -> dict | None:
+        df = self.runs(kind, dataset, target)
+        return self.load_run(df.iloc[0]["id"]) if not df.empty else None

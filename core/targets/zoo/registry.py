@@ -1,0 +1,62 @@
+"""Built-in reference targets (``zoo:<name>``): small models trained with known membership.
+
+Each family module registers its entries with :func:`zoo_model`. A zoo model lives in
+``assets/zoo/<name>/`` as safetensors weights, configs, and ``card.json`` (member clip
+hashes, training data, epochs, seed, training time).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from core.targets.base import Family, Target
+
+ASSETS_ENV = "OVERHEARD_ASSETS"
+
+
+def assets_dir() -> Path:
+    """The project's assets folder (``$OVERHEARD_ASSETS`` overrides it)."""
+    env = os.environ.get(ASSETS_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "assets"
+
+
+def zoo_dir() -> Path:
+    return assets_dir() / "zoo"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One reference target.
+
+    train : ``train(out_dir: Path, *, micro: bool = False, progress=None) -> dict`` trains the
+        model deterministically and writes it to ``out_dir``; returns the model card.
+        ``micro=True`` trains a seconds-long version for tests.
+    load : ``load(model_dir: Path, *, device: str | None = None) -> Target``.
+    """
+
+    name: str
+    family: Family
+    dataset: str
+    description: str
+    train: Callable[..., dict]
+    load: Callable[..., Target]
+
+
+ZOO: dict[str, ZooEntry] = {}
+
+
+def zoo_model(entry: ZooEntry) -> ZooEntry:
+    if entry.name in ZOO:
+        raise ValueError(f"zoo model {entry.name!r} is already registered")
+    ZOO[entry.name] = entry
+    return entry
+
+
+def get_zoo(name: str) -> ZooEntry:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise ValueError(f"unknown zoo model {name!r}; valid: {', '.join(sorted(ZOO)) or 'none'}") from None

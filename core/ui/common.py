@@ -1,0 +1,96 @@
+"""Page scaffolding: settings, workspace, dataset picker, job progress panel."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import streamlit as st
+
+from core.runtime.settings import Settings
+from core.runtime.store import Workspace
+
+
+@st.cache_resource(max_entries=1)
+def _settings(env_workspace: str | None) -> Settings:
+    return Settings.from_env(env_workspace)
+
+
+def settings() -> Settings:
+    return _settings(os.environ.get("OVERHEARD_WORKSPACE"))
+
+
+def workspace() -> Workspace:
+    return Workspace(settings().workspace)
+
+
+def page_setup(title: str, icon: str = "🎧") -> Workspace:
+    """First call of every page: config, sidebar, and the demo on a fresh workspace."""
+    st.set_page_config(page_title=f"{title} · Overheard", page_icon=icon, layout="wide")
+    ws = workspace()
+    if ws.datasets().empty and os.environ.get("OVERHEARD_AUTO_DEMO", "1") != "0":
+        from core.pipeline import load_demo
+
+        with st.spinner("Loading the built-in demo datasets…"):
+            try:
+                load_demo(ws)
+            except FileNotFoundError as exc:
+                st.warning(str(exc))
+    with st.sidebar:
+        st.caption(f"Workspace: `{ws.root}`")
+    return ws
+
+
+def empty_state(message: str) -> None:
+    st.info(message, icon="ℹ️")
+
+
+def dataset_picker(ws: Workspace, *, key: str = "dataset", label: str = "Dataset") -> str | None:
+    """A selectbox over ready datasets, remembered across pages."""
+    df = ws.datasets()
+    names = df[df["status"] == "ready"]["name"].tolist()
+    if not names:
+        empty_state("No dataset yet: upload one on the Dataset page, or run `overheard demo`.")
+        return None
+    current = st.session_state.get("_dataset")
+    index = names.index(current) if current in names else 0
+    name = st.selectbox(label, names, index=index, key=key)
+    st.session_state["_dataset"] = name
+    return name
+
+
+def job_panel(ws: Workspace, job_id: str | None) -> dict | None:
+    """Progress of a background job; reruns the page every second while it runs.
+
+    Returns the job row (status, run_id, error) or None.
+    """
+    from core.runtime import jobs
+
+    if not job_id:
+        return None
+    try:
+        row = jobs.job(ws, job_id)
+    except KeyError:
+        return None
+    status = row["status"]
+    total = int(row["total"] or 0)
+    done = int(row["progress"] or 0)
+    if status in ("queued", "running"):
+        frac = done / total if total else 0.0
+        st.progress(min(frac, 1.0), text=f"{row['kind']} job {status}: {done}/{total} {row['message'] or ''}")
+        if st.button("Cancel", key=f"cancel-{job_id}"):
+            jobs.cancel(ws, job_id)
+        time.sleep(1.0)
+        st.rerun()
+    elif status == "failed":
+        st.error(f"Job failed: {row['error']}")
+        with st.expander("Log"):
+            st.code("\n".join(jobs.job_log(ws, job_id)))
+    elif status == "interrupted":
+        st.warning(f"Job {job_id} was interrupted at {done}/{total}; finished batches are cached.")
+        if st.button("Resume", key=f"resume-{job_id}"):
+            jobs.resume(ws, job_id)
+            st.rerun()
+    elif status == "cancelled":
+        st.info("Job cancelled; finished batches are cached and a new run will reuse them.")
+    return row

@@ -1,0 +1,147 @@
+"""Widgets of the Dataset page."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.data.audio import AudioError, load_analysis
+from core.data.ingest import IngestError, IngestReport, ingest_path, ingest_uploads
+from core.data.paths import resolve_under_roots
+from core.data.spectral import log_mel
+from core.runtime.store import Workspace
+from core.ui.common import settings
+from core.viz import dataset as figs
+
+
+def _show_report(rep: IngestReport) -> None:
+    st.success(f"Ingested **{rep.dataset}**: {rep.clips} clips ({rep.members} members, {rep.nonmembers} non-members) from {rep.files_read} files.")
+    if rep.rejected:
+        st.warning(f"{len(rep.rejected)} file(s) rejected; they are listed below with their reasons.")
+        st.dataframe(pd.DataFrame(rep.rejected), hide_index=True, width="stretch")
+    for w in rep.warnings:
+        st.warning(w)
+
+
+def upload_panel(ws: Workspace) -> None:
+    with st.expander("➕ Add a dataset", expanded=ws.datasets().empty):
+        st.caption(
+            "Layout: `members/` + `nonmembers/` folders (also `train/test`, `seen/unseen`, `suspect/`), "
+            "or any folder with a `metadata.csv` (`path,label[,text,speaker,source,split]`). "
+            "Transcripts or captions from sidecar `.txt`/`.lab` files or the CSV."
+        )
+        name = st.text_input("Dataset name", key="upload_name", placeholder="my-audit")
+        tab_folder, tab_zip, tab_server = st.tabs(["Upload a folder", "Upload a zip", "Server folder"])
+        with tab_folder:
+            files = st.file_uploader("Audio folder", accept_multiple_files="directory", key="upload_dir")
+        with tab_zip:
+            zips = st.file_uploader("Zip archive(s)", type=["zip"], accept_multiple_files=True, key="upload_zip")
+        with tab_server:
+            folder = st.text_input("Folder or .zip on the server", key="server_path", help="Only folders under the workspace or the current directory (or $OVERHEARD_ROOTS).")
+        if st.button("Ingest", type="primary", disabled=not name):
+            uploads = [(f.name, f.getvalue()) for f in (files or [])] + [(z.name, z.getvalue()) for z in (zips or [])]
+            bar = st.progress(0.0, text="Reading files…")
+
+            def progress(done: int, total: int, msg: str) -> None:
+                bar.progress(done / total if total else 1.0, text=f"{done}/{total} {msg}")
+
+            try:
+                if uploads:
+                    rep = ingest_uploads(ws, uploads, name, limits=settings().limits, progress=progress)
+                elif folder:
+                    path = resolve_under_roots(folder, settings().roots)
+                    rep = ingest_path(ws, path, name, limits=settings().limits, progress=progress)
+                else:
+                    st.error("Choose files, a zip or a server folder first.")
+                    return
+            except (IngestError, PermissionError, FileNotFoundError) as exc:
+                st.error(str(exc))
+                return
+            st.session_state["_dataset"] = name
+            _show_report(rep)
+
+
+def summary(ws: Workspace, name: str, items: pd.DataFrame) -> None:
+    clips = ws.analysis_clips(name)
+    rejected = ws.rejected(name)
+    conflicts = ws.label_conflicts(name)
+    c = st.columns(5)
+    c[0].metric("Unique clips analysed", len(clips))
+    c[1].metric("Members (P)", int(clips["y"].sum()))
+    c[2].metric("Non-members (U)", int((clips["y"] == 0).sum()))
+    c[3].metric("Rejected files", len(rejected))
+    c[4].metric("Label conflicts", conflicts["clip_hash"].nunique() if not conflicts.empty else 0)
+    if not conflicts.empty:
+        st.warning("Some clips appear under both labels; they are excluded from every analysis until resolved (see below).")
+
+
+def clip_table(items: pd.DataFrame) -> pd.Series | None:
+    st.subheader("Clips")
+    c1, c2 = st.columns([1, 2])
+    labels = c1.multiselect("Label", ["member", "nonmember"], default=["member", "nonmember"])
+    query = c2.text_input("Search path, text or speaker", "")
+    view = items[items["label"].isin(labels)]
+    if query:
+        q = query.lower()
+        mask = view["path"].str.lower().str.contains(q, regex=False) | view["text"].str.lower().str.contains(q, regex=False) | view["speaker"].str.lower().str.contains(q, regex=False)
+        view = view[mask]
+    cols = ["path", "label", "duration", "sample_rate", "speaker", "text"]
+    event = st.dataframe(
+        view[cols].reset_index(drop=True),
+        hide_index=True,
+        width="stretch",
+        height=300,
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={"duration": st.column_config.NumberColumn("duration (s)", format="%.2f"), "sample_rate": st.column_config.NumberColumn("sample rate (Hz)")},
+        key="clip_table",
+    )
+    st.caption(f"{len(view)} of {len(items)} files. Select a row to listen to it.")
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        return view.iloc[rows[0]]
+    return view.iloc[0] if len(view) else None
+
+
+def player(ws: Workspace, row: pd.Series) -> None:
+    st.subheader(f"🔊 {row['path']}")
+    data = ws.read_audio(row["clip_hash"])
+    st.audio(data)
+    meta = f"{row['label']} · {row['duration']:.2f} s · {row['sample_rate']} Hz · {row['channels']} ch · {row['format']}/{row['subtype']}"
+    st.caption(meta + (f" · “{row['text']}”" if row["text"] else ""))
+    sr = settings().analysis_sr
+    try:
+        audio = load_analysis(data, sr)
+    except AudioError as exc:
+        st.error(str(exc))
+        return
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figs.waveform(audio, sr), width="stretch", key="wave")
+    c2.plotly_chart(figs.spectrogram(log_mel(audio, sr=sr), sr, 160), width="stretch", key="spec")
+
+
+def distributions(items: pd.DataFrame) -> None:
+    st.subheader("Distributions")
+    c = st.columns(3)
+    labelled = items[items["label"].isin(["member", "nonmember"])].drop_duplicates("clip_hash")
+    c[0].plotly_chart(figs.label_balance(labelled), width="stretch", key="balance")
+    c[0].caption("Unique clips per label; conflicts counted under both.")
+    c[1].plotly_chart(figs.label_histogram(labelled, "duration", xlabel="duration (s)"), width="stretch", key="dur")
+    c[1].caption("Clip durations: different shapes per label hint at a confounded comparison.")
+    c[2].plotly_chart(figs.label_histogram(labelled, "sample_rate", xlabel="original sample rate (Hz)", nbins=10), width="stretch", key="sr")
+    c[2].caption("Original sample rates, before resampling to the analysis rate.")
+
+
+def problems(ws: Workspace, name: str) -> None:
+    rejected = ws.rejected(name)
+    conflicts = ws.label_conflicts(name)
+    st.subheader("Rejected files and label conflicts")
+    if rejected.empty and conflicts.empty:
+        st.caption("Every uploaded file was ingested; no label conflicts.")
+        return
+    if not rejected.empty:
+        st.markdown(f"**{len(rejected)} rejected file(s)** — each with its reason:")
+        st.dataframe(rejected, hide_index=True, width="stretch")
+    if not conflicts.empty:
+        st.markdown("**Label conflicts** — the same content under both labels:")
+        st.dataframe(conflicts, hide_index=True, width="stretch")

@@ -1,0 +1,25 @@
+"""One look for every figure: Okabe-Ito colour-blind-safe palette, members and
+non-members always in the same two colours."""
+
+from __future__ import annotations
+
+MEMBER_COLOR = "#D55E00"  # vermillion
+NONMEMBER_COLOR = "#0072B2"  # blue
+LABEL_COLORS = {"member": MEMBER_COLOR, "nonmember": NONMEMBER_COLOR}
+LABEL_NAMES = {"member": "members (P)", "nonmember": "non-members (U)"}
+SEQUENCE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+TEMPLATE = "plotly_white"
+
+
+def style(fig, *, title: str | None = None, height: int = 360):
+    """Apply the shared layout to a plotly figure (returns it)."""
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        height=height,
+        margin=dict(l=60, r=20, t=50 if title else 20, b=50),
+        colorway=SEQUENCE,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        font=dict(size=13),
+    )
+    return fig
