@@ -1,0 +1,246 @@
+"""p-value curves: how many suspect clips does the test need?
+
+For each suspect-set size n on a grid, many resamples of n tested suspects are drawn and
+tested against the held-out non-members; the curve reports the median p-value and a
+10-90 percentile band per size, and the smallest size from which the median stays below
+alpha. All resamples of all sizes come from one set of precomputed scores: index matrices
+``[R, n]`` and the vectorized Welch test replace one ``scipy.stats.ttest_ind`` per resample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from core.di.registry import ScoredSplit, ScorerConfig, get_scorer
+from core.di.scorers import MIN_PER_SIDE, check_features
+from core.di.welch import combine_groups, welch_from_moments
+
+DEFAULT_N_SIZES = 30
+SMALLEST_DEFAULT_SIZE = 5
+
+
+@dataclass(frozen=True)
+class DICurve:
+    """Resampled p-values of the DI test as a function of the number of tested suspects.
+
+    Attributes
+    ----------
+    n : ``[S]`` tested suspect-set sizes.
+    p_median, p_lo, p_hi : ``[S]`` median, 10th and 90th percentile of the p-values over
+        the resamples of each size.
+    rejection_rate : ``[S]`` share of resamples with p < alpha (the power at that size).
+    min_suspects : the smallest size from which the median p-value stays below alpha for
+        every larger size on the grid; None if the largest size is not significant.
+    alpha, scorer, n_resamples, refit, seed : how the curve was made (scorer resolved).
+    n_tested_nonmembers : held-out non-members each resample is tested against.
+    n_fit_suspects, n_fit_nonmembers : clips per fitted scorer used to fit or standardize
+        it (summed over folds for ``cross_fit``); an audit needs these beside the n tested.
+    """
+
+    n: NDArray[np.int64]
+    p_median: NDArray[np.float64]
+    p_lo: NDArray[np.float64]
+    p_hi: NDArray[np.float64]
+    rejection_rate: NDArray[np.float64]
+    min_suspects: int | None
+    alpha: float
+    scorer: str
+    n_resamples: int
+    refit: bool
+    seed: int
+    n_tested_nonmembers: int
+    n_fit_suspects: int
+    n_fit_nonmembers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        def fl(a: NDArray[np.float64]) -> list[float | None]:
+            return [float(v) if np.isfinite(v) else None for v in a]
+
+        return {
+            "n": self.n.tolist(),
+            "p_median": fl(self.p_median),
+            "p_lo": fl(self.p_lo),
+            "p_hi": fl(self.p_hi),
+            "rejection_rate": fl(self.rejection_rate),
+            "min_suspects": self.min_suspects,
+            "alpha": self.alpha,
+            "scorer": self.scorer,
+            "n_resamples": self.n_resamples,
+            "refit": self.refit,
+            "seed": self.seed,
+            "n_tested_nonmembers": self.n_tested_nonmembers,
+            "n_fit_suspects": self.n_fit_suspects,
+            "n_fit_nonmembers": self.n_fit_nonmembers,
+        }
+
+
+def min_suspects_from(n: ArrayLike, p_median: ArrayLike, alpha: float) -> int | None:
+    """Smallest size from which the median p-value is below alpha at every larger size.
+
+    A dip below alpha followed by a larger size above it does not count: the number an
+    auditor quotes must not depend on one lucky grid point.
+    """
+    n = np.asarray(n)
+    below = np.asarray(p_median) < alpha
+    if below.size == 0 or not below[-1]:
+        return None
+    above = np.flatnonzero(~below)
+    first = 0 if above.size == 0 else int(above[-1]) + 1
+    return int(n[first])
+
+
+def allocate(n: int, group_sizes: ArrayLike) -> NDArray[np.int64]:
+    """Split n draws across groups in proportion to their sizes (largest remainder)."""
+    m = np.asarray(group_sizes, dtype=np.int64)
+    share = n * m / m.sum()
+    k = np.floor(share).astype(np.int64)
+    rest = n - int(k.sum())
+    order = np.argsort(-(share - k), kind="stable")
+    k[order[:rest]] += 1
+    return k
+
+
+def default_sizes(max_n: int, n_groups: int) -> NDArray[np.int64]:
+    """Log-spaced grid of tested suspect-set sizes from about 5 to ``max_n``."""
+    smallest = MIN_PER_SIDE * n_groups
+    lo = max(smallest, SMALLEST_DEFAULT_SIZE) if max_n >= SMALLEST_DEFAULT_SIZE else smallest
+    return np.unique(np.round(np.geomspace(lo, max_n, DEFAULT_N_SIZES)).astype(np.int64))
+
+
+def _group_matrices(
+    splits: list[ScoredSplit],
+) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
+    """Per group, the tested suspect scores ``[R_s, m_pg]`` and non-member scores ``[R_s, m_ug]``."""
+    G = splits[0].n_groups
+    SP, SU = [], []
+    for g in range(G):
+        rows_p = [s.p_scores[s.p_group == g] for s in splits]
+        rows_u = [s.u_scores[s.u_group == g] for s in splits]
+        if len({r.size for r in rows_p}) != 1 or len({r.size for r in rows_u}) != 1:
+            raise RuntimeError("scorer splits of different sizes cannot be stacked")
+        SP.append(np.vstack(rows_p))
+        SU.append(np.vstack(rows_u))
+    return SP, SU
+
+
+def pvalue_curve(
+    suspect_features: ArrayLike,
+    nonmember_features: ArrayLike,
+    *,
+    directions: ArrayLike | None = None,
+    scorer: str = "auto",
+    sizes: ArrayLike | None = None,
+    n_resamples: int = 200,
+    alpha: float = 0.01,
+    seed: int = 0,
+    refit: bool = False,
+    config: ScorerConfig | None = None,
+) -> DICurve:
+    """Median p-value and 10-90% band of the DI test against the number of tested suspects.
+
+    What is fitted, and on what:
+
+    * ``refit=False`` (default): the scorer is fitted (or, for ``normalized_sum``,
+      standardized) once, on the same seeded split :func:`core.di.dataset_inference` uses
+      with this ``seed``; the tested pools are that split's held-out suspects and
+      non-members. The resamples vary only which held-out suspects are tested, so the band
+      does not include the luck of the fit split; at the largest size every resample
+      tests the whole pool and reproduces ``dataset_inference``'s p-value.
+    * ``refit=True``: every resample gets its own split (seed drawn from ``seed``) and its
+      own fitted scorer (``n_resamples`` fits, twice that for ``cross_fit``), and draws
+      from its own held-out suspects; the band then includes the split's luck.
+
+    In both modes a resample's tested suspects and non-members are only clips held out from
+    the scorer that scored them (for ``cross_fit``, each fold's clips are scored by the
+    model fitted on the other fold). The non-member side is always the whole held-out
+    non-member pool; it is not resampled.
+
+    Draws, reproducible with numpy alone: ``rng = np.random.default_rng(seed)``; with
+    ``refit``, first ``split_seeds = rng.integers(0, 2**31 - 1, size=R)``; then for each
+    group g (fold; one for single-split scorers) in order,
+    ``perm_g = rng.permuted(np.tile(np.arange(m_pg), (R, 1)), axis=1)`` over that group's
+    tested suspects, and size n tests ``perm_g[:, :n_g]``, with n split across groups in
+    proportion to their sizes (largest remainder). Subsets are nested across sizes within
+    a resample, so each size's subset is uniformly random while the curve stays smooth.
+
+    Parameters
+    ----------
+    suspect_features : ``[n_p, d]``; nonmember_features : ``[n_u, d]``.
+    directions : ``[d]`` of +-1 or None.
+    scorer : registered scorer name.
+    sizes : tested suspect-set sizes; None = a log grid from about 5 to the held-out pool.
+    n_resamples : resamples R per size.
+    alpha : level for ``min_suspects`` and ``rejection_rate``.
+    seed : seed of the fit split(s) and of the draws.
+    refit : refit the scorer on a fresh split per resample (see above).
+    config : scorer options.
+
+    Returns
+    -------
+    DICurve
+    """
+    cfg = config if config is not None else ScorerConfig()
+    P, U, s = check_features(suspect_features, nonmember_features, directions)
+    fn = get_scorer(scorer).fn
+    R = int(n_resamples)
+    if R < 1:
+        raise ValueError("n_resamples must be at least 1")
+    rng = np.random.default_rng(seed)
+    if refit:
+        split_seeds = rng.integers(0, 2**31 - 1, size=R)
+        splits = [fn(P, U, directions=s, seed=int(k), config=cfg) for k in split_seeds]
+    else:
+        splits = [fn(P, U, directions=s, seed=seed, config=cfg)]
+    SP, SU = _group_matrices(splits)
+    G = len(SP)
+    m_pg = np.array([a.shape[1] for a in SP])
+    max_n = int(m_pg.sum())
+
+    if sizes is None:
+        grid = default_sizes(max_n, G)
+    else:
+        grid = np.unique(np.asarray(sizes, dtype=np.int64))
+        if grid.size == 0 or grid[0] < MIN_PER_SIDE * G or grid[-1] > max_n:
+            raise ValueError(f"sizes must lie in [{MIN_PER_SIDE * G}, {max_n}] (the held-out suspects) for {splits[0].scorer}")
+
+    perms = [rng.permuted(np.tile(np.arange(m), (R, 1)), axis=1) for m in m_pg]
+    # Gather each group's scores in resample order once; a size is then a column prefix.
+    drawn = [np.take_along_axis(np.broadcast_to(SP[g], (R, m_pg[g])), perms[g], axis=1) for g in range(G)]
+    u_mean = [a.mean(axis=1) for a in SU]
+    u_var = [a.var(axis=1, ddof=1) for a in SU]
+    m_ug = [a.shape[1] for a in SU]
+
+    pvals = np.empty((grid.size, R), dtype=np.float64)
+    for i, n in enumerate(grid):
+        k = allocate(int(n), m_pg)
+        if np.any(k < MIN_PER_SIDE):
+            raise ValueError(f"size {n} leaves fewer than {MIN_PER_SIDE} suspects in a fold")
+        parts = []
+        for g in range(G):
+            x = drawn[g][:, : k[g]]
+            parts.append(welch_from_moments(x.mean(axis=1), x.var(axis=1, ddof=1), k[g], u_mean[g], u_var[g], m_ug[g]))
+        diff, se, df = (np.stack([np.broadcast_to(p[j], (R,)) for p in parts], axis=-1) for j in range(3))
+        pvals[i] = combine_groups(diff, se, df)[2]
+
+    p_lo, p_median, p_hi = np.percentile(pvals, [10, 50, 90], axis=1)
+    first = splits[0]
+    return DICurve(
+        n=grid,
+        p_median=p_median,
+        p_lo=p_lo,
+        p_hi=p_hi,
+        rejection_rate=(pvals < alpha).mean(axis=1),
+        min_suspects=min_suspects_from(grid, p_median, alpha),
+        alpha=alpha,
+        scorer=first.scorer,
+        n_resamples=R,
+        refit=refit,
+        seed=seed,
+        n_tested_nonmembers=int(sum(m_ug)),
+        n_fit_suspects=int(sum(f.size for f in first.fit_p_index)),
+        n_fit_nonmembers=int(sum(f.size for f in first.fit_u_index)),
+    )

@@ -1,0 +1,347 @@
+"""From per-clip evidence to an audit: indicator table, single-indicator AUCs and the
+cross-validated aggregate (LALM MIA paper, Sec. 2.3: indicators concatenated into a
+feature vector, logistic regression under stratified 10-fold cross-validation).
+
+Directions are fixed by :mod:`core.mia.registry` before looking at labels; every
+preprocessing step of the aggregate (non-finite replacement, standardization, clipping) is
+fitted inside each fold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats as _sps
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from core.mia import diffusion as _diffusion  # noqa: F401  (registers diffusion families)
+from core.mia import indicators as _indicators
+from core.mia.registry import direction
+from core.stats import (
+    TprAtFpr,
+    auc,
+    auc_ci,
+    cv_scores,
+    n_folds_for,
+    roc,
+    small_sample_warning,
+    tpr_at_fpr,
+)
+from core.targets.evidence import ClipEvidence
+
+STANDARDIZED_CLIP = 10.0
+"""Standardized features are clipped to +-10 so one extreme clip cannot dominate a fold."""
+
+AGGREGATE = "aggregate"
+
+
+def indicator_table(
+    evidence: Sequence[ClipEvidence], texts: Sequence[str | None] | None = None
+) -> pd.DataFrame:
+    """One row per clip, one column per indicator key.
+
+    Parameters
+    ----------
+    evidence : per-clip evidence (token statistics and/or diffusion losses).
+    texts : optional text per clip for the zlib ratio; by default each clip's
+        ``ClipEvidence.text``, or the token bytes when that is empty.
+
+    Returns
+    -------
+    DataFrame ``[n_clips, n_keys]`` indexed by ``clip_hash``; a key a clip does not produce
+    (e.g. ``infill@*`` without infilling scores) is NaN.
+    """
+    if texts is not None and len(texts) != len(evidence):
+        raise ValueError(f"{len(texts)} texts for {len(evidence)} clips")
+    rows: list[dict[str, float]] = []
+    for n, ev in enumerate(evidence):
+        row: dict[str, float] = {}
+        if ev.tokens is not None:
+            text = texts[n] if texts is not None else (ev.text or None)
+            row.update(_indicators.compute_indicators(ev.tokens, text))
+        if ev.diffusion is not None:
+            row.update(_diffusion.diffusion_features(ev.diffusion))
+        if ev.tokens is None and ev.diffusion is None:
+            raise ValueError(f"clip {ev.clip_hash!r} carries no evidence")
+        rows.append(row)
+    index = pd.Index([ev.clip_hash for ev in evidence], name="clip_hash")
+    return pd.DataFrame(rows, index=index, dtype=np.float64)
+
+
+class FiniteImputer(TransformerMixin, BaseEstimator):
+    """Replace non-finite entries with values learned from the training fold.
+
+    NaN -> column median of the finite training values, +inf -> their maximum,
+    -inf -> their minimum; a column with no finite training value becomes 0.
+    """
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "FiniteImputer":
+        X = np.asarray(X, dtype=np.float64)
+        finite = np.isfinite(X)
+        masked = np.where(finite, X, np.nan)
+        empty = ~finite.any(axis=0)
+        safe = np.where(empty[None, :], 0.0, masked)
+        with np.errstate(all="ignore"):
+            self.median_ = np.nanmedian(safe, axis=0)
+            self.max_ = np.nanmax(safe, axis=0)
+            self.min_ = np.nanmin(safe, axis=0)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: ArrayLike) -> NDArray[np.float64]:
+        X = np.array(X, dtype=np.float64, copy=True)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
+        cols = np.broadcast_to(np.arange(X.shape[1]), X.shape)
+        nan = np.isnan(X)
+        X[nan] = self.median_[cols[nan]]
+        pos = np.isposinf(X)
+        X[pos] = self.max_[cols[pos]]
+        neg = np.isneginf(X)
+        X[neg] = self.min_[cols[neg]]
+        return X
+
+
+def _clip_standardized(X: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.clip(X, -STANDARDIZED_CLIP, STANDARDIZED_CLIP)
+
+
+def mia_classifier(C: float = 1.0) -> Pipeline:
+    """Non-finite replacement, standardization, clipping, L2 logistic regression."""
+    return Pipeline(
+        [
+            ("impute", FiniteImputer()),
+            ("scale", StandardScaler()),
+            ("clip", FunctionTransformer(_clip_standardized)),
+            ("logreg", LogisticRegression(C=C, max_iter=2000)),
+        ]
+    )
+
+
+def aligned_matrix(table: pd.DataFrame) -> NDArray[np.float64]:
+    """``[n_clips, n_keys]`` indicator values times their registered direction (higher =
+    member); non-finite entries stay non-finite. Unknown columns raise."""
+    signs = np.array([direction(str(c)) for c in table.columns], dtype=np.float64)
+    return table.to_numpy(dtype=np.float64) * signs[None, :]
+
+
+def _json_float(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass
+class MIAResult:
+    """Per-sample membership inference over a set of clips.
+
+    Attributes
+    ----------
+    auc : AUC of the out-of-fold aggregate scores (stratified CV logistic regression).
+    auc_ci : percentile bootstrap 95% interval of ``auc``.
+    tpr_at_1pct_fpr, tpr_at_01pct_fpr : TPR at 1% and 0.1% FPR (None when not measurable).
+    indicator_auc : key -> AUC of the direction-aligned single indicator (NaN when fewer
+        than one finite value per class).
+    best_indicator, best_indicator_auc : the single indicator with the largest aligned AUC,
+        selected on the reported clips, descriptive only (not a held-out estimate).
+    roc : key (and ``"aggregate"``) -> (fpr, tpr) arrays.
+    scores : out-of-fold aggregate membership probability per clip, indexed by clip.
+    n_members, n_nonmembers, n_folds : sample and fold counts.
+    warnings : human-readable caveats (small samples, non-finite values, dropped columns).
+    config : the parameters of the run (n_splits, seed, n_boot, classifier).
+    """
+
+    auc: float
+    auc_ci: tuple[float, float]
+    tpr_at_1pct_fpr: TprAtFpr
+    tpr_at_01pct_fpr: TprAtFpr
+    indicator_auc: dict[str, float]
+    best_indicator: str | None
+    best_indicator_auc: float
+    roc: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]
+    scores: pd.Series
+    n_members: int
+    n_nonmembers: int
+    n_folds: int
+    warnings: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (NaN and unmeasurable values become None)."""
+        return {
+            "auc": _json_float(self.auc),
+            "auc_ci": [_json_float(self.auc_ci[0]), _json_float(self.auc_ci[1])],
+            "tpr_at_1pct_fpr": _json_float(self.tpr_at_1pct_fpr.tpr),
+            "tpr_at_0.1pct_fpr": _json_float(self.tpr_at_01pct_fpr.tpr),
+            "tpr_at_fpr": {
+                "0.01": self.tpr_at_1pct_fpr.to_dict(),
+                "0.001": self.tpr_at_01pct_fpr.to_dict(),
+            },
+            "tpr_at_fpr_text": [self.tpr_at_1pct_fpr.describe(), self.tpr_at_01pct_fpr.describe()],
+            "indicators": {k: _json_float(v) for k, v in self.indicator_auc.items()},
+            "best_indicator": self.best_indicator,
+            "best_indicator_auc": _json_float(self.best_indicator_auc),
+            "best_indicator_note": "selected on the reported clips, descriptive only",
+            "roc": {
+                k: {"fpr": [float(v) for v in f], "tpr": [float(v) for v in t]}
+                for k, (f, t) in self.roc.items()
+            },
+            "scores": {str(k): float(v) for k, v in self.scores.items()},
+            "n_members": self.n_members,
+            "n_nonmembers": self.n_nonmembers,
+            "n_folds": self.n_folds,
+            "warnings": list(self.warnings),
+            "config": dict(self.config),
+        }
+
+
+def _single_auc(
+    y: NDArray[np.int64], s: NDArray[np.float64]
+) -> tuple[float, tuple[NDArray[np.float64], NDArray[np.float64]] | None, int]:
+    ok = np.isfinite(s)
+    yy, ss = y[ok], s[ok]
+    if (yy == 1).sum() == 0 or (yy == 0).sum() == 0:
+        return math.nan, None, int((~ok).sum())
+    return auc(yy, ss), roc(yy, ss), int((~ok).sum())
+
+
+def run_mia(
+    table: pd.DataFrame,
+    labels: ArrayLike,
+    *,
+    n_splits: int = 10,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> MIAResult:
+    """Single-indicator AUCs and the cross-validated aggregate over an indicator table.
+
+    Parameters
+    ----------
+    table : ``[n_clips, n_keys]`` from :func:`indicator_table`; every column must be a
+        registered indicator key.
+    labels : ``[n_clips]`` 1 = member (P), 0 = non-member (U).
+    n_splits : stratified CV folds (fewer when a class is smaller).
+    seed : seed of the fold assignment and the bootstrap.
+    n_boot : bootstrap resamples of the aggregate AUC interval.
+
+    Returns
+    -------
+    MIAResult
+        Aligned single-indicator AUCs use the registered directions (never chosen on these
+        clips); the aggregate is the AUC of out-of-fold logistic-regression scores over the
+        aligned matrix, non-finite values replaced inside each fold. ``best_indicator`` is
+        selected on the reported clips, descriptive only.
+    """
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if y.shape[0] != len(table):
+        raise ValueError(f"{y.shape[0]} labels for {len(table)} clips")
+    if table.shape[1] == 0:
+        raise ValueError("the indicator table has no columns")
+    X = aligned_matrix(table)
+    warnings: list[str] = []
+    small = small_sample_warning(y)
+    if small:
+        warnings.append(small)
+
+    keys = [str(c) for c in table.columns]
+    indicator_auc: dict[str, float] = {}
+    curves: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+    partial: list[str] = []
+    for j, key in enumerate(keys):
+        a, curve, n_bad = _single_auc(y, X[:, j])
+        indicator_auc[key] = a
+        if curve is not None:
+            curves[key] = curve
+        if n_bad:
+            partial.append(f"{key} ({n_bad})")
+    if partial:
+        warnings.append(
+            "non-finite values (single-indicator AUC on the finite clips; replaced inside "
+            "each fold for the aggregate): " + ", ".join(partial)
+        )
+
+    usable = np.isfinite(X).any(axis=0)
+    if not usable.all():
+        dropped = [k for k, u in zip(keys, usable) if not u]
+        warnings.append("dropped from the aggregate, no finite value: " + ", ".join(dropped))
+    if not usable.any():
+        raise ValueError("no indicator has a finite value")
+
+    n_folds = n_folds_for(y, n_splits)
+    if n_folds < n_splits:
+        warnings.append(f"{n_folds}-fold cross-validation: the smaller class has {n_folds} clips")
+    oof = cv_scores(X[:, usable], y, estimator=mia_classifier(), n_splits=n_splits, seed=seed)
+    agg_auc = auc(y, oof)
+    ci = auc_ci(y, oof, n_boot=n_boot, seed=seed)
+    curves[AGGREGATE] = roc(y, oof)
+
+    finite_aucs = {k: v for k, v in indicator_auc.items() if math.isfinite(v)}
+    best = max(finite_aucs, key=finite_aucs.__getitem__) if finite_aucs else None
+    return MIAResult(
+        auc=agg_auc,
+        auc_ci=ci,
+        tpr_at_1pct_fpr=tpr_at_fpr(y, oof, 0.01),
+        tpr_at_01pct_fpr=tpr_at_fpr(y, oof, 0.001),
+        indicator_auc=indicator_auc,
+        best_indicator=best,
+        best_indicator_auc=finite_aucs[best] if best is not None else math.nan,
+        roc=curves,
+        scores=pd.Series(oof, index=table.index, name="mia_score"),
+        n_members=int((y == 1).sum()),
+        n_nonmembers=int((y == 0).sum()),
+        n_folds=n_folds,
+        warnings=tuple(warnings),
+        config={
+            "n_splits": n_splits,
+            "seed": seed,
+            "n_boot": n_boot,
+            "classifier": "FiniteImputer > StandardScaler > clip(+-10) > LogisticRegression(C=1)",
+            "directions": {k: direction(k) for k in keys},
+        },
+    )
+
+
+def blind_correlation(mia_scores: ArrayLike, blind_scores: ArrayLike) -> dict[str, float | int | None]:
+    """Pearson and Spearman correlation between per-clip MIA and blind-baseline scores.
+
+    Parameters
+    ----------
+    mia_scores, blind_scores : ``[n]`` scores of the same clips in the same order; pairs
+        with a non-finite value are left out.
+
+    Returns
+    -------
+    dict
+        ``pearson_r``, ``pearson_p``, ``spearman_rho``, ``spearman_p`` (None when undefined,
+        e.g. a constant input or fewer than 3 pairs) and ``n`` (pairs used).
+    """
+    a = np.asarray(mia_scores, dtype=np.float64).ravel()
+    b = np.asarray(blind_scores, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"score vectors differ in length: {a.size} vs {b.size}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    out: dict[str, float | int | None] = {
+        "pearson_r": None, "pearson_p": None, "spearman_rho": None, "spearman_p": None, "n": int(a.size)
+    }
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return out
+    pr = _sps.pearsonr(a, b)
+    sr = _sps.spearmanr(a, b)
+    out.update(
+        pearson_r=_json_float(pr.statistic),
+        pearson_p=_json_float(pr.pvalue),
+        spearman_rho=_json_float(sr.statistic),
+        spearman_p=_json_float(sr.pvalue),
+    )
+    return out

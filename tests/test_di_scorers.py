@@ -1,0 +1,144 @@
+"""DI scorers: registry behaviour, fit/test separation, and scores against independent fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from core.di import ScorerConfig, get_scorer, register_scorer, resolve_auto, scorer_names
+
+D = 5
+DIRS = np.array([1.0, -1.0, 1.0, 1.0, -1.0])
+
+
+def _data(seed: int = 0, n_p: int = 41, n_u: int = 57) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0.2, 1.0, size=(n_p, D)), rng.normal(0.0, 1.0, size=(n_u, D))
+
+
+def test_registry_has_the_documented_scorers() -> None:
+    assert {"auto", "control_split", "normalized_sum", "cross_fit"} <= set(scorer_names())
+
+
+def test_unknown_scorer_lists_valid_names() -> None:
+    with pytest.raises(KeyError) as err:
+        get_scorer("nope")
+    for name in ("control_split", "normalized_sum", "cross_fit"):
+        assert name in str(err.value)
+
+
+def test_duplicate_registration_raises() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_scorer("control_split")(lambda *a, **k: None)
+
+
+@pytest.mark.parametrize("name", scorer_names())
+@pytest.mark.parametrize("directions", [None, DIRS])
+def test_every_scorer_tests_only_held_out_clips(name: str, directions: np.ndarray | None) -> None:
+    P, U = _data()
+    split = get_scorer(name).fn(P, U, directions=directions, seed=3, config=ScorerConfig())
+    assert split.p_scores.shape == split.p_index.shape == split.p_group.shape
+    assert split.u_scores.shape == split.u_index.shape == split.u_group.shape
+    assert np.all(np.isfinite(split.p_scores)) and np.all(np.isfinite(split.u_scores))
+    assert len(np.unique(split.p_index)) == split.p_index.size
+    assert len(np.unique(split.u_index)) == split.u_index.size
+    assert len(split.fit_p_index) == len(split.fit_u_index) == split.n_groups
+    for g in range(split.n_groups):
+        assert not set(split.p_index[split.p_group == g]) & set(split.fit_p_index[g])
+        assert not set(split.u_index[split.u_group == g]) & set(split.fit_u_index[g])
+        assert np.sum(split.p_group == g) >= 2 and np.sum(split.u_group == g) >= 2
+    # every clip is either tested or used for fitting; nothing is dropped
+    assert set(split.p_index) | set(np.concatenate(split.fit_p_index)) == set(range(len(P)))
+    assert set(split.u_index) | set(np.concatenate(split.fit_u_index)) == set(range(len(U)))
+    again = get_scorer(name).fn(P, U, directions=directions, seed=3, config=ScorerConfig())
+    np.testing.assert_array_equal(again.p_scores, split.p_scores)
+    other = get_scorer(name).fn(P, U, directions=directions, seed=4, config=ScorerConfig())
+    assert not np.array_equal(other.u_index, split.u_index)
+
+
+@pytest.mark.parametrize("name", ["control_split", "normalized_sum"])
+def test_changing_a_tested_clip_changes_only_its_own_score(name: str) -> None:
+    P, U = _data(1)
+    split = get_scorer(name).fn(P, U, directions=DIRS, seed=0, config=ScorerConfig())
+    P2, U2 = P.copy(), U.copy()
+    P2[split.p_index[0]] += 50.0
+    U2[split.u_index[0]] -= 50.0
+    moved = get_scorer(name).fn(P2, U2, directions=DIRS, seed=0, config=ScorerConfig())
+    np.testing.assert_allclose(moved.p_scores[1:], split.p_scores[1:], rtol=1e-12)
+    np.testing.assert_allclose(moved.u_scores[1:], split.u_scores[1:], rtol=1e-12)
+    assert moved.p_scores[0] != split.p_scores[0]
+
+
+def _logreg(Xp: np.ndarray, Xu: np.ndarray, C: float) -> object:
+    X = np.vstack([Xp, Xu])
+    y = np.r_[np.ones(len(Xp)), np.zeros(len(Xu))]
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, tol=1e-10)).fit(X, y)
+
+
+def test_control_split_equals_an_independent_logistic_regression() -> None:
+    P, U = _data(2)
+    split = get_scorer("control_split").fn(P, U, directions=None, seed=5, config=ScorerConfig(C=0.5))
+    ref = _logreg(P[split.fit_p_index[0]], U[split.fit_u_index[0]], 0.5)
+    np.testing.assert_allclose(split.p_scores, ref.decision_function(P[split.p_index]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(split.u_scores, ref.decision_function(U[split.u_index]), rtol=1e-5, atol=1e-6)
+    assert abs(len(split.fit_p_index[0]) - len(split.p_index)) <= 1
+
+
+def test_cross_fit_equals_independent_fits_standardized_per_fold() -> None:
+    P, U = _data(3)
+    split = get_scorer("cross_fit").fn(P, U, directions=None, seed=6, config=ScorerConfig())
+    assert sorted(split.p_index) == list(range(len(P)))
+    assert sorted(split.u_index) == list(range(len(U)))
+    for g in (0, 1):
+        ref = _logreg(P[split.fit_p_index[g]], U[split.fit_u_index[g]], 1.0)
+        tp, tu = split.p_index[split.p_group == g], split.u_index[split.u_group == g]
+        raw = np.concatenate([ref.decision_function(P[tp]), ref.decision_function(U[tu])])
+        z = (raw - raw.mean()) / raw.std(ddof=1)
+        got = np.concatenate([split.p_scores[split.p_group == g], split.u_scores[split.u_group == g]])
+        np.testing.assert_allclose(got, z, rtol=1e-4, atol=1e-5)
+        # the model for fold g was fitted on exactly the other fold
+        assert set(split.fit_p_index[g]) == set(split.p_index[split.p_group == 1 - g])
+
+
+def test_normalized_sum_formula_and_control_half() -> None:
+    P, U = _data(4)
+    split = get_scorer("normalized_sum").fn(P, U, directions=DIRS, seed=7, config=ScorerConfig())
+    uc = split.fit_u_index[0]
+    assert split.fit_p_index[0].size == 0
+    np.testing.assert_array_equal(split.p_index, np.arange(len(P)))
+    expected = np.zeros(len(P))
+    for j in range(D):
+        mu = np.mean(U[uc, j])
+        sd = np.sqrt(np.sum((U[uc, j] - mu) ** 2) / (len(uc) - 1))
+        expected += DIRS[j] * (P[:, j] - mu) / sd
+    np.testing.assert_allclose(split.p_scores, expected, rtol=1e-12)
+
+
+def test_normalized_sum_warns_without_directions_and_on_constant_indicator() -> None:
+    P, U = _data(5)
+    U[:, 2] = 1.0
+    split = get_scorer("normalized_sum").fn(P, U, directions=None, seed=0, config=ScorerConfig())
+    text = " ".join(split.notes)
+    assert "no directions" in text and "[2]" in text
+    assert np.all(np.isfinite(split.p_scores))
+
+
+def test_auto_resolution() -> None:
+    cfg = ScorerConfig(auto_max_features=8)
+    assert resolve_auto(5, DIRS, cfg) == "normalized_sum"
+    assert resolve_auto(5, None, cfg) == "control_split"
+    assert resolve_auto(9, np.ones(9), cfg) == "control_split"
+    P, U = _data(6)
+    assert get_scorer("auto").fn(P, U, directions=DIRS, seed=0, config=cfg).scorer == "normalized_sum"
+    assert get_scorer("auto").fn(P, U, directions=None, seed=0, config=cfg).scorer == "control_split"
+
+
+def test_scorers_refuse_too_few_clips() -> None:
+    P, U = _data(7, n_p=3, n_u=10)
+    for name in ("control_split", "cross_fit"):
+        with pytest.raises(ValueError, match="at least 4"):
+            get_scorer(name).fn(P, U, directions=None, seed=0, config=ScorerConfig())
+
