@@ -6,7 +6,7 @@ from core.ui import page_setup
 from core.ui.home import overview
 
 ws = page_setup("Home")
-st.title("🎧 Overheard")
+st.title("Overheard")
 st.markdown(
     "**Was this audio used to train that model?** Overheard audits audio models for training-data "
     "membership, with the statistics to defend the answer in writing."

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
@@ -136,6 +136,25 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mia(args: argparse.Namespace) -> int:
+    from core.pipeline import MIAConfig, audit_mia
+
+    settings, ws = _workspace(args)
+    cfg = MIAConfig(mode=args.mode, infill_m=args.infill, seed=args.seed, batch_size=args.batch_size, n_boot=args.n_boot)
+    run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
+    keep = ("auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text", "indicators", "best_indicator",
+            "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation", "blind_auc", "computed", "notes")
+    out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: res[k] for k in keep if k in res}
+    lo, hi = res["auc_ci"]
+    text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
+            f"{res['n_members']} members / {res['n_nonmembers']} non-members",
+            *("  " + t for t in res["tpr_at_fpr_text"]),
+            f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
+            *(f"  warning: {w}" for w in res["warnings"]), f"  run {run_id}"]
+    _emit(args, out, "\n".join(text))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "app.py"
     env = dict(os.environ)
@@ -190,12 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8501)
     s.set_defaults(fn=cmd_serve)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub, common)
+    s = sub.add_parser("mia", parents=[common], help="per-sample membership inference of a target on a dataset")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--target", required=True, help="zoo:<name> or a local checkpoint folder")
+    s.add_argument("--mode", choices=["generated", "given"], default="generated", help="audio-language targets: score the greedy output or the transcript")
+    s.add_argument("--infill", type=int, default=0, metavar="M", help="also compute the Infilling Score with M future tokens (token targets)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--n-boot", type=int, default=1000)
+    s.set_defaults(fn=cmd_mia)
     return p
-
-
-_EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
 
 
 def main(argv: list[str] | None = None) -> int:

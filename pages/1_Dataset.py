@@ -6,7 +6,7 @@ from core.ui import dataset_picker, page_setup
 from core.ui import dataset_view as view
 
 ws = page_setup("Dataset", "📁")
-st.title("📁 Dataset")
+st.title("Dataset")
 view.upload_panel(ws)
 name = dataset_picker(ws)
 if name:

@@ -1,8 +1,4 @@
-"""High-level operations shared by the CLI, the background jobs and the pages.
-
-Each operation reads a dataset from the workspace, runs one stage, stores a run with
-its configuration and provenance, and returns ``(run_id, result)``.
-"""
+"""Shared pieces of the operations: provenance, the demo loader, targets and evidence."""
 
 from __future__ import annotations
 
@@ -65,3 +61,87 @@ def load_demo(ws: Workspace, *, progress: Progress | None = None, names: tuple[s
 
 def demo_root() -> Path:
     return assets_dir() / "demo"
+
+
+# -- targets and evidence -------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from core.runtime.settings import Settings  # noqa: E402
+
+Cancelled = Callable[[], bool]
+
+
+_TARGETS: dict[tuple[str, str | None], object] = {}
+
+
+def get_target(spec: str, device: str | None = None):
+    """Load a target once per process (the worker and the CLI reuse it across calls)."""
+    from core.targets import load_target
+
+    key = (spec, device)
+    if key not in _TARGETS:
+        for old in list(_TARGETS):
+            _TARGETS.pop(old).unload()
+        _TARGETS[key] = load_target(spec, device=None if device in (None, "auto") else device)
+    return _TARGETS[key]
+
+
+def extract_evidence(
+    ws: Workspace,
+    dataset: str,
+    target_spec: str,
+    config,
+    *,
+    settings: Settings | None = None,
+    clips: pd.DataFrame | None = None,
+    variant=None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+):
+    """Evidence for every analysed clip of ``dataset`` through the cache.
+
+    ``variant`` (optional) maps ``(clip_row, audio) -> (audio, text, key)``, so the
+    disentanglement stage can score modified audio under its own cache key.
+
+    Returns (clips table, evidence list, target fingerprint, number computed).
+    """
+    from core.data.audio import load_analysis
+    from core.runtime.cache import EvidenceCache, cached_evidence
+    from core.targets.base import ClipInput
+
+    settings = settings or Settings.from_env(ws.root)
+    clips = ws.analysis_clips(dataset) if clips is None else clips
+    target = get_target(target_spec, settings.device)
+    ev_cfg = config.evidence_config()
+    sr = settings.analysis_sr
+
+    def inputs(idx: list[int]) -> list[ClipInput]:
+        out = []
+        for i in idx:
+            row = clips.iloc[i]
+            audio = load_analysis(ws.read_audio(row["clip_hash"]), sr, limits=settings.limits)
+            text = row["text"] or ""
+            if variant is not None:
+                audio, text, _ = variant(row, audio)
+            out.append(ClipInput(row["clip_hash"], audio, text, sr))
+        return out
+
+    def compute(idx: list[int]):
+        return target.evidence(inputs(idx), ev_cfg, batch_size=config.batch_size)
+
+    keys = clips["clip_hash"].tolist()
+    cfg_key = ev_cfg.to_dict()
+    if variant is not None:
+        keys = [variant.key(h) for h in keys]
+        cfg_key = dict(cfg_key, variant=variant.name)
+    evidence, computed = cached_evidence(
+        EvidenceCache(ws.cache_dir), target.fingerprint, keys, cfg_key, sr, compute,
+        batch_size=config.batch_size,
+        progress=(lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None,
+        cancelled=cancelled,
+    )
+    return clips, evidence, target.fingerprint, computed
+
+

@@ -92,3 +92,47 @@ def cached_evidence(
         if progress:
             progress(done, len(keys))
     return [e for e in out if e is not None], len(misses)
+
+
+class FeatureCache:
+    """Per-clip feature vectors under ``<cache>/features/<name>/`` (one ``.npy`` each).
+
+    ``name`` must encode everything the features depend on (group, config hash, rate).
+    """
+
+    def __init__(self, cache_dir: Path, name: str):
+        self.root = Path(cache_dir) / "features" / name
+
+    def _path(self, clip_hash: str) -> Path:
+        return self.root / clip_hash[:2] / f"{clip_hash}.npy"
+
+    def get(self, clip_hash: str):
+        import numpy as np
+
+        path = self._path(clip_hash)
+        if not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except Exception:
+            return None
+
+    def put(self, clip_hash: str, vec) -> None:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(vec, dtype=np.float64), allow_pickle=False)
+        atomic_write(self._path(clip_hash), buf.getvalue())
+
+
+def cache_usage(cache_dir: Path) -> dict[str, int]:
+    """Bytes used per top-level cache folder (shown to the user, who can clear it)."""
+    out: dict[str, int] = {}
+    root = Path(cache_dir)
+    if root.exists():
+        for sub in root.iterdir():
+            if sub.is_dir():
+                out[sub.name] = sum(p.stat().st_size for p in sub.rglob("*") if p.is_file())
+    return out

@@ -24,7 +24,7 @@ def _show_report(rep: IngestReport) -> None:
 
 
 def upload_panel(ws: Workspace) -> None:
-    with st.expander("➕ Add a dataset", expanded=ws.datasets().empty):
+    with st.expander("Add a dataset", expanded=ws.datasets().empty):
         st.caption(
             "Layout: `members/` + `nonmembers/` folders (also `train/test`, `seen/unseen`, `suspect/`), "
             "or any folder with a `metadata.csv` (`path,label[,text,speaker,source,split]`). "
@@ -104,7 +104,7 @@ def clip_table(items: pd.DataFrame) -> pd.Series | None:
 
 
 def player(ws: Workspace, row: pd.Series) -> None:
-    st.subheader(f"🔊 {row['path']}")
+    st.subheader(f"Listen: {row['path']}")
     data = ws.read_audio(row["clip_hash"])
     st.audio(data)
     meta = f"{row['label']} · {row['duration']:.2f} s · {row['sample_rate']} Hz · {row['channels']} ch · {row['format']}/{row['subtype']}"
@@ -128,7 +128,8 @@ def distributions(items: pd.DataFrame) -> None:
     c[0].caption("Unique clips per label; conflicts counted under both.")
     c[1].plotly_chart(figs.label_histogram(labelled, "duration", xlabel="duration (s)"), width="stretch", key="dur")
     c[1].caption("Clip durations: different shapes per label hint at a confounded comparison.")
-    c[2].plotly_chart(figs.label_histogram(labelled, "sample_rate", xlabel="original sample rate (Hz)", nbins=10), width="stretch", key="sr")
+    rates = labelled.assign(sample_rate=labelled["sample_rate"].map(lambda r: f"{r / 1000:g} kHz"))
+    c[2].plotly_chart(figs.label_histogram(rates, "sample_rate", xlabel="original sample rate"), width="stretch", key="sr")
     c[2].caption("Original sample rates, before resampling to the analysis rate.")
 
 

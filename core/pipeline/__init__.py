@@ -1,0 +1,12 @@
+"""High-level operations shared by the CLI, the background jobs and the pages.
+
+Each operation reads a dataset from the workspace, runs one stage, stores a run with its
+configuration and provenance, and returns ``(run_id, result)``. Importing this package
+registers the job kinds.
+"""
+
+from core.pipeline.common import DEMO_DATASETS, extract_evidence, get_target, load_demo, package_versions, provenance
+from core.pipeline.mia import MIAConfig, audit_mia
+from core.pipeline.blind import BlindRunConfig, audit_blind, match_dataset
+
+__all__ = ["BlindRunConfig", "audit_blind", "match_dataset", "DEMO_DATASETS", "MIAConfig", "audit_mia", "extract_evidence", "get_target", "load_demo", "package_versions", "provenance"]

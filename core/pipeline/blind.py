@@ -1,0 +1,175 @@
+"""The blind baseline as an operation: features (cached per clip) -> CV logistic regression."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.pipeline.common import Cancelled, Progress, provenance
+from core.runtime.cache import FeatureCache
+from core.runtime.jobs import JobContext, job_kind
+from core.runtime.settings import Settings
+from core.runtime.store import Workspace
+
+DEFAULT_GROUPS = ("metadata", "text", "acoustic")
+
+
+@dataclass(frozen=True)
+class BlindRunConfig:
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    n_splits: int = 10
+    n_boot: int = 1000
+    seed: int = 0
+    batch_size: int = 32
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["groups"] = list(self.groups)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BlindRunConfig":
+        d = dict(d)
+        if "groups" in d:
+            d["groups"] = tuple(d["groups"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def acoustic_features_cached(
+    ws: Workspace,
+    clips: pd.DataFrame,
+    *,
+    settings: Settings,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+) -> pd.DataFrame:
+    """Acoustic feature table for ``clips`` (rows in order), computing only cache misses,
+    streamed in batches so a dataset's audio is never held whole in memory."""
+    from core.blind.acoustic import DEFAULT_CONFIG, acoustic_features
+    from core.data.audio import load_analysis
+
+    cfg = DEFAULT_CONFIG
+    names = cfg.feature_names()
+    tag = hashlib.sha256(json.dumps({"cfg": repr(cfg), "sr": settings.analysis_sr}).encode()).hexdigest()[:12]
+    cache = FeatureCache(ws.cache_dir, f"acoustic-{tag}")
+    hashes = clips["clip_hash"].tolist()
+    rows: list[np.ndarray | None] = [cache.get(h) for h in hashes]
+    misses = [i for i, r in enumerate(rows) if r is None]
+    done = len(hashes) - len(misses)
+    for start in range(0, len(misses), batch_size):
+        if cancelled():
+            raise InterruptedError("cancelled")
+        idx = misses[start : start + batch_size]
+        audio = [load_analysis(ws.read_audio(hashes[i]), settings.analysis_sr, limits=settings.limits) for i in idx]
+        feats = acoustic_features(audio, sr=settings.analysis_sr, device=None if settings.device == "auto" else settings.device, config=cfg)
+        for i, vec in zip(idx, feats):
+            cache.put(hashes[i], vec)
+            rows[i] = vec
+        done += len(idx)
+        if progress:
+            progress(done, len(hashes), "acoustic features")
+    return pd.DataFrame(np.stack(rows) if rows else np.empty((0, len(names))), columns=names, index=pd.Index(hashes, name="clip_hash"))
+
+
+def blind_tables(
+    ws: Workspace,
+    clips: pd.DataFrame,
+    groups: tuple[str, ...],
+    *,
+    settings: Settings,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+) -> tuple[dict, list[str]]:
+    """Feature tables of ``groups`` for ``clips``; acoustic features come from the cache."""
+    from core.blind import build_tables
+
+    cheap = [g for g in groups if g != "acoustic"]
+    meta = clips.reset_index(drop=True)
+    tables, notes = build_tables(cheap, metadata=meta, texts=meta["text"].fillna("").tolist()) if cheap else ({}, [])
+    if "acoustic" in groups:
+        tables["acoustic"] = acoustic_features_cached(ws, clips, settings=settings, batch_size=batch_size, progress=progress, cancelled=cancelled).reset_index(drop=True)
+    return {g: tables[g] for g in groups if g in tables}, notes
+
+
+def audit_blind(
+    ws: Workspace,
+    dataset: str,
+    config: BlindRunConfig = BlindRunConfig(),
+    *,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+) -> tuple[str, dict]:
+    """Blind baseline of ``dataset``; stores and returns the run (scores keyed by clip)."""
+    from core.blind import run_blind
+
+    t0 = time.perf_counter()
+    settings = settings or Settings.from_env(ws.root)
+    clips = ws.analysis_clips(dataset)
+    tables, notes = blind_tables(ws, clips, config.groups, settings=settings, batch_size=config.batch_size, progress=progress, cancelled=cancelled)
+    res = run_blind(tables, clips["y"].to_numpy(), n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot)
+    out = res.to_dict()
+    hashes = clips["clip_hash"].tolist()
+    out["scores"] = dict(zip(hashes, out["scores"]))
+    out["scores_by_group"] = {g: dict(zip(hashes, s)) for g, s in out["scores_by_group"].items()}
+    out["labels"] = dict(zip(hashes, out["labels"]))
+    out["clip_order"] = hashes
+    out["notes"] = notes
+    prov = provenance(ws, dataset, seed=config.seed, seconds=time.perf_counter() - t0)
+    run_id = ws.save_run("blind", dataset=dataset, target=None, config=config.to_dict(), result=out, provenance=prov)
+    return run_id, out
+
+
+def match_dataset(
+    ws: Workspace,
+    dataset: str,
+    new_name: str,
+    *,
+    caliper: float = 0.2,
+    config: BlindRunConfig = BlindRunConfig(),
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> tuple[str, dict]:
+    """Propensity-matched subset of ``dataset`` saved as ``new_name``, with the blind
+    baseline before and after matching."""
+    from core.blind import match_and_recheck
+
+    t0 = time.perf_counter()
+    settings = settings or Settings.from_env(ws.root)
+    clips = ws.analysis_clips(dataset)
+    tables, _ = blind_tables(ws, clips, config.groups, settings=settings, batch_size=config.batch_size, progress=progress)
+    rec = match_and_recheck(tables, clips["y"].to_numpy(), caliper=caliper, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot)
+    out = rec.to_dict()
+    for part in ("before", "after"):
+        if out[part] is not None:
+            for k in ("scores", "scores_by_group", "roc", "labels"):
+                out[part].pop(k, None)
+    keep = clips.iloc[rec.matching.indices]
+    if new_name in ws.dataset_names():
+        raise ValueError(f"dataset {new_name!r} already exists; choose another name")
+    ds_id = ws.create_dataset(new_name, source=f"matched from {dataset} (caliper {caliper})")
+    items = ws.items(dataset).set_index("clip_hash")
+    with ws.connect() as con:
+        con.executemany(
+            "INSERT INTO items VALUES (?,?,?,?,?,?,?,?)",
+            [(ds_id, r["path"], h, r["label"], r["text"], r["speaker"], r["source"], r["split"]) for h, r in keep.set_index("clip_hash").iterrows()],
+        )
+    ws.set_dataset_status(new_name, "ready", meta={"matched_from": dataset, "caliper": caliper})
+    out["dataset"] = new_name
+    out["n_clips"] = int(len(keep))
+    prov = provenance(ws, new_name, seed=config.seed, seconds=time.perf_counter() - t0)
+    run_id = ws.save_run("match", dataset=new_name, target=None, config=config.to_dict() | {"caliper": caliper, "source": dataset}, result=out, provenance=prov)
+    return run_id, out
+
+
+@job_kind("blind")
+def _blind_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    run_id, _ = audit_blind(ws, params["dataset"], BlindRunConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
+    return run_id

@@ -1,0 +1,105 @@
+"""Per-sample membership inference as an operation: evidence -> indicators -> CV AUC."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.pipeline.common import Cancelled, Progress, extract_evidence, provenance
+from core.runtime.jobs import JobContext, job_kind
+from core.runtime.settings import Settings
+from core.runtime.store import Workspace
+
+BLIND_CONFOUND_AUC = 0.6
+
+
+@dataclass(frozen=True)
+class MIAConfig:
+    """Settings of a per-sample MIA run (evidence extraction and aggregation)."""
+
+    mode: str = "generated"
+    infill_m: int = 0
+    timesteps: tuple[int, ...] = ()
+    n_noise: int = 4
+    n_splits: int = 10
+    n_boot: int = 1000
+    seed: int = 0
+    batch_size: int = 8
+
+    def evidence_config(self):
+        from core.targets.base import EvidenceConfig
+
+        return EvidenceConfig(mode=self.mode, infill_m=self.infill_m, timesteps=tuple(self.timesteps), n_noise=self.n_noise, seed=self.seed)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["timesteps"] = list(self.timesteps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MIAConfig":
+        d = dict(d)
+        d["timesteps"] = tuple(d.get("timesteps", ()))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+
+def _blind_scores(ws: Workspace, dataset: str) -> tuple[dict | None, pd.Series | None]:
+    run = ws.latest_run("blind", dataset)
+    if run is None:
+        return None, None
+    scores = run["result"].get("scores")
+    return run, (pd.Series(scores, dtype=float) if scores else None)
+
+
+def audit_mia(
+    ws: Workspace,
+    dataset: str,
+    target_spec: str,
+    config: MIAConfig = MIAConfig(),
+    *,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+) -> tuple[str, dict]:
+    """Per-sample MIA of ``target_spec`` on ``dataset``; stores and returns the run."""
+    from core.mia.aggregate import blind_correlation, indicator_table, run_mia
+
+    t0 = time.perf_counter()
+    clips, evidence, fp, computed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
+    table = indicator_table(evidence)
+    y = clips["y"].to_numpy()
+    res = run_mia(table, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot)
+    out = res.to_dict()
+    out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
+    out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
+    out["clip_order"] = clips["clip_hash"].tolist()
+    out["decoded"] = {ev.clip_hash: ev.text for ev in evidence}
+    out["notes"] = sorted({n for ev in evidence for n in ev.notes})
+    out["computed"] = computed
+    warnings = list(out.get("warnings", []))
+    blind_run, blind = _blind_scores(ws, dataset)
+    if blind is not None:
+        common = [h for h in clips["clip_hash"] if h in blind.index]
+        mia_scores = res.scores.reindex(common).to_numpy()
+        out["blind_correlation"] = blind_correlation(mia_scores, blind.reindex(common).to_numpy())
+        blind_auc = blind_run["result"]["auc"].get("all")
+        out["blind_auc"] = blind_auc
+        if blind_auc is not None and blind_auc >= BLIND_CONFOUND_AUC:
+            warnings.append(
+                f"the blind baseline separates members from non-members without the model (AUC {blind_auc:.2f}): "
+                "the comparison is confounded and this MIA signal may reflect the data, not the model"
+            )
+    out["warnings"] = warnings
+    prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.seed, seconds=time.perf_counter() - t0)
+    run_id = ws.save_run("mia", dataset=dataset, target=target_spec, config=config.to_dict(), result=out, provenance=prov)
+    return run_id, out
+
+
+@job_kind("mia")
+def _mia_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    run_id, _ = audit_mia(ws, params["dataset"], params["target"], MIAConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
+    return run_id

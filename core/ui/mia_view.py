@@ -1,0 +1,81 @@
+"""Widgets of the MIA Audit page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.runtime.store import Workspace
+from core.viz import mia as figs
+
+
+def headline(result: dict) -> None:
+    c = st.columns(4)
+    lo, hi = result["auc_ci"]
+    c[0].metric("Aggregate AUC", f"{result['auc']:.3f}", help="Out-of-fold AUC of the cross-validated logistic regression over all indicators.")
+    c[0].caption(f"95% CI {lo:.3f}–{hi:.3f}")
+    t1 = result["tpr_at_1pct_fpr"]
+    t01 = result["tpr_at_0.1pct_fpr"]
+    c[1].metric("TPR @ 1% FPR", "n/a" if t1 is None else f"{t1:.1%}")
+    c[1].caption(result["tpr_at_fpr_text"][0])
+    c[2].metric("TPR @ 0.1% FPR", "n/a" if t01 is None else f"{t01:.1%}")
+    c[2].caption(result["tpr_at_fpr_text"][1])
+    c[3].metric("Clips", f"{result['n_members']} P / {result['n_nonmembers']} U")
+    c[3].caption(f"best single indicator: {result['best_indicator']} ({result['best_indicator_auc']:.3f}, descriptive)")
+    for w in result.get("warnings", []):
+        st.warning(w)
+
+
+def roc_and_scores(result: dict) -> None:
+    aucs = dict(result["indicators"])
+    aucs["aggregate"] = result["auc"]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figs.roc_figure(result["roc"], aucs), width="stretch", key="mia-roc")
+    c1.caption("ROC per indicator (thin) and the cross-validated aggregate (thick); log FPR shows the low-FPR regime that matters for membership claims.")
+    order = result["clip_order"]
+    labels = np.array([result["labels"][h] for h in order])
+    scores = np.array([result["scores"][h] for h in order])
+    c2.plotly_chart(figs.score_distributions(scores, labels, xlabel="out-of-fold membership probability"), width="stretch", key="mia-dist")
+    c2.caption("Aggregate scores by label: the more the two histograms separate, the stronger the per-sample signal.")
+
+
+def indicator_table(result: dict) -> None:
+    df = pd.DataFrame({"indicator": list(result["indicators"]), "AUC": list(result["indicators"].values())}).sort_values("AUC", ascending=False)
+    with st.expander(f"All {len(df)} indicator AUCs (direction-aligned)"):
+        st.dataframe(df, hide_index=True, width="stretch", height=300)
+
+
+def per_sample(ws: Workspace, result: dict, dataset: str) -> None:
+    st.subheader("Per-sample scores")
+    clips = ws.analysis_clips(dataset).set_index("clip_hash")
+    order = result["clip_order"]
+    df = pd.DataFrame({
+        "clip_hash": order,
+        "path": [clips.loc[h, "path"] if h in clips.index else "?" for h in order],
+        "label": ["member" if result["labels"][h] else "nonmember" for h in order],
+        "score": [result["scores"][h] for h in order],
+        "decoded": [result["decoded"].get(h, "") for h in order],
+    }).sort_values("score", ascending=False)
+    event = st.dataframe(df.drop(columns="clip_hash"), hide_index=True, width="stretch", height=280, on_select="rerun", selection_mode="single-row", key="mia-table")
+    st.caption("Sorted by membership score (highest first). Select a row to listen.")
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        h = df.iloc[rows[0]]["clip_hash"]
+        st.audio(ws.read_audio(h))
+        st.caption(f"text: “{clips.loc[h, 'text']}” · model output: “{result['decoded'].get(h, '')}”")
+
+
+def blind_scatter(ws: Workspace, result: dict, dataset: str) -> None:
+    corr = result.get("blind_correlation")
+    if not corr:
+        st.caption("Run the blind baseline on this dataset to see how MIA scores correlate with model-free scores.")
+        return
+    run = ws.latest_run("blind", dataset)
+    blind = run["result"]["scores"]
+    order = [h for h in result["clip_order"] if h in blind]
+    x = np.array([blind[h] for h in order])
+    y = np.array([result["scores"][h] for h in order])
+    labels = np.array([result["labels"][h] for h in order])
+    st.plotly_chart(figs.score_scatter(x, y, labels, xlabel="blind score (no model)", ylabel="MIA score"), width="stretch", key="mia-blind")
+    st.caption(f"Pearson r = {corr['pearson']:.2f}, Spearman ρ = {corr['spearman']:.2f}: a strong correlation means the MIA may only detect the data shift the blind baseline sees.")

@@ -1,0 +1,48 @@
+"""Shared run/job plumbing for analysis pages: start a job, find it again after a reload."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.runtime import jobs
+from core.runtime.store import Workspace
+from core.ui.common import job_panel
+
+
+def target_picker(*, key: str = "target", families: tuple[str, ...] | None = None) -> str | None:
+    from core.targets import list_targets
+
+    infos = [t for t in list_targets() if families is None or t.family in families]
+    ready = [t.spec for t in infos if t.available]
+    if not ready:
+        st.info("No built-in target is built yet: run `overheard zoo build`.")
+        return None
+    desc = {t.spec: f"{t.spec} · {t.family}" for t in infos}
+    custom = st.session_state.get("_target")
+    idx = ready.index(custom) if custom in ready else 0
+    spec = st.selectbox("Target model", ready, index=idx, format_func=lambda s: desc.get(s, s), key=key)
+    st.session_state["_target"] = spec
+    return spec
+
+
+def active_job(ws: Workspace, kind: str, match: dict) -> str | None:
+    """The newest job of ``kind`` whose params match ``match`` (survives reloads)."""
+    df = jobs.jobs(ws, kind=kind, limit=20)
+    for _, row in df.iterrows():
+        import json
+
+        params = json.loads(row["params"] or "{}")
+        if all(params.get(k) == v for k, v in match.items()):
+            return row["id"]
+    return None
+
+
+def run_controls(ws: Workspace, kind: str, params: dict, match: dict, *, label: str) -> dict | None:
+    """A start button plus the progress panel of the matching job; returns the job row."""
+    job_id = active_job(ws, kind, match)
+    row = job_panel(ws, job_id) if job_id else None
+    busy = row is not None and row["status"] in ("queued", "running")
+    if st.button(label, type="primary", disabled=busy, key=f"start-{kind}"):
+        jobs.submit(ws, kind, params)
+        st.rerun()
+    return row

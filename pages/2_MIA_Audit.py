@@ -1,0 +1,32 @@
+"""MIA Audit: per-sample membership inference of a target model on a dataset."""
+
+import streamlit as st
+
+from core.pipeline import MIAConfig
+from core.ui import dataset_picker, page_setup
+from core.ui import mia_view as view
+from core.ui.runs import run_controls, target_picker
+
+ws = page_setup("MIA Audit", "🔎")
+st.title("Per-sample membership inference")
+c1, c2, c3 = st.columns([2, 2, 1])
+with c1:
+    dataset = dataset_picker(ws)
+with c2:
+    target = target_picker()
+with c3:
+    mode = st.selectbox("Text scored", ["generated", "given"], help="generated: the model's own greedy output, re-scored (two-stage protocol); given: the clip's transcript.")
+if dataset and target:
+    config = MIAConfig(mode=mode)
+    params = {"dataset": dataset, "target": target, "config": config.to_dict()}
+    run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
+    run = ws.latest_run("mia", dataset, target)
+    if run is None:
+        st.info("No MIA run for this dataset and target yet: press **Run MIA**. It runs in the background; you can leave the page.")
+    else:
+        st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · {run['config']['mode']} text")
+        view.headline(run["result"])
+        view.roc_and_scores(run["result"])
+        view.indicator_table(run["result"])
+        view.per_sample(ws, run["result"], dataset)
+        view.blind_scatter(ws, run["result"], dataset)
