@@ -155,6 +155,38 @@ def cmd_mia(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blind(args: argparse.Namespace) -> int:
+    from core.pipeline.blind import BlindRunConfig, audit_blind
+
+    settings, ws = _workspace(args)
+    cfg = BlindRunConfig(groups=tuple(g.strip() for g in args.groups.split(",") if g.strip()), seed=args.seed, n_boot=args.n_boot)
+    run_id, res = audit_blind(ws, args.dataset, cfg, settings=settings, progress=_progress("blind"))
+    keep = ("groups", "auc", "auc_ci", "shift_detected", "n_members", "n_nonmembers", "top_features", "warnings", "notes")
+    out = {"run_id": run_id, "dataset": args.dataset} | {k: res[k] for k in keep if k in res}
+    text = [f"blind baseline on {args.dataset} ({res['n_members']} members / {res['n_nonmembers']} non-members):"]
+    text += [f"  {g:<10} AUC {a:.3f} (95% CI {res['auc_ci'][g][0]:.3f}-{res['auc_ci'][g][1]:.3f})" for g, a in res["auc"].items()]
+    text += [f"  giveaway: {t['sentence']}" for t in res["top_features"][:3]]
+    text += [f"  warning: {w}" for w in res.get("warnings", [])] + [f"  run {run_id}"]
+    _emit(args, out, "\n".join(text))
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from core.pipeline.blind import BlindRunConfig, match_dataset
+
+    settings, ws = _workspace(args)
+    cfg = BlindRunConfig(seed=args.seed)
+    run_id, res = match_dataset(ws, args.dataset, args.name, caliper=args.caliper, config=cfg, settings=settings, progress=_progress("match"))
+    before = res["before"]["auc"]["all"]
+    after = res["after"]["auc"]["all"] if res["after"] else None
+    out = {"run_id": run_id, "dataset": args.name, "source": args.dataset, "n_clips": res["n_clips"], "auc_before": before,
+           "auc_after": after, "auc_after_ci": res["after"]["auc_ci"]["all"] if res["after"] else None,
+           "matching": res["matching"], "warnings": res["warnings"]}
+    text = f"{args.name}: {res['n_clips']} clips matched from {args.dataset}; blind AUC {before:.3f} -> " + (f"{after:.3f}" if after is not None else "n/a")
+    _emit(args, out, text)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "app.py"
     env = dict(os.environ)
@@ -218,6 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--n-boot", type=int, default=1000)
     s.set_defaults(fn=cmd_mia)
+
+    s = sub.add_parser("blind", parents=[common], help="blind baseline: can P and U be told apart without the model?")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--groups", default="metadata,text,acoustic", help="comma-separated feature groups")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n-boot", type=int, default=1000)
+    s.set_defaults(fn=cmd_blind)
+
+    s = sub.add_parser("match", parents=[common], help="save a blind-score-matched subset as a new dataset")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--name", required=True, help="name of the matched dataset")
+    s.add_argument("--caliper", type=float, default=0.2, help="caliper in SD of the logit blind score")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_match)
     return p
 
 

@@ -1,0 +1,91 @@
+"""Background jobs: run in a worker process, survive a SIGKILL, resume without recomputing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from core.data.ingest import ingest_path
+from core.runtime import jobs
+from core.runtime.store import Workspace
+from tests.conftest import tone
+
+
+def _dataset(ws: Workspace, root: Path, n: int) -> str:
+    for lab, base in (("members", 200), ("nonmembers", 260)):
+        (root / lab).mkdir(parents=True)
+        for i in range(n):
+            sf.write(root / lab / f"{i:03d}.wav", tone(base + 7 * i, seconds=0.4, seed=i), 16000)
+    ingest_path(ws, root, "jobs")
+    return "jobs"
+
+
+def _wait(ws: Workspace, job_id: str, until, timeout: float = 240.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        row = jobs.job(ws, job_id)
+        if until(row):
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} stuck: {jobs.job(ws, job_id)}")
+
+
+def _feature_files(ws: Workspace) -> dict[Path, float]:
+    return {p: p.stat().st_mtime_ns for p in (ws.cache_dir / "features").rglob("*.npy")}
+
+
+@pytest.mark.slow
+def test_job_killed_mid_way_resumes_from_last_batch(workspace, tmp_path):
+    ds = _dataset(workspace, tmp_path / "c", 60)
+    params = {"dataset": ds, "config": {"groups": ["metadata", "acoustic"], "batch_size": 4, "n_boot": 200}}
+    job_id = jobs.submit(workspace, "blind", params)
+    row = _wait(workspace, job_id, lambda r: r["status"] == "running" and r["progress"] >= 24)
+    os.kill(int(row["pid"]), signal.SIGKILL)
+    row = _wait(workspace, job_id, lambda r: r["status"] == "interrupted", timeout=30)
+    before = _feature_files(workspace)
+    assert 24 <= len(before) < 120
+    jobs.resume(workspace, job_id)
+    row = _wait(workspace, job_id, lambda r: r["status"] in ("done", "failed"))
+    assert row["status"] == "done", row["error"]
+    after = _feature_files(workspace)
+    assert len(after) == 120
+    assert all(after[p] == m for p, m in before.items()), "a completed clip was recomputed"
+    run = workspace.load_run(row["run_id"])
+    assert run["result"]["n_members"] == 60 and set(run["result"]["auc"]) >= {"metadata", "acoustic", "all"}
+
+
+def test_job_runs_in_process_and_reports(workspace, tmp_path):
+    ds = _dataset(workspace, tmp_path / "c", 12)
+    job_id = jobs.submit(workspace, "blind", {"dataset": ds, "config": {"groups": ["metadata"], "n_boot": 100}}, start=False)
+    assert jobs.job(workspace, job_id)["status"] == "queued"
+    run_id = jobs.run_job(workspace, job_id)
+    row = jobs.job(workspace, job_id)
+    assert row["status"] == "done" and row["run_id"] == run_id
+    assert workspace.latest_run("blind", ds)["id"] == run_id
+
+
+def test_failed_job_records_error(workspace):
+    job_id = jobs.submit(workspace, "blind", {"dataset": "nope"}, start=False)
+    jobs.run_job(workspace, job_id)
+    row = jobs.job(workspace, job_id)
+    assert row["status"] == "failed" and "nope" in row["error"]
+    assert any("Traceback" in line for line in jobs.job_log(workspace, job_id))
+
+
+def test_cancel_between_batches(workspace, tmp_path):
+    ds = _dataset(workspace, tmp_path / "c", 12)
+    job_id = jobs.submit(workspace, "blind", {"dataset": ds, "config": {"groups": ["acoustic"], "batch_size": 2}}, start=False)
+    jobs.cancel(workspace, job_id)
+    jobs.run_job(workspace, job_id)
+    assert jobs.job(workspace, job_id)["status"] == "cancelled"
+    assert workspace.latest_run("blind", ds) is None
+
+
+def test_unknown_kind_lists_valid():
+    with pytest.raises(ValueError, match="valid: .*blind.*mia"):
+        jobs.get_kind("nope")
