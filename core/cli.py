@@ -187,6 +187,23 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_disentangle(args: argparse.Namespace) -> int:
+    from core.pipeline.disentangle import DEFAULT_CONDITIONS, DisentangleConfig, audit_disentangle
+    from core.pipeline.mia import MIAConfig
+
+    settings, ws = _workspace(args)
+    conds = tuple(c.strip() for c in (args.conditions or ",".join(DEFAULT_CONDITIONS)).split(",") if c.strip())
+    cfg = DisentangleConfig(conditions=conds, mia=MIAConfig(mode=args.mode, seed=args.seed, n_boot=args.n_boot))
+    run_id, res = audit_disentangle(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("disentangle"))
+    out = {"run_id": run_id, "dataset": args.dataset, "target": args.target, "conditions": res["conditions"], "n": res["n"],
+           "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()}}
+    lines = [f"disentanglement of {args.target} on {args.dataset} ({res['n']} clips):"]
+    for c, d in res["details"].items():
+        lines.append(f"  {c:<10} " + (f"AUC {d['auc']:.3f} (95% CI {d['auc_ci'][0]:.3f}-{d['auc_ci'][1]:.3f}), {d['realizations']} realization(s)" if "auc" in d else f"skipped: {d['skipped']}"))
+    _emit(args, out, "\n".join(lines + [f"  run {run_id}"]))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "app.py"
     env = dict(os.environ)
@@ -264,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--caliper", type=float, default=0.2, help="caliper in SD of the logit blind score")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_match)
+
+    s = sub.add_parser("disentangle", parents=[common], help="re-run the MIA with the audio replaced (silence, noise, resynthesis)")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--conditions", help="comma-separated (default original,silence,noise,tts)")
+    s.add_argument("--mode", choices=["generated", "given"], default="generated")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n-boot", type=int, default=1000)
+    s.set_defaults(fn=cmd_disentangle)
     return p
 
 

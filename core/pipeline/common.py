@@ -102,8 +102,8 @@ def extract_evidence(
 ):
     """Evidence for every analysed clip of ``dataset`` through the cache.
 
-    ``variant`` (optional) maps ``(clip_row, audio) -> (audio, text, key)``, so the
-    disentanglement stage can score modified audio under its own cache key.
+    ``variant`` (optional, a :class:`core.disentangle.Variant`) replaces each clip's audio
+    before scoring; its evidence is cached under the variant's own key.
 
     Returns (clips table, evidence list, target fingerprint, number computed).
     """
@@ -124,7 +124,7 @@ def extract_evidence(
             audio = load_analysis(ws.read_audio(row["clip_hash"]), sr, limits=settings.limits)
             text = row["text"] or ""
             if variant is not None:
-                audio, text, _ = variant(row, audio)
+                audio = variant.render(audio, text, sr, row["clip_hash"])
             out.append(ClipInput(row["clip_hash"], audio, text, sr))
         return out
 

@@ -1,0 +1,40 @@
+"""Run every ``bench/bench_*.py`` and write ``bench/results.json``.
+
+Each script prints JSON lines ``{"name", "ratio", "goal", "detail"}``: a ratio measured in
+one process against a baseline on the same inputs, so it holds on a noisy machine. The
+goal direction is ">=" unless the entry says ``"goal_op": "<="``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    results = []
+    for script in sorted(HERE.glob("bench_*.py")):
+        print(f"running {script.name} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=HERE.parent)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
+        if proc.returncode != 0 or not lines:
+            results.append({"name": script.stem, "ratio": None, "goal": None, "detail": f"failed: {proc.stderr.strip()[-500:]}"})
+            continue
+        for ln in lines:
+            entry = json.loads(ln)
+            if "ratio" in entry and "name" in entry:
+                results.append(entry)
+    for r in results:
+        op = r.get("goal_op", ">=")
+        r["met"] = None if r.get("ratio") is None or r.get("goal") is None else (r["ratio"] >= r["goal"] if op == ">=" else r["ratio"] <= r["goal"])
+        print(f"{r['name']:<24} ratio {r.get('ratio')!s:<10} goal {op} {r.get('goal')!s:<6} {'met' if r['met'] else 'NOT met'}", file=sys.stderr)
+    (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

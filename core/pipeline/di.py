@@ -1,0 +1,357 @@
+"""Dataset inference as an operation: a stored MIA run's indicators -> scorer -> Welch test.
+
+The suspects P are the dataset's clips labelled member, the reference U its non-members.
+The indicator table comes from the latest MIA run of the same (dataset, target), so the
+model is not run again (and when one has to be run, its evidence is cached). The stored
+result holds the verdict, the p-value curve over the number of suspects, the null check,
+the per-clip scores the t-test used, and every caveat an auditor must quote beside it:
+DI assumes P and U are drawn from the same distribution, so a blind baseline that tells
+them apart without the model makes any verdict suspect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.pipeline.common import Cancelled, Progress, provenance
+from core.runtime.jobs import JobContext, job_kind
+from core.runtime.settings import Settings
+from core.runtime.store import Workspace
+
+BLIND_CONFOUND_AUC = 0.6
+"""Blind-baseline AUC from which P and U are treated as not identically distributed."""
+
+NULL_CURVE_MIN_NONMEMBERS = 16
+
+
+@dataclass(frozen=True)
+class DIRunConfig:
+    """Settings of one dataset-inference run.
+
+    Attributes
+    ----------
+    scorer : registered DI scorer (see :func:`core.di.scorer_names`).
+    alpha : significance level of the one-sided Welch test.
+    seed : seed of the scorer split, the null check and the curve's resamples.
+    n_resamples : resamples per size of the p-value curve.
+    null_resamples : runs of the null check (non-members against held-out non-members).
+    refit : refit the scorer for every curve resample (the band then includes the luck
+        of the fit split; slower).
+    compare : also run every scorer (for the comparison table).
+    mia_mode : text scored by the MIA run made when none exists yet.
+    """
+
+    scorer: str = "auto"
+    alpha: float = 0.01
+    seed: int = 0
+    n_resamples: int = 200
+    null_resamples: int = 200
+    refit: bool = False
+    compare: bool = False
+    mia_mode: str = "generated"
+
+    def __post_init__(self) -> None:
+        from core.di import get_scorer
+
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.n_resamples < 1 or self.null_resamples < 1:
+            raise ValueError("n_resamples and null_resamples must be at least 1")
+        get_scorer(self.scorer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DIRunConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class DIInputs:
+    """Suspect and non-member indicator matrices taken from an MIA run.
+
+    Attributes
+    ----------
+    P : ``[n_p, d]`` indicators of the member-labelled clips (suspects).
+    U : ``[n_u, d]`` indicators of the non-member clips.
+    directions : ``[d]`` +1 where higher = member, -1 where lower = member.
+    keys : ``d`` indicator keys (columns kept).
+    p_clips, u_clips : clip hashes of the rows of P and U.
+    notes : what was dropped or filled in.
+    """
+
+    P: NDArray[np.float64]
+    U: NDArray[np.float64]
+    directions: NDArray[np.float64]
+    keys: tuple[str, ...]
+    p_clips: tuple[str, ...]
+    u_clips: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
+    """Split a stored MIA result's indicator table into suspects and non-members.
+
+    Columns with no finite value are dropped. Remaining non-finite cells are filled from
+    the pooled (P and U together, labels unused) finite values of their column: NaN by the
+    median, +-Inf by the maximum / minimum. Label-free filling keeps P and U exchangeable
+    under the null hypothesis, which the test needs.
+
+    Parameters
+    ----------
+    mia_result : the ``result`` of an ``mia`` run: ``table`` (key -> values in
+        ``clip_order``), ``labels`` (clip hash -> 1 member / 0 non-member), ``clip_order``.
+
+    Returns
+    -------
+    DIInputs
+    """
+    from core.mia.registry import direction
+
+    order = list(mia_result["clip_order"])
+    labels = np.array([int(mia_result["labels"][h]) for h in order])
+    keys, cols, notes = [], [], []
+    dropped = []
+    for key, values in mia_result["table"].items():
+        col = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        if col.size != len(order):
+            raise ValueError(f"indicator {key!r} has {col.size} values for {len(order)} clips")
+        finite = np.isfinite(col)
+        if not finite.any():
+            dropped.append(key)
+            continue
+        if not finite.all():
+            good = col[finite]
+            col = col.copy()
+            col[np.isnan(col)] = np.median(good)
+            col[np.isposinf(col)] = good.max()
+            col[np.isneginf(col)] = good.min()
+            notes.append(f"{key}: {int((~finite).sum())} non-finite value(s) filled from the pooled clips")
+        keys.append(str(key))
+        cols.append(col)
+    if dropped:
+        notes.insert(0, f"dropped {len(dropped)} indicator(s) with no finite value: {', '.join(dropped)}")
+    if not keys:
+        raise ValueError("the MIA run has no indicator with a finite value")
+    X = np.column_stack(cols)
+    hashes = np.array(order, dtype=object)
+    return DIInputs(
+        P=X[labels == 1],
+        U=X[labels == 0],
+        directions=np.array([direction(k) for k in keys], dtype=np.float64),
+        keys=tuple(keys),
+        p_clips=tuple(hashes[labels == 1]),
+        u_clips=tuple(hashes[labels == 0]),
+        notes=tuple(notes),
+    )
+
+
+def blind_confound(ws: Workspace, dataset: str, *, threshold: float = BLIND_CONFOUND_AUC) -> tuple[float | None, str | None]:
+    """The latest blind AUC of ``dataset`` and, when it reaches ``threshold``, the warning."""
+    run = ws.latest_run("blind", dataset)
+    if run is None:
+        return None, None
+    auc = run["result"].get("auc", {}).get("all")
+    if auc is None or auc < threshold:
+        return auc, None
+    return auc, (
+        f"confounded: the blind baseline tells members from non-members without the model "
+        f"(AUC {auc:.2f} >= {threshold:g}); dataset inference assumes the suspects and the "
+        "non-members are drawn from the same distribution, so a rejection may reflect the data "
+        "shift rather than training use (match the dataset on the Blind Baseline page first)"
+    )
+
+
+def _curve_rows(curve) -> list[dict[str, float | int | None]]:
+    d = curve.to_dict()
+    return [
+        {"n": n, "p_median": m, "p_lo": lo, "p_hi": hi, "rejection_rate": r}
+        for n, m, lo, hi, r in zip(d["n"], d["p_median"], d["p_lo"], d["p_hi"], d["rejection_rate"])
+    ]
+
+
+def _null_curve(U: NDArray[np.float64], directions: NDArray[np.float64], config: DIRunConfig) -> dict[str, Any] | None:
+    """p-value curve with pseudo-suspects drawn from the non-members (refitted per resample)."""
+    from core.di import pvalue_curve
+
+    n_u = U.shape[0]
+    if n_u < NULL_CURVE_MIN_NONMEMBERS:
+        return None
+    perm = np.random.default_rng(config.seed + 1).permutation(n_u)
+    half = n_u // 2
+    curve = pvalue_curve(
+        U[perm[:half]], U[perm[half:]], directions=directions, scorer=config.scorer,
+        n_resamples=min(config.n_resamples, 100), alpha=config.alpha, seed=config.seed, refit=True,
+    )
+    return {"points": _curve_rows(curve), "min_suspects": curve.min_suspects, "n_pseudo_suspects": half}
+
+
+def compare_scorers(
+    P: NDArray[np.float64],
+    U: NDArray[np.float64],
+    *,
+    directions: NDArray[np.float64] | None,
+    scorers: tuple[str, ...] | None = None,
+    alpha: float = 0.01,
+    seed: int = 0,
+    n_resamples: int = 200,
+    null_resamples: int = 200,
+) -> list[dict[str, Any]]:
+    """Run the DI test, its p-value curve and its null check with each scorer.
+
+    Parameters
+    ----------
+    P : ``[n_p, d]`` suspect indicators; U : ``[n_u, d]`` non-member indicators.
+    directions : ``[d]`` of +-1 (higher = member after alignment) or None.
+    scorers : names to run; None = every registered scorer except ``auto`` (an alias).
+    alpha, seed, n_resamples, null_resamples : as in :class:`DIRunConfig`.
+
+    Returns
+    -------
+    One dict per scorer: ``scorer``, ``p_value``, ``rejected``, ``min_suspects``,
+    ``n_tested_suspects``, ``n_tested_nonmembers``, ``null_rejection_rate``,
+    ``null_ci_low``, ``null_ci_high``, ``null_over_rejects``; ``error`` instead when the
+    scorer cannot run on this data.
+    """
+    from core.di import dataset_inference, pvalue_curve, scorer_names
+
+    names = scorers if scorers is not None else tuple(n for n in scorer_names() if n != "auto")
+    rows = []
+    for name in names:
+        try:
+            res = dataset_inference(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, null_resamples=null_resamples)
+            curve = pvalue_curve(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, n_resamples=n_resamples)
+        except ValueError as exc:
+            rows.append({"scorer": name, "error": str(exc)})
+            continue
+        nc = res.null_check
+        rows.append({
+            "scorer": name,
+            "p_value": float(res.p_value),
+            "rejected": res.rejected,
+            "min_suspects": curve.min_suspects,
+            "n_tested_suspects": res.n_tested_suspects,
+            "n_tested_nonmembers": res.n_tested_nonmembers,
+            "null_rejection_rate": None if nc is None else nc.rate,
+            "null_ci_low": None if nc is None else nc.interval[0],
+            "null_ci_high": None if nc is None else nc.interval[1],
+            "null_over_rejects": None if nc is None else nc.over_rejects,
+        })
+    return rows
+
+
+def headline(result: dict[str, Any]) -> str:
+    """One sentence: the outcome, its p-value and how many suspects it needs."""
+    p, a = result["p_value"], result["alpha"]
+    n = result["n_tested_suspects"]
+    if result["rejected"]:
+        need = result.get("min_suspects")
+        tail = f"; about {need} suspects suffice (median p-value below alpha from there)" if need else ""
+        return f"Evidence that the suspect set was used in training: p = {p:.2g} < alpha = {a:g} with {n} suspects tested{tail}."
+    return (
+        f"No evidence that the suspect set was used in training: p = {p:.2g} >= alpha = {a:g} with {n} suspects tested; "
+        "this does not show that it was not used (the test may lack power)."
+    )
+
+
+def latest_mia(ws: Workspace, dataset: str, target: str) -> dict | None:
+    return ws.latest_run("mia", dataset, target)
+
+
+def audit_di(
+    ws: Workspace,
+    dataset: str,
+    target: str,
+    config: DIRunConfig = DIRunConfig(),
+    *,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+) -> tuple[str, dict]:
+    """Dataset inference of ``target`` on ``dataset``; stores and returns the run.
+
+    Reuses the latest MIA run of (dataset, target), or runs :func:`core.pipeline.mia.audit_mia`
+    first when there is none.
+    """
+    from core.di import dataset_inference, pvalue_curve
+
+    t0 = time.perf_counter()
+    mia_run = latest_mia(ws, dataset, target)
+    if mia_run is None:
+        from core.pipeline.mia import MIAConfig, audit_mia
+
+        mia_id, _ = audit_mia(ws, dataset, target, MIAConfig(mode=config.mia_mode, seed=config.seed), settings=settings, progress=progress, cancelled=cancelled)
+        mia_run = ws.load_run(mia_id)
+    step = lambda i, msg: progress(i, 4, msg) if progress else None  # noqa: E731
+    if cancelled():
+        raise InterruptedError("cancelled")
+    step(0, "dataset inference: Welch test and null check")
+    inp = di_inputs(mia_run["result"])
+    res = dataset_inference(
+        inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
+        seed=config.seed, null_resamples=config.null_resamples,
+    )
+    if cancelled():
+        raise InterruptedError("cancelled")
+    step(1, "dataset inference: p-value curve")
+    curve = pvalue_curve(
+        inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
+        seed=config.seed, n_resamples=config.n_resamples, refit=config.refit,
+    )
+    step(2, "dataset inference: null curve")
+    null_curve = _null_curve(inp.U, inp.directions, config)
+
+    blind_auc, confound = blind_confound(ws, dataset)
+    extra = list(inp.notes)
+    if curve.min_suspects is None:
+        extra.append(
+            f"even all {curve.n.max()} tested suspects do not keep the median p-value below alpha = {config.alpha:g}: "
+            "more suspects (or a stronger indicator) are needed for a reliable verdict"
+        )
+    first = (confound,) if confound else ()  # the caveat that can overturn the verdict comes first
+    res = dataclasses.replace(res, warnings=first + res.warnings + tuple(extra))
+    out = res.to_dict()
+    nc = res.null_check
+    out.update({
+        "min_suspects": curve.min_suspects,
+        "null_rejection_rate": None if nc is None else nc.rate,
+        "null_ci": None if nc is None else list(nc.interval),
+        "curve": _curve_rows(curve),
+        "curve_info": {k: v for k, v in curve.to_dict().items() if k not in ("n", "p_median", "p_lo", "p_hi", "rejection_rate")},
+        "null_curve": null_curve,
+        "headline": headline(out | {"min_suspects": curve.min_suspects}),
+        "confounded": confound is not None,
+        "blind_auc": blind_auc,
+        "mia_run": mia_run["id"],
+        "mia_auc": mia_run["result"].get("auc"),
+        "indicators": list(inp.keys),
+        "directions": inp.directions.astype(int).tolist(),
+        "p_clips": [inp.p_clips[i] for i in res.p_index],
+        "u_clips": [inp.u_clips[i] for i in res.u_index],
+    })
+    if config.compare:
+        if cancelled():
+            raise InterruptedError("cancelled")
+        step(3, "dataset inference: comparing scorers")
+        out["comparison"] = compare_scorers(
+            inp.P, inp.U, directions=inp.directions, alpha=config.alpha, seed=config.seed,
+            n_resamples=config.n_resamples, null_resamples=config.null_resamples,
+        )
+    step(4, "dataset inference: done")
+    prov = provenance(ws, dataset, target_fingerprint=mia_run["provenance"].get("model_fingerprint"), seed=config.seed, seconds=time.perf_counter() - t0)
+    prov["mia_run"] = mia_run["id"]
+    run_id = ws.save_run("di", dataset=dataset, target=target, config=config.to_dict(), result=out, provenance=prov)
+    return run_id, out
+
+
+@job_kind("di")
+def _di_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    run_id, _ = audit_di(ws, params["dataset"], params["target"], DIRunConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
+    return run_id

@@ -1,0 +1,122 @@
+"""Modality disentanglement as an operation (LALM paper, Phase 3, Table 2).
+
+For each condition (original, silence, noise, resynthesis) and each of its realizations,
+the audited clips' audio is replaced and the per-sample MIA re-run with the same target,
+indicators and cross-validation. The indicator tables of a condition's realizations are
+averaged per clip before aggregation, so each condition gets one AUC with its interval.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.pipeline.common import Cancelled, Progress, extract_evidence, provenance
+from core.pipeline.mia import MIAConfig
+from core.runtime.jobs import JobContext, job_kind
+from core.runtime.settings import Settings
+from core.runtime.store import Workspace
+
+DEFAULT_CONDITIONS = ("original", "silence", "noise", "tts")
+
+
+@dataclass(frozen=True)
+class DisentangleConfig:
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
+    mia: MIAConfig = MIAConfig()
+    max_realizations: int = 3
+
+    def to_dict(self) -> dict:
+        return {"conditions": list(self.conditions), "mia": self.mia.to_dict(), "max_realizations": self.max_realizations}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DisentangleConfig":
+        return cls(
+            conditions=tuple(d.get("conditions", DEFAULT_CONDITIONS)),
+            mia=MIAConfig.from_dict(d.get("mia", {})),
+            max_realizations=int(d.get("max_realizations", 3)),
+        )
+
+
+def audit_disentangle(
+    ws: Workspace,
+    dataset: str,
+    target: str,
+    config: DisentangleConfig = DisentangleConfig(),
+    *,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+) -> tuple[str, dict]:
+    """MIA AUC per condition; stores and returns the run."""
+    from core.disentangle import Variant, get_variant
+    from core.mia.aggregate import indicator_table, run_mia
+
+    t0 = time.perf_counter()
+    settings = settings or Settings.from_env(ws.root)
+    clips = ws.analysis_clips(dataset)
+    y = clips["y"].to_numpy()
+    plan = [(c, r) for c in config.conditions for r in range(min(get_variant(c).realizations, config.max_realizations))]
+    families = {c: get_variant(c) for c in config.conditions}
+    missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
+    conditions: dict[str, dict] = {}
+    decoded: dict[str, dict[str, str]] = {}
+    fp = None
+    for ci, cond in enumerate(config.conditions):
+        fam = families[cond]
+        if fam.needs_text and missing_text:
+            conditions[cond] = {"skipped": f"{missing_text} clip(s) have no transcript or caption to resynthesize"}
+            continue
+        tables = []
+        for r in range(min(fam.realizations, config.max_realizations)):
+            step = plan.index((cond, r))
+
+            def prog(done: int, total: int, msg: str, _s=step) -> None:
+                if progress:
+                    progress(_s * total + done, len(plan) * total, f"{cond} #{r + 1}")
+
+            variant = None if cond == "original" else Variant(fam, r)
+            _, evidence, fp, _ = extract_evidence(ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant, progress=prog, cancelled=cancelled)
+            tables.append(indicator_table(evidence).reset_index(drop=True))
+            if r == 0:
+                decoded[cond] = {ev.clip_hash: ev.text for ev in evidence}
+        table = sum(tables) / len(tables) if len(tables) > 1 else tables[0]
+        table = table.loc[:, table.notna().any()]
+        res = run_mia(table, y, n_splits=config.mia.n_splits, seed=config.mia.seed, n_boot=config.mia.n_boot)
+        d = res.to_dict()
+        conditions[cond] = {
+            "auc": d["auc"], "auc_ci": d["auc_ci"], "tpr_at_1pct_fpr": d["tpr_at_1pct_fpr"],
+            "best_indicator": d["best_indicator"], "best_indicator_auc": d["best_indicator_auc"],
+            "realizations": len(tables), "description": fam.description, "warnings": d["warnings"],
+        }
+    out = {
+        "conditions": {c: v.get("auc") for c, v in conditions.items()},
+        "details": conditions,
+        "n": int(len(clips)),
+        "n_members": int(y.sum()),
+        "n_nonmembers": int((y == 0).sum()),
+        "decoded": decoded,
+        "clip_order": clips["clip_hash"].tolist(),
+    }
+    prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.mia.seed, seconds=time.perf_counter() - t0)
+    run_id = ws.save_run("disentangle", dataset=dataset, target=target, config=config.to_dict(), result=out, provenance=prov)
+    return run_id, out
+
+
+def render_variant(ws: Workspace, clip_hash: str, text: str, condition: str, realization: int = 0, *, settings: Settings | None = None) -> np.ndarray:
+    """The audio of one clip under one condition (for listening in the dashboard)."""
+    from core.data.audio import load_analysis
+    from core.disentangle import Variant, get_variant
+
+    settings = settings or Settings.from_env(ws.root)
+    audio = load_analysis(ws.read_audio(clip_hash), settings.analysis_sr, limits=settings.limits)
+    return Variant(get_variant(condition), realization).render(audio, text, settings.analysis_sr, clip_hash)
+
+
+@job_kind("disentangle")
+def _disentangle_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    run_id, _ = audit_disentangle(ws, params["dataset"], params["target"], DisentangleConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
+    return run_id

@@ -1,0 +1,28 @@
+"""Disentanglement: re-run the MIA with the audio replaced by silence, noise or resynthesis."""
+
+import streamlit as st
+
+from core.disentangle import variant_names
+from core.pipeline import DisentangleConfig, MIAConfig
+from core.ui import dataset_picker, page_setup
+from core.ui import disentangle_view as view
+from core.ui.runs import run_controls, target_picker
+
+ws = page_setup("Disentanglement", "🎛️")
+st.title("Modality disentanglement")
+c1, c2 = st.columns(2)
+with c1:
+    dataset = dataset_picker(ws)
+with c2:
+    target = target_picker()
+conditions = st.multiselect("Conditions", variant_names(), default=[c for c in ("original", "silence", "noise", "tts") if c in variant_names()])
+if dataset and target and conditions:
+    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig())
+    run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
+    run = ws.latest_run("disentangle", dataset, target)
+    if run is None:
+        st.info("No disentanglement run yet for this dataset and target: press **Run disentanglement**.")
+    else:
+        st.caption(f"Run `{run['id']}` · {run['result']['n']} clips")
+        view.results(run["result"])
+        view.listening_panel(ws, run["result"], dataset, list(run["result"]["details"]))
