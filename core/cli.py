@@ -204,6 +204,18 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_di(args: argparse.Namespace) -> int:
+    from core.pipeline.di import DIRunConfig, audit_di
+
+    settings, ws = _workspace(args)
+    cfg = DIRunConfig(scorer=args.scorer, alpha=args.alpha, seed=args.seed, compare=args.compare)
+    run_id, r = audit_di(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("di"))
+    keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "null_rejection_rate", "null_ci", "mia_auc", "blind_auc",
+            "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve")
+    _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep}, r["verdict"] + f"\n  run {run_id}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "app.py"
     env = dict(os.environ)
@@ -290,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n-boot", type=int, default=1000)
     s.set_defaults(fn=cmd_disentangle)
+
+    s = sub.add_parser("di", parents=[common], help="dataset inference: was the suspect set, as a whole, used in training?")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--scorer", default="auto", help="auto, control_split, normalized_sum or cross_fit")
+    s.add_argument("--alpha", type=float, default=0.01)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--compare", action="store_true", help="also run every scorer")
+    s.set_defaults(fn=cmd_di)
     return p
 
 

@@ -1,0 +1,95 @@
+"""Widgets of the Dataset Inference page."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.viz import di as figs
+
+ALPHAS = (0.05, 0.01, 0.001)
+
+
+def controls() -> tuple[str, float, bool]:
+    """Scorer, alpha and whether to compare every scorer."""
+    from core.di import get_scorer, scorer_names
+
+    names = scorer_names()
+    c1, c2, c3 = st.columns([2, 1, 1])
+    scorer = c1.selectbox(
+        "Scorer", names, index=names.index("auto"), key="di-scorer",
+        format_func=lambda n: n, help="\n\n".join(f"**{n}**: {get_scorer(n).description}" for n in names),
+    )
+    alpha = c2.selectbox("α (significance level)", ALPHAS, index=1, key="di-alpha", format_func=lambda a: f"{a:g}")
+    compare = c3.checkbox("Compare all scorers", value=False, key="di-compare", help="Also run every scorer and show a comparison table (slower).")
+    return scorer, alpha, compare
+
+
+def verdict(result: dict) -> None:
+    """The outcome in one sentence (red: evidence of use; green: none), then every caveat."""
+    text = result.get("headline") or result["verdict"]
+    (st.error if result["rejected"] else st.success)(text)
+    for w in result.get("warnings", []):
+        st.warning(w)
+    with st.expander("Full verdict with its caveats (for a report)"):
+        st.write(result["verdict"])
+
+
+def metrics(result: dict) -> None:
+    c = st.columns(4)
+    c[0].metric("p-value", f"{result['p_value']:.2g}", help="One-sided Welch t-test, H1: the suspects score higher than the non-members.")
+    c[0].caption(f"t = {result['t_statistic']:.2f}, df = {result['df']:.0f}, α = {result['alpha']:g}")
+    ms = result.get("min_suspects")
+    c[1].metric("Suspects needed", "not reached" if ms is None else str(ms), help="Smallest number of tested suspects from which the median p-value stays below α.")
+    c[1].caption(f"{result['n_tested_suspects']} suspects tested vs {result['n_tested_nonmembers']} non-members")
+    rate = result.get("null_rejection_rate")
+    c[2].metric("Null rejection rate", "not run" if rate is None else f"{rate:.1%}", help="Share of non-member-only runs the test rejected; it should be about α.")
+    if result.get("null_ci"):
+        lo, hi = result["null_ci"]
+        nc = result["null_check"]
+        c[2].caption(f"95% CI {lo:.1%}–{hi:.1%} over {nc['n_resamples']} runs (target ≈ {result['alpha']:g})")
+    mia_auc = result.get("mia_auc")
+    c[3].metric("Per-sample MIA AUC", "n/a" if mia_auc is None else f"{mia_auc:.3f}", help="Aggregate AUC of the MIA run these indicators come from: DI can succeed where this is near 0.5.")
+    c[3].caption(f"scorer {result['scorer']} over {len(result.get('indicators', []))} indicators")
+
+
+def curve(result: dict) -> None:
+    null = (result.get("null_curve") or {}).get("points")
+    fig = figs.pvalue_curve_figure(result["curve"], alpha=result["alpha"], min_suspects=result.get("min_suspects"), null_curve=null)
+    st.plotly_chart(fig, width="stretch", key="di-curve")
+    st.caption(
+        "Median p-value (line) and 10–90% band over resampled suspect subsets of each size; where the suspects' curve "
+        "stays under the dashed α line, that many suspects suffice (★). The grey curve uses non-members as suspects "
+        "and should stay above α."
+    )
+
+
+def score_distributions(result: dict) -> None:
+    fig = figs.di_score_distributions(result["p_scores"], result["u_scores"], scorer=result["scorer"])
+    st.plotly_chart(fig, width="stretch", key="di-scores")
+    st.caption("Scores of the clips the t-test compared (means dashed): the test asks whether the suspects' mean is higher; a small shift over many clips is enough.")
+
+
+def comparison(result: dict) -> None:
+    rows = result.get("comparison")
+    if not rows:
+        st.caption("Tick **Compare all scorers** and run again to see every scorer side by side.")
+        return
+    st.subheader("Scorers compared")
+    df = pd.DataFrame(rows)
+    for c in ("null_rejection_rate", "null_ci_low", "null_ci_high"):
+        if c in df:
+            df[c] = df[c] * 100
+    cols = {
+        "scorer": st.column_config.TextColumn("scorer"),
+        "p_value": st.column_config.NumberColumn("p-value", format="%.2e"),
+        "rejected": st.column_config.CheckboxColumn("p < α"),
+        "min_suspects": st.column_config.NumberColumn("suspects needed"),
+        "null_rejection_rate": st.column_config.NumberColumn("null rejection (%)", format="%.1f"),
+        "null_ci_low": st.column_config.NumberColumn("null 95% CI low (%)", format="%.1f"),
+        "null_ci_high": st.column_config.NumberColumn("null 95% CI high (%)", format="%.1f"),
+        "error": st.column_config.TextColumn("error"),
+    }
+    keep = [c for c in cols if c in df]
+    st.dataframe(df[keep], hide_index=True, width="stretch", column_config={c: cols[c] for c in keep})
+    st.caption(f"Each scorer on the same clips at α = {result['alpha']:g}: a useful scorer needs few suspects and keeps its null rejection rate near α.")

@@ -1,0 +1,34 @@
+"""Dataset Inference: was the suspect collection, as a whole, used to train the model?"""
+
+import streamlit as st
+
+from core.pipeline.di import DIRunConfig
+from core.ui import dataset_picker, page_setup
+from core.ui import di_view as view
+from core.ui.runs import run_controls, target_picker
+
+ws = page_setup("Dataset Inference", "🧮")
+st.title("Dataset inference")
+c1, c2 = st.columns(2)
+with c1:
+    dataset = dataset_picker(ws)
+with c2:
+    target = target_picker()
+scorer, alpha, compare = view.controls()
+if dataset and target:
+    config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare)
+    params = {"dataset": dataset, "target": target, "config": config.to_dict()}
+    run_controls(ws, "di", params, {"dataset": dataset, "target": target}, label="Run dataset inference")
+    run = ws.latest_run("di", dataset, target)
+    if run is None:
+        st.info("No dataset-inference run for this dataset and target yet: press **Run dataset inference**. It reuses the latest MIA run (or runs one first) in the background.")
+    else:
+        cfg = run["config"]
+        st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
+        if (cfg["scorer"], cfg["alpha"], cfg["compare"]) != (scorer, alpha, compare):
+            st.info("The settings above differ from this run's: press **Run dataset inference** to update it.")
+        view.verdict(run["result"])
+        view.metrics(run["result"])
+        view.curve(run["result"])
+        view.score_distributions(run["result"])
+        view.comparison(run["result"])

@@ -1,0 +1,92 @@
+"""The Dataset Inference page through AppTest, on a workspace whose runs come from the
+core operations (an MIA run over a synthetic indicator table, then ``audit_di``).
+
+The target picker lists zoo targets whose folder has a model card; the test gives it a
+card in a temporary assets folder. The target's weights are never loaded: the DI
+operation reuses the stored MIA run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.data.ingest import ingest_path
+from core.pipeline.blind import BlindRunConfig, audit_blind
+from core.pipeline.di import DIRunConfig, audit_di
+from core.runtime.store import Workspace
+from test_pipeline_di import TARGET, save_mia, write_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "4_Dataset_Inference.py")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    ingest_path(ws, write_corpus(tmp_path / "iid"), "synth")
+    assets = tmp_path / "assets"
+    card = assets / "zoo" / TARGET.split(":", 1)[1] / "card.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"name": TARGET}), encoding="utf-8")
+    monkeypatch.setenv("OVERHEARD_ASSETS", str(assets))
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
+    return ws
+
+
+def _run() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_empty_state_says_what_to_do(env: Workspace) -> None:
+    at = _run()
+    assert at.title[0].value == "Dataset inference"
+    assert any("press **Run dataset inference**" in i.value for i in at.info)
+    assert any(b.label == "Run dataset inference" for b in at.button)
+    assert at.selectbox(key="di-scorer").value == "auto"
+
+
+def test_shows_verdict_metrics_curve_and_comparison(env: Workspace) -> None:
+    save_mia(env, "synth", shift=0.6)
+    _, out = audit_di(env, "synth", TARGET, DIRunConfig(n_resamples=40, null_resamples=60, compare=True))
+    at = _run()
+    assert len(at.error) == 1 and at.error[0].value == out["headline"]
+    assert "Evidence that the suspect set was used" in at.error[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["p-value"] == f"{out['p_value']:.2g}"
+    assert metrics["Suspects needed"] == str(out["min_suspects"])
+    assert metrics["Null rejection rate"] == f"{out['null_rejection_rate']:.1%}"
+    assert metrics["Per-sample MIA AUC"] == f"{out['mia_auc']:.3f}"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    curve = json.loads(charts[0].proto.spec)
+    assert curve["layout"]["xaxis"]["type"] == "log" and curve["layout"]["yaxis"]["type"] == "log"
+    assert "suspects" in curve["layout"]["xaxis"]["title"]["text"]
+    table = at.dataframe[0].value
+    assert set(table["scorer"]) == {"control_split", "cross_fit", "normalized_sum"}
+    assert any("how to read" in c.value or "dashed α line" in c.value for c in at.caption)
+    # changing a setting tells the user the shown run is stale
+    at.selectbox(key="di-scorer").set_value("control_split").run()
+    assert any("settings above differ" in i.value for i in at.info)
+
+
+def test_no_evidence_and_confounded_warning_are_visible(env: Workspace, tmp_path: Path) -> None:
+    ingest_path(env, write_corpus(tmp_path / "shift", n=40, shifted=True), "shifted")
+    save_mia(env, "shifted", shift=0.0)
+    audit_blind(env, "shifted", BlindRunConfig(groups=("acoustic",), n_splits=5, n_boot=50))
+    _, out = audit_di(env, "shifted", TARGET, DIRunConfig(n_resamples=40, null_resamples=60))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["_dataset"] = "shifted"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="dataset").value == "shifted"
+    assert len(at.success) == 1 and at.success[0].value.startswith("No evidence")
+    assert any(w.value.startswith("confounded: the blind baseline") for w in at.warning)
+    assert len(at.warning) == len(out["warnings"])
