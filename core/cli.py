@@ -216,6 +216,18 @@ def cmd_di(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from core.viz.report import build_report
+
+    _, ws = _workspace(args)
+    html = build_report(ws, args.dataset, args.target)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    _emit(args, {"out": str(out), "bytes": len(html.encode("utf-8"))}, f"wrote {out} ({len(html) / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "app.py"
     env = dict(os.environ)
@@ -311,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--compare", action="store_true", help="also run every scorer")
     s.set_defaults(fn=cmd_di)
+
+    s = sub.add_parser("report", parents=[common], help="write a self-contained HTML audit report")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--target", help="default: the target of the latest MIA run")
+    s.add_argument("--out", default="report.html")
+    s.set_defaults(fn=cmd_report)
     return p
 
 

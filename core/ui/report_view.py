@@ -1,0 +1,24 @@
+"""Widgets of the Report page."""
+
+from __future__ import annotations
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+from core.runtime.store import Workspace
+from core.viz.report import build_report
+
+
+def report_panel(ws: Workspace, dataset: str) -> None:
+    runs = ws.runs(dataset=dataset)
+    targets = sorted({t for t in runs["target"] if t}) if not runs.empty else []
+    target = st.selectbox("Target", ["(latest MIA target)", *targets], key="report-target")
+    target = None if target.startswith("(") else target
+    if runs.empty:
+        st.info("No analysis has been run on this dataset yet: start with the Blind Baseline or MIA Audit page.")
+    counts = runs.groupby("kind").size().to_dict() if not runs.empty else {}
+    st.caption("Runs on this dataset: " + (", ".join(f"{k} × {v}" for k, v in counts.items()) or "none"))
+    html = build_report(ws, dataset, target)
+    st.download_button("Download report (HTML)", html.encode("utf-8"), file_name=f"overheard-report-{dataset}.html", mime="text/html", type="primary", key="report-dl")
+    with st.expander("Preview", expanded=True):
+        components.html(html, height=900, scrolling=True)

@@ -1,0 +1,186 @@
+"""One self-contained HTML audit report over the latest runs of a dataset (and target).
+
+Everything is embedded: plotly.js once, every figure inline, provenance tables, so the
+file opens offline and another auditor can reproduce each number from its run record.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from core import __version__
+from core.runtime.store import Workspace
+from core.viz import blind as vblind
+from core.viz import di as vdi
+from core.viz import disentangle as vdis
+from core.viz import mia as vmia
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45;padding:0 1em}
+h1{margin-bottom:0}h2{border-bottom:2px solid #0072B2;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f4f6f8}.warn{background:#fff4e5;border-left:4px solid #E69F00;padding:.5em .8em;margin:.5em 0}
+.ok{background:#eef7f1;border-left:4px solid #009E73;padding:.5em .8em;margin:.5em 0}
+.bad{background:#fdecea;border-left:4px solid #D55E00;padding:.5em .8em;margin:.5em 0}
+.caption{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
+details{margin:.5em 0}
+"""
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _fig(fig: go.Figure, caption: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}) + f'<p class="caption">{_esc(caption)}</p>'
+
+
+def _table(rows: list[tuple[str, object]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _warnings(ws: list[str]) -> str:
+    return "".join(f'<div class="warn">⚠ {_esc(w)}</div>' for w in ws)
+
+
+def _fmt_ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "n/a"
+
+
+def _provenance(run: dict) -> str:
+    p = run["provenance"]
+    rows = [
+        ("run id", run["id"]), ("created", p.get("created")), ("dataset fingerprint", p.get("dataset_fingerprint")),
+        ("clips", len(p.get("clip_hashes", []))), ("model fingerprint", p.get("model_fingerprint") or "—"),
+        ("seed", p.get("seed")), ("seconds", f"{p['seconds']:.1f}" if p.get("seconds") else "—"),
+        ("configuration", json.dumps(run["config"], sort_keys=True)),
+        ("versions", ", ".join(f"{k} {v}" for k, v in p.get("versions", {}).items())),
+        ("platform", p.get("platform")),
+    ]
+    if run["config"].get("trust_remote_code") or p.get("trust_remote_code"):
+        rows.append(("trust_remote_code", "ON (code from the checkpoint folder was executed)"))
+    return "<details><summary>Provenance</summary>" + _table(rows) + "</details>"
+
+
+def _dataset_section(ws: Workspace, dataset: str) -> str:
+    clips = ws.analysis_clips(dataset)
+    rejected = ws.rejected(dataset)
+    conflicts = ws.label_conflicts(dataset)
+    from core.data.ingest import dataset_fingerprint
+
+    rows = [
+        ("dataset", dataset), ("fingerprint (sha256 of clip hashes and labels)", dataset_fingerprint(ws, dataset)),
+        ("members (P)", int(clips["y"].sum())), ("non-members (U)", int((clips["y"] == 0).sum())),
+        ("total duration", f"{clips['duration'].sum() / 60:.1f} min"),
+        ("sample rates", ", ".join(f"{r} Hz" for r in sorted(clips["sample_rate"].unique()))),
+        ("rejected files", len(rejected)), ("label conflicts (excluded)", conflicts["clip_hash"].nunique() if not conflicts.empty else 0),
+    ]
+    out = "<h2>Dataset</h2>" + _table(rows)
+    if not rejected.empty:
+        out += "<details><summary>Rejected files</summary><table><tr><th>path</th><th>reason</th></tr>" + "".join(
+            f"<tr><td>{_esc(r.path)}</td><td>{_esc(r.reason)}</td></tr>" for r in rejected.itertuples()) + "</table></details>"
+    warn = []
+    if not conflicts.empty:
+        warn.append(f"{conflicts['clip_hash'].nunique()} label conflict(s) unresolved: excluded from every analysis")
+    from core.stats import small_sample_warning
+
+    sw = small_sample_warning(clips["y"].to_numpy()) if len(clips) else None
+    if sw:
+        warn.append(sw)
+    return out + _warnings(warn)
+
+
+def _blind_section(run: dict) -> str:
+    r = run["result"]
+    a = r["auc"]["all"]
+    lo, hi = r["auc_ci"]["all"]
+    cls = "bad" if lo > 0.6 else ("warn" if lo > 0.5 else "ok")
+    verdict = (f"A model-free classifier separates members from non-members with AUC {a:.3f} (95% CI {lo:.3f}–{hi:.3f})"
+               + (": any membership result on this dataset is confounded." if lo > 0.6 else ("." if lo > 0.5 else ": no detectable distribution shift.")))
+    out = f'<h2>1 · Blind baseline</h2><div class="{cls}">{_esc(verdict)}</div>'
+    out += "<table><tr><th>feature group</th><th>AUC</th><th>95% CI</th></tr>" + "".join(
+        f"<tr><td>{_esc(g)}</td><td>{v:.3f}</td><td>{_fmt_ci(r['auc_ci'][g])}</td></tr>" for g, v in r["auc"].items()) + "</table>"
+    if r.get("top_features"):
+        out += "<p><b>What gives the split away:</b></p><ul>" + "".join(f"<li>{_esc(t['sentence'])}</li>" for t in r["top_features"][:5]) + "</ul>"
+    out += _fig(vblind.auc_by_group(r["auc"], r["auc_ci"]), "Blind AUC per feature group with 95% bootstrap intervals; 0.5 = indistinguishable.")
+    order = r["clip_order"]
+    out += _fig(vblind.score_histogram(np.array([r["scores"][h] for h in order]), np.array([r["labels"][h] for h in order])),
+                "Out-of-fold blind scores by label: overlapping histograms mean a fair comparison.")
+    return out + _warnings(r.get("warnings", [])) + _provenance(run)
+
+
+def _mia_section(run: dict) -> str:
+    r = run["result"]
+    out = f"<h2>2 · Per-sample membership inference — <code>{_esc(run['target'])}</code></h2>"
+    rows = [
+        ("aggregate AUC (10-fold CV logistic regression)", f"{r['auc']:.3f}  95% CI {_fmt_ci(r['auc_ci'])}"),
+        ("TPR at 1% FPR", r["tpr_at_fpr_text"][0]), ("TPR at 0.1% FPR", r["tpr_at_fpr_text"][1]),
+        ("best single indicator (selected on these clips, descriptive)", f"{r['best_indicator']} ({r['best_indicator_auc']:.3f})"),
+        ("members / non-members", f"{r['n_members']} / {r['n_nonmembers']}"),
+    ]
+    if r.get("blind_correlation"):
+        c = r["blind_correlation"]
+        rows.append(("correlation with blind scores", f"Pearson {c.get('pearson_r', c.get('pearson'))}, Spearman {c.get('spearman_rho', c.get('spearman'))}"))
+    out += _table(rows)
+    aucs = dict(r["indicators"])
+    aucs["aggregate"] = r["auc"]
+    out += _fig(vmia.roc_figure(r["roc"], aucs), "ROC curves (log FPR) of the best single indicators and the cross-validated aggregate.")
+    order = r["clip_order"]
+    out += _fig(vmia.score_distributions(np.array([r["scores"][h] for h in order]), np.array([r["labels"][h] for h in order]), xlabel="out-of-fold membership probability"),
+                "Aggregate membership scores by label.")
+    return out + _warnings(r.get("warnings", [])) + _provenance(run)
+
+
+def _di_section(run: dict) -> str:
+    r = run["result"]
+    cls = "bad" if r.get("rejected") else "ok"
+    out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code></h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
+    out += _table([
+        ("scorer", r["scorer"]), ("p-value (Welch, one-sided)", f"{r['p_value']:.3g}"), ("alpha", r["alpha"]),
+        ("suspects needed (median p < alpha)", r.get("min_suspects") or "not reached"),
+        ("null check: rejection rate on non-members only", f"{r['null_rejection_rate']:.1%}" if r.get("null_rejection_rate") is not None else "n/a"),
+    ])
+    out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),
+                "p-value against the number of suspects (log-log): median with 10–90% band; grey = the same test on non-members only.")
+    return out + _warnings(r.get("warnings", [])) + _provenance(run)
+
+
+def _disentangle_section(run: dict) -> str:
+    r = run["result"]
+    out = f"<h2>4 · Modality disentanglement — <code>{_esc(run['target'])}</code></h2>"
+    out += "<table><tr><th>condition</th><th>MIA AUC</th><th>95% CI</th><th>realizations</th></tr>" + "".join(
+        f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=3>skipped: {_esc(d['skipped'])}</td></tr>"
+        for c, d in r["details"].items()) + "</table>"
+    out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
+    return out + _provenance(run)
+
+
+def build_report(ws: Workspace, dataset: str, target: str | None = None) -> str:
+    """HTML of the audit report for ``dataset`` (and ``target``; default: the target of
+    the latest MIA run), from whatever runs exist."""
+    ws.dataset_id(dataset)  # raises with the list of datasets when unknown
+    if target is None:
+        runs = ws.runs("mia", dataset)
+        target = runs.iloc[0]["target"] if not runs.empty else None
+    parts = [_dataset_section(ws, dataset)]
+    ran = []
+    for kind, fn, tgt in (("blind", _blind_section, None), ("mia", _mia_section, target), ("di", _di_section, target), ("disentangle", _disentangle_section, target)):
+        if kind != "blind" and tgt is None:
+            continue
+        run = ws.latest_run(kind, dataset, tgt)
+        if run is not None:
+            parts.append(fn(run))
+            ran.append(kind)
+    if not ran:
+        parts.append('<div class="warn">No analysis has been run on this dataset yet: run the blind baseline, MIA or DI first.</div>')
+    title = f"Overheard audit report — {dataset}" + (f" · {target}" if target else "")
+    head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title><style>{_CSS}</style>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>")
+    meta = f"<p>Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by Overheard {__version__}. Sections: {', '.join(['dataset', *ran])}.</p>"
+    return head + f"<h1>{_esc(title)}</h1>" + meta + "".join(parts) + "</body></html>"
