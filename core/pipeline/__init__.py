@@ -8,7 +8,8 @@ registers the job kinds.
 from core.pipeline.common import DEMO_DATASETS, extract_evidence, get_target, load_demo, package_versions, provenance
 from core.pipeline.mia import MIAConfig, audit_mia
 from core.pipeline.blind import BlindRunConfig, audit_blind, match_dataset
+from core.pipeline.crossdata import CrossDataConfig, cross_dataset_matrix
 from core.pipeline.di import DIRunConfig, audit_di, compare_scorers
 from core.pipeline.disentangle import DisentangleConfig, audit_disentangle, render_variant
 
-__all__ = ["DIRunConfig", "audit_di", "compare_scorers", "DisentangleConfig", "audit_disentangle", "render_variant", "BlindRunConfig", "audit_blind", "match_dataset", "DEMO_DATASETS", "MIAConfig", "audit_mia", "extract_evidence", "get_target", "load_demo", "package_versions", "provenance"]
+__all__ = ["CrossDataConfig", "cross_dataset_matrix", "DIRunConfig", "audit_di", "compare_scorers", "DisentangleConfig", "audit_disentangle", "render_variant", "BlindRunConfig", "audit_blind", "match_dataset", "DEMO_DATASETS", "MIAConfig", "audit_mia", "extract_evidence", "get_target", "load_demo", "package_versions", "provenance"]

@@ -141,19 +141,24 @@ def match_dataset(
     baseline before and after matching."""
     from core.blind import match_and_recheck
 
+    if new_name in ws.dataset_names():
+        raise ValueError(f"dataset {new_name!r} already exists; choose another name")
     t0 = time.perf_counter()
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset)
     tables, _ = blind_tables(ws, clips, config.groups, settings=settings, batch_size=config.batch_size, progress=progress)
     rec = match_and_recheck(tables, clips["y"].to_numpy(), caliper=caliper, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot)
+    if rec.matching.n_pairs < 2:
+        raise ValueError(
+            f"only {rec.matching.n_pairs} member/non-member pairs lie within a caliper of {caliper} SD: "
+            "the blind features separate the classes too well to match; widen the caliper or report the split as confounded"
+        )
     out = rec.to_dict()
     for part in ("before", "after"):
         if out[part] is not None:
             for k in ("scores", "scores_by_group", "roc", "labels"):
                 out[part].pop(k, None)
     keep = clips.iloc[rec.matching.indices]
-    if new_name in ws.dataset_names():
-        raise ValueError(f"dataset {new_name!r} already exists; choose another name")
     ds_id = ws.create_dataset(new_name, source=f"matched from {dataset} (caliper {caliper})")
     items = ws.items(dataset).set_index("clip_hash")
     with ws.connect() as con:
