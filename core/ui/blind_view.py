@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.ui.export import show_figure
+
 from core.pipeline.blind import BlindRunConfig
 from core.runtime.store import Workspace
 from core.viz import blind as figs
@@ -77,10 +79,10 @@ def headline(result: dict) -> None:
 
 def auc_and_roc(result: dict) -> None:
     c1, c2 = st.columns(2)
-    c1.plotly_chart(figs.auc_by_group(result["auc"], result["auc_ci"]), width="stretch", key="blind-auc")
-    c1.caption("Blind AUC per feature group with its bootstrap 95% interval: a bar whose interval stays right of the dotted 0.5 line means that group alone tells members from non-members.")
-    c2.plotly_chart(figs.roc_by_group(result["roc"], result["auc"]), width="stretch", key="blind-roc")
-    c2.caption("Out-of-fold ROC per group (thin) and for all groups together (thick): the closer a curve hugs the top-left corner, the easier the split is to tell without the model.")
+    with c1:
+        show_figure(figs.auc_by_group(result["auc"], result["auc_ci"]), key="blind-auc", caption="Blind AUC per feature group with its bootstrap 95% interval: a bar whose interval stays right of the dotted 0.5 line means that group alone tells members from non-members.")
+    with c2:
+        show_figure(figs.roc_by_group(result["roc"], result["auc"]), key="blind-roc", caption="Out-of-fold ROC per group (thin) and for all groups together (thick): the closer a curve hugs the top-left corner, the easier the split is to tell without the model.")
 
 
 def giveaways(result: dict) -> None:
@@ -107,8 +109,7 @@ def score_histogram(result: dict) -> None:
     order = result["clip_order"]
     labels = np.array([result["labels"][h] for h in order])
     scores = np.array([result["scores"][h] for h in order])
-    st.plotly_chart(figs.score_histogram(scores, labels), width="stretch", key="blind-hist")
-    st.caption("Per-clip blind score by label (out-of-fold, so no clip is scored by a model that saw it): overlapping histograms mean a fair comparison, separated ones mean a shift a model could exploit.")
+    show_figure(figs.score_histogram(scores, labels), key="blind-hist", caption="Per-clip blind score by label (out-of-fold, so no clip is scored by a model that saw it): overlapping histograms mean a fair comparison, separated ones mean a shift a model could exploit.")
 
 
 # -- cross-dataset matrix ---------------------------------------------------------------
@@ -188,8 +189,7 @@ def match_report(run: dict) -> None:
             f"{m['caliper_sd']:.2f} SD of each other, because the features separate the classes almost perfectly. "
             "Widen the caliper, or report this split as confounded."
         )
-    st.plotly_chart(figs.match_chart(before, after), width="stretch", key="blind-match")
-    st.caption("Blind AUC per group on the full dataset (grey) and on the matched subset (green), with 95% intervals: after matching, intervals that include 0.5 mean the features no longer tell the pairs apart.")
+    show_figure(figs.match_chart(before, after), key="blind-match", caption="Blind AUC per group on the full dataset (grey) and on the matched subset (green), with 95% intervals: after matching, intervals that include 0.5 mean the features no longer tell the pairs apart.")
     if after is not None and after["auc_ci"][ALL][0] > 0.5:
         st.warning("The matched subset still carries a detectable shift: try a narrower caliper, or audit it with this caveat.")
     st.caption(f"Saved as dataset **{res['dataset']}** ({res['n_clips']} clips) · run `{run['id']}` · caliper {m['caliper_sd']:.2f} SD of the logit blind score")

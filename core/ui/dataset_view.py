@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.ui.export import show_figure
+
 from core.data.audio import AudioError, load_analysis
 from core.data.ingest import IngestError, IngestReport, ingest_path, ingest_uploads
 from core.data.paths import resolve_under_roots
@@ -124,13 +126,13 @@ def distributions(items: pd.DataFrame) -> None:
     st.subheader("Distributions")
     c = st.columns(3)
     labelled = items[items["label"].isin(["member", "nonmember"])].drop_duplicates("clip_hash")
-    c[0].plotly_chart(figs.label_balance(labelled), width="stretch", key="balance")
-    c[0].caption("Unique clips per label; conflicts counted under both.")
-    c[1].plotly_chart(figs.label_histogram(labelled, "duration", xlabel="duration (s)"), width="stretch", key="dur")
-    c[1].caption("Clip durations: different shapes per label hint at a confounded comparison.")
+    with c[0]:
+        show_figure(figs.label_balance(labelled), key="balance", caption="Unique clips per label; conflicts counted under both.")
+    with c[1]:
+        show_figure(figs.label_histogram(labelled, "duration", xlabel="duration (s)"), key="dur", caption="Clip durations: different shapes per label hint at a confounded comparison.")
     rates = labelled.assign(sample_rate=labelled["sample_rate"].map(lambda r: f"{r / 1000:g} kHz"))
-    c[2].plotly_chart(figs.label_histogram(rates, "sample_rate", xlabel="original sample rate"), width="stretch", key="sr")
-    c[2].caption("Original sample rates, before resampling to the analysis rate.")
+    with c[2]:
+        show_figure(figs.label_histogram(rates, "sample_rate", xlabel="original sample rate"), key="sr", caption="Original sample rates, before resampling to the analysis rate.")
 
 
 def problems(ws: Workspace, name: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.ui.export import show_figure
+
 from core.viz import di as figs
 
 ALPHAS = (0.05, 0.01, 0.001)
@@ -56,18 +58,16 @@ def metrics(result: dict) -> None:
 def curve(result: dict) -> None:
     null = (result.get("null_curve") or {}).get("points")
     fig = figs.pvalue_curve_figure(result["curve"], alpha=result["alpha"], min_suspects=result.get("min_suspects"), null_curve=null)
-    st.plotly_chart(fig, width="stretch", key="di-curve")
-    st.caption(
+    show_figure(fig, key="di-curve", caption=(
         "Median p-value (line) and 10–90% band over resampled suspect subsets of each size; where the suspects' curve "
         "stays under the dashed α line, that many suspects suffice (★). The grey curve uses non-members as suspects "
         "and should stay above α."
-    )
+    ))
 
 
 def score_distributions(result: dict) -> None:
     fig = figs.di_score_distributions(result["p_scores"], result["u_scores"], scorer=result["scorer"])
-    st.plotly_chart(fig, width="stretch", key="di-scores")
-    st.caption("Scores of the clips the t-test compared (means dashed): the test asks whether the suspects' mean is higher; a small shift over many clips is enough.")
+    show_figure(fig, key="di-scores", caption="Scores of the clips the t-test compared (means dashed): the test asks whether the suspects' mean is higher; a small shift over many clips is enough.")
 
 
 def comparison(result: dict) -> None:

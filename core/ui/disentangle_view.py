@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.ui.export import show_figure
+
 from core.data.spectral import log_mel
 from core.pipeline.disentangle import render_variant
 from core.runtime.store import Workspace
@@ -14,11 +16,10 @@ from core.viz.disentangle import condition_bars
 
 def results(result: dict) -> None:
     details = result["details"]
-    st.plotly_chart(condition_bars(details), width="stretch", key="dis-bars")
-    st.caption(
+    show_figure(condition_bars(details), key="dis-bars", caption=(
         "MIA AUC with the audio replaced. If the AUC collapses to ~0.5 under silence, noise and resynthesis, "
         "what the model remembers is the binding of this recording to its content, not the words alone."
-    )
+    ))
     for cond, d in details.items():
         if "skipped" in d:
             st.warning(f"{cond}: skipped — {d['skipped']}")

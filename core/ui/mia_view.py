@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.ui.export import show_figure
+
 from core.runtime.store import Workspace
 from core.viz import mia as figs
 
@@ -31,13 +33,13 @@ def roc_and_scores(result: dict) -> None:
     aucs = dict(result["indicators"])
     aucs["aggregate"] = result["auc"]
     c1, c2 = st.columns(2)
-    c1.plotly_chart(figs.roc_figure(result["roc"], aucs), width="stretch", key="mia-roc")
-    c1.caption("ROC per indicator (thin) and the cross-validated aggregate (thick); log FPR shows the low-FPR regime that matters for membership claims.")
+    with c1:
+        show_figure(figs.roc_figure(result["roc"], aucs), key="mia-roc", caption="ROC per indicator (thin) and the cross-validated aggregate (thick); log FPR shows the low-FPR regime that matters for membership claims.")
     order = result["clip_order"]
     labels = np.array([result["labels"][h] for h in order])
     scores = np.array([result["scores"][h] for h in order])
-    c2.plotly_chart(figs.score_distributions(scores, labels, xlabel="out-of-fold membership probability"), width="stretch", key="mia-dist")
-    c2.caption("Aggregate scores by label: the more the two histograms separate, the stronger the per-sample signal.")
+    with c2:
+        show_figure(figs.score_distributions(scores, labels, xlabel="out-of-fold membership probability"), key="mia-dist", caption="Aggregate scores by label: the more the two histograms separate, the stronger the per-sample signal.")
 
 
 def indicator_table(result: dict) -> None:
@@ -77,5 +79,4 @@ def blind_scatter(ws: Workspace, result: dict, dataset: str) -> None:
     x = np.array([blind[h] for h in order])
     y = np.array([result["scores"][h] for h in order])
     labels = np.array([result["labels"][h] for h in order])
-    st.plotly_chart(figs.score_scatter(x, y, labels, xlabel="blind score (no model)", ylabel="MIA score"), width="stretch", key="mia-blind")
-    st.caption(f"Pearson r = {corr['pearson']:.2f}, Spearman ρ = {corr['spearman']:.2f}: a strong correlation means the MIA may only detect the data shift the blind baseline sees.")
+    show_figure(figs.score_scatter(x, y, labels, xlabel="blind score (no model)", ylabel="MIA score"), key="mia-blind", caption=f"Pearson r = {corr['pearson_r']:.2f}, Spearman ρ = {corr['spearman_rho']:.2f}: a strong correlation means the MIA may only detect the data shift the blind baseline sees.")
