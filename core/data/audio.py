@@ -87,6 +87,12 @@ def probe(data: bytes, *, limits: Limits = Limits()) -> AudioInfo:
     duration = frames / info.samplerate
     if duration > limits.max_duration_s:
         raise AudioError(f"too long ({duration:.0f} s > {limits.max_duration_s:.0f} s limit)")
+    decoded = frames * info.channels * 4  # float32 samples decode() will allocate
+    if decoded > limits.max_decoded_bytes:
+        raise AudioError(
+            f"decodes to {decoded / 1e6:.0f} MB of samples ({decoded / len(data):.0f}x the file size; "
+            f"limit {limits.max_decoded_bytes / 1e6:.0f} MB)"
+        )
     return AudioInfo(str(info.format), str(info.subtype), int(info.samplerate), int(info.channels), frames, float(duration), len(data))
 
 

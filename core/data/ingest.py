@@ -218,6 +218,12 @@ def ingest_files(
         ws.delete_dataset(name)
         reasons = "; ".join(f"{r['path']}: {r['reason']}" for r in report.rejected[:5]) or "no files found"
         raise IngestError(f"nothing could be ingested into {name!r} ({reasons})")
+    from core.stats import small_sample_warning
+
+    if report.members and report.nonmembers:
+        small = small_sample_warning(clips["y"].to_numpy())
+        if small:
+            report.warnings.append(small)
     if report.label_conflicts:
         report.warnings.append(
             f"{len(report.label_conflicts)} clip(s) appear under both labels; they are excluded from analyses until resolved"

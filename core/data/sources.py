@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator
@@ -79,8 +80,12 @@ def zip_source(path_or_bytes: Path | bytes, *, limits: Limits = Limits()) -> Ite
 
     def reader(info: zipfile.ZipInfo) -> Callable[[], bytes]:
         def read() -> bytes:
-            with zf.open(info) as f:
-                data = f.read(info.file_size + 1)
+            try:
+                with zf.open(info) as f:
+                    data = f.read(info.file_size + 1)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+                # a damaged or encrypted entry: refuse it, keep the rest of the archive
+                raise UnsafeArchive(f"corrupt or unsupported archive entry ({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__})") from None
             if len(data) > info.file_size:
                 raise UnsafeArchive(f"{info.filename}: entry larger than its declared size")
             return data

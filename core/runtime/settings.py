@@ -19,6 +19,7 @@ class Limits:
     zip_max_files: int = 20_000
     zip_max_ratio: float = 200.0
     per_file_seconds: float = 30.0
+    max_decoded_bytes: int = 1024**3
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ class Workspace:
         self.db_path = self.root / "overheard.db"
         for d in (self.root, self.audio_dir, self.cache_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self._sweep_staging()
         con = sqlite3.connect(self.db_path, timeout=60.0)
         try:
             con.execute("PRAGMA busy_timeout=60000")
@@ -101,6 +102,16 @@ class Workspace:
             con.commit()
         finally:
             con.close()
+
+    def _sweep_staging(self, older_than_s: float = 600.0) -> None:
+        """Remove staging files a killed writer left behind (never read as data)."""
+        cutoff = time.time() - older_than_s
+        for p in self.audio_dir.glob("*/.*.tmp"):
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+            except OSError:
+                pass
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

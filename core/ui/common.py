@@ -53,8 +53,11 @@ def dataset_picker(ws: Workspace, *, key: str = "dataset", label: str = "Dataset
         empty_state("No dataset yet: upload one on the Dataset page, or run `overheard demo`.")
         return None
     current = st.session_state.get("_dataset")
-    index = names.index(current) if current in names else 0
-    name = st.selectbox(label, names, index=index, key=key)
+    if current in names:
+        st.session_state[key] = current  # the dataset chosen on another page, or just ingested
+    elif st.session_state.get(key) not in names:
+        st.session_state[key] = names[0]
+    name = st.selectbox(label, names, key=key, on_change=lambda: st.session_state.update(_dataset=st.session_state[key]))
     st.session_state["_dataset"] = name
     return name
 

@@ -73,6 +73,11 @@ def summary(ws: Workspace, name: str, items: pd.DataFrame) -> None:
     c[2].metric("Non-members (U)", int((clips["y"] == 0).sum()))
     c[3].metric("Rejected files", len(rejected))
     c[4].metric("Label conflicts", conflicts["clip_hash"].nunique() if not conflicts.empty else 0)
+    from core.stats import small_sample_warning
+
+    small = small_sample_warning(clips["y"].to_numpy()) if len(clips) else None
+    if small:
+        st.warning(small)
     if not conflicts.empty:
         st.warning("Some clips appear under both labels; they are excluded from every analysis until resolved (see below).")
 
