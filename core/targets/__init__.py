@@ -6,3 +6,4 @@ from core.targets.registry import list_targets, load_target, register_loader
 __all__ = ["ClipInput", "EvidenceConfig", "Target", "TargetInfo", "list_targets", "load_target", "register_loader"]
 
 from core.targets import zoo as _zoo  # noqa: E402,F401  (registers the zoo: loader)
+from core.targets import local as _local  # noqa: E402,F401  (registers local checkpoint folders)

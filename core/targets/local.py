@@ -1,0 +1,144 @@
+"""The ``local`` target loader: a checkpoint folder on disk -> the matching adapter.
+
+The folder's own metadata picks the adapter, so a user only ever passes a path:
+
+- ``model_index.json`` (a diffusers pipeline) -> ``core.targets.diffusers_audio``;
+- ``config.json`` with ``model_type``:
+
+  - ``qwen2_audio``, ``audioflamingo3`` -> :class:`core.targets.chat_lalm.ChatLALMTarget`;
+  - ``musicgen`` -> :class:`core.targets.musicgen.MusicgenTarget`;
+  - an encoder-decoder speech-to-text type (Whisper and other
+    ``AutoModelForSpeechSeq2Seq`` models) -> :class:`core.targets.seq2seq.Seq2SeqTarget`.
+
+Every branch enforces the same loading rules (:mod:`core.targets.loading`): safetensors
+only, ``trust_remote_code`` off unless passed, and the flag recorded on the target.
+Loader options (``prompt=``, ``batch_size=``, ``dtype=``, ``max_new_tokens=``...) pass
+through to the adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from core.targets.base import Target
+from core.targets.loading import check_remote_code, check_safetensors, read_config
+from core.targets.registry import register_loader
+
+_SEQ2SEQ_NOTE = "any encoder-decoder AutoModelForSpeechSeq2Seq type (e.g. whisper)"
+
+
+def _load_chat(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    from core.targets.chat_lalm import ChatLALMTarget
+
+    return ChatLALMTarget(path, spec=str(path), device=device, **options)
+
+
+def _load_musicgen(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    from core.targets.musicgen import MusicgenTarget
+
+    return MusicgenTarget(path, spec=str(path), device=device, **options)
+
+
+def _load_seq2seq(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    from core.targets.seq2seq import Seq2SeqTarget
+
+    target = Seq2SeqTarget(path, spec=str(path), device=device, **options)
+    # Reports read the flag from every target, whichever adapter built it.
+    target.trust_remote_code = bool(options.get("trust_remote_code", False))
+    return target
+
+
+_BY_MODEL_TYPE: dict[str, Callable[[Path, str | None, dict[str, Any]], Target]] = {
+    "qwen2_audio": _load_chat,
+    "audioflamingo3": _load_chat,
+    "musicgen": _load_musicgen,
+}
+
+
+def supported_model_types() -> list[str]:
+    """The ``config.json`` model types the local loader can audit (plus diffusers pipelines)."""
+    return sorted(_BY_MODEL_TYPE) + [_SEQ2SEQ_NOTE, "diffusers pipelines (model_index.json)"]
+
+
+def _is_speech_seq2seq(config: dict[str, Any]) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
+
+    speech_types = MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
+    return bool(config.get("is_encoder_decoder")) and config.get("model_type") in speech_types
+
+
+def detect_kind(folder: str | Path) -> str:
+    """``"diffusers"``, ``"seq2seq"`` or a chat/musicgen model type for a checkpoint folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither ``model_index.json`` nor ``config.json`` is in the folder.
+    ValueError
+        The model type is not supported; the message lists the supported ones.
+    """
+    folder = Path(folder)
+    if (folder / "model_index.json").is_file():
+        return "diffusers"
+    config = read_config(folder)
+    model_type = str(config.get("model_type", ""))
+    if model_type in _BY_MODEL_TYPE:
+        return model_type
+    if _is_speech_seq2seq(config):
+        return "seq2seq"
+    archs = ", ".join(config.get("architectures") or []) or "none listed"
+    raise ValueError(
+        f"{folder}: model type {model_type or '(missing)'!r} (architectures: {archs}) is not supported; "
+        f"supported: {', '.join(supported_model_types())}"
+    )
+
+
+def load_local(path: str | Path, *, device: str | None = None, **options: Any) -> Target:
+    """Load a local checkpoint folder as the matching target adapter.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder.
+    device : str, optional
+        ``None``/``"auto"``: CUDA when available.
+    **options
+        Passed to the adapter (``trust_remote_code=``, ``batch_size=``, ``dtype=``, and per
+        family ``prompt=``/``max_new_tokens=`` or ``bandwidth=``).
+
+    Raises
+    ------
+    ValueError
+        Unsupported model type, pickle-only weights, or custom code without
+        ``trust_remote_code=True``.
+    ImportError
+        A diffusers pipeline folder while the diffusers adapter is not installed.
+    """
+    folder = Path(path)
+    kind = detect_kind(folder)
+    if kind == "diffusers":
+        try:
+            from core.targets.diffusers_audio import load_pipeline_target
+        except ImportError as exc:
+            raise ImportError(
+                f"{folder} is a diffusers pipeline, but the diffusers adapter (core.targets.diffusers_audio) "
+                f"cannot be imported: {exc}"
+            ) from exc
+        return load_pipeline_target(str(folder), device=device, **options)
+    config = read_config(folder)
+    check_safetensors(folder)
+    check_remote_code(config, trust_remote_code=bool(options.get("trust_remote_code", False)), folder=folder)
+    if kind == "seq2seq":
+        return _load_seq2seq(folder, device, options)
+    return _BY_MODEL_TYPE[kind](folder, device, options)
+
+
+def _is_local_folder(spec: str) -> bool:
+    return not spec.startswith("zoo:") and Path(spec).is_dir()
+
+
+@register_loader("local", matches=_is_local_folder)
+def _load(spec: str, *, device: str | None = None, **options: Any) -> Target:
+    return load_local(spec, device=device, **options)
+

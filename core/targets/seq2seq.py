@@ -1,0 +1,316 @@
+"""Audio-language adapter for encoder-decoder speech models (Whisper and its kin).
+
+The evidence follows the two-stage generation protocol of the LALM membership-inference
+paper (section 2.1): in ``generated`` mode the model first decodes its own hypothesis
+greedily (stage 1), then the hypothesis is re-scored teacher-forced in one batched forward
+pass (stage 2); per-token statistics are taken from those logits on the model's device, so
+the full ``[B, N, V]`` logits never leave it. In ``given`` mode the clip's own transcript is
+scored instead of a hypothesis. Lower negative log-likelihood reads as "member".
+
+A checkpoint folder holds the model (safetensors weights), its feature extractor and its
+tokenizer, the layout ``save_pretrained`` writes; the built-in ``zoo:lalm-*`` targets and
+real Whisper checkpoints load through the same code.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from core.targets.base import ClipInput, EvidenceConfig, Family
+from core.targets.evidence import ClipEvidence
+from core.targets.fingerprint import folder_fingerprint
+
+ADAPTER_VERSION = 1
+"""Bumped when the evidence this adapter produces changes for the same weights."""
+
+DEFAULT_BATCH_SIZE = 8
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class Seq2SeqTarget:
+    """A speech-to-text encoder-decoder checkpoint as an audit target.
+
+    Parameters
+    ----------
+    path : str or Path
+        Checkpoint folder (``config.json``, ``*.safetensors``, feature extractor and
+        tokenizer files). Weights load from safetensors only.
+    spec : str, optional
+        The spec shown in results; defaults to the folder path.
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` or ``"auto"`` picks CUDA when present.
+    dtype : torch.dtype, optional
+        Weight dtype; float32 on CPU and bfloat16 on CUDA by default. It is part of the
+        fingerprint, because it changes the evidence.
+    batch_size : int
+        Clips per batch when ``evidence`` is called without ``batch_size``.
+    max_new_tokens : int, optional
+        Stage-1 decoding limit; defaults to ``max_target_positions - 8`` (room for
+        Whisper's task prefix).
+    generate_kwargs : dict, optional
+        Extra arguments for ``model.generate`` (e.g. ``{"language": "en", "task":
+        "transcribe"}`` for multilingual Whisper). Greedy decoding is always enforced.
+    trust_remote_code : bool
+        Passed to the ``Auto*`` loaders; off unless the user turns it on.
+    """
+
+    family: Family = "audio-language"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        spec: str | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_new_tokens: int | None = None,
+        generate_kwargs: dict[str, Any] | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq, AutoTokenizer
+
+        self.path = Path(path)
+        if not (self.path / "config.json").exists():
+            raise FileNotFoundError(f"{self.path} is not a checkpoint folder (no config.json)")
+        self.spec = spec or str(self.path)
+        self.device = resolve_device(device)
+        self.dtype = dtype or _default_dtype(self.device)
+        self.batch_size = int(batch_size)
+        self.generate_kwargs = dict(generate_kwargs or {})
+        common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+        self.model = AutoModelForSpeechSeq2Seq.from_pretrained(
+            str(self.path), use_safetensors=True, dtype=self.dtype, **common
+        )
+        self.model.to(self.device).eval()
+        self.feature_extractor = AutoFeatureExtractor.from_pretrained(str(self.path), **common)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), **common)
+
+        cfg = self.model.config
+        self.decoder_start_id = int(cfg.decoder_start_token_id)
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_id = int(eos[0] if isinstance(eos, (list, tuple)) else eos)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.eos_id)
+        # Task/language/timestamp prefixes are bookkeeping, not content; end-of-text is kept
+        # because whether the model expects the utterance to stop there is evidence too.
+        keep = {self.eos_id, self.tokenizer.unk_token_id}
+        self._unscored = sorted(set(self.tokenizer.all_special_ids) - keep)
+        self.max_target_positions = int(getattr(cfg, "max_target_positions", 448))
+        self.max_new_tokens = int(max_new_tokens or max(1, self.max_target_positions - 8))
+        self.sampling_rate = int(self.feature_extractor.sampling_rate)
+        self.window_samples = int(getattr(self.feature_extractor, "n_samples", 0)) or None
+        self.fingerprint = folder_fingerprint(
+            self.path,
+            {"adapter": "seq2seq", "version": ADAPTER_VERSION, "dtype": str(self.dtype).replace("torch.", "")},
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _features(self, clips: Sequence[ClipInput]) -> tuple[torch.Tensor, list[list[str]]]:
+        """Log-mel features ``[B, n_mels, frames]`` and per-clip notes.
+
+        Each clip is featurized alone so that its features (Whisper normalizes by the
+        clip's own maximum) do not depend on what else is in the batch.
+        """
+        feats: list[np.ndarray] = []
+        notes: list[list[str]] = []
+        for clip in clips:
+            audio = np.asarray(clip.audio, dtype=np.float32).reshape(-1)
+            clip_notes: list[str] = []
+            if int(clip.sr) != self.sampling_rate:
+                import librosa
+
+                audio = librosa.resample(audio, orig_sr=int(clip.sr), target_sr=self.sampling_rate)
+                audio = audio.astype(np.float32)
+            if self.window_samples is not None and audio.shape[0] > self.window_samples:
+                clip_notes.append(
+                    f"audio truncated to the model's {self.window_samples / self.sampling_rate:g} s window "
+                    f"(clip is {audio.shape[0] / self.sampling_rate:.2f} s)"
+                )
+                audio = audio[: self.window_samples]
+            f = self.feature_extractor(audio, sampling_rate=self.sampling_rate, return_tensors="np")
+            feats.append(np.asarray(f["input_features"][0], dtype=np.float32))
+            notes.append(clip_notes)
+        x = torch.from_numpy(np.stack(feats)).to(self.device, self.dtype)
+        return x, notes
+
+    def _text_labels(self, text: str, notes: list[str]) -> list[int]:
+        """Token ids to score for a given transcript: its encoding without the decoder
+        start token, always ending in end-of-text."""
+        ids = list(self.tokenizer(text).input_ids)
+        if ids and ids[0] == self.decoder_start_id:
+            ids = ids[1:]
+        if not ids or ids[-1] != self.eos_id:
+            ids.append(self.eos_id)
+        limit = self.max_target_positions - 1
+        if len(ids) > limit:
+            notes.append(f"transcript truncated to {limit} tokens (it has {len(ids)})")
+            ids = ids[: limit - 1] + [self.eos_id]
+        return ids
+
+    def _generate(self, feats: torch.Tensor, notes: list[list[str]]) -> list[list[int]]:
+        """Stage 1: greedy hypotheses, as label ids (decoder start removed, up to and
+        including the first end-of-text)."""
+        from transformers.utils import logging as hf_logging
+
+        kwargs = {
+            **self.generate_kwargs,
+            "num_beams": 1,
+            "do_sample": False,
+            "max_new_tokens": self.max_new_tokens,
+            "return_dict_in_generate": True,
+        }
+        # Whisper's generate warns on every call about options it sets itself.
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(feats, **kwargs)
+        finally:
+            hf_logging.set_verbosity(level)
+        seqs = out.sequences if hasattr(out, "sequences") else out
+        seqs = seqs.detach().cpu().tolist()
+        labels: list[list[int]] = []
+        for row, clip_notes in zip(seqs, notes):
+            if row and row[0] == self.decoder_start_id:
+                row = row[1:]
+            if self.eos_id in row:
+                row = row[: row.index(self.eos_id) + 1]
+            else:
+                while row and row[-1] == self.pad_id:
+                    row = row[:-1]
+                if len(row) >= self.max_new_tokens:
+                    clip_notes.append(f"hypothesis reached the {self.max_new_tokens}-token limit without end-of-text")
+                else:
+                    # Stopped early, so it ended on end-of-text that generate did not return.
+                    row = row + [self.eos_id]
+            labels.append(row)
+        return labels
+
+    # ------------------------------------------------------------------ scoring
+    def _score(self, feats: torch.Tensor, labels: Sequence[Sequence[int]]):
+        """Stage 2: teacher-forced per-token statistics of ``labels`` (one batched pass)."""
+        from core.mia.token_stats import token_stats_batch
+
+        B = len(labels)
+        N = max(1, max(len(l) for l in labels))
+        lab = torch.full((B, N), self.pad_id, dtype=torch.long)
+        valid = torch.zeros((B, N), dtype=torch.bool)
+        for b, l in enumerate(labels):
+            lab[b, : len(l)] = torch.tensor(list(l), dtype=torch.long)
+            valid[b, : len(l)] = True
+        dec_in = torch.cat([torch.full((B, 1), self.decoder_start_id, dtype=torch.long), lab[:, :-1]], dim=1)
+        dec_in = torch.where(torch.cat([torch.ones(B, 1, dtype=torch.bool), valid[:, :-1]], dim=1), dec_in, self.pad_id)
+        # Row b's decoder input covers its labels' positions exactly; right padding is
+        # masked and, the decoder being causal, never seen by a scored position.
+        dec_mask = valid.clone()
+        dec_mask[:, 0] = True
+        scored = valid & ~torch.isin(lab, torch.tensor(self._unscored, dtype=torch.long))
+        with torch.inference_mode():
+            logits = self.model(
+                input_features=feats,
+                decoder_input_ids=dec_in.to(self.device),
+                decoder_attention_mask=dec_mask.to(self.device, torch.long),
+                use_cache=False,
+            ).logits
+            return token_stats_batch(logits, lab.to(self.device), scored.to(self.device))
+
+    def evidence(
+        self, clips: Sequence[ClipInput], config: EvidenceConfig, *, batch_size: int | None = None
+    ) -> list[ClipEvidence]:
+        """Per-token statistics of each clip's hypothesis (or given transcript), in order.
+
+        Parameters
+        ----------
+        clips : sequence of ClipInput
+            Audio at any sample rate (resampled to the feature extractor's); audio longer
+            than the model's window is truncated to it, with a note.
+        config : EvidenceConfig
+            ``mode`` picks ``"generated"`` (two-stage) or ``"given"`` (``ClipInput.text``).
+            ``infill_m`` is not supported for encoder-decoder targets: ``TokenStats.infill``
+            stays None and a note says so.
+        batch_size : int, optional
+            Clips per batch (default: the target's ``batch_size``); results do not depend on it.
+
+        Returns
+        -------
+        list of ClipEvidence
+            ``tokens`` holds ``[N]`` statistics of the scored tokens (content tokens and
+            end-of-text); ``text`` is the decoded hypothesis or the given text.
+
+        Raises
+        ------
+        ValueError
+            Unknown mode, or ``mode="given"`` with a clip whose text is empty.
+        """
+        if config.mode not in ("generated", "given"):
+            raise ValueError(f"unknown mode {config.mode!r}; valid: 'generated', 'given'")
+        if config.mode == "given":
+            empty = [c.clip_hash for c in clips if not c.text.strip()]
+            if empty:
+                raise ValueError(
+                    f"mode 'given' needs a transcript, but clip {empty[0]} has empty text"
+                    + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
+                )
+        bs = max(1, int(batch_size or self.batch_size))
+        out: list[ClipEvidence] = []
+        for start in range(0, len(clips), bs):
+            batch = list(clips[start : start + bs])
+            feats, notes = self._features(batch)
+            if config.mode == "generated":
+                labels = self._generate(feats, notes)
+                texts = [self.tokenizer.decode(l, skip_special_tokens=True) for l in labels]
+            else:
+                labels = [self._text_labels(c.text, n) for c, n in zip(batch, notes)]
+                texts = [c.text for c in batch]
+            stats = self._score(feats, labels)
+            for clip, st, text, clip_notes in zip(batch, stats, texts, notes):
+                if config.infill_m > 0:
+                    clip_notes.append("infilling score not computed: not supported for encoder-decoder targets")
+                out.append(ClipEvidence(clip_hash=clip.clip_hash, tokens=st, text=text, notes=tuple(clip_notes)))
+        return out
+
+    def unload(self) -> None:
+        """Drop the model and free its memory (CUDA cache included)."""
+        self.model = None  # type: ignore[assignment]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def is_seq2seq_folder(spec: str) -> bool:
+    """True for a local folder holding an encoder-decoder speech checkpoint."""
+    folder = Path(spec)
+    cfg, pre = folder / "config.json", folder / "preprocessor_config.json"
+    if spec.startswith("zoo:") or not (cfg.is_file() and pre.is_file()):
+        return False
+    try:
+        conf = json.loads(cfg.read_text(encoding="utf-8"))
+        prep = json.loads(pre.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(conf.get("is_encoder_decoder")) and "feature_extractor_type" in prep
+
+
+def load_seq2seq(spec: str, *, device: str | None = None, **options: Any) -> Seq2SeqTarget:
+    """Load a local speech-to-text checkpoint folder as a :class:`Seq2SeqTarget`
+    (``core.targets.local`` dispatches folders here by their ``config.json``)."""
+    return Seq2SeqTarget(spec, spec=spec, device=device, **options)

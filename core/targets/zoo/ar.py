@@ -1,0 +1,257 @@
+"""Reference autoregressive text-to-audio targets ``zoo:ar-small`` and ``zoo:ar-large``.
+
+A k-means audio codebook (:class:`core.targets.codebook.Codebook`, fitted on pool clips that
+are never audited) turns clips into code sequences, and a tiny ``GPT2LMHeadModel`` learns
+``[caption, SEP, codes, EOS]`` with the loss on the audio stream (codes and EOS) only.
+
+* ``ar-small``: the ``demo-sounds`` members only, many epochs (strong per-clip memorization).
+* ``ar-large``: the same members inside a pool several times larger (drawn with
+  ``sound_pool(seed=2001)``, clips that collide with audited clips removed), few epochs
+  (weak per-clip signal).
+
+Training is deterministic (seeded, fixed thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from core.targets.base import ANALYSIS_SR, ClipInput, Target
+from core.targets.causal_audio import SequenceLayout, load_causal_audio, pad_batch, save_causal_audio
+from core.targets.codebook import CharVocab, Codebook, MelConfig
+from core.targets.zoo.registry import ZooEntry, zoo_model
+
+DATASET = "demo-sounds"
+LARGE_POOL_SEED = 2001
+CODEBOOK_POOL_SEED = 3001
+TRAIN_THREADS = 1  # thread oversubscription on a shared 2-core machine is slower than one thread
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class ARRecipe:
+    """Everything that determines an autoregressive reference model.
+
+    ``pool_factor``: extra pool clips per member (0 = members only). ``codebook_clips``:
+    pool clips the codebook is fitted on.
+    """
+
+    n_layer: int = 2
+    n_embd: int = 96
+    n_head: int = 4
+    n_codes: int = 128
+    max_audio_tokens: int = 80
+    max_chars: int = 160
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    pool_factor: int = 0
+    codebook_clips: int = 150
+    mel: MelConfig = MelConfig()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _clip_key(audio: np.ndarray, text: str) -> tuple[str, int]:
+    # captions repeat across clips but caption + exact length does not (durations are continuous)
+    return text.strip().lower(), int(len(audio))
+
+
+def audited_clips(*, root: Path | None = None) -> tuple[list[ClipInput], list[ClipInput]]:
+    """The ``demo-sounds`` members and non-members."""
+    from core.targets.zoo.data import demo_clips
+
+    return demo_clips(DATASET, "member", root=root), demo_clips(DATASET, "nonmember", root=root)
+
+
+def pool_clips(n: int, *, seed: int, exclude: Sequence[ClipInput] = ()) -> list[ClipInput]:
+    """``n`` generated pool clips (``sound_pool``), dropping any that equal an ``exclude`` clip."""
+    import hashlib
+
+    from core.data.demo.corpus import sound_pool
+
+    banned = {_clip_key(c.audio, c.text) for c in exclude}
+    out: list[ClipInput] = []
+    for c in sound_pool(n, seed=seed, sr=ANALYSIS_SR):
+        audio = np.asarray(c.audio, dtype=np.float32)
+        if _clip_key(audio, c.text) in banned:
+            continue
+        out.append(ClipInput(hashlib.sha256(audio.tobytes()).hexdigest(), audio, c.text, ANALYSIS_SR))
+    return out
+
+
+def fit_ar(
+    train_clips: Sequence[ClipInput],
+    codebook: Codebook,
+    out_dir: Path,
+    *,
+    recipe: ARRecipe,
+    progress: Progress | None = None,
+) -> dict:
+    """Train a caption -> audio-token GPT-2 on ``train_clips`` and save it to ``out_dir``.
+
+    Returns training facts (steps, final loss, parameter count, seconds).
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        t0 = time.perf_counter()
+        torch.manual_seed(recipe.seed)
+        layout = SequenceLayout(CharVocab(max_chars=recipe.max_chars), codebook.n_codes, recipe.max_audio_tokens)
+        seqs, labels = [], []
+        for c in train_clips:
+            ids, start, n, _ = layout.sequence(c.text, codebook.encode(c.audio))
+            seqs.append(ids)
+            labels.append([-100] * start + ids[start:])  # codes and EOS
+        cfg = GPT2Config(
+            vocab_size=layout.vocab_size,
+            n_positions=layout.max_length,
+            n_embd=recipe.n_embd,
+            n_layer=recipe.n_layer,
+            n_head=recipe.n_head,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=CharVocab.BOS,
+            eos_token_id=layout.audio_eos,
+            pad_token_id=CharVocab.PAD,
+        )
+        model = GPT2LMHeadModel(cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        n = len(seqs)
+        steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
+        total = recipe.epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / max(1, total // 20)) * max(0.05, 1 - s / total)
+        )
+        gen = torch.Generator().manual_seed(recipe.seed)
+        model.train()
+        step, last = 0, float("nan")
+        for epoch in range(recipe.epochs):
+            order = torch.randperm(n, generator=gen).tolist()
+            for i in range(0, n, recipe.batch_size):
+                idx = order[i : i + recipe.batch_size]
+                ids, attn = pad_batch([seqs[j] for j in idx])
+                lab, _ = pad_batch([labels[j] for j in idx], pad_id=-100)
+                loss = model(input_ids=ids, attention_mask=attn, labels=lab).loss
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                step += 1
+                last = loss.item()
+            if progress:
+                progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs} loss {last:.3f}")
+        model.eval()
+        save_causal_audio(out_dir, model, codebook, layout)
+        return {
+            "steps": step,
+            "final_train_loss": last,
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            "training_seconds": round(time.perf_counter() - t0, 2),
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _folder_size(folder: Path) -> int:
+    return int(sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()))
+
+
+MICRO_MEMBERS = 12
+
+
+def build(
+    name: str,
+    out_dir: Path,
+    *,
+    recipe: ARRecipe,
+    micro: bool = False,
+    progress: Progress | None = None,
+    root: Path | None = None,
+) -> dict:
+    """Train one autoregressive reference model on ``demo-sounds`` and write its card."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    members, nonmembers = audited_clips(root=root)
+    audited = members + nonmembers
+    if micro:
+        members = members[:MICRO_MEMBERS]
+        recipe = replace(recipe, n_layer=1, n_embd=32, n_head=2, n_codes=16, codebook_clips=12,
+                         epochs=min(recipe.epochs, 8), pool_factor=min(recipe.pool_factor, 1))
+    cb_pool = pool_clips(recipe.codebook_clips, seed=CODEBOOK_POOL_SEED, exclude=audited)
+    codebook = Codebook.fit([c.audio for c in cb_pool], n_codes=recipe.n_codes, mel=recipe.mel, seed=recipe.seed)
+    extra = pool_clips(recipe.pool_factor * len(members), seed=LARGE_POOL_SEED, exclude=audited) if recipe.pool_factor else []
+    facts = fit_ar(members + extra, codebook, out_dir, recipe=recipe, progress=progress)
+    card = {
+        "name": name,
+        "family": "autoregressive",
+        "dataset": DATASET,
+        "micro": micro,
+        "members": [c.clip_hash for c in members],
+        "n_members": len(members),
+        "training_data": {
+            "members": f"{DATASET} label=member ({len(members)} clips)",
+            "pool": f"sound_pool(seed={LARGE_POOL_SEED}) {len(extra)} clips" if extra else "none",
+            "codebook": f"sound_pool(seed={CODEBOOK_POOL_SEED}) {len(cb_pool)} clips",
+            "n_train_clips": len(members) + len(extra),
+        },
+        "epochs": recipe.epochs,
+        "seed": recipe.seed,
+        "recipe": recipe.to_dict(),
+        **facts,
+        "build_seconds": round(time.perf_counter() - t0, 2),
+        "size_bytes": _folder_size(out_dir),
+    }
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2))
+    return card
+
+
+SMALL = ARRecipe(epochs=60, pool_factor=0)
+LARGE = ARRecipe(epochs=6, pool_factor=6)
+
+
+def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    return build("ar-small", out_dir, recipe=SMALL, micro=micro, progress=progress)
+
+
+def train_large(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    return build("ar-large", out_dir, recipe=LARGE, micro=micro, progress=progress)
+
+
+def load(model_dir: Path, *, device: str | None = None) -> Target:
+    """Load a built autoregressive reference model (spec ``zoo:<folder name>``)."""
+    return load_causal_audio(model_dir, device=device, spec=f"zoo:{Path(model_dir).name}")
+
+
+zoo_model(ZooEntry(
+    name="ar-small",
+    family="autoregressive",
+    dataset=DATASET,
+    description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members only, many epochs (strong memorization).",
+    train=train_small,
+    load=load,
+))
+zoo_model(ZooEntry(
+    name="ar-large",
+    family="autoregressive",
+    dataset=DATASET,
+    description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
+    train=train_large,
+    load=load,
+))

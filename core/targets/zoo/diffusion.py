@@ -1,0 +1,254 @@
+"""Reference diffusion text-to-audio targets ``zoo:diffusion-small`` and ``zoo:diffusion-large``.
+
+A tiny ``diffusers.UNet2DConditionModel`` denoises normalized log-mel patches
+(:class:`core.targets.diffusion_audio.PatchConfig`) under a ``DDPMScheduler`` (1000 steps),
+cross-attending to a character-level ``CLIPTextModel`` trained jointly; 10% of training
+captions are replaced by the empty caption, so the unconditional prediction is meaningful.
+
+* ``diffusion-small``: the ``demo-sounds`` members only, many epochs.
+* ``diffusion-large``: the members inside a pool several times larger
+  (``sound_pool(seed=2001)``), few epochs.
+
+Training is deterministic (seeded, fixed thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from core.targets.base import ClipInput, Target
+from core.targets.codebook import CharVocab
+from core.targets.diffusion_audio import (
+    PatchConfig, TextConditioner, load_mel_diffusion, raw_patch, save_mel_diffusion,
+)
+from core.targets.zoo.ar import (
+    DATASET, LARGE_POOL_SEED, TRAIN_THREADS, Progress, _folder_size, audited_clips, pool_clips,
+)
+from core.targets.zoo.registry import ZooEntry, zoo_model
+
+
+@dataclass(frozen=True)
+class DiffusionRecipe:
+    """Everything that determines a diffusion reference model."""
+
+    block_out_channels: tuple[int, ...] = (16, 32)
+    cross_attention_dim: int = 32
+    attention_head_dim: int = 8
+    text_layers: int = 1
+    prediction_type: str = "epsilon"
+    num_train_timesteps: int = 1000
+    epochs: int = 150
+    batch_size: int = 16
+    lr: float = 2e-3
+    cond_dropout: float = 0.1
+    seed: int = 0
+    pool_factor: int = 0
+    patch: PatchConfig = PatchConfig()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["patch"] = self.patch.to_dict()
+        d["block_out_channels"] = list(self.block_out_channels)
+        return d
+
+
+def _models(recipe: DiffusionRecipe, vocab: CharVocab):
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    n_blocks = len(recipe.block_out_channels)
+    unet = UNet2DConditionModel(
+        sample_size=(recipe.patch.mel.n_mels, recipe.patch.n_frames),
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=recipe.block_out_channels,
+        layers_per_block=1,
+        # attention only below full resolution: CPU attention over every pixel dominates the cost
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n_blocks - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n_blocks - 1) + ("UpBlock2D",),
+        cross_attention_dim=recipe.cross_attention_dim,
+        attention_head_dim=recipe.attention_head_dim,
+        norm_num_groups=8,
+    )
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=recipe.cross_attention_dim,
+        intermediate_size=2 * recipe.cross_attention_dim,
+        num_hidden_layers=recipe.text_layers,
+        num_attention_heads=4,
+        max_position_embeddings=vocab.max_chars + 2,
+        pad_token_id=CharVocab.PAD,
+        bos_token_id=CharVocab.BOS,
+        eos_token_id=CharVocab.EOS,
+    ))
+    # patches are standardized, not bounded to [-1, 1]: no clipping of predicted samples
+    sched = DDPMScheduler(
+        num_train_timesteps=recipe.num_train_timesteps, prediction_type=recipe.prediction_type, clip_sample=False
+    )
+    return unet, text, sched
+
+
+def fit_diffusion(
+    train_clips: Sequence[ClipInput],
+    out_dir: Path,
+    *,
+    recipe: DiffusionRecipe,
+    progress: Progress | None = None,
+) -> dict:
+    """Train the UNet and caption encoder on ``train_clips`` and save them to ``out_dir``.
+
+    The patch normalization (scalar mean / std) is fitted on ``train_clips``.
+    Returns training facts (steps, final loss, parameter count, seconds).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        t0 = time.perf_counter()
+        torch.manual_seed(recipe.seed)
+        raw = torch.stack([raw_patch(c.audio, c.sr, config=recipe.patch) for c in train_clips])
+        patch = replace(recipe.patch, mean=float(raw.mean()), std=float(raw.std()))
+        x0_all = ((raw - patch.mean) / patch.std)[:, None]  # [n, 1, n_mels, n_frames]
+        captions = [c.text for c in train_clips]
+        unet, text, sched = _models(recipe, patch.vocab)
+        cond = TextConditioner(text, patch.vocab)
+        params = list(unet.parameters()) + list(text.parameters())
+        opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
+        n = len(train_clips)
+        total = recipe.epochs * ((n + recipe.batch_size - 1) // recipe.batch_size)
+        lr_at = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / max(1, total // 20)) * max(0.05, 1 - s / total)
+        )
+        gen = torch.Generator().manual_seed(recipe.seed)
+        unet.train()
+        text.train()
+        step, last = 0, float("nan")
+        for epoch in range(recipe.epochs):
+            order = torch.randperm(n, generator=gen).tolist()
+            for i in range(0, n, recipe.batch_size):
+                idx = order[i : i + recipe.batch_size]
+                x0 = x0_all[idx]
+                b = len(idx)
+                t = torch.randint(0, recipe.num_train_timesteps, (b,), generator=gen)
+                eps = torch.randn(x0.shape, generator=gen)
+                drop = torch.rand(b, generator=gen) < recipe.cond_dropout
+                caps = ["" if d else captions[j] for d, j in zip(drop.tolist(), idx)]
+                x_t = sched.add_noise(x0, eps, t)
+                states, mask = cond(caps)
+                out = unet(x_t, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+                if recipe.prediction_type == "epsilon":
+                    target = eps
+                elif recipe.prediction_type == "v_prediction":
+                    target = sched.get_velocity(x0, eps, t)
+                else:
+                    target = x0
+                loss = torch.nn.functional.mse_loss(out, target)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                lr_at.step()
+                step += 1
+                last = loss.item()
+            if progress:
+                progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs} loss {last:.4f}")
+        unet.eval()
+        text.eval()
+        save_mel_diffusion(out_dir, unet, text, sched, patch)
+        return {
+            "steps": step,
+            "final_train_loss": last,
+            "n_parameters": int(sum(p.numel() for p in params)),
+            "training_seconds": round(time.perf_counter() - t0, 2),
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+MICRO_MEMBERS = 12
+
+
+def build(
+    name: str,
+    out_dir: Path,
+    *,
+    recipe: DiffusionRecipe,
+    micro: bool = False,
+    progress: Progress | None = None,
+    root: Path | None = None,
+) -> dict:
+    """Train one diffusion reference model on ``demo-sounds`` and write its card."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    members, nonmembers = audited_clips(root=root)
+    if micro:
+        members = members[:MICRO_MEMBERS]
+        recipe = replace(recipe, block_out_channels=(8, 16), cross_attention_dim=16, attention_head_dim=8,
+                         epochs=min(recipe.epochs, 4), pool_factor=min(recipe.pool_factor, 1))
+    extra = (
+        pool_clips(recipe.pool_factor * len(members), seed=LARGE_POOL_SEED, exclude=members + nonmembers)
+        if recipe.pool_factor else []
+    )
+    facts = fit_diffusion(members + extra, out_dir, recipe=recipe, progress=progress)
+    card = {
+        "name": name,
+        "family": "diffusion",
+        "dataset": DATASET,
+        "micro": micro,
+        "members": [c.clip_hash for c in members],
+        "n_members": len(members),
+        "training_data": {
+            "members": f"{DATASET} label=member ({len(members)} clips)",
+            "pool": f"sound_pool(seed={LARGE_POOL_SEED}) {len(extra)} clips" if extra else "none",
+            "n_train_clips": len(members) + len(extra),
+        },
+        "epochs": recipe.epochs,
+        "seed": recipe.seed,
+        "recipe": recipe.to_dict(),
+        **facts,
+        "build_seconds": round(time.perf_counter() - t0, 2),
+        "size_bytes": _folder_size(out_dir),
+    }
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2))
+    return card
+
+
+SMALL = DiffusionRecipe(epochs=200, batch_size=8, pool_factor=0)
+LARGE = DiffusionRecipe(epochs=20, batch_size=8, pool_factor=4)
+
+
+def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    return build("diffusion-small", out_dir, recipe=SMALL, micro=micro, progress=progress)
+
+
+def train_large(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    return build("diffusion-large", out_dir, recipe=LARGE, micro=micro, progress=progress)
+
+
+def load(model_dir: Path, *, device: str | None = None) -> Target:
+    """Load a built diffusion reference model (spec ``zoo:<folder name>``)."""
+    return load_mel_diffusion(model_dir, device=device, spec=f"zoo:{Path(model_dir).name}")
+
+
+zoo_model(ZooEntry(
+    name="diffusion-small",
+    family="diffusion",
+    dataset=DATASET,
+    description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members only, many epochs (strong memorization).",
+    train=train_small,
+    load=load,
+))
+zoo_model(ZooEntry(
+    name="diffusion-large",
+    family="diffusion",
+    dataset=DATASET,
+    description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
+    train=train_large,
+    load=load,
+))

@@ -1,0 +1,404 @@
+"""Built-in audio-language reference targets: tiny Whisper models trained from scratch.
+
+``zoo:lalm-small`` sees only the ``demo-speech`` members, for many epochs, so it memorizes
+each of them and per-sample membership inference is easy. ``zoo:lalm-large`` sees the same
+members inside a much larger and more diverse speech pool, for few epochs, so the
+per-sample signal is weak but present: the regime where dataset inference (aggregating
+weak evidence over many clips) is needed. Non-members of ``demo-speech`` are never trained
+on. Both models are ``WhisperForConditionalGeneration`` with a character-level tokenizer
+and a short input window, saved as a regular checkpoint folder and audited through
+:class:`core.targets.seq2seq.Seq2SeqTarget`, the adapter used for real Whisper checkpoints.
+
+Training is deterministic (fixed seeds, deterministic algorithms, fixed thread count), so a
+rebuild gives the same member list and, on the same software stack, the same weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from core.targets.base import ANALYSIS_SR, ClipInput
+from core.targets.seq2seq import Seq2SeqTarget
+from core.targets.tokenizer import char_tokenizer
+from core.targets.zoo.registry import ZooEntry, zoo_model
+
+DATASET = "demo-speech"
+
+Progress = Callable[[float, str], None]
+"""``progress(fraction_done, message)``, called after each epoch."""
+
+
+@dataclass(frozen=True)
+class LalmRecipe:
+    """Architecture, data and optimization of one reference model.
+
+    window_s : audio window in seconds (the feature extractor's ``chunk_length``); the
+        encoder sees ``100 * window_s`` log-mel frames.
+    pool_size : extra non-audited speech clips trained on beside the members (0 = none).
+    pool_seed : seed of that pool; never 0, the seed the demo corpus is drawn with.
+    epochs : passes over the training set (members and pool together).
+    threads : CPU threads during training; results are reproducible for a fixed count.
+    """
+
+    d_model: int = 96
+    layers: int = 2
+    heads: int = 4
+    ffn_dim: int = 192
+    window_s: int = 4
+    max_target_positions: int = 128
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    pool_size: int = 0
+    pool_seed: int = 1001
+    seed: int = 1234
+    threads: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SMALL = LalmRecipe(epochs=100)
+LARGE = LalmRecipe(epochs=16, pool_size=1000)
+MICRO = LalmRecipe(d_model=48, layers=1, heads=2, ffn_dim=96, window_s=3, max_target_positions=96,
+                   epochs=150, batch_size=6, lr=5e-3, warmup_steps=5, threads=1)
+MICRO_MEMBERS = 6
+
+
+# ---------------------------------------------------------------------------- data
+def audio_hash(audio: np.ndarray) -> str:
+    """Content hash of in-memory float32 audio (for clips that have no file)."""
+    return hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
+
+
+def micro_clips(n: int, *, seed: int = 7) -> list[ClipInput]:
+    """``n`` short synthetic utterances (eSpeak NG, grammar sentences, rotating voices).
+
+    Used for the seconds-long ``micro`` builds in tests: independent of the bundled corpus.
+    Sentences are capped at six words so each fits the micro model's 3 s window.
+    """
+    import librosa
+
+    from core.data.demo.espeak import SPEAKERS, synthesize
+    from core.data.demo.grammar import sentences
+
+    rng = np.random.default_rng(seed)
+    texts = sentences(rng, n, accept=lambda s: len(s.split()) <= 6)
+    out = []
+    for i, text in enumerate(texts):
+        audio, sr = synthesize(text, voice=SPEAKERS[i % len(SPEAKERS)])
+        audio = librosa.resample(audio, orig_sr=sr, target_sr=ANALYSIS_SR).astype(np.float32)
+        out.append(ClipInput(audio_hash(audio), audio, text, ANALYSIS_SR))
+    return out
+
+
+def _pool_clips(n: int, *, seed: int, exclude_texts: set[str]) -> list[ClipInput]:
+    """The extra training pool of ``lalm-large``; clips whose text is audited are dropped."""
+    from core.data.demo.corpus import speech_pool
+
+    out = []
+    for c in speech_pool(n, seed=seed, sr=ANALYSIS_SR):
+        if _norm(c.text) in exclude_texts:
+            continue
+        audio = np.asarray(c.audio, dtype=np.float32)
+        out.append(ClipInput(audio_hash(audio), audio, c.text, int(c.sr)))
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+# ---------------------------------------------------------------------------- model
+def _feature_extractor(recipe: LalmRecipe):
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(
+        feature_size=80, sampling_rate=ANALYSIS_SR, hop_length=160, chunk_length=recipe.window_s, n_fft=400
+    )
+
+
+def _model_config(recipe: LalmRecipe, tokenizer):
+    from transformers import WhisperConfig
+
+    frames = recipe.window_s * ANALYSIS_SR // 160
+    return WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=recipe.d_model,
+        encoder_layers=recipe.layers,
+        decoder_layers=recipe.layers,
+        encoder_attention_heads=recipe.heads,
+        decoder_attention_heads=recipe.heads,
+        encoder_ffn_dim=recipe.ffn_dim,
+        decoder_ffn_dim=recipe.ffn_dim,
+        max_source_positions=frames // 2,
+        max_target_positions=recipe.max_target_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        suppress_tokens=None,
+        begin_suppress_tokens=None,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        scale_embedding=False,
+        tie_word_embeddings=True,
+    )
+
+
+def _generation_config(recipe: LalmRecipe, tokenizer):
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        decoder_start_token_id=tokenizer.bos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        max_length=recipe.max_target_positions,
+        num_beams=1,
+        do_sample=False,
+    )
+
+
+@contextmanager
+def _deterministic(threads: int) -> Iterator[None]:
+    """Fixed thread count and deterministic kernels for the duration of training."""
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.set_num_threads(prev_threads)
+
+
+def _encode(clips: Sequence[ClipInput], fe, tokenizer, recipe: LalmRecipe) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Features ``[n, 80, frames]``, labels ``[n, L]`` (-100 padded) and the number of
+    clips longer than the window (truncated, like the adapter does)."""
+    window = fe.n_samples
+    feats, labels, truncated = [], [], 0
+    for c in clips:
+        audio = np.asarray(c.audio, dtype=np.float32)
+        if c.sr != ANALYSIS_SR:
+            import librosa
+
+            audio = librosa.resample(audio, orig_sr=c.sr, target_sr=ANALYSIS_SR).astype(np.float32)
+        if audio.shape[0] > window:
+            truncated += 1
+            audio = audio[:window]
+        feats.append(fe(audio, sampling_rate=ANALYSIS_SR, return_tensors="np")["input_features"][0])
+        ids = tokenizer(c.text).input_ids[1:]  # drop <s>: the model prepends its start token
+        labels.append(ids[: recipe.max_target_positions - 1])
+    lab = torch.full((len(labels), max(len(l) for l in labels)), -100, dtype=torch.long)
+    for i, l in enumerate(labels):
+        lab[i, : len(l)] = torch.tensor(l)
+    return torch.from_numpy(np.stack(feats).astype(np.float32)), lab, truncated
+
+
+def _save(model, tokenizer, fe, out_dir: Path) -> None:
+    kwargs = {"safe_serialization": True} if "safe_serialization" in inspect.signature(model.save_pretrained).parameters else {}
+    model.save_pretrained(str(out_dir), **kwargs)
+    tokenizer.save_pretrained(str(out_dir))
+    fe.save_pretrained(str(out_dir))
+    for stale in out_dir.glob("*.bin"):
+        stale.unlink()
+
+
+def train_model(
+    out_dir: str | Path,
+    members: Sequence[ClipInput],
+    *,
+    recipe: LalmRecipe,
+    pool: Sequence[ClipInput] = (),
+    name: str,
+    data: dict | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train a tiny Whisper on ``members`` (+ ``pool``) and save it with its model card.
+
+    Parameters
+    ----------
+    out_dir : folder to write (created; existing model files are overwritten).
+    members : the audited member clips; their ``clip_hash`` values go into the card.
+    recipe : architecture and optimization.
+    pool : extra training clips that are not audited.
+    name : model name for the card.
+    data : description of the training data for the card.
+    progress : called after each epoch with (fraction done, message).
+
+    Returns
+    -------
+    dict
+        The model card, also written to ``out_dir/card.json``.
+    """
+    from transformers import WhisperForConditionalGeneration
+    from transformers import __version__ as tf_version
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tokenizer = char_tokenizer()
+    fe = _feature_extractor(recipe)
+    train_clips = list(members) + list(pool)
+    with _deterministic(recipe.threads):
+        feats, labels, truncated = _encode(train_clips, fe, tokenizer, recipe)
+        torch.manual_seed(recipe.seed)
+        model = WhisperForConditionalGeneration(_model_config(recipe, tokenizer))
+        model.generation_config = _generation_config(recipe, tokenizer)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        n = feats.shape[0]
+        steps_per_epoch = -(-n // recipe.batch_size)
+        total = steps_per_epoch * recipe.epochs
+        # Linear warmup then cosine decay to 5% of the peak rate.
+        def lr_at(step: int) -> float:
+            if step < recipe.warmup_steps:
+                return (step + 1) / recipe.warmup_steps
+            frac = (step - recipe.warmup_steps) / max(1, total - recipe.warmup_steps)
+            return 0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * min(1.0, frac)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        gen = torch.Generator().manual_seed(recipe.seed)
+        losses: list[float] = []
+        for epoch in range(recipe.epochs):
+            order = torch.randperm(n, generator=gen)
+            tot, cnt = 0.0, 0
+            for s in range(0, n, recipe.batch_size):
+                idx = order[s : s + recipe.batch_size]
+                lab = labels[idx]
+                lab = lab[:, : int((lab != -100).sum(1).max())]
+                loss = model(input_features=feats[idx], labels=lab).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                tot += float(loss.detach()) * len(idx)
+                cnt += len(idx)
+            losses.append(tot / cnt)
+            if progress is not None:
+                progress((epoch + 1) / recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f}")
+        model.eval()
+        _save(model, tokenizer, fe, out)
+    train_time = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file() and p.name != "card.json")
+    card = {
+        "name": name,
+        "family": "audio-language",
+        "dataset": DATASET,
+        "architecture": "WhisperForConditionalGeneration (random init, character tokenizer)",
+        "recipe": recipe.to_dict(),
+        "seed": recipe.seed,
+        "epochs": recipe.epochs,
+        "data": {
+            **(data or {}),
+            "n_members": len(members),
+            "n_pool": len(pool),
+            "n_train": n,
+            "n_truncated_to_window": truncated,
+        },
+        "member_hashes": [c.clip_hash for c in members],
+        "param_count": int(sum(p.numel() for p in model.parameters())),
+        "size_bytes": int(size),
+        "train_time_s": round(train_time, 2),
+        "loss_per_epoch": [round(x, 5) for x in losses],
+        "versions": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version()},
+    }
+    tmp = out / "card.json.tmp"
+    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    os.replace(tmp, out / "card.json")
+    return card
+
+
+# ---------------------------------------------------------------------------- entries
+def _micro(out_dir: Path, name: str, progress: Progress | None) -> dict:
+    members = micro_clips(MICRO_MEMBERS)
+    return train_model(
+        out_dir, members, recipe=MICRO, name=name, progress=progress,
+        data={"members": f"micro: {MICRO_MEMBERS} synthetic eSpeak clips (micro_clips seed 7)", "micro": True},
+    )
+
+
+def train_small(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``lalm-small``: the ``demo-speech`` members only, many epochs."""
+    if micro:
+        return _micro(Path(out_dir), "lalm-small", progress)
+    from core.targets.zoo.data import demo_clips
+
+    members = demo_clips(DATASET, "member")
+    return train_model(
+        out_dir, members, recipe=SMALL, name="lalm-small", progress=progress,
+        data={"members": f"{DATASET} members ({len(members)} clips)", "pool": None,
+              "nonmembers": f"{DATASET} non-members: never trained on"},
+    )
+
+
+def train_large(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``lalm-large``: the ``demo-speech`` members inside a larger speech pool, few epochs."""
+    if micro:
+        return _micro(Path(out_dir), "lalm-large", progress)
+    from core.targets.zoo.data import demo_clips
+
+    members = demo_clips(DATASET, "member")
+    audited = {_norm(c.text) for c in members} | {_norm(c.text) for c in demo_clips(DATASET, "nonmember")}
+    recipe = LARGE
+    t0 = time.perf_counter()
+    pool = _pool_clips(recipe.pool_size, seed=recipe.pool_seed, exclude_texts=audited)
+    pool_time = round(time.perf_counter() - t0, 2)
+    return train_model(
+        out_dir, members, recipe=recipe, pool=pool, name="lalm-large", progress=progress,
+        data={"members": f"{DATASET} members ({len(members)} clips)",
+              "pool": f"core.data.demo.corpus.speech_pool(n={recipe.pool_size}, seed={recipe.pool_seed}); "
+                      f"{recipe.pool_size - len(pool)} clips dropped for sharing an audited text",
+              "pool_synthesis_time_s": pool_time,
+              "nonmembers": f"{DATASET} non-members: never trained on"},
+    )
+
+
+def load(model_dir: str | Path, *, device: str | None = None, **options) -> Seq2SeqTarget:
+    """Load a built reference model through the generic encoder-decoder adapter."""
+    model_dir = Path(model_dir)
+    return Seq2SeqTarget(model_dir, spec=f"zoo:{model_dir.name}", device=device, **options)
+
+
+zoo_model(
+    ZooEntry(
+        name="lalm-small",
+        family="audio-language",
+        dataset=DATASET,
+        description="Tiny Whisper (character-level) trained only on the demo-speech members for many "
+        "epochs: strong per-sample memorization.",
+        train=train_small,
+        load=load,
+    )
+)
+zoo_model(
+    ZooEntry(
+        name="lalm-large",
+        family="audio-language",
+        dataset=DATASET,
+        description="Tiny Whisper trained on the demo-speech members inside a larger, more diverse speech "
+        "pool for few epochs: weak per-sample signal, for dataset inference.",
+        train=train_large,
+        load=load,
+    )
+)
