@@ -159,7 +159,7 @@ class App:
 @pytest.fixture
 def app(server, browser) -> Iterator[App]:
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(90_000)  # a fresh venv compiles bytecode on the first page loads
     page = context.new_page()
     try:
         yield App(page, server.url)
