@@ -61,6 +61,7 @@ def main() -> None:
                 "name": "infilling_vs_minkpp",
                 "ratio": round(inf / mk, 3),
                 "goal": 10,
+                "goal_op": "<=",
                 "detail": {
                     "infilling_s": round(inf, 5),
                     "min_k_pp_s": round(mk, 5),
