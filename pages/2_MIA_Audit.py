@@ -13,7 +13,7 @@ c1, c2, c3 = st.columns([2, 2, 1])
 with c1:
     dataset = dataset_picker(ws)
 with c2:
-    target = target_picker()
+    target = target_picker(dataset=dataset)
 with c3:
     mode = st.selectbox("Text scored", ["generated", "given"], help="generated: the model's own greedy output, re-scored (two-stage protocol); given: the clip's transcript.")
 if dataset and target:

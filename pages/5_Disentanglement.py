@@ -14,7 +14,7 @@ c1, c2 = st.columns(2)
 with c1:
     dataset = dataset_picker(ws)
 with c2:
-    target = target_picker()
+    target = target_picker(dataset=dataset)
 conditions = st.multiselect("Conditions", variant_names(), default=[c for c in ("original", "silence", "noise", "tts") if c in variant_names()])
 if dataset and target and conditions:
     config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig())

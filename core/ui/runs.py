@@ -9,18 +9,25 @@ from core.runtime.store import Workspace
 from core.ui.common import job_panel
 
 
-def target_picker(*, key: str = "target", families: tuple[str, ...] | None = None) -> str | None:
+def target_picker(*, key: str = "target", families: tuple[str, ...] | None = None, dataset: str | None = None) -> str | None:
+    """A selectbox over ready targets; zoo targets trained on ``dataset`` come first."""
     from core.targets import list_targets
 
     infos = [t for t in list_targets() if families is None or t.family in families]
-    ready = [t.spec for t in infos if t.available]
+    ready = [t for t in infos if t.available]
     if not ready:
         st.info("No built-in target is built yet: run `overheard zoo build`.")
         return None
-    desc = {t.spec: f"{t.spec} · {t.family}" for t in infos}
-    custom = st.session_state.get("_target")
-    idx = ready.index(custom) if custom in ready else 0
-    spec = st.selectbox("Target model", ready, index=idx, format_func=lambda s: desc.get(s, s), key=key)
+    ready.sort(key=lambda t: t.detail.get("dataset") != dataset)
+    specs = [t.spec for t in ready]
+    desc = {t.spec: f"{t.spec} · {t.family}" + (f" · trained on {t.detail['dataset']}" if t.detail.get("dataset") else "") for t in ready}
+    fits = {t.spec for t in ready if dataset is None or t.detail.get("dataset") in (None, dataset)}
+    chosen = st.session_state.get("_target")
+    if chosen not in specs or (chosen not in fits and not st.session_state.get("_target_user")):
+        chosen = specs[0]
+    st.session_state[key] = chosen
+    spec = st.selectbox("Target model", specs, format_func=lambda s: desc.get(s, s), key=key,
+                        on_change=lambda: st.session_state.update(_target=st.session_state[key], _target_user=True))
     st.session_state["_target"] = spec
     return spec
 
