@@ -136,11 +136,31 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
+    """``--target-option KEY=VALUE`` pairs; values read as JSON when they parse (numbers,
+    booleans), else as strings."""
+    out = {}
+    for item in getattr(args, "target_option", None) or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--target-option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    if "trust_remote_code" in out:
+        raise CLIError("use --trust-remote-code, not a target option, to run code from a checkpoint folder")
+    return tuple(sorted(out.items()))
+
+
 def cmd_mia(args: argparse.Namespace) -> int:
     from core.pipeline import MIAConfig, audit_mia
 
     settings, ws = _workspace(args)
-    cfg = MIAConfig(mode=args.mode, infill_m=args.infill, seed=args.seed, batch_size=args.batch_size, n_boot=args.n_boot)
+    cfg = MIAConfig(mode=args.mode, infill_m=args.infill, seed=args.seed, batch_size=args.batch_size, n_boot=args.n_boot,
+                    target_options=_target_options(args), trust_remote_code=args.trust_remote_code)
+    if args.trust_remote_code:
+        _log("warning: --trust-remote-code runs Python code shipped in the checkpoint folder; the report records it")
     run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
     keep = ("auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text", "indicators", "best_indicator",
             "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation", "blind_auc", "computed", "notes")
@@ -193,7 +213,8 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
 
     settings, ws = _workspace(args)
     conds = tuple(c.strip() for c in (args.conditions or ",".join(DEFAULT_CONDITIONS)).split(",") if c.strip())
-    cfg = DisentangleConfig(conditions=conds, mia=MIAConfig(mode=args.mode, seed=args.seed, n_boot=args.n_boot))
+    cfg = DisentangleConfig(conditions=conds, mia=MIAConfig(mode=args.mode, seed=args.seed, n_boot=args.n_boot,
+                                                            target_options=_target_options(args), trust_remote_code=args.trust_remote_code))
     run_id, res = audit_disentangle(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("disentangle"))
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target, "conditions": res["conditions"], "n": res["n"],
            "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()}}
@@ -239,6 +260,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
+def _target_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--target-option", action="append", metavar="KEY=VALUE",
+                   help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="allow Python code from the checkpoint folder (off by default; recorded in the report)")
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option given before the sub-command is not reset by the sub-parser.
@@ -290,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--n-boot", type=int, default=1000)
+    _target_flags(s)
     s.set_defaults(fn=cmd_mia)
 
     s = sub.add_parser("blind", parents=[common], help="blind baseline: can P and U be told apart without the model?")
@@ -313,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["generated", "given"], default="generated")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n-boot", type=int, default=1000)
+    _target_flags(s)
     s.set_defaults(fn=cmd_disentangle)
 
     s = sub.add_parser("di", parents=[common], help="dataset inference: was the suspect set, as a whole, used in training?")

@@ -37,3 +37,35 @@ def test_missing_path_is_an_error(tmp_path, capsys):
     rc = main(["ingest", str(tmp_path / "nope"), "--name", "d", "--workspace", str(tmp_path / "ws")])
     assert rc == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_target_options_parse_and_refuse_remote_code_smuggling():
+    import argparse
+
+    import pytest
+
+    from core.cli import CLIError, _target_options
+
+    ns = argparse.Namespace(target_option=["prompt=Describe the audio.", "batch_size=16", "fast=true"])
+    assert _target_options(ns) == (("batch_size", 16), ("fast", True), ("prompt", "Describe the audio."))
+    with pytest.raises(CLIError, match="--trust-remote-code"):
+        _target_options(argparse.Namespace(target_option=["trust_remote_code=true"]))
+    with pytest.raises(CLIError, match="KEY=VALUE"):
+        _target_options(argparse.Namespace(target_option=["novalue"]))
+
+
+def test_mia_cli_passes_loader_options_and_records_remote_code(tmp_path, capsys):
+    from core.data.ingest import ingest_path
+    from core.runtime.store import Workspace
+    from core.targets.zoo.registry import assets_dir
+
+    ws = Workspace(tmp_path / "ws")
+    ingest_path(ws, assets_dir() / "demo" / "demo-speech", "d")
+    rc = main(["mia", "--dataset", "d", "--target", "zoo:lalm-small", "--target-option", "batch_size=4",
+               "--trust-remote-code", "--n-boot", "50", "--workspace", str(ws.root), "--json"])
+    assert rc == 0
+    run = ws.latest_run("mia", "d", "zoo:lalm-small")
+    assert run["config"]["target_options"] == {"batch_size": 4} and run["config"]["trust_remote_code"] is True
+    from core.viz.report import build_report
+
+    assert "ON (code from the checkpoint folder was executed)" in build_report(ws, "d")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from importlib import metadata
@@ -73,18 +74,23 @@ from core.runtime.settings import Settings  # noqa: E402
 Cancelled = Callable[[], bool]
 
 
-_TARGETS: dict[tuple[str, str | None], object] = {}
+_TARGETS: dict[tuple, object] = {}
 
 
-def get_target(spec: str, device: str | None = None):
-    """Load a target once per process (the worker and the CLI reuse it across calls)."""
+def get_target(spec: str, device: str | None = None, options: dict | None = None):
+    """Load a target once per process (the worker and the CLI reuse it across calls).
+
+    ``options`` are passed to the target's loader (e.g. ``prompt``, ``batch_size``,
+    ``trust_remote_code``); they are part of the reuse key.
+    """
     from core.targets import load_target
 
-    key = (spec, device)
+    options = dict(options or {})
+    key = (spec, device, json.dumps(options, sort_keys=True, default=str))
     if key not in _TARGETS:
         for old in list(_TARGETS):
             _TARGETS.pop(old).unload()
-        _TARGETS[key] = load_target(spec, device=None if device in (None, "auto") else device)
+        _TARGETS[key] = load_target(spec, device=None if device in (None, "auto") else device, **options)
     return _TARGETS[key]
 
 
@@ -113,7 +119,7 @@ def extract_evidence(
 
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset) if clips is None else clips
-    target = get_target(target_spec, settings.device)
+    target = get_target(target_spec, settings.device, config.loader_options())
     ev_cfg = config.evidence_config()
     sr = settings.analysis_sr
 

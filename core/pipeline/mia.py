@@ -28,6 +28,15 @@ class MIAConfig:
     n_boot: int = 1000
     seed: int = 0
     batch_size: int = 8
+    target_options: tuple[tuple[str, object], ...] = ()
+    trust_remote_code: bool = False
+
+    def loader_options(self) -> dict:
+        """Options for the target's loader; remote code only when asked for explicitly."""
+        opts = dict(self.target_options)
+        if self.trust_remote_code:
+            opts["trust_remote_code"] = True
+        return opts
 
     def evidence_config(self):
         from core.targets.base import EvidenceConfig
@@ -37,12 +46,14 @@ class MIAConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["timesteps"] = list(self.timesteps)
+        d["target_options"] = {k: v for k, v in self.target_options}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "MIAConfig":
         d = dict(d)
         d["timesteps"] = tuple(d.get("timesteps", ()))
+        d["target_options"] = tuple(sorted(dict(d.get("target_options") or {}).items()))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
