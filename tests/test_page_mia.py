@@ -59,3 +59,20 @@ def test_disentanglement_page_plays_variants(env):
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert len(at.get("audio")) == len(dis["details"])  # one player per condition
+
+
+def test_tts_consistency_filter_flags_and_drops(mia_ws):
+    from core.disentangle.consistency import word_error_rate
+
+    ws, _, _ = mia_ws
+    cfg = MIAConfig(n_boot=100, batch_size=16)
+    _, kept = audit_disentangle(ws, "demo-speech", "zoo:lalm-small", DisentangleConfig(conditions=("tts",), mia=cfg, max_realizations=1))
+    clips = ws.analysis_clips("demo-speech").set_index("clip_hash")
+    wers = [word_error_rate(clips.loc[h, "text"], text) for h, text in kept["decoded"]["tts"].items()]
+    c = kept["details"]["tts"]["consistency"]
+    assert c["flagged"] == sum(w > 0.5 for w in wers) and c["dropped"] == 0
+    assert c["mean_wer"] == pytest.approx(sum(wers) / len(wers))
+    _, dropped = audit_disentangle(ws, "demo-speech", "zoo:lalm-small",
+                                   DisentangleConfig(conditions=("tts",), mia=cfg, max_realizations=1, drop_inconsistent=True, max_wer=0.99))
+    d = dropped["details"]["tts"]
+    assert d["consistency"]["dropped"] == sum(w > 0.99 for w in wers)

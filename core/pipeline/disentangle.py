@@ -28,9 +28,12 @@ class DisentangleConfig:
     conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     mia: MIAConfig = MIAConfig()
     max_realizations: int = 3
+    max_wer: float = 0.5
+    drop_inconsistent: bool = False
 
     def to_dict(self) -> dict:
-        return {"conditions": list(self.conditions), "mia": self.mia.to_dict(), "max_realizations": self.max_realizations}
+        return {"conditions": list(self.conditions), "mia": self.mia.to_dict(), "max_realizations": self.max_realizations,
+                "max_wer": self.max_wer, "drop_inconsistent": self.drop_inconsistent}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DisentangleConfig":
@@ -38,6 +41,8 @@ class DisentangleConfig:
             conditions=tuple(d.get("conditions", DEFAULT_CONDITIONS)),
             mia=MIAConfig.from_dict(d.get("mia", {})),
             max_realizations=int(d.get("max_realizations", 3)),
+            max_wer=float(d.get("max_wer", 0.5)),
+            drop_inconsistent=bool(d.get("drop_inconsistent", False)),
         )
 
 
@@ -53,7 +58,9 @@ def audit_disentangle(
 ) -> tuple[str, dict]:
     """MIA AUC per condition; stores and returns the run."""
     from core.disentangle import Variant, get_variant
+    from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
+    from core.pipeline.common import get_target
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env(ws.root)
@@ -62,6 +69,8 @@ def audit_disentangle(
     plan = [(c, r) for c in config.conditions for r in range(min(get_variant(c).realizations, config.max_realizations))]
     families = {c: get_variant(c) for c in config.conditions}
     missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
+    # The audited model's own transcription checks resynthesized speech, when it transcribes.
+    transcribes = config.mia.mode == "generated" and get_target(target, settings.device, config.mia.loader_options()).family == "audio-language"
     conditions: dict[str, dict] = {}
     decoded: dict[str, dict[str, str]] = {}
     fp = None
@@ -71,6 +80,7 @@ def audit_disentangle(
             conditions[cond] = {"skipped": f"{missing_text} clip(s) have no transcript or caption to resynthesize"}
             continue
         tables = []
+        wers: list[np.ndarray] = []
         for r in range(min(fam.realizations, config.max_realizations)):
             step = plan.index((cond, r))
 
@@ -83,11 +93,27 @@ def audit_disentangle(
             tables.append(indicator_table(evidence).reset_index(drop=True))
             if r == 0:
                 decoded[cond] = {ev.clip_hash: ev.text for ev in evidence}
+            if fam.needs_text and transcribes:
+                # Synthio-style consistency: does the audited model hear the same words?
+                wers.append(np.array([word_error_rate(t or "", ev.text) for t, ev in zip(clips["text"], evidence)]))
         table = sum(tables) / len(tables) if len(tables) > 1 else tables[0]
         table = table.loc[:, table.notna().any()]
-        res = run_mia(table, y, n_splits=config.mia.n_splits, seed=config.mia.seed, n_boot=config.mia.n_boot)
+        keep = np.ones(len(y), dtype=bool)
+        consistency = None
+        if wers:
+            worst = np.max(np.stack(wers), axis=0)
+            flagged = worst > config.max_wer
+            consistency = {"mean_wer": float(np.mean(np.stack(wers))), "flagged": int(flagged.sum()),
+                           "max_wer": config.max_wer, "dropped": int(flagged.sum()) if config.drop_inconsistent else 0}
+            if config.drop_inconsistent:
+                keep = ~flagged
+        if keep.sum() < 4 or len(set(y[keep])) < 2:
+            conditions[cond] = {"skipped": f"only {int(keep.sum())} consistent resynthesized clips left", "consistency": consistency}
+            continue
+        res = run_mia(table[keep].reset_index(drop=True), y[keep], n_splits=config.mia.n_splits, seed=config.mia.seed, n_boot=config.mia.n_boot)
         d = res.to_dict()
         conditions[cond] = {
+            "consistency": consistency,
             "auc": d["auc"], "auc_ci": d["auc_ci"], "tpr_at_1pct_fpr": d["tpr_at_1pct_fpr"],
             "best_indicator": d["best_indicator"], "best_indicator_auc": d["best_indicator_auc"],
             "realizations": len(tables), "description": fam.description, "warnings": d["warnings"],

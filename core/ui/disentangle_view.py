@@ -23,6 +23,13 @@ def results(result: dict) -> None:
     for cond, d in details.items():
         if "skipped" in d:
             st.warning(f"{cond}: skipped — {d['skipped']}")
+        c = d.get("consistency")
+        if c:
+            st.caption(
+                f"{cond}: the audited model's transcription of the resynthesis has a mean word error rate of "
+                f"{c['mean_wer']:.0%}; {c['flagged']} clip(s) above {c['max_wer']:.0%} flagged as not carrying the same words"
+                + (f", {c['dropped']} dropped." if c["dropped"] else " (kept).")
+            )
 
 
 def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[str]) -> None:

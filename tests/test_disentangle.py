@@ -1,0 +1,78 @@
+"""Variants and the consistency filter."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from core.disentangle import Variant, get_variant, variant_names
+from core.disentangle.consistency import normalize_words, word_error_rate
+
+
+def _slow_wer(ref: list[str], hyp: list[str]) -> float:
+    """Brute force: the fewest edits over all alignments, by plain recursion."""
+    from functools import lru_cache
+
+    @lru_cache(None)
+    def d(i: int, j: int) -> int:
+        if i == 0:
+            return j
+        if j == 0:
+            return i
+        return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (ref[i - 1] != hyp[j - 1]))
+
+    return d(len(ref), len(hyp)) / len(ref)
+
+
+def test_wer_known_cases():
+    assert word_error_rate("the cat sat", "the cat sat") == 0.0
+    assert word_error_rate("The cat, sat.", "the cat sat") == 0.0  # case and punctuation ignored
+    assert word_error_rate("the cat sat", "the dog sat") == pytest.approx(1 / 3)
+    assert word_error_rate("the cat sat", "the cat") == pytest.approx(1 / 3)
+    assert word_error_rate("the cat", "the big fat cat") == pytest.approx(1.0)
+    assert word_error_rate("", "") == 0.0 and word_error_rate("", "x") == 1.0
+
+
+def test_wer_matches_brute_force_on_random_sentences():
+    rng = np.random.default_rng(0)
+    vocab = ["a", "b", "c", "d"]
+    for _ in range(200):
+        ref = list(rng.choice(vocab, rng.integers(1, 7)))
+        hyp = list(rng.choice(vocab, rng.integers(0, 7)))
+        assert word_error_rate(" ".join(ref), " ".join(hyp)) == pytest.approx(_slow_wer(ref, hyp))
+
+
+def test_registry_lists_builtins_and_rejects_unknown():
+    assert {"original", "silence", "noise", "tts"} <= set(variant_names())
+    with pytest.raises(ValueError, match="valid: .*noise"):
+        get_variant("nope")
+
+
+@pytest.mark.parametrize("name", ["original", "silence", "noise", "tts"])
+def test_variants_are_deterministic_and_keyed(name):
+    sr = 16000
+    audio = (0.1 * np.sin(np.arange(sr) / 10)).astype(np.float32)
+    v = Variant(get_variant(name), 1)
+    a = v.render(audio, "a short test sentence", sr, "ab" * 32)
+    b = v.render(audio, "a short test sentence", sr, "ab" * 32)
+    assert a.dtype == np.float32 and np.array_equal(a, b)
+    assert v.key("ab" * 32) != Variant(get_variant(name), 2).key("ab" * 32)
+    if name == "silence":
+        assert not a.any() and a.shape == audio.shape
+    if name == "noise":
+        assert a.shape == audio.shape
+        assert np.sqrt(np.mean(a**2)) == pytest.approx(np.sqrt(np.mean(audio**2)), rel=0.05)
+    if name == "tts":
+        assert a.size > sr // 4 and np.abs(a).max() > 0.01
+
+
+def test_tts_needs_text():
+    with pytest.raises(ValueError, match="needs the clip's text"):
+        Variant(get_variant("tts"), 0).render(np.zeros(100, np.float32), "  ", 16000, "cd" * 32)
+
+
+def test_normalize_words():
+    assert normalize_words("It's 4 o'clock, OK?") == ["it's", "4", "o'clock", "ok"]
+    assert list(itertools.chain(normalize_words(""))) == []
