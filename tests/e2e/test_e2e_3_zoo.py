@@ -89,6 +89,19 @@ def test_mia_then_disentanglement_on_zoo_target(app: App, workspace, speech_data
     assert res["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
     assert metric_value(page, "Clips") == f"{PER_LABEL} P / {PER_LABEL} U"
 
+    # dataset inference reuses the MIA run's indicators
+    app.goto("Dataset Inference")
+    app.select("Dataset", speech_dataset)
+    _select_target(app)
+    page.get_by_role("button", name="Run dataset inference").click()
+    shown_p = metric_value(page, "p-value", timeout=170_000)
+    app.wait_idle()
+    assert not app.exception_texts()
+    di = workspace.latest_run("di", speech_dataset, TARGET)
+    assert di is not None and shown_p == f"{di['result']['p_value']:.2g}"
+    rate = di["result"].get("null_rejection_rate")
+    assert metric_value(page, "Null rejection rate") == ("not run" if rate is None else f"{rate:.1%}")
+
     app.goto("Disentanglement")
     app.select("Dataset", speech_dataset)
     _select_target(app)
