@@ -160,6 +160,33 @@ def cv_scores(
     return out
 
 
+def correlation(a: ArrayLike, b: ArrayLike) -> dict[str, float | int | None]:
+    """Pearson and Spearman correlation of two per-clip score vectors (same clips, same
+    order), over the pairs where both are finite.
+
+    Returns
+    -------
+    dict
+        ``pearson``, ``pearson_p``, ``spearman``, ``spearman_p`` (None when undefined: fewer
+        than 3 pairs or a constant vector) and ``n`` (pairs used).
+    """
+    from scipy import stats as sps
+
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"score vectors differ in length: {x.size} vs {y.size}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    out: dict[str, float | int | None] = {"pearson": None, "pearson_p": None, "spearman": None, "spearman_p": None, "n": int(x.size)}
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    pr, sr = sps.pearsonr(x, y), sps.spearmanr(x, y)
+    vals = {"pearson": pr.statistic, "pearson_p": pr.pvalue, "spearman": sr.statistic, "spearman_p": sr.pvalue}
+    out.update({k: (float(v) if np.isfinite(v) else None) for k, v in vals.items()})
+    return out
+
+
 def small_sample_warning(y: ArrayLike) -> str | None:
     """A warning when either class has fewer than 20 clips (AUCs are then unreliable)."""
     y = np.asarray(y)

@@ -26,6 +26,8 @@ import scipy.fft
 import torch
 from numpy.typing import NDArray
 
+from core.runtime.device import resolve_device
+
 __all__ = [
     "ACOUSTIC_FEATURE_NAMES",
     "AcousticConfig",
@@ -121,13 +123,6 @@ ACOUSTIC_FEATURE_NAMES: tuple[str, ...] = tuple(DEFAULT_CONFIG.feature_names())
 
 _AMIN = 1e-10
 _RMS_FLOOR_DB = -100.0
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` picks CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _contrast_bands(cfg: AcousticConfig) -> list[tuple[NDArray[np.int64], int]]:

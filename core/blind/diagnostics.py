@@ -20,7 +20,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as sps
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -454,14 +453,5 @@ def blind_mia_correlation(blind: ArrayLike, mia: ArrayLike) -> dict[str, float]:
         raise ValueError("correlation needs at least 3 clips")
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(m))):
         raise ValueError("scores contain NaN or Inf")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pr = sps.pearsonr(b, m)
-        sr = sps.spearmanr(b, m)
-    return {
-        "pearson": float(pr.statistic),
-        "pearson_p": float(pr.pvalue),
-        "spearman": float(sr.statistic),
-        "spearman_p": float(sr.pvalue),
-        "n": int(b.size),
-    }
+    c = stats.correlation(b, m)
+    return {k: (float("nan") if v is None else v) for k, v in c.items()}

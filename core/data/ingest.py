@@ -262,10 +262,14 @@ def ingest_uploads(ws: Workspace, uploads: list[tuple[str, bytes]], name: str, *
     return ingest_files(ws, files, name, source="upload", limits=limits, **kw)
 
 
-def dataset_fingerprint(ws: Workspace, name: str) -> str:
-    """sha256 over the sorted (clip hash, label) pairs analysed: identifies the data of a run."""
-    clips = ws.analysis_clips(name)
+def clips_fingerprint(clips) -> str:
+    """sha256 over the sorted (clip hash, label) pairs of an analysis table."""
     h = hashlib.sha256()
     for ch, lab in zip(clips["clip_hash"], clips["label"]):
         h.update(f"{ch}:{lab}\n".encode())
     return h.hexdigest()[:16]
+
+
+def dataset_fingerprint(ws: Workspace, name: str) -> str:
+    """Fingerprint of the data a run on ``name`` analyses (see :func:`clips_fingerprint`)."""
+    return clips_fingerprint(ws.analysis_clips(name))

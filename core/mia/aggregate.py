@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as _sps
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -30,6 +29,7 @@ from core.stats import (
     TprAtFpr,
     auc,
     auc_ci,
+    correlation,
     cv_scores,
     n_folds_for,
     roc,
@@ -325,23 +325,6 @@ def blind_correlation(mia_scores: ArrayLike, blind_scores: ArrayLike) -> dict[st
         ``pearson_r``, ``pearson_p``, ``spearman_rho``, ``spearman_p`` (None when undefined,
         e.g. a constant input or fewer than 3 pairs) and ``n`` (pairs used).
     """
-    a = np.asarray(mia_scores, dtype=np.float64).ravel()
-    b = np.asarray(blind_scores, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"score vectors differ in length: {a.size} vs {b.size}")
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok], b[ok]
-    out: dict[str, float | int | None] = {
-        "pearson_r": None, "pearson_p": None, "spearman_rho": None, "spearman_p": None, "n": int(a.size)
-    }
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return out
-    pr = _sps.pearsonr(a, b)
-    sr = _sps.spearmanr(a, b)
-    out.update(
-        pearson_r=_json_float(pr.statistic),
-        pearson_p=_json_float(pr.pvalue),
-        spearman_rho=_json_float(sr.statistic),
-        spearman_p=_json_float(sr.pvalue),
-    )
-    return out
+    c = correlation(mia_scores, blind_scores)
+    return {"pearson_r": c["pearson"], "pearson_p": c["pearson_p"], "spearman_rho": c["spearman"],
+            "spearman_p": c["spearman_p"], "n": c["n"]}

@@ -17,6 +17,8 @@ from core.runtime.settings import Settings
 from core.runtime.store import Workspace
 
 DEFAULT_GROUPS = ("metadata", "text", "acoustic")
+BLIND_CONFOUND_AUC = 0.6
+"""A blind AUC at or above this marks MIA and DI results on the same data as confounded."""
 
 
 @dataclass(frozen=True)

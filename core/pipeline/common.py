@@ -9,8 +9,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from core import __version__
-from core.data.ingest import IngestReport, dataset_fingerprint, ingest_path
+from core.data.ingest import IngestReport, clips_fingerprint, ingest_path
+from core.runtime.settings import Settings
 from core.runtime.store import Workspace
 from core.targets.zoo.registry import assets_dir
 
@@ -32,10 +35,11 @@ def package_versions() -> dict[str, str]:
 
 def provenance(ws: Workspace, dataset: str, *, target_fingerprint: str | None = None, seed: int | None = None, seconds: float | None = None) -> dict:
     """What another auditor needs to reproduce a run."""
+    clips = ws.analysis_clips(dataset)
     return {
         "dataset": dataset,
-        "dataset_fingerprint": dataset_fingerprint(ws, dataset),
-        "clip_hashes": ws.analysis_clips(dataset)["clip_hash"].tolist(),
+        "dataset_fingerprint": clips_fingerprint(clips),
+        "clip_hashes": clips["clip_hash"].tolist(),
         "model_fingerprint": target_fingerprint,
         "seed": seed,
         "versions": package_versions(),
@@ -65,11 +69,6 @@ def demo_root() -> Path:
 
 
 # -- targets and evidence -------------------------------------------------------------------
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from core.runtime.settings import Settings  # noqa: E402
 
 Cancelled = Callable[[], bool]
 

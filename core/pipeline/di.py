@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from core.pipeline.blind import BLIND_CONFOUND_AUC
 from core.pipeline.common import Cancelled, Progress, provenance
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
 
-BLIND_CONFOUND_AUC = 0.6
 """Blind-baseline AUC from which P and U are treated as not identically distributed."""
 
 NULL_CURVE_MIN_NONMEMBERS = 16

@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from core.pipeline.blind import BLIND_CONFOUND_AUC
 from core.pipeline.common import Cancelled, Progress, extract_evidence, provenance
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
 
-BLIND_CONFOUND_AUC = 0.6
 
 
 @dataclass(frozen=True)

@@ -112,19 +112,23 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def jobs(ws: Workspace, *, kind: str | None = None, limit: int = 50) -> pd.DataFrame:
-    """Recent jobs, with ``status`` 'interrupted' for running jobs whose worker died."""
-    sql = "SELECT * FROM jobs" + (" WHERE kind=?" if kind else "") + " ORDER BY created DESC LIMIT ?"
-    df = ws.query(sql, ((kind,) if kind else ()) + (limit,))
+def _mark_interrupted(df: pd.DataFrame) -> pd.DataFrame:
+    """A job recorded as running whose worker process is gone was interrupted."""
     if not df.empty:
         dead = (df["status"] == "running") & ~df["pid"].apply(_alive)
         df.loc[dead, "status"] = "interrupted"
     return df
 
 
+def jobs(ws: Workspace, *, kind: str | None = None, limit: int = 50) -> pd.DataFrame:
+    """Recent jobs, with ``status`` 'interrupted' for running jobs whose worker died."""
+    sql = "SELECT * FROM jobs" + (" WHERE kind=?" if kind else "") + " ORDER BY created DESC LIMIT ?"
+    return _mark_interrupted(ws.query(sql, ((kind,) if kind else ()) + (limit,)))
+
+
 def job(ws: Workspace, job_id: str) -> dict:
-    df = jobs(ws, limit=10_000)
-    row = df[df["id"] == job_id]
+    """One job by id (pages poll this every second: one indexed row, not the table)."""
+    row = _mark_interrupted(ws.query("SELECT * FROM jobs WHERE id=?", (job_id,)))
     if row.empty:
         raise KeyError(f"no job {job_id!r}")
     d = row.iloc[0].to_dict()

@@ -52,6 +52,25 @@ class EvidenceConfig:
         return d
 
 
+def check_text_mode(config: EvidenceConfig, clips: Sequence[ClipInput]) -> None:
+    """Validate ``config.mode`` for an audio-language target.
+
+    Raises
+    ------
+    ValueError
+        an unknown mode, or ``"given"`` with a clip whose transcript is empty (named).
+    """
+    if config.mode not in ("generated", "given"):
+        raise ValueError(f"unknown mode {config.mode!r}; valid: 'generated', 'given'")
+    if config.mode == "given":
+        empty = [c.clip_hash for c in clips if not c.text.strip()]
+        if empty:
+            raise ValueError(
+                f"mode 'given' needs a transcript, but clip {empty[0]} has empty text"
+                + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
+            )
+
+
 @dataclass(frozen=True)
 class TargetInfo:
     """What the target list shows."""

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-from core.targets.base import ClipInput, EvidenceConfig, Family
+from core.targets.base import ClipInput, EvidenceConfig, Family, check_text_mode
 from core.targets.evidence import ClipEvidence, TokenStats
 from core.targets.fingerprint import folder_fingerprint
 from core.targets.loading import (
@@ -362,12 +362,7 @@ class ChatLALMTarget:
         ValueError
             Unknown mode, or ``mode="given"`` with a clip whose text is empty.
         """
-        if config.mode not in ("generated", "given"):
-            raise ValueError(f"unknown mode {config.mode!r}; valid: 'generated', 'given'")
-        if config.mode == "given":
-            empty = [c.clip_hash for c in clips if not c.text.strip()]
-            if empty:
-                raise ValueError(f"mode 'given' needs a transcript, but clip {empty[0]} has empty text")
+        check_text_mode(config, clips)
 
         def shrink(bs: int) -> None:
             self.batch_size = bs

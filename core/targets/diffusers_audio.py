@@ -46,6 +46,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import torch
 
+from core.runtime.device import default_dtype, resolve_device
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.diffusion_audio import DEFAULT_TIMESTEPS, STEP_DELTA, clip_noise, noise_seed, split_prediction
 from core.targets.evidence import ClipEvidence, DiffusionEvidence
@@ -239,20 +240,6 @@ def _repeat(cond: Conditioning, k: int) -> Conditioning:
 
 
 # ---------------------------------------------------------------------------- loading
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """float32 on CPU, bfloat16 on CUDA (float16 when the GPU has no bf16 support)."""
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")

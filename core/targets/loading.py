@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
+from core.runtime.device import default_dtype, resolve_device  # noqa: F401  (re-exported)
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -44,19 +46,6 @@ class LoadConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 on CUDA (half the memory, the dtype these checkpoints are released in),
-    float32 on CPU (CPU bfloat16 matmuls are slow and lossy)."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

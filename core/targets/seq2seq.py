@@ -14,7 +14,6 @@ real Whisper checkpoints load through the same code.
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,25 +21,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from core.targets.base import ClipInput, EvidenceConfig, Family
+from core.runtime.device import default_dtype, resolve_device
+from core.targets.base import ClipInput, EvidenceConfig, Family, check_text_mode
 from core.targets.evidence import ClipEvidence
 from core.targets.fingerprint import folder_fingerprint
+from core.targets.loading import free_memory
 
 ADAPTER_VERSION = 1
 """Bumped when the evidence this adapter produces changes for the same weights."""
 
 DEFAULT_BATCH_SIZE = 8
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _default_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 class Seq2SeqTarget:
@@ -91,7 +81,7 @@ class Seq2SeqTarget:
             raise FileNotFoundError(f"{self.path} is not a checkpoint folder (no config.json)")
         self.spec = spec or str(self.path)
         self.device = resolve_device(device)
-        self.dtype = dtype or _default_dtype(self.device)
+        self.dtype = dtype or default_dtype(self.device)
         self.batch_size = int(batch_size)
         self.generate_kwargs = dict(generate_kwargs or {})
         common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
@@ -261,15 +251,7 @@ class Seq2SeqTarget:
         ValueError
             Unknown mode, or ``mode="given"`` with a clip whose text is empty.
         """
-        if config.mode not in ("generated", "given"):
-            raise ValueError(f"unknown mode {config.mode!r}; valid: 'generated', 'given'")
-        if config.mode == "given":
-            empty = [c.clip_hash for c in clips if not c.text.strip()]
-            if empty:
-                raise ValueError(
-                    f"mode 'given' needs a transcript, but clip {empty[0]} has empty text"
-                    + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
-                )
+        check_text_mode(config, clips)
         bs = max(1, int(batch_size or self.batch_size))
         out: list[ClipEvidence] = []
         for start in range(0, len(clips), bs):
@@ -291,9 +273,7 @@ class Seq2SeqTarget:
     def unload(self) -> None:
         """Drop the model and free its memory (CUDA cache included)."""
         self.model = None  # type: ignore[assignment]
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
 
 def is_seq2seq_folder(spec: str) -> bool:

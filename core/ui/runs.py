@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from core.runtime import jobs
@@ -36,8 +38,6 @@ def active_job(ws: Workspace, kind: str, match: dict) -> str | None:
     """The newest job of ``kind`` whose params match ``match`` (survives reloads)."""
     df = jobs.jobs(ws, kind=kind, limit=20)
     for _, row in df.iterrows():
-        import json
-
         params = json.loads(row["params"] or "{}")
         if all(params.get(k) == v for k, v in match.items()):
             return row["id"]

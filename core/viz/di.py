@@ -65,7 +65,10 @@ def pvalue_curve_figure(
     ns = [p["n"] for p in curve] + [p["n"] for p in (null_curve or [])]
     ticks = [v for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if min(ns) / 1.5 <= v <= max(ns) * 1.5]
     fig.update_xaxes(title="number of tested suspects |P| (clips, log)", type="log", tickvals=ticks)
-    fig.update_yaxes(title="p-value (one-sided Welch, log)", type="log", exponentformat="power", dtick=1)
+    ps = [max(p[k], P_FLOOR) for c in (curve, null_curve or []) for p in c for k in ("p_lo", "p_median", "p_hi") if p.get(k) is not None]
+    decades = np.log10(max(ps + [1.0])) - np.log10(min(ps + [alpha]))
+    # one label per decade up to ~8 decades, then every 2nd, 3rd, ... so labels never overlap
+    fig.update_yaxes(title="p-value (one-sided Welch, log)", type="log", exponentformat="power", dtick=max(1, int(np.ceil(decades / 8))))
     fig.update_layout(legend=dict(orientation="v", yanchor="bottom", y=0.02, xanchor="left", x=0.02, bgcolor="rgba(255,255,255,0.7)"))
     return style(fig, height=440)
 
