@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
-	$(PIP) install -q -e ".[dev,export]"
+	$(PIP) install -q -e ".[dev,export,ray,piper]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -157,6 +157,7 @@ def cmd_mia(args: argparse.Namespace) -> int:
     from core.pipeline import MIAConfig, audit_mia
 
     settings, ws = _workspace(args)
+    settings = _executor_settings(args, settings)
     cfg = MIAConfig(mode=args.mode, infill_m=args.infill, seed=args.seed, batch_size=args.batch_size, n_boot=args.n_boot,
                     target_options=_target_options(args), trust_remote_code=args.trust_remote_code)
     if args.trust_remote_code:
@@ -212,9 +213,16 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
     from core.pipeline.mia import MIAConfig
 
     settings, ws = _workspace(args)
+    settings = _executor_settings(args, settings)
     conds = tuple(c.strip() for c in (args.conditions or ",".join(DEFAULT_CONDITIONS)).split(",") if c.strip())
+    variant_options = {"tts": {"piper_voice": args.piper_voice}, "tta": {"generator": args.tta_generator, "steps": args.tta_steps}}
+    variant_options = {c: {k: v for k, v in o.items() if v} for c, o in variant_options.items()}
     cfg = DisentangleConfig(conditions=conds, mia=MIAConfig(mode=args.mode, seed=args.seed, n_boot=args.n_boot,
-                                                            target_options=_target_options(args), trust_remote_code=args.trust_remote_code))
+                                                            target_options=_target_options(args), trust_remote_code=args.trust_remote_code),
+                            max_realizations=max(1, min(3, args.realizations)), max_wer=args.max_wer,
+                            drop_inconsistent=args.drop_inconsistent,
+                            variant_options={c: o for c, o in variant_options.items() if o},
+                            clap_model=args.clap_model, min_clap=args.min_clap)
     run_id, res = audit_disentangle(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("disentangle"))
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target, "conditions": res["conditions"], "n": res["n"],
            "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()}}
@@ -265,6 +273,26 @@ def _target_flags(s: argparse.ArgumentParser) -> None:
                    help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
     s.add_argument("--trust-remote-code", action="store_true",
                    help="allow Python code from the checkpoint folder (off by default; recorded in the report)")
+    s.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where evidence extraction runs (default $OVERHEARD_EXECUTOR or local); ray needs the [ray] extra")
+    s.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (ray://HOST:10001, HOST:6379 or auto; default $OVERHEARD_RAY_ADDRESS, else a local Ray)")
+
+
+def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """Apply ``--executor`` / ``--ray-address`` over the environment's settings."""
+    from dataclasses import replace
+
+    executor = args.executor or settings.executor
+    address = args.ray_address or settings.ray_address
+    if args.ray_address and executor != "ray":
+        raise CLIError("--ray-address needs --executor ray")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise CLIError('--executor ray needs the optional extra: pip install -e ".[ray]"')
+    return replace(settings, executor=executor, ray_address=address)
 
 
 
@@ -339,10 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("disentangle", parents=[common], help="re-run the MIA with the audio replaced (silence, noise, resynthesis)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--target", required=True)
-    s.add_argument("--conditions", help="comma-separated (default original,silence,noise,tts)")
+    s.add_argument("--conditions", help="comma-separated from original,silence,noise,tts,tta (default original,silence,noise,tts)")
     s.add_argument("--mode", choices=["generated", "given"], default="generated")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n-boot", type=int, default=1000)
+    s.add_argument("--realizations", type=int, default=3, help="resynthesis realizations per clip (1-3)")
+    s.add_argument("--piper-voice", metavar="VOICE.onnx", help="speak the tts condition with this local Piper voice instead of eSpeak NG")
+    s.add_argument("--tta-generator", metavar="SPEC", help="text-to-audio model for the tta condition: zoo:<name> or a local diffusers pipeline folder (default zoo:diffusion-large)")
+    s.add_argument("--tta-steps", type=int, help="sampling steps of the tta generator (default 25)")
+    s.add_argument("--clap-model", metavar="DIR", help="local CLAP model folder: flag tta clips whose CLAP similarity to their caption is below --min-clap")
+    s.add_argument("--min-clap", type=float, default=0.3)
+    s.add_argument("--max-wer", type=float, default=0.5, help="flag tts clips the audited model transcribes with a higher word error rate")
+    s.add_argument("--drop-inconsistent", action="store_true", help="drop flagged resynthesized clips instead of keeping them")
     _target_flags(s)
     s.set_defaults(fn=cmd_disentangle)
 

@@ -16,8 +16,9 @@ with c1:
 with c2:
     target = target_picker(dataset=dataset)
 conditions = st.multiselect("Conditions", variant_names(), default=[c for c in ("original", "silence", "noise", "tts") if c in variant_names()])
+options, clap = view.variant_options_form(conditions)
 if dataset and target and conditions:
-    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig())
+    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(), variant_options=options, clap_model=clap)
     run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
     run = ws.latest_run("disentangle", dataset, target)
     if run is None:
@@ -25,4 +26,5 @@ if dataset and target and conditions:
     else:
         st.caption(f"Run `{run['id']}` · {run['result']['n']} clips")
         view.results(run["result"])
-        view.listening_panel(ws, run["result"], dataset, list(run["result"]["details"]))
+        view.listening_panel(ws, run["result"], dataset, list(run["result"]["details"]),
+                             run["config"].get("variant_options", {}))

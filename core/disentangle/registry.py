@@ -1,13 +1,16 @@
 """Variant registry: ways of replacing a clip's audio while keeping its text.
 
-A variant family is a function ``make(audio, text, *, sr, realization, clip_hash) -> audio``
-registered with :func:`register_variant`; ``realizations`` says how many independent
-versions (seeds or voices) the audit averages over.
+A variant family is a function ``make(audio, text, *, sr, realization, clip_hash, **options)
+-> audio`` registered with :func:`register_variant`; ``realizations`` says how many
+independent versions (seeds or voices) the audit averages over. ``options`` choose a
+generator (a Piper voice, a text-to-audio model); a family's ``identify(options)`` adds what
+identifies that generator (a file or model fingerprint) so its outputs are cached apart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,16 +27,28 @@ class VariantFamily:
     realizations: int
     description: str
     needs_text: bool = False
+    identify: Callable[[dict], dict] | None = None
+    options: tuple[str, ...] = ()
+    make_batch: Callable[..., list[NDArray[np.float32]]] | None = None
 
 
 _VARIANTS: dict[str, VariantFamily] = {}
 
 
-def register_variant(name: str, *, realizations: int = 1, description: str = "", needs_text: bool = False) -> Callable[[MakeFn], MakeFn]:
+def register_variant(name: str, *, realizations: int = 1, description: str = "", needs_text: bool = False,
+                     options: tuple[str, ...] = (), identify: Callable[[dict], dict] | None = None,
+                     make_batch: Callable[..., list] | None = None) -> Callable[[MakeFn], MakeFn]:
+    """Register ``make`` under ``name``; ``options`` are the option names it accepts.
+
+    ``make_batch(audios, texts, *, sr, realization, clip_hashes, **options)``, when given,
+    renders several clips at once (a generator model batches them); it must return what
+    ``make`` returns for each clip alone.
+    """
+
     def deco(fn: MakeFn) -> MakeFn:
         if name in _VARIANTS:
             raise ValueError(f"variant {name!r} is already registered")
-        _VARIANTS[name] = VariantFamily(name, fn, realizations, description, needs_text)
+        _VARIANTS[name] = VariantFamily(name, fn, realizations, description, needs_text, identify, options, make_batch)
         return fn
 
     return deco
@@ -60,18 +75,42 @@ class Variant:
 
     family: VariantFamily
     realization: int = 0
+    options: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, family: VariantFamily, realization: int = 0, options: dict | None = None) -> "Variant":
+        """A realization with ``options`` checked and completed by the family's ``identify``."""
+        opts = {k: v for k, v in (options or {}).items() if v not in (None, "")}
+        unknown = sorted(set(opts) - set(family.options))
+        if unknown:
+            raise ValueError(f"variant {family.name} has no option(s) {unknown}; valid: {list(family.options) or 'none'}")
+        if family.identify is not None:
+            opts = family.identify(opts)
+        return cls(family, realization, tuple(sorted(opts.items())))
 
     @property
     def name(self) -> str:
         return f"{self.family.name}#{self.realization}"
 
     def key(self, clip_hash: str) -> str:
-        return hashlib.sha256(f"{clip_hash}|{self.name}".encode()).hexdigest()
+        tag = f"{clip_hash}|{self.name}"
+        if self.options:  # without options the key is the one earlier versions cached under
+            tag += "|" + json.dumps(dict(self.options), sort_keys=True, default=str)
+        return hashlib.sha256(tag.encode()).hexdigest()
 
     def render(self, audio: NDArray[np.float32], text: str, sr: int, clip_hash: str) -> NDArray[np.float32]:
         if self.family.needs_text and not text.strip():
             raise ValueError(f"variant {self.family.name} needs the clip's text, and clip {clip_hash[:12]} has none")
-        return self.family.make(audio, text, sr=sr, realization=self.realization, clip_hash=clip_hash)
+        return self.family.make(audio, text, sr=sr, realization=self.realization, clip_hash=clip_hash, **dict(self.options))
+
+    def render_many(self, audios: list[NDArray[np.float32]], texts: list[str], sr: int, clip_hashes: list[str]) -> list[NDArray[np.float32]]:
+        """:meth:`render` for several clips, batched when the family can."""
+        if self.family.make_batch is None or len(audios) < 2:
+            return [self.render(a, t, sr, h) for a, t, h in zip(audios, texts, clip_hashes)]
+        for t, h in zip(texts, clip_hashes):
+            if self.family.needs_text and not t.strip():
+                raise ValueError(f"variant {self.family.name} needs the clip's text, and clip {h[:12]} has none")
+        return self.family.make_batch(audios, texts, sr=sr, realization=self.realization, clip_hashes=clip_hashes, **dict(self.options))
 
 
 def seed_for(clip_hash: str, realization: int, salt: str) -> int:

@@ -104,11 +104,14 @@ def extract_evidence(
     variant=None,
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
+    on_inputs=None,
 ):
     """Evidence for every analysed clip of ``dataset`` through the cache.
 
     ``variant`` (optional, a :class:`core.disentangle.Variant`) replaces each clip's audio
-    before scoring; its evidence is cached under the variant's own key.
+    before scoring; its evidence is cached under the variant's own key. ``on_inputs``
+    (optional) sees each computed batch's :class:`ClipInput` list (the rendered variant
+    audio) on the local executor, e.g. to score its consistency without rendering twice.
 
     Returns (clips table, evidence list, target fingerprint, number computed).
     """
@@ -118,35 +121,80 @@ def extract_evidence(
 
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset) if clips is None else clips
-    target = get_target(target_spec, settings.device, config.loader_options())
     ev_cfg = config.evidence_config()
     sr = settings.analysis_sr
-
-    def inputs(idx: list[int]) -> list[ClipInput]:
-        out = []
-        for i in idx:
-            row = clips.iloc[i]
-            audio = load_analysis(ws.read_audio(row["clip_hash"]), sr, limits=settings.limits)
-            text = row["text"] or ""
-            if variant is not None:
-                audio = variant.render(audio, text, sr, row["clip_hash"])
-            out.append(ClipInput(row["clip_hash"], audio, text, sr))
-        return out
-
-    def compute(idx: list[int]):
-        return target.evidence(inputs(idx), ev_cfg, batch_size=config.batch_size)
-
     keys = clips["clip_hash"].tolist()
     cfg_key = ev_cfg.to_dict()
     if variant is not None:
         keys = [variant.key(h) for h in keys]
         cfg_key = dict(cfg_key, variant=variant.name)
+    report = (lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None
+    if settings.executor == "ray":
+        evidence, fp, computed = _extract_on_ray(ws, clips, keys, cfg_key, target_spec, config, ev_cfg, settings,
+                                                 variant=variant, progress=report, cancelled=cancelled)
+        return clips, evidence, fp, computed
+    if settings.executor != "local":
+        raise ValueError(f"unknown executor {settings.executor!r}; valid: local, ray")
+    target = get_target(target_spec, settings.device, config.loader_options())
+
+    def inputs(idx: list[int]) -> list[ClipInput]:
+        rows = clips.iloc[idx]
+        hashes, texts = rows["clip_hash"].tolist(), [t or "" for t in rows["text"]]
+        audios = [load_analysis(ws.read_audio(h), sr, limits=settings.limits) for h in hashes]
+        if variant is not None:
+            audios = variant.render_many(audios, texts, sr, hashes)
+        return [ClipInput(h, a, t, sr) for h, a, t in zip(hashes, audios, texts)]
+
+    def compute(idx: list[int]):
+        xs = inputs(idx)
+        if on_inputs is not None:
+            on_inputs(xs)
+        return target.evidence(xs, ev_cfg, batch_size=config.batch_size)
+
     evidence, computed = cached_evidence(
         EvidenceCache(ws.cache_dir), target.fingerprint, keys, cfg_key, sr, compute,
-        batch_size=config.batch_size,
-        progress=(lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None,
-        cancelled=cancelled,
+        batch_size=config.batch_size, progress=report, cancelled=cancelled,
     )
     return clips, evidence, target.fingerprint, computed
+
+
+def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key: dict, target_spec: str, config,
+                    ev_cfg, settings: Settings, *, variant, progress, cancelled):
+    """:func:`extract_evidence` with the model work on Ray actors (``core.runtime.ray_exec``).
+
+    One actor starts first to learn the model fingerprint (so a warm re-run reads the
+    cache without loading more replicas); the rest start only when clips are missing.
+    """
+    from core.runtime.cache import EvidenceCache, cached_evidence
+    from core.runtime.ray_exec import RayExecutor
+    from core.targets.evidence import ClipEvidence
+
+    ex = RayExecutor(address=settings.ray_address)
+    start = dict(device=settings.device, options=config.loader_options(), ev_config=ev_cfg,
+                 analysis_sr=settings.analysis_sr, limits=settings.limits, variant=variant,
+                 batch_size=config.batch_size)
+    actors = ex.actors(1, target_spec, **start)
+    try:
+        fp = ex.fingerprint(actors)
+
+        def payload(idx: list[int]) -> list[tuple[str, bytes, str]]:
+            rows = clips.iloc[idx]
+            return [(h, ws.read_audio(h), t or "") for h, t in zip(rows["clip_hash"], rows["text"])]
+
+        def run(batches: list[list[int]]):
+            more = ex.actors(len(batches) - 1, target_spec, have=len(actors), **start) if len(batches) > 1 else []
+            if more:
+                actors.extend(more)
+                ex.fingerprint(actors)
+            for idx, blobs in ex.run(actors, ((idx, payload(idx)) for idx in batches)):
+                yield idx, [ClipEvidence.from_bytes(b) for b in blobs]
+
+        evidence, computed = cached_evidence(
+            EvidenceCache(ws.cache_dir), fp, keys, cfg_key, settings.analysis_sr, None,
+            batch_size=config.batch_size, progress=progress, cancelled=cancelled, run=run,
+        )
+    finally:
+        ex.stop(actors)
+    return evidence, fp, computed
 
 

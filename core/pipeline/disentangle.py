@@ -9,7 +9,7 @@ averaged per clip before aggregation, so each condition gets one AUC with its in
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -30,10 +30,15 @@ class DisentangleConfig:
     max_realizations: int = 3
     max_wer: float = 0.5
     drop_inconsistent: bool = False
+    variant_options: dict = field(default_factory=dict)
+    clap_model: str | None = None
+    min_clap: float = 0.3
 
     def to_dict(self) -> dict:
         return {"conditions": list(self.conditions), "mia": self.mia.to_dict(), "max_realizations": self.max_realizations,
-                "max_wer": self.max_wer, "drop_inconsistent": self.drop_inconsistent}
+                "max_wer": self.max_wer, "drop_inconsistent": self.drop_inconsistent,
+                "variant_options": {c: dict(o) for c, o in self.variant_options.items() if o},
+                "clap_model": self.clap_model, "min_clap": self.min_clap}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DisentangleConfig":
@@ -43,6 +48,9 @@ class DisentangleConfig:
             max_realizations=int(d.get("max_realizations", 3)),
             max_wer=float(d.get("max_wer", 0.5)),
             drop_inconsistent=bool(d.get("drop_inconsistent", False)),
+            variant_options={c: dict(o) for c, o in (d.get("variant_options") or {}).items()},
+            clap_model=d.get("clap_model") or None,
+            min_clap=float(d.get("min_clap", 0.3)),
         )
 
 
@@ -68,9 +76,12 @@ def audit_disentangle(
     y = clips["y"].to_numpy()
     plan = [(c, r) for c in config.conditions for r in range(min(get_variant(c).realizations, config.max_realizations))]
     families = {c: get_variant(c) for c in config.conditions}
+    for c in config.conditions:  # bad options (a missing voice, an unknown generator) fail before any work
+        Variant.of(families[c], 0, config.variant_options.get(c))
     missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
     # The audited model's own transcription checks resynthesized speech, when it transcribes.
     transcribes = config.mia.mode == "generated" and get_target(target, settings.device, config.mia.loader_options()).family == "audio-language"
+    clap = _clap(config.clap_model, settings) if config.clap_model and "tta" in config.conditions else None
     conditions: dict[str, dict] = {}
     decoded: dict[str, dict[str, str]] = {}
     fp = None
@@ -81,6 +92,7 @@ def audit_disentangle(
             continue
         tables = []
         wers: list[np.ndarray] = []
+        sims: list[np.ndarray] = []
         for r in range(min(fam.realizations, config.max_realizations)):
             step = plan.index((cond, r))
 
@@ -88,12 +100,16 @@ def audit_disentangle(
                 if progress:
                     progress(_s * total + done, len(plan) * total, f"{cond} #{r + 1}")
 
-            variant = None if cond == "original" else Variant(fam, r)
-            _, evidence, fp, _ = extract_evidence(ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant, progress=prog, cancelled=cancelled)
+            variant = None if cond == "original" else Variant.of(fam, r, config.variant_options.get(cond))
+            scored = _ClapCache(ws, clap, variant) if (clap is not None and cond == "tta") else None
+            _, evidence, fp, _ = extract_evidence(ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant,
+                                                  progress=prog, cancelled=cancelled, on_inputs=scored.add if scored else None)
+            if scored is not None:
+                sims.append(scored.scores(clips, settings))
             tables.append(indicator_table(evidence).reset_index(drop=True))
             if r == 0:
                 decoded[cond] = {ev.clip_hash: ev.text for ev in evidence}
-            if fam.needs_text and transcribes:
+            if cond == "tts" and transcribes:
                 # Synthio-style consistency: does the audited model hear the same words?
                 wers.append(np.array([word_error_rate(t or "", ev.text) for t, ev in zip(clips["text"], evidence)]))
         table = sum(tables) / len(tables) if len(tables) > 1 else tables[0]
@@ -103,8 +119,18 @@ def audit_disentangle(
         if wers:
             worst = np.max(np.stack(wers), axis=0)
             flagged = worst > config.max_wer
-            consistency = {"mean_wer": float(np.mean(np.stack(wers))), "flagged": int(flagged.sum()),
+            consistency = {"metric": "wer", "mean_wer": float(np.mean(np.stack(wers))), "flagged": int(flagged.sum()),
                            "max_wer": config.max_wer, "dropped": int(flagged.sum()) if config.drop_inconsistent else 0}
+            if config.drop_inconsistent:
+                keep = ~flagged
+        if sims:
+            # Synthio-style for sounds: does CLAP find every realization close to its caption?
+            worst = np.min(np.stack(sims), axis=0)
+            flagged = worst < config.min_clap
+            reference = _ClapCache(ws, clap, None).scores(clips, settings)
+            consistency = {"metric": "clap", "mean_clap": float(np.mean(np.stack(sims))), "original_mean_clap": float(np.mean(reference)),
+                           "flagged": int(flagged.sum()), "min_clap": config.min_clap,
+                           "dropped": int(flagged.sum()) if config.drop_inconsistent else 0}
             if config.drop_inconsistent:
                 keep = ~flagged
         if keep.sum() < 4 or len(set(y[keep])) < 2:
@@ -132,14 +158,71 @@ def audit_disentangle(
     return run_id, out
 
 
-def render_variant(ws: Workspace, clip_hash: str, text: str, condition: str, realization: int = 0, *, settings: Settings | None = None) -> np.ndarray:
-    """The audio of one clip under one condition (for listening in the dashboard)."""
+def render_variant(ws: Workspace, clip_hash: str, text: str, condition: str, realization: int = 0, *,
+                   options: dict | None = None, settings: Settings | None = None) -> np.ndarray:
+    """The audio of one clip under one condition (for listening in the dashboard);
+    ``options`` are the run's options for that condition (voice, generator)."""
     from core.data.audio import load_analysis
     from core.disentangle import Variant, get_variant
 
     settings = settings or Settings.from_env(ws.root)
     audio = load_analysis(ws.read_audio(clip_hash), settings.analysis_sr, limits=settings.limits)
-    return Variant(get_variant(condition), realization).render(audio, text, settings.analysis_sr, clip_hash)
+    return Variant.of(get_variant(condition), realization, options).render(audio, text, settings.analysis_sr, clip_hash)
+
+
+_CLAP: dict[tuple, object] = {}
+
+
+def _clap(folder: str, settings: Settings):
+    """One CLAP model per process (the worker reuses it across runs)."""
+    from core.disentangle.consistency import ClapScorer
+
+    key = (folder, settings.device)
+    if key not in _CLAP:
+        _CLAP.clear()
+        _CLAP[key] = ClapScorer(folder, device=settings.device)
+    return _CLAP[key]
+
+
+class _ClapCache:
+    """CLAP similarity of each clip's (variant) audio to its caption, cached per clip like
+    evidence (feature cache ``clap-<model fingerprint>``, keyed by the variant's clip key).
+
+    ``add`` scores batches rendered during evidence extraction; ``scores`` fills in the
+    rest (cache hits of the evidence, or batches rendered on Ray) by rendering again.
+    """
+
+    def __init__(self, ws: Workspace, scorer, variant):
+        from core.runtime.cache import FeatureCache
+
+        self.ws, self.scorer, self.variant = ws, scorer, variant
+        self.cache = FeatureCache(ws.cache_dir, f"clap-{scorer.fingerprint}")
+
+    def _key(self, clip_hash: str) -> str:
+        return self.variant.key(clip_hash) if self.variant is not None else clip_hash
+
+    def add(self, inputs) -> None:
+        sims = self.scorer.similarity([c.audio for c in inputs], inputs[0].sr, [c.text for c in inputs])
+        for c, v in zip(inputs, sims):
+            self.cache.put(self._key(c.clip_hash), np.array([v]))
+
+    def scores(self, clips: pd.DataFrame, settings: Settings, batch: int = 8) -> np.ndarray:
+        from core.data.audio import load_analysis
+        from core.targets.base import ClipInput
+
+        hashes, texts = clips["clip_hash"].tolist(), [t or "" for t in clips["text"]]
+        out = [self.cache.get(self._key(h)) for h in hashes]
+        todo = [i for i, v in enumerate(out) if v is None]
+        sr = settings.analysis_sr
+        for s in range(0, len(todo), batch):
+            idx = todo[s : s + batch]
+            audios = [load_analysis(self.ws.read_audio(hashes[i]), sr, limits=settings.limits) for i in idx]
+            if self.variant is not None:
+                audios = self.variant.render_many(audios, [texts[i] for i in idx], sr, [hashes[i] for i in idx])
+            self.add([ClipInput(hashes[i], a, texts[i], sr) for i, a in zip(idx, audios)])
+            for i in idx:
+                out[i] = self.cache.get(self._key(hashes[i]))
+        return np.array([float(v[0]) for v in out])
 
 
 @job_kind("disentangle")

@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from core.runtime.store import atomic_write
 from core.targets.evidence import EVIDENCE_FORMAT_VERSION, ClipEvidence
@@ -63,14 +63,19 @@ def cached_evidence(
     clip_hashes: Sequence[str],
     config: dict,
     analysis_sr: int,
-    compute: Callable[[list[int]], list[ClipEvidence]],
+    compute: Callable[[list[int]], list[ClipEvidence]] | None,
     *,
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    run: Callable[[list[list[int]]], Iterator[tuple[list[int], list[ClipEvidence]]]] | None = None,
 ) -> tuple[list[ClipEvidence], int]:
     """Evidence for every clip: cache hits read, misses computed in batches and saved
     after each batch. ``compute(indices)`` returns evidence for those clip indices.
+
+    ``run(batches)``, when given, replaces ``compute``: it yields ``(indices, evidence)``
+    for every batch of missing indices, in any order (the Ray executor); each batch is
+    saved as it arrives, so a killed run keeps what finished.
 
     Returns the evidence in input order and the number of clips computed (misses).
     Raises ``InterruptedError`` when ``cancelled()`` turns true between batches.
@@ -81,16 +86,34 @@ def cached_evidence(
     done = len(keys) - len(misses)
     if progress:
         progress(done, len(keys))
-    for start in range(0, len(misses), batch_size):
-        if cancelled():
-            raise InterruptedError("cancelled")
-        idx = misses[start : start + batch_size]
-        for i, ev in zip(idx, compute(idx)):
-            cache.put(fingerprint, keys[i], ev)
-            out[i] = ev
-        done += len(idx)
-        if progress:
-            progress(done, len(keys))
+    batches = [misses[s : s + batch_size] for s in range(0, len(misses), batch_size)]
+    if run is None:
+        if compute is None:
+            raise ValueError("cached_evidence needs compute or run")
+        results: Iterator = ((idx, compute(idx)) for idx in batches)
+    else:
+        results = iter(run(batches)) if batches else iter(())
+    try:
+        while True:
+            if cancelled():
+                raise InterruptedError("cancelled")
+            item = next(results, None)
+            if item is None:
+                break
+            idx, evs = item
+            for i, ev in zip(idx, evs):
+                cache.put(fingerprint, keys[i], ev)
+                out[i] = ev
+            done += len(idx)
+            if progress:
+                progress(done, len(keys))
+    finally:
+        close = getattr(results, "close", None)
+        if close:
+            close()
+    missing = [clip_hashes[i] for i, e in enumerate(out) if e is None]
+    if missing:
+        raise RuntimeError(f"no evidence came back for {len(missing)} clip(s), e.g. {missing[0]}")
     return [e for e in out if e is not None], len(misses)
 
 

@@ -29,7 +29,9 @@ class Settings:
     Environment: ``OVERHEARD_WORKSPACE`` (default ``./workspace``), ``OVERHEARD_ANALYSIS_SR``
     (default 16000), ``OVERHEARD_DEVICE`` (``cpu``/``cuda``/``auto``), ``OVERHEARD_ROOTS``
     (``os.pathsep``-separated folders the dashboard may load from; default: the workspace
-    and the current directory).
+    and the current directory), ``OVERHEARD_EXECUTOR`` (``local`` or ``ray``: where evidence
+    extraction runs) and ``OVERHEARD_RAY_ADDRESS`` (the Ray cluster to join; unset: a local
+    Ray instance).
     """
 
     workspace: Path = Path("workspace")
@@ -37,6 +39,8 @@ class Settings:
     device: str = "auto"
     roots: tuple[Path, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    executor: str = "local"
+    ray_address: str | None = None
 
     @classmethod
     def from_env(cls, workspace: str | Path | None = None) -> "Settings":
@@ -53,6 +57,8 @@ class Settings:
             analysis_sr=int(env.get("OVERHEARD_ANALYSIS_SR", "16000")),
             device=env.get("OVERHEARD_DEVICE", "auto"),
             roots=roots,
+            executor=env.get("OVERHEARD_EXECUTOR", "local"),
+            ray_address=env.get("OVERHEARD_RAY_ADDRESS") or None,
         )
 
     def with_workspace(self, workspace: str | Path) -> "Settings":

@@ -463,41 +463,22 @@ class DiffusersAudioTarget:
             torch.cuda.empty_cache()
 
 
-def load_pipeline_target(path: str | Path, *, device: str | None = None, **options: Any) -> DiffusersAudioTarget:
-    """Load a local diffusers text-to-audio pipeline folder as an audit target.
+def load_pipeline(folder: str | Path, *, device: str | None = None, dtype: torch.dtype | None = None):
+    """A supported diffusers text-to-audio pipeline from a local folder (safetensors only),
+    in eval mode on ``device``. Returns ``(pipe, class name, device, dtype)``.
 
-    Parameters
-    ----------
-    path : folder with ``model_index.json`` (AudioLDM, MusicLDM or AudioLDM2 pipeline),
-        weights in safetensors.
-    device : ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None``/``"auto"`` picks CUDA when present.
-    **options
-        dtype : torch dtype (default float32 on CPU, bfloat16 on CUDA or float16 without bf16).
-        batch_size : clips per batch (default 4).
-        n_frames, n_fft, fmin, fmax, normalize_wav, latent : see :func:`front_end_for`.
-        spec : display name (default: the path).
-
-    Raises
-    ------
-    ValueError
-        Not a pipeline folder, an unsupported pipeline class (Stable Audio included, with the
-        reason), weights not in safetensors, or an unknown option.
+    Raises ``ValueError`` for a folder that is not a supported pipeline (Stable Audio with
+    the reason) or weights not in safetensors.
     """
-    folder = Path(path)
+    folder = Path(folder)
     name = pipeline_class_name(folder)
     if name == "StableAudioPipeline":
         raise ValueError(STABLE_AUDIO_REFUSAL)
     if name not in _KINDS:
         raise ValueError(f"unsupported pipeline {name} in {folder}; valid: {', '.join(supported_pipelines())}")
     check_safetensors(folder)
-    opts = dict(options)
-    fe_keys = {"n_frames", "n_fft", "fmin", "fmax", "normalize_wav", "latent"}
-    known = fe_keys | {"dtype", "batch_size", "spec"}
-    unknown = sorted(set(opts) - known)
-    if unknown:
-        raise ValueError(f"unknown options {unknown}; valid: {', '.join(sorted(known))}")
     dev = resolve_device(device)
-    dtype = opts.pop("dtype", None) or default_dtype(dev)
+    dtype = dtype or default_dtype(dev)
 
     import diffusers
 
@@ -518,6 +499,37 @@ def load_pipeline_target(path: str | Path, *, device: str | None = None, **optio
     for m in pipe.components.values():
         if isinstance(m, torch.nn.Module):
             m.eval()
+    return pipe, name, dev, dtype
+
+
+def load_pipeline_target(path: str | Path, *, device: str | None = None, **options: Any) -> DiffusersAudioTarget:
+    """Load a local diffusers text-to-audio pipeline folder as an audit target.
+
+    Parameters
+    ----------
+    path : folder with ``model_index.json`` (AudioLDM, MusicLDM or AudioLDM2 pipeline),
+        weights in safetensors.
+    device : ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None``/``"auto"`` picks CUDA when present.
+    **options
+        dtype : torch dtype (default float32 on CPU, bfloat16 on CUDA or float16 without bf16).
+        batch_size : clips per batch (default 4).
+        n_frames, n_fft, fmin, fmax, normalize_wav, latent : see :func:`front_end_for`.
+        spec : display name (default: the path).
+
+    Raises
+    ------
+    ValueError
+        Not a pipeline folder, an unsupported pipeline class (Stable Audio included, with the
+        reason), weights not in safetensors, or an unknown option.
+    """
+    opts = dict(options)
+    fe_keys = {"n_frames", "n_fft", "fmin", "fmax", "normalize_wav", "latent"}
+    known = fe_keys | {"dtype", "batch_size", "spec"}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; valid: {', '.join(sorted(known))}")
+    folder = Path(path)
+    pipe, name, dev, dtype = load_pipeline(folder, device=device, dtype=opts.pop("dtype", None))
     fe = front_end_for(pipe, **{k: opts[k] for k in fe_keys if k in opts})
     extra = {"adapter": "diffusers_audio", "version": ADAPTER_VERSION, "pipeline": name,
              "dtype": str(dtype).replace("torch.", ""), "front_end": fe.to_dict()}
@@ -528,6 +540,7 @@ def load_pipeline_target(path: str | Path, *, device: str | None = None, **optio
 
 
 __all__ = [
+    "load_pipeline",
     "AudioFrontEnd", "DiffusersAudioTarget", "MelSpec", "STABLE_AUDIO_REFUSAL", "check_safetensors",
     "default_dtype", "front_end_for", "load_pipeline_target", "log_mel", "mel_filters", "pipeline_class_name",
     "resolve_device", "supported_pipelines",

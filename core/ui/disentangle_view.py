@@ -24,7 +24,14 @@ def results(result: dict) -> None:
         if "skipped" in d:
             st.warning(f"{cond}: skipped — {d['skipped']}")
         c = d.get("consistency")
-        if c:
+        if c and "mean_clap" in c:
+            st.caption(
+                f"{cond}: mean CLAP similarity of the resynthesis to its caption {c['mean_clap']:.2f} "
+                f"(the original clips: {c['original_mean_clap']:.2f}); {c['flagged']} clip(s) below {c['min_clap']:.2f} "
+                "flagged as not carrying the caption's content"
+                + (f", {c['dropped']} dropped." if c["dropped"] else " (kept).")
+            )
+        elif c:
             st.caption(
                 f"{cond}: the audited model's transcription of the resynthesis has a mean word error rate of "
                 f"{c['mean_wer']:.0%}; {c['flagged']} clip(s) above {c['max_wer']:.0%} flagged as not carrying the same words"
@@ -32,7 +39,31 @@ def results(result: dict) -> None:
             )
 
 
-def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[str]) -> None:
+def variant_options_form(conditions: list[str]) -> tuple[dict, str | None]:
+    """Generator choices for the resynthesis conditions: (variant options, CLAP folder)."""
+    from core.disentangle.tta import DEFAULT_GENERATOR
+
+    options: dict = {}
+    clap = None
+    if not {"tts", "tta"} & set(conditions):
+        return options, clap
+    with st.expander("Resynthesis generators", expanded=False):
+        if "tts" in conditions:
+            voice = st.text_input("Piper voice for speech (.onnx with its .onnx.json beside it; empty: eSpeak NG reference voices)",
+                                  key="dis-piper").strip()
+            if voice:
+                options["tts"] = {"piper_voice": voice}
+        if "tta" in conditions:
+            gen = st.text_input("Text-to-audio generator for sounds (zoo:<name> or a local diffusers pipeline folder)",
+                                value=DEFAULT_GENERATOR, key="dis-tta").strip()
+            options["tta"] = {"generator": gen or DEFAULT_GENERATOR}
+            clap = st.text_input("CLAP model folder for the consistency check (optional)", key="dis-clap").strip() or None
+            st.caption("A generator trained on the audited clips can regenerate what it memorized: prefer one unrelated "
+                       "to the audited model. Sound resynthesis takes about a second per clip and realization on a CPU.")
+    return options, clap
+
+
+def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[str], options: dict | None = None) -> None:
     st.subheader("Listen side by side")
     clips = ws.analysis_clips(dataset)
     options = clips["path"].tolist()
@@ -44,8 +75,8 @@ def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[
         with col:
             st.markdown(f"**{cond}**")
             try:
-                audio = render_variant(ws, row["clip_hash"], row["text"] or "", cond, 0)
-            except ValueError as exc:
+                audio = render_variant(ws, row["clip_hash"], row["text"] or "", cond, 0, options=(options or {}).get(cond))
+            except (ValueError, FileNotFoundError, RuntimeError) as exc:
                 st.caption(str(exc))
                 continue
             st.audio(audio, sample_rate=sr)
