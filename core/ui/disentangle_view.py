@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from core.ui.export import show_figure
@@ -63,7 +65,14 @@ def variant_options_form(conditions: list[str]) -> tuple[dict, str | None]:
     return options, clap
 
 
-def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[str], options: dict | None = None) -> None:
+@st.cache_data(max_entries=64, show_spinner="Rendering the variant…")
+def _rendered(root: str, clip_hash: str, text: str, cond: str, options_json: str):
+    """Variant audio for the listening panel, rendered once per clip and options (a
+    text-to-audio resynthesis takes seconds)."""
+    return render_variant(Workspace(root), clip_hash, text, cond, 0, options=json.loads(options_json) or None)
+
+
+def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[str], variant_options: dict | None = None) -> None:
     st.subheader("Listen side by side")
     clips = ws.analysis_clips(dataset)
     options = clips["path"].tolist()
@@ -75,7 +84,8 @@ def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[
         with col:
             st.markdown(f"**{cond}**")
             try:
-                audio = render_variant(ws, row["clip_hash"], row["text"] or "", cond, 0, options=(options or {}).get(cond))
+                audio = _rendered(str(ws.root), row["clip_hash"], row["text"] or "", cond,
+                                  json.dumps((variant_options or {}).get(cond) or {}, sort_keys=True))
             except (ValueError, FileNotFoundError, RuntimeError) as exc:
                 st.caption(str(exc))
                 continue

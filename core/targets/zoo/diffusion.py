@@ -219,8 +219,8 @@ def build(
     return card
 
 
-SMALL = DiffusionRecipe(epochs=200, batch_size=8, pool_factor=0)
-LARGE = DiffusionRecipe(epochs=20, batch_size=8, pool_factor=4)
+SMALL = DiffusionRecipe(epochs=400, batch_size=8, pool_factor=0)
+LARGE = DiffusionRecipe(epochs=150, batch_size=8, pool_factor=2)
 
 
 def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
