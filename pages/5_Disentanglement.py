@@ -15,7 +15,9 @@ with c1:
     dataset = dataset_picker(ws)
 with c2:
     target = target_picker(dataset=dataset)
-conditions = st.multiselect("Conditions", variant_names(), default=[c for c in ("original", "silence", "noise", "tts") if c in variant_names()])
+last = ws.latest_run("disentangle", dataset, target) if dataset and target else None
+defaults = last["config"]["conditions"] if last else ["original", "silence", "noise", "tts"]
+conditions = st.multiselect("Conditions", variant_names(), default=[c for c in defaults if c in variant_names()])
 options, clap = view.variant_options_form(conditions)
 if dataset and target and conditions:
     config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(), variant_options=options, clap_model=clap)

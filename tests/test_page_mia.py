@@ -38,6 +38,7 @@ def test_lalm_small_separates_members_and_silence_does_not(mia_ws):
     _, mia, dis = mia_ws
     assert mia["auc"] > 0.95 and mia["n_members"] == 100 and mia["n_nonmembers"] == 100
     assert dis["conditions"]["original"] == pytest.approx(mia["auc"])
+    assert dis["decoded_is_output"] is True  # lalm-small transcribes: its text is its output
     assert dis["conditions"]["silence"] == pytest.approx(0.5, abs=0.05)
 
 

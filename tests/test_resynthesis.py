@@ -192,6 +192,7 @@ def test_disentangle_tta_with_clap_check_from_the_cli(sounds_subset, tmp_path, c
     assert c["metric"] == "clap" and c["dropped"] == 0 and 0 <= c["flagged"] <= 16 and -1 <= c["mean_clap"] <= 1
     run = Workspace(ws).latest_run("disentangle", "s")
     assert run["config"]["variant_options"]["tta"]["steps"] == 3
+    assert run["result"]["decoded_is_output"] is False  # a diffusion model reads captions, it does not write them
     # every clip flagged and dropped: the condition says why instead of computing an AUC
     assert main(args + ["--min-clap", "1.01", "--drop-inconsistent"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

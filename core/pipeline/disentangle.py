@@ -151,6 +151,7 @@ def audit_disentangle(
         "n_members": int(y.sum()),
         "n_nonmembers": int((y == 0).sum()),
         "decoded": decoded,
+        "decoded_is_output": bool(transcribes),  # else the text is what the model was conditioned on
         "clip_order": clips["clip_hash"].tolist(),
     }
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.mia.seed, seconds=time.perf_counter() - t0)

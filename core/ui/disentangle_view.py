@@ -79,6 +79,10 @@ def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[
     path = st.selectbox("Clip", options, key="dis-clip")
     row = clips[clips["path"] == path].iloc[0]
     sr = settings().analysis_sr
+    decoded = result.get("decoded", {})
+    shows_output = result.get("decoded_is_output")
+    if shows_output is None:  # runs saved before the flag: the text is an output if it ever differs from the clip's
+        shows_output = any(d.get(row["clip_hash"]) not in (None, row["text"]) for d in decoded.values())
     cols = st.columns(len(conditions))
     for col, cond in zip(cols, conditions):
         with col:
@@ -91,7 +95,7 @@ def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[
                 continue
             st.audio(audio, sample_rate=sr)
             st.plotly_chart(dfigs.spectrogram(log_mel(audio, sr=sr), sr, 160), width="stretch", key=f"dis-spec-{cond}")
-            out = result.get("decoded", {}).get(cond, {}).get(row["clip_hash"])
-            if out is not None:
+            out = decoded.get(cond, {}).get(row["clip_hash"])
+            if out is not None and shows_output:
                 st.caption(f"model output: “{out}”")
     st.caption(f"transcript/caption: “{row['text']}” · label: {row['label']}")
