@@ -31,13 +31,15 @@ class EvidenceCache:
     def __init__(self, cache_dir: Path):
         self.root = Path(cache_dir) / "evidence"
 
-    def _path(self, fingerprint: str, key: str) -> Path:
-        return self.root / fingerprint / key[:2] / f"{key}.npz"
+    def _path(self, fingerprint: str, key: str, suffix: str = ".ev") -> Path:
+        return self.root / fingerprint / key[:2] / f"{key}{suffix}"
 
     def get(self, fingerprint: str, key: str) -> ClipEvidence | None:
         path = self._path(fingerprint, key)
         if not path.exists():
-            return None
+            path = self._path(fingerprint, key, ".npz")  # written by earlier versions
+            if not path.exists():
+                return None
         try:
             return ClipEvidence.from_bytes(path.read_bytes())
         except Exception:  # a damaged entry is a miss, recomputed and overwritten
@@ -47,10 +49,15 @@ class EvidenceCache:
         atomic_write(self._path(fingerprint, key), ev.to_bytes())
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*.npz")) if self.root.exists() else 0
+        return sum(p.stat().st_size for p in self._files())
 
     def count(self) -> int:
-        return sum(1 for _ in self.root.rglob("*.npz")) if self.root.exists() else 0
+        return sum(1 for _ in self._files())
+
+    def _files(self):
+        if self.root.exists():
+            for pattern in ("*.ev", "*.npz"):
+                yield from self.root.rglob(pattern)
 
     def clear(self, fingerprint: str | None = None) -> None:
         target = self.root / fingerprint if fingerprint else self.root
@@ -88,8 +95,8 @@ def cached_evidence(
         progress(done, len(keys))
     batches = [misses[s : s + batch_size] for s in range(0, len(misses), batch_size)]
     if run is None:
-        if compute is None:
-            raise ValueError("cached_evidence needs compute or run")
+        if compute is None and batches:
+            raise ValueError("cached_evidence needs compute or run to fill cache misses")
         results: Iterator = ((idx, compute(idx)) for idx in batches)
     else:
         results = iter(run(batches)) if batches else iter(())

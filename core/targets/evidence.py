@@ -8,12 +8,14 @@ reach the disk: only the per-token statistics below.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 from numpy.typing import NDArray
 
 EVIDENCE_FORMAT_VERSION = 1
+MAGIC = b"OHEV1\n"
 
 
 @dataclass(frozen=True)
@@ -98,21 +100,52 @@ class ClipEvidence:
     notes: tuple[str, ...] = ()
 
     def to_bytes(self) -> bytes:
+        """Compact binary form: ``MAGIC``, a 4-byte little-endian header length, a JSON
+        header (text, notes, clip hash, version, and each array's dtype, shape and offset),
+        then the arrays' raw bytes. Reading it costs one ``json.loads`` and a
+        ``np.frombuffer`` per array (an ``.npz`` parses a header per array with ``ast``)."""
         arrays: dict[str, np.ndarray] = {}
         if self.tokens is not None:
             arrays.update({f"tokens.{k}": v for k, v in self.tokens.to_arrays().items()})
         if self.diffusion is not None:
             arrays.update({f"diffusion.{k}": v for k, v in self.diffusion.to_arrays().items()})
-        arrays["meta.text"] = np.array(self.text)
-        arrays["meta.notes"] = np.array(list(self.notes), dtype=str)
-        arrays["meta.clip_hash"] = np.array(self.clip_hash)
-        arrays["meta.version"] = np.array(EVIDENCE_FORMAT_VERSION)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        specs, blobs, offset = {}, [], 0
+        for name, a in arrays.items():
+            a = np.ascontiguousarray(a)
+            if a.dtype.hasobject or a.dtype.kind in "USV":
+                raise TypeError(f"evidence array {name} has dtype {a.dtype}; only numeric arrays are stored")
+            specs[name] = [a.dtype.str, list(a.shape), offset]
+            blobs.append(a.tobytes())
+            offset += a.nbytes
+        header = json.dumps({"v": EVIDENCE_FORMAT_VERSION, "clip_hash": self.clip_hash, "text": self.text,
+                             "notes": list(self.notes), "arrays": specs}).encode()
+        return b"".join([MAGIC, len(header).to_bytes(4, "little"), header, *blobs])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ClipEvidence":
+        """Read :meth:`to_bytes` output (or the ``.npz`` form earlier versions wrote)."""
+        if not data.startswith(MAGIC):
+            return cls._from_npz(data)
+        n = int.from_bytes(data[len(MAGIC) : len(MAGIC) + 4], "little")
+        base = len(MAGIC) + 4 + n
+        head = json.loads(data[len(MAGIC) + 4 : base])
+        arrays = {}
+        for name, (dtype, shape, offset) in head["arrays"].items():
+            dt = np.dtype(dtype)
+            count = int(np.prod(shape)) if shape else 1
+            arrays[name] = np.frombuffer(data, dtype=dt, count=count, offset=base + offset).reshape(shape).copy()
+        tok = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("tokens.")}
+        dif = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("diffusion.")}
+        return cls(
+            clip_hash=head["clip_hash"],
+            tokens=TokenStats.from_arrays(tok) if tok else None,
+            diffusion=DiffusionEvidence.from_arrays(dif) if dif else None,
+            text=head["text"],
+            notes=tuple(head["notes"]),
+        )
+
+    @classmethod
+    def _from_npz(cls, data: bytes) -> "ClipEvidence":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         tok = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("tokens.")}
