@@ -400,12 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.runtime.ray_exec import ExecutorError
+
     args = build_parser().parse_args(argv)
     args.workspace = getattr(args, "workspace", None)
     args.json = getattr(args, "json", False)
     try:
         return int(args.fn(args) or 0)
-    except (CLIError, KeyError, ValueError, FileNotFoundError) as exc:
+    except (CLIError, KeyError, ValueError, FileNotFoundError, ExecutorError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         if args.json:
             print(json.dumps({"error": msg}))

@@ -116,3 +116,20 @@ def test_cli_mia_on_ray_matches_local(ray_local, speech_subset, tmp_path, capsys
 def test_ray_address_without_ray_executor_is_refused(tmp_path, capsys):
     rc = main(["mia", "--dataset", "d", "--target", "zoo:lalm-small", "--ray-address", "auto", "--workspace", str(tmp_path)])
     assert rc == 2 and "--executor ray" in capsys.readouterr().err
+
+
+def test_unreachable_cluster_is_one_clear_error(tmp_path, capsys, speech_subset, monkeypatch):
+    """ray.init's own failure (it retries for minutes on a dead address) becomes one line."""
+    ws = str(tmp_path / "ws")
+    assert main(["ingest", str(speech_subset), "--name", "d", "--workspace", ws]) == 0
+    capsys.readouterr()
+
+    def refuse(*a, **kw):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    rc = main(["mia", "--dataset", "d", "--target", "zoo:lalm-small", "--executor", "ray",
+               "--ray-address", "127.0.0.1:1", "--workspace", ws])
+    err = capsys.readouterr().err
+    assert rc == 2 and "could not join the Ray cluster at 127.0.0.1:1: Could not find any running Ray instance" in err

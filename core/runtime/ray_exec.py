@@ -29,11 +29,15 @@ from core.runtime.settings import Limits
 Batch = tuple[list[int], list[tuple[str, bytes, str]]]
 
 
+class ExecutorError(RuntimeError):
+    """The cluster cannot run the work (not reachable, too small, inconsistent workers)."""
+
+
 def _ray():
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise RuntimeError('the Ray executor needs the optional extra: pip install -e ".[ray]"') from exc
+        raise ExecutorError('the Ray executor needs the optional extra: pip install -e ".[ray]"') from exc
     return ray
 
 
@@ -94,8 +98,12 @@ class RayExecutor:
     def connect(self):
         ray = _ray()
         if not ray.is_initialized():
-            ray.init(address=self.address or None, ignore_reinit_error=True, log_to_driver=False,
-                     include_dashboard=False)
+            try:
+                ray.init(address=self.address or None, ignore_reinit_error=True, log_to_driver=False,
+                         include_dashboard=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+                raise ExecutorError(f"could not join {where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from exc
         return ray
 
     def _plan(self, ray) -> tuple[int, dict]:
@@ -129,10 +137,10 @@ class RayExecutor:
         try:
             fps = set(ray.get([a.fingerprint.remote() for a in actors], timeout=self.start_timeout_s))
         except ray.exceptions.GetTimeoutError:
-            raise RuntimeError(f"Ray actors did not start within {self.start_timeout_s:.0f} s: "
+            raise ExecutorError(f"Ray actors did not start within {self.start_timeout_s:.0f} s: "
                                "the cluster lacks the CPUs/GPUs they reserve, or loading the model stalls") from None
         if len(fps) != 1:
-            raise RuntimeError(f"Ray workers loaded different models (fingerprints {sorted(fps)}): "
+            raise ExecutorError(f"Ray workers loaded different models (fingerprints {sorted(fps)}): "
                                "the checkpoint folder differs between machines")
         return fps.pop()
 
