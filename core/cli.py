@@ -287,11 +287,6 @@ def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings
     address = args.ray_address or settings.ray_address
     if args.ray_address and executor != "ray":
         raise CLIError("--ray-address needs --executor ray")
-    if executor == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise CLIError('--executor ray needs the optional extra: pip install -e ".[ray]"')
     return replace(settings, executor=executor, ray_address=address)
 
 

@@ -90,8 +90,9 @@ def mel_to_audio(log_mel_power: np.ndarray, mel, *, n_samples: int, seed: int, h
     src = np.arange(n_frames) * mel.hop_length
     dst = np.arange(1 + n_samples // hop) * hop
     fine = np.stack([np.interp(dst, src, row) for row in power]).astype(np.float32)
-    fb = librosa.filters.mel(sr=mel.sr, n_fft=mel.n_fft, n_mels=mel.n_mels, fmin=mel.fmin, fmax=mel.fmax)
-    mag = np.sqrt(np.maximum(np.linalg.pinv(fb) @ fine, 0.0))
+    from core.targets.codebook import mel_filters
+
+    mag = np.sqrt(np.maximum(np.linalg.pinv(mel_filters(mel).numpy()) @ fine, 0.0))
     audio = librosa.griffinlim(mag, n_iter=n_iter, hop_length=hop, win_length=mel.n_fft, n_fft=mel.n_fft,
                                length=n_samples, random_state=np.random.RandomState(seed % 2**32))
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0

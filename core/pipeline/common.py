@@ -93,6 +93,24 @@ def get_target(spec: str, device: str | None = None, options: dict | None = None
     return _TARGETS[key]
 
 
+def stored_clips(ws: Workspace, rows: pd.DataFrame) -> list[tuple[str, bytes, str]]:
+    """``(clip_hash, stored bytes, text)`` of each row of an analysis-clips table."""
+    return [(h, ws.read_audio(h), t or "") for h, t in zip(rows["clip_hash"], rows["text"])]
+
+
+def clip_inputs(items: list[tuple[str, bytes, str]], sr: int, limits, variant=None) -> list:
+    """Decode stored clips to the analysis rate and apply ``variant`` (rendered as a batch):
+    the :class:`ClipInput` list a target scores. Used locally and on Ray workers alike."""
+    from core.data.audio import load_analysis
+    from core.targets.base import ClipInput
+
+    hashes, texts = [h for h, _, _ in items], [t for _, _, t in items]
+    audios = [load_analysis(data, sr, limits=limits) for _, data, _ in items]
+    if variant is not None:
+        audios = variant.render_many(audios, texts, sr, hashes)
+    return [ClipInput(h, a, t, sr) for h, a, t in zip(hashes, audios, texts)]
+
+
 def extract_evidence(
     ws: Workspace,
     dataset: str,
@@ -115,9 +133,7 @@ def extract_evidence(
 
     Returns (clips table, evidence list, target fingerprint, number computed).
     """
-    from core.data.audio import load_analysis
     from core.runtime.cache import EvidenceCache, cached_evidence
-    from core.targets.base import ClipInput
 
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset) if clips is None else clips
@@ -137,16 +153,8 @@ def extract_evidence(
         raise ValueError(f"unknown executor {settings.executor!r}; valid: local, ray")
     target = get_target(target_spec, settings.device, config.loader_options())
 
-    def inputs(idx: list[int]) -> list[ClipInput]:
-        rows = clips.iloc[idx]
-        hashes, texts = rows["clip_hash"].tolist(), [t or "" for t in rows["text"]]
-        audios = [load_analysis(ws.read_audio(h), sr, limits=settings.limits) for h in hashes]
-        if variant is not None:
-            audios = variant.render_many(audios, texts, sr, hashes)
-        return [ClipInput(h, a, t, sr) for h, a, t in zip(hashes, audios, texts)]
-
     def compute(idx: list[int]):
-        xs = inputs(idx)
+        xs = clip_inputs(stored_clips(ws, clips.iloc[idx]), sr, settings.limits, variant)
         if on_inputs is not None:
             on_inputs(xs)
         return target.evidence(xs, ev_cfg, batch_size=config.batch_size)
@@ -177,16 +185,12 @@ def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key
     try:
         fp = ex.fingerprint(actors)
 
-        def payload(idx: list[int]) -> list[tuple[str, bytes, str]]:
-            rows = clips.iloc[idx]
-            return [(h, ws.read_audio(h), t or "") for h, t in zip(rows["clip_hash"], rows["text"])]
-
         def run(batches: list[list[int]]):
             more = ex.actors(len(batches) - 1, target_spec, have=len(actors), **start) if len(batches) > 1 else []
             if more:
                 actors.extend(more)
                 ex.fingerprint(actors)
-            for idx, blobs in ex.run(actors, ((idx, payload(idx)) for idx in batches)):
+            for idx, blobs in ex.run(actors, ((idx, stored_clips(ws, clips.iloc[idx])) for idx in batches)):
                 yield idx, [ClipEvidence.from_bytes(b) for b in blobs]
 
         evidence, computed = cached_evidence(

@@ -76,8 +76,9 @@ def audit_disentangle(
     y = clips["y"].to_numpy()
     plan = [(c, r) for c in config.conditions for r in range(min(get_variant(c).realizations, config.max_realizations))]
     families = {c: get_variant(c) for c in config.conditions}
-    for c in config.conditions:  # bad options (a missing voice, an unknown generator) fail before any work
-        Variant.of(families[c], 0, config.variant_options.get(c))
+    # options resolved once per condition (a voice's hash, a generator's fingerprint);
+    # bad ones (a missing voice, an unknown generator) fail here, before any work
+    resolved = {c: Variant.of(families[c], 0, config.variant_options.get(c)).options for c in config.conditions}
     missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
     # The audited model's own transcription checks resynthesized speech, when it transcribes.
     transcribes = config.mia.mode == "generated" and get_target(target, settings.device, config.mia.loader_options()).family == "audio-language"
@@ -100,7 +101,7 @@ def audit_disentangle(
                 if progress:
                     progress(_s * total + done, len(plan) * total, f"{cond} #{r + 1}")
 
-            variant = None if cond == "original" else Variant.of(fam, r, config.variant_options.get(cond))
+            variant = None if cond == "original" else Variant(fam, r, resolved[cond])
             scored = _ClapCache(ws, clap, variant) if (clap is not None and cond == "tta") else None
             _, evidence, fp, _ = extract_evidence(ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant,
                                                   progress=prog, cancelled=cancelled, on_inputs=scored.add if scored else None)
@@ -208,19 +209,14 @@ class _ClapCache:
             self.cache.put(self._key(c.clip_hash), np.array([v]))
 
     def scores(self, clips: pd.DataFrame, settings: Settings, batch: int = 8) -> np.ndarray:
-        from core.data.audio import load_analysis
-        from core.targets.base import ClipInput
+        from core.pipeline.common import clip_inputs, stored_clips
 
-        hashes, texts = clips["clip_hash"].tolist(), [t or "" for t in clips["text"]]
+        hashes = clips["clip_hash"].tolist()
         out = [self.cache.get(self._key(h)) for h in hashes]
         todo = [i for i, v in enumerate(out) if v is None]
-        sr = settings.analysis_sr
         for s in range(0, len(todo), batch):
             idx = todo[s : s + batch]
-            audios = [load_analysis(self.ws.read_audio(hashes[i]), sr, limits=settings.limits) for i in idx]
-            if self.variant is not None:
-                audios = self.variant.render_many(audios, [texts[i] for i in idx], sr, [hashes[i] for i in idx])
-            self.add([ClipInput(hashes[i], a, texts[i], sr) for i, a in zip(idx, audios)])
+            self.add(clip_inputs(stored_clips(self.ws, clips.iloc[idx]), settings.analysis_sr, settings.limits, self.variant))
             for i in idx:
                 out[i] = self.cache.get(self._key(hashes[i]))
         return np.array([float(v[0]) for v in out])

@@ -63,15 +63,10 @@ class EvidenceWorker:
         return self.target.fingerprint
 
     def score(self, batch: Batch) -> tuple[list[int], list[bytes]]:
-        from core.data.audio import load_analysis
-        from core.targets.base import ClipInput
+        from core.pipeline.common import clip_inputs
 
         idx, items = batch
-        hashes, texts = [h for h, _, _ in items], [t for _, _, t in items]
-        audios = [load_analysis(data, self.sr, limits=self.limits) for _, data, _ in items]
-        if self.variant is not None:
-            audios = self.variant.render_many(audios, texts, self.sr, hashes)
-        clips = [ClipInput(h, a, t, self.sr) for h, a, t in zip(hashes, audios, texts)]
+        clips = clip_inputs(items, self.sr, self.limits, self.variant)
         evs = self.target.evidence(clips, self.ev_config, batch_size=self.batch_size)
         return idx, [ev.to_bytes() for ev in evs]
 

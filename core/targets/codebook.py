@@ -47,7 +47,8 @@ class MelConfig:
 _FILTERS: dict[MelConfig, torch.Tensor] = {}
 
 
-def _mel_filters(config: MelConfig) -> torch.Tensor:
+def mel_filters(config: MelConfig) -> torch.Tensor:
+    """The (cached) librosa mel filterbank of ``config``, ``[n_mels, n_fft // 2 + 1]``."""
     if config not in _FILTERS:
         import librosa
 
@@ -83,7 +84,7 @@ def log_mel(audio: NDArray[np.floating] | torch.Tensor, *, config: MelConfig = M
         pad_mode="reflect", return_complex=True,
     )
     power = spec.real.square() + spec.imag.square()  # [F, frames]
-    mel = _mel_filters(config) @ power
+    mel = mel_filters(config) @ power
     out = torch.log(mel + config.floor).T.contiguous()
     return out[: 1 + n // config.hop_length]
 

@@ -134,26 +134,23 @@ class ClipEvidence:
             dt = np.dtype(dtype)
             count = int(np.prod(shape)) if shape else 1
             arrays[name] = np.frombuffer(data, dtype=dt, count=count, offset=base + offset).reshape(shape).copy()
-        tok = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("tokens.")}
-        dif = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("diffusion.")}
-        return cls(
-            clip_hash=head["clip_hash"],
-            tokens=TokenStats.from_arrays(tok) if tok else None,
-            diffusion=DiffusionEvidence.from_arrays(dif) if dif else None,
-            text=head["text"],
-            notes=tuple(head["notes"]),
-        )
+        return cls._from_parts(arrays, head["clip_hash"], head["text"], head["notes"])
 
     @classmethod
     def _from_npz(cls, data: bytes) -> "ClipEvidence":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+        return cls._from_parts(arrays, str(arrays["meta.clip_hash"]), str(arrays["meta.text"]), arrays["meta.notes"])
+
+    @classmethod
+    def _from_parts(cls, arrays: dict[str, np.ndarray], clip_hash: str, text: str, notes) -> "ClipEvidence":
+        """Evidence from ``tokens.*`` / ``diffusion.*`` arrays and the clip's metadata."""
         tok = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("tokens.")}
         dif = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("diffusion.")}
         return cls(
-            clip_hash=str(arrays["meta.clip_hash"]),
+            clip_hash=clip_hash,
             tokens=TokenStats.from_arrays(tok) if tok else None,
             diffusion=DiffusionEvidence.from_arrays(dif) if dif else None,
-            text=str(arrays["meta.text"]),
-            notes=tuple(str(n) for n in arrays["meta.notes"]),
+            text=text,
+            notes=tuple(str(n) for n in notes),
         )
