@@ -117,21 +117,17 @@ def audit_disentangle(
         table = table.loc[:, table.notna().any()]
         keep = np.ones(len(y), dtype=bool)
         consistency = None
-        if wers:
-            worst = np.max(np.stack(wers), axis=0)
-            flagged = worst > config.max_wer
-            consistency = {"metric": "wer", "mean_wer": float(np.mean(np.stack(wers))), "flagged": int(flagged.sum()),
-                           "max_wer": config.max_wer, "dropped": int(flagged.sum()) if config.drop_inconsistent else 0}
-            if config.drop_inconsistent:
-                keep = ~flagged
-        if sims:
-            # Synthio-style for sounds: does CLAP find every realization close to its caption?
-            worst = np.min(np.stack(sims), axis=0)
-            flagged = worst < config.min_clap
+        flagged = None
+        if wers:  # a resynthesis the audited model does not hear as the same words
+            flagged = np.max(np.stack(wers), axis=0) > config.max_wer
+            consistency = {"metric": "wer", "mean_wer": float(np.mean(np.stack(wers))), "max_wer": config.max_wer}
+        elif sims:  # Synthio-style for sounds: CLAP does not find every realization close to its caption
+            flagged = np.min(np.stack(sims), axis=0) < config.min_clap
             reference = _ClapCache(ws, clap, None).scores(clips, settings)
-            consistency = {"metric": "clap", "mean_clap": float(np.mean(np.stack(sims))), "original_mean_clap": float(np.mean(reference)),
-                           "flagged": int(flagged.sum()), "min_clap": config.min_clap,
-                           "dropped": int(flagged.sum()) if config.drop_inconsistent else 0}
+            consistency = {"metric": "clap", "mean_clap": float(np.mean(np.stack(sims))),
+                           "original_mean_clap": float(np.mean(reference)), "min_clap": config.min_clap}
+        if flagged is not None:
+            consistency.update(flagged=int(flagged.sum()), dropped=int(flagged.sum()) if config.drop_inconsistent else 0)
             if config.drop_inconsistent:
                 keep = ~flagged
         if keep.sum() < 4 or len(set(y[keep])) < 2:
