@@ -18,11 +18,11 @@ with c2:
 last = ws.latest_run("disentangle", dataset, target) if dataset and target else None
 defaults = last["config"]["conditions"] if last else ["original", "silence", "noise", "tts"]
 conditions = st.multiselect("Conditions", variant_names(), default=[c for c in defaults if c in variant_names()])
-options, clap = view.variant_options_form(conditions)
+options, clap = view.variant_options_form(conditions, last)
 if dataset and target and conditions:
     config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(), variant_options=options, clap_model=clap)
     run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
-    run = ws.latest_run("disentangle", dataset, target)
+    run = last
     if run is None:
         st.info("No disentanglement run yet for this dataset and target: press **Run disentanglement**.")
     else:

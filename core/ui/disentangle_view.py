@@ -41,10 +41,15 @@ def results(result: dict) -> None:
             )
 
 
-def variant_options_form(conditions: list[str]) -> tuple[dict, str | None]:
-    """Generator choices for the resynthesis conditions: (variant options, CLAP folder)."""
+def variant_options_form(conditions: list[str], last_run: dict | None = None) -> tuple[dict, str | None]:
+    """Generator choices for the resynthesis conditions: (variant options, CLAP folder),
+    prefilled from the last run of this dataset and target (its id keys the inputs, so
+    they follow when the user picks another dataset or target)."""
     from core.disentangle.tta import DEFAULT_GENERATOR
 
+    last = (last_run or {}).get("config", {})
+    tag = (last_run or {}).get("id", "new")
+    prev = last.get("variant_options", {})
     options: dict = {}
     clap = None
     if not {"tts", "tta"} & set(conditions):
@@ -52,14 +57,15 @@ def variant_options_form(conditions: list[str]) -> tuple[dict, str | None]:
     with st.expander("Resynthesis generators", expanded=False):
         if "tts" in conditions:
             voice = st.text_input("Piper voice for speech (.onnx with its .onnx.json beside it; empty: eSpeak NG reference voices)",
-                                  key="dis-piper").strip()
+                                  value=prev.get("tts", {}).get("piper_voice", ""), key=f"dis-piper-{tag}").strip()
             if voice:
                 options["tts"] = {"piper_voice": voice}
         if "tta" in conditions:
             gen = st.text_input("Text-to-audio generator for sounds (zoo:<name> or a local diffusers pipeline folder)",
-                                value=DEFAULT_GENERATOR, key="dis-tta").strip()
+                                value=prev.get("tta", {}).get("generator", DEFAULT_GENERATOR), key=f"dis-tta-{tag}").strip()
             options["tta"] = {"generator": gen or DEFAULT_GENERATOR}
-            clap = st.text_input("CLAP model folder for the consistency check (optional)", key="dis-clap").strip() or None
+            clap = st.text_input("CLAP model folder for the consistency check (optional)",
+                                 value=last.get("clap_model") or "", key=f"dis-clap-{tag}").strip() or None
             st.caption("A generator trained on the audited clips can regenerate what it memorized: prefer one unrelated "
                        "to the audited model. Sound resynthesis takes about a second per clip and realization on a CPU.")
     return options, clap
