@@ -408,6 +408,35 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": msg}))
         _log(f"error: {msg}")
         return 2
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure is one line too, with its traceback in a file
+        if os.environ.get("OVERHEARD_DEBUG"):
+            raise
+        where = _write_traceback(args)
+        msg = f"internal error ({type(exc).__name__}: {exc}); traceback in {where}"
+        if args.json:
+            print(json.dumps({"error": msg}))
+        _log(f"error: {msg}")
+        return 2
+
+
+def _write_traceback(args: argparse.Namespace) -> str:
+    """Append the current traceback to ``<workspace>/logs/errors.log`` (or a temporary
+    file when the workspace cannot be written) and return its path."""
+    import tempfile
+    import traceback
+
+    text = f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} overheard {' '.join(sys.argv[1:])}\n{traceback.format_exc()}"
+    try:
+        log = Settings.from_env(args.workspace).workspace / "logs" / "errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as f:
+            f.write(text)
+        return str(log)
+    except Exception:  # noqa: BLE001
+        fd, path = tempfile.mkstemp(prefix="overheard-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
 
 
 if __name__ == "__main__":

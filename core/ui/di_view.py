@@ -56,8 +56,7 @@ def metrics(result: dict) -> None:
 
 
 def curve(result: dict) -> None:
-    null = (result.get("null_curve") or {}).get("points")
-    fig = figs.pvalue_curve_figure(result["curve"], alpha=result["alpha"], min_suspects=result.get("min_suspects"), null_curve=null)
+    fig = figs.pvalue_curve_figure(result["curve"], alpha=result["alpha"], min_suspects=result.get("min_suspects"), null_curve=result.get("null_curve"))
     show_figure(fig, key="di-curve", caption=(
         "Median p-value (line) and 10–90% band over resampled suspect subsets of each size; where the suspects' curve "
         "stays under the dashed α line, that many suspects suffice (★). The grey curve uses non-members as suspects "

@@ -31,22 +31,34 @@ def _band(fig: go.Figure, points: Sequence[dict[str, Any]], *, color: str, fill:
     ))
 
 
+def curve_points(curve: Sequence[dict[str, Any]] | dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The points of a stored p-value curve: a run stores the null curve as
+    ``{"points": [...], ...}`` and the suspects' curve as a bare list; both are accepted."""
+    if curve is None:
+        return []
+    if isinstance(curve, dict):
+        return list(curve.get("points") or [])
+    return list(curve)
+
+
 def pvalue_curve_figure(
-    curve: Sequence[dict[str, Any]],
+    curve: Sequence[dict[str, Any]] | dict[str, Any],
     *,
     alpha: float,
     min_suspects: int | None = None,
-    null_curve: Sequence[dict[str, Any]] | None = None,
+    null_curve: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
 ) -> go.Figure:
     """Median p-value (and 10-90% band) of the DI test against the number of tested suspects.
 
     Parameters
     ----------
-    curve : points ``{"n", "p_median", "p_lo", "p_hi"}`` of the suspects' curve.
+    curve : points ``{"n", "p_median", "p_lo", "p_hi"}`` of the suspects' curve (a list, or
+        a stored curve ``{"points": [...]}``).
     alpha : significance level, drawn as a horizontal line.
     min_suspects : marked with a vertical line when given.
     null_curve : the same curve with non-members as pseudo-suspects (grey), if computed.
     """
+    curve, null_curve = curve_points(curve), curve_points(null_curve)
     fig = go.Figure()
     if null_curve:
         _band(fig, null_curve, color=NULL_COLOR, fill="rgba(153,153,153,0.18)", name="null: non-members as suspects (median)", band_name="null 10-90%", dash="dot")
@@ -62,10 +74,10 @@ def pvalue_curve_figure(
                 x=[min_suspects], y=[p_at], mode="markers", marker=dict(symbol="star", size=16, color="#000"),
                 name=f"min suspects = {min_suspects}", hovertemplate="from %{x} suspects the median p stays below α<extra></extra>",
             ))
-    ns = [p["n"] for p in curve] + [p["n"] for p in (null_curve or [])]
+    ns = [p["n"] for p in curve] + [p["n"] for p in null_curve] or [1]
     ticks = [v for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if min(ns) / 1.5 <= v <= max(ns) * 1.5]
     fig.update_xaxes(title="number of tested suspects |P| (clips, log)", type="log", tickvals=ticks)
-    ps = [max(p[k], P_FLOOR) for c in (curve, null_curve or []) for p in c for k in ("p_lo", "p_median", "p_hi") if p.get(k) is not None]
+    ps = [max(p[k], P_FLOOR) for c in (curve, null_curve) for p in c for k in ("p_lo", "p_median", "p_hi") if p.get(k) is not None]
     decades = np.log10(max(ps + [1.0])) - np.log10(min(ps + [alpha]))
     # one label per decade up to ~8 decades, then every 2nd, 3rd, ... so labels never overlap
     fig.update_yaxes(title="p-value (one-sided Welch, log)", type="log", exponentformat="power", dtick=max(1, int(np.ceil(decades / 8))))

@@ -161,6 +161,17 @@ def _disentangle_section(run: dict) -> str:
     return out + _provenance(run)
 
 
+def _section(fn, run: dict) -> str:
+    """One section; a run record the renderer cannot read (an older or damaged format)
+    becomes a visible error box naming the run, never a failed report."""
+    try:
+        return fn(run)
+    except Exception as exc:  # noqa: BLE001 - the rest of the report must still be written
+        return (f'<h2>{_esc(run.get("kind", "run"))} — <code>{_esc(run.get("id"))}</code></h2>'
+                f'<div class="bad">This run could not be rendered ({_esc(type(exc).__name__)}: {_esc(exc)}). '
+                "Its stored record is unchanged; re-run the analysis to include it.</div>")
+
+
 def build_report(ws: Workspace, dataset: str, target: str | None = None) -> str:
     """HTML of the audit report for ``dataset`` (and ``target``; default: the target of
     the latest MIA run), from whatever runs exist."""
@@ -175,7 +186,7 @@ def build_report(ws: Workspace, dataset: str, target: str | None = None) -> str:
             continue
         run = ws.latest_run(kind, dataset, tgt)
         if run is not None:
-            parts.append(fn(run))
+            parts.append(_section(fn, run))
             ran.append(kind)
     if not ran:
         parts.append('<div class="warn">No analysis has been run on this dataset yet: run the blind baseline, MIA or DI first.</div>')
