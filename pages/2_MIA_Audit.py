@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.pipeline import MIAConfig
-from core.ui import dataset_picker, page_setup
+from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import mia_view as view
 from core.ui.runs import run_controls, target_picker
 
@@ -26,6 +26,7 @@ if dataset and target:
     else:
         st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · {run['config']['mode']} text")
         view.headline(run["result"])
+        failed_clips(run["result"])
         view.roc_and_scores(run["result"])
         view.indicator_table(run["result"])
         view.per_sample(ws, run["result"], dataset)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.pipeline.di import DIRunConfig
-from core.ui import dataset_picker, page_setup
+from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import di_view as view
 from core.ui.runs import run_controls, target_picker
 
@@ -29,6 +29,7 @@ if dataset and target:
             st.info("The settings above differ from this run's: press **Run dataset inference** to update it.")
         view.verdict(run["result"])
         view.metrics(run["result"])
+        failed_clips(run["result"])
         view.curve(run["result"])
         view.score_distributions(run["result"])
         view.comparison(run["result"])

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.disentangle import variant_names
 from core.pipeline import DisentangleConfig, MIAConfig
-from core.ui import dataset_picker, page_setup
+from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import disentangle_view as view
 from core.ui.runs import run_controls, target_picker
 
@@ -28,5 +28,6 @@ if dataset and target and conditions:
     else:
         st.caption(f"Run `{run['id']}` · {run['result']['n']} clips")
         view.results(run["result"])
+        failed_clips(run["result"])
         view.listening_panel(ws, run["result"], dataset, list(run["result"]["details"]),
                              run["config"].get("variant_options", {}))

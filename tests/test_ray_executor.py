@@ -62,10 +62,10 @@ def test_ray_evidence_equals_local_and_fills_the_same_cache(ray_local, speech_su
     for ws in (ws_local, ws_ray):
         ingest_path(ws, speech_subset, "d")
     base = Settings.from_env(tmp_path)
-    _, ev_local, fp_local, n_local = extract_evidence(ws_local, "d", "zoo:lalm-small", cfg, settings=base.with_workspace(ws_local.root))
+    _, ev_local, fp_local, n_local, _ = extract_evidence(ws_local, "d", "zoo:lalm-small", cfg, settings=base.with_workspace(ws_local.root))
     seen = []
     on_ray = replace(base.with_workspace(ws_ray.root), executor="ray")
-    clips, ev_ray, fp_ray, n_ray = extract_evidence(ws_ray, "d", "zoo:lalm-small", cfg, settings=on_ray,
+    clips, ev_ray, fp_ray, n_ray, _ = extract_evidence(ws_ray, "d", "zoo:lalm-small", cfg, settings=on_ray,
                                                     progress=lambda d, t, m: seen.append(d))
     assert fp_ray == fp_local and n_ray == n_local == 2 * N_PER_CLASS
     assert [e.clip_hash for e in ev_ray] == clips["clip_hash"].tolist() == [e.clip_hash for e in ev_local]
@@ -78,9 +78,9 @@ def test_ray_evidence_equals_local_and_fills_the_same_cache(ray_local, speech_su
     assert seen[0] == 0 and seen[-1] == 2 * N_PER_CLASS and seen == sorted(seen)
 
     # a second Ray run is all cache hits; the local executor reads the Ray-written cache too
-    _, again, _, n_again = extract_evidence(ws_ray, "d", "zoo:lalm-small", cfg, settings=on_ray)
+    _, again, _, n_again, _ = extract_evidence(ws_ray, "d", "zoo:lalm-small", cfg, settings=on_ray)
     assert n_again == 0 and [e.to_bytes() for e in again] == [e.to_bytes() for e in ev_ray]
-    _, local_read, _, n_read = extract_evidence(ws_ray, "d", "zoo:lalm-small", cfg, settings=base.with_workspace(ws_ray.root))
+    _, local_read, _, n_read, _ = extract_evidence(ws_ray, "d", "zoo:lalm-small", cfg, settings=base.with_workspace(ws_ray.root))
     assert n_read == 0 and len(local_read) == 2 * N_PER_CLASS
 
 
@@ -94,7 +94,7 @@ def test_ray_cancel_keeps_finished_batches(ray_local, speech_subset, tmp_path):
                          progress=lambda d, t, m: done.append(d), cancelled=lambda: bool(done) and done[-1] >= 8)
     kept = done[-1]
     assert 8 <= kept < 2 * N_PER_CLASS
-    _, _, _, computed = extract_evidence(ws, "d", "zoo:lalm-small", MIAConfig(batch_size=4), settings=on_ray)
+    _, _, _, computed, _ = extract_evidence(ws, "d", "zoo:lalm-small", MIAConfig(batch_size=4), settings=on_ray)
     assert computed == 2 * N_PER_CLASS - kept
 
 

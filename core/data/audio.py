@@ -103,7 +103,7 @@ def decode(data: bytes, *, limits: Limits = Limits()) -> tuple[NDArray[np.float3
     ------
     AudioError
         on decoding failure, a frame count that disagrees badly with the header,
-        or NaN/Inf samples.
+        NaN/Inf samples, or sample magnitudes far above full scale.
     """
     info = probe(data, limits=limits)
     try:
@@ -114,6 +114,9 @@ def decode(data: bytes, *, limits: Limits = Limits()) -> tuple[NDArray[np.float3
         raise AudioError("zero duration (no decodable frames)")
     if not np.all(np.isfinite(audio)):
         raise AudioError("contains NaN or Inf samples")
+    peak = float(np.max(np.abs(audio)))
+    if peak > limits.max_abs_sample:
+        raise AudioError(f"non-physical sample values (peak {peak:.3g}; full scale is 1.0, limit {limits.max_abs_sample:g})")
     if audio.shape[0] != info.frames:
         # Header lied (truncated file): keep what decodes, report the real duration.
         info = AudioInfo(info.format, info.subtype, info.sample_rate, info.channels, int(audio.shape[0]), audio.shape[0] / info.sample_rate, info.size_bytes)

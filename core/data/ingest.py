@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from core.data.audio import AudioError, classify_extension, decode
-from core.data.sources import LABEL_DIRS, SourceFile, UnsafeArchive, folder_source, strip_common_root, upload_source, zip_source
+from core.data.sources import LABEL_DIRS, SourceFile, UnsafeArchive, safe_relpath, display_path, folder_source, strip_common_root, upload_source, zip_source
 from core.runtime.settings import Limits
 from core.runtime.store import MEMBER, NONMEMBER, Workspace
 
@@ -73,18 +73,53 @@ def _decode_text(data: bytes, where: str, warnings: list[str]) -> str:
         return data.decode("latin-1").strip()
 
 
-def _read_metadata(entry: SourceFile, warnings: list[str]) -> dict[str, dict]:
+MAX_TEXT_CHARS = 10_000
+"""Transcripts or captions longer than this are cut (with a warning): no real one is."""
+
+
+def _read_metadata(entry: SourceFile, warnings: list[str], rejected: list[tuple[str, str]]) -> dict[str, dict]:
+    """Rows of a ``metadata.csv`` by dataset-relative path.
+
+    Hostile content never ends the ingest: NUL bytes are removed, over-long fields are
+    cut, a row whose path escapes the dataset or is empty is listed in ``rejected``, and a
+    path listed twice with different values is rejected rather than silently overwritten.
+    """
     text = _decode_text(entry.read(), entry.path, warnings)
+    if "\x00" in text:
+        warnings.append(f"{entry.path}: {text.count(chr(0))} NUL byte(s) removed")
+        text = text.replace("\x00", "")
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a long field is cut below, not fatal
     reader = csv.DictReader(io.StringIO(text))
-    cols = {c.strip().lower() for c in (reader.fieldnames or [])}
+    cols = {(c or "").strip().lower() for c in (reader.fieldnames or [])}
     if not {"path", "label"} <= cols:
         raise IngestError(f"{entry.path} needs the columns path,label (found: {', '.join(sorted(cols)) or 'none'})")
     base = str(PurePosixPath(entry.path).parent)
     rows: dict[str, dict] = {}
-    for row in reader:
-        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-        rel = str(PurePosixPath(base) / row["path"]) if base != "." else str(PurePosixPath(row["path"]))
-        rows[rel] = row
+    conflicting: set[str] = set()
+    try:
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v if isinstance(v, str) else "").strip() for k, v in row.items() if isinstance(k, str) and k}
+            raw = row.get("path", "")
+            where = f"{entry.path} line {line}"
+            if not raw:
+                warnings.append(f"{where}: no path; row ignored")
+                continue
+            for k, v in row.items():
+                if len(v) > MAX_TEXT_CHARS:
+                    warnings.append(f"{where}: {k} has {len(v):,} characters; cut to {MAX_TEXT_CHARS:,}")
+                    row[k] = v[:MAX_TEXT_CHARS]
+            safe = safe_relpath(raw)
+            if safe is None:
+                rejected.append((display_path(raw[:300]), f"{where}: path escapes the dataset (absolute or '..'; refused)"))
+                continue
+            rel = str(PurePosixPath(base) / safe) if base != "." else safe
+            if rel in rows and rows[rel] != row:
+                conflicting.add(rel)
+            rows.setdefault(rel, row)
+    except csv.Error as exc:
+        raise IngestError(f"{entry.path} line {reader.line_num}: not readable as CSV ({exc})") from None
+    for rel in conflicting:
+        rows[rel] = dict(rows[rel], _conflict="listed more than once in metadata.csv with different values; fix the file")
     return rows
 
 
@@ -130,7 +165,7 @@ def ingest_files(
         if e.error:
             rejected.append((e.path, e.error))
         elif PurePosixPath(e.path).name.lower() == "metadata.csv":
-            metadata.update(_read_metadata(e, report.warnings))
+            metadata.update(_read_metadata(e, report.warnings, rejected))
         elif kind == "sidecar":
             sidecars[str(PurePosixPath(e.path).with_suffix(""))] = e
         elif kind == "audio":
@@ -171,6 +206,9 @@ def ingest_files(
             report.resumed += 1
             continue
         meta = metadata.get(e.path, {})
+        if meta.get("_conflict"):
+            pending_rej.append((e.path, meta["_conflict"]))
+            continue
         label = _parse_label(meta["label"]) if meta.get("label") else _label_from_dirs(e.path)
         if meta.get("label") and label is None:
             pending_rej.append((e.path, f"unknown label {meta['label']!r} in metadata.csv (use member/nonmember)"))
@@ -187,6 +225,9 @@ def ingest_files(
             continue
         except OSError as exc:
             pending_rej.append((e.path, f"could not read file ({exc.strerror or exc})"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one unreadable file never ends the ingest
+            pending_rej.append((e.path, f"could not be read ({type(exc).__name__}: {str(exc)[:120]})"))
             continue
         text = meta.get("text", "")
         stem = str(PurePosixPath(e.path).with_suffix(""))

@@ -29,7 +29,7 @@ class UnsafeArchive(ValueError):
     """The whole archive is refused (zip bomb, too many files, unreadable)."""
 
 
-def _safe_relpath(name: str) -> str | None:
+def safe_relpath(name: str) -> str | None:
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return None
@@ -38,11 +38,24 @@ def _safe_relpath(name: str) -> str | None:
     return str(p)
 
 
+def display_path(rel: str) -> str:
+    """A file name that can be stored and shown: bytes that are not UTF-8 (which the file
+    system hands over as surrogate escapes) are written as ``\\xNN``, so the name stays
+    readable and distinct; control characters likewise."""
+    import os
+    import re
+
+    if any("\udc80" <= ch <= "\udcff" for ch in rel):
+        rel = os.fsencode(rel).decode("utf-8", "backslashreplace")
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", rel)
+
+
 def folder_source(root: Path) -> Iterator[SourceFile]:
-    """Files under ``root`` (sorted); symlinks pointing outside ``root`` are refused."""
+    """Files under ``root`` (sorted); symlinks pointing outside ``root`` are refused.
+    Names that are not valid UTF-8 are stored under :func:`display_path`."""
     root = Path(root).resolve()
     for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
+        rel = display_path(path.relative_to(root).as_posix())
         if path.is_symlink():
             target = path.resolve()
             if root not in target.parents:
@@ -93,10 +106,10 @@ def zip_source(path_or_bytes: Path | bytes, *, limits: Limits = Limits()) -> Ite
         return read
 
     for info in sorted(infos, key=lambda i: i.filename):
-        rel = _safe_relpath(info.filename)
+        rel = safe_relpath(display_path(info.filename))
         mode = info.external_attr >> 16
         if rel is None:
-            yield SourceFile(info.filename, lambda: b"", 0, "path escapes the archive (absolute or '..'; refused)")
+            yield SourceFile(display_path(info.filename), lambda: b"", 0, "path escapes the archive (absolute or '..'; refused)")
         elif stat.S_ISLNK(mode):
             yield SourceFile(rel, lambda: b"", 0, "symbolic link inside the archive (refused)")
         elif info.file_size > limits.max_file_bytes:
@@ -108,7 +121,8 @@ def zip_source(path_or_bytes: Path | bytes, *, limits: Limits = Limits()) -> Ite
 def upload_source(files: Iterable[tuple[str, bytes]]) -> Iterator[SourceFile]:
     """Files uploaded in the browser, as (relative name, bytes)."""
     for name, data in sorted(files, key=lambda f: f[0]):
-        rel = _safe_relpath(name)
+        name = display_path(name)
+        rel = safe_relpath(name)
         if rel is None:
             yield SourceFile(name, lambda: b"", 0, "unsafe file name (absolute or '..'; refused)")
         else:

@@ -111,6 +111,42 @@ def clip_inputs(items: list[tuple[str, bytes, str]], sr: int, limits, variant=No
     return [ClipInput(h, a, t, sr) for h, a, t in zip(hashes, audios, texts)]
 
 
+MAX_FAILURES_BEFORE_ANY_SUCCESS = 8
+"""Clips that may fail one by one before the run stops: when that many fail and none has
+been scored, the cause is the target or the setup, not the clips."""
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def score_isolated(items: list[tuple[str, bytes, str]], score: Callable[[list], list]) -> list:
+    """``score(items)`` for a batch; when the batch raises, each clip is scored alone, and a
+    clip that fails alone gets the reason (a string) in place of its evidence, so one bad
+    clip never sinks the others. Cancellation is never swallowed."""
+    try:
+        return list(score(items))
+    except (InterruptedError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - retried clip by clip below
+        if len(items) == 1:
+            return [_reason(exc)]
+    out: list = []
+    for item in items:
+        try:
+            out.extend(score([item]))
+        except (InterruptedError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as this clip's failure
+            out.append(_reason(exc))
+    return out
+
+
+class EvidenceFailed(ValueError):
+    """Every clip tried so far failed: the target or the setup is broken (with the reason)."""
+
+
 def extract_evidence(
     ws: Workspace,
     dataset: str,
@@ -131,7 +167,12 @@ def extract_evidence(
     (optional) sees each computed batch's :class:`ClipInput` list (the rendered variant
     audio) on the local executor, e.g. to score its consistency without rendering twice.
 
-    Returns (clips table, evidence list, target fingerprint, number computed).
+    A clip that cannot be scored (a decoding error, a model failure on that clip alone)
+    is left out and listed with its reason; the others are analysed. When the first
+    ``MAX_FAILURES_BEFORE_ANY_SUCCESS`` clips all fail, :class:`EvidenceFailed` is raised.
+
+    Returns (clips table of the scored clips, their evidence, target fingerprint, number
+    computed, failed clips ``[{"clip_hash", "path", "reason"}]``).
     """
     from core.runtime.cache import EvidenceCache, cached_evidence
 
@@ -145,29 +186,56 @@ def extract_evidence(
         keys = [variant.key(h) for h in keys]
         cfg_key = dict(cfg_key, variant=variant.name)
     report = (lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None
+    failures: dict[int, str] = {}
     if settings.executor == "ray":
         evidence, fp, computed = _extract_on_ray(ws, clips, keys, cfg_key, target_spec, config, ev_cfg, settings,
-                                                 variant=variant, progress=report, cancelled=cancelled)
-        return clips, evidence, fp, computed
-    if settings.executor != "local":
+                                                 variant=variant, progress=report, cancelled=cancelled, failures=failures)
+    elif settings.executor != "local":
         raise ValueError(f"unknown executor {settings.executor!r}; valid: local, ray")
-    target = get_target(target_spec, settings.device, config.loader_options())
+    else:
+        target = get_target(target_spec, settings.device, config.loader_options())
+        ok = [0]
 
-    def compute(idx: list[int]):
-        xs = clip_inputs(stored_clips(ws, clips.iloc[idx]), sr, settings.limits, variant)
-        if on_inputs is not None:
-            on_inputs(xs)
-        return target.evidence(xs, ev_cfg, batch_size=config.batch_size)
+        def score(items: list[tuple[str, bytes, str]]):
+            xs = clip_inputs(items, sr, settings.limits, variant)
+            if on_inputs is not None:
+                on_inputs(xs)
+            return target.evidence(xs, ev_cfg, batch_size=config.batch_size)
 
-    evidence, computed = cached_evidence(
-        EvidenceCache(ws.cache_dir), target.fingerprint, keys, cfg_key, sr, compute,
-        batch_size=config.batch_size, progress=report, cancelled=cancelled,
-    )
-    return clips, evidence, target.fingerprint, computed
+        def compute(idx: list[int]):
+            out = score_isolated(stored_clips(ws, clips.iloc[idx]), score)
+            ok[0] += sum(not isinstance(e, str) for e in out)
+            bad = [e for e in out if isinstance(e, str)]
+            if bad and ok[0] == 0 and len(failures) + len(bad) >= min(MAX_FAILURES_BEFORE_ANY_SUCCESS, len(keys)):
+                raise EvidenceFailed(f"{target_spec}: every clip tried failed ({bad[0]})")
+            return out
+
+        fp = target.fingerprint
+        evidence, computed = cached_evidence(
+            EvidenceCache(ws.cache_dir), fp, keys, cfg_key, sr, compute,
+            batch_size=config.batch_size, progress=report, cancelled=cancelled, failures=failures,
+        )
+    return _split_failures(clips, evidence, fp, computed, failures)
+
+
+def failed_clips_warning(failed: list[dict]) -> str:
+    """One line for a run's warnings: how many clips were left out, and the first reason."""
+    first = failed[0]
+    return (f"{len(failed)} clip(s) could not be scored and are left out of this run (listed under failed clips); "
+            f"first: {first.get('path') or first['clip_hash'][:12]}: {first['reason']}")
+
+
+def _split_failures(clips: pd.DataFrame, evidence: list, fp: str, computed: int, failures: dict[int, str]):
+    failed = [{"clip_hash": clips["clip_hash"].iloc[i], "path": str(clips["path"].iloc[i]) if "path" in clips else "", "reason": r}
+              for i, r in sorted(failures.items())]
+    if not failures:
+        return clips, evidence, fp, computed, failed
+    keep = [i for i in range(len(clips)) if i not in failures]
+    return clips.iloc[keep].reset_index(drop=True), [evidence[i] for i in keep], fp, computed, failed
 
 
 def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key: dict, target_spec: str, config,
-                    ev_cfg, settings: Settings, *, variant, progress, cancelled):
+                    ev_cfg, settings: Settings, *, variant, progress, cancelled, failures: dict[int, str]):
     """:func:`extract_evidence` with the model work on Ray actors (``core.runtime.ray_exec``).
 
     One actor starts first to learn the model fingerprint (so a warm re-run reads the
@@ -191,11 +259,11 @@ def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key
                 actors.extend(more)
                 ex.fingerprint(actors)
             for idx, blobs in ex.run(actors, ((idx, stored_clips(ws, clips.iloc[idx])) for idx in batches)):
-                yield idx, [ClipEvidence.from_bytes(b) for b in blobs]
+                yield idx, [b if isinstance(b, str) else ClipEvidence.from_bytes(b) for b in blobs]
 
         evidence, computed = cached_evidence(
             EvidenceCache(ws.cache_dir), fp, keys, cfg_key, settings.analysis_sr, None,
-            batch_size=config.batch_size, progress=progress, cancelled=cancelled, run=run,
+            batch_size=config.batch_size, progress=progress, cancelled=cancelled, run=run, failures=failures,
         )
     finally:
         ex.stop(actors)

@@ -315,6 +315,11 @@ def audit_di(
             f"even all {curve.n.max()} tested suspects do not keep the median p-value below alpha = {config.alpha:g}: "
             "more suspects (or a stronger indicator) are needed for a reliable verdict"
         )
+    failed = list(mia_run["result"].get("failed_clips") or [])
+    if failed:
+        from core.pipeline.common import failed_clips_warning
+
+        extra.append(failed_clips_warning(failed))
     first = (confound,) if confound else ()  # the caveat that can overturn the verdict comes first
     res = dataclasses.replace(res, warnings=first + res.warnings + tuple(extra))
     out = res.to_dict()
@@ -330,6 +335,7 @@ def audit_di(
         "confounded": confound is not None,
         "blind_auc": blind_auc,
         "mia_run": mia_run["id"],
+        "failed_clips": failed,
         "mia_auc": mia_run["result"].get("auc"),
         "indicators": list(inp.keys),
         "directions": inp.directions.astype(int).tolist(),

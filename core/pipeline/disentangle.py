@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.pipeline.common import Cancelled, Progress, extract_evidence, provenance
+from core.pipeline.common import Cancelled, Progress, extract_evidence, failed_clips_warning, provenance
 from core.pipeline.mia import MIAConfig
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
@@ -84,6 +84,7 @@ def audit_disentangle(
     transcribes = config.mia.mode == "generated" and get_target(target, settings.device, config.mia.loader_options()).family == "audio-language"
     clap = _clap(config.clap_model, settings) if config.clap_model and "tta" in config.conditions else None
     conditions: dict[str, dict] = {}
+    failed_clips: dict[str, dict] = {}  # clip hash -> why it could not be scored (first condition it failed in)
     decoded: dict[str, dict[str, str]] = {}
     fp = None
     for ci, cond in enumerate(config.conditions):
@@ -103,33 +104,39 @@ def audit_disentangle(
 
             variant = None if cond == "original" else Variant(fam, r, resolved[cond])
             scored = _ClapCache(ws, clap, variant) if (clap is not None and cond == "tta") else None
-            _, evidence, fp, _ = extract_evidence(ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant,
-                                                  progress=prog, cancelled=cancelled, on_inputs=scored.add if scored else None)
+            scored_clips, evidence, fp, _, failed = extract_evidence(
+                ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant,
+                progress=prog, cancelled=cancelled, on_inputs=scored.add if scored else None)
+            for f in failed:
+                failed_clips.setdefault(f["clip_hash"], dict(f, condition=cond))
             if scored is not None:
-                sims.append(scored.scores(clips, settings))
-            tables.append(indicator_table(evidence).reset_index(drop=True))
+                sim = dict(zip(scored_clips["clip_hash"], scored.scores(scored_clips, settings)))
+                sims.append(np.array([sim.get(h, np.nan) for h in clips["clip_hash"]]))
+            # rows of the clips that failed stay NaN, and those clips are left out below
+            tables.append(indicator_table(evidence).reindex(clips["clip_hash"]).reset_index(drop=True))
             if r == 0:
                 decoded[cond] = {ev.clip_hash: ev.text for ev in evidence}
             if cond == "tts" and transcribes:
                 # Synthio-style consistency: does the audited model hear the same words?
-                wers.append(np.array([word_error_rate(t or "", ev.text) for t, ev in zip(clips["text"], evidence)]))
+                w = {ev.clip_hash: word_error_rate(t or "", ev.text) for t, ev in zip(scored_clips["text"], evidence)}
+                wers.append(np.array([w.get(h, np.nan) for h in clips["clip_hash"]]))
         table = sum(tables) / len(tables) if len(tables) > 1 else tables[0]
-        table = table.loc[:, table.notna().any()]
-        keep = np.ones(len(y), dtype=bool)
+        keep = ~clips["clip_hash"].isin(failed_clips).to_numpy()
+        table = table.loc[:, table[keep].notna().any()]
         consistency = None
         flagged = None
         if wers:  # a resynthesis the audited model does not hear as the same words
             flagged = np.max(np.stack(wers), axis=0) > config.max_wer
-            consistency = {"metric": "wer", "mean_wer": float(np.mean(np.stack(wers))), "max_wer": config.max_wer}
+            consistency = {"metric": "wer", "mean_wer": float(np.nanmean(np.stack(wers))), "max_wer": config.max_wer}
         elif sims:  # Synthio-style for sounds: CLAP does not find every realization close to its caption
             flagged = np.min(np.stack(sims), axis=0) < config.min_clap
             reference = _ClapCache(ws, clap, None).scores(clips, settings)
-            consistency = {"metric": "clap", "mean_clap": float(np.mean(np.stack(sims))),
+            consistency = {"metric": "clap", "mean_clap": float(np.nanmean(np.stack(sims))),
                            "original_mean_clap": float(np.mean(reference)), "min_clap": config.min_clap}
         if flagged is not None:
             consistency.update(flagged=int(flagged.sum()), dropped=int(flagged.sum()) if config.drop_inconsistent else 0)
             if config.drop_inconsistent:
-                keep = ~flagged
+                keep &= ~flagged
         if keep.sum() < 4 or len(set(y[keep])) < 2:
             conditions[cond] = {"skipped": f"only {int(keep.sum())} consistent resynthesized clips left", "consistency": consistency}
             continue
@@ -150,6 +157,8 @@ def audit_disentangle(
         "decoded": decoded,
         "decoded_is_output": bool(transcribes),  # else the text is what the model was conditioned on
         "clip_order": clips["clip_hash"].tolist(),
+        "failed_clips": list(failed_clips.values()),
+        "warnings": [failed_clips_warning(list(failed_clips.values()))] if failed_clips else [],
     }
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.mia.seed, seconds=time.perf_counter() - t0)
     run_id = ws.save_run("disentangle", dataset=dataset, target=target, config=config.to_dict(), result=out, provenance=prov)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.pipeline.blind import BLIND_CONFOUND_AUC
-from core.pipeline.common import Cancelled, Progress, extract_evidence, provenance
+from core.pipeline.common import Cancelled, Progress, extract_evidence, failed_clips_warning, provenance
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
@@ -80,7 +80,7 @@ def audit_mia(
     from core.mia.aggregate import blind_correlation, indicator_table, run_mia
 
     t0 = time.perf_counter()
-    clips, evidence, fp, computed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
+    clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
     table = indicator_table(evidence)
     y = clips["y"].to_numpy()
     res = run_mia(table, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot)
@@ -91,7 +91,10 @@ def audit_mia(
     out["decoded"] = {ev.clip_hash: ev.text for ev in evidence}
     out["notes"] = sorted({n for ev in evidence for n in ev.notes})
     out["computed"] = computed
+    out["failed_clips"] = failed
     warnings = list(out.get("warnings", []))
+    if failed:
+        warnings.append(failed_clips_warning(failed))
     blind_run, blind = _blind_scores(ws, dataset)
     if blind is not None:
         common = [h for h in clips["clip_hash"] if h in blind.index]

@@ -76,6 +76,7 @@ def cached_evidence(
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     run: Callable[[list[list[int]]], Iterator[tuple[list[int], list[ClipEvidence]]]] | None = None,
+    failures: dict[int, str] | None = None,
 ) -> tuple[list[ClipEvidence], int]:
     """Evidence for every clip: cache hits read, misses computed in batches and saved
     after each batch. ``compute(indices)`` returns evidence for those clip indices.
@@ -83,6 +84,10 @@ def cached_evidence(
     ``run(batches)``, when given, replaces ``compute``: it yields ``(indices, evidence)``
     for every batch of missing indices, in any order (the Ray executor); each batch is
     saved as it arrives, so a killed run keeps what finished.
+
+    With ``failures`` (a dict), a batch may return a string instead of a clip's evidence:
+    the reason that clip could not be scored. It is recorded in ``failures`` under the
+    clip's index, nothing is cached for it, and the returned list holds None there.
 
     Returns the evidence in input order and the number of clips computed (misses).
     Raises ``InterruptedError`` when ``cancelled()`` turns true between batches.
@@ -109,6 +114,11 @@ def cached_evidence(
                 break
             idx, evs = item
             for i, ev in zip(idx, evs):
+                if isinstance(ev, str):
+                    if failures is None:
+                        raise RuntimeError(f"clip {clip_hashes[i]} could not be scored: {ev}")
+                    failures[i] = ev
+                    continue
                 cache.put(fingerprint, keys[i], ev)
                 out[i] = ev
             done += len(idx)
@@ -118,9 +128,11 @@ def cached_evidence(
         close = getattr(results, "close", None)
         if close:
             close()
-    missing = [clip_hashes[i] for i, e in enumerate(out) if e is None]
+    missing = [clip_hashes[i] for i, e in enumerate(out) if e is None and i not in (failures or {})]
     if missing:
         raise RuntimeError(f"no evidence came back for {len(missing)} clip(s), e.g. {missing[0]}")
+    if failures is not None:
+        return out, len(misses)  # type: ignore[return-value]  # None where a clip failed
     return [e for e in out if e is not None], len(misses)
 
 

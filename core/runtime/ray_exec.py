@@ -62,13 +62,16 @@ class EvidenceWorker:
     def fingerprint(self) -> str:
         return self.target.fingerprint
 
-    def score(self, batch: Batch) -> tuple[list[int], list[bytes]]:
-        from core.pipeline.common import clip_inputs
+    def score(self, batch: Batch) -> tuple[list[int], list[bytes | str]]:
+        from core.pipeline.common import clip_inputs, score_isolated
 
         idx, items = batch
-        clips = clip_inputs(items, self.sr, self.limits, self.variant)
-        evs = self.target.evidence(clips, self.ev_config, batch_size=self.batch_size)
-        return idx, [ev.to_bytes() for ev in evs]
+
+        def score(part):
+            return self.target.evidence(clip_inputs(part, self.sr, self.limits, self.variant), self.ev_config, batch_size=self.batch_size)
+
+        # a clip that fails alone comes back as its reason (a string), as on the local executor
+        return idx, [ev if isinstance(ev, str) else ev.to_bytes() for ev in score_isolated(items, score)]
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class RayExecutor:
         for a in actors:
             ray.kill(a)
 
-    def run(self, actors: Sequence, batches: Iterable[Batch]) -> Iterator[tuple[list[int], list[bytes]]]:
+    def run(self, actors: Sequence, batches: Iterable[Batch]) -> Iterator[tuple[list[int], list[bytes | str]]]:
         """Results of every batch, in the order they finish.
 
         One batch in flight per actor; the next batch's payload is read only when an actor

@@ -20,6 +20,9 @@ class Limits:
     zip_max_ratio: float = 200.0
     per_file_seconds: float = 30.0
     max_decoded_bytes: int = 1024**3
+    max_abs_sample: float = 1000.0
+    """Largest sample magnitude accepted (full scale is 1.0): floating-point files can
+    exceed full scale a little, but 60 dB above it is not a recording."""
 
 
 @dataclass(frozen=True)

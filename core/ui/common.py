@@ -97,3 +97,15 @@ def job_panel(ws: Workspace, job_id: str | None) -> dict | None:
     elif status == "cancelled":
         st.info("Job cancelled; finished batches are cached and a new run will reuse them.")
     return row
+
+
+def failed_clips(result: dict) -> None:
+    """The clips a run could not score, each with its reason (never silently dropped)."""
+    failed = result.get("failed_clips") or []
+    if not failed:
+        return
+    import pandas as pd
+
+    with st.expander(f"⚠ {len(failed)} clip(s) could not be scored and are left out of this run", expanded=False):
+        cols = [c for c in ("path", "clip_hash", "condition", "reason") if any(c in f for f in failed)]
+        st.dataframe(pd.DataFrame(failed)[cols], hide_index=True, width="stretch")

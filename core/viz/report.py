@@ -49,6 +49,17 @@ def _warnings(ws: list[str]) -> str:
     return "".join(f'<div class="warn">⚠ {_esc(w)}</div>' for w in ws)
 
 
+def _failed(r: dict) -> str:
+    """The clips a run could not score, with their reasons."""
+    failed = r.get("failed_clips") or []
+    if not failed:
+        return ""
+    return (f"<details open><summary>{len(failed)} clip(s) could not be scored and are left out</summary>"
+            "<table><tr><th>path</th><th>clip</th><th>reason</th></tr>" + "".join(
+                f"<tr><td>{_esc(f.get('path', ''))}</td><td><code>{_esc(f['clip_hash'][:12])}</code></td><td>{_esc(f['reason'])}</td></tr>"
+                for f in failed) + "</table></details>")
+
+
 def _fmt_ci(ci) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "n/a"
 
@@ -134,7 +145,7 @@ def _mia_section(run: dict) -> str:
     order = r["clip_order"]
     out += _fig(vmia.score_distributions(np.array([r["scores"][h] for h in order]), np.array([r["labels"][h] for h in order]), xlabel="out-of-fold membership probability"),
                 "Aggregate membership scores by label.")
-    return out + _warnings(r.get("warnings", [])) + _provenance(run)
+    return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
 def _di_section(run: dict) -> str:
@@ -148,7 +159,7 @@ def _di_section(run: dict) -> str:
     ])
     out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),
                 "p-value against the number of suspects (log-log): median with 10–90% band; grey = the same test on non-members only.")
-    return out + _warnings(r.get("warnings", [])) + _provenance(run)
+    return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
 def _disentangle_section(run: dict) -> str:
@@ -158,7 +169,7 @@ def _disentangle_section(run: dict) -> str:
         f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=3>skipped: {_esc(d['skipped'])}</td></tr>"
         for c, d in r["details"].items()) + "</table>"
     out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
-    return out + _provenance(run)
+    return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
 def _section(fn, run: dict) -> str:
