@@ -159,16 +159,20 @@ def cmd_mia(args: argparse.Namespace) -> int:
     settings, ws = _workspace(args)
     settings = _executor_settings(args, settings)
     cfg = MIAConfig(mode=args.mode, infill_m=args.infill, seed=args.seed, batch_size=args.batch_size, n_boot=args.n_boot,
-                    target_options=_target_options(args), trust_remote_code=args.trust_remote_code)
+                    target_options=_target_options(args), trust_remote_code=args.trust_remote_code,
+                    grouping=args.grouping, n_perm=args.n_perm)
     if args.trust_remote_code:
         _log("warning: --trust-remote-code runs Python code shipped in the checkpoint folder; the report records it")
     run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
-    keep = ("auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text", "indicators", "best_indicator",
-            "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation", "blind_auc", "computed", "notes")
+    keep = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "inference", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text",
+            "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation",
+            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips")
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: res[k] for k in keep if k in res}
     lo, hi = res["auc_ci"]
-    text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
-            f"{res['n_members']} members / {res['n_nonmembers']} non-members",
+    p = res.get("auc_p_value")
+    text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}"
+            + ("" if p is None else f", permutation p = {p:.2g}") + f"), {res['n_members']} members / {res['n_nonmembers']} non-members",
+            f"  folds: {_folds_text(res.get('inference'))}",
             *("  " + t for t in res["tpr_at_fpr_text"]),
             f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
             *(f"  warning: {w}" for w in res["warnings"]), f"  run {run_id}"]
@@ -176,16 +180,29 @@ def cmd_mia(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folds_text(inf: dict | None) -> str:
+    if not inf:
+        return "stratified, bootstrap interval"
+    f = inf.get("folds", {})
+    g = f"grouped by {f['grouping']} ({f.get('n_groups')} groups)" if f.get("grouping", "none") != "none" else "ungrouped"
+    return f"{f.get('n_folds')} stratified folds, {g}; {inf.get('n_perm')} permutations; interval {inf.get('ci_method')}"
+
+
 def cmd_blind(args: argparse.Namespace) -> int:
     from core.pipeline.blind import BlindRunConfig, audit_blind
 
     settings, ws = _workspace(args)
-    cfg = BlindRunConfig(groups=tuple(g.strip() for g in args.groups.split(",") if g.strip()), seed=args.seed, n_boot=args.n_boot)
+    cfg = BlindRunConfig(groups=tuple(g.strip() for g in args.groups.split(",") if g.strip()), seed=args.seed, n_boot=args.n_boot,
+                         grouping=args.grouping, n_perm=args.n_perm)
     run_id, res = audit_blind(ws, args.dataset, cfg, settings=settings, progress=_progress("blind"))
-    keep = ("groups", "auc", "auc_ci", "shift_detected", "n_members", "n_nonmembers", "top_features", "warnings", "notes")
+    keep = ("groups", "auc", "auc_ci", "auc_p_value", "inference", "verdict", "shift_detected", "n_members", "n_nonmembers",
+            "top_features", "warnings", "notes")
     out = {"run_id": run_id, "dataset": args.dataset} | {k: res[k] for k in keep if k in res}
-    text = [f"blind baseline on {args.dataset} ({res['n_members']} members / {res['n_nonmembers']} non-members):"]
-    text += [f"  {g:<10} AUC {a:.3f} (95% CI {res['auc_ci'][g][0]:.3f}-{res['auc_ci'][g][1]:.3f})" for g, a in res["auc"].items()]
+    pv = res.get("auc_p_value") or {}
+    text = [f"blind baseline on {args.dataset} ({res['n_members']} members / {res['n_nonmembers']} non-members): "
+            f"{res['verdict']['all']['sentence']}", f"  folds: {_folds_text((res.get('inference') or {}).get('all'))}"]
+    text += [f"  {g:<10} AUC {a:.3f} (95% CI {res['auc_ci'][g][0]:.3f}-{res['auc_ci'][g][1]:.3f}"
+             + ("" if pv.get(g) is None else f", p = {pv[g]:.2g}") + ")" for g, a in res["auc"].items()]
     text += [f"  giveaway: {t['sentence']}" for t in res["top_features"][:3]]
     text += [f"  warning: {w}" for w in res.get("warnings", [])] + [f"  run {run_id}"]
     _emit(args, out, "\n".join(text))
@@ -268,6 +285,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
+def _inference_flags(s: argparse.ArgumentParser) -> None:
+    from core.pipeline.common import GROUPINGS
+
+    s.add_argument("--grouping", choices=GROUPINGS, default="auto",
+                   help="clips kept on one side of every CV split: auto (speaker, else source), none, speaker, source")
+    s.add_argument("--n-perm", type=int, default=200, metavar="B",
+                   help="label permutations of the whole CV procedure for the p-value and interval (0: bootstrap interval only)")
+
+
 def _target_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--target-option", action="append", metavar="KEY=VALUE",
                    help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
@@ -342,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--n-boot", type=int, default=1000)
+    _inference_flags(s)
     _target_flags(s)
     s.set_defaults(fn=cmd_mia)
 
@@ -350,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--groups", default="metadata,text,acoustic", help="comma-separated feature groups")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n-boot", type=int, default=1000)
+    _inference_flags(s)
     s.set_defaults(fn=cmd_blind)
 
     s = sub.add_parser("match", parents=[common], help="save a blind-score-matched subset as a new dataset")

@@ -217,7 +217,10 @@ class BlindResult:
 
     Attributes
     ----------
-    auc, auc_ci : mapping group -> AUC and bootstrap 95% interval.
+    auc, auc_ci : mapping group -> AUC and its 95% interval (refits included, see
+        :mod:`core.stats.cv`).
+    auc_p_value : mapping group -> permutation p-value of "AUC above chance" (None when
+        permutations were turned off).
     scores : mapping group -> out-of-fold blind score per clip ``[n_clips]``.
     roc : mapping group -> (fpr, tpr).
     top_features : giveaways of the combined model, ``{feature, group, coef, sentence}``.
@@ -234,6 +237,8 @@ class BlindResult:
     top_by_group: dict[str, list[dict]]
     warnings: list[str]
     config: BlindConfig = field(default_factory=BlindConfig)
+    auc_p_value: dict[str, float | None] = field(default_factory=dict)
+    inference: dict[str, dict] = field(default_factory=dict)
 
     @property
     def n_members(self) -> int:
@@ -248,9 +253,15 @@ class BlindResult:
         """Out-of-fold score of the combined model (the propensity used for matching)."""
         return self.scores[ALL]
 
+    def verdict(self, group: str = ALL):
+        """The blind verdict of ``group`` (:func:`core.blind.verdict.blind_verdict`)."""
+        from core.blind.verdict import blind_verdict
+
+        return blind_verdict(self.auc[group], self.auc_ci[group], self.auc_p_value.get(group))
+
     def shift_detected(self, group: str = ALL) -> bool:
-        """True when the AUC interval of ``group`` lies entirely above 0.5."""
-        return bool(self.auc_ci[group][0] > 0.5)
+        """True when the verdict of ``group`` is a shift (or a confound)."""
+        return self.verdict(group).level != "fair"
 
     def to_dict(self) -> dict:
         """JSON-safe summary (plain floats, ints, strings and lists)."""
@@ -258,6 +269,9 @@ class BlindResult:
             "groups": list(self.groups),
             "auc": {g: float(v) for g, v in self.auc.items()},
             "auc_ci": {g: [float(v[0]), float(v[1])] for g, v in self.auc_ci.items()},
+            "auc_p_value": {g: (None if v is None else float(v)) for g, v in self.auc_p_value.items()},
+            "inference": {g: dict(v) for g, v in self.inference.items()},
+            "verdict": {g: self.verdict(g).to_dict() for g in self.auc},
             "shift_detected": {g: self.shift_detected(g) for g in self.auc},
             "n_members": self.n_members,
             "n_nonmembers": self.n_nonmembers,
@@ -281,6 +295,9 @@ def run_blind(
     n_boot: int = 1000,
     C: float = 1.0,
     top_k: int = 10,
+    groups: ArrayLike | None = None,
+    grouping: str = "group",
+    permutations: stats.PermutationConfig = stats.PermutationConfig(),
 ) -> BlindResult:
     """Blind AUC of each feature group and of all groups together.
 
@@ -295,6 +312,9 @@ def run_blind(
     n_boot : bootstrap resamples for the 95% AUC interval.
     C : inverse L2 strength of the logistic regressions.
     top_k : giveaway features reported.
+    groups : ``[n_clips]`` group of each clip (speaker, source), optional: stratified
+        group folds keep each group on one side; ``grouping`` names it.
+    permutations : label permutations of the whole CV procedure (p-values, intervals).
 
     Returns
     -------
@@ -310,6 +330,10 @@ def run_blind(
     k = stats.n_folds_for(y, n_splits)
     if k < n_splits:
         notes.append(f"only {k} folds possible (smallest class has {k} clips)")
+    folds = stats.make_folds(y, groups=groups, grouping=grouping, n_splits=n_splits, seed=seed)
+    notes.extend(folds.notes)
+    pvals: dict[str, float | None] = {}
+    inference: dict[str, dict] = {}
 
     auc: dict[str, float] = {}
     ci: dict[str, tuple[float, float]] = {}
@@ -318,10 +342,13 @@ def run_blind(
     top_by_group: dict[str, list[dict]] = {}
     for name, sub in [*((g, {g: t}) for g, t in tables.items()), (ALL, dict(tables))]:
         design = _design(sub, cfg)
-        s = _cv(design, y, cfg)
+        cv = stats.cv_auc(design.X, y, estimator=design.estimator, folds=folds, permutations=permutations, n_boot=n_boot, seed=seed)
+        s = cv.scores
         scores[name] = s
-        auc[name] = stats.auc(y, s)
-        ci[name] = stats.auc_ci(y, s, n_boot=n_boot, seed=seed)
+        auc[name] = cv.auc
+        ci[name] = cv.ci
+        pvals[name] = cv.p_value
+        inference[name] = cv.to_dict()
         roc[name] = stats.roc(y, s)
         entries, _ = _standardized_coefficients(design, y)
         top = _top(entries, y, top_k, design.text_group)
@@ -337,6 +364,7 @@ def run_blind(
     return BlindResult(
         groups=(*tables.keys(), ALL), labels=y, auc=auc, auc_ci=ci, scores=scores, roc=roc,
         top_features=top_all, top_by_group=top_by_group, warnings=notes, config=cfg,
+        auc_p_value=pvals, inference=inference,
     )
 
 

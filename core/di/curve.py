@@ -55,6 +55,7 @@ class DICurve:
     n_tested_nonmembers: int
     n_fit_suspects: int
     n_fit_nonmembers: int
+    equal_nonmembers: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         def fl(a: NDArray[np.float64]) -> list[float | None]:
@@ -75,6 +76,7 @@ class DICurve:
             "n_tested_nonmembers": self.n_tested_nonmembers,
             "n_fit_suspects": self.n_fit_suspects,
             "n_fit_nonmembers": self.n_fit_nonmembers,
+            "equal_nonmembers": self.equal_nonmembers,
         }
 
 
@@ -139,6 +141,7 @@ def pvalue_curve(
     seed: int = 0,
     refit: bool = False,
     config: ScorerConfig | None = None,
+    equal_nonmembers: bool = False,
 ) -> DICurve:
     """Median p-value and 10-90% band of the DI test against the number of tested suspects.
 
@@ -156,8 +159,11 @@ def pvalue_curve(
 
     In both modes a resample's tested suspects and non-members are only clips held out from
     the scorer that scored them (for ``cross_fit``, each fold's clips are scored by the
-    model fitted on the other fold). The non-member side is always the whole held-out
-    non-member pool; it is not resampled.
+    model fitted on the other fold). By default the non-member side is the whole held-out
+    non-member pool, not resampled. With ``equal_nonmembers`` (the convention of the
+    audio-generative DI paper) each resample of size n also draws n held-out non-members,
+    so sizes stop at the smaller held-out pool; these draws follow the suspects' (same
+    recipe, over each group's tested non-members).
 
     Draws, reproducible with numpy alone: ``rng = np.random.default_rng(seed)``; with
     ``refit``, first ``split_seeds = rng.integers(0, 2**31 - 1, size=R)``; then for each
@@ -178,6 +184,7 @@ def pvalue_curve(
     seed : seed of the fit split(s) and of the draws.
     refit : refit the scorer on a fresh split per resample (see above).
     config : scorer options.
+    equal_nonmembers : test n suspects against n non-members (see above).
 
     Returns
     -------
@@ -198,7 +205,8 @@ def pvalue_curve(
     SP, SU = _group_matrices(splits)
     G = len(SP)
     m_pg = np.array([a.shape[1] for a in SP])
-    max_n = int(m_pg.sum())
+    m_ug = np.array([a.shape[1] for a in SU])
+    max_n = int(m_pg.sum()) if not equal_nonmembers else int(min(m_pg.sum(), m_ug.sum()))
 
     if sizes is None:
         grid = default_sizes(max_n, G)
@@ -212,17 +220,27 @@ def pvalue_curve(
     drawn = [np.take_along_axis(np.broadcast_to(SP[g], (R, m_pg[g])), perms[g], axis=1) for g in range(G)]
     u_mean = [a.mean(axis=1) for a in SU]
     u_var = [a.var(axis=1, ddof=1) for a in SU]
-    m_ug = [a.shape[1] for a in SU]
+    if equal_nonmembers:
+        uperms = [rng.permuted(np.tile(np.arange(m), (R, 1)), axis=1) for m in m_ug]
+        udrawn = [np.take_along_axis(np.broadcast_to(SU[g], (R, m_ug[g])), uperms[g], axis=1) for g in range(G)]
 
     pvals = np.empty((grid.size, R), dtype=np.float64)
     for i, n in enumerate(grid):
         k = allocate(int(n), m_pg)
         if np.any(k < MIN_PER_SIDE):
             raise ValueError(f"size {n} leaves fewer than {MIN_PER_SIDE} suspects in a fold")
+        ku = allocate(int(n), m_ug) if equal_nonmembers else m_ug
+        if np.any(ku < MIN_PER_SIDE) or np.any(ku > m_ug):
+            raise ValueError(f"size {n} leaves fewer than {MIN_PER_SIDE} non-members in a fold")
         parts = []
         for g in range(G):
             x = drawn[g][:, : k[g]]
-            parts.append(welch_from_moments(x.mean(axis=1), x.var(axis=1, ddof=1), k[g], u_mean[g], u_var[g], m_ug[g]))
+            if equal_nonmembers:
+                xu = udrawn[g][:, : ku[g]]
+                um, uv = xu.mean(axis=1), xu.var(axis=1, ddof=1)
+            else:
+                um, uv = u_mean[g], u_var[g]
+            parts.append(welch_from_moments(x.mean(axis=1), x.var(axis=1, ddof=1), k[g], um, uv, ku[g]))
         diff, se, df = (np.stack([np.broadcast_to(p[j], (R,)) for p in parts], axis=-1) for j in range(3))
         pvals[i] = combine_groups(diff, se, df)[2]
 
@@ -243,4 +261,5 @@ def pvalue_curve(
         n_tested_nonmembers=int(sum(m_ug)),
         n_fit_suspects=int(sum(f.size for f in first.fit_p_index)),
         n_fit_nonmembers=int(sum(f.size for f in first.fit_u_index)),
+        equal_nonmembers=equal_nonmembers,
     )

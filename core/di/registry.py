@@ -28,15 +28,20 @@ class ScorerConfig:
     C : inverse L2 strength of the logistic regression (learned scorers).
     fit_fraction : share of P and of U used to fit (control_split) or to standardize
         (normalized_sum, share of U); the rest is tested.
-    auto_max_features : ``auto`` picks ``normalized_sum`` when directions are given and
-        the number of indicators is at most this, else ``control_split``.
+    auto_max_features : when the evidence kind is unknown, ``auto`` picks
+        ``normalized_sum`` when directions are given and the number of indicators is at
+        most this, else ``control_split``.
     std_floor : lower bound on a standard deviation used to standardize.
+    evidence : the indicators' evidence kind, ``"tokens"`` or ``"diffusion"`` (None:
+        unknown); ``auto`` follows the design: normalized sum for token targets, control
+        split for diffusion targets.
     """
 
     C: float = 1.0
     fit_fraction: float = 0.5
     auto_max_features: int = 8
     std_floor: float = 1e-6
+    evidence: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fit_fraction < 1.0:

@@ -26,11 +26,12 @@ from core.mia import diffusion as _diffusion  # noqa: F401  (registers diffusion
 from core.mia import indicators as _indicators
 from core.mia.registry import direction
 from core.stats import (
+    PermutationConfig,
     TprAtFpr,
     auc,
-    auc_ci,
     correlation,
-    cv_scores,
+    cv_auc,
+    make_folds,
     n_folds_for,
     roc,
     small_sample_warning,
@@ -42,6 +43,9 @@ STANDARDIZED_CLIP = 10.0
 """Standardized features are clipped to +-10 so one extreme clip cannot dominate a fold."""
 
 AGGREGATE = "aggregate"
+
+AGGREGATE_C = 0.01
+"""Inverse L2 strength of the aggregate's logistic regression."""
 
 
 def indicator_table(
@@ -115,14 +119,27 @@ def _clip_standardized(X: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.clip(X, -STANDARDIZED_CLIP, STANDARDIZED_CLIP)
 
 
-def mia_classifier(C: float = 1.0) -> Pipeline:
-    """Non-finite replacement, standardization, clipping, L2 logistic regression."""
+def mia_classifier(C: float = AGGREGATE_C, *, signed: bool = True) -> Pipeline:
+    """Non-finite replacement, standardization, clipping, L2 logistic regression.
+
+    The indicators arrive aligned by their registered directions (higher = member), fixed
+    before any label is seen. With ``signed`` (the default) the regression respects them:
+    its weights are non-negative, so it can learn how much each indicator counts but not
+    to read one against its direction. Dozens of correlated indicators on a few hundred
+    clips are also strongly shrunk (``C = 0.01``). On simulated weak signals (3 of 30
+    indicators shifted by 0.6 SD, 100 clips) this finds the signal at p < 0.05 in 89% of
+    runs, against 77% unconstrained (at C = 0.01 or 1), at the same null level
+    (``tests/test_stats_cv.py``).
+    """
+    from core.stats.cv import NonNegativeLogisticRegression
+
+    lr = NonNegativeLogisticRegression(C=C) if signed else LogisticRegression(C=C, max_iter=2000)
     return Pipeline(
         [
             ("impute", FiniteImputer()),
             ("scale", StandardScaler()),
             ("clip", FunctionTransformer(_clip_standardized)),
-            ("logreg", LogisticRegression(C=C, max_iter=2000)),
+            ("logreg", lr),
         ]
     )
 
@@ -148,7 +165,10 @@ class MIAResult:
     Attributes
     ----------
     auc : AUC of the out-of-fold aggregate scores (stratified CV logistic regression).
-    auc_ci : percentile bootstrap 95% interval of ``auc``.
+    auc_ci : 95% interval of ``auc`` that includes the refits (method in ``auc_ci_method``;
+        see :mod:`core.stats.cv`).
+    auc_p_value : permutation p-value of "the aggregate AUC is above chance" (None when
+        permutations were turned off).
     tpr_at_1pct_fpr, tpr_at_01pct_fpr : TPR at 1% and 0.1% FPR (None when not measurable).
     indicator_auc : key -> AUC of the direction-aligned single indicator (NaN when fewer
         than one finite value per class).
@@ -175,12 +195,18 @@ class MIAResult:
     n_folds: int
     warnings: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
+    auc_p_value: float | None = None
+    auc_ci_method: str = ""
+    inference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (NaN and unmeasurable values become None)."""
         return {
             "auc": _json_float(self.auc),
             "auc_ci": [_json_float(self.auc_ci[0]), _json_float(self.auc_ci[1])],
+            "auc_p_value": _json_float(self.auc_p_value),
+            "auc_ci_method": self.auc_ci_method,
+            "inference": dict(self.inference),
             "tpr_at_1pct_fpr": _json_float(self.tpr_at_1pct_fpr.tpr),
             "tpr_at_0.1pct_fpr": _json_float(self.tpr_at_01pct_fpr.tpr),
             "tpr_at_fpr": {
@@ -222,6 +248,9 @@ def run_mia(
     n_splits: int = 10,
     seed: int = 0,
     n_boot: int = 1000,
+    groups: ArrayLike | None = None,
+    grouping: str = "group",
+    permutations: PermutationConfig = PermutationConfig(),
 ) -> MIAResult:
     """Single-indicator AUCs and the cross-validated aggregate over an indicator table.
 
@@ -233,6 +262,10 @@ def run_mia(
     n_splits : stratified CV folds (fewer when a class is smaller).
     seed : seed of the fold assignment and the bootstrap.
     n_boot : bootstrap resamples of the aggregate AUC interval.
+    groups : ``[n_clips]`` group of each clip (speaker, source), optional: folds then keep
+        each group on one side (stratified group k-fold); ``grouping`` names it.
+    permutations : label permutations of the whole CV procedure, for the p-value and the
+        interval (``n_perm=0``: fixed-score bootstrap only).
 
     Returns
     -------
@@ -280,16 +313,21 @@ def run_mia(
     n_folds = n_folds_for(y, n_splits)
     if n_folds < n_splits:
         warnings.append(f"{n_folds}-fold cross-validation: the smaller class has {n_folds} clips")
-    oof = cv_scores(X[:, usable], y, estimator=mia_classifier(), n_splits=n_splits, seed=seed)
-    agg_auc = auc(y, oof)
-    ci = auc_ci(y, oof, n_boot=n_boot, seed=seed)
+    folds = make_folds(y, groups=groups, grouping=grouping, n_splits=n_splits, seed=seed)
+    warnings.extend(folds.notes)
+    cv = cv_auc(X[:, usable], y, estimator=mia_classifier(), folds=folds, permutations=permutations, n_boot=n_boot, seed=seed)
+    oof = cv.scores
+    agg_auc = cv.auc
     curves[AGGREGATE] = roc(y, oof)
 
     finite_aucs = {k: v for k, v in indicator_auc.items() if math.isfinite(v)}
     best = max(finite_aucs, key=finite_aucs.__getitem__) if finite_aucs else None
     return MIAResult(
         auc=agg_auc,
-        auc_ci=ci,
+        auc_ci=cv.ci,
+        auc_p_value=cv.p_value,
+        auc_ci_method=cv.ci_method,
+        inference=cv.to_dict(),
         tpr_at_1pct_fpr=tpr_at_fpr(y, oof, 0.01),
         tpr_at_01pct_fpr=tpr_at_fpr(y, oof, 0.001),
         indicator_auc=indicator_auc,
@@ -299,13 +337,15 @@ def run_mia(
         scores=pd.Series(oof, index=table.index, name="mia_score"),
         n_members=int((y == 1).sum()),
         n_nonmembers=int((y == 0).sum()),
-        n_folds=n_folds,
+        n_folds=folds.n_folds,
         warnings=tuple(warnings),
         config={
             "n_splits": n_splits,
             "seed": seed,
             "n_boot": n_boot,
-            "classifier": "FiniteImputer > StandardScaler > clip(+-10) > LogisticRegression(C=1)",
+            "grouping": folds.grouping,
+            "n_perm": permutations.n_perm,
+            "classifier": f"FiniteImputer > StandardScaler > clip(+-10) > LogisticRegression(C={AGGREGATE_C:g}, weights >= 0 on aligned indicators)",
             "directions": {k: direction(k) for k in keys},
         },
     )

@@ -10,24 +10,28 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from core.pipeline.common import Cancelled, Progress, provenance
+from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
 from core.runtime.cache import FeatureCache
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
 
 DEFAULT_GROUPS = ("metadata", "text", "acoustic")
-BLIND_CONFOUND_AUC = 0.6
-"""A blind AUC at or above this marks MIA and DI results on the same data as confounded."""
 
 
 @dataclass(frozen=True)
 class BlindRunConfig:
+    """Settings of a blind-baseline run. ``grouping``: which clips cross-validation keeps
+    together (``auto``: speakers, else sources); ``n_perm``: label permutations of the
+    whole CV procedure for p-values and intervals (0: bootstrap intervals only)."""
+
     groups: tuple[str, ...] = DEFAULT_GROUPS
     n_splits: int = 10
     n_boot: int = 1000
     seed: int = 0
     batch_size: int = 32
+    grouping: str = "auto"
+    n_perm: int = 200
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -116,7 +120,11 @@ def audit_blind(
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset)
     tables, notes = blind_tables(ws, clips, config.groups, settings=settings, batch_size=config.batch_size, progress=progress, cancelled=cancelled)
-    res = run_blind(tables, clips["y"].to_numpy(), n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot)
+    from core.stats import PermutationConfig
+
+    groups, grouping = clip_grouping(clips, config.grouping)
+    res = run_blind(tables, clips["y"].to_numpy(), n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot,
+                    groups=groups, grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm))
     out = res.to_dict()
     hashes = clips["clip_hash"].tolist()
     out["scores"] = dict(zip(hashes, out["scores"]))

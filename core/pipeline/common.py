@@ -68,6 +68,28 @@ def demo_root() -> Path:
     return assets_dir() / "demo"
 
 
+GROUPINGS = ("auto", "none", "speaker", "source")
+
+
+def clip_grouping(clips: pd.DataFrame, grouping: str = "auto") -> tuple[list[str] | None, str]:
+    """The per-clip groups that cross-validation keeps together, and their name.
+
+    ``auto``: the speaker when at least two clips name different speakers, else the source
+    when at least two sources are named, else none. ``speaker`` / ``source`` force one;
+    ``none`` turns grouping off.
+    """
+    if grouping not in GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}; valid: {', '.join(GROUPINGS)}")
+    if grouping == "none":
+        return None, "none"
+    for col in (("speaker", "source") if grouping == "auto" else (grouping,)):
+        if col in clips:
+            vals = clips[col].fillna("").astype(str).str.strip()
+            if vals[vals != ""].nunique() >= 2:
+                return vals.tolist(), col
+    return None, "none"
+
+
 # -- targets and evidence -------------------------------------------------------------------
 
 Cancelled = Callable[[], bool]

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from core.pipeline.blind import BLIND_CONFOUND_AUC
 from core.pipeline.common import Cancelled, Progress, provenance
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
@@ -94,6 +93,13 @@ class DIInputs:
     p_clips: tuple[str, ...]
     u_clips: tuple[str, ...]
     notes: tuple[str, ...]
+    evidence: str | None = None
+
+    def scorer_config(self):
+        """Scorer options for these indicators (``auto`` then follows their evidence kind)."""
+        from core.di import ScorerConfig
+
+        return ScorerConfig(evidence=self.evidence)
 
 
 def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
@@ -142,6 +148,9 @@ def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
         raise ValueError("the MIA run has no indicator with a finite value")
     X = np.column_stack(cols)
     hashes = np.array(order, dtype=object)
+    from core.mia.registry import family_of, get_family
+
+    kinds = {get_family(family_of(k)).evidence for k in keys}
     return DIInputs(
         P=X[labels == 1],
         U=X[labels == 0],
@@ -150,23 +159,26 @@ def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
         p_clips=tuple(hashes[labels == 1]),
         u_clips=tuple(hashes[labels == 0]),
         notes=tuple(notes),
+        evidence=kinds.pop() if len(kinds) == 1 else None,
     )
 
 
-def blind_confound(ws: Workspace, dataset: str, *, threshold: float = BLIND_CONFOUND_AUC) -> tuple[float | None, str | None]:
-    """The latest blind AUC of ``dataset`` and, when it reaches ``threshold``, the warning."""
+def blind_confound(ws: Workspace, dataset: str) -> tuple[float | None, str | None, str | None]:
+    """The latest blind AUC of ``dataset``, its verdict level and, unless fair, the caveat
+    (:func:`core.blind.verdict.blind_verdict`)."""
+    from core.blind.verdict import verdict_of_run
+
     run = ws.latest_run("blind", dataset)
     if run is None:
-        return None, None
-    auc = run["result"].get("auc", {}).get("all")
-    if auc is None or auc < threshold:
-        return auc, None
-    return auc, (
-        f"confounded: the blind baseline tells members from non-members without the model "
-        f"(AUC {auc:.2f} >= {threshold:g}); dataset inference assumes the suspects and the "
-        "non-members are drawn from the same distribution, so a rejection may reflect the data "
-        "shift rather than training use (match the dataset on the Blind Baseline page first)"
-    )
+        return None, None, None
+    v = verdict_of_run(run["result"])
+    if v is None:
+        return None, None, None
+    caveat = v.caveat("a rejection")
+    if v.confounded:
+        caveat = (f"{caveat}: dataset inference assumes the suspects and the non-members are drawn from the same "
+                  "distribution (match the dataset on the Blind Baseline page first)")
+    return v.auc, v.level, caveat
 
 
 def _curve_rows(curve) -> list[dict[str, float | int | None]]:
@@ -177,7 +189,7 @@ def _curve_rows(curve) -> list[dict[str, float | int | None]]:
     ]
 
 
-def _null_curve(U: NDArray[np.float64], directions: NDArray[np.float64], config: DIRunConfig) -> dict[str, Any] | None:
+def _null_curve(U: NDArray[np.float64], directions: NDArray[np.float64], config: DIRunConfig, scorer_config=None) -> dict[str, Any] | None:
     """p-value curve with pseudo-suspects drawn from the non-members (refitted per resample)."""
     from core.di import pvalue_curve
 
@@ -188,7 +200,7 @@ def _null_curve(U: NDArray[np.float64], directions: NDArray[np.float64], config:
     half = n_u // 2
     curve = pvalue_curve(
         U[perm[:half]], U[perm[half:]], directions=directions, scorer=config.scorer,
-        n_resamples=min(config.n_resamples, 100), alpha=config.alpha, seed=config.seed, refit=True,
+        n_resamples=min(config.n_resamples, 100), alpha=config.alpha, seed=config.seed, refit=True, config=scorer_config,
     )
     return {"points": _curve_rows(curve), "min_suspects": curve.min_suspects, "n_pseudo_suspects": half}
 
@@ -203,6 +215,7 @@ def compare_scorers(
     seed: int = 0,
     n_resamples: int = 200,
     null_resamples: int = 200,
+    config=None,
 ) -> list[dict[str, Any]]:
     """Run the DI test, its p-value curve and its null check with each scorer.
 
@@ -226,8 +239,8 @@ def compare_scorers(
     rows = []
     for name in names:
         try:
-            res = dataset_inference(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, null_resamples=null_resamples)
-            curve = pvalue_curve(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, n_resamples=n_resamples)
+            res = dataset_inference(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, null_resamples=null_resamples, config=config)
+            curve = pvalue_curve(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, n_resamples=n_resamples, config=config)
         except ValueError as exc:
             rows.append({"scorer": name, "error": str(exc)})
             continue
@@ -294,21 +307,26 @@ def audit_di(
         raise InterruptedError("cancelled")
     step(0, "dataset inference: Welch test and null check")
     inp = di_inputs(mia_run["result"])
+    scfg = inp.scorer_config()
     res = dataset_inference(
         inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
-        seed=config.seed, null_resamples=config.null_resamples,
+        seed=config.seed, null_resamples=config.null_resamples, config=scfg,
     )
     if cancelled():
         raise InterruptedError("cancelled")
     step(1, "dataset inference: p-value curve")
     curve = pvalue_curve(
         inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
-        seed=config.seed, n_resamples=config.n_resamples, refit=config.refit,
+        seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg,
+    )
+    paper = pvalue_curve(
+        inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
+        seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg, equal_nonmembers=True,
     )
     step(2, "dataset inference: null curve")
-    null_curve = _null_curve(inp.U, inp.directions, config)
+    null_curve = _null_curve(inp.U, inp.directions, config, scfg)
 
-    blind_auc, confound = blind_confound(ws, dataset)
+    blind_auc, blind_level, confound = blind_confound(ws, dataset)
     extra = list(inp.notes)
     if curve.min_suspects is None:
         extra.append(
@@ -326,13 +344,17 @@ def audit_di(
     nc = res.null_check
     out.update({
         "min_suspects": curve.min_suspects,
+        "min_suspects_equal": paper.min_suspects,
+        "min_suspects_equal_max": int(paper.n.max()),
+        "evidence": inp.evidence,
         "null_rejection_rate": None if nc is None else nc.rate,
         "null_ci": None if nc is None else list(nc.interval),
         "curve": _curve_rows(curve),
         "curve_info": {k: v for k, v in curve.to_dict().items() if k not in ("n", "p_median", "p_lo", "p_hi", "rejection_rate")},
         "null_curve": null_curve,
         "headline": headline(out | {"min_suspects": curve.min_suspects}),
-        "confounded": confound is not None,
+        "confounded": blind_level == "confounded",
+        "blind_verdict": blind_level,
         "blind_auc": blind_auc,
         "mia_run": mia_run["id"],
         "failed_clips": failed,
@@ -348,7 +370,7 @@ def audit_di(
         step(3, "dataset inference: comparing scorers")
         out["comparison"] = compare_scorers(
             inp.P, inp.U, directions=inp.directions, alpha=config.alpha, seed=config.seed,
-            n_resamples=config.n_resamples, null_resamples=config.null_resamples,
+            n_resamples=config.n_resamples, null_resamples=config.null_resamples, config=scfg,
         )
     step(4, "dataset inference: done")
     prov = provenance(ws, dataset, target_fingerprint=mia_run["provenance"].get("model_fingerprint"), seed=config.seed, seconds=time.perf_counter() - t0)

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from core.pipeline.blind import BLIND_CONFOUND_AUC
-from core.pipeline.common import Cancelled, Progress, extract_evidence, failed_clips_warning, provenance
+from core.blind.verdict import verdict_of_run
+from core.pipeline.common import Cancelled, Progress, clip_grouping, extract_evidence, failed_clips_warning, provenance
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
@@ -30,6 +30,8 @@ class MIAConfig:
     batch_size: int = 8
     target_options: tuple[tuple[str, object], ...] = ()
     trust_remote_code: bool = False
+    grouping: str = "auto"
+    n_perm: int = 200
 
     def loader_options(self) -> dict:
         """Options for the target's loader; remote code only when asked for explicitly."""
@@ -78,12 +80,15 @@ def audit_mia(
 ) -> tuple[str, dict]:
     """Per-sample MIA of ``target_spec`` on ``dataset``; stores and returns the run."""
     from core.mia.aggregate import blind_correlation, indicator_table, run_mia
+    from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
     clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
     table = indicator_table(evidence)
     y = clips["y"].to_numpy()
-    res = run_mia(table, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot)
+    groups, grouping = clip_grouping(clips, config.grouping)
+    res = run_mia(table, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot,
+                  groups=groups, grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm))
     out = res.to_dict()
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
@@ -100,13 +105,14 @@ def audit_mia(
         common = [h for h in clips["clip_hash"] if h in blind.index]
         mia_scores = res.scores.reindex(common).to_numpy()
         out["blind_correlation"] = blind_correlation(mia_scores, blind.reindex(common).to_numpy())
-        blind_auc = blind_run["result"]["auc"].get("all")
-        out["blind_auc"] = blind_auc
-        if blind_auc is not None and blind_auc >= BLIND_CONFOUND_AUC:
-            warnings.append(
-                f"the blind baseline separates members from non-members without the model (AUC {blind_auc:.2f}): "
-                "the comparison is confounded and this MIA signal may reflect the data, not the model"
-            )
+        out["blind_auc"] = blind_run["result"]["auc"].get("all")
+        out["blind_run"] = blind_run["id"]
+        verdict = verdict_of_run(blind_run["result"])
+        if verdict is not None:
+            out["blind_verdict"] = verdict.to_dict()
+            caveat = verdict.caveat("this MIA signal")
+            if caveat:
+                warnings.append(caveat)
     out["warnings"] = warnings
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.seed, seconds=time.perf_counter() - t0)
     run_id = ws.save_run("mia", dataset=dataset, target=target_spec, config=config.to_dict(), result=out, provenance=prov)

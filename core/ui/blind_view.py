@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.ui.common import inference_caption
 from core.ui.export import show_figure
 
 from core.pipeline.blind import BlindRunConfig
@@ -14,9 +15,7 @@ from core.runtime.store import Workspace
 from core.viz import blind as figs
 
 ALL = "all"
-# Above this AUC (with the interval above 0.5) a shift is large enough that a membership
-# signal of the same size could be nothing else.
-STRONG_AUC = 0.7
+_LEVEL = {"fair": "success", "shift": "warning", "confounded": "error"}
 
 
 def _ci(ci) -> str:
@@ -24,23 +23,13 @@ def _ci(ci) -> str:
 
 
 def verdict(result: dict) -> tuple[str, str]:
-    """(level, sentence): "error" for a confounded comparison, "warning" for a weak but
-    detectable shift, "success" when the interval includes chance."""
-    a, ci = result["auc"][ALL], result["auc_ci"][ALL]
-    if ci[0] > 0.5 and a >= STRONG_AUC:
-        return "error", (
-            f"A model-free classifier separates members from non-members with AUC {a:.2f} {_ci(ci)}: "
-            "any MIA result on this dataset is confounded."
-        )
-    if ci[0] > 0.5:
-        return "warning", (
-            f"Blind AUC {a:.2f} {_ci(ci)}: a weak but detectable shift between members and non-members. "
-            "Compare every MIA AUC with this baseline, or build a matched subset below."
-        )
-    return "success", (
-        f"Blind AUC {a:.2f} {_ci(ci)}: no detectable shift between members and non-members "
-        "with these features; the comparison looks fair."
-    )
+    """(Streamlit level, sentence) of :func:`core.blind.verdict.blind_verdict`, the rule
+    every surface uses: "error" when confounded, "warning" for a weak shift, "success"
+    when fair."""
+    from core.blind.verdict import verdict_of_run
+
+    v = verdict_of_run(result)
+    return _LEVEL[v.level], v.sentence
 
 
 def giveaway(result: dict) -> str | None:
@@ -61,7 +50,8 @@ def headline(result: dict) -> None:
             st.markdown(f"**Biggest giveaway:** {g}.")
     c = st.columns(4)
     c[0].metric("Blind AUC (all groups)", f"{result['auc'][ALL]:.3f}", help="Out-of-fold AUC of a cross-validated logistic regression on every chosen feature group.")
-    c[0].caption(f"95% CI {result['auc_ci'][ALL][0]:.3f}–{result['auc_ci'][ALL][1]:.3f}")
+    p = (result.get("auc_p_value") or {}).get(ALL)
+    c[0].caption(f"95% CI {result['auc_ci'][ALL][0]:.3f}–{result['auc_ci'][ALL][1]:.3f}" + ("" if p is None else f" · permutation p = {p:.2g}"))
     per_group = {g: a for g, a in result["auc"].items() if g != ALL}
     if per_group:
         top = max(per_group.values())
@@ -71,8 +61,11 @@ def headline(result: dict) -> None:
         c[1].caption(f"AUC {top:.3f} {_ci(result['auc_ci'][best[0]])}{tied}")
     c[2].metric("Clips", f"{result['n_members']} P / {result['n_nonmembers']} U")
     cfg = result.get("config", {})
-    c[3].metric("Cross-validation", f"{cfg.get('n_splits', '?')} folds")
-    c[3].caption(f"{cfg.get('n_boot', '?')} bootstrap resamples for the intervals")
+    inf = (result.get("inference") or {}).get(ALL, {})
+    folds = inf.get("folds", {})
+    c[3].metric("Cross-validation", f"{folds.get('n_folds', cfg.get('n_splits', '?'))} folds",
+                help="Stratified folds; grouped by speaker or source when the clips have one, so no group is on both sides.")
+    c[3].caption(inference_caption(inf, cfg))
     for w in [*result.get("warnings", []), *result.get("notes", [])]:
         st.warning(w)
 

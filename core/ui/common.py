@@ -109,3 +109,14 @@ def failed_clips(result: dict) -> None:
     with st.expander(f"⚠ {len(failed)} clip(s) could not be scored and are left out of this run", expanded=False):
         cols = [c for c in ("path", "clip_hash", "condition", "reason") if any(c in f for f in failed)]
         st.dataframe(pd.DataFrame(failed)[cols], hide_index=True, width="stretch")
+
+
+def inference_caption(inf: dict, cfg: dict) -> str:
+    """How a cross-validated AUC's folds, interval and p-value were made, in one line."""
+    if not inf:
+        return f"{cfg.get('n_boot', '?')} bootstrap resamples for the intervals (refits not included)"
+    folds = inf.get("folds", {})
+    grouping = folds.get("grouping", "none")
+    g = f"grouped by {grouping} ({folds.get('n_groups')} groups)" if grouping != "none" else "ungrouped"
+    perm = f"{inf['n_perm']} label permutations" if inf.get("n_perm") else "no permutations"
+    return f"{g} · {perm} · interval: {inf.get('ci_method', 'bootstrap')}"

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.ui.common import inference_caption
 from core.ui.export import show_figure
 
 from core.runtime.store import Workspace
@@ -16,7 +17,8 @@ def headline(result: dict) -> None:
     c = st.columns(4)
     lo, hi = result["auc_ci"]
     c[0].metric("Aggregate AUC", f"{result['auc']:.3f}", help="Out-of-fold AUC of the cross-validated logistic regression over all indicators.")
-    c[0].caption(f"95% CI {lo:.3f}–{hi:.3f}")
+    p = result.get("auc_p_value")
+    c[0].caption(f"95% CI {lo:.3f}–{hi:.3f}" + ("" if p is None else f" · permutation p = {p:.2g}"))
     t1 = result["tpr_at_1pct_fpr"]
     t01 = result["tpr_at_0.1pct_fpr"]
     c[1].metric("TPR @ 1% FPR", "n/a" if t1 is None else f"{t1:.1%}")
@@ -25,6 +27,7 @@ def headline(result: dict) -> None:
     c[2].caption(result["tpr_at_fpr_text"][1])
     c[3].metric("Clips", f"{result['n_members']} P / {result['n_nonmembers']} U")
     c[3].caption(f"best single indicator: {result['best_indicator']} ({result['best_indicator_auc']:.3f}, descriptive)")
+    st.caption("Cross-validation: " + inference_caption(result.get("inference") or {}, result.get("config") or {}))
     for w in result.get("warnings", []):
         st.warning(w)
 

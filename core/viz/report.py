@@ -60,6 +60,22 @@ def _failed(r: dict) -> str:
                 for f in failed) + "</table></details>")
 
 
+def _fmt_p(p) -> str:
+    return "not computed (run made without permutations)" if p is None else f"{p:.3g}"
+
+
+def _inference_note(inf: dict | None) -> str:
+    """Which folds, which interval method and how many permutations a CV AUC used."""
+    if not inf:
+        return '<p class="caption">Interval: stratified bootstrap of fixed out-of-fold scores (refits not included); no permutation p-value.</p>'
+    folds = inf.get("folds", {})
+    grouping = folds.get("grouping", "none")
+    g = f"stratified group folds by {grouping} ({folds.get('n_groups')} groups)" if grouping != "none" else "stratified folds (no grouping)"
+    return (f'<p class="caption">{folds.get("n_folds")} {_esc(g)}; interval: {_esc(inf.get("ci_method"))}; '
+            f'p-value from {inf.get("n_perm")} label permutations of the whole cross-validated procedure '
+            f'({_esc(inf.get("permutation", ""))}).</p>')
+
+
 def _fmt_ci(ci) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "n/a"
 
@@ -108,15 +124,16 @@ def _dataset_section(ws: Workspace, dataset: str) -> str:
 
 
 def _blind_section(run: dict) -> str:
+    from core.blind.verdict import verdict_of_run
+
     r = run["result"]
-    a = r["auc"]["all"]
-    lo, hi = r["auc_ci"]["all"]
-    cls = "bad" if lo > 0.6 else ("warn" if lo > 0.5 else "ok")
-    verdict = (f"A model-free classifier separates members from non-members with AUC {a:.3f} (95% CI {lo:.3f}–{hi:.3f})"
-               + (": any membership result on this dataset is confounded." if lo > 0.6 else ("." if lo > 0.5 else ": no detectable distribution shift.")))
-    out = f'<h2>1 · Blind baseline</h2><div class="{cls}">{_esc(verdict)}</div>'
-    out += "<table><tr><th>feature group</th><th>AUC</th><th>95% CI</th></tr>" + "".join(
-        f"<tr><td>{_esc(g)}</td><td>{v:.3f}</td><td>{_fmt_ci(r['auc_ci'][g])}</td></tr>" for g, v in r["auc"].items()) + "</table>"
+    v = verdict_of_run(r)
+    cls = {"fair": "ok", "shift": "warn", "confounded": "bad"}[v.level]
+    out = f'<h2>1 · Blind baseline</h2><div class="{cls}"><b>{_esc(v.level)}</b> — {_esc(v.sentence)}</div>'
+    pv = r.get("auc_p_value") or {}
+    out += "<table><tr><th>feature group</th><th>AUC</th><th>95% CI</th><th>permutation p</th></tr>" + "".join(
+        f"<tr><td>{_esc(g)}</td><td>{a:.3f}</td><td>{_fmt_ci(r['auc_ci'][g])}</td><td>{_fmt_p(pv.get(g))}</td></tr>" for g, a in r["auc"].items()) + "</table>"
+    out += _inference_note((r.get("inference") or {}).get("all"))
     if r.get("top_features"):
         out += "<p><b>What gives the split away:</b></p><ul>" + "".join(f"<li>{_esc(t['sentence'])}</li>" for t in r["top_features"][:5]) + "</ul>"
     out += _fig(vblind.auc_by_group(r["auc"], r["auc_ci"]), "Blind AUC per feature group with 95% bootstrap intervals; 0.5 = indistinguishable.")
@@ -131,6 +148,7 @@ def _mia_section(run: dict) -> str:
     out = f"<h2>2 · Per-sample membership inference — <code>{_esc(run['target'])}</code></h2>"
     rows = [
         ("aggregate AUC (10-fold CV logistic regression)", f"{r['auc']:.3f}  95% CI {_fmt_ci(r['auc_ci'])}"),
+        ("permutation p-value (AUC above chance)", _fmt_p(r.get("auc_p_value"))),
         ("TPR at 1% FPR", r["tpr_at_fpr_text"][0]), ("TPR at 0.1% FPR", r["tpr_at_fpr_text"][1]),
         ("best single indicator (selected on these clips, descriptive)", f"{r['best_indicator']} ({r['best_indicator_auc']:.3f})"),
         ("members / non-members", f"{r['n_members']} / {r['n_nonmembers']}"),
@@ -138,7 +156,7 @@ def _mia_section(run: dict) -> str:
     if r.get("blind_correlation"):
         c = r["blind_correlation"]
         rows.append(("correlation with blind scores", f"Pearson {c.get('pearson_r', c.get('pearson'))}, Spearman {c.get('spearman_rho', c.get('spearman'))}"))
-    out += _table(rows)
+    out += _table(rows) + _inference_note(r.get("inference"))
     aucs = dict(r["indicators"])
     aucs["aggregate"] = r["auc"]
     out += _fig(vmia.roc_figure(r["roc"], aucs), "ROC curves (log FPR) of the best single indicators and the cross-validated aggregate.")

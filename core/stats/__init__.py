@@ -1,0 +1,29 @@
+"""Shared statistics for the blind baseline, MIA and DI stages (numpy, scipy, scikit-learn).
+
+- :mod:`core.stats.basic`: AUC, its fixed-score bootstrap, TPR at a fixed FPR, correlation.
+- :mod:`core.stats.cv`: cross-validated AUCs an auditor can defend: grouped stratified
+  folds, the whole CV procedure refitted under label permutations (batched), a
+  permutation p-value and an interval that holds its level.
+"""
+
+from core.stats.basic import (
+    MIN_PER_CLASS_FOR_HONEST_AUC,
+    TprAtFpr,
+    auc,
+    auc_ci,
+    bootstrap_auc,
+    correlation,
+    cv_scores,
+    default_classifier,
+    n_folds_for,
+    roc,
+    small_sample_warning,
+    tpr_at_fpr,
+)
+from core.stats.cv import CVAUC, Folds, PermutationConfig, cv_auc, fit_logreg_batched, make_folds, row_aucs
+
+__all__ = [
+    "CVAUC", "Folds", "MIN_PER_CLASS_FOR_HONEST_AUC", "PermutationConfig", "TprAtFpr", "auc", "auc_ci",
+    "bootstrap_auc", "correlation", "cv_auc", "cv_scores", "default_classifier", "fit_logreg_batched",
+    "make_folds", "n_folds_for", "roc", "row_aucs", "small_sample_warning", "tpr_at_fpr",
+]
