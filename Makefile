@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: a CPU build is on local disk here; elsewhere pip takes the usual build.
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e .
+	# the export extra (kaleido) is part of the base install: figure export is a main use
+	$(PIP) install -q -e ".[export]"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
@@ -35,7 +36,7 @@ chromium:
 demo: install
 	$(VENV)/bin/overheard demo
 
-run: install demo
+run: install chromium demo
 	$(VENV)/bin/overheard serve --port $(PORT)
 
 test: dev chromium

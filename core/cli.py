@@ -256,9 +256,14 @@ def cmd_di(args: argparse.Namespace) -> int:
     settings, ws = _workspace(args)
     cfg = DIRunConfig(scorer=args.scorer, alpha=args.alpha, seed=args.seed, compare=args.compare)
     run_id, r = audit_di(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("di"))
-    keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "null_rejection_rate", "null_ci", "mia_auc", "blind_auc",
-            "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve")
-    _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep}, r["verdict"] + f"\n  run {run_id}")
+    keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
+            "mia_auc", "blind_auc", "blind_verdict", "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve",
+            "failed_clips")
+    ms, me = r.get("min_suspects"), r.get("min_suspects_equal")
+    needed = (f"  suspects needed: {ms if ms is not None else 'not reached'} against all held-out non-members, "
+              f"{me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
+    _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
+          r["verdict"] + "\n" + needed + f"\n  run {run_id}")
     return 0
 
 
@@ -286,7 +291,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------
 def _inference_flags(s: argparse.ArgumentParser) -> None:
-    from core.pipeline.common import GROUPINGS
+    from core.runtime.settings import GROUPINGS
 
     s.add_argument("--grouping", choices=GROUPINGS, default="auto",
                    help="clips kept on one side of every CV split: auto (speaker, else source), none, speaker, source")
@@ -429,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     args.workspace = getattr(args, "workspace", None)
     args.json = getattr(args, "json", False)
     try:
+        _precheck(args)
         return int(args.fn(args) or 0)
     except (CLIError, KeyError, ValueError, FileNotFoundError, ExecutorError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -445,6 +451,18 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": msg}))
         _log(f"error: {msg}")
         return 2
+
+
+def _precheck(args: argparse.Namespace) -> None:
+    """Refuse an unknown dataset or target before the heavy libraries are imported, so a
+    misspelled name answers in well under a second."""
+    from core.runtime.settings import check_target_spec
+
+    if getattr(args, "dataset", None):
+        Workspace(Settings.from_env(args.workspace).workspace).dataset_id(args.dataset)
+    for spec in [getattr(args, "target", None), *(getattr(args, "reference", None) or [])]:
+        if spec:
+            check_target_spec(spec)
 
 
 def _write_traceback(args: argparse.Namespace) -> str:

@@ -15,11 +15,12 @@ with c1:
 with c2:
     target = target_picker(dataset=dataset)
 with c3:
-    mode = st.selectbox("Text scored", ["generated", "given"], help="generated: the model's own greedy output, re-scored (two-stage protocol); given: the clip's transcript.")
+    mode, runnable = view.mode_picker(ws, dataset)
 if dataset and target:
-    config = MIAConfig(mode=mode)
-    params = {"dataset": dataset, "target": target, "config": config.to_dict()}
-    run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
+    if runnable:
+        config = MIAConfig(mode=mode)
+        params = {"dataset": dataset, "target": target, "config": config.to_dict()}
+        run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
     run = ws.latest_run("mia", dataset, target)
     if run is None:
         st.info("No MIA run for this dataset and target yet: press **Run MIA**. It runs in the background; you can leave the page.")

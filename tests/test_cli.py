@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from core.cli import main
 
 
@@ -69,3 +71,26 @@ def test_mia_cli_passes_loader_options_and_records_remote_code(tmp_path, capsys)
     from core.viz.report import build_report
 
     assert "ON (code from the checkpoint folder was executed)" in build_report(ws, "d")
+
+
+@pytest.mark.parametrize("argv", [
+    ["mia", "--dataset", "nope", "--target", "zoo:lalm-small"],
+    ["mia", "--dataset", "d", "--target", "zoo:lalm-smal"],
+    ["di", "--dataset", "d", "--target", "/no/such/checkpoint"],
+    ["blind", "--dataset", "nope"],
+])
+def test_misspelled_names_are_refused_before_heavy_imports(tmp_path, audio_folder, argv) -> None:
+    """An unknown dataset or target answers in one line without importing torch or
+    transformers (tens of seconds on a busy machine)."""
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    assert main(["ingest", str(audio_folder), "--name", "d", "--workspace", str(ws)]) == 0
+    code = ("import sys, json; from core.cli import main; rc = main(json.loads(sys.argv[1])); "
+            "print(json.dumps([rc, 'torch' in sys.modules, 'transformers' in sys.modules, 'sklearn' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps([*argv, "--workspace", str(ws)])], capture_output=True, text=True, timeout=120)
+    rc, torch_loaded, hf_loaded, sk_loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rc == 2 and not torch_loaded and not hf_loaded and not sk_loaded, out.stderr
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and ("datasets: d" in err[0] or "zoo:lalm-small" in err[0] or "neither" in err[0])

@@ -24,7 +24,7 @@ def reference_indicators(
     logits: np.ndarray, targets: np.ndarray, text: str | None, infill: np.ndarray | None = None
 ) -> dict[str, float]:
     N = len(targets)
-    lp_t, ent, gap, zpp = [], [], [], []
+    lp_t, ent, gap, loggap, zpp = [], [], [], [], []
     renyi: dict[str, list[float]] = {"0.5": [], "1": [], "2": [], "inf": []}
     for row, t in zip(logits, targets):
         lp = np.maximum(log_softmax(row.astype(np.float64)), LOGPROB_FLOOR)
@@ -34,6 +34,7 @@ def reference_indicators(
         ent.append(h)
         s = sorted(p, reverse=True)
         gap.append(s[0] - s[1])
+        loggap.append(math.log(max(s[0], 1e-12)) - math.log(max(s[1], 1e-12)))  # VL-MIA's log-probability gap
         mu = -h
         sd = max(math.sqrt(sum(p[v] * (lp[v] - mu) ** 2 for v in range(len(p)))), STD_FLOOR)
         zpp.append((lp[t] - mu) / sd)
@@ -47,6 +48,7 @@ def reference_indicators(
         "ppl": math.exp(sum(nll) / N),
         "entropy": sum(ent) / N,
         "prob_gap": sum(gap) / N,
+        "prob_gap_log": sum(loggap) / N,
         "zlib": (sum(nll) / N) / len(zlib.compress(raw)),
     }
 
@@ -104,7 +106,7 @@ def test_infill_family_uses_finite_scores_only() -> None:
 
 def test_key_format_and_grid() -> None:
     keys = token_indicator_keys()
-    assert len(keys) == len(set(keys)) == 4 + 12 * 3 + 12 * 4 + 12
+    assert len(keys) == len(set(keys)) == 5 + 12 * 3 + 12 * 4 + 12
     for key in ("min_k@0.05", "min_k@0.2", "min_k_pp@0.6", "max_k@0.15", "max_renyi[0.5]@0.2",
                 "max_renyi[1]@0.2", "max_renyi[2]@0.2", "max_renyi[inf]@0.2", "infill@0.2",
                 "max_renyi[inf]@0.55", "min_k@0.35"):

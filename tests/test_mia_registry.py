@@ -16,6 +16,7 @@ EXPECTED_MEMBER_IS_HIGHER = {
     "ppl": False,
     "entropy": False,
     "prob_gap": True,
+    "prob_gap_log": True,
     "zlib": False,
     "min_k": True,
     "max_k": True,

@@ -136,11 +136,12 @@ def test_matching_tool_builds_a_dataset_with_lower_auc(ws_env):
     m = _metrics(at)
     pairs = int(m["Pairs kept"])
     assert 2 <= pairs < 20
-    assert float(m["Blind AUC after"]) < float(m["Blind AUC before"]) - 0.1
+    # 40 clips are too few to re-check the matching on held-out thirds: said, not faked
+    assert m["Blind AUC after"] == "n/a" and any("too few to re-check it on held-out clips" in i.value for i in at.info)
     assert "partial-matched" in ws_env.dataset_names()
     assert len(ws_env.analysis_clips("partial-matched")) == 2 * pairs
     after = _chart(at, "blind-match")
-    assert [t["name"] for t in after["data"]] == ["before matching", "after matching"]
+    assert [t["name"] for t in after["data"]] == ["before matching"]
 
     # the same name again is refused before any work is done
     at.button(key="match-go").click().run()

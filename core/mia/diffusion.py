@@ -14,8 +14,8 @@ Directions (registered in :mod:`core.mia.registry`):
 - ``step_error@t{t}``: lower = member (SecMI).
 - ``loss_slope``: higher (flatter) = member. The epsilon-prediction loss falls with t for
   every clip, and memorization lowers it mostly at small and intermediate t, which leaves a
-  member's curve flatter. This sign only matters for the single-indicator AUC; the
-  aggregate logistic regression learns its own weight.
+  member's curve flatter. The aggregate's weights are non-negative on the aligned
+  indicators, so this sign also decides whether the aggregate can use the slope at all.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ family         column keys                                  member when
 ppl            ``ppl``                                      lower
 entropy        ``entropy``                                  lower
 prob_gap       ``prob_gap``                                 higher
+prob_gap_log   ``prob_gap_log`` (VL-MIA's definition)       higher
 zlib           ``zlib``                                     lower
 min_k          ``min_k@0.05`` ... ``min_k@0.6``             higher (log-prob)
 max_k          ``max_k@0.05`` ... ``max_k@0.6``             higher (log-prob)
@@ -107,6 +108,21 @@ def prob_gap(stats: TokenStats, *, text: str | None = None) -> dict[str, float]:
     return {"prob_gap": float(np.mean(np.asarray(stats.top1) - np.asarray(stats.top2)))}
 
 
+LOG_FLOOR = 1e-12
+"""Probabilities are clamped here before a log (a one-hot row's top-2 is 0)."""
+
+
+@register_indicator(
+    "prob_gap_log", higher_is_member=True, evidence="tokens",
+    description="mean gap between the top-1 and top-2 log-probabilities (VL-MIA's reference definition)",
+    reference="Li et al. 2024, Membership Inference Attacks against Large Vision-Language Models (VL-MIA)",
+)
+def prob_gap_log(stats: TokenStats, *, text: str | None = None) -> dict[str, float]:
+    top1 = np.maximum(np.asarray(stats.top1, dtype=np.float64), LOG_FLOOR)
+    top2 = np.maximum(np.asarray(stats.top2, dtype=np.float64), LOG_FLOOR)
+    return {"prob_gap_log": float(np.mean(np.log(top1) - np.log(top2)))}
+
+
 @register_indicator(
     "zlib", higher_is_member=False, evidence="tokens",
     description="mean token NLL / zlib-compressed length of the text (token bytes for audio tokens)",
@@ -183,7 +199,7 @@ def infill(stats: TokenStats, *, text: str | None = None) -> dict[str, float]:
 
 def token_indicator_keys(*, with_infill: bool = True) -> tuple[str, ...]:
     """Every column key :func:`compute_indicators` can produce, in output order."""
-    keys = ["ppl", "entropy", "prob_gap", "zlib"]
+    keys = ["ppl", "entropy", "prob_gap", "prob_gap_log", "zlib"]
     keys += [f"min_k@{k_label(k)}" for k in K_GRID]
     keys += [f"max_k@{k_label(k)}" for k in K_GRID]
     keys += [f"min_k_pp@{k_label(k)}" for k in K_GRID]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from core import __version__
 from core.data.ingest import IngestReport, clips_fingerprint, ingest_path
-from core.runtime.settings import Settings
+from core.runtime.settings import GROUPINGS, Settings
 from core.runtime.store import Workspace
 from core.targets.zoo.registry import assets_dir
 
@@ -66,9 +66,6 @@ def load_demo(ws: Workspace, *, progress: Progress | None = None, names: tuple[s
 
 def demo_root() -> Path:
     return assets_dir() / "demo"
-
-
-GROUPINGS = ("auto", "none", "speaker", "source")
 
 
 def clip_grouping(clips: pd.DataFrame, grouping: str = "auto") -> tuple[list[str] | None, str]:

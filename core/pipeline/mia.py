@@ -68,6 +68,29 @@ def _blind_scores(ws: Workspace, dataset: str) -> tuple[dict | None, pd.Series |
     return run, (pd.Series(scores, dtype=float) if scores else None)
 
 
+def clips_without_text(ws: Workspace, dataset: str) -> list[str]:
+    """Paths of the analysed clips of ``dataset`` that have no transcript or caption."""
+    clips = ws.analysis_clips(dataset)
+    empty = clips["text"].fillna("").astype(str).str.strip() == ""
+    return sorted(clips.loc[empty, "path"].astype(str))
+
+
+def check_given_mode(ws: Workspace, dataset: str, mode: str) -> None:
+    """Refuse ``mode="given"`` before any work when clips lack a transcript, naming them.
+
+    Raises
+    ------
+    ValueError
+    """
+    if mode != "given":
+        return
+    missing = clips_without_text(ws, dataset)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"mode 'given' scores each clip's transcript, but {len(missing)} clip(s) of {dataset!r} have none: "
+                         f"{shown}; add transcripts (metadata.csv text column or .txt sidecars) or use mode 'generated'")
+
+
 def audit_mia(
     ws: Workspace,
     dataset: str,
@@ -83,6 +106,7 @@ def audit_mia(
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
+    check_given_mode(ws, dataset, config.mode)
     clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
     table = indicator_table(evidence)
     y = clips["y"].to_numpy()

@@ -91,11 +91,12 @@ def submit(ws: Workspace, kind: str, params: dict, *, start: bool = True) -> str
 
 
 def spawn(ws: Workspace, job_id: str) -> subprocess.Popen:
-    log = open(ws.root / "tmp" / f"{job_id}.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "core.runtime.worker", str(ws.root), job_id],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
+    # the child gets its own copy of the descriptor; the parent's is closed right away
+    with open(ws.root / "tmp" / f"{job_id}.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.runtime.worker", str(ws.root), job_id],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
 
 
 def _alive(pid: int | None) -> bool:

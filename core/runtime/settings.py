@@ -7,6 +7,37 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 
+ASSETS_ENV = "OVERHEARD_ASSETS"
+
+GROUPINGS = ("auto", "none", "speaker", "source")
+"""What cross-validation may keep together: ``auto`` (speakers, else sources), none, or one."""
+
+
+def assets_dir() -> Path:
+    """The project's assets folder (``$OVERHEARD_ASSETS`` overrides it)."""
+    env = os.environ.get(ASSETS_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "assets"
+
+
+def check_target_spec(spec: str) -> None:
+    """Refuse a target that cannot exist, before any model library is imported: an unknown
+    ``zoo:`` name (listing the shipped ones) or a path that is not there.
+
+    Raises
+    ------
+    ValueError
+    """
+    if spec.startswith("zoo:"):
+        zoo = assets_dir() / "zoo"
+        name = spec.split(":", 1)[1]
+        if not (zoo / name / "card.json").is_file():
+            have = sorted(p.parent.name for p in zoo.glob("*/card.json")) if zoo.is_dir() else []
+            raise ValueError(f"unknown zoo target {spec!r}; shipped: {', '.join('zoo:' + h for h in have) or 'none'}")
+        return
+    if not Path(spec).expanduser().exists():
+        raise ValueError(f"target {spec!r} is neither zoo:<name> nor an existing checkpoint folder")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Ingestion limits: a file over any of them is rejected with a reason."""

@@ -170,13 +170,19 @@ def match_report(run: dict) -> None:
     c[1].caption(f"95% CI {before['auc_ci'][ALL][0]:.3f}–{before['auc_ci'][ALL][1]:.3f}")
     if after is not None:
         c[2].metric("Blind AUC after", f"{after['auc'][ALL]:.3f}", delta=f"{after['auc'][ALL] - before['auc'][ALL]:+.3f}", delta_color="inverse")
-        c[2].caption(f"95% CI {after['auc_ci'][ALL][0]:.3f}–{after['auc_ci'][ALL][1]:.3f}")
+        c[2].caption(f"95% CI {after['auc_ci'][ALL][0]:.3f}–{after['auc_ci'][ALL][1]:.3f} · held-out re-check",
+                     help="Estimated on clips not used to select them: the clips are split in three; one third fits the propensity "
+                          "model, the other two are matched on its scores and each is scored by a classifier fitted on the other; "
+                          "the AUC is averaged over the three rotations.")
     else:
         c[2].metric("Blind AUC after", "n/a")
-        c[2].caption("fewer than 2 pairs: nothing to re-check")
+        c[2].caption("too few pairs for a held-out re-check")
     for w in res.get("warnings", []):
         st.warning(w)
-    if after is None:
+    if after is None and m["n_pairs"] >= 2:
+        st.info(f"The matched subset was saved, but {m['n_pairs']} pairs are too few to re-check it on held-out clips "
+                "(each third of the clips needs at least two pairs): audit it with this caveat, or bring more clips.")
+    elif after is None:
         st.error(
             f"No usable matched subset: only {m['n_pairs']} member/non-member pairs have blind scores within "
             f"{m['caliper_sd']:.2f} SD of each other, because the features separate the classes almost perfectly. "

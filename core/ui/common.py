@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import streamlit as st
 
@@ -53,17 +52,35 @@ def dataset_picker(ws: Workspace, *, key: str = "dataset", label: str = "Dataset
         empty_state("No dataset yet: upload one on the Dataset page, or run `overheard demo`.")
         return None
     current = st.session_state.get("_dataset")
+    if current is None and st.query_params.get("dataset") in names:
+        current = st.query_params["dataset"]  # a reload, a bookmark or a shared link
     if current in names:
         st.session_state[key] = current  # the dataset chosen on another page, or just ingested
     elif st.session_state.get(key) not in names:
         st.session_state[key] = names[0]
     name = st.selectbox(label, names, key=key, on_change=lambda: st.session_state.update(_dataset=st.session_state[key]))
     st.session_state["_dataset"] = name
+    st.query_params["dataset"] = name  # the choice lives in the URL
     return name
 
 
+@st.fragment(run_every=1.0)
+def _live_progress(ws: Workspace, job_id: str) -> None:
+    from core.runtime import jobs
+
+    row = jobs.job(ws, job_id)
+    if row["status"] not in ("queued", "running"):
+        st.rerun()
+    total = int(row["total"] or 0)
+    done = int(row["progress"] or 0)
+    frac = done / total if total else 0.0
+    st.progress(min(frac, 1.0), text=f"{row['kind']} job {row['status']}: {done}/{total} {row['message'] or ''}")
+    if st.button("Cancel", key=f"cancel-{job_id}"):
+        jobs.cancel(ws, job_id)
+
+
 def job_panel(ws: Workspace, job_id: str | None) -> dict | None:
-    """Progress of a background job; reruns the page every second while it runs.
+    """Progress of a background job (refreshed every second while it runs).
 
     Returns the job row (status, run_id, error) or None.
     """
@@ -79,12 +96,10 @@ def job_panel(ws: Workspace, job_id: str | None) -> dict | None:
     total = int(row["total"] or 0)
     done = int(row["progress"] or 0)
     if status in ("queued", "running"):
-        frac = done / total if total else 0.0
-        st.progress(min(frac, 1.0), text=f"{row['kind']} job {status}: {done}/{total} {row['message'] or ''}")
-        if st.button("Cancel", key=f"cancel-{job_id}"):
-            jobs.cancel(ws, job_id)
-        time.sleep(1.0)
-        st.rerun()
+        # A fragment refreshes the progress alone, so the rest of the page renders fully
+        # (no greyed results of an earlier selection stay below it); when the job ends it
+        # reruns the whole page, which then shows the new results.
+        _live_progress(ws, job_id)
     elif status == "failed":
         st.error(f"Job failed: {row['error']}")
         with st.expander("Log"):

@@ -43,7 +43,10 @@ def metrics(result: dict) -> None:
     c[0].caption(f"t = {result['t_statistic']:.2f}, df = {result['df']:.0f}, α = {result['alpha']:g}")
     ms = result.get("min_suspects")
     c[1].metric("Suspects needed", "not reached" if ms is None else str(ms), help="Smallest number of tested suspects from which the median p-value stays below α.")
-    c[1].caption(f"{result['n_tested_suspects']} suspects tested vs {result['n_tested_nonmembers']} non-members")
+    me = result.get("min_suspects_equal")
+    equal = "" if "min_suspects_equal" not in result else (
+        f" · {me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
+    c[1].caption(f"{result['n_tested_suspects']} suspects tested vs {result['n_tested_nonmembers']} non-members{equal}")
     rate = result.get("null_rejection_rate")
     c[2].metric("Null rejection rate", "not run" if rate is None else f"{rate:.1%}", help="Share of non-member-only runs the test rejected; it should be about α.")
     if result.get("null_ci"):

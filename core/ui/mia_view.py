@@ -13,6 +13,23 @@ from core.runtime.store import Workspace
 from core.viz import mia as figs
 
 
+def mode_picker(ws: Workspace, dataset: str | None) -> tuple[str, bool]:
+    """The "text scored" choice, and whether it can run on ``dataset``: ``given`` needs a
+    transcript for every clip, which is checked (and said) at selection time."""
+    from core.pipeline.mia import clips_without_text
+
+    mode = st.selectbox("Text scored", ["generated", "given"], key="mia-mode",
+                        help="generated: the model's own greedy output, re-scored (two-stage protocol); given: the clip's transcript.")
+    missing = clips_without_text(ws, dataset) if dataset else []
+    if missing:
+        st.caption(f"⚠ {len(missing)} clip(s) have no transcript (e.g. {missing[0]}): 'given' is not available on this dataset.")
+    if mode == "given" and missing:
+        st.error(f"Mode 'given' scores each clip's transcript, but {len(missing)} clip(s) have none: "
+                 + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "") + ". Choose 'generated' or add transcripts.")
+        return mode, False
+    return mode, True
+
+
 def headline(result: dict) -> None:
     c = st.columns(4)
     lo, hi = result["auc_ci"]

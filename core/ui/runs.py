@@ -25,12 +25,16 @@ def target_picker(*, key: str = "target", families: tuple[str, ...] | None = Non
     desc = {t.spec: f"{t.spec} · {t.family}" + (f" · trained on {t.detail['dataset']}" if t.detail.get("dataset") else "") for t in ready}
     fits = {t.spec for t in ready if dataset is None or t.detail.get("dataset") in (None, dataset)}
     chosen = st.session_state.get("_target")
+    if chosen is None and st.query_params.get("target") in specs:
+        chosen = st.query_params["target"]  # a reload, a bookmark or a shared link
+        st.session_state["_target_user"] = True
     if chosen not in specs or (chosen not in fits and not st.session_state.get("_target_user")):
         chosen = specs[0]
     st.session_state[key] = chosen
     spec = st.selectbox("Target model", specs, format_func=lambda s: desc.get(s, s), key=key,
                         on_change=lambda: st.session_state.update(_target=st.session_state[key], _target_user=True))
     st.session_state["_target"] = spec
+    st.query_params["target"] = spec  # the choice lives in the URL
     return spec
 
 

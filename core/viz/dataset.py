@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.viz.theme import LABEL_COLORS, LABEL_NAMES, style
+from core.viz.theme import LABEL_COLORS, LABEL_NAMES, shared_bins, style
 
 
 def waveform(audio: np.ndarray, sr: int, *, max_points: int = 4000) -> go.Figure:
@@ -37,12 +37,13 @@ def spectrogram(logmel_db: np.ndarray, sr: int, hop: int) -> go.Figure:
 
 
 def label_histogram(df: pd.DataFrame, column: str, *, xlabel: str, nbins: int = 30) -> go.Figure:
-    """Overlaid histograms of ``column`` for members and non-members."""
+    """Overlaid histograms of ``column`` for members and non-members, on shared bins."""
     fig = go.Figure()
+    bins = shared_bins(*(df.loc[df["label"] == lab, column] for lab in ("member", "nonmember")), nbins=nbins)
     for label in ("member", "nonmember"):
         vals = df.loc[df["label"] == label, column]
         if len(vals):
-            fig.add_trace(go.Histogram(x=vals, name=LABEL_NAMES[label], marker_color=LABEL_COLORS[label], opacity=0.65, nbinsx=nbins))
+            fig.add_trace(go.Histogram(x=vals, name=LABEL_NAMES[label], marker_color=LABEL_COLORS[label], opacity=0.65, xbins=bins, autobinx=bins is None))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title=xlabel)
     fig.update_yaxes(title="clips")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from core.viz.theme import LABEL_COLORS, LABEL_NAMES, style
+from core.viz.theme import LABEL_COLORS, LABEL_NAMES, shared_bins, style
 
 P_FLOOR = 1e-300
 """p-values are drawn no lower than this on the log axis (0 cannot be drawn)."""
@@ -88,10 +88,11 @@ def pvalue_curve_figure(
 def di_score_distributions(p_scores: Sequence[float | None], u_scores: Sequence[float | None], *, scorer: str, nbins: int = 30) -> go.Figure:
     """Overlaid histograms of the scores of the tested suspects and non-members, with their means."""
     fig = go.Figure()
-    for lab, vals in (("member", p_scores), ("nonmember", u_scores)):
-        s = np.array([v for v in vals if v is not None], dtype=np.float64)
+    clean = {lab: np.array([v for v in vals if v is not None], dtype=np.float64) for lab, vals in (("member", p_scores), ("nonmember", u_scores))}
+    bins = shared_bins(*clean.values(), nbins=nbins)
+    for lab, s in clean.items():
         name = "suspects (P)" if lab == "member" else LABEL_NAMES[lab]
-        fig.add_trace(go.Histogram(x=s, name=f"{name}, n = {s.size}", marker_color=LABEL_COLORS[lab], opacity=0.6, nbinsx=nbins))
+        fig.add_trace(go.Histogram(x=s, name=f"{name}, n = {s.size}", marker_color=LABEL_COLORS[lab], opacity=0.6, xbins=bins, autobinx=bins is None))
         if s.size:
             fig.add_vline(x=float(s.mean()), line_color=LABEL_COLORS[lab], line_width=2, line_dash="dash")
     fig.update_layout(barmode="overlay")

@@ -22,9 +22,9 @@ def image_export_available() -> tuple[bool, str]:
     try:
         import kaleido  # noqa: F401
     except ImportError:
-        return False, "install the export extra (pip install 'overheard[export]')"
+        return False, "install the export extra: `make install` from the checkout (or `.venv/bin/pip install -e '.[export]'`)"
     if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")):
-        return False, "no Chromium found: install it (apt-get install chromium) for PNG/SVG/PDF export"
+        return False, "no Chromium found: `make chromium` (Debian's chromium) or install Chromium/Chrome for PNG/SVG/PDF export"
     return True, ""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from core.viz.theme import LABEL_COLORS, LABEL_NAMES, SEQUENCE, style
+from core.viz.theme import LABEL_COLORS, LABEL_NAMES, SEQUENCE, shared_bins, style
 
 
 def roc_figure(roc: dict[str, dict], aucs: dict[str, float | None], *, highlight: str = "aggregate", max_curves: int = 8) -> go.Figure:
@@ -16,7 +16,9 @@ def roc_figure(roc: dict[str, dict], aucs: dict[str, float | None], *, highlight
     """
     others = sorted((k for k in roc if k != highlight and aucs.get(k) is not None), key=lambda k: -(aucs.get(k) or 0))[: max_curves - 1]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[1e-3, 1], y=[1e-3, 1], mode="lines", line=dict(dash="dot", color="#999"), name="chance", hoverinfo="skip"))
+    # TPR = FPR is a curve on a log x-axis: drawn through many points, not two
+    chance = np.geomspace(1e-3, 1.0, 80)
+    fig.add_trace(go.Scatter(x=chance, y=chance, mode="lines", line=dict(dash="dot", color="#999"), name="chance (TPR = FPR)", hoverinfo="skip"))
     for i, k in enumerate(others):
         r = roc[k]
         fig.add_trace(go.Scatter(x=np.maximum(r["fpr"], 1e-3), y=r["tpr"], mode="lines", line=dict(width=1.2, color=SEQUENCE[(i + 2) % len(SEQUENCE)]), name=f"{k} ({aucs[k]:.2f})"))
@@ -31,11 +33,12 @@ def roc_figure(roc: dict[str, dict], aucs: dict[str, float | None], *, highlight
 
 
 def score_distributions(scores: np.ndarray, labels: np.ndarray, *, xlabel: str, nbins: int = 30) -> go.Figure:
-    """Overlaid histograms of a score for members and non-members."""
+    """Overlaid histograms of a score for members and non-members, on shared bins."""
     fig = go.Figure()
+    bins = shared_bins(scores[labels == 1], scores[labels == 0], nbins=nbins)
     for lab, val in (("member", 1), ("nonmember", 0)):
         s = scores[labels == val]
-        fig.add_trace(go.Histogram(x=s, name=LABEL_NAMES[lab], marker_color=LABEL_COLORS[lab], opacity=0.6, nbinsx=nbins))
+        fig.add_trace(go.Histogram(x=s, name=LABEL_NAMES[lab], marker_color=LABEL_COLORS[lab], opacity=0.6, xbins=bins, autobinx=bins is None))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title=xlabel)
     fig.update_yaxes(title="clips")

@@ -172,7 +172,9 @@ def _di_section(run: dict) -> str:
     out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code></h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
     out += _table([
         ("scorer", r["scorer"]), ("p-value (Welch, one-sided)", f"{r['p_value']:.3g}"), ("alpha", r["alpha"]),
-        ("suspects needed (median p < alpha)", r.get("min_suspects") or "not reached"),
+        ("suspects needed (median p < alpha), against all held-out non-members", r.get("min_suspects") or "not reached"),
+        ("suspects needed, as many non-members as suspects (audio-generative DI paper's convention)",
+         (r.get("min_suspects_equal") or "not reached") if "min_suspects_equal" in r else "not computed (older run)"),
         ("null check: rejection rate on non-members only", f"{r['null_rejection_rate']:.1%}" if r.get("null_rejection_rate") is not None else "n/a"),
     ])
     out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),

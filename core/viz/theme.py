@@ -23,3 +23,24 @@ def style(fig, *, title: str | None = None, height: int = 360):
         font=dict(size=13),
     )
     return fig
+
+
+def shared_bins(*samples, nbins: int = 30) -> dict | None:
+    """One set of histogram bins (plotly ``xbins``) for every sample, so bar heights of
+    members and non-members count clips in the same intervals; None when nothing is finite."""
+    import numpy as np
+
+    try:
+        vals = [np.asarray(s, dtype=np.float64) for s in samples]
+    except (TypeError, ValueError):
+        return None  # categories (e.g. "16 kHz"): plotly counts each one, nothing to bin
+    vals = [v[np.isfinite(v)] for v in vals]
+    every = np.concatenate(vals) if vals else np.zeros(0)
+    if every.size == 0:
+        return None
+    lo, hi = float(every.min()), float(every.max())
+    if hi <= lo:
+        width = max(abs(lo) * 0.05, 1e-6)
+        return dict(start=lo - width / 2, end=hi + width / 2, size=width)
+    size = (hi - lo) / nbins
+    return dict(start=lo, end=hi + size * 1e-6, size=size)

@@ -51,7 +51,7 @@ def test_blind_baseline_runs_as_job_and_shows_auc(app: App, workspace, blind_dat
     assert res["auc"]["all"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
     # durations differ by label (0.6 s vs 0.9 s): a model-free classifier must see it
     assert res["auc"]["all"] > 0.9
-    expect(app.page.locator('[data-testid="stAlert"]').filter(has_text="any MIA result on this dataset is confounded")).to_be_visible()
+    expect(app.page.locator('[data-testid="stAlert"]').filter(has_text="any membership result on this dataset may reflect the data, not the model")).to_be_visible()
     assert metric_value(app.page, "Clips") == "10 P / 10 U"
     expect(app.page.get_by_text(run["id"])).to_be_visible()
 
@@ -102,4 +102,5 @@ def test_report_download_contains_blind_section(app: App, blind_run):
     assert "1 · Blind baseline" in html
     r = blind_run["result"]
     lo, hi = r["auc_ci"]["all"]
-    assert f"AUC {r['auc']['all']:.3f} (95% CI {lo:.3f}–{hi:.3f})" in html
+    assert f"<td>all</td><td>{r['auc']['all']:.3f}</td><td>[{lo:.3f}, {hi:.3f}]</td>" in html
+    assert "<b>confounded</b>" in html and "permutation p" in html

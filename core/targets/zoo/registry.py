@@ -7,20 +7,12 @@ hashes, training data, epochs, seed, training time).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.runtime.settings import ASSETS_ENV, assets_dir  # noqa: F401  (defined once, in the settings)
 from core.targets.base import Family, Target
-
-ASSETS_ENV = "OVERHEARD_ASSETS"
-
-
-def assets_dir() -> Path:
-    """The project's assets folder (``$OVERHEARD_ASSETS`` overrides it)."""
-    env = os.environ.get(ASSETS_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "assets"
 
 
 def zoo_dir() -> Path:
