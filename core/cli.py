@@ -160,7 +160,7 @@ def cmd_mia(args: argparse.Namespace) -> int:
     settings = _executor_settings(args, settings)
     cfg = MIAConfig(mode=args.mode, infill_m=args.infill, seed=args.seed, batch_size=args.batch_size, n_boot=args.n_boot,
                     target_options=_target_options(args), trust_remote_code=args.trust_remote_code,
-                    grouping=args.grouping, n_perm=args.n_perm)
+                    grouping=args.grouping, n_perm=args.n_perm, signed=not args.unsigned)
     if args.trust_remote_code:
         _log("warning: --trust-remote-code runs Python code shipped in the checkpoint folder; the report records it")
     run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
@@ -193,7 +193,7 @@ def cmd_blind(args: argparse.Namespace) -> int:
 
     settings, ws = _workspace(args)
     cfg = BlindRunConfig(groups=tuple(g.strip() for g in args.groups.split(",") if g.strip()), seed=args.seed, n_boot=args.n_boot,
-                         grouping=args.grouping, n_perm=args.n_perm)
+                         grouping=args.grouping, n_perm=args.n_perm, signed=not args.unsigned)
     run_id, res = audit_blind(ws, args.dataset, cfg, settings=settings, progress=_progress("blind"))
     keep = ("groups", "auc", "auc_ci", "auc_p_value", "inference", "verdict", "shift_detected", "n_members", "n_nonmembers",
             "top_features", "warnings", "notes")
@@ -373,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--n-boot", type=int, default=1000)
+    s.add_argument("--unsigned", action="store_true",
+                   help="let the aggregate read an indicator against its registered direction (default: weights >= 0 on aligned indicators)")
     _inference_flags(s)
     _target_flags(s)
     s.set_defaults(fn=cmd_mia)

@@ -67,7 +67,7 @@ def test_cv_aggregate_equals_manual_sklearn_loop() -> None:
     oof = np.empty(n)
     for train, test in StratifiedKFold(10, shuffle=True, random_state=7).split(X, y):
         prep = make_pipeline(SimpleImputer(strategy="median"), StandardScaler()).fit(X[train])
-        w, b = _nonneg_logreg(prep.transform(X[train]), y[train], C=0.01)
+        w, b = _nonneg_logreg(prep.transform(X[train]), y[train], C=1.0)
         oof[test] = 1 / (1 + np.exp(-(prep.transform(X[test]) @ w + b)))
     np.testing.assert_allclose(res.scores.to_numpy(), oof, rtol=1e-5, atol=1e-7)
     assert list(res.scores.index) == list(table.index)

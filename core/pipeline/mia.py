@@ -32,6 +32,7 @@ class MIAConfig:
     trust_remote_code: bool = False
     grouping: str = "auto"
     n_perm: int = 200
+    signed: bool = True
 
     def loader_options(self) -> dict:
         """Options for the target's loader; remote code only when asked for explicitly."""
@@ -112,7 +113,7 @@ def audit_mia(
     y = clips["y"].to_numpy()
     groups, grouping = clip_grouping(clips, config.grouping)
     res = run_mia(table, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot,
-                  groups=groups, grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm))
+                  groups=groups, grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), signed=config.signed)
     out = res.to_dict()
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
