@@ -193,7 +193,7 @@ def cmd_blind(args: argparse.Namespace) -> int:
 
     settings, ws = _workspace(args)
     cfg = BlindRunConfig(groups=tuple(g.strip() for g in args.groups.split(",") if g.strip()), seed=args.seed, n_boot=args.n_boot,
-                         grouping=args.grouping, n_perm=args.n_perm, signed=not args.unsigned)
+                         grouping=args.grouping, n_perm=args.n_perm)
     run_id, res = audit_blind(ws, args.dataset, cfg, settings=settings, progress=_progress("blind"))
     keep = ("groups", "auc", "auc_ci", "auc_p_value", "inference", "verdict", "shift_detected", "n_members", "n_nonmembers",
             "top_features", "warnings", "notes")
@@ -460,6 +460,8 @@ def _precheck(args: argparse.Namespace) -> None:
     misspelled name answers in well under a second."""
     from core.runtime.settings import check_target_spec
 
+    if hasattr(args, "ray_address"):  # option combinations first: they need no workspace
+        _executor_settings(args, Settings.from_env(args.workspace))
     if getattr(args, "dataset", None):
         Workspace(Settings.from_env(args.workspace).workspace).dataset_id(args.dataset)
     for spec in [getattr(args, "target", None), *(getattr(args, "reference", None) or [])]:

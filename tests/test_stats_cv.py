@@ -103,12 +103,12 @@ def _sim(seed: int, shift: float, n: int = 100) -> tuple[np.ndarray, np.ndarray]
 
 @pytest.mark.slow
 def test_mia_aggregate_holds_its_level_and_finds_a_weak_signal() -> None:
-    """Null data, n = 100: the interval covers 0.5 in >= 92% of 150 runs, p < 0.05 in <= 8%;
-    3 of 30 indicators shifted by 0.6 SD: p < 0.05 in >= 80% of 40 runs. (150 runs, not
-    the minimum 60: at a true 95% coverage, 60 runs fall below 92% about one time in six.)"""
+    """Null data, n = 100: the interval covers 0.5 in >= 92% of 100 runs, p < 0.05 in <= 8%;
+    3 of 30 indicators shifted by 0.6 SD: p < 0.05 in >= 80% of 40 runs. (100 runs, not the
+    minimum 60: at a true 95% coverage, 60 runs fall below 92% about one time in six.)"""
     cover = reject = 0
     boot_cover = 0
-    N = 150
+    N = 100
     for s in range(N):
         X, y = _sim(s, 0.0)
         r = run_mia(_table(X), y, n_boot=200, seed=s)
@@ -126,11 +126,11 @@ def test_mia_aggregate_holds_its_level_and_finds_a_weak_signal() -> None:
 @pytest.mark.slow
 def test_blind_auc_holds_its_level() -> None:
     """The blind baseline's numeric model (what ``run_blind`` fits for a numeric group and
-    for all groups) on null data: coverage >= 92% and p < 0.05 in <= 8% of 150 runs."""
+    for all groups) on null data: coverage >= 92% and p < 0.05 in <= 8% of 100 runs."""
     from core.blind.diagnostics import numeric_pipeline
 
     cover = reject = 0
-    N = 150
+    N = 100
     for s in range(N):
         X, y = _sim(200 + s, 0.0)
         r = cv_auc(X[:, :20], y, estimator=numeric_pipeline(), folds=make_folds(y, seed=s), n_boot=200, seed=s)

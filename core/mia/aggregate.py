@@ -126,7 +126,7 @@ def mia_classifier(C: float = AGGREGATE_C, *, signed: bool = True) -> Pipeline:
     before any label is seen. With ``signed`` (the default) the regression respects them:
     its weights are non-negative, so it learns how much each indicator counts but never
     reads one against its direction. On simulated weak signals (3 of 30 indicators shifted
-    by 0.6 SD, 100 clips) this finds the signal at p < 0.05 in 87% of runs against 63%
+    by 0.6 SD, 100 clips) this finds the signal at p < 0.05 in 83% of runs against 61%
     unconstrained, at the same null level (``bench/measure_stats_levels.py``).
     """
     from core.stats.cv import NonNegativeLogisticRegression

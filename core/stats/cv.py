@@ -167,7 +167,9 @@ def fit_logreg_batched(
     # every fit's Hessian is Z1' diag(w_b) Z1: one matrix product over the rows' outer
     # products (upper triangle only), then mirrored
     iu = np.triu_indices(d + 1)
-    outer = Z1[:, iu[0]] * Z1[:, iu[1]]
+    # The Newton direction is computed in float32 (half the time); gradients, objective
+    # and line search stay float64, so the fixed point is the float64 optimum.
+    outer = (Z1[:, iu[0]] * Z1[:, iu[1]]).astype(np.float32)
     for _ in range(max_iter):
         idx = np.flatnonzero(active)
         if idx.size == 0:
@@ -176,8 +178,8 @@ def fit_logreg_batched(
         p = expit(th @ Z1.T)
         g = C * (p - Y[idx]) @ Z1 + reg * th
         w = C * p * (1.0 - p)
-        H = _hessians(Z1, w, iu, outer) + eye
-        step = np.linalg.solve(H, g[..., None])[..., 0]
+        H = _hessians(Z1, w, iu, outer) + eye.astype(np.float32)
+        step = np.linalg.solve(H, g.astype(np.float32)[..., None])[..., 0].astype(np.float64)
         t = np.ones(idx.size)
         f_old = f[idx]
         for _ in range(30):  # step halving where the objective did not decrease
@@ -197,8 +199,8 @@ def fit_logreg_batched(
 def _hessians(Z1: NDArray[np.float64], w: NDArray[np.float64], iu: tuple, outer: NDArray[np.float64]) -> NDArray[np.float64]:
     """``[B, d+1, d+1]`` matrices ``Z1' diag(w_b) Z1`` from the rows' outer products."""
     k = Z1.shape[1]
-    H = np.empty((w.shape[0], k, k))
-    H[:, iu[0], iu[1]] = w @ outer
+    H = np.empty((w.shape[0], k, k), dtype=outer.dtype)
+    H[:, iu[0], iu[1]] = w.astype(outer.dtype) @ outer
     H[:, iu[1], iu[0]] = H[:, iu[0], iu[1]]
     return H
 
@@ -213,7 +215,9 @@ def _fit_nonneg(Z: NDArray[np.float64], Y: NDArray[np.float64], *, C: float, tol
     reg = np.ones(d + 1)
     reg[-1] = 0.0
     iu = np.triu_indices(d + 1)
-    outer = Z1[:, iu[0]] * Z1[:, iu[1]]
+    # The Newton direction is computed in float32 (half the time); gradients, objective
+    # and line search stay float64, so the fixed point is the float64 optimum.
+    outer = (Z1[:, iu[0]] * Z1[:, iu[1]]).astype(np.float32)
     B = Y.shape[0]
     theta = np.zeros((B, d + 1))
     f = _objective_rows(theta, Z1, Y, reg, C)
@@ -228,9 +232,9 @@ def _fit_nonneg(Z: NDArray[np.float64], Y: NDArray[np.float64], *, C: float, tol
         fixed = np.zeros_like(th, dtype=bool)
         fixed[:, :d] = (th[:, :d] <= 1e-12) & (g[:, :d] > 0)
         free = ~fixed
-        H = _hessians(Z1, C * p * (1.0 - p), iu, outer) + np.diag(reg + 1e-10)
-        H = H * (free[:, :, None] & free[:, None, :]) + eye * fixed[:, None, :]
-        step = np.linalg.solve(H, (g * free)[..., None])[..., 0]
+        H = _hessians(Z1, C * p * (1.0 - p), iu, outer) + np.diag(reg + 1e-6).astype(np.float32)
+        H = H * (free[:, :, None] & free[:, None, :]) + eye.astype(np.float32) * fixed[:, None, :]
+        step = np.linalg.solve(H, (g * free).astype(np.float32)[..., None])[..., 0].astype(np.float64)
         t = np.ones(active.size)
         f_old = f[active]
         for _ in range(40):
