@@ -73,7 +73,7 @@ def headline(result: dict) -> None:
 def auc_and_roc(result: dict) -> None:
     c1, c2 = st.columns(2)
     with c1:
-        show_figure(figs.auc_by_group(result["auc"], result["auc_ci"]), key="blind-auc", caption="Blind AUC per feature group with its bootstrap 95% interval: a bar whose interval stays right of the dotted 0.5 line means that group alone tells members from non-members.")
+        show_figure(figs.auc_by_group(result["auc"], result["auc_ci"]), key="blind-auc", caption="Blind AUC per feature group with its 95% interval (refits included; the p-values are in the report and the CLI): a bar whose interval stays right of the dotted 0.5 line means that group alone tells members from non-members.")
     with c2:
         show_figure(figs.roc_by_group(result["roc"], result["auc"]), key="blind-roc", caption="Out-of-fold ROC per group (thin) and for all groups together (thick): the closer a curve hugs the top-left corner, the easier the split is to tell without the model.")
 

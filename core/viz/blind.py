@@ -29,7 +29,7 @@ def group_label(group: str) -> str:
 
 def auc_by_group(auc: Mapping[str, float], auc_ci: Mapping[str, Sequence[float]]) -> go.Figure:
     """Horizontal bars: blind AUC of each feature group and of the combined model, with
-    bootstrap 95% intervals and the 0.5 chance line.
+    95% intervals and the 0.5 chance line.
 
     ``auc``: group -> AUC; ``auc_ci``: group -> (low, high).
     """

@@ -136,7 +136,7 @@ def _blind_section(run: dict) -> str:
     out += _inference_note((r.get("inference") or {}).get("all"))
     if r.get("top_features"):
         out += "<p><b>What gives the split away:</b></p><ul>" + "".join(f"<li>{_esc(t['sentence'])}</li>" for t in r["top_features"][:5]) + "</ul>"
-    out += _fig(vblind.auc_by_group(r["auc"], r["auc_ci"]), "Blind AUC per feature group with 95% bootstrap intervals; 0.5 = indistinguishable.")
+    out += _fig(vblind.auc_by_group(r["auc"], r["auc_ci"]), "Blind AUC per feature group with 95% intervals (refits included); 0.5 = indistinguishable.")
     order = r["clip_order"]
     out += _fig(vblind.score_histogram(np.array([r["scores"][h] for h in order]), np.array([r["labels"][h] for h in order])),
                 "Out-of-fold blind scores by label: overlapping histograms mean a fair comparison.")
