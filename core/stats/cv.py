@@ -130,22 +130,27 @@ def make_folds(
 
 # -- batched logistic regression -------------------------------------------------------------
 def fit_logreg_batched(
-    Z: NDArray[np.float64], Y: NDArray[np.float64], *, C: float = 1.0, max_iter: int = 60, tol: float = 1e-7,
+    Z: NDArray[np.float64], Y: NDArray[np.float64], *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-7,
     nonneg: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Fit one L2 logistic regression per label row on a shared design, together.
 
     Minimises ``0.5 * |w|^2 + C * sum_i logloss(y_i, z_i w + b)`` (scikit-learn's
     ``LogisticRegression(C=C)``; the intercept is not penalised) by Newton's method with
-    step halving.
+    an Armijo backtracking search. With ``nonneg`` it is projected Newton (Bertsekas 1982):
+    coefficients at zero whose gradient pushes them below are held fixed, and each step is
+    projected back on ``w >= 0``.
+
+    Every fit's Hessian is ``Z1' diag(w_b) Z1``: one matrix product over the rows' outer
+    products (upper triangle, mirrored). The Newton direction is computed in float32;
+    gradients, objective and line search stay float64, so the fixed point is the float64
+    optimum.
 
     Parameters
     ----------
     Z : ``[n, d]`` design (shared by every fit).
     Y : ``[B, n]`` labels in {0, 1}, one fit per row.
-
-    nonneg : constrain ``w >= 0`` (features aligned so that higher = member); solved by
-        projected Newton instead.
+    nonneg : constrain ``w >= 0`` (features aligned so that higher = member).
 
     Returns
     -------
@@ -153,93 +158,39 @@ def fit_logreg_batched(
     """
     Z = np.asarray(Z, dtype=np.float64)
     Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
-    if nonneg:
-        return _fit_nonneg(Z, Y, C=C, tol=tol)
     n, d = Z.shape
     Z1 = np.hstack([Z, np.ones((n, 1))])
     reg = np.ones(d + 1)
     reg[-1] = 0.0
+    iu = np.triu_indices(d + 1)
+    outer = (Z1[:, iu[0]] * Z1[:, iu[1]]).astype(np.float32)
+    ridge = np.diag(reg + 1e-6).astype(np.float32)
+    eye = np.eye(d + 1, dtype=np.float32)
     theta = np.zeros((Y.shape[0], d + 1))
-
     f = _objective_rows(theta, Z1, Y, reg, C)
-    active = np.ones(Y.shape[0], dtype=bool)
-    eye = np.diag(reg + 1e-10)
-    # every fit's Hessian is Z1' diag(w_b) Z1: one matrix product over the rows' outer
-    # products (upper triangle only), then mirrored
-    iu = np.triu_indices(d + 1)
-    # The Newton direction is computed in float32 (half the time); gradients, objective
-    # and line search stay float64, so the fixed point is the float64 optimum.
-    outer = (Z1[:, iu[0]] * Z1[:, iu[1]]).astype(np.float32)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        th = theta[idx]
-        p = expit(th @ Z1.T)
-        g = C * (p - Y[idx]) @ Z1 + reg * th
-        w = C * p * (1.0 - p)
-        H = _hessians(Z1, w, iu, outer) + eye.astype(np.float32)
-        step = np.linalg.solve(H, g.astype(np.float32)[..., None])[..., 0].astype(np.float64)
-        t = np.ones(idx.size)
-        f_old = f[idx]
-        for _ in range(30):  # step halving where the objective did not decrease
-            cand = th - t[:, None] * step
-            f_new = _objective_rows(cand, Z1, Y[idx], reg, C)
-            bad = f_new > f_old + 1e-12 * np.abs(f_old)
-            if not bad.any():
-                break
-            t[bad] *= 0.5
-        theta[idx] = cand
-        f[idx] = f_new
-        done = np.max(np.abs(t[:, None] * step), axis=1) < tol
-        active[idx[done]] = False
-    return theta[:, :d], theta[:, d]
-
-
-def _hessians(Z1: NDArray[np.float64], w: NDArray[np.float64], iu: tuple, outer: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``[B, d+1, d+1]`` matrices ``Z1' diag(w_b) Z1`` from the rows' outer products."""
-    k = Z1.shape[1]
-    H = np.empty((w.shape[0], k, k), dtype=outer.dtype)
-    H[:, iu[0], iu[1]] = w.astype(outer.dtype) @ outer
-    H[:, iu[1], iu[0]] = H[:, iu[0], iu[1]]
-    return H
-
-
-def _fit_nonneg(Z: NDArray[np.float64], Y: NDArray[np.float64], *, C: float, tol: float, max_iter: int = 100
-                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The same objective with ``w >= 0``: projected Newton (Bertsekas 1982). Coefficients
-    at zero whose gradient pushes them below are held fixed; the Newton step on the others
-    is projected back on ``w >= 0`` with an Armijo backtracking search along the arc."""
-    n, d = Z.shape
-    Z1 = np.hstack([Z, np.ones((n, 1))])
-    reg = np.ones(d + 1)
-    reg[-1] = 0.0
-    iu = np.triu_indices(d + 1)
-    # The Newton direction is computed in float32 (half the time); gradients, objective
-    # and line search stay float64, so the fixed point is the float64 optimum.
-    outer = (Z1[:, iu[0]] * Z1[:, iu[1]]).astype(np.float32)
-    B = Y.shape[0]
-    theta = np.zeros((B, d + 1))
-    f = _objective_rows(theta, Z1, Y, reg, C)
-    active = np.arange(B)
-    eye = np.eye(d + 1)
+    active = np.arange(Y.shape[0])
     for _ in range(max_iter):
         if active.size == 0:
             break
         th, yy = theta[active], Y[active]
         p = expit(th @ Z1.T)
         g = C * (p - yy) @ Z1 + reg * th
-        fixed = np.zeros_like(th, dtype=bool)
-        fixed[:, :d] = (th[:, :d] <= 1e-12) & (g[:, :d] > 0)
-        free = ~fixed
-        H = _hessians(Z1, C * p * (1.0 - p), iu, outer) + np.diag(reg + 1e-6).astype(np.float32)
-        H = H * (free[:, :, None] & free[:, None, :]) + eye.astype(np.float32) * fixed[:, None, :]
-        step = np.linalg.solve(H, (g * free).astype(np.float32)[..., None])[..., 0].astype(np.float64)
+        H = _hessians(Z1, C * p * (1.0 - p), iu, outer) + ridge
+        if nonneg:
+            fixed = np.zeros_like(th, dtype=bool)
+            fixed[:, :d] = (th[:, :d] <= 1e-12) & (g[:, :d] > 0)
+            free = ~fixed
+            H = H * (free[:, :, None] & free[:, None, :]) + eye * fixed[:, None, :]
+            g_step = g * free
+        else:
+            g_step = g
+        step = np.linalg.solve(H, g_step.astype(np.float32)[..., None])[..., 0].astype(np.float64)
         t = np.ones(active.size)
         f_old = f[active]
-        for _ in range(40):
+        for _ in range(40):  # Armijo backtracking along the (projected) step
             cand = th - t[:, None] * step
-            cand[:, :d] = np.maximum(cand[:, :d], 0.0)
+            if nonneg:
+                cand[:, :d] = np.maximum(cand[:, :d], 0.0)
             f_new = _objective_rows(cand, Z1, yy, reg, C)
             bad = f_new > f_old - 1e-4 * np.einsum("bj,bj->b", g, th - cand) + 1e-12 * np.abs(f_old)
             if not bad.any():
@@ -250,6 +201,15 @@ def _fit_nonneg(Z: NDArray[np.float64], Y: NDArray[np.float64], *, C: float, tol
         f[active] = f_new
         active = active[change >= tol]
     return theta[:, :d], theta[:, d]
+
+
+def _hessians(Z1: NDArray[np.float64], w: NDArray[np.float64], iu: tuple, outer: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``[B, d+1, d+1]`` matrices ``Z1' diag(w_b) Z1`` from the rows' outer products."""
+    k = Z1.shape[1]
+    H = np.empty((w.shape[0], k, k), dtype=outer.dtype)
+    H[:, iu[0], iu[1]] = w.astype(outer.dtype) @ outer
+    H[:, iu[1], iu[0]] = H[:, iu[0], iu[1]]
+    return H
 
 
 def _objective_rows(th: NDArray[np.float64], Z1: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64], C: float) -> NDArray[np.float64]:
