@@ -61,17 +61,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except IngestError as exc:
         raise CLIError(str(exc)) from None
     d = rep.to_dict()
-    lines = [f"{rep.dataset}: {rep.clips} clips ({rep.members} members, {rep.nonmembers} non-members) from {rep.files_read} files in {rep.seconds:.1f} s"]
+    lines = [f"{rep.dataset}: {rep.headline} ({rep.seconds:.1f} s)"]
     lines += [f"  rejected {r['path']}: {r['reason']}" for r in rep.rejected]
     lines += [f"  label conflict: {' = '.join(g)}" for g in rep.label_conflicts]
+    lines += [f"  duplicate: {' = '.join(g)}" for g in rep.duplicate_groups]
     lines += [f"  warning: {w}" for w in rep.warnings]
     _emit(args, d, "\n".join(lines))
     return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    from core.data.summary import workspace_summary
+
     _, ws = _workspace(args)
-    df = ws.datasets()
+    df = workspace_summary(ws)
     _emit(args, {"datasets": df.to_dict("records")}, df.to_string(index=False) if not df.empty else "no datasets")
     return 0
 

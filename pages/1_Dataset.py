@@ -11,9 +11,9 @@ view.upload_panel(ws)
 name = dataset_picker(ws)
 if name:
     items = ws.items(name)
-    view.summary(ws, name, items)
+    summary = view.summary(ws, name)
     selected = view.clip_table(items)
     if selected is not None:
         view.player(ws, selected)
-    view.distributions(items)
-    view.problems(ws, name)
+    view.distributions(ws, name)
+    view.problems(ws, name, summary)

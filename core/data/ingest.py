@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 from core.data.audio import AudioError, classify_extension, decode
 from core.data.sources import LABEL_DIRS, SourceFile, UnsafeArchive, safe_relpath, display_path, folder_source, strip_common_root, upload_source, zip_source
+from core.data.summary import dataset_summary
 from core.runtime.settings import Limits
 from core.runtime.store import MEMBER, NONMEMBER, Workspace
 
@@ -44,10 +45,14 @@ class IngestReport:
     files_read: int = 0
     duplicates: int = 0
     label_conflicts: list[list[str]] = field(default_factory=list)
+    duplicate_groups: list[list[str]] = field(default_factory=list)
+    """Paths sharing one content under one label (the clip is analysed once)."""
     rejected: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     resumed: int = 0
+    headline: str = ""
+    """The dataset summary's one-line account (:meth:`core.data.summary.DatasetSummary.headline`)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +140,9 @@ def ingest_files(
 ) -> IngestReport:
     """Ingest ``files`` into dataset ``name`` of ``ws``.
 
+    The report's counts are the dataset's :func:`~core.data.summary.dataset_summary`, the
+    same numbers every other surface shows.
+
     A dataset left half-ingested by a killed process is resumed (paths already stored or
     rejected are skipped); an existing complete dataset needs ``replace=True``.
 
@@ -180,10 +188,6 @@ def ingest_files(
     for missing in sorted(listed - {a.path for a in audio} - {r[0] for r in rejected}):
         report.warnings.append(f"metadata.csv lists {missing} but no such audio file was found")
 
-    seen: dict[str, str] = {}  # hash -> label, for duplicate counting within this run
-    if resume:
-        for h, lab in ws.query("SELECT clip_hash, label FROM items WHERE dataset_id=?", (ds_id,)).itertuples(index=False):
-            seen[h] = lab
     pending_items: list[tuple] = []
     pending_clips: list[tuple[str, str, dict]] = []
     pending_rej: list[tuple[str, str]] = [r for r in rejected if r[0] not in done]
@@ -234,9 +238,6 @@ def ingest_files(
         if not text and stem in sidecars:
             text = _decode_text(sidecars[stem].read(), sidecars[stem].path, report.warnings)
         h = ws.put_audio(data)
-        if h in seen and seen[h] == label:
-            report.duplicates += 1
-        seen.setdefault(h, label)
         info_d = info.to_dict() | {"bit_depth": info.bit_depth}
         pending_clips.append((h, PurePosixPath(e.path).suffix.lower(), info_d))
         pending_items.append((ds_id, e.path, h, label, text, meta.get("speaker", ""), meta.get("source", ""), meta.get("split", "")))
@@ -251,9 +252,10 @@ def ingest_files(
     conflicts = ws.label_conflicts(name)
     report.label_conflicts = [g["path"].tolist() for _, g in conflicts.groupby("clip_hash")]
     clips = ws.analysis_clips(name)
-    report.clips = int(ws.query("SELECT COUNT(DISTINCT clip_hash) AS n FROM items WHERE dataset_id=?", (ds_id,))["n"].iloc[0])
-    report.members = int((clips["y"] == 1).sum())
-    report.nonmembers = int((clips["y"] == 0).sum())
+    summary = dataset_summary(ws, name)
+    report.clips, report.members, report.nonmembers = summary.unique_clips, summary.members, summary.nonmembers
+    report.duplicates, report.headline = summary.duplicate_files, summary.headline()
+    report.duplicate_groups = [list(p) for p in summary.duplicates["paths"]]
     report.seconds = time.perf_counter() - t0
     if report.clips == 0:
         ws.delete_dataset(name)

@@ -35,9 +35,17 @@ def page_setup(title: str, icon: str = "🎧") -> Workspace:
                 load_demo(ws)
             except FileNotFoundError as exc:
                 st.warning(str(exc))
+    # pages/ discovery names the home page after its file (app.py); relabel it "Home"
+    st.html(_HOME_LABEL_CSS)
     with st.sidebar:
         st.caption(f"Workspace: `{ws.root}`")
     return ws
+
+
+_HOME_LABEL_CSS = """<style>
+[data-testid="stSidebarNavLink"] span[label="app"] p { font-size: 0; }
+[data-testid="stSidebarNavLink"] span[label="app"] p::after { content: "Home"; font-size: 0.875rem; }
+</style>"""
 
 
 def empty_state(message: str) -> None:

@@ -11,13 +11,14 @@ from core.data.audio import AudioError, load_analysis
 from core.data.ingest import IngestError, IngestReport, ingest_path, ingest_uploads
 from core.data.paths import resolve_under_roots
 from core.data.spectral import log_mel
+from core.data.summary import DatasetSummary, dataset_summary
 from core.runtime.store import Workspace
 from core.ui.common import settings
 from core.viz import dataset as figs
 
 
 def _show_report(rep: IngestReport) -> None:
-    st.success(f"Ingested **{rep.dataset}**: {rep.clips} clips ({rep.members} members, {rep.nonmembers} non-members) from {rep.files_read} files.")
+    st.success(f"Ingested **{rep.dataset}**: {rep.headline}.")
     if rep.rejected:
         st.warning(f"{len(rep.rejected)} file(s) rejected; they are listed below with their reasons.")
         st.dataframe(pd.DataFrame(rep.rejected), hide_index=True, width="stretch")
@@ -63,23 +64,24 @@ def upload_panel(ws: Workspace) -> None:
             _show_report(rep)
 
 
-def summary(ws: Workspace, name: str, items: pd.DataFrame) -> None:
-    clips = ws.analysis_clips(name)
-    rejected = ws.rejected(name)
-    conflicts = ws.label_conflicts(name)
-    c = st.columns(5)
-    c[0].metric("Unique clips analysed", len(clips))
-    c[1].metric("Members (P)", int(clips["y"].sum()))
-    c[2].metric("Non-members (U)", int((clips["y"] == 0).sum()))
-    c[3].metric("Rejected files", len(rejected))
-    c[4].metric("Label conflicts", conflicts["clip_hash"].nunique() if not conflicts.empty else 0)
+def summary(ws: Workspace, name: str) -> DatasetSummary:
+    s = dataset_summary(ws, name)
+    c = st.columns(6)
+    c[0].metric("Unique clips analysed", s.analysed)
+    c[1].metric("Members (P)", s.members)
+    c[2].metric("Non-members (U)", s.nonmembers)
+    c[3].metric("Duplicate copies", s.duplicate_files, help="Extra files with the content of another file under the same label; the clip is analysed once.")
+    c[4].metric("Label conflicts", s.conflicts, help="Clips whose content appears under both labels; excluded from every analysis.")
+    c[5].metric("Rejected files", s.rejected)
+    st.caption(s.headline() + ".")
     from core.stats import small_sample_warning
 
-    small = small_sample_warning(clips["y"].to_numpy()) if len(clips) else None
+    small = small_sample_warning(ws.analysis_clips(name)["y"].to_numpy()) if s.analysed else None
     if small:
         st.warning(small)
-    if not conflicts.empty:
+    if s.conflicts:
         st.warning("Some clips appear under both labels; they are excluded from every analysis until resolved (see below).")
+    return s
 
 
 def clip_table(items: pd.DataFrame) -> pd.Series | None:
@@ -127,12 +129,12 @@ def player(ws: Workspace, row: pd.Series) -> None:
     c2.plotly_chart(figs.spectrogram(log_mel(audio, sr=sr), sr, 160), width="stretch", key="spec")
 
 
-def distributions(items: pd.DataFrame) -> None:
+def distributions(ws: Workspace, name: str) -> None:
     st.subheader("Distributions")
     c = st.columns(3)
-    labelled = items[items["label"].isin(["member", "nonmember"])].drop_duplicates("clip_hash")
+    labelled = ws.analysis_clips(name)
     with c[0]:
-        show_figure(figs.label_balance(labelled), key="balance", caption="Unique clips per label; conflicts counted under both.")
+        show_figure(figs.label_balance(labelled), key="balance", caption="Unique clips analysed per label (label conflicts excluded, duplicates once).")
     with c[1]:
         show_figure(figs.label_histogram(labelled, "duration", xlabel="duration (s)"), key="dur", caption="Clip durations: different shapes per label hint at a confounded comparison.")
     rates = labelled.assign(sample_rate=labelled["sample_rate"].map(lambda r: f"{r / 1000:g} kHz"))
@@ -140,16 +142,19 @@ def distributions(items: pd.DataFrame) -> None:
         show_figure(figs.label_histogram(rates, "sample_rate", xlabel="original sample rate"), key="sr", caption="Original sample rates, before resampling to the analysis rate.")
 
 
-def problems(ws: Workspace, name: str) -> None:
+def problems(ws: Workspace, name: str, s: DatasetSummary) -> None:
     rejected = ws.rejected(name)
     conflicts = ws.label_conflicts(name)
-    st.subheader("Rejected files and label conflicts")
-    if rejected.empty and conflicts.empty:
-        st.caption("Every uploaded file was ingested; no label conflicts.")
+    st.subheader("Rejected files, duplicates and label conflicts")
+    if rejected.empty and conflicts.empty and s.duplicates.empty:
+        st.caption("Every uploaded file was ingested; no duplicates, no label conflicts.")
         return
     if not rejected.empty:
         st.markdown(f"**{len(rejected)} rejected file(s)** — each with its reason:")
         st.dataframe(rejected, hide_index=True, width="stretch")
+    if not s.duplicates.empty:
+        st.markdown(f"**{s.duplicate_files} duplicate cop{'ies' if s.duplicate_files != 1 else 'y'}** — the same content under one label, analysed once:")
+        st.dataframe(s.duplicates.assign(paths=s.duplicates["paths"].map(" = ".join)), hide_index=True, width="stretch")
     if not conflicts.empty:
         st.markdown("**Label conflicts** — the same content under both labels:")
         st.dataframe(conflicts, hide_index=True, width="stretch")

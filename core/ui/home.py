@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.data.summary import workspace_summary
 from core.runtime.store import Workspace
 
 
 def overview(ws: Workspace) -> None:
     st.subheader("Datasets in this workspace")
-    df = ws.datasets()
+    df = workspace_summary(ws)
     if df.empty:
         st.info("No datasets yet. Open **Dataset** in the sidebar to upload a folder or a zip.")
         return
-    st.dataframe(df[["name", "members", "nonmembers", "files", "rejected", "status"]], hide_index=True, width="stretch")
+    st.dataframe(
+        df, hide_index=True, width="stretch",
+        column_config={"members": "members (P)", "nonmembers": "non-members (U)", "conflicts": "label conflicts (excluded)",
+                       "duplicate_files": "duplicate copies", "files": "files seen", "rejected": "rejected files"},
+    )
     st.caption("Open **Dataset** in the sidebar to listen to clips and inspect what was rejected.")

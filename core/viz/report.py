@@ -100,18 +100,25 @@ def _dataset_section(ws: Workspace, dataset: str) -> str:
     rejected = ws.rejected(dataset)
     conflicts = ws.label_conflicts(dataset)
     from core.data.ingest import dataset_fingerprint
+    from core.data.summary import dataset_summary
 
+    s = dataset_summary(ws, dataset)
     rows = [
         ("dataset", dataset), ("fingerprint (sha256 of clip hashes and labels)", dataset_fingerprint(ws, dataset)),
-        ("members (P)", int(clips["y"].sum())), ("non-members (U)", int((clips["y"] == 0).sum())),
+        ("summary", s.headline()),
+        ("members (P)", s.members), ("non-members (U)", s.nonmembers),
         ("total duration", f"{clips['duration'].sum() / 60:.1f} min"),
         ("sample rates", ", ".join(f"{r} Hz" for r in sorted(clips["sample_rate"].unique()))),
-        ("rejected files", len(rejected)), ("label conflicts (excluded)", conflicts["clip_hash"].nunique() if not conflicts.empty else 0),
+        ("duplicate copies (analysed once)", s.duplicate_files),
+        ("rejected files", s.rejected), ("label conflicts (excluded)", s.conflicts),
     ]
     out = "<h2>Dataset</h2>" + _table(rows)
     if not rejected.empty:
         out += "<details><summary>Rejected files</summary><table><tr><th>path</th><th>reason</th></tr>" + "".join(
             f"<tr><td>{_esc(r.path)}</td><td>{_esc(r.reason)}</td></tr>" for r in rejected.itertuples()) + "</table></details>"
+    if not s.duplicates.empty:
+        out += "<details><summary>Duplicate copies</summary><table><tr><th>label</th><th>files (same content)</th></tr>" + "".join(
+            f"<tr><td>{_esc(r.label)}</td><td>{_esc(' = '.join(r.paths))}</td></tr>" for r in s.duplicates.itertuples()) + "</table></details>"
     warn = []
     if not conflicts.empty:
         warn.append(f"{conflicts['clip_hash'].nunique()} label conflict(s) unresolved: excluded from every analysis")
