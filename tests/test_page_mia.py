@@ -40,6 +40,15 @@ def test_lalm_small_separates_members_and_silence_does_not(mia_ws):
     assert dis["conditions"]["original"] == pytest.approx(mia["auc"])
     assert dis["decoded_is_output"] is True  # lalm-small transcribes: its text is its output
     assert dis["conditions"]["silence"] == pytest.approx(0.5, abs=0.05)
+    # each condition gets the MIA run's inference: same folds, interval and permutation p-value
+    orig = dis["details"]["original"]
+    assert orig["auc_p_value"] == mia["auc_p_value"] and orig["auc_ci"] == mia["auc_ci"]
+    assert orig["inference"] == mia["inference"] and orig["inference"]["n_perm"] == cfg_perm(mia)
+    assert dis["details"]["silence"]["auc_p_value"] > 0.05
+
+
+def cfg_perm(run: dict) -> int:
+    return MIAConfig().n_perm if run.get("config", {}).get("n_perm") is None else run["config"]["n_perm"]
 
 
 def test_mia_page_shows_the_stored_run(env):
@@ -60,6 +69,9 @@ def test_disentanglement_page_plays_variants(env):
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert len(at.get("audio")) == len(dis["details"])  # one player per condition
+    table = at.dataframe[0].value
+    assert list(table["condition"]) == ["original", "silence"]
+    assert table["p (AUC > 0.5)"].tolist() == [d["auc_p_value"] for d in dis["details"].values()]
 
 
 def test_tts_consistency_filter_flags_and_drops(mia_ws):

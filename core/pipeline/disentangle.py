@@ -68,12 +68,14 @@ def audit_disentangle(
     from core.disentangle import Variant, get_variant
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
-    from core.pipeline.common import get_target
+    from core.pipeline.common import clip_grouping, get_target
+    from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset)
     y = clips["y"].to_numpy()
+    groups, grouping = clip_grouping(clips, config.mia.grouping)
     plan = [(c, r) for c in config.conditions for r in range(min(get_variant(c).realizations, config.max_realizations))]
     families = {c: get_variant(c) for c in config.conditions}
     # options resolved once per condition (a voice's hash, a generator's fingerprint);
@@ -140,11 +142,15 @@ def audit_disentangle(
         if keep.sum() < 4 or len(set(y[keep])) < 2:
             conditions[cond] = {"skipped": f"only {int(keep.sum())} consistent resynthesized clips left", "consistency": consistency}
             continue
-        res = run_mia(table[keep].reset_index(drop=True), y[keep], n_splits=config.mia.n_splits, seed=config.mia.seed, n_boot=config.mia.n_boot)
+        # the same inference as the MIA run: grouped folds, permutation p-value, signed weights
+        res = run_mia(table[keep].reset_index(drop=True), y[keep], n_splits=config.mia.n_splits, seed=config.mia.seed, n_boot=config.mia.n_boot,
+                      groups=None if groups is None else [g for g, k in zip(groups, keep) if k], grouping=grouping,
+                      permutations=PermutationConfig(n_perm=config.mia.n_perm), signed=config.mia.signed)
         d = res.to_dict()
         conditions[cond] = {
             "consistency": consistency,
-            "auc": d["auc"], "auc_ci": d["auc_ci"], "tpr_at_1pct_fpr": d["tpr_at_1pct_fpr"],
+            "auc": d["auc"], "auc_ci": d["auc_ci"], "auc_p_value": d["auc_p_value"], "auc_ci_method": d["auc_ci_method"],
+            "inference": d["inference"], "tpr_at_1pct_fpr": d["tpr_at_1pct_fpr"],
             "best_indicator": d["best_indicator"], "best_indicator_auc": d["best_indicator_auc"],
             "realizations": len(tables), "description": fam.description, "warnings": d["warnings"],
         }
@@ -152,6 +158,7 @@ def audit_disentangle(
         "conditions": {c: v.get("auc") for c, v in conditions.items()},
         "details": conditions,
         "n": int(len(clips)),
+        "grouping": grouping,
         "n_members": int(y.sum()),
         "n_nonmembers": int((y == 0).sum()),
         "decoded": decoded,

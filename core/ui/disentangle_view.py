@@ -11,7 +11,7 @@ from core.ui.export import show_figure
 from core.data.spectral import log_mel
 from core.pipeline.disentangle import render_variant
 from core.runtime.store import Workspace
-from core.ui.common import settings
+from core.ui.common import inference_caption, settings
 from core.viz import dataset as dfigs
 from core.viz.disentangle import condition_bars
 
@@ -22,6 +22,14 @@ def results(result: dict) -> None:
         "MIA AUC with the audio replaced. If the AUC collapses to ~0.5 under silence, noise and resynthesis, "
         "what the model remembers is the binding of this recording to its content, not the words alone."
     ))
+    rows = [{"condition": c, "MIA AUC": d["auc"], "95% interval": f"[{d['auc_ci'][0]:.3f}, {d['auc_ci'][1]:.3f}]" if None not in d["auc_ci"] else "n/a",
+             "p (AUC > 0.5)": d.get("auc_p_value"), "realizations": d["realizations"]} for c, d in details.items() if "auc" in d]
+    if rows:
+        st.dataframe(rows, hide_index=True, width="content", column_config={
+            "MIA AUC": st.column_config.NumberColumn(format="%.3f"), "p (AUC > 0.5)": st.column_config.NumberColumn(format="%.3f",
+            help="Label-permutation test of the whole cross-validated procedure; empty for runs made before p-values were stored")})
+        first = next(d for d in details.values() if "auc" in d)
+        st.caption("Each condition: " + inference_caption(first.get("inference", {}), first) + ".")
     for cond, d in details.items():
         if "skipped" in d:
             st.warning(f"{cond}: skipped — {d['skipped']}")

@@ -192,8 +192,8 @@ def _di_section(run: dict) -> str:
 def _disentangle_section(run: dict) -> str:
     r = run["result"]
     out = f"<h2>4 · Modality disentanglement — <code>{_esc(run['target'])}</code></h2>"
-    out += "<table><tr><th>condition</th><th>MIA AUC</th><th>95% CI</th><th>realizations</th></tr>" + "".join(
-        f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=3>skipped: {_esc(d['skipped'])}</td></tr>"
+    out += "<table><tr><th>condition</th><th>MIA AUC</th><th>95% CI</th><th>p (AUC &gt; 0.5)</th><th>realizations</th></tr>" + "".join(
+        f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{_fmt_p(d.get('auc_p_value'))}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=4>skipped: {_esc(d['skipped'])}</td></tr>"
         for c, d in r["details"].items()) + "</table>"
     out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
