@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_stats_cv import _sim, _speaker_data, _table  # noqa: E402
+from test_stats_cv import _nested_speakers, _sim, _speaker_data, _table  # noqa: E402
 
 from core.blind.diagnostics import numeric_pipeline  # noqa: E402
 from core.mia.aggregate import mia_classifier, run_mia  # noqa: E402
@@ -61,7 +61,16 @@ def main() -> None:
         X, y, spk = _speaker_data(s)
         grouped.append(cv_auc(X, y, estimator=mia_classifier(1.0), folds=make_folds(y, groups=spk, grouping="speaker", seed=s), permutations=off, n_boot=10).auc)
         ungrouped.append(cv_auc(X, y, estimator=mia_classifier(1.0), folds=make_folds(y, seed=s), permutations=off, n_boot=10).auc)
-    out |= {"speaker_null_mean_auc_grouped": float(np.mean(grouped)), "speaker_null_mean_auc_ungrouped": float(np.mean(ungrouped)),
+    out |= {"speaker_null_mean_auc_grouped": float(np.mean(grouped)), "speaker_null_mean_auc_ungrouped": float(np.mean(ungrouped))}
+    # one label per speaker, leave-one-speaker-out: where fold priors differ most
+    nested, reject = [], 0
+    for s in range(args.runs):
+        X, y, spk = _nested_speakers(s)
+        r = cv_auc(X, y, estimator=mia_classifier(1.0, signed=False), folds=make_folds(y, groups=spk, grouping="speaker", n_splits=10, seed=s),
+                   permutations=PermutationConfig(n_perm=200), n_boot=10, seed=s)
+        nested.append(r.auc)
+        reject += r.p_value < 0.05
+    out |= {"nested_speaker_null_mean_auc": float(np.mean(nested)), "nested_speaker_null_p_below_0.05": reject / args.runs,
             "seconds": round(time.perf_counter() - t0, 1)}
     print(json.dumps(out, indent=1))
 

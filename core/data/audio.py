@@ -49,6 +49,18 @@ class AudioInfo:
         return asdict(self)
 
 
+
+class _Bytes(io.BytesIO):
+    """In-memory file for libsndfile. A damaged header can make libsndfile seek before
+    the start; ``BytesIO`` raises there inside a C callback, which Python can only print
+    as a traceback on stderr. Staying put instead lets libsndfile report the damage."""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return super().seek(offset, whence)
+        except ValueError:
+            return self.tell()
+
 def classify_extension(name: str) -> str:
     """``"audio"``, ``"unsupported"``, ``"sidecar"`` or ``"other"`` by file extension."""
     ext = PurePosixPath(name).suffix.lower()
@@ -74,7 +86,7 @@ def probe(data: bytes, *, limits: Limits = Limits()) -> AudioInfo:
     if len(data) > limits.max_file_bytes:
         raise AudioError(f"file too large ({len(data) / 1e6:.1f} MB > {limits.max_file_bytes / 1e6:.0f} MB limit)")
     try:
-        info = sf.info(io.BytesIO(data))
+        info = sf.info(_Bytes(data))
     except Exception as exc:  # libsndfile raises several types for corrupt input
         raise AudioError(f"unreadable or unsupported audio ({_short(exc)}); convert it with ffmpeg to WAV or FLAC") from None
     if info.samplerate <= 0 or info.samplerate > limits.max_sample_rate:
@@ -107,7 +119,7 @@ def decode(data: bytes, *, limits: Limits = Limits()) -> tuple[NDArray[np.float3
     """
     info = probe(data, limits=limits)
     try:
-        audio, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True, frames=info.frames + info.sample_rate)
+        audio, _ = sf.read(_Bytes(data), dtype="float32", always_2d=True, frames=info.frames + info.sample_rate)
     except Exception as exc:
         raise AudioError(f"decoding failed ({_short(exc)})") from None
     if audio.shape[0] == 0:
