@@ -82,7 +82,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.action == "build-corpus":
         from core.data.demo.corpus import build_corpus
-        from core.pipeline import demo_root
+        from core.pipeline.common import demo_root
 
         out = Path(args.out) if args.out else demo_root()
         t0 = time.perf_counter()

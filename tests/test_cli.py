@@ -94,3 +94,25 @@ def test_misspelled_names_are_refused_before_heavy_imports(tmp_path, audio_folde
     assert rc == 2 and not torch_loaded and not hf_loaded and not sk_loaded, out.stderr
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and ("datasets: d" in err[0] or "zoo:lalm-small" in err[0] or "neither" in err[0])
+
+
+def test_demo_build_corpus_command_runs(tmp_path, monkeypatch, capsys):
+    """The command's own wiring (imports, output path, JSON); the corpus builder itself is
+    tested in tests/test_demo_corpus.py and takes minutes, so it is replaced here."""
+    import core.data.demo.corpus as corpus
+
+    calls = []
+    monkeypatch.setattr(corpus, "build_corpus", lambda out, *, seed, progress: calls.append((out, seed)) or {"clips": 0})
+    assert main(["demo", "build-corpus", "--out", str(tmp_path / "c"), "--seed", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert calls == [(tmp_path / "c", 3)] and out["out"] == str(tmp_path / "c") and out["clips"] == 0
+
+
+def test_zoo_targets_without_options_refuse_them_in_one_line(tmp_path, audio_folder, capsys):
+    ws = str(tmp_path / "ws")
+    assert main(["ingest", str(audio_folder), "--name", "d", "--workspace", ws]) == 0
+    capsys.readouterr()
+    for target in ("zoo:ar-small", "zoo:diffusion-small"):
+        assert main(["mia", "--dataset", "d", "--target", target, "--target-option", "batch_size=4", "--workspace", ws]) == 2
+        err = capsys.readouterr().err
+        assert "takes no --target-option (got batch_size)" in err and "Traceback" not in err and "internal error" not in err

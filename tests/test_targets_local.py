@@ -204,3 +204,21 @@ def test_fingerprint_hashes_the_weights(whisper_folder, tmp_path):
     changed = local.load_local(copy, device="cpu")
     assert isinstance(changed, Seq2SeqTarget) and changed.fingerprint != t.fingerprint
     assert folder_fingerprint(copy) != folder_fingerprint(whisper_folder)
+
+
+def test_generation_options_change_the_fingerprint_and_the_cached_evidence(whisper_folder, tmp_path):
+    """Changing ``max_new_tokens`` or ``generate_kwargs`` changes what ``generated`` mode
+    decodes, so it must change the fingerprint (and with it the cache key), never return
+    the old evidence."""
+    from core.runtime.cache import evidence_key
+
+    base = local.load_local(whisper_folder, device="cpu")
+    short = local.load_local(whisper_folder, device="cpu", max_new_tokens=2)
+    beams = local.load_local(whisper_folder, device="cpu", generate_kwargs={"num_beams": 2})
+    assert len({base.fingerprint, short.fingerprint, beams.fingerprint}) == 3
+    assert local.load_local(whisper_folder, device="cpu", max_new_tokens=2).fingerprint == short.fingerprint
+    clip = ClipInput("w", (0.1 * np.random.default_rng(1).standard_normal(8000)).astype(np.float32), "")
+    cfg = EvidenceConfig(mode="generated")
+    a, b = base.evidence([clip], cfg)[0], short.evidence([clip], cfg)[0]
+    assert len(b.tokens) <= 3 < len(a.tokens) or a.text != b.text
+    assert evidence_key(base.fingerprint, "w", {"mode": "generated"}, 16000) != evidence_key(short.fingerprint, "w", {"mode": "generated"}, 16000)

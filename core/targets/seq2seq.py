@@ -110,7 +110,9 @@ class Seq2SeqTarget:
         self.window_samples = int(getattr(self.feature_extractor, "n_samples", 0)) or None
         self.fingerprint = folder_fingerprint(
             self.path,
-            {"adapter": "seq2seq", "version": ADAPTER_VERSION, "dtype": str(self.dtype).replace("torch.", "")},
+            # generation settings change what ``generated`` mode decodes: part of the identity
+            {"adapter": "seq2seq", "version": ADAPTER_VERSION, "dtype": str(self.dtype).replace("torch.", ""),
+             "max_new_tokens": self.max_new_tokens, "generate_kwargs": self.generate_kwargs},
         )
 
     # ------------------------------------------------------------------ inputs
