@@ -133,6 +133,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         jobs.resume(ws, args.resume)
     if args.cancel:
         jobs.cancel(ws, args.cancel)
+    if args.stop:
+        jobs.stop(ws, args.stop)
     df = jobs.jobs(ws)
     cols = ["id", "kind", "status", "progress", "total", "message", "error"]
     _emit(args, {"jobs": df[cols].to_dict("records") if not df.empty else []}, df[cols].to_string(index=False) if not df.empty else "no jobs")
@@ -361,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("jobs", parents=[common], help="list, resume or cancel background jobs")
     s.add_argument("--resume", metavar="JOB_ID")
     s.add_argument("--cancel", metavar="JOB_ID")
+    s.add_argument("--stop", metavar="JOB_ID", help="kill a stalled job's worker now (resume it later with --resume)")
     s.set_defaults(fn=cmd_jobs)
 
     s = sub.add_parser("serve", parents=[common], help="start the dashboard")

@@ -89,3 +89,24 @@ def test_cancel_between_batches(workspace, tmp_path):
 def test_unknown_kind_lists_valid():
     with pytest.raises(ValueError, match="valid: .*blind.*mia"):
         jobs.get_kind("nope")
+
+
+@pytest.mark.slow
+def test_a_hung_worker_shows_stalled_and_can_be_stopped_and_resumed(workspace, tmp_path, monkeypatch):
+    """A worker that stops reporting (SIGSTOP: alive, silent) is shown as stalled after
+    ``OVERHEARD_JOB_STALL_S``, not "running" forever; stopping it leaves it resumable."""
+    ds = _dataset(workspace, tmp_path / "c", 60)
+    job_id = jobs.submit(workspace, "blind", {"dataset": ds, "config": {"groups": ["metadata", "acoustic"], "batch_size": 2, "n_boot": 50, "n_perm": 20}})
+    row = _wait(workspace, job_id, lambda r: r["status"] == "running" and r["progress"] >= 2)
+    os.kill(int(row["pid"]), signal.SIGSTOP)
+    monkeypatch.setenv("OVERHEARD_JOB_STALL_S", "1.5")
+    assert jobs.job(workspace, job_id)["status"] in ("running", "stalled")
+    row = _wait(workspace, job_id, lambda r: r["status"] == "stalled", timeout=20)
+    assert row["silent_s"] > 1.5
+    assert jobs.jobs(workspace).set_index("id").loc[job_id, "status"] == "stalled"
+    jobs.stop(workspace, job_id)
+    row = _wait(workspace, job_id, lambda r: r["status"] == "interrupted", timeout=20)
+    monkeypatch.delenv("OVERHEARD_JOB_STALL_S")
+    jobs.resume(workspace, job_id)
+    row = _wait(workspace, job_id, lambda r: r["status"] in ("done", "failed"))
+    assert row["status"] == "done", row["error"]

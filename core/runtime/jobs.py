@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from core.runtime.store import Workspace
@@ -113,11 +115,26 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+STALL_AFTER_S = 900.0
+"""A running job whose worker has not reported for this long is shown as ``stalled``
+(``$OVERHEARD_JOB_STALL_S`` changes it). Workers report after every batch, and no batch
+of a built-in stage takes minutes, so silence that long means a hung worker."""
+
+
+def stall_after_s() -> float:
+    return float(os.environ.get("OVERHEARD_JOB_STALL_S", STALL_AFTER_S))
+
+
 def _mark_interrupted(df: pd.DataFrame) -> pd.DataFrame:
-    """A job recorded as running whose worker process is gone was interrupted."""
+    """A job recorded as running whose worker process is gone was interrupted; one whose
+    worker is alive but silent for :func:`stall_after_s` is stalled."""
     if not df.empty:
-        dead = (df["status"] == "running") & ~df["pid"].apply(_alive)
+        running = df["status"] == "running"
+        dead = running & ~df["pid"].apply(_alive)
         df.loc[dead, "status"] = "interrupted"
+        beat = pd.to_numeric(df["heartbeat"], errors="coerce").fillna(0.0)
+        df["silent_s"] = np.where(running & ~dead, time.time() - beat, 0.0)
+        df.loc[running & ~dead & (df["silent_s"] > stall_after_s()), "status"] = "stalled"
     return df
 
 
@@ -145,6 +162,22 @@ def job_log(ws: Workspace, job_id: str, tail: int = 50) -> list[str]:
 def cancel(ws: Workspace, job_id: str) -> None:
     with ws.connect() as con:
         con.execute("UPDATE jobs SET cancel=1 WHERE id=?", (job_id,))
+
+
+def stop(ws: Workspace, job_id: str) -> None:
+    """End a job's worker now (a stalled worker never reads the cancel flag): its process
+    group is killed and the job is left interrupted, resumable from its cached batches."""
+    row = job(ws, job_id)
+    if row["status"] not in ("running", "stalled", "queued"):
+        return
+    pid = row.get("pid")
+    if pid and _alive(pid):
+        try:
+            os.killpg(int(pid), signal.SIGKILL)  # workers start their own session
+        except (ProcessLookupError, PermissionError):
+            os.kill(int(pid), signal.SIGKILL)
+    with ws.connect() as con:
+        con.execute("UPDATE jobs SET status='interrupted', error='stopped by the user' WHERE id=? AND status IN ('running','queued')", (job_id,))
 
 
 def resume(ws: Workspace, job_id: str) -> None:

@@ -112,6 +112,13 @@ def job_panel(ws: Workspace, job_id: str | None) -> dict | None:
         st.error(f"Job failed: {row['error']}")
         with st.expander("Log"):
             st.code("\n".join(jobs.job_log(ws, job_id)))
+    elif status == "stalled":
+        mins = float(row.get("silent_s") or 0) / 60
+        st.warning(f"Job {job_id} has not reported for {mins:.0f} min (last: {done}/{total} {row['message'] or ''}); "
+                   "its worker looks hung. Stop it and resume: finished batches are cached.")
+        if st.button("Stop the worker", key=f"stop-{job_id}"):
+            jobs.stop(ws, job_id)
+            st.rerun()
     elif status == "interrupted":
         st.warning(f"Job {job_id} was interrupted at {done}/{total}; finished batches are cached.")
         if st.button("Resume", key=f"resume-{job_id}"):
