@@ -259,16 +259,19 @@ def cmd_di(args: argparse.Namespace) -> int:
     from core.pipeline.di import DIRunConfig, audit_di
 
     settings, ws = _workspace(args)
-    cfg = DIRunConfig(scorer=args.scorer, alpha=args.alpha, seed=args.seed, compare=args.compare)
-    run_id, r = audit_di(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("di"))
+    cfg = DIRunConfig(scorer=args.scorer, alpha=args.alpha, seed=args.seed, compare=args.compare, mia_mode=args.mode, mia_run=args.mia_run)
+    try:
+        run_id, r = audit_di(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("di"))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
             "mia_auc", "blind_auc", "blind_verdict", "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve",
-            "failed_clips")
+            "failed_clips", "mia_run", "mia_mode")
     ms, me = r.get("min_suspects"), r.get("min_suspects_equal")
     needed = (f"  suspects needed: {ms if ms is not None else 'not reached'} against all held-out non-members, "
               f"{me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
-          r["verdict"] + "\n" + needed + f"\n  run {run_id}")
+          r["verdict"] + "\n" + needed + f"\n  run {run_id}, from MIA run {r['mia_run']} ({r['mia_mode']} text)")
     return 0
 
 
@@ -425,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=0.01)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--compare", action="store_true", help="also run every scorer")
+    s.add_argument("--mode", choices=["generated", "given"], default="generated", help="text mode of the MIA run to read (or make)")
+    s.add_argument("--mia-run", metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
     s.set_defaults(fn=cmd_di)
 
     s = sub.add_parser("report", parents=[common], help="write a self-contained HTML audit report")

@@ -24,7 +24,8 @@ if dataset and target:
         st.info("No dataset-inference run for this dataset and target yet: press **Run dataset inference**. It reuses the latest MIA run (or runs one first) in the background.")
     else:
         cfg = run["config"]
-        st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
+        st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` ({run['result'].get('mia_mode', 'generated')} text) · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
+        view.upstream_notice(ws, run)
         if (cfg["scorer"], cfg["alpha"], cfg["compare"]) != (scorer, alpha, compare):
             st.info("The settings above differ from this run's: press **Run dataset inference** to update it.")
         view.verdict(run["result"])

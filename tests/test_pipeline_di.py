@@ -63,7 +63,7 @@ def save_mia(ws: Workspace, dataset: str, *, shift: float, seed: int = 0, nan_ce
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
     out["clip_order"] = clips["clip_hash"].tolist()
-    return ws.save_run("mia", dataset=dataset, target=TARGET, config={"mode": "synthetic", "shift": shift}, result=out, provenance=provenance(ws, dataset, seed=seed))
+    return ws.save_run("mia", dataset=dataset, target=TARGET, config={"mode": "generated", "synthetic": True, "shift": shift}, result=out, provenance=provenance(ws, dataset, seed=seed))
 
 
 @pytest.fixture
@@ -183,3 +183,29 @@ def test_config_validates() -> None:
         DIRunConfig(scorer="nope")
     with pytest.raises(ValueError, match="alpha"):
         DIRunConfig(alpha=1.5)
+
+
+def test_di_reads_the_mia_run_of_its_mode_and_records_it(tmp_path):
+    """DI reads the newest MIA run in its own text mode (never a newer run of the other
+    mode), or the run it is given, and records which; a run of another target is refused."""
+    from core.data.ingest import ingest_path
+    from core.pipeline import MIAConfig, audit_mia
+    from core.pipeline.di import DIRunConfig, audit_di, latest_mia
+    from core.runtime.store import Workspace
+    from core.targets.zoo.registry import assets_dir
+
+    ws = Workspace(tmp_path / "ws")
+    ingest_path(ws, assets_dir() / "demo" / "demo-speech", "speech")
+    cfg = dict(n_boot=50, n_perm=10)
+    gen_id, _ = audit_mia(ws, "speech", "zoo:lalm-small", MIAConfig(mode="generated", **cfg))
+    given_id, _ = audit_mia(ws, "speech", "zoo:lalm-small", MIAConfig(mode="given", **cfg))
+    small = DIRunConfig(n_resamples=20, null_resamples=20)
+    _, r = audit_di(ws, "speech", "zoo:lalm-small", small)
+    assert (r["mia_run"], r["mia_mode"]) == (gen_id, "generated")  # the newer run is "given"
+    _, r = audit_di(ws, "speech", "zoo:lalm-small", DIRunConfig(n_resamples=20, null_resamples=20, mia_mode="given"))
+    assert (r["mia_run"], r["mia_mode"]) == (given_id, "given")
+    _, r = audit_di(ws, "speech", "zoo:lalm-small", DIRunConfig(n_resamples=20, null_resamples=20, mia_run=gen_id))
+    assert r["mia_run"] == gen_id
+    with pytest.raises(ValueError, match="not an MIA run of zoo:lalm-large"):
+        audit_di(ws, "speech", "zoo:lalm-large", DIRunConfig(mia_run=gen_id))
+    assert latest_mia(ws, "speech", "zoo:lalm-small", "given")["id"] == given_id

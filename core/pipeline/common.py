@@ -49,6 +49,23 @@ def provenance(ws: Workspace, dataset: str, *, target_fingerprint: str | None = 
     }
 
 
+def current_run(ws: Workspace, kind: str, dataset: str, target: str | None = None, *, where: Callable[[dict], bool] | None = None) -> dict | None:
+    """The newest run of ``kind`` on ``dataset`` (and ``target``) made on the dataset as it
+    is now (same clips and labels: a replaced dataset's older runs never feed a new one),
+    and for which ``where(run)`` holds."""
+    from core.data.ingest import dataset_fingerprint
+
+    runs = ws.runs(kind, dataset, target)
+    if runs.empty:
+        return None
+    fp = dataset_fingerprint(ws, dataset)
+    for run_id in runs["id"]:
+        run = ws.load_run(run_id)
+        if run["provenance"].get("dataset_fingerprint") == fp and (where is None or where(run)):
+            return run
+    return None
+
+
 def load_demo(ws: Workspace, *, progress: Progress | None = None, names: tuple[str, ...] = DEMO_DATASETS) -> dict[str, IngestReport | None]:
     """Ingest the bundled demo datasets that the workspace does not have yet."""
     have = set(ws.datasets().query("status == 'ready'")["name"])

@@ -43,7 +43,8 @@ class DIRunConfig:
     refit : refit the scorer for every curve resample (the band then includes the luck
         of the fit split; slower).
     compare : also run every scorer (for the comparison table).
-    mia_mode : text scored by the MIA run made when none exists yet.
+    mia_mode : text mode of the MIA run to read (and to make when none exists yet).
+    mia_run : id of the MIA run to read (default: the newest matching one).
     """
 
     scorer: str = "auto"
@@ -54,6 +55,7 @@ class DIRunConfig:
     refit: bool = False
     compare: bool = False
     mia_mode: str = "generated"
+    mia_run: str | None = None
 
     def __post_init__(self) -> None:
         from core.di import get_scorer
@@ -168,7 +170,9 @@ def blind_confound(ws: Workspace, dataset: str) -> tuple[float | None, str | Non
     (:func:`core.blind.verdict.blind_verdict`)."""
     from core.blind.verdict import verdict_of_run
 
-    run = ws.latest_run("blind", dataset)
+    from core.pipeline.common import current_run
+
+    run = current_run(ws, "blind", dataset)
     if run is None:
         return None, None, None
     v = verdict_of_run(run["result"])
@@ -274,8 +278,27 @@ def headline(result: dict[str, Any]) -> str:
     )
 
 
-def latest_mia(ws: Workspace, dataset: str, target: str) -> dict | None:
-    return ws.latest_run("mia", dataset, target)
+def latest_mia(ws: Workspace, dataset: str, target: str, mode: str | None = None) -> dict | None:
+    """The newest MIA run of (dataset, target) that scored the dataset as it is now (same
+    clips and labels) and, when ``mode`` is given, with that text mode; None when none does."""
+    from core.pipeline.common import current_run
+
+    return current_run(ws, "mia", dataset, target,
+                       where=None if mode is None else (lambda r: r["config"].get("mode", "generated") == mode))
+
+
+def _mia_run_for(ws: Workspace, dataset: str, target: str, config: "DIRunConfig") -> dict | None:
+    """The MIA run dataset inference reads: the one named in ``config.mia_run`` (checked
+    to belong to this dataset and target), else :func:`latest_mia` in ``config.mia_mode``."""
+    if not config.mia_run:
+        return latest_mia(ws, dataset, target, config.mia_mode)
+    try:
+        run = ws.load_run(config.mia_run)
+    except KeyError:
+        raise ValueError(f"no run {config.mia_run!r}") from None
+    if run["kind"] != "mia" or run["dataset"] != dataset or run["target"] != target:
+        raise ValueError(f"run {config.mia_run!r} is not an MIA run of {target} on {dataset}")
+    return run
 
 
 def audit_di(
@@ -290,13 +313,15 @@ def audit_di(
 ) -> tuple[str, dict]:
     """Dataset inference of ``target`` on ``dataset``; stores and returns the run.
 
-    Reuses the latest MIA run of (dataset, target), or runs :func:`core.pipeline.mia.audit_mia`
-    first when there is none.
+    Reads the MIA run named in ``config.mia_run``, else the newest one of (dataset,
+    target) in ``config.mia_mode`` made on the dataset as it is now; runs
+    :func:`core.pipeline.mia.audit_mia` first when there is none. The run read is recorded
+    (``mia_run``, its mode), so a re-run upstream never silently changes this one.
     """
     from core.di import dataset_inference, pvalue_curve
 
     t0 = time.perf_counter()
-    mia_run = latest_mia(ws, dataset, target)
+    mia_run = _mia_run_for(ws, dataset, target, config)
     if mia_run is None:
         from core.pipeline.mia import MIAConfig, audit_mia
 
@@ -357,6 +382,7 @@ def audit_di(
         "blind_verdict": blind_level,
         "blind_auc": blind_auc,
         "mia_run": mia_run["id"],
+        "mia_mode": mia_run["config"].get("mode", "generated"),
         "failed_clips": failed,
         "mia_auc": mia_run["result"].get("auc"),
         "indicators": list(inp.keys),

@@ -62,7 +62,9 @@ class MIAConfig:
 
 
 def _blind_scores(ws: Workspace, dataset: str) -> tuple[dict | None, pd.Series | None]:
-    run = ws.latest_run("blind", dataset)
+    from core.pipeline.common import current_run
+
+    run = current_run(ws, "blind", dataset)  # never a run made on an earlier version of the dataset
     if run is None:
         return None, None
     scores = run["result"].get("scores")

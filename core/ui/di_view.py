@@ -27,6 +27,19 @@ def controls() -> tuple[str, float, bool]:
     return scorer, alpha, compare
 
 
+def upstream_notice(ws, run: dict) -> None:
+    """Say so when the MIA run this DI run read is no longer the one a new run would read
+    (a newer MIA run, or the dataset changed since)."""
+    from core.pipeline.di import latest_mia
+
+    mode = run["result"].get("mia_mode", run["config"].get("mia_mode", "generated"))
+    current = latest_mia(ws, run["dataset"], run["target"], mode)
+    if current is None:
+        st.warning("The dataset changed since the MIA run this result reads: press **Run dataset inference** to redo both.")
+    elif current["id"] != run["result"].get("mia_run"):
+        st.info(f"A newer MIA run (`{current['id']}`) exists: press **Run dataset inference** to read it.")
+
+
 def verdict(result: dict) -> None:
     """The outcome in one sentence (red: evidence of use; green: none), then every caveat."""
     text = result.get("headline") or result["verdict"]
