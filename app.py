@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.ui import page_setup
-from core.ui.home import overview
+from core.ui.home import cache_panel, overview
 
 ws = page_setup("Home")
 st.title("Overheard")
@@ -16,3 +16,4 @@ c1.markdown("**1 · Is the comparison fair?**  \nBlind baseline: can members and
 c2.markdown("**2 · Does the model remember clips?**  \nPer-sample membership inference with ROC, AUC intervals and TPR at low FPR.")
 c3.markdown("**3 · Was this collection used?**  \nDataset inference: many weak signals into one Welch t-test, with a null check.")
 overview(ws)
+cache_panel(ws)

@@ -101,6 +101,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from core.pipeline.common import cache_overview
+    from core.runtime.cache import clear_cache
+
+    _, ws = _workspace(args)
+    freed = None
+    if args.clear:
+        part, _, name = args.clear.partition("/")
+        try:
+            freed = clear_cache(ws.cache_dir, None if part == "all" else part, name or None)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    df = cache_overview(ws)
+    text = df.to_string(index=False) if not df.empty else "cache is empty"
+    text += f"\ntotal {df['bytes'].sum() / 1e6:.1f} MB in {ws.cache_dir}" + (f"; freed {freed / 1e6:.1f} MB" if freed is not None else "")
+    _emit(args, {"entries": df.to_dict("records"), "total_bytes": int(df["bytes"].sum()), "freed_bytes": freed}, text)
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from core.targets import list_targets
 
@@ -347,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("datasets", parents=[common], help="list datasets")
     s.set_defaults(fn=cmd_datasets)
+
+    s = sub.add_parser("cache", parents=[common], help="show the evidence and feature cache (and clear it)")
+    s.add_argument("--clear", metavar="WHAT", help="all, evidence, features, or evidence/FINGERPRINT, features/NAME")
+    s.set_defaults(fn=cmd_cache)
 
     s = sub.add_parser("demo", parents=[common], help="load the bundled demo datasets (or rebuild the corpus)")
     s.add_argument("action", nargs="?", default="load", choices=["load", "build-corpus"])

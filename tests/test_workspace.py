@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from core.runtime.store import Workspace, atomic_write
@@ -83,3 +84,46 @@ def test_concurrent_ingests_do_not_corrupt(tmp_path):
     assert ws.query("SELECT COUNT(*) AS n FROM clips")["n"].iloc[0] == 80
     files = [p for p in ws.audio_dir.rglob("*") if p.is_file()]
     assert len(files) == 80
+
+
+def test_cache_is_listed_per_model_and_cleared_on_request(tmp_path, audio_folder, monkeypatch, capsys):
+    """The cache never evicts: its size per fingerprint is shown (CLI and Home page) and
+    clearing one fingerprint, one part or everything frees exactly that."""
+    import json as _json
+    from pathlib import Path as _Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.cli import main
+    from core.pipeline.common import cache_overview
+    from core.runtime.cache import clear_cache
+    from core.runtime.store import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    for part, name, n in (("evidence", "aaaa", 3), ("evidence", "bbbb", 2), ("features", "acoustic-x", 4)):
+        for i in range(n):
+            p = ws.cache_dir / part / name / f"{i:02d}" / f"{i}.ev"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"x" * (100 + i))
+    ws.save_run("mia", dataset="d", target="zoo:lalm-small", config={}, result={}, provenance={"model_fingerprint": "aaaa"})
+    df = cache_overview(ws).set_index("name")
+    assert df.loc["aaaa", "used_by"] == "zoo:lalm-small" and df.loc["aaaa", "files"] == 3 and df.loc["aaaa", "bytes"] == 303
+    assert main(["cache", "--workspace", str(ws.root), "--json"]) == 0
+    assert _json.loads(capsys.readouterr().out)["total_bytes"] == 303 + 201 + 406
+    assert main(["cache", "--clear", "evidence/bbbb", "--workspace", str(ws.root), "--json"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["freed_bytes"] == 201 and {e["name"] for e in out["entries"]} == {"aaaa", "acoustic-x"}
+    assert main(["cache", "--clear", "evidence/../x", "--workspace", str(ws.root)]) == 2
+    with pytest.raises(ValueError):
+        clear_cache(ws.cache_dir, "runs")
+
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
+    at = AppTest.from_file(str(_Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception and at.expander[0].label == "Cache: 0.0 MB"  # 709 bytes
+    at.selectbox(key="cache-clear-pick").set_value("everything")
+    at.checkbox(key="cache-clear-sure").check().run()
+    at.button(key="cache-clear").click().run()
+    assert any("Freed" in s.value for s in at.success)
+    assert cache_overview(ws).empty and ws.load_run(ws.runs("mia").iloc[0]["id"])["target"] == "zoo:lalm-small"

@@ -306,3 +306,18 @@ def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key
     return evidence, fp, computed
 
 
+
+
+def cache_overview(ws: Workspace) -> pd.DataFrame:
+    """The workspace's cache folders (:func:`core.runtime.cache.cache_entries`), each model
+    fingerprint named by the targets whose runs used it."""
+    from core.runtime.cache import cache_entries
+
+    used: dict[str, set[str]] = {}
+    runs = ws.query("SELECT target, provenance FROM runs")
+    for target, prov in runs.itertuples(index=False):
+        fp = json.loads(prov or "{}").get("model_fingerprint")
+        if fp and target:
+            used.setdefault(fp, set()).add(target)
+    rows = [r | {"used_by": ", ".join(sorted(used.get(r["name"], ()))) if r["part"] == "evidence" else ""} for r in cache_entries(ws.cache_dir)]
+    return pd.DataFrame(rows, columns=["part", "name", "used_by", "files", "bytes"])

@@ -178,3 +178,34 @@ def cache_usage(cache_dir: Path) -> dict[str, int]:
             if sub.is_dir():
                 out[sub.name] = sum(p.stat().st_size for p in sub.rglob("*") if p.is_file())
     return out
+
+
+def cache_entries(cache_dir: Path) -> list[dict]:
+    """One row per cache folder: ``part`` (evidence or features), ``name`` (a model
+    fingerprint, or a feature set), ``files`` and ``bytes``. The cache never evicts on its
+    own; :func:`clear_cache` removes what the user chooses."""
+    rows: list[dict] = []
+    root = Path(cache_dir)
+    for part in ("evidence", "features"):
+        base = root / part
+        if not base.is_dir():
+            continue
+        for sub in sorted(p for p in base.iterdir() if p.is_dir()):
+            files = [p for p in sub.rglob("*") if p.is_file()]
+            rows.append({"part": part, "name": sub.name, "files": len(files), "bytes": sum(p.stat().st_size for p in files)})
+    return rows
+
+
+def clear_cache(cache_dir: Path, part: str | None = None, name: str | None = None) -> int:
+    """Remove cached evidence and features: everything, one ``part``, or one folder of it.
+    Returns the bytes freed. Runs stay; a later audit recomputes what it needs."""
+    if part not in (None, "evidence", "features"):
+        raise ValueError(f"unknown cache part {part!r}; valid: evidence, features")
+    if name is not None and (part is None or "/" in name or name in ("", ".", "..")):
+        raise ValueError("a cache folder name needs its part (evidence or features) and no '/'")
+    freed = 0
+    for row in cache_entries(cache_dir):
+        if (part is None or row["part"] == part) and (name is None or row["name"] == name):
+            shutil.rmtree(Path(cache_dir) / row["part"] / row["name"], ignore_errors=True)
+            freed += row["bytes"]
+    return freed
