@@ -129,3 +129,40 @@ def test_matching_lowers_blind_auc_on_a_partially_shifted_split(tmp_path, worksp
     clips = workspace.analysis_clips("partial-matched")
     assert len(clips) == res["n_clips"] == 2 * m["n_pairs"]
     assert clips["y"].sum() == m["n_pairs"]
+
+
+def test_any_registered_audio_group_runs_through_the_pipeline_and_is_cached(tmp_path, audio_folder):
+    """A feature group that reads audio (not only the built-in acoustic one: egemaps, a
+    plugin) gets the clips' audio from the blind pipeline, in batches, cached per clip."""
+    import pandas as pd
+
+    from core.blind.registry import register_group, unregister_group
+    from core.data.audio import load_analysis
+    from core.runtime.store import Workspace
+
+    calls = []
+
+    @register_group("peak_test", description="peak and RMS (test plugin)", needs=("audio",))
+    def _peak(inputs):
+        audio = list(inputs.audio)
+        calls.append(len(audio))
+        return pd.DataFrame({"peak": [float(np.abs(a).max()) for a in audio], "rms": [float(np.sqrt(np.mean(a ** 2))) for a in audio]})
+
+    try:
+        ws = Workspace(tmp_path / "ws")
+        ingest_path(ws, audio_folder, "d")
+        cfg = BlindRunConfig(groups=("metadata", "peak_test"), n_boot=20, n_perm=10, batch_size=3)
+        _, out = audit_blind(ws, "d", cfg)
+        assert "peak_test" in out["auc"] and calls == [3, 3, 2]
+        clips = ws.analysis_clips("d")
+        from core.pipeline.blind import audio_group_cached
+        from core.runtime.settings import Settings
+
+        settings = Settings.from_env(ws.root)
+        table = audio_group_cached(ws, clips, "peak_test", settings=settings)
+        assert calls == [3, 3, 2], "a cached run recomputed"
+        ref = [float(np.abs(load_analysis(ws.read_audio(h), settings.analysis_sr)).max()) for h in clips["clip_hash"]]
+        np.testing.assert_allclose(table["peak"].to_numpy(), ref)
+        assert list(table.columns) == ["peak", "rms"]
+    finally:
+        unregister_group("peak_test")

@@ -14,7 +14,7 @@ from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
 from core.runtime.cache import FeatureCache
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
-from core.runtime.store import Workspace
+from core.runtime.store import Workspace, atomic_write
 
 DEFAULT_GROUPS = ("metadata", "text", "acoustic")
 
@@ -95,13 +95,70 @@ def blind_tables(
 ) -> tuple[dict, list[str]]:
     """Feature tables of ``groups`` for ``clips``; acoustic features come from the cache."""
     from core.blind import build_tables
+    from core.blind.registry import get_group
 
-    cheap = [g for g in groups if g != "acoustic"]
+    # groups that read audio stream it in cached batches; the others read the metadata
+    audio_groups = [g for g in groups if "audio" in get_group(g).needs]
+    cheap = [g for g in groups if g not in audio_groups]
     meta = clips.reset_index(drop=True)
     tables, notes = build_tables(cheap, metadata=meta, texts=meta["text"].fillna("").tolist()) if cheap else ({}, [])
-    if "acoustic" in groups:
-        tables["acoustic"] = acoustic_features_cached(ws, clips, settings=settings, batch_size=batch_size, progress=progress, cancelled=cancelled).reset_index(drop=True)
+    for g in audio_groups:
+        if g == "acoustic":
+            tables[g] = acoustic_features_cached(ws, clips, settings=settings, batch_size=batch_size, progress=progress, cancelled=cancelled).reset_index(drop=True)
+            continue
+        ok, msg = get_group(g).availability()
+        if not ok:
+            notes.append(f"{g}: {msg}")
+            continue
+        tables[g] = audio_group_cached(ws, clips, g, settings=settings, batch_size=batch_size, progress=progress, cancelled=cancelled).reset_index(drop=True)
     return {g: tables[g] for g in groups if g in tables}, notes
+
+
+def audio_group_cached(
+    ws: Workspace,
+    clips: pd.DataFrame,
+    group: str,
+    *,
+    settings: Settings,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+) -> pd.DataFrame:
+    """Table of a registered audio feature group for ``clips`` (rows in order), computed
+    in batches of streamed audio, cached per clip like the acoustic features. The group's
+    column names are kept beside its cache, so a fully cached run needs no audio."""
+    from core.blind import build_tables
+    from core.data.audio import load_analysis
+
+    tag = hashlib.sha256(json.dumps({"group": group, "sr": settings.analysis_sr}).encode()).hexdigest()[:12]
+    cache = FeatureCache(ws.cache_dir, f"{group}-{tag}")
+    columns_file = cache.root / "columns.json"
+    hashes = clips["clip_hash"].tolist()
+    rows: list[np.ndarray | None] = [cache.get(h) for h in hashes]
+    columns = json.loads(columns_file.read_text()) if columns_file.exists() else None
+    misses = [i for i, r in enumerate(rows) if r is None or columns is None]
+    meta = clips.reset_index(drop=True)
+    done = len(hashes) - len(misses)
+    for start in range(0, len(misses), batch_size):
+        if cancelled():
+            raise InterruptedError("cancelled")
+        idx = misses[start : start + batch_size]
+        audio = [load_analysis(ws.read_audio(hashes[i]), settings.analysis_sr, limits=settings.limits) for i in idx]
+        tables, notes = build_tables([group], metadata=meta.iloc[idx].reset_index(drop=True), audio=audio, sr=settings.analysis_sr,
+                                     device=None if settings.device == "auto" else settings.device)
+        if group not in tables:
+            raise ValueError(f"feature group {group!r} gave no table ({'; '.join(notes) or 'no reason given'})")
+        table = tables[group]
+        if columns is None:
+            columns = [str(c) for c in table.columns]
+            atomic_write(columns_file, json.dumps(columns).encode())
+        for i, vec in zip(idx, table.to_numpy(dtype=np.float64)):
+            cache.put(hashes[i], vec)
+            rows[i] = vec
+        done += len(idx)
+        if progress:
+            progress(done, len(hashes), f"{group} features")
+    return pd.DataFrame(np.stack(rows) if rows else np.empty((0, len(columns or []))), columns=columns, index=pd.Index(hashes, name="clip_hash"))
 
 
 def audit_blind(
