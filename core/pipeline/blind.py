@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,42 @@ class BlindRunConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+def _cached_rows(
+    ws: Workspace,
+    clips: pd.DataFrame,
+    cache: FeatureCache,
+    compute: Callable[[list[int], list[np.ndarray]], np.ndarray],
+    *,
+    settings: Settings,
+    batch_size: int,
+    label: str,
+    progress: Progress | None,
+    cancelled: Cancelled,
+    recompute_all: bool = False,
+) -> list[np.ndarray]:
+    """Per-clip feature vectors in ``clips`` order: cache hits read, misses computed by
+    ``compute(row indices, analysis audio)`` in batches of streamed audio (a dataset's
+    audio is never held whole in memory), each saved as it is made so a rerun resumes."""
+    from core.data.audio import load_analysis
+
+    hashes = clips["clip_hash"].tolist()
+    rows: list[np.ndarray | None] = [None if recompute_all else cache.get(h) for h in hashes]
+    misses = [i for i, r in enumerate(rows) if r is None]
+    done = len(hashes) - len(misses)
+    for start in range(0, len(misses), batch_size):
+        if cancelled():
+            raise InterruptedError("cancelled")
+        idx = misses[start : start + batch_size]
+        audio = [load_analysis(ws.read_audio(hashes[i]), settings.analysis_sr, limits=settings.limits) for i in idx]
+        for i, vec in zip(idx, compute(idx, audio)):
+            cache.put(hashes[i], vec)
+            rows[i] = vec
+        done += len(idx)
+        if progress:
+            progress(done, len(hashes), label)
+    return rows  # type: ignore[return-value]
+
+
 def acoustic_features_cached(
     ws: Workspace,
     clips: pd.DataFrame,
@@ -55,32 +92,17 @@ def acoustic_features_cached(
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
 ) -> pd.DataFrame:
-    """Acoustic feature table for ``clips`` (rows in order), computing only cache misses,
-    streamed in batches so a dataset's audio is never held whole in memory."""
+    """Acoustic feature table for ``clips`` (rows in order), computing only cache misses."""
     from core.blind.acoustic import DEFAULT_CONFIG, acoustic_features
-    from core.data.audio import load_analysis
 
     cfg = DEFAULT_CONFIG
     names = cfg.feature_names()
     tag = hashlib.sha256(json.dumps({"cfg": repr(cfg), "sr": settings.analysis_sr}).encode()).hexdigest()[:12]
-    cache = FeatureCache(ws.cache_dir, f"acoustic-{tag}")
-    hashes = clips["clip_hash"].tolist()
-    rows: list[np.ndarray | None] = [cache.get(h) for h in hashes]
-    misses = [i for i, r in enumerate(rows) if r is None]
-    done = len(hashes) - len(misses)
-    for start in range(0, len(misses), batch_size):
-        if cancelled():
-            raise InterruptedError("cancelled")
-        idx = misses[start : start + batch_size]
-        audio = [load_analysis(ws.read_audio(hashes[i]), settings.analysis_sr, limits=settings.limits) for i in idx]
-        feats = acoustic_features(audio, sr=settings.analysis_sr, device=None if settings.device == "auto" else settings.device, config=cfg)
-        for i, vec in zip(idx, feats):
-            cache.put(hashes[i], vec)
-            rows[i] = vec
-        done += len(idx)
-        if progress:
-            progress(done, len(hashes), "acoustic features")
-    return pd.DataFrame(np.stack(rows) if rows else np.empty((0, len(names))), columns=names, index=pd.Index(hashes, name="clip_hash"))
+    device = None if settings.device == "auto" else settings.device
+    rows = _cached_rows(ws, clips, FeatureCache(ws.cache_dir, f"acoustic-{tag}"),
+                        lambda idx, audio: acoustic_features(audio, sr=settings.analysis_sr, device=device, config=cfg),
+                        settings=settings, batch_size=batch_size, label="acoustic features", progress=progress, cancelled=cancelled)
+    return pd.DataFrame(np.stack(rows) if rows else np.empty((0, len(names))), columns=names, index=pd.Index(clips["clip_hash"].tolist(), name="clip_hash"))
 
 
 def blind_tables(
@@ -128,36 +150,27 @@ def audio_group_cached(
     in batches of streamed audio, cached per clip like the acoustic features. The group's
     column names are kept beside its cache, so a fully cached run needs no audio."""
     from core.blind import build_tables
-    from core.data.audio import load_analysis
 
     tag = hashlib.sha256(json.dumps({"group": group, "sr": settings.analysis_sr}).encode()).hexdigest()[:12]
     cache = FeatureCache(ws.cache_dir, f"{group}-{tag}")
     columns_file = cache.root / "columns.json"
-    hashes = clips["clip_hash"].tolist()
-    rows: list[np.ndarray | None] = [cache.get(h) for h in hashes]
-    columns = json.loads(columns_file.read_text()) if columns_file.exists() else None
-    misses = [i for i, r in enumerate(rows) if r is None or columns is None]
+    columns: list[str] | None = json.loads(columns_file.read_text()) if columns_file.exists() else None
     meta = clips.reset_index(drop=True)
-    done = len(hashes) - len(misses)
-    for start in range(0, len(misses), batch_size):
-        if cancelled():
-            raise InterruptedError("cancelled")
-        idx = misses[start : start + batch_size]
-        audio = [load_analysis(ws.read_audio(hashes[i]), settings.analysis_sr, limits=settings.limits) for i in idx]
+    hashes = clips["clip_hash"].tolist()
+
+    def compute(idx: list[int], audio: list[np.ndarray]) -> np.ndarray:
+        nonlocal columns
         tables, notes = build_tables([group], metadata=meta.iloc[idx].reset_index(drop=True), audio=audio, sr=settings.analysis_sr,
                                      device=None if settings.device == "auto" else settings.device)
         if group not in tables:
             raise ValueError(f"feature group {group!r} gave no table ({'; '.join(notes) or 'no reason given'})")
-        table = tables[group]
         if columns is None:
-            columns = [str(c) for c in table.columns]
+            columns = [str(c) for c in tables[group].columns]
             atomic_write(columns_file, json.dumps(columns).encode())
-        for i, vec in zip(idx, table.to_numpy(dtype=np.float64)):
-            cache.put(hashes[i], vec)
-            rows[i] = vec
-        done += len(idx)
-        if progress:
-            progress(done, len(hashes), f"{group} features")
+        return tables[group].to_numpy(dtype=np.float64)
+
+    rows = _cached_rows(ws, clips, cache, compute, settings=settings, batch_size=batch_size, label=f"{group} features",
+                        progress=progress, cancelled=cancelled, recompute_all=columns is None)
     return pd.DataFrame(np.stack(rows) if rows else np.empty((0, len(columns or []))), columns=columns, index=pd.Index(hashes, name="clip_hash"))
 
 
