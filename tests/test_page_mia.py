@@ -89,3 +89,25 @@ def test_tts_consistency_filter_flags_and_drops(mia_ws):
                                    DisentangleConfig(conditions=("tts",), mia=cfg, max_realizations=1, drop_inconsistent=True, max_wer=0.99))
     d = dropped["details"]["tts"]
     assert d["consistency"]["dropped"] == sum(w > 0.99 for w in wers)
+
+
+def test_a_plugin_variant_gets_the_transcript_check_by_its_registration(mia_ws):
+    """The consistency check follows the variant's registered ``check``, not its name: a
+    plugin that plays the clip back unchanged is checked like the built-in speech
+    resynthesis and scores like the original."""
+    from core.disentangle.registry import _VARIANTS, register_variant
+
+    @register_variant("echo_test", description="the clip, unchanged (test plugin)", check="transcript")
+    def _echo(audio, text, *, sr, realization, **_):
+        return audio
+
+    try:
+        ws, mia, _ = mia_ws
+        cfg = MIAConfig(n_boot=50, n_perm=20, batch_size=16)
+        _, out = audit_disentangle(ws, "demo-speech", "zoo:lalm-small", DisentangleConfig(conditions=("echo_test",), mia=cfg))
+        d = out["details"]["echo_test"]
+        assert d["consistency"]["metric"] == "wer" and d["auc"] == pytest.approx(mia["auc"], abs=1e-9)
+    finally:
+        del _VARIANTS["echo_test"]
+    with pytest.raises(ValueError, match="check must be"):
+        register_variant("bad_test", check="vibes")(_echo)

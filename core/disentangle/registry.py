@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +30,12 @@ class VariantFamily:
     identify: Callable[[dict], dict] | None = None
     options: tuple[str, ...] = ()
     make_batch: Callable[..., list[NDArray[np.float32]]] | None = None
+    check: Literal["transcript", "caption"] | None = None
+    """How a resynthesis is checked for carrying its clip's content: ``transcript`` (the
+    audited model's transcription against the clip's words, when it transcribes),
+    ``caption`` (CLAP similarity to the caption, when a CLAP model is given), or None."""
+    original: bool = False
+    """The clip itself (no rendering; its evidence is the plain MIA's)."""
 
 
 _VARIANTS: dict[str, VariantFamily] = {}
@@ -37,7 +43,8 @@ _VARIANTS: dict[str, VariantFamily] = {}
 
 def register_variant(name: str, *, realizations: int = 1, description: str = "", needs_text: bool = False,
                      options: tuple[str, ...] = (), identify: Callable[[dict], dict] | None = None,
-                     make_batch: Callable[..., list] | None = None) -> Callable[[MakeFn], MakeFn]:
+                     make_batch: Callable[..., list] | None = None, check: Literal["transcript", "caption"] | None = None,
+                     original: bool = False) -> Callable[[MakeFn], MakeFn]:
     """Register ``make`` under ``name``; ``options`` are the option names it accepts.
 
     ``make_batch(audios, texts, *, sr, realization, clip_hashes, **options)``, when given,
@@ -48,7 +55,9 @@ def register_variant(name: str, *, realizations: int = 1, description: str = "",
     def deco(fn: MakeFn) -> MakeFn:
         if name in _VARIANTS:
             raise ValueError(f"variant {name!r} is already registered")
-        _VARIANTS[name] = VariantFamily(name, fn, realizations, description, needs_text, identify, options, make_batch)
+        if check not in (None, "transcript", "caption"):
+            raise ValueError(f"check must be None, 'transcript' or 'caption', got {check!r}")
+        _VARIANTS[name] = VariantFamily(name, fn, realizations, description, needs_text, identify, options, make_batch, check, original)
         return fn
 
     return deco

@@ -17,7 +17,7 @@ TTS_REFERENCE_VOICES = (
 )
 
 
-@register_variant("original", description="the clip as uploaded")
+@register_variant("original", description="the clip as uploaded", original=True)
 def original(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, **_) -> NDArray[np.float32]:
     return audio
 
@@ -40,7 +40,7 @@ def _identify_tts(options: dict) -> dict:
     return identify_voice(options)
 
 
-@register_variant("tts", realizations=3, needs_text=True, options=("piper_voice",), identify=_identify_tts,
+@register_variant("tts", realizations=3, needs_text=True, check="transcript", options=("piper_voice",), identify=_identify_tts,
                   description="the transcript spoken by reference voices unrelated to the dataset "
                               "(eSpeak NG, or a local Piper voice with option piper_voice=PATH.onnx)")
 def tts(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str,
@@ -72,7 +72,7 @@ def _tta_batch(audios, texts, *, sr: int, realization: int, clip_hashes, **optio
                            seeds=[seed_for(h, realization, "tta") for h in clip_hashes], **options)
 
 
-@register_variant("tta", realizations=3, needs_text=True, options=("generator", "steps", "guidance"), identify=_identify_tta,
+@register_variant("tta", realizations=3, needs_text=True, check="caption", options=("generator", "steps", "guidance"), identify=_identify_tta,
                   make_batch=_tta_batch,
                   description="the caption rendered by a text-to-audio model (default the zoo diffusion model "
                               "zoo:diffusion-large; option generator=PATH for a local diffusers pipeline), three seeds")

@@ -84,7 +84,7 @@ def audit_disentangle(
     missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
     # The audited model's own transcription checks resynthesized speech, when it transcribes.
     transcribes = config.mia.mode == "generated" and get_target(target, settings.device, config.mia.loader_options()).family == "audio-language"
-    clap = _clap(config.clap_model, settings) if config.clap_model and "tta" in config.conditions else None
+    clap = _clap(config.clap_model, settings) if config.clap_model and any(f.check == "caption" for f in families.values()) else None
     conditions: dict[str, dict] = {}
     failed_clips: dict[str, dict] = {}  # clip hash -> why it could not be scored (first condition it failed in)
     decoded: dict[str, dict[str, str]] = {}
@@ -104,8 +104,8 @@ def audit_disentangle(
                 if progress:
                     progress(_s * total + done, len(plan) * total, f"{cond} #{r + 1}")
 
-            variant = None if cond == "original" else Variant(fam, r, resolved[cond])
-            scored = _ClapCache(ws, clap, variant) if (clap is not None and cond == "tta") else None
+            variant = None if fam.original else Variant(fam, r, resolved[cond])
+            scored = _ClapCache(ws, clap, variant) if (clap is not None and fam.check == "caption") else None
             scored_clips, evidence, fp, _, failed = extract_evidence(
                 ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant,
                 progress=prog, cancelled=cancelled, on_inputs=scored.add if scored else None)
@@ -118,7 +118,7 @@ def audit_disentangle(
             tables.append(indicator_table(evidence).reindex(clips["clip_hash"]).reset_index(drop=True))
             if r == 0:
                 decoded[cond] = {ev.clip_hash: ev.text for ev in evidence}
-            if cond == "tts" and transcribes:
+            if fam.check == "transcript" and transcribes:
                 # Synthio-style consistency: does the audited model hear the same words?
                 w = {ev.clip_hash: word_error_rate(t or "", ev.text) for t, ev in zip(scored_clips["text"], evidence)}
                 wers.append(np.array([w.get(h, np.nan) for h in clips["clip_hash"]]))
