@@ -259,6 +259,7 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
     variant_options = {"tts": {"piper_voice": args.piper_voice}, "tta": {"generator": args.tta_generator, "steps": args.tta_steps}}
     variant_options = {c: {k: v for k, v in o.items() if v} for c, o in variant_options.items()}
     cfg = DisentangleConfig(conditions=conds, mia=MIAConfig(mode=args.mode, seed=args.seed, n_boot=args.n_boot,
+                                                            grouping=args.grouping, n_perm=args.n_perm, signed=not args.unsigned,
                                                             target_options=_target_options(args), trust_remote_code=args.trust_remote_code),
                             max_realizations=max(1, min(3, args.realizations)), max_wer=args.max_wer,
                             drop_inconsistent=args.drop_inconsistent,
@@ -441,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-clap", type=float, default=0.3)
     s.add_argument("--max-wer", type=float, default=0.5, help="flag tts clips the audited model transcribes with a higher word error rate")
     s.add_argument("--drop-inconsistent", action="store_true", help="drop flagged resynthesized clips instead of keeping them")
+    s.add_argument("--unsigned", action="store_true", help="as for overheard mia")
+    _inference_flags(s)
     _target_flags(s)
     s.set_defaults(fn=cmd_disentangle)
 

@@ -2,7 +2,7 @@
 audit: nothing raises, nothing is lost, every refusal has a reason, and a clip the model
 cannot score is listed while the others are analysed.
 
-The default run uses 60 cases; the slow run 400 (``bench/hostile_run.py``: 600, for the
+The default run uses 60 cases; the slow run 250 (``bench/hostile_run.py``: 600, for the
 README's figures).
 """
 
@@ -75,6 +75,6 @@ def test_hostile_corpus_every_way_in_and_through_an_audit(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_large_hostile_corpus(tmp_path: Path) -> None:
-    out = _run(tmp_path, 400, seed=2)
+    out = _run(tmp_path, 250, seed=2)
     audit = _audit(out["ws"], "folder")
     print(f"\nhostile corpus: {out['cases']} cases, {out['written']} written; folder {out['folder']}; zip {out['zip']}; upload {out['upload']}; audit {audit}")

@@ -20,7 +20,7 @@ def mia_ws(tmp_path_factory):
 
     ws = Workspace(tmp_path_factory.mktemp("mia") / "ws")
     ingest_path(ws, assets_dir() / "demo" / "demo-speech", "demo-speech")
-    cfg = MIAConfig(n_boot=200, batch_size=16)
+    cfg = MIAConfig(n_boot=200, n_perm=50, batch_size=16)
     _, mia = audit_mia(ws, "demo-speech", "zoo:lalm-small", cfg)
     _, dis = audit_disentangle(ws, "demo-speech", "zoo:lalm-small", DisentangleConfig(conditions=("original", "silence"), mia=cfg))
     return ws, mia, dis

@@ -194,8 +194,16 @@ def test_di_reads_the_mia_run_of_its_mode_and_records_it(tmp_path):
     from core.runtime.store import Workspace
     from core.targets.zoo.registry import assets_dir
 
+    import shutil
+
+    src = assets_dir() / "demo" / "demo-speech"
+    for lab in ("members", "nonmembers"):  # 30 + 30 clips of the demo are enough here
+        (tmp_path / "sub" / lab).mkdir(parents=True)
+        for f in sorted((src / lab).glob("*.flac"))[:30]:
+            shutil.copy(f, tmp_path / "sub" / lab / f.name)
+            shutil.copy(f.with_suffix(".txt"), tmp_path / "sub" / lab / f.with_suffix(".txt").name)
     ws = Workspace(tmp_path / "ws")
-    ingest_path(ws, assets_dir() / "demo" / "demo-speech", "speech")
+    ingest_path(ws, tmp_path / "sub", "speech")
     cfg = dict(n_boot=50, n_perm=10)
     gen_id, _ = audit_mia(ws, "speech", "zoo:lalm-small", MIAConfig(mode="generated", **cfg))
     given_id, _ = audit_mia(ws, "speech", "zoo:lalm-small", MIAConfig(mode="given", **cfg))

@@ -183,7 +183,7 @@ def test_disentangle_tta_with_clap_check_from_the_cli(sounds_subset, tmp_path, c
     assert main(["ingest", str(sounds_subset), "--name", "s", "--workspace", str(ws)]) == 0
     capsys.readouterr()
     args = ["disentangle", "--dataset", "s", "--target", "zoo:diffusion-small", "--conditions", "original,tta",
-            "--realizations", "1", "--tta-steps", "3", "--clap-model", str(clap), "--n-boot", "50", "--workspace", str(ws), "--json"]
+            "--realizations", "1", "--tta-steps", "3", "--clap-model", str(clap), "--n-boot", "50", "--n-perm", "30", "--workspace", str(ws), "--json"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["n"] == 16 and set(out["conditions"]) == {"original", "tta"}
@@ -191,7 +191,8 @@ def test_disentangle_tta_with_clap_check_from_the_cli(sounds_subset, tmp_path, c
     c = tta["consistency"]
     assert c["metric"] == "clap" and c["dropped"] == 0 and 0 <= c["flagged"] <= 16 and -1 <= c["mean_clap"] <= 1
     run = Workspace(ws).latest_run("disentangle", "s")
-    assert run["config"]["variant_options"]["tta"]["steps"] == 3
+    assert run["config"]["variant_options"]["tta"]["steps"] == 3 and run["config"]["mia"]["n_perm"] == 30
+    assert tta["inference"]["n_perm"] <= 30
     assert run["result"]["decoded_is_output"] is False  # a diffusion model reads captions, it does not write them
     # every clip flagged and dropped: the condition says why instead of computing an AUC
     assert main(args + ["--min-clap", "1.01", "--drop-inconsistent"]) == 0

@@ -1,7 +1,7 @@
 """Soak: the whole demo audit twice in one workspace while another process ingests.
 
 Pass one runs blind baseline, MIA on two targets, dataset inference, disentanglement and
-the report on ``demo-speech``; a second process meanwhile ingests a folder of its own
+the report on the demo's speech clips (60 per label, with their speakers); a second process meanwhile ingests a folder of its own
 into the same workspace through the CLI. Pass two repeats the audit. Nothing may be lost
 or duplicated (database integrity, every dataset complete), every number of pass two
 must equal pass one, and pass two must read its evidence from the cache.
@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.pipeline import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, audit_blind, audit_di, audit_disentangle, audit_mia, load_demo
+from core.data.ingest import ingest_path
+from core.pipeline import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, audit_blind, audit_di, audit_disentangle, audit_mia
 from core.runtime.store import Workspace
 from core.viz.report import build_report
 from tests.test_concurrency import _folder, _integrity
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASET = "demo-speech"
 TARGETS = ("zoo:lalm-small", "zoo:lalm-large")
 # fewer resamples than the defaults: the soak checks equality and integrity, not the level
-MIA = MIAConfig(n_boot=100, n_perm=30)
+MIA = MIAConfig(n_boot=50, n_perm=20)
 VOLATILE = {"seconds", "created", "computed", "id", "run_id", "blind_run", "mia_run", "timestamp"}
 
 
@@ -44,19 +45,42 @@ def _stable(obj):
 
 def _audit(ws: Workspace) -> dict:
     out: dict = {}
-    _, out["blind"] = audit_blind(ws, DATASET, BlindRunConfig(n_boot=100, n_perm=30))
+    _, out["blind"] = audit_blind(ws, DATASET, BlindRunConfig(n_boot=50, n_perm=20))
     for t in TARGETS:
         _, out[f"mia {t}"] = audit_mia(ws, DATASET, t, MIA)
-    _, out["di"] = audit_di(ws, DATASET, TARGETS[1], DIRunConfig(n_resamples=40, null_resamples=40))
-    _, out["disentangle"] = audit_disentangle(ws, DATASET, TARGETS[0], DisentangleConfig(conditions=("original", "silence", "noise", "tts"), mia=MIA, max_realizations=1))
+    _, out["di"] = audit_di(ws, DATASET, TARGETS[1], DIRunConfig(n_resamples=30, null_resamples=30))
+    _, out["disentangle"] = audit_disentangle(ws, DATASET, TARGETS[0], DisentangleConfig(conditions=("original", "silence", "noise"), mia=MIA, max_realizations=1))
     out["report"] = build_report(ws, DATASET, TARGETS[0])
     return out
+
+
+def _demo_subset(root: Path, n: int) -> Path:
+    """The first ``n`` clips per label of the demo's speech set, with their metadata rows
+    (speakers included, so folds stay grouped): the suite's time budget, not the kind of
+    data, sets the size."""
+    import csv
+    import shutil
+
+    from core.targets.zoo.registry import assets_dir
+
+    src = assets_dir() / "demo" / DATASET
+    with open(src / "metadata.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for lab in ("member", "nonmember") for r in [r for r in rows if r["label"] == lab][:n]]
+    for r in keep:
+        (root / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / r["path"], root / r["path"])
+    with open(root / "metadata.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return root
 
 
 def test_demo_audit_twice_beside_a_concurrent_ingest(tmp_path: Path) -> None:
     ws_dir = tmp_path / "ws"
     ws = Workspace(ws_dir)
-    load_demo(ws, names=(DATASET,))
+    ingest_path(ws, _demo_subset(tmp_path / "demo", 60), DATASET)
     before = ws.analysis_clips(DATASET)["clip_hash"].tolist()
     src = _folder(tmp_path / "side", 150, broken=True)
     ingest = subprocess.Popen([sys.executable, "-m", "core.cli", "--workspace", str(ws_dir), "--json", "ingest", str(src), "--name", "side"],
@@ -78,7 +102,7 @@ def test_demo_audit_twice_beside_a_concurrent_ingest(tmp_path: Path) -> None:
 
     # pass two read its evidence from the cache and reproduced every number
     for t in TARGETS:
-        assert first[f"mia {t}"]["computed"] == 200 and second[f"mia {t}"]["computed"] == 0
+        assert first[f"mia {t}"]["computed"] == 120 and second[f"mia {t}"]["computed"] == 0
         assert not second[f"mia {t}"]["failed_clips"]
     for key in ("blind", *(f"mia {t}" for t in TARGETS), "di", "disentangle"):
         assert _stable(second[key]) == _stable(first[key]), key

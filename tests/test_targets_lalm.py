@@ -97,7 +97,7 @@ def test_micro_card_and_safetensors_only(micro, members, target):
     assert card["epochs"] == lalm.MICRO.epochs and card["seed"] == lalm.MICRO.seed
     assert card["loss_per_epoch"][-1] < card["loss_per_epoch"][0]
     assert target.fingerprint == folder_fingerprint(
-        folder, {"adapter": "seq2seq", "version": 1, "dtype": "float32"}
+        folder, {"adapter": "seq2seq", "version": 1, "dtype": "float32", "max_new_tokens": target.max_new_tokens, "generate_kwargs": {}}
     )
 
 
@@ -241,6 +241,6 @@ def test_shipped_card_lists_the_demo_members(name):
     assert card["dataset"] == "demo-speech" and card["family"] == "audio-language"
     t = load_target(f"zoo:{name}", device="cpu")
     assert t.spec == f"zoo:{name}" and t.fingerprint == folder_fingerprint(
-        zoo_dir() / name, {"adapter": "seq2seq", "version": 1, "dtype": "float32"}
+        zoo_dir() / name, {"adapter": "seq2seq", "version": 1, "dtype": "float32", "max_new_tokens": t.max_new_tokens, "generate_kwargs": {}}
     )
     t.unload()
