@@ -35,3 +35,27 @@ def workspace(tmp_path: Path):
     from core.runtime.store import Workspace
 
     return Workspace(tmp_path / "ws")
+
+
+def demo_subset(dst: Path, n: int, dataset: str = "demo-speech") -> Path:
+    """The first ``n`` clips per label of a demo dataset, copied with their metadata rows
+    (speakers and transcripts included) into ``dst``: the demo's kind of data at the size
+    a test's time budget allows."""
+    import csv
+    import shutil
+
+    from core.targets.zoo.registry import assets_dir
+
+    src = assets_dir() / "demo" / dataset
+    with open(src / "metadata.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for lab in ("member", "nonmember") for r in [r for r in rows if r["label"] == lab][:n]]
+    assert len(keep) == 2 * n, f"{dataset} has fewer than {n} clips per label"
+    for r in keep:
+        (dst / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / r["path"], dst / r["path"])
+    with open(dst / "metadata.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return dst

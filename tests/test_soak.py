@@ -22,6 +22,7 @@ from core.data.ingest import ingest_path
 from core.pipeline import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, audit_blind, audit_di, audit_disentangle, audit_mia
 from core.runtime.store import Workspace
 from core.viz.report import build_report
+from tests.conftest import demo_subset
 from tests.test_concurrency import _folder, _integrity
 
 torch.set_num_threads(1)
@@ -54,33 +55,10 @@ def _audit(ws: Workspace) -> dict:
     return out
 
 
-def _demo_subset(root: Path, n: int) -> Path:
-    """The first ``n`` clips per label of the demo's speech set, with their metadata rows
-    (speakers included, so folds stay grouped): the suite's time budget, not the kind of
-    data, sets the size."""
-    import csv
-    import shutil
-
-    from core.targets.zoo.registry import assets_dir
-
-    src = assets_dir() / "demo" / DATASET
-    with open(src / "metadata.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    keep = [r for lab in ("member", "nonmember") for r in [r for r in rows if r["label"] == lab][:n]]
-    for r in keep:
-        (root / r["path"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src / r["path"], root / r["path"])
-    with open(root / "metadata.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(keep)
-    return root
-
-
 def test_demo_audit_twice_beside_a_concurrent_ingest(tmp_path: Path) -> None:
     ws_dir = tmp_path / "ws"
     ws = Workspace(ws_dir)
-    ingest_path(ws, _demo_subset(tmp_path / "demo", 60), DATASET)
+    ingest_path(ws, demo_subset(tmp_path / "demo", 60), DATASET)  # 60 per label: the suite's time budget
     before = ws.analysis_clips(DATASET)["clip_hash"].tolist()
     src = _folder(tmp_path / "side", 150, broken=True)
     ingest = subprocess.Popen([sys.executable, "-m", "core.cli", "--workspace", str(ws_dir), "--json", "ingest", str(src), "--name", "side"],

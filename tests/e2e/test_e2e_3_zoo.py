@@ -6,9 +6,7 @@ failure, not a skip."""
 
 from __future__ import annotations
 
-import csv
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from playwright.sync_api import expect
 from sklearn.metrics import roc_auc_score
 
 from conftest import App, metric_value
+from tests.conftest import demo_subset
 from server import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -41,19 +40,7 @@ def speech_dataset(workspace, tmp_path_factory) -> str:
 
     if DATASET in workspace.dataset_names():
         return DATASET
-    src = ROOT / "assets" / "demo" / "demo-speech"
-    dst = tmp_path_factory.mktemp("speech") / DATASET
-    with open(src / "metadata.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    keep = [r for r in rows if r["label"] == "member"][:PER_LABEL] + [r for r in rows if r["label"] == "nonmember"][:PER_LABEL]
-    assert len(keep) == 2 * PER_LABEL
-    for r in keep:
-        (dst / r["path"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / r["path"], dst / r["path"])
-    with open(dst / "metadata.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(keep)
+    dst = demo_subset(tmp_path_factory.mktemp("speech") / DATASET, PER_LABEL)
     ingest_path(workspace, dst, DATASET)
     return DATASET
 
