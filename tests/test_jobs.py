@@ -110,3 +110,18 @@ def test_a_hung_worker_shows_stalled_and_can_be_stopped_and_resumed(workspace, t
     jobs.resume(workspace, job_id)
     row = _wait(workspace, job_id, lambda r: r["status"] in ("done", "failed"))
     assert row["status"] == "done", row["error"]
+
+
+@pytest.mark.parametrize("kind", ["mia", "blind", "di", "disentangle", "crossdata"])
+def test_stage_configs_refuse_unknown_settings(kind):
+    """A misspelled or retired setting in a job's configuration is an error naming the
+    valid ones, never silently dropped; every config round-trips through its dict."""
+    from core.pipeline import BlindRunConfig, CrossDataConfig, DIRunConfig, DisentangleConfig, MIAConfig
+
+    cls = {"mia": MIAConfig, "blind": BlindRunConfig, "di": DIRunConfig, "disentangle": DisentangleConfig, "crossdata": CrossDataConfig}[kind]
+    cfg = cls()
+    assert cls.from_dict(cfg.to_dict()) == cfg
+    valid = sorted(cfg.to_dict())
+    with pytest.raises(ValueError, match=r"unknown .* setting\(s\): seeed; valid: ") as err:
+        cls.from_dict(cfg.to_dict() | {"seeed": 5})
+    assert all(k in str(err.value) for k in valid)

@@ -70,3 +70,31 @@ def test_the_selection_lives_in_the_url(env: Workspace, tmp_path: Path) -> None:
     assert at.selectbox(key="dataset").value == "other" and at.selectbox(key="target").value == "zoo:lalm-large"
     at.selectbox(key="dataset").set_value("synth").run()
     assert at.query_params["dataset"] == ["synth"] or at.query_params["dataset"] == "synth"
+
+
+def test_a_stalled_job_is_shown_with_a_stop_button(env: Workspace, monkeypatch) -> None:
+    """A job whose worker is alive but silent reads "stalled" with a Stop button, never a
+    progress bar that runs forever; stopping leaves it interrupted and resumable."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    job_id = jobs.submit(env, "mia", {"dataset": "synth", "target": "zoo:lalm-large", "config": {}}, start=False)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)  # a hung worker
+    try:
+        with env.connect() as con:
+            con.execute("UPDATE jobs SET status='running', pid=?, heartbeat=?, progress=3, total=10 WHERE id=?", (sleeper.pid, time.time() - 120, job_id))
+        monkeypatch.setenv("OVERHEARD_JOB_STALL_S", "60")
+        at = AppTest.from_file(PAGE, default_timeout=60)
+        at.run()
+        at.selectbox(key="target").set_value("zoo:lalm-large").run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert any("has not reported for 2 min" in w.value for w in at.warning) and not at.get("progress")
+        at.button(key=f"stop-{job_id}").click().run()
+        sleeper.wait(timeout=10)
+        assert jobs.job(env, job_id)["status"] == "interrupted"
+        assert any(b.label == "Resume" for b in at.button)
+    finally:
+        if sleeper.poll() is None:
+            os.kill(sleeper.pid, 9)

@@ -14,7 +14,7 @@ import pandas as pd
 from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
 from core.runtime.cache import FeatureCache
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings
+from core.runtime.settings import Settings, config_kwargs
 from core.runtime.store import Workspace, atomic_write
 
 DEFAULT_GROUPS = ("metadata", "text", "acoustic")
@@ -44,7 +44,7 @@ class BlindRunConfig:
         d = dict(d)
         if "groups" in d:
             d["groups"] = tuple(d["groups"])
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return cls(**config_kwargs(cls, d, "blind-baseline"))
 
 
 def _cached_rows(

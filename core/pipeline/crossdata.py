@@ -29,7 +29,7 @@ import numpy as np
 from core.data.ingest import dataset_fingerprint
 from core.pipeline.common import Cancelled, Progress, package_versions
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings
+from core.runtime.settings import Settings, config_kwargs
 from core.runtime.store import Workspace
 
 __all__ = ["CrossDataConfig", "cross_dataset_matrix", "latest_crossdata"]
@@ -72,7 +72,7 @@ class CrossDataConfig:
         d = dict(d)
         if "groups" in d:
             d["groups"] = tuple(d["groups"])
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return cls(**config_kwargs(cls, d, "cross-dataset"))
 
 
 def _rows(tables: dict, idx: np.ndarray) -> dict:

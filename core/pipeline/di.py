@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from core.pipeline.common import Cancelled, Progress, provenance
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings
+from core.runtime.settings import Settings, config_kwargs
 from core.runtime.store import Workspace
 
 """Blind-baseline AUC from which P and U are treated as not identically distributed."""
@@ -71,7 +71,7 @@ class DIRunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DIRunConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return cls(**config_kwargs(cls, d, "dataset-inference"))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pandas as pd
 from core.pipeline.common import Cancelled, Progress, extract_evidence, failed_clips_warning, provenance
 from core.pipeline.mia import MIAConfig
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings
+from core.runtime.settings import Settings, config_kwargs
 from core.runtime.store import Workspace
 
 DEFAULT_CONDITIONS = ("original", "silence", "noise", "tts")
@@ -42,6 +42,7 @@ class DisentangleConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DisentangleConfig":
+        config_kwargs(cls, d, "disentanglement")
         return cls(
             conditions=tuple(d.get("conditions", DEFAULT_CONDITIONS)),
             mia=MIAConfig.from_dict(d.get("mia", {})),

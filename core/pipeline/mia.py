@@ -11,7 +11,7 @@ import pandas as pd
 from core.blind.verdict import verdict_of_run
 from core.pipeline.common import Cancelled, Progress, clip_grouping, extract_evidence, failed_clips_warning, provenance
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings
+from core.runtime.settings import Settings, config_kwargs
 from core.runtime.store import Workspace
 
 
@@ -57,7 +57,7 @@ class MIAConfig:
         d = dict(d)
         d["timesteps"] = tuple(d.get("timesteps", ()))
         d["target_options"] = tuple(sorted(dict(d.get("target_options") or {}).items()))
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return cls(**config_kwargs(cls, d, "MIA"))
 
 
 

@@ -103,3 +103,13 @@ class Settings:
         d["workspace"] = str(self.workspace)
         d["roots"] = [str(r) for r in self.roots]
         return d
+
+
+def config_kwargs(cls, d: dict, what: str) -> dict:
+    """``d`` as keyword arguments of the dataclass ``cls``; a key it does not know is an
+    error naming the valid ones (a misspelled or retired setting is never silently ignored)."""
+    fields = cls.__dataclass_fields__
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s): {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    return dict(d)

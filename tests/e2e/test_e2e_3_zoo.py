@@ -16,7 +16,6 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import App, metric_value
 from tests.conftest import demo_subset
-from server import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
