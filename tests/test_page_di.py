@@ -90,3 +90,15 @@ def test_no_evidence_and_confounded_warning_are_visible(env: Workspace, tmp_path
     assert len(at.success) == 1 and at.success[0].value.startswith("No evidence")
     assert any(w.value.startswith("confounded: the blind baseline") for w in at.warning)
     assert len(at.warning) == len(out["warnings"])
+
+
+def test_page_says_when_a_newer_mia_run_exists(env: Workspace) -> None:
+    first = save_mia(env, "synth", shift=0.6)
+    _, out = audit_di(env, "synth", TARGET, DIRunConfig(n_resamples=20, null_resamples=20))
+    assert out["mia_run"] == first
+    at = _run()
+    assert not any("newer MIA run" in i.value for i in at.info)
+    assert any(f"from MIA run `{first}` (generated text)" in c.value for c in at.caption)
+    newer = save_mia(env, "synth", shift=0.6, seed=1)
+    at = _run()
+    assert any(f"A newer MIA run (`{newer}`) exists" in i.value for i in at.info)
