@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from core.targets.base import Target, TargetInfo
 from core.targets.registry import register_loader
 from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
@@ -36,4 +38,7 @@ def load_zoo(spec: str, *, device: str | None = None, **options) -> Target:
         raise FileNotFoundError(
             f"{spec} is not built yet (no {folder}/card.json); run `overheard zoo build --name {entry.name}`"
         )
+    takes_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(entry.load).parameters.values())
+    if options and not takes_options:
+        raise ValueError(f"{spec} takes no --target-option (got {', '.join(sorted(options))}); its settings are fixed by its card")
     return entry.load(folder, device=device, **options)

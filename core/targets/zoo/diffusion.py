@@ -231,11 +231,8 @@ def train_large(out_dir: Path, *, micro: bool = False, progress: Progress | None
     return build("diffusion-large", out_dir, recipe=LARGE, micro=micro, progress=progress)
 
 
-def load(model_dir: Path, *, device: str | None = None, **options) -> Target:
+def load(model_dir: Path, *, device: str | None = None) -> Target:
     """Load a built diffusion reference model (spec ``zoo:<folder name>``)."""
-    if options:
-        raise ValueError(f"zoo:{Path(model_dir).name} takes no --target-option (got {', '.join(sorted(options))}); "
-                         "its settings are fixed by its card")
     return load_mel_diffusion(model_dir, device=device, spec=f"zoo:{Path(model_dir).name}")
 
 
