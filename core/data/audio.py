@@ -49,7 +49,6 @@ class AudioInfo:
         return asdict(self)
 
 
-
 class _Bytes(io.BytesIO):
     """In-memory file for libsndfile. A damaged header can make libsndfile seek before
     the start; ``BytesIO`` raises there inside a C callback, which Python can only print
@@ -60,6 +59,7 @@ class _Bytes(io.BytesIO):
             return super().seek(offset, whence)
         except ValueError:
             return self.tell()
+
 
 def classify_extension(name: str) -> str:
     """``"audio"``, ``"unsupported"``, ``"sidecar"`` or ``"other"`` by file extension."""

@@ -52,17 +52,15 @@ def provenance(ws: Workspace, dataset: str, *, target_fingerprint: str | None = 
 def current_run(ws: Workspace, kind: str, dataset: str, target: str | None = None, *, where: Callable[[dict], bool] | None = None) -> dict | None:
     """The newest run of ``kind`` on ``dataset`` (and ``target``) made on the dataset as it
     is now (same clips and labels: a replaced dataset's older runs never feed a new one),
-    and for which ``where(run)`` holds."""
+    and whose configuration satisfies ``where(config)``. Only the chosen run is loaded."""
     from core.data.ingest import dataset_fingerprint
 
-    runs = ws.runs(kind, dataset, target)
-    if runs.empty:
-        return None
-    fp = dataset_fingerprint(ws, dataset)
-    for run_id in runs["id"]:
-        run = ws.load_run(run_id)
-        if run["provenance"].get("dataset_fingerprint") == fp and (where is None or where(run)):
-            return run
+    sql = ("SELECT id, config FROM runs WHERE kind=? AND dataset=? AND json_extract(provenance, '$.dataset_fingerprint')=?"
+           + (" AND target=?" if target is not None else "") + " ORDER BY created DESC")
+    params = (kind, dataset, dataset_fingerprint(ws, dataset)) + ((target,) if target is not None else ())
+    for run_id, config in ws.query(sql, params).itertuples(index=False):
+        if where is None or where(json.loads(config or "{}")):
+            return ws.load_run(run_id)
     return None
 
 
@@ -306,18 +304,14 @@ def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key
     return evidence, fp, computed
 
 
-
-
 def cache_overview(ws: Workspace) -> pd.DataFrame:
     """The workspace's cache folders (:func:`core.runtime.cache.cache_entries`), each model
     fingerprint named by the targets whose runs used it."""
     from core.runtime.cache import cache_entries
 
     used: dict[str, set[str]] = {}
-    runs = ws.query("SELECT target, provenance FROM runs")
-    for target, prov in runs.itertuples(index=False):
-        fp = json.loads(prov or "{}").get("model_fingerprint")
-        if fp and target:
-            used.setdefault(fp, set()).add(target)
+    runs = ws.query("SELECT DISTINCT target, json_extract(provenance, '$.model_fingerprint') AS fp FROM runs WHERE fp IS NOT NULL AND target != ''")
+    for target, fp in runs.itertuples(index=False):
+        used.setdefault(fp, set()).add(target)
     rows = [r | {"used_by": ", ".join(sorted(used.get(r["name"], ()))) if r["part"] == "evidence" else ""} for r in cache_entries(ws.cache_dir)]
     return pd.DataFrame(rows, columns=["part", "name", "used_by", "files", "bytes"])

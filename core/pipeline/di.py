@@ -284,7 +284,7 @@ def latest_mia(ws: Workspace, dataset: str, target: str, mode: str | None = None
     from core.pipeline.common import current_run
 
     return current_run(ws, "mia", dataset, target,
-                       where=None if mode is None else (lambda r: r["config"].get("mode", "generated") == mode))
+                       where=None if mode is None else (lambda cfg: cfg.get("mode", "generated") == mode))
 
 
 def _mia_run_for(ws: Workspace, dataset: str, target: str, config: "DIRunConfig") -> dict | None:

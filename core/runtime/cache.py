@@ -169,17 +169,6 @@ class FeatureCache:
         atomic_write(self._path(clip_hash), buf.getvalue())
 
 
-def cache_usage(cache_dir: Path) -> dict[str, int]:
-    """Bytes used per top-level cache folder (shown to the user, who can clear it)."""
-    out: dict[str, int] = {}
-    root = Path(cache_dir)
-    if root.exists():
-        for sub in root.iterdir():
-            if sub.is_dir():
-                out[sub.name] = sum(p.stat().st_size for p in sub.rglob("*") if p.is_file())
-    return out
-
-
 def cache_entries(cache_dir: Path) -> list[dict]:
     """One row per cache folder: ``part`` (evidence or features), ``name`` (a model
     fingerprint, or a feature set), ``files`` and ``bytes``. The cache never evicts on its
