@@ -11,9 +11,10 @@ view.upload_panel(ws)
 name = dataset_picker(ws)
 if name:
     items = ws.items(name)
-    summary = view.summary(ws, name)
+    clips = ws.analysis_clips(name)
+    summary = view.summary(ws, name, clips)
     selected = view.clip_table(items)
     if selected is not None:
         view.player(ws, selected)
-    view.distributions(ws, name)
+    view.distributions(clips)
     view.problems(ws, name, summary)

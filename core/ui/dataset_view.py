@@ -64,7 +64,8 @@ def upload_panel(ws: Workspace) -> None:
             _show_report(rep)
 
 
-def summary(ws: Workspace, name: str) -> DatasetSummary:
+def summary(ws: Workspace, name: str, clips: pd.DataFrame) -> DatasetSummary:
+    """The dataset's counts (``clips``: its analysis clips) and its warnings."""
     s = dataset_summary(ws, name)
     c = st.columns(6)
     c[0].metric("Unique clips analysed", s.analysed)
@@ -76,7 +77,7 @@ def summary(ws: Workspace, name: str) -> DatasetSummary:
     st.caption(s.headline() + ".")
     from core.stats import small_sample_warning
 
-    small = small_sample_warning(ws.analysis_clips(name)["y"].to_numpy()) if s.analysed else None
+    small = small_sample_warning(clips["y"].to_numpy()) if s.analysed else None
     if small:
         st.warning(small)
     if s.conflicts:
@@ -129,10 +130,10 @@ def player(ws: Workspace, row: pd.Series) -> None:
     c2.plotly_chart(figs.spectrogram(log_mel(audio, sr=sr), sr, 160), width="stretch", key="spec")
 
 
-def distributions(ws: Workspace, name: str) -> None:
+def distributions(labelled: pd.DataFrame) -> None:
+    """Label balance, durations and sample rates of the analysis clips ``labelled``."""
     st.subheader("Distributions")
     c = st.columns(3)
-    labelled = ws.analysis_clips(name)
     with c[0]:
         show_figure(figs.label_balance(labelled), key="balance", caption="Unique clips analysed per label (label conflicts excluded, duplicates once).")
     with c[1]:
