@@ -35,34 +35,52 @@ class Case:
         return self.name.decode("utf-8", "surrogateescape")
 
 
-def _encode(fmt: str, subtype: str, *, sr: int = 16000, channels: int = 1, seconds: float = 0.25, seed: int = 0, signal: np.ndarray | None = None) -> bytes:
-    rng = np.random.default_rng(seed)
+def encode(fmt: str, subtype: str, *, sr: int = 16000, channels: int = 1, seconds: float = 0.25, seed: int = 0,
+           signal: np.ndarray | None = None) -> bytes:
+    """A real file of ``fmt``/``subtype``: a tone per channel plus seeded noise, or ``signal``
+    (``[frames, channels]``) when given."""
     if signal is None:
+        rng = np.random.default_rng(seed)
         t = np.arange(int(sr * seconds)) / sr
-        signal = np.stack([0.3 * np.sin(2 * np.pi * (220 + 37 * seed + 110 * c) * t) + 0.02 * rng.standard_normal(t.size) for c in range(channels)], axis=1)
+        signal = np.stack([0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.02 * rng.standard_normal(t.size) for c in range(channels)], axis=1)
     buf = io.BytesIO()
-    sf.write(buf, np.asarray(signal, dtype=np.float32 if subtype in ("FLOAT", "VORBIS", "OPUS", "MPEG_LAYER_III") else np.float64), sr, format=fmt, subtype=subtype)
+    sf.write(buf, np.asarray(signal).astype(np.float32), sr, format=fmt, subtype=subtype)
     return buf.getvalue()
 
 
-def _bases(seed: int) -> dict[str, bytes]:
-    out = {
-        "pcm16.wav": _encode("WAV", "PCM_16", seed=seed),
-        "float.wav": _encode("WAV", "FLOAT", channels=2, sr=22050, seed=seed),
-        "pcm24.flac": _encode("FLAC", "PCM_24", sr=44100, seed=seed),
-        "vorbis.ogg": _encode("OGG", "VORBIS", seed=seed),
-        "pcm16.aiff": _encode("AIFF", "PCM_16", channels=2, seed=seed),
-    }
-    try:
-        out["layer3.mp3"] = _encode("MP3", "MPEG_LAYER_III", seed=seed)
-    except (sf.LibsndfileError, TypeError, ValueError):  # libsndfile without MP3 encoding
-        pass
+FORMATS = {"pcm16.wav": ("WAV", "PCM_16", {}), "float_stereo.wav": ("WAV", "FLOAT", {"channels": 2, "sr": 22050}),
+           "pcm24.flac": ("FLAC", "PCM_24", {"sr": 44100}), "vorbis.ogg": ("OGG", "VORBIS", {}), "opus.ogg": ("OGG", "OPUS", {"sr": 48000}),
+           "pcm16.aiff": ("AIFF", "PCM_16", {"channels": 2}), "layer3.mp3": ("MP3", "MPEG_LAYER_III", {})}
+"""Base file name -> (format, subtype, :func:`encode` options)."""
+
+
+def base_files(seed: int = 0) -> dict[str, bytes]:
+    """One good file per format of :data:`FORMATS` that libsndfile can write here (MP3
+    needs a libsndfile built with MP3 encoding)."""
+    out = {}
+    for name, (fmt, sub, kw) in FORMATS.items():
+        try:
+            out[name] = encode(fmt, sub, seed=seed, **kw)
+        except (sf.LibsndfileError, TypeError, ValueError):
+            if fmt != "MP3":
+                raise
     return out
 
 
+# RIFF/WAVE header fields of the canonical 44-byte header: (offset, struct format).
 RIFF_FIELDS = {"riff_size": (4, "<I"), "fmt_size": (16, "<I"), "audio_format": (20, "<H"), "channels": (22, "<H"),
                "sample_rate": (24, "<I"), "byte_rate": (28, "<I"), "block_align": (32, "<H"), "bits_per_sample": (34, "<H"), "data_size": (40, "<I")}
-ABSURD = [0, 1, 3, 255, 0xFFFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 384_001, 8_000_000]
+ABSURD = [0, 1, 3, 255, 0xFFFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 2**31 // 2, 384_001, 8_000_000]
+
+
+def riff_patch(data: bytes, field: str, value: int) -> bytes:
+    """``data`` with one RIFF header field set to ``value`` (masked to the field's width)."""
+    off, fmt = RIFF_FIELDS[field]
+    size = struct.calcsize(fmt)
+    value &= (1 << (8 * size)) - 1
+    out = bytearray(data)
+    out[off : off + size] = struct.pack(fmt, value)
+    return bytes(out)
 
 
 def _mutate(rng: np.random.Generator, name: str, data: bytes, bases: dict[str, bytes]) -> tuple[bytes, str]:
@@ -79,10 +97,8 @@ def _mutate(rng: np.random.Generator, name: str, data: bytes, bases: dict[str, b
         data[start : start + len(noise)] = noise
     elif kind == "riff_field" and name.endswith(".wav"):
         field = str(rng.choice(sorted(RIFF_FIELDS)))
-        off, fmt = RIFF_FIELDS[field]
-        size = struct.calcsize(fmt)
         value = int(rng.choice(ABSURD)) if rng.random() < 0.6 else int(rng.integers(0, 2**32))
-        data[off : off + size] = struct.pack(fmt, value & ((1 << (8 * size)) - 1))
+        data = bytearray(riff_patch(bytes(data), field, value))
         kind = f"riff_field {field}={value}"
     elif kind == "splice":
         other = bases[str(rng.choice(sorted(bases)))]
@@ -107,18 +123,18 @@ def _crafted(rng: np.random.Generator, seed: int) -> list[tuple[str, bytes, str]
     inf = sig.copy()
     inf[10, 0] = np.inf
     return [
-        ("huge_sample.wav", _encode("WAV", "FLOAT", signal=huge), "finite sample of 3e38"),
-        ("nan_samples.wav", _encode("WAV", "FLOAT", signal=nan), "NaN samples"),
-        ("inf_sample.wav", _encode("WAV", "FLOAT", signal=inf), "an infinite sample"),
-        ("one_frame.wav", _encode("WAV", "PCM_16", signal=np.zeros((1, 1))), "one frame"),
-        ("silence.flac", _encode("FLAC", "PCM_16", signal=np.zeros((8000, 1))), "digital silence"),
-        ("dc.wav", _encode("WAV", "PCM_16", signal=np.full((8000, 1), 0.9)), "constant DC"),
-        ("clipped.wav", _encode("WAV", "PCM_16", signal=np.sign(sig) * 1.0), "full-scale square"),
-        ("rate_1hz.wav", _encode("WAV", "PCM_16", sr=1, signal=sig[:8]), "sample rate 1 Hz"),
-        ("many_channels.wav", _encode("WAV", "PCM_16", signal=0.1 * rng.standard_normal((800, 64))), "64 channels"),
+        ("huge_sample.wav", encode("WAV", "FLOAT", signal=huge), "finite sample of 3e38"),
+        ("nan_samples.wav", encode("WAV", "FLOAT", signal=nan), "NaN samples"),
+        ("inf_sample.wav", encode("WAV", "FLOAT", signal=inf), "an infinite sample"),
+        ("one_frame.wav", encode("WAV", "PCM_16", signal=np.zeros((1, 1))), "one frame"),
+        ("silence.flac", encode("FLAC", "PCM_16", signal=np.zeros((8000, 1))), "digital silence"),
+        ("dc.wav", encode("WAV", "PCM_16", signal=np.full((8000, 1), 0.9)), "constant DC"),
+        ("clipped.wav", encode("WAV", "PCM_16", signal=np.sign(sig) * 1.0), "full-scale square"),
+        ("rate_1hz.wav", encode("WAV", "PCM_16", sr=1, signal=sig[:8]), "sample rate 1 Hz"),
+        ("many_channels.wav", encode("WAV", "PCM_16", signal=0.1 * rng.standard_normal((800, 64))), "64 channels"),
         ("empty.wav", b"", "0 bytes"),
         ("text.wav", b"hello, I am not audio\n" * 10, "text with an audio extension"),
-        ("header_only.wav", _encode("WAV", "PCM_16", seed=seed)[:44], "header without data"),
+        ("header_only.wav", encode("WAV", "PCM_16", seed=seed)[:44], "header without data"),
     ]
 
 
@@ -145,7 +161,7 @@ def hostile_cases(n: int, seed: int = 0) -> list[Case]:
     """``n`` seeded cases: about half good files of every format (some under hostile
     names), the crafted set, and mutations of the good files."""
     rng = np.random.default_rng(seed)
-    bases = _bases(seed)
+    bases = base_files(seed)
     cases: list[Case] = []
     crafted = _crafted(rng, seed)
     names = list(HOSTILE_NAMES)
@@ -157,21 +173,19 @@ def hostile_cases(n: int, seed: int = 0) -> list[Case]:
             name, data, kind = crafted.pop(0)
             cases.append(Case(f"{i:04d}_{name}".encode(), data, f"crafted: {kind}"))
         elif names and r < 0.30:
-            data = _encode(*_FORMAT[base], seed=seed * 1000 + i)
+            fmt, sub, kw = FORMATS[base]
+            data = encode(fmt, sub, seed=seed * 1000 + i, **kw)
             nm = names.pop(0)
             ext = b"." + base.rsplit(".", 1)[1].encode()
             cases.append(Case(f"{i:04d}_".encode() + nm.rsplit(b".", 1)[0] + ext, data, "good file, hostile name"))
         elif r < 0.60:
-            cases.append(Case(f"{i:04d}_{base}".encode(), _encode(*_FORMAT[base], seed=seed * 1000 + i), "good file"))
+            fmt, sub, kw = FORMATS[base]
+            cases.append(Case(f"{i:04d}_{base}".encode(), encode(fmt, sub, seed=seed * 1000 + i, **kw), "good file"))
         else:
             data, kind = _mutate(rng, base, bases[base], bases)
             cases.append(Case(f"{i:04d}_mut_{base}".encode(), data, f"mutated {base}: {kind}"))
         i += 1
     return cases
-
-
-_FORMAT = {"pcm16.wav": ("WAV", "PCM_16"), "float.wav": ("WAV", "FLOAT"), "pcm24.flac": ("FLAC", "PCM_24"),
-           "vorbis.ogg": ("OGG", "VORBIS"), "pcm16.aiff": ("AIFF", "PCM_16"), "layer3.mp3": ("MP3", "MPEG_LAYER_III")}
 
 
 def labelled(cases: list[Case]) -> list[tuple[bytes, Case]]:
@@ -206,7 +220,7 @@ def to_zip(cases: list[Case], *, tricks: bool = True) -> tuple[bytes, int]:
             zf.writestr(rel.decode("utf-8", "replace"), c.data)
             n += 1
         if tricks:
-            good = _encode("WAV", "PCM_16", seed=7)
+            good = encode("WAV", "PCM_16", seed=7)
             zf.writestr("../escape.wav", good)
             zf.writestr("/abs/escape.wav", good)
             link = zipfile.ZipInfo("members/link.wav")

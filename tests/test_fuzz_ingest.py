@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import signal
-import struct
 import tracemalloc
 import zipfile
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from core.data.guard import DEFAULT_MAX_DECODED_BYTES, check_decoded_size, decod
 from core.data.ingest import ingest_path, ingest_uploads
 from core.runtime.settings import Limits
 from core.runtime.store import Workspace
+from tests.hostile import ABSURD, RIFF_FIELDS, base_files, encode, riff_patch
 
 torch.set_num_threads(1)
 
@@ -56,57 +56,9 @@ def time_limit(seconds: int = SECONDS_PER_CALL) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def _encode(fmt: str, subtype: str, *, sr: int = 16000, channels: int = 1, seconds: float = 0.25, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(sr * seconds)) / sr
-    sig = np.stack([0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.02 * rng.standard_normal(t.size) for c in range(channels)], axis=1)
-    buf = io.BytesIO()
-    sf.write(buf, sig.astype(np.float32), sr, format=fmt, subtype=subtype)
-    return buf.getvalue()
-
-
-def _bases() -> dict[str, bytes]:
-    out = {
-        "pcm16.wav": _encode("WAV", "PCM_16"),
-        "float_stereo.wav": _encode("WAV", "FLOAT", channels=2, sr=22050),
-        "pcm24.flac": _encode("FLAC", "PCM_24", sr=44100),
-        "vorbis.ogg": _encode("OGG", "VORBIS"),
-        "opus.ogg": _encode("OGG", "OPUS", sr=48000),
-        "pcm16.aiff": _encode("AIFF", "PCM_16", channels=2),
-    }
-    try:
-        out["layer3.mp3"] = _encode("MP3", "MPEG_LAYER_III")
-    except (sf.LibsndfileError, TypeError, ValueError):  # libsndfile built without MP3 encoding
-        pass
-    return out
-
-
-BASES = _bases()
+BASES = base_files()
 BASE_NAMES = sorted(BASES)
-GOOD_NONMEMBER = _encode("WAV", "PCM_16", seconds=0.3, seed=99)
-
-# RIFF/WAVE header fields of the canonical 44-byte header: (offset, struct format).
-RIFF_FIELDS = {
-    "riff_size": (4, "<I"),
-    "fmt_size": (16, "<I"),
-    "audio_format": (20, "<H"),
-    "channels": (22, "<H"),
-    "sample_rate": (24, "<I"),
-    "byte_rate": (28, "<I"),
-    "block_align": (32, "<H"),
-    "bits_per_sample": (34, "<H"),
-    "data_size": (40, "<I"),
-}
-ABSURD = [0, 1, 3, 255, 0xFFFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 2**31 // 2, 384_001, 8_000_000]
-
-
-def _riff_patch(data: bytes, field: str, value: int) -> bytes:
-    off, fmt = RIFF_FIELDS[field]
-    size = struct.calcsize(fmt)
-    value &= (1 << (8 * size)) - 1
-    out = bytearray(data)
-    out[off : off + size] = struct.pack(fmt, value)
-    return bytes(out)
+GOOD_NONMEMBER = encode("WAV", "PCM_16", seconds=0.3, seed=99)
 
 
 @st.composite
@@ -128,7 +80,7 @@ def mutated_audio(draw) -> tuple[str, bytes, str]:
     elif kind == "riff_field" and name.endswith(".wav"):
         field = draw(st.sampled_from(sorted(RIFF_FIELDS)))
         value = draw(st.sampled_from(ABSURD) | st.integers(0, 2**32 - 1))
-        data = bytearray(_riff_patch(bytes(data), field, value))
+        data = bytearray(riff_patch(bytes(data), field, value))
         kind = f"riff_field {field}={value}"
     elif kind == "splice":
         other = BASES[draw(st.sampled_from(BASE_NAMES))]
@@ -244,7 +196,7 @@ def test_decode_mutated_real_files_and_features():
 def test_decode_absurd_riff_fields(field):
     """Every header field of a WAV set to each absurd value: consistent or refused."""
     for value in ABSURD:
-        data = _riff_patch(BASES["pcm16.wav"], field, value)
+        data = riff_patch(BASES["pcm16.wav"], field, value)
         out = _decode_outcome(data)
         if isinstance(out, str):
             _assert_reason(out)
@@ -255,9 +207,9 @@ def test_decode_absurd_riff_fields(field):
 
 def test_declared_2_31_frames_allocates_nothing_large():
     """A WAV header claiming 2^31 frames (and a RIFF size to match) must not allocate gigabytes."""
-    data = _riff_patch(_riff_patch(BASES["pcm16.wav"], "data_size", 2**32 - 2), "riff_size", 2**32 - 1)
+    data = riff_patch(riff_patch(BASES["pcm16.wav"], "data_size", 2**32 - 2), "riff_size", 2**32 - 1)
     for sr in (16000, 384_000):
-        d = _riff_patch(_riff_patch(data, "sample_rate", sr), "byte_rate", sr * 2)
+        d = riff_patch(riff_patch(data, "sample_rate", sr), "byte_rate", sr * 2)
         tracemalloc.start()
         try:
             out = _decode_outcome(d)
@@ -427,7 +379,7 @@ def test_ingest_uploads_mutated_zips(tmp_path):
         for pos, bit in flips:
             if pos < len(data):
                 data[pos] ^= 1 << bit
-        uploads = [("bundle.zip", bytes(data)), ("nonmembers/anchor.wav", _encode("WAV", "PCM_16", seed=7))]
+        uploads = [("bundle.zip", bytes(data)), ("nonmembers/anchor.wav", encode("WAV", "PCM_16", seed=7))]
         name = f"z{seen['n']}"
         seen["n"] += 1
         try:
