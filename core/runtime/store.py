@@ -197,12 +197,15 @@ class Workspace:
             con.execute("DELETE FROM datasets WHERE name=?", (name,))
 
     def datasets(self) -> pd.DataFrame:
-        """One row per dataset with clip counts by label, conflicts and rejections."""
+        """One row per dataset with its analysed clips by label (label conflicts excluded,
+        as in :meth:`analysis_clips`), stored and rejected files."""
         return self.query(
             """
             SELECT d.name, d.status, d.source, d.created,
-              (SELECT COUNT(DISTINCT clip_hash) FROM items i WHERE i.dataset_id=d.id AND i.label='member') AS members,
-              (SELECT COUNT(DISTINCT clip_hash) FROM items i WHERE i.dataset_id=d.id AND i.label='nonmember') AS nonmembers,
+              (SELECT COUNT(DISTINCT clip_hash) FROM items i WHERE i.dataset_id=d.id AND i.label='member' AND NOT EXISTS
+                 (SELECT 1 FROM items j WHERE j.dataset_id=d.id AND j.clip_hash=i.clip_hash AND j.label!=i.label)) AS members,
+              (SELECT COUNT(DISTINCT clip_hash) FROM items i WHERE i.dataset_id=d.id AND i.label='nonmember' AND NOT EXISTS
+                 (SELECT 1 FROM items j WHERE j.dataset_id=d.id AND j.clip_hash=i.clip_hash AND j.label!=i.label)) AS nonmembers,
               (SELECT COUNT(*) FROM items i WHERE i.dataset_id=d.id) AS files,
               (SELECT COUNT(*) FROM rejected r WHERE r.dataset_id=d.id) AS rejected
             FROM datasets d ORDER BY d.name
