@@ -99,12 +99,12 @@ def _dataset_section(ws: Workspace, dataset: str) -> str:
     clips = ws.analysis_clips(dataset)
     rejected = ws.rejected(dataset)
     conflicts = ws.label_conflicts(dataset)
-    from core.data.ingest import dataset_fingerprint
+    from core.data.ingest import clips_fingerprint
     from core.data.summary import dataset_summary
 
     s = dataset_summary(ws, dataset)
     rows = [
-        ("dataset", dataset), ("fingerprint (sha256 of clip hashes and labels)", dataset_fingerprint(ws, dataset)),
+        ("dataset", dataset), ("fingerprint (sha256 of clip hashes and labels)", clips_fingerprint(clips)),
         ("summary", s.headline()),
         ("members (P)", s.members), ("non-members (U)", s.nonmembers),
         ("total duration", f"{clips['duration'].sum() / 60:.1f} min"),
