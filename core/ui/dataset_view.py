@@ -155,7 +155,10 @@ def problems(ws: Workspace, name: str, s: DatasetSummary) -> None:
         st.dataframe(rejected, hide_index=True, width="stretch")
     if not s.duplicates.empty:
         st.markdown(f"**{s.duplicate_files} duplicate cop{'ies' if s.duplicate_files != 1 else 'y'}** — the same content under one label, analysed once:")
-        st.dataframe(s.duplicates.assign(paths=s.duplicates["paths"].map(" = ".join)), hide_index=True, width="stretch")
+        shown = s.duplicates.assign(paths=s.duplicates["paths"].map(" = ".join), clip_hash=s.duplicates["clip_hash"].str[:12])
+        st.dataframe(shown[["paths", "label", "files", "clip_hash"]], hide_index=True, width="stretch",
+                     column_config={"paths": st.column_config.TextColumn("files with the same content", width="large"),
+                                    "clip_hash": "content hash (first 12)"})
     if not conflicts.empty:
         st.markdown("**Label conflicts** — the same content under both labels:")
         st.dataframe(conflicts, hide_index=True, width="stretch")
