@@ -93,12 +93,18 @@ def test_unknown_kind_lists_valid():
 
 @pytest.mark.slow
 def test_a_hung_worker_shows_stalled_and_can_be_stopped_and_resumed(workspace, tmp_path, monkeypatch):
-    """A worker that stops reporting (SIGSTOP: alive, silent) is shown as stalled after
-    ``OVERHEARD_JOB_STALL_S``, not "running" forever; stopping it leaves it resumable."""
+    """A worker that stops reporting (alive, silent) is shown as stalled after
+    ``OVERHEARD_JOB_STALL_S``, not "running" forever; stopping it leaves it resumable.
+    The hung worker is a sleeping process: a real worker frozen with SIGSTOP can be caught
+    inside a database write and block every reader for the busy timeout."""
+    import subprocess
+    import sys
+
     ds = _dataset(workspace, tmp_path / "c", 60)
-    job_id = jobs.submit(workspace, "blind", {"dataset": ds, "config": {"groups": ["metadata", "acoustic"], "batch_size": 2, "n_boot": 50, "n_perm": 20}})
-    row = _wait(workspace, job_id, lambda r: r["status"] == "running" and r["progress"] >= 2)
-    os.kill(int(row["pid"]), signal.SIGSTOP)
+    job_id = jobs.submit(workspace, "blind", {"dataset": ds, "config": {"groups": ["metadata", "acoustic"], "batch_size": 2, "n_boot": 50, "n_perm": 20}}, start=False)
+    hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    with workspace.connect() as con:
+        con.execute("UPDATE jobs SET status='running', pid=?, heartbeat=?, progress=2 WHERE id=?", (hung.pid, time.time(), job_id))
     monkeypatch.setenv("OVERHEARD_JOB_STALL_S", "1.5")
     assert jobs.job(workspace, job_id)["status"] in ("running", "stalled")
     row = _wait(workspace, job_id, lambda r: r["status"] == "stalled", timeout=20)
