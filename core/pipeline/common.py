@@ -241,7 +241,7 @@ def extract_evidence(
             ok[0] += sum(not isinstance(e, str) for e in out)
             bad = [e for e in out if isinstance(e, str)]
             if bad and ok[0] == 0 and len(failures) + len(bad) >= min(MAX_FAILURES_BEFORE_ANY_SUCCESS, len(keys)):
-                raise EvidenceFailed(f"{target_spec}: every clip tried failed ({bad[0]})")
+                raise EvidenceFailed(f"{target_spec}: every clip tried failed ({_reason_tally(list(failures.values()) + bad)})")
             return out
 
         fp = target.fingerprint
@@ -250,6 +250,13 @@ def extract_evidence(
             batch_size=config.batch_size, progress=report, cancelled=cancelled, failures=failures,
         )
     return _split_failures(clips, evidence, fp, computed, failures)
+
+
+def _reason_tally(reasons: list[str]) -> str:
+    """Distinct failure reasons, most frequent first, each with its count."""
+    from collections import Counter
+
+    return "; ".join(f"{n}x {r}" if n > 1 else r for r, n in Counter(reasons).most_common(3))
 
 
 def failed_clips_warning(failed: list[dict]) -> str:
