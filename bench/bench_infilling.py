@@ -19,8 +19,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from core.mia.indicators import compute_indicators
-from core.mia.infilling import infilling_token_scores
-from core.mia.token_stats import token_stats_from_logits
+from core.targets.infilling import infilling_token_scores
+from core.targets.token_stats import token_stats_from_logits
 
 
 def min_k_pp_score(model: GPT2LMHeadModel, ids: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.runtime.cache import EvidenceCache, cached_evidence, evidence_key
-from core.targets.evidence import MAGIC, ClipEvidence, DiffusionEvidence, TokenStats
+from core.evidence import MAGIC, ClipEvidence, DiffusionEvidence, TokenStats
 
 STATS = ["logprob", "entropy", "top1", "top2", "mean_logp", "std_logp", "renyi_05", "renyi_2", "renyi_inf"]
 

@@ -20,8 +20,8 @@ from core.mia.aggregate import FiniteImputer, blind_correlation, indicator_table
 from core.mia.diffusion import diffusion_features
 from core.mia.indicators import compute_indicators, token_indicator_keys
 from core.mia.registry import direction
-from core.mia.token_stats import token_stats_from_logits
-from core.targets.evidence import ClipEvidence, DiffusionEvidence
+from core.targets.token_stats import token_stats_from_logits
+from core.evidence import ClipEvidence, DiffusionEvidence
 
 COLUMNS = ["ppl", "entropy", "prob_gap", "min_k@0.2", "max_renyi[2]@0.1", "loss@t100"]
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import linregress
 
 from core.mia.diffusion import diffusion_features
-from core.targets.evidence import DiffusionEvidence
+from core.evidence import DiffusionEvidence
 
 
 def test_features_match_reference() -> None:
@@ -47,7 +47,7 @@ def test_optional_parts_and_single_timestep() -> None:
 
 
 def test_round_trip_through_evidence_bytes() -> None:
-    from core.targets.evidence import ClipEvidence
+    from core.evidence import ClipEvidence
 
     rng = np.random.default_rng(1)
     ev = DiffusionEvidence(np.array([10, 20]), rng.uniform(size=(2, 4)), rng.uniform(size=(2, 4)), rng.uniform(size=2))

@@ -15,7 +15,7 @@ import pytest
 from scipy.special import log_softmax
 
 from core.mia.indicators import compute_indicators, token_indicator_keys
-from core.mia.token_stats import LOGPROB_FLOOR, STD_FLOOR, token_stats_from_logits
+from core.targets.token_stats import LOGPROB_FLOOR, STD_FLOOR, token_stats_from_logits
 
 GRID = [(i, round(i * 0.05, 2)) for i in range(1, 13)]
 

@@ -10,7 +10,7 @@ import torch
 from scipy.special import log_softmax
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from core.mia.infilling import infilling_score, infilling_token_scores
+from core.targets.infilling import infilling_score, infilling_token_scores
 
 torch.set_num_threads(1)
 V = 50

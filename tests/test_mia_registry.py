@@ -10,7 +10,7 @@ from core.mia import registry
 from core.mia.diffusion import diffusion_features
 from core.mia.indicators import token_indicator_keys
 from core.mia.registry import aligned, direction, families, family_of, get_family, register_indicator
-from core.targets.evidence import DiffusionEvidence
+from core.evidence import DiffusionEvidence
 
 EXPECTED_MEMBER_IS_HIGHER = {
     "ppl": False,

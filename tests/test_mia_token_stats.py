@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.special import log_softmax
 
-from core.mia.token_stats import (
+from core.targets.token_stats import (
     LOGPROB_FLOOR,
     STD_FLOOR,
     token_stats_batch,

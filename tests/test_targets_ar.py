@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.data.demo.sounds import render_event
-from core.mia.infilling import infilling_token_scores
+from core.targets.infilling import infilling_token_scores
 from core.targets.base import ClipInput, EvidenceConfig, Target
 from core.targets.causal_audio import CausalAudioTarget, load_causal_audio, pad_batch
 from core.targets.codebook import CharVocab, Codebook, MelConfig, log_mel

@@ -37,7 +37,7 @@ from core.stats import (
     small_sample_warning,
     tpr_at_fpr,
 )
-from core.targets.evidence import ClipEvidence
+from core.evidence import ClipEvidence
 
 STANDARDIZED_CLIP = 10.0
 """Standardized features are clipped to +-10 so one extreme clip cannot dominate a fold."""

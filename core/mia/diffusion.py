@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from core.mia.registry import families, register_indicator
-from core.targets.evidence import DiffusionEvidence
+from core.evidence import DiffusionEvidence
 
 _PAPER = "audio-generative-mia-and-dataset-inference"
 

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.mia.registry import families, register_indicator
-from core.targets.evidence import TokenStats
+from core.evidence import TokenStats, n_selected
 
 K_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(1, 13))
 """k = 0.05, 0.1, ..., 0.6 (the sweep of the LALM paper, Sec. 3.3)."""
@@ -50,14 +50,6 @@ _LALM = "lalm-mia-blind-baseline (Sec. 2.3)"
 def k_label(k: float) -> str:
     """The shortest repr of a grid value, as used in column keys (``0.05``, ``0.2``)."""
     return repr(round(float(k), 2))
-
-
-def n_selected(n: int, k: float) -> int:
-    """Tokens averaged by a k-indexed family on ``n`` tokens: ``max(1, floor(k n))``.
-
-    The small epsilon keeps e.g. ``0.15 * 20`` (= 3.0000000000000004 or 2.9999...) on 3.
-    """
-    return max(1, int(math.floor(k * n + 1e-9)))
 
 
 def _mean_lowest(values: NDArray[np.float64], k: float) -> float:

@@ -284,7 +284,7 @@ def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key
     """
     from core.runtime.cache import EvidenceCache, cached_evidence
     from core.runtime.ray_exec import RayExecutor
-    from core.targets.evidence import ClipEvidence
+    from core.evidence import ClipEvidence
 
     ex = RayExecutor(address=settings.ray_address)
     start = dict(device=settings.device, options=config.loader_options(), ev_config=ev_cfg,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from core.runtime.store import atomic_write
-from core.targets.evidence import EVIDENCE_FORMAT_VERSION, ClipEvidence
+from core.evidence import EVIDENCE_FORMAT_VERSION, ClipEvidence
 
 
 def evidence_key(fingerprint: str, clip_hash: str, config: dict, analysis_sr: int) -> str:

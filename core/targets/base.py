@@ -7,7 +7,7 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from core.targets.evidence import ClipEvidence
+from core.evidence import ClipEvidence
 
 Family = Literal["audio-language", "autoregressive", "diffusion"]
 ANALYSIS_SR = 16000

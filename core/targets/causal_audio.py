@@ -23,7 +23,7 @@ import torch
 
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.codebook import CharVocab, Codebook
-from core.targets.evidence import ClipEvidence, TokenStats
+from core.evidence import ClipEvidence, TokenStats
 from core.targets.fingerprint import folder_fingerprint
 
 LAYOUT_FILE = "layout.json"
@@ -98,13 +98,13 @@ def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = CharVocab.PAD) -> 
 
 
 def _token_stats_batch():
-    from core.mia.token_stats import token_stats_batch
+    from core.targets.token_stats import token_stats_batch
 
     return token_stats_batch
 
 
 def _infilling_token_scores():
-    from core.mia.infilling import infilling_token_scores
+    from core.targets.infilling import infilling_token_scores
 
     return infilling_token_scores
 

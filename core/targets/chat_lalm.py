@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from core.targets.base import ClipInput, EvidenceConfig, Family, check_text_mode
-from core.targets.evidence import ClipEvidence, TokenStats
+from core.evidence import ClipEvidence, TokenStats
 from core.targets.fingerprint import folder_fingerprint
 from core.targets.loading import (
     LoadConfig,
@@ -298,7 +298,7 @@ class ChatLALMTarget:
         The language-model head runs only on the hidden states that predict answer tokens:
         position ``len(prompt_b) - 1 + i`` predicts answer token ``i`` of row ``b``.
         """
-        from core.mia.token_stats import token_stats_batch
+        from core.targets.token_stats import token_stats_batch
 
         rows = [list(e["ids"]) + list(l) for e, l in zip(encs, labels)]
         inputs = self._collate(rows, encs, left=False)

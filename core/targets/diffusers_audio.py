@@ -15,7 +15,7 @@ plus one subfolder per component, safetensors weights) is loaded with the pipeli
 3. -> VAE latent ``x0 = scaling_factor * E[q(z | mel)]`` (or a sample seeded by the clip
    hash with ``latent="sample"``), shape ``[C, n_frames / f, n_mels / f]``.
 
-Evidence per clip (:class:`core.targets.evidence.DiffusionEvidence`) is then computed as in
+Evidence per clip (:class:`core.evidence.DiffusionEvidence`) is then computed as in
 :mod:`core.targets.diffusion_audio` (the audio generative MIA paper's denoising losses at
 several timesteps, SecMI's step error), with the same seeded noise draws and helpers:
 
@@ -49,7 +49,7 @@ import torch
 from core.runtime.device import default_dtype, resolve_device
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.diffusion_audio import DEFAULT_TIMESTEPS, STEP_DELTA, clip_noise, noise_seed, split_prediction
-from core.targets.evidence import ClipEvidence, DiffusionEvidence
+from core.evidence import ClipEvidence, DiffusionEvidence
 from core.targets.fingerprint import folder_fingerprint
 
 ADAPTER_VERSION = 1

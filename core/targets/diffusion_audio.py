@@ -6,7 +6,7 @@ The denoiser is a ``diffusers.UNet2DConditionModel`` cross-attending to the hidd
 a character-level ``transformers.CLIPTextModel``; the noise schedule is the folder's
 ``diffusers.DDPMScheduler``.
 
-Evidence per clip (:class:`core.targets.evidence.DiffusionEvidence`), following the audio
+Evidence per clip (:class:`core.evidence.DiffusionEvidence`), following the audio
 generative MIA paper (denoising losses at several timesteps; intermediate ones are most
 informative) and SecMI (Duan et al., 2023):
 
@@ -41,7 +41,7 @@ import torch
 
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.codebook import CharVocab, MelConfig, log_mel
-from core.targets.evidence import ClipEvidence, DiffusionEvidence
+from core.evidence import ClipEvidence, DiffusionEvidence
 from core.targets.fingerprint import folder_fingerprint
 
 DEFAULT_TIMESTEPS: tuple[int, ...] = (10, 50, 100, 200, 300, 500, 700)

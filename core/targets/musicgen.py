@@ -37,7 +37,7 @@ from typing import Sequence
 import torch
 
 from core.targets.base import ClipInput, EvidenceConfig, Family
-from core.targets.evidence import ClipEvidence, TokenStats
+from core.evidence import ClipEvidence, TokenStats
 from core.targets.fingerprint import folder_fingerprint
 from core.targets.loading import (
     LoadConfig,
@@ -193,7 +193,7 @@ class MusicgenTarget:
     # ------------------------------------------------------------------ scoring
     def _score(self, codes: Sequence[torch.Tensor], captions: Sequence[str]) -> list[TokenStats]:
         """Statistics of every ``(codebook, frame)`` token of each clip, codebook-major."""
-        from core.mia.token_stats import token_stats_batch
+        from core.targets.token_stats import token_stats_batch
 
         B, K = len(codes), self.num_codebooks
         Ts = [int(c.shape[1]) for c in codes]

@@ -23,7 +23,7 @@ import torch
 
 from core.runtime.device import default_dtype, resolve_device
 from core.targets.base import ClipInput, EvidenceConfig, Family, check_text_mode
-from core.targets.evidence import ClipEvidence
+from core.evidence import ClipEvidence
 from core.targets.fingerprint import folder_fingerprint
 from core.targets.loading import free_memory
 
@@ -200,7 +200,7 @@ class Seq2SeqTarget:
     # ------------------------------------------------------------------ scoring
     def _score(self, feats: torch.Tensor, labels: Sequence[Sequence[int]]):
         """Stage 2: teacher-forced per-token statistics of ``labels`` (one batched pass)."""
-        from core.mia.token_stats import token_stats_batch
+        from core.targets.token_stats import token_stats_batch
 
         B = len(labels)
         N = max(1, max(len(l) for l in labels))

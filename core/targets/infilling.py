@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from core.mia.indicators import n_selected
-from core.mia.token_stats import distribution_moments
+from core.evidence import n_selected
+from core.targets.token_stats import distribution_moments
 
 
 def _as_ids(input_ids: ArrayLike | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -153,7 +153,7 @@ def infilling_token_scores(
     -------
     ndarray ``[N]``
         Scores for positions 1..N-1 and NaN at position 0 (no prediction for the first
-        token), aligned with :class:`~core.targets.evidence.TokenStats`.
+        token), aligned with :class:`~core.evidence.TokenStats`.
     """
     if m < 0:
         raise ValueError(f"m must be >= 0, got {m}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -16,6 +17,15 @@ from numpy.typing import NDArray
 
 EVIDENCE_FORMAT_VERSION = 1
 MAGIC = b"OHEV1\n"
+
+
+
+def n_selected(n: int, k: float) -> int:
+    """Tokens averaged by a k-indexed family on ``n`` tokens: ``max(1, floor(k n))``.
+
+    The small epsilon keeps e.g. ``0.15 * 20`` (= 3.0000000000000004 or 2.9999...) on 3.
+    """
+    return max(1, int(math.floor(k * n + 1e-9)))
 
 
 @dataclass(frozen=True)

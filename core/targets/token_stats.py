@@ -2,7 +2,7 @@
 
 Adapters call :func:`token_stats_batch` on the device that produced the logits, so the
 full ``[B, N, V]`` tensor never leaves it; only a handful of ``[N]`` vectors per clip are
-copied back (see :class:`core.targets.evidence.TokenStats`).
+copied back (see :class:`core.evidence.TokenStats`).
 
 Numerics: the log-softmax is taken in float32 (float64 when the logits are float64);
 log-probabilities are clamped at :data:`LOGPROB_FLOOR` so that masked vocabulary entries
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from core.targets.evidence import TokenStats
+from core.evidence import TokenStats
 
 LOGPROB_FLOOR = -100.0
 """Smallest log-probability kept (e^-100 ~ 4e-44); anything below reads as this value."""
