@@ -145,6 +145,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    import core.pipeline  # noqa: F401  (registers the job kinds a resumed worker runs)
     from core.runtime import jobs
 
     _, ws = _workspace(args)

@@ -12,7 +12,7 @@ import soundfile as sf
 from core.cli import main
 from core.data.audio import AudioError, decode
 from core.data.ingest import ingest_path
-from core.pipeline.common import EvidenceFailed, score_isolated
+from core.pipeline.evidence import EvidenceFailed, score_isolated
 from core.runtime.settings import Limits
 from core.runtime.store import Workspace
 from core.viz.report import build_report
@@ -89,7 +89,7 @@ def test_mia_lists_the_failing_clip_and_analyses_the_rest(ws_with_bad_clip: Work
 
 
 def test_every_clip_failing_stops_with_one_reason(ws_with_bad_clip: Workspace, monkeypatch) -> None:
-    from core.pipeline import common
+    from core.pipeline import evidence as common
     from core.pipeline.mia import MIAConfig
 
     target = common.get_target("zoo:lalm-small", "auto", {})  # the instance extract_evidence reuses

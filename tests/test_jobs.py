@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from core.data.ingest import ingest_path
+import core.pipeline  # noqa: F401  (the application registers the job kinds)
 from core.runtime import jobs
 from core.runtime.store import Workspace
 from tests.conftest import tone

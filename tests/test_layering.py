@@ -37,3 +37,144 @@ def test_pages_are_thin():
     heavy = {"torch", "transformers", "diffusers", "sklearn", "scipy", "librosa"}
     for p in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]:
         assert not (_imports(p) & heavy), p.name
+
+
+# -- the package graph ---------------------------------------------------------------------
+
+LAYERS = (
+    "core",  # core/__init__.py: the version only
+    "core.registry",
+    "core.evidence",
+    "core.stats",
+    "core.runtime",
+    "core.data",
+    "core.blind",
+    "core.mia",
+    "core.di",
+    "core.targets",
+    "core.disentangle",
+    "core.viz",
+    "core.pipeline",
+    "core.ui",
+    "core.cli",
+)
+"""Each package may import only itself and the packages listed before it."""
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_module(name: str) -> bool:
+    base = ROOT.joinpath(*name.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def core_imports(path: Path) -> set[str]:
+    """Every ``core`` module ``path`` imports, at module level or inside functions, relative
+    imports resolved and ``from core import stats`` read as ``core.stats``."""
+    me = _module_name(path)
+    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "core")
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            if module.split(".")[0] != "core":
+                continue
+            subs = [f"{module}.{a.name}" for a in node.names if _is_module(f"{module}.{a.name}")]
+            out.update(subs or [module])
+    return out
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "core").rglob("*.py"):
+        src = package_of(_module_name(path))
+        graph.setdefault(src, set()).update(package_of(m) for m in core_imports(path) if package_of(m) != src)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one package (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_core_packages_form_no_cycle():
+    assert _cycles(package_graph()) == []
+
+
+def test_every_package_imports_only_the_layers_below_it():
+    graph = package_graph()
+    assert set(graph) <= set(LAYERS), f"packages missing from LAYERS: {set(graph) - set(LAYERS)}"
+    rank = {p: i for i, p in enumerate(LAYERS)}
+    upward = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if rank[b] > rank[a])
+    assert upward == []
+
+
+def test_runtime_imports_nothing_above_it():
+    allowed = {"core", "core.registry", "core.evidence", "core.runtime"}
+    bad = {str(p.relative_to(ROOT)): sorted({package_of(m) for m in core_imports(p)} - allowed)
+           for p in (ROOT / "core" / "runtime").rglob("*.py")}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def _all_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_statistics_packages_import_neither_torch_nor_the_targets():
+    offenders = {}
+    for pkg in ("stats", "di", "mia"):
+        for p in (ROOT / "core" / pkg).rglob("*.py"):
+            bad = sorted(m for m in _all_imports(p) | core_imports(p)
+                         if m.split(".")[0] == "torch" or m == "core.targets" or m.startswith("core.targets."))
+            if bad:
+                offenders[str(p.relative_to(ROOT))] = bad
+    assert offenders == {}

@@ -159,7 +159,7 @@ def test_run_mia_rejects_unknown_columns_and_bad_labels() -> None:
     table = noise_table(20, 14)
     with pytest.raises(ValueError):
         run_mia(table, np.zeros(19, dtype=int))
-    with pytest.raises(KeyError, match="valid families"):
+    with pytest.raises(KeyError, match="unknown indicator family 'perplexity'; valid: .*ppl"):
         run_mia(table.rename(columns={"ppl": "perplexity"}), labels_for(20, 1))
 
 

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.data.ingest import ingest_path
+import core.pipeline  # noqa: F401  (the application registers the job kinds)
 from core.runtime import jobs
 from core.runtime.store import Workspace
 from test_pipeline_di import save_mia, write_corpus

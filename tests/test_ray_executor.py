@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
 from core.cli import main  # noqa: E402
 from core.data.ingest import ingest_path  # noqa: E402
-from core.pipeline.common import extract_evidence  # noqa: E402
+from core.pipeline.evidence import extract_evidence  # noqa: E402
 from core.pipeline.mia import MIAConfig  # noqa: E402
 from core.runtime.settings import Settings  # noqa: E402
 from core.runtime.store import Workspace  # noqa: E402

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from core.registry import Registry
+
 __all__ = [
     "BlindInputs",
     "FeatureGroup",
@@ -130,7 +132,7 @@ class FeatureGroup:
         }
 
 
-_GROUPS: dict[str, FeatureGroup] = {}
+_GROUPS: Registry[FeatureGroup] = Registry("feature group")
 
 
 def register_group(
@@ -147,12 +149,10 @@ def register_group(
         raise ValueError(f"kind must be 'numeric' or 'text', got {kind!r}")
 
     def deco(fn: Callable[[BlindInputs], pd.DataFrame | pd.Series | None]) -> Callable:
-        if name in _GROUPS:
-            raise ValueError(f"feature group {name!r} is already registered")
-        _GROUPS[name] = FeatureGroup(
+        _GROUPS.add(name, FeatureGroup(
             name=name, description=description, kind=kind, compute=fn,
             needs=frozenset(needs), requires=requires, install_hint=install_hint,
-        )
+        ))
         return fn
 
     return deco
@@ -160,18 +160,12 @@ def register_group(
 
 def unregister_group(name: str) -> None:
     """Remove a group (for plugins replacing one, and for tests)."""
-    get_group(name)
-    del _GROUPS[name]
+    _GROUPS.remove(name)
 
 
 def get_group(name: str) -> FeatureGroup:
     """The registered group ``name``; unknown names raise listing the valid ones."""
-    try:
-        return _GROUPS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown feature group {name!r}; valid groups: {', '.join(sorted(_GROUPS))}"
-        ) from None
+    return _GROUPS.get(name)
 
 
 def list_groups(*, available_only: bool = False) -> list[str]:

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from core.registry import Registry
+
 
 @dataclass(frozen=True)
 class ScorerConfig:
@@ -110,7 +112,7 @@ class ScorerInfo:
         return {"name": self.name, "description": self.description}
 
 
-_REGISTRY: dict[str, ScorerInfo] = {}
+_REGISTRY: Registry[ScorerInfo] = Registry("DI scorer")
 
 
 def register_scorer(name: str, *, description: str = "") -> Callable[[Scorer], Scorer]:
@@ -123,9 +125,7 @@ def register_scorer(name: str, *, description: str = "") -> Callable[[Scorer], S
     """
 
     def deco(fn: Scorer) -> Scorer:
-        if name in _REGISTRY:
-            raise ValueError(f"DI scorer {name!r} is already registered")
-        _REGISTRY[name] = ScorerInfo(name=name, fn=fn, description=description)
+        _REGISTRY.add(name, ScorerInfo(name=name, fn=fn, description=description))
         return fn
 
     return deco
@@ -133,7 +133,7 @@ def register_scorer(name: str, *, description: str = "") -> Callable[[Scorer], S
 
 def scorer_names() -> list[str]:
     """Names of all registered scorers, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_scorer(name: str) -> ScorerInfo:
@@ -141,10 +141,7 @@ def get_scorer(name: str) -> ScorerInfo:
 
     Raises
     ------
-    KeyError
-        If unknown; the message lists the valid names.
+    core.registry.UnknownName
+        If unknown (a KeyError and a ValueError); the message lists the valid names.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown DI scorer {name!r}; valid: {', '.join(scorer_names())}") from None
+    return _REGISTRY.get(name)

@@ -8,7 +8,6 @@ voice, in speaker.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,13 @@ def identify_voice(options: dict) -> dict:
     return dict(options, piper_voice=str(onnx), piper_voice_fingerprint=fingerprint([onnx, config]))
 
 
-@lru_cache(maxsize=2)
 def _load(onnx: str):
+    from core.runtime.pool import POOL
+
+    return POOL.get("voice", onnx, lambda: _load_voice(onnx))
+
+
+def _load_voice(onnx: str):
     try:
         from piper import PiperVoice
     except ImportError as exc:

@@ -17,6 +17,8 @@ from typing import Callable, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from core.registry import Registry
+
 MakeFn = Callable[..., NDArray[np.float32]]
 
 
@@ -38,7 +40,7 @@ class VariantFamily:
     """The clip itself (no rendering; its evidence is the plain MIA's)."""
 
 
-_VARIANTS: dict[str, VariantFamily] = {}
+_VARIANTS: Registry[VariantFamily] = Registry("variant")
 
 
 def register_variant(name: str, *, realizations: int = 1, description: str = "", needs_text: bool = False,
@@ -53,21 +55,16 @@ def register_variant(name: str, *, realizations: int = 1, description: str = "",
     """
 
     def deco(fn: MakeFn) -> MakeFn:
-        if name in _VARIANTS:
-            raise ValueError(f"variant {name!r} is already registered")
         if check not in (None, "transcript", "caption"):
             raise ValueError(f"check must be None, 'transcript' or 'caption', got {check!r}")
-        _VARIANTS[name] = VariantFamily(name, fn, realizations, description, needs_text, identify, options, make_batch, check, original)
+        _VARIANTS.add(name, VariantFamily(name, fn, realizations, description, needs_text, identify, options, make_batch, check, original))
         return fn
 
     return deco
 
 
 def get_variant(name: str) -> VariantFamily:
-    try:
-        return _VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"unknown variant {name!r}; valid: {', '.join(sorted(_VARIANTS))}") from None
+    return _VARIANTS.get(name)
 
 
 def variant_names() -> list[str]:

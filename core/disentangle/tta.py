@@ -17,7 +17,6 @@ unrelated to the audited model, and read the consistency check beside the result
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +41,14 @@ class _PipelineGenerator:
         self.fingerprint = folder_fingerprint(folder, {"pipeline": name})
 
 
-@lru_cache(maxsize=2)
 def _generator(spec: str):
+    """The TTA generator ``spec`` names, held by the model pool (one resident at a time)."""
+    from core.runtime.pool import POOL
+
+    return POOL.get("generator", spec, lambda: _load_generator(spec))
+
+
+def _load_generator(spec: str):
     if not spec.startswith("zoo:"):
         folder = Path(spec).expanduser()
         if not (folder / "model_index.json").is_file():

@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from core.registry import Registry, UnknownName
+
 EvidenceKind = Literal["tokens", "diffusion"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,7 +66,7 @@ class IndicatorFamily:
         }
 
 
-_REGISTRY: dict[str, IndicatorFamily] = {}
+_REGISTRY: Registry[IndicatorFamily] = Registry("indicator family")
 
 
 def register_indicator(
@@ -88,16 +90,14 @@ def register_indicator(
         raise ValueError(f"evidence must be 'tokens' or 'diffusion', got {evidence!r}")
 
     def decorate(fn: F) -> F:
-        if name in _REGISTRY:
-            raise ValueError(f"indicator family {name!r} is already registered")
-        _REGISTRY[name] = IndicatorFamily(
+        _REGISTRY.add(name, IndicatorFamily(
             name=name,
             higher_is_member=bool(higher_is_member),
             evidence=evidence,
             fn=fn,
             description=description,
             reference=reference,
-        )
+        ))
         return fn
 
     return decorate
@@ -105,8 +105,7 @@ def register_indicator(
 
 def unregister_indicator(name: str) -> None:
     """Remove a family (for plug-ins that are reloaded); unknown names raise."""
-    get_family(name)
-    del _REGISTRY[name]
+    _REGISTRY.remove(name)
 
 
 def families(evidence: EvidenceKind | None = None) -> tuple[IndicatorFamily, ...]:
@@ -120,11 +119,7 @@ def family_names() -> tuple[str, ...]:
 
 def get_family(name: str) -> IndicatorFamily:
     """The family registered as ``name``; unknown names raise listing the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        valid = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown indicator family {name!r}; valid families: {valid}") from None
+    return _REGISTRY.get(name)
 
 
 def family_of(key: str) -> str:
@@ -138,8 +133,7 @@ def family_of(key: str) -> str:
     """
     match = _KEY_RE.match(str(key))
     if match is None:
-        valid = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"malformed indicator key {key!r}; valid families: {valid}")
+        raise UnknownName(f"malformed indicator key {key!r}; valid families: {', '.join(_REGISTRY.names())}", name=str(key))
     return get_family(match.group("family")).name
 
 

@@ -5,7 +5,8 @@ configuration and provenance, and returns ``(run_id, result)``. Importing this p
 registers the job kinds.
 """
 
-from core.pipeline.common import DEMO_DATASETS, extract_evidence, get_target, load_demo, package_versions, provenance
+from core.pipeline.common import DEMO_DATASETS, load_demo, package_versions, provenance
+from core.pipeline.evidence import extract_evidence, get_target
 from core.pipeline.mia import MIAConfig, audit_mia
 from core.pipeline.blind import BlindRunConfig, audit_blind, match_dataset
 from core.pipeline.crossdata import CrossDataConfig, cross_dataset_matrix

@@ -360,7 +360,7 @@ def audit_di(
         )
     failed = list(mia_run["result"].get("failed_clips") or [])
     if failed:
-        from core.pipeline.common import failed_clips_warning
+        from core.pipeline.evidence import failed_clips_warning
 
         extra.append(failed_clips_warning(failed))
     first = (confound,) if confound else ()  # the caveat that can overturn the verdict comes first

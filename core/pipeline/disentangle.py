@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.pipeline.common import Cancelled, Progress, extract_evidence, failed_clips_warning, provenance
+from core.pipeline.common import Cancelled, Progress, provenance
+from core.pipeline.evidence import extract_evidence, failed_clips_warning
 from core.pipeline.mia import MIAConfig
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings, config_kwargs
@@ -69,7 +70,8 @@ def audit_disentangle(
     from core.disentangle import Variant, get_variant
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
-    from core.pipeline.common import clip_grouping, get_target
+    from core.pipeline.common import clip_grouping
+    from core.pipeline.evidence import get_target
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
@@ -185,18 +187,12 @@ def render_variant(ws: Workspace, clip_hash: str, text: str, condition: str, rea
     return Variant.of(get_variant(condition), realization, options).render(audio, text, settings.analysis_sr, clip_hash)
 
 
-_CLAP: dict[tuple, object] = {}
-
-
 def _clap(folder: str, settings: Settings):
-    """One CLAP model per process (the worker reuses it across runs)."""
+    """One CLAP model per process (the worker reuses it across runs), held by the model pool."""
     from core.disentangle.consistency import ClapScorer
+    from core.runtime.pool import POOL
 
-    key = (folder, settings.device)
-    if key not in _CLAP:
-        _CLAP.clear()
-        _CLAP[key] = ClapScorer(folder, device=settings.device)
-    return _CLAP[key]
+    return POOL.get("clap", (folder, settings.device), lambda: ClapScorer(folder, device=settings.device))
 
 
 class _ClapCache:
@@ -222,7 +218,7 @@ class _ClapCache:
             self.cache.put(self._key(c.clip_hash), np.array([v]))
 
     def scores(self, clips: pd.DataFrame, settings: Settings, batch: int = 8) -> np.ndarray:
-        from core.pipeline.common import clip_inputs, stored_clips
+        from core.pipeline.evidence import clip_inputs, stored_clips
 
         hashes = clips["clip_hash"].tolist()
         out = [self.cache.get(self._key(h)) for h in hashes]

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from core.blind.verdict import verdict_of_run
-from core.pipeline.common import Cancelled, Progress, clip_grouping, extract_evidence, failed_clips_warning, provenance
+from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
+from core.pipeline.evidence import extract_evidence, failed_clips_warning
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings, config_kwargs
 from core.runtime.store import Workspace

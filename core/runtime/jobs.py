@@ -22,31 +22,32 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from core.registry import Registry
 from core.runtime.store import Workspace
 
 HEARTBEAT_STALE_S = 60.0
 
 JobFn = Callable[["Workspace", dict, "JobContext"], str]
-_KINDS: dict[str, JobFn] = {}
+_KINDS: Registry[JobFn] = Registry("job kind")
+"""Job kinds, registered by the application (``core.pipeline``) with :func:`job_kind`; the
+runtime imports nothing above itself. A worker process imports the module that registered
+its job's kind (passed on its command line) before it runs the job."""
 
 
 def job_kind(name: str) -> Callable[[JobFn], JobFn]:
-    def deco(fn: JobFn) -> JobFn:
-        if name in _KINDS:
-            raise ValueError(f"job kind {name!r} is already registered")
-        _KINDS[name] = fn
-        return fn
-
-    return deco
+    return _KINDS.decorator(name)
 
 
 def get_kind(name: str) -> JobFn:
-    import core.pipeline  # noqa: F401  (registers the job kinds)
+    return _KINDS.get(name)
 
-    try:
-        return _KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown job kind {name!r}; valid: {', '.join(sorted(_KINDS))}") from None
+
+def _kind_module(ws: Workspace, job_id: str) -> str:
+    """The module that registered the job's kind in this process (the worker imports it)."""
+    row = ws.query("SELECT kind FROM jobs WHERE id=?", (job_id,))
+    if row.empty:
+        raise KeyError(f"no job {job_id!r}")
+    return get_kind(str(row["kind"].iloc[0])).__module__
 
 
 @dataclass
@@ -96,7 +97,7 @@ def spawn(ws: Workspace, job_id: str) -> subprocess.Popen:
     # the child gets its own copy of the descriptor; the parent's is closed right away
     with open(ws.root / "tmp" / f"{job_id}.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "core.runtime.worker", str(ws.root), job_id],
+            [sys.executable, "-m", "core.runtime.worker", str(ws.root), job_id, _kind_module(ws, job_id)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
 

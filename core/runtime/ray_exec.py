@@ -1,4 +1,4 @@
-"""Evidence extraction on a Ray cluster (optional extra: ``pip install -e ".[ray]"``).
+"""Batches of model work on a Ray cluster (optional extra: ``pip install -e ".[ray]"``).
 
 The driver (the CLI or the dashboard's worker process) keeps everything that makes a run
 reproducible and resumable: it reads the cache, decides which clips are missing, and
@@ -6,7 +6,7 @@ writes each finished batch to the same cache as the local executor, so progress,
 cancellation and resume after a kill work exactly as they do locally. Ray only does the
 model work:
 
-* one :class:`EvidenceActor` per GPU (or per ``cpus_per_actor`` CPUs when the cluster has
+* one actor (the evidence layer's :class:`core.pipeline.evidence.EvidenceWorker`) per GPU (or per ``cpus_per_actor`` CPUs when the cluster has
   no GPU) loads the target **once** and scores batches of clips;
 * batches go to whichever actor is idle and are written to the cache in the order they
   finish;
@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from core.runtime.settings import Limits
-
 # one batch: (indices into the run's clip list, [(clip_hash, audio bytes, text), ...])
 Batch = tuple[list[int], list[tuple[str, bytes, str]]]
 
@@ -39,39 +37,6 @@ def _ray():
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ExecutorError('the Ray executor needs the optional extra: pip install -e ".[ray]"') from exc
     return ray
-
-
-class EvidenceWorker:
-    """What one actor does: load the target once, score batches of clip bytes."""
-
-    def __init__(self, spec: str, device: str | None, options: dict, ev_config, analysis_sr: int,
-                 limits: Limits, variant=None, batch_size: int = 8, threads: int | None = None):
-        import torch
-
-        from core.pipeline.common import get_target
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.target = get_target(spec, device, options)
-        self.ev_config = ev_config
-        self.sr = analysis_sr
-        self.limits = limits
-        self.variant = variant
-        self.batch_size = batch_size
-
-    def fingerprint(self) -> str:
-        return self.target.fingerprint
-
-    def score(self, batch: Batch) -> tuple[list[int], list[bytes | str]]:
-        from core.pipeline.common import clip_inputs, score_isolated
-
-        idx, items = batch
-
-        def score(part):
-            return self.target.evidence(clip_inputs(part, self.sr, self.limits, self.variant), self.ev_config, batch_size=self.batch_size)
-
-        # a clip that fails alone comes back as its reason (a string), as on the local executor
-        return idx, [ev if isinstance(ev, str) else ev.to_bytes() for ev in score_isolated(items, score)]
 
 
 @dataclass(frozen=True)
@@ -113,21 +78,18 @@ class RayExecutor:
         n = self.n_actors or max(1, cpus // self.cpus_per_actor)
         return n, {"num_cpus": self.cpus_per_actor}
 
-    def actors(self, n: int | None, spec: str, *, device: str | None, options: dict, ev_config, analysis_sr: int,
-               limits: Limits, variant=None, batch_size: int = 8, have: int = 0) -> list:
-        """Start up to ``n`` more actors beside the ``have`` already running, never more in
-        all than the cluster plan allows (``n=None``: up to the plan)."""
+    def actors(self, n: int | None, worker: type, *, have: int = 0, **init) -> list:
+        """Start up to ``n`` more ``worker(**init, threads=...)`` actors beside the ``have``
+        already running, never more in all than the cluster plan allows (``n=None``: up to
+        the plan). ``threads`` is the torch thread count of a CPU actor (None on a GPU).
+        A worker has ``fingerprint()`` and ``score(batch)`` methods."""
         ray = self.connect()
         planned, resources = self._plan(ray)
         room = max(0, planned - have)
         n = room if n is None else max(0, min(n, room))
         threads = None if "num_gpus" in resources else self.cpus_per_actor
-        actor_cls = ray.remote(**resources)(EvidenceWorker)
-        return [
-            actor_cls.remote(spec, None if device in (None, "auto") else device, options, ev_config, analysis_sr,
-                             limits, variant, batch_size, threads)
-            for _ in range(n)
-        ]
+        actor_cls = ray.remote(**resources)(worker)
+        return [actor_cls.remote(**init, threads=threads) for _ in range(n)]
 
     def fingerprint(self, actors: Sequence) -> str:
         """The model fingerprint every actor loaded; different ones stop the run."""

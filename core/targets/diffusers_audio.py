@@ -46,6 +46,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import torch
 
+from core.registry import Registry
 from core.runtime.device import default_dtype, resolve_device
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.diffusion_audio import DEFAULT_TIMESTEPS, STEP_DELTA, clip_noise, noise_seed, split_prediction
@@ -156,22 +157,16 @@ class _Kind:
     encode: Callable[[Any, Sequence[str], torch.device], Conditioning]
 
 
-_KINDS: dict[str, _Kind] = {}
+_KINDS: Registry[_Kind] = Registry("diffusers pipeline class")
 
 
 def _register_kind(name: str) -> Callable[[Callable], Callable]:
-    def deco(fn: Callable) -> Callable:
-        if name in _KINDS:
-            raise ValueError(f"pipeline kind {name!r} is already registered")
-        _KINDS[name] = _Kind(name, fn)
-        return fn
-
-    return deco
+    return _KINDS.decorator(name, lambda fn: _Kind(name, fn))
 
 
 def supported_pipelines() -> list[str]:
     """Names of the diffusers pipeline classes this adapter loads."""
-    return sorted(_KINDS)
+    return _KINDS.names()
 
 
 @_register_kind("AudioLDMPipeline")
@@ -314,10 +309,10 @@ class DiffusersAudioTarget:
                  device: torch.device, dtype: torch.dtype, batch_size: int = 4) -> None:
         name = type(pipe).__name__
         if name not in _KINDS:
-            raise ValueError(f"unsupported pipeline {name}; valid: {', '.join(supported_pipelines())}")
+            raise _KINDS.unknown(name)
         self.spec = spec
         self.pipe = pipe
-        self.kind = _KINDS[name]
+        self.kind = _KINDS.get(name)
         self.front_end = front_end
         self.fingerprint = fingerprint
         self.device = device
@@ -475,7 +470,7 @@ def load_pipeline(folder: str | Path, *, device: str | None = None, dtype: torch
     if name == "StableAudioPipeline":
         raise ValueError(STABLE_AUDIO_REFUSAL)
     if name not in _KINDS:
-        raise ValueError(f"unsupported pipeline {name} in {folder}; valid: {', '.join(supported_pipelines())}")
+        raise _KINDS.unknown(name, extra=f" (the pipeline in {folder})")
     check_safetensors(folder)
     dev = resolve_device(device)
     dtype = dtype or default_dtype(dev)

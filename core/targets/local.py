@@ -19,9 +19,11 @@ through to the adapter.
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from core.targets.base import Target
+from core.registry import Registry
+from core.targets.base import Family, Target
 from core.targets.loading import check_remote_code, check_safetensors, read_config
 from core.targets.registry import register_loader
 
@@ -49,16 +51,25 @@ def _load_seq2seq(path: Path, device: str | None, options: dict[str, Any]) -> Ta
     return target
 
 
-_BY_MODEL_TYPE: dict[str, Callable[[Path, str | None, dict[str, Any]], Target]] = {
-    "qwen2_audio": _load_chat,
-    "audioflamingo3": _load_chat,
-    "musicgen": _load_musicgen,
-}
+@dataclass(frozen=True)
+class ModelType:
+    """An adapter for one ``config.json`` model type, and the family it audits."""
+
+    load: Callable[[Path, str | None, dict[str, Any]], Target]
+    family: Family
+
+
+MODEL_TYPES: Registry[ModelType] = Registry("model type")
+"""``config.json`` model types with a dedicated adapter (encoder-decoder speech models and
+diffusers pipelines are recognised by their structure instead)."""
+MODEL_TYPES.add("qwen2_audio", ModelType(_load_chat, "audio-language"))
+MODEL_TYPES.add("audioflamingo3", ModelType(_load_chat, "audio-language"))
+MODEL_TYPES.add("musicgen", ModelType(_load_musicgen, "autoregressive"))
 
 
 def supported_model_types() -> list[str]:
     """The ``config.json`` model types the local loader can audit (plus diffusers pipelines)."""
-    return sorted(_BY_MODEL_TYPE) + [_SEQ2SEQ_NOTE, "diffusers pipelines (model_index.json)"]
+    return MODEL_TYPES.names() + [_SEQ2SEQ_NOTE, "diffusers pipelines (model_index.json)"]
 
 
 def _is_speech_seq2seq(config: dict[str, Any]) -> bool:
@@ -83,7 +94,7 @@ def detect_kind(folder: str | Path) -> str:
         return "diffusers"
     config = read_config(folder)
     model_type = str(config.get("model_type", ""))
-    if model_type in _BY_MODEL_TYPE:
+    if model_type in MODEL_TYPES:
         return model_type
     if _is_speech_seq2seq(config):
         return "seq2seq"
@@ -131,14 +142,22 @@ def load_local(path: str | Path, *, device: str | None = None, **options: Any) -
     check_remote_code(config, trust_remote_code=bool(options.get("trust_remote_code", False)), folder=folder)
     if kind == "seq2seq":
         return _load_seq2seq(folder, device, options)
-    return _BY_MODEL_TYPE[kind](folder, device, options)
+    return MODEL_TYPES.get(kind).load(folder, device, options)
 
 
 def _is_local_folder(spec: str) -> bool:
     return not spec.startswith("zoo:") and Path(spec).is_dir()
 
 
-@register_loader("local", matches=_is_local_folder)
+def local_family(spec: str) -> Family:
+    """The family of a checkpoint folder, from its metadata alone."""
+    kind = detect_kind(spec)
+    if kind == "diffusers":
+        return "diffusion"
+    return "audio-language" if kind == "seq2seq" else MODEL_TYPES.get(kind).family
+
+
+@register_loader("local", matches=_is_local_folder, family=local_family)
 def _load(spec: str, *, device: str | None = None, **options: Any) -> Target:
     return load_local(spec, device=device, **options)
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.targets.base import Target, TargetInfo
+from core.registry import Registry, UnknownName
+from core.targets.base import Family, Target, TargetInfo
 
 
 @dataclass(frozen=True)
@@ -19,9 +20,10 @@ class _Loader:
     matches: Callable[[str], bool]
     load: Callable[..., Target]
     listing: Callable[[], list[TargetInfo]]
+    family: Callable[[str], Family]
 
 
-_LOADERS: dict[str, _Loader] = {}
+_LOADERS: Registry[_Loader] = Registry("target loader")
 
 
 def register_loader(
@@ -29,13 +31,13 @@ def register_loader(
     *,
     matches: Callable[[str], bool],
     listing: Callable[[], list[TargetInfo]] = lambda: [],
+    family: Callable[[str], Family],
 ) -> Callable[[Callable[..., Target]], Callable[..., Target]]:
-    """Register ``load(spec, *, device=None, **options) -> Target`` for matching specs."""
+    """Register ``load(spec, *, device=None, **options) -> Target`` for matching specs;
+    ``family(spec)`` names the family of a matching spec without loading any weights."""
 
     def deco(fn: Callable[..., Target]) -> Callable[..., Target]:
-        if name in _LOADERS:
-            raise ValueError(f"target loader {name!r} is already registered")
-        _LOADERS[name] = _Loader(name, matches, fn, listing)
+        _LOADERS.add(name, _Loader(name, matches, fn, listing, family))
         return fn
 
     return deco
@@ -49,11 +51,23 @@ def list_targets() -> list[TargetInfo]:
     return out
 
 
-def load_target(spec: str, *, device: str | None = None, **options) -> Target:
-    """Load the target named by ``spec``; raises ``ValueError`` listing valid specs."""
+def _loader(spec: str) -> _Loader:
     for loader in _LOADERS.values():
         if loader.matches(spec):
-            return loader.load(spec, device=device, **options)
-    known = ", ".join(t.spec for t in list_targets()) or "none"
+            return loader
+    valid = tuple(t.spec for t in list_targets())
     hint = " (no such local folder)" if not spec.startswith("zoo:") and not Path(spec).exists() else ""
-    raise ValueError(f"unknown target {spec!r}{hint}; valid: {known}, or a local checkpoint folder")
+    raise UnknownName(f"unknown target {spec!r}{hint}; valid: {', '.join(valid) or 'none'}, or a local checkpoint folder",
+                      name=spec, valid=valid)
+
+
+def target_family(spec: str) -> Family:
+    """The family of the target ``spec`` names, read from its registration or its folder's
+    metadata: no weights are loaded."""
+    return _loader(spec).family(spec)
+
+
+def load_target(spec: str, *, device: str | None = None, **options) -> Target:
+    """Load the target named by ``spec``; an unknown spec raises
+    :class:`core.registry.UnknownName` (a ``ValueError``) listing the valid ones."""
+    return _loader(spec).load(spec, device=device, **options)

@@ -122,6 +122,8 @@ def job_panel(ws: Workspace, job_id: str | None) -> dict | None:
     elif status == "interrupted":
         st.warning(f"Job {job_id} was interrupted at {done}/{total}; finished batches are cached.")
         if st.button("Resume", key=f"resume-{job_id}"):
+            import core.pipeline  # noqa: F401  (registers the job kinds the worker runs)
+
             jobs.resume(ws, job_id)
             st.rerun()
     elif status == "cancelled":

@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+import core.pipeline  # noqa: F401  (registers the job kinds the pages submit)
 from core.runtime import jobs
 from core.runtime.store import Workspace
 from core.ui.common import job_panel

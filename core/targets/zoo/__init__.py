@@ -30,7 +30,8 @@ def _listing() -> list[TargetInfo]:
     return out
 
 
-@register_loader("zoo", matches=lambda spec: spec.startswith("zoo:"), listing=_listing)
+@register_loader("zoo", matches=lambda spec: spec.startswith("zoo:"), listing=_listing,
+                 family=lambda spec: get_zoo(spec.split(":", 1)[1]).family)
 def load_zoo(spec: str, *, device: str | None = None, **options) -> Target:
     entry = get_zoo(spec.split(":", 1)[1])
     folder = zoo_dir() / entry.name

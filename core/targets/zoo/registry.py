@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.registry import Registry
 from core.runtime.settings import ASSETS_ENV, assets_dir  # noqa: F401  (defined once, in the settings)
 from core.targets.base import Family, Target
 
@@ -37,18 +38,12 @@ class ZooEntry:
     load: Callable[..., Target]
 
 
-ZOO: dict[str, ZooEntry] = {}
+ZOO: Registry[ZooEntry] = Registry("zoo model")
 
 
 def zoo_model(entry: ZooEntry) -> ZooEntry:
-    if entry.name in ZOO:
-        raise ValueError(f"zoo model {entry.name!r} is already registered")
-    ZOO[entry.name] = entry
-    return entry
+    return ZOO.add(entry.name, entry)
 
 
 def get_zoo(name: str) -> ZooEntry:
-    try:
-        return ZOO[name]
-    except KeyError:
-        raise ValueError(f"unknown zoo model {name!r}; valid: {', '.join(sorted(ZOO)) or 'none'}") from None
+    return ZOO.get(name)

@@ -1,0 +1,247 @@
+"""The evidence layer: every clip's raw evidence from a target, through the cache.
+
+One module owns "which clips are missing, load the target once, decode, score, cache" for
+both executors: ``local`` (this process) and ``ray`` (actors that each load the target
+once; :mod:`core.runtime.ray_exec` runs them). The operations (MIA, DI, disentanglement)
+call :func:`extract_evidence` and never touch models, decoding or the cache themselves.
+Models are held by the process-wide pool (:data:`core.runtime.pool.POOL`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+
+from core.pipeline.common import Cancelled, Progress
+from core.runtime.pool import POOL, options_key
+from core.runtime.settings import Limits, Settings
+from core.runtime.store import Workspace
+
+
+def get_target(spec: str, device: str | None = None, options: dict | None = None):
+    """Load a target once per process (the worker and the CLI reuse it across calls).
+
+    ``options`` are passed to the target's loader (e.g. ``prompt``, ``batch_size``,
+    ``trust_remote_code``); they are part of the reuse key. The pool keeps one target
+    resident: loading another unloads the previous one.
+    """
+    from core.targets import load_target
+
+    options = dict(options or {})
+    return POOL.get("target", (spec, device, options_key(options)),
+                    lambda: load_target(spec, device=None if device in (None, "auto") else device, **options))
+
+
+def stored_clips(ws: Workspace, rows: pd.DataFrame) -> list[tuple[str, bytes, str]]:
+    """``(clip_hash, stored bytes, text)`` of each row of an analysis-clips table."""
+    return [(h, ws.read_audio(h), t or "") for h, t in zip(rows["clip_hash"], rows["text"])]
+
+
+def clip_inputs(items: list[tuple[str, bytes, str]], sr: int, limits, variant=None) -> list:
+    """Decode stored clips to the analysis rate and apply ``variant`` (rendered as a batch):
+    the :class:`ClipInput` list a target scores. Used locally and on Ray workers alike."""
+    from core.data.audio import load_analysis
+    from core.targets.base import ClipInput
+
+    hashes, texts = [h for h, _, _ in items], [t for _, _, t in items]
+    audios = [load_analysis(data, sr, limits=limits) for _, data, _ in items]
+    if variant is not None:
+        audios = variant.render_many(audios, texts, sr, hashes)
+    return [ClipInput(h, a, t, sr) for h, a, t in zip(hashes, audios, texts)]
+
+
+MAX_FAILURES_BEFORE_ANY_SUCCESS = 8
+"""Clips that may fail one by one before the run stops: when that many fail and none has
+been scored, the cause is the target or the setup, not the clips."""
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def score_isolated(items: list[tuple[str, bytes, str]], score: Callable[[list], list]) -> list:
+    """``score(items)`` for a batch; when the batch raises, each clip is scored alone, and a
+    clip that fails alone gets the reason (a string) in place of its evidence, so one bad
+    clip never sinks the others. Cancellation is never swallowed."""
+    try:
+        return list(score(items))
+    except (InterruptedError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - retried clip by clip below
+        if len(items) == 1:
+            return [_reason(exc)]
+    out: list = []
+    for item in items:
+        try:
+            out.extend(score([item]))
+        except (InterruptedError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as this clip's failure
+            out.append(_reason(exc))
+    return out
+
+
+class EvidenceFailed(ValueError):
+    """Every clip tried so far failed: the target or the setup is broken (with the reason)."""
+
+
+def extract_evidence(
+    ws: Workspace,
+    dataset: str,
+    target_spec: str,
+    config,
+    *,
+    settings: Settings | None = None,
+    clips: pd.DataFrame | None = None,
+    variant=None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+    on_inputs=None,
+):
+    """Evidence for every analysed clip of ``dataset`` through the cache.
+
+    ``variant`` (optional, a :class:`core.disentangle.Variant`) replaces each clip's audio
+    before scoring; its evidence is cached under the variant's own key. ``on_inputs``
+    (optional) sees each computed batch's :class:`ClipInput` list (the rendered variant
+    audio) on the local executor, e.g. to score its consistency without rendering twice.
+
+    A clip that cannot be scored (a decoding error, a model failure on that clip alone)
+    is left out and listed with its reason; the others are analysed. When the first
+    ``MAX_FAILURES_BEFORE_ANY_SUCCESS`` clips all fail, :class:`EvidenceFailed` is raised.
+
+    Returns (clips table of the scored clips, their evidence, target fingerprint, number
+    computed, failed clips ``[{"clip_hash", "path", "reason"}]``).
+    """
+    from core.runtime.cache import EvidenceCache, cached_evidence
+
+    settings = settings or Settings.from_env(ws.root)
+    clips = ws.analysis_clips(dataset) if clips is None else clips
+    ev_cfg = config.evidence_config()
+    sr = settings.analysis_sr
+    keys = clips["clip_hash"].tolist()
+    cfg_key = ev_cfg.to_dict()
+    if variant is not None:
+        keys = [variant.key(h) for h in keys]
+        cfg_key = dict(cfg_key, variant=variant.name)
+    report = (lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None
+    failures: dict[int, str] = {}
+    if settings.executor == "ray":
+        evidence, fp, computed = _extract_on_ray(ws, clips, keys, cfg_key, target_spec, config, ev_cfg, settings,
+                                                 variant=variant, progress=report, cancelled=cancelled, failures=failures)
+    elif settings.executor != "local":
+        raise ValueError(f"unknown executor {settings.executor!r}; valid: local, ray")
+    else:
+        target = get_target(target_spec, settings.device, config.loader_options())
+        ok = [0]
+
+        def score(items: list[tuple[str, bytes, str]]):
+            xs = clip_inputs(items, sr, settings.limits, variant)
+            if on_inputs is not None:
+                on_inputs(xs)
+            return target.evidence(xs, ev_cfg, batch_size=config.batch_size)
+
+        def compute(idx: list[int]):
+            out = score_isolated(stored_clips(ws, clips.iloc[idx]), score)
+            ok[0] += sum(not isinstance(e, str) for e in out)
+            bad = [e for e in out if isinstance(e, str)]
+            if bad and ok[0] == 0 and len(failures) + len(bad) >= min(MAX_FAILURES_BEFORE_ANY_SUCCESS, len(keys)):
+                raise EvidenceFailed(f"{target_spec}: every clip tried failed ({_reason_tally(list(failures.values()) + bad)})")
+            return out
+
+        fp = target.fingerprint
+        evidence, computed = cached_evidence(
+            EvidenceCache(ws.cache_dir), fp, keys, cfg_key, sr, compute,
+            batch_size=config.batch_size, progress=report, cancelled=cancelled, failures=failures,
+        )
+    return _split_failures(clips, evidence, fp, computed, failures)
+
+
+def _reason_tally(reasons: list[str]) -> str:
+    """Distinct failure reasons, most frequent first, each with its count."""
+    from collections import Counter
+
+    return "; ".join(f"{n}x {r}" if n > 1 else r for r, n in Counter(reasons).most_common(3))
+
+
+def failed_clips_warning(failed: list[dict]) -> str:
+    """One line for a run's warnings: how many clips were left out, and the first reason."""
+    first = failed[0]
+    return (f"{len(failed)} clip(s) could not be scored and are left out of this run (listed under failed clips); "
+            f"first: {first.get('path') or first['clip_hash'][:12]}: {first['reason']}")
+
+
+def _split_failures(clips: pd.DataFrame, evidence: list, fp: str, computed: int, failures: dict[int, str]):
+    failed = [{"clip_hash": clips["clip_hash"].iloc[i], "path": str(clips["path"].iloc[i]) if "path" in clips else "", "reason": r}
+              for i, r in sorted(failures.items())]
+    if not failures:
+        return clips, evidence, fp, computed, failed
+    keep = [i for i in range(len(clips)) if i not in failures]
+    return clips.iloc[keep].reset_index(drop=True), [evidence[i] for i in keep], fp, computed, failed
+
+
+def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key: dict, target_spec: str, config,
+                    ev_cfg, settings: Settings, *, variant, progress, cancelled, failures: dict[int, str]):
+    """:func:`extract_evidence` with the model work on Ray actors (``core.runtime.ray_exec``).
+
+    One actor starts first to learn the model fingerprint (so a warm re-run reads the
+    cache without loading more replicas); the rest start only when clips are missing.
+    """
+    from core.runtime.cache import EvidenceCache, cached_evidence
+    from core.runtime.ray_exec import RayExecutor
+    from core.evidence import ClipEvidence
+
+    ex = RayExecutor(address=settings.ray_address)
+    start = dict(spec=target_spec, device=None if settings.device in (None, "auto") else settings.device, options=config.loader_options(), ev_config=ev_cfg,
+                 analysis_sr=settings.analysis_sr, limits=settings.limits, variant=variant,
+                 batch_size=config.batch_size)
+    actors = ex.actors(1, EvidenceWorker, **start)
+    try:
+        fp = ex.fingerprint(actors)
+
+        def run(batches: list[list[int]]):
+            more = ex.actors(len(batches) - 1, EvidenceWorker, have=len(actors), **start) if len(batches) > 1 else []
+            if more:
+                actors.extend(more)
+                ex.fingerprint(actors)
+            for idx, blobs in ex.run(actors, ((idx, stored_clips(ws, clips.iloc[idx])) for idx in batches)):
+                yield idx, [b if isinstance(b, str) else ClipEvidence.from_bytes(b) for b in blobs]
+
+        evidence, computed = cached_evidence(
+            EvidenceCache(ws.cache_dir), fp, keys, cfg_key, settings.analysis_sr, None,
+            batch_size=config.batch_size, progress=progress, cancelled=cancelled, run=run, failures=failures,
+        )
+    finally:
+        ex.stop(actors)
+    return evidence, fp, computed
+
+
+class EvidenceWorker:
+    """What one Ray actor does: load the target once, score batches of clip bytes
+    (started by :class:`core.runtime.ray_exec.RayExecutor`)."""
+
+    def __init__(self, spec: str, device: str | None, options: dict, ev_config, analysis_sr: int,
+                 limits: Limits, variant=None, batch_size: int = 8, threads: int | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.target = get_target(spec, device, options)
+        self.ev_config = ev_config
+        self.sr = analysis_sr
+        self.limits = limits
+        self.variant = variant
+        self.batch_size = batch_size
+
+    def fingerprint(self) -> str:
+        return self.target.fingerprint
+
+    def score(self, batch) -> tuple[list[int], list[bytes | str]]:
+        idx, items = batch
+
+        def score(part):
+            return self.target.evidence(clip_inputs(part, self.sr, self.limits, self.variant), self.ev_config, batch_size=self.batch_size)
+
+        # a clip that fails alone comes back as its reason (a string), as on the local executor
+        return idx, [ev if isinstance(ev, str) else ev.to_bytes() for ev in score_isolated(items, score)]
