@@ -130,4 +130,5 @@ def test_null_check_catches_a_leaky_scorer() -> None:
         assert any("null check rejected" in w for w in res.warnings)
         assert "not reliable" in res.verdict()
     finally:
-        di_registry._REGISTRY.pop(name, None)
+        if name in di_registry._REGISTRY:
+            di_registry._REGISTRY.remove(name)

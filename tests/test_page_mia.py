@@ -108,6 +108,6 @@ def test_a_plugin_variant_gets_the_transcript_check_by_its_registration(mia_ws):
         d = out["details"]["echo_test"]
         assert d["consistency"]["metric"] == "wer" and d["auc"] == pytest.approx(mia["auc"], abs=1e-9)
     finally:
-        del _VARIANTS["echo_test"]
+        _VARIANTS.remove("echo_test")
     with pytest.raises(ValueError, match="check must be"):
         register_variant("bad_test", check="vibes")(_echo)
