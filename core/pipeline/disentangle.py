@@ -71,7 +71,7 @@ def audit_disentangle(
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
     from core.pipeline.common import clip_grouping
-    from core.pipeline.evidence import get_target
+    from core.targets.registry import target_family
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
@@ -86,7 +86,7 @@ def audit_disentangle(
     resolved = {c: Variant.of(families[c], 0, config.variant_options.get(c)).options for c in config.conditions}
     missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
     # The audited model's own transcription checks resynthesized speech, when it transcribes.
-    transcribes = config.mia.mode == "generated" and get_target(target, settings.device, config.mia.loader_options()).family == "audio-language"
+    transcribes = config.mia.mode == "generated" and target_family(target) == "audio-language"
     clap = _clap(config.clap_model, settings) if config.clap_model and any(f.check == "caption" for f in families.values()) else None
     conditions: dict[str, dict] = {}
     failed_clips: dict[str, dict] = {}  # clip hash -> why it could not be scored (first condition it failed in)

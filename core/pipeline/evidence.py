@@ -9,6 +9,7 @@ Models are held by the process-wide pool (:data:`core.runtime.pool.POOL`).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable
 
 import pandas as pd
@@ -49,6 +50,16 @@ def clip_inputs(items: list[tuple[str, bytes, str]], sr: int, limits, variant=No
     if variant is not None:
         audios = variant.render_many(audios, texts, sr, hashes)
     return [ClipInput(h, a, t, sr) for h, a, t in zip(hashes, audios, texts)]
+
+
+def score_clips(target, items: list[tuple[str, bytes, str]], ev_cfg, *, sr: int, limits, variant=None,
+                batch_size: int = 8, on_inputs=None) -> list:
+    """Decode ``items`` (:func:`clip_inputs`) and score them with ``target``: the model step
+    of the local executor and of every Ray actor."""
+    xs = clip_inputs(items, sr, limits, variant)
+    if on_inputs is not None:
+        on_inputs(xs)
+    return target.evidence(xs, ev_cfg, batch_size=batch_size)
 
 
 MAX_FAILURES_BEFORE_ANY_SUCCESS = 8
@@ -137,10 +148,8 @@ def extract_evidence(
         ok = [0]
 
         def score(items: list[tuple[str, bytes, str]]):
-            xs = clip_inputs(items, sr, settings.limits, variant)
-            if on_inputs is not None:
-                on_inputs(xs)
-            return target.evidence(xs, ev_cfg, batch_size=config.batch_size)
+            return score_clips(target, items, ev_cfg, sr=sr, limits=settings.limits, variant=variant,
+                               batch_size=config.batch_size, on_inputs=on_inputs)
 
         def compute(idx: list[int]):
             out = score_isolated(stored_clips(ws, clips.iloc[idx]), score)
@@ -160,8 +169,6 @@ def extract_evidence(
 
 def _reason_tally(reasons: list[str]) -> str:
     """Distinct failure reasons, most frequent first, each with its count."""
-    from collections import Counter
-
     return "; ".join(f"{n}x {r}" if n > 1 else r for r, n in Counter(reasons).most_common(3))
 
 
@@ -193,7 +200,7 @@ def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key
     from core.evidence import ClipEvidence
 
     ex = RayExecutor(address=settings.ray_address)
-    start = dict(spec=target_spec, device=None if settings.device in (None, "auto") else settings.device, options=config.loader_options(), ev_config=ev_cfg,
+    start = dict(spec=target_spec, device=settings.device, options=config.loader_options(), ev_config=ev_cfg,
                  analysis_sr=settings.analysis_sr, limits=settings.limits, variant=variant,
                  batch_size=config.batch_size)
     actors = ex.actors(1, EvidenceWorker, **start)
@@ -241,7 +248,8 @@ class EvidenceWorker:
         idx, items = batch
 
         def score(part):
-            return self.target.evidence(clip_inputs(part, self.sr, self.limits, self.variant), self.ev_config, batch_size=self.batch_size)
+            return score_clips(self.target, part, self.ev_config, sr=self.sr, limits=self.limits, variant=self.variant,
+                               batch_size=self.batch_size)
 
         # a clip that fails alone comes back as its reason (a string), as on the local executor
         return idx, [ev if isinstance(ev, str) else ev.to_bytes() for ev in score_isolated(items, score)]

@@ -308,11 +308,9 @@ class DiffusersAudioTarget:
     def __init__(self, spec: str, pipe, front_end: AudioFrontEnd, fingerprint: str, *,
                  device: torch.device, dtype: torch.dtype, batch_size: int = 4) -> None:
         name = type(pipe).__name__
-        if name not in _KINDS:
-            raise _KINDS.unknown(name)
+        self.kind = _KINDS.get(name)  # an unsupported pipeline class raises, listing the supported ones
         self.spec = spec
         self.pipe = pipe
-        self.kind = _KINDS.get(name)
         self.front_end = front_end
         self.fingerprint = fingerprint
         self.device = device
