@@ -217,3 +217,23 @@ def test_di_reads_the_mia_run_of_its_mode_and_records_it(tmp_path):
     with pytest.raises(ValueError, match="not an MIA run of zoo:lalm-large"):
         audit_di(ws, "speech", "zoo:lalm-large", DIRunConfig(mia_run=gen_id))
     assert latest_mia(ws, "speech", "zoo:lalm-small", "given")["id"] == given_id
+
+
+def test_di_splits_by_the_mia_runs_speakers_and_says_so(ws: Workspace) -> None:
+    """The MIA run's per-clip groups reach the DI scorer (same result as calling it with
+    them), the run records the grouping, and a run stored without groups is ungrouped."""
+    mia_id = save_mia(ws, "synth", shift=0.3)
+    _, old = audit_di(ws, "synth", TARGET, DIRunConfig(scorer="control_split", n_resamples=10, null_resamples=20))
+    assert old["grouping"] == "none"
+    run = ws.load_run(mia_id)
+    spk = [f"s{i % 12}" for i in range(len(run["result"]["clip_order"]))]
+    res = dict(run["result"], clip_groups=spk, config=dict(run["result"]["config"], grouping="speaker"))
+    ws.save_run("mia", dataset="synth", target=TARGET, config=run["config"], result=res, provenance=run["provenance"])
+    _, out = audit_di(ws, "synth", TARGET, DIRunConfig(scorer="control_split", n_resamples=10, null_resamples=20))
+    assert out["grouping"] == "speaker"
+    P, U, s = _direct(ws, mia_id)
+    y = np.array([run["result"]["labels"][h] for h in run["result"]["clip_order"]])
+    g = np.array(spk)
+    ref = dataset_inference(P, U, directions=s, scorer="control_split", alpha=0.01, seed=0, null_resamples=20, groups=(g[y == 1], g[y == 0]))
+    assert out["p_value"] == pytest.approx(ref.p_value, rel=1e-12)
+    assert out["p_value"] != pytest.approx(old["p_value"], rel=1e-9)

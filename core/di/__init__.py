@@ -12,7 +12,7 @@ from core.di.curve import DICurve, pvalue_curve
 from core.di.inference import DIConfig, DIResult, dataset_inference
 from core.di.nullcheck import NullCheck, clopper_pearson, null_check
 from core.di.registry import ScoredSplit, ScorerConfig, get_scorer, register_scorer, scorer_names
-from core.di.scorers import resolve_auto
+from core.di.scorers import resolve_auto, split_grouping
 from core.di.welch import WelchTest, grouped_welch, welch_pvalue, welch_pvalue_batch
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "register_scorer",
     "resolve_auto",
     "scorer_names",
+    "split_grouping",
     "welch_pvalue",
     "welch_pvalue_batch",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from core.di.registry import ScoredSplit, ScorerConfig, get_scorer
-from core.di.scorers import MIN_PER_SIDE, check_features
+from core.di.scorers import MIN_PER_SIDE, check_features, encode_groups
 from core.di.welch import combine_groups, welch_from_moments
 
 DEFAULT_N_SIZES = 30
@@ -114,19 +114,31 @@ def default_sizes(max_n: int, n_groups: int) -> NDArray[np.int64]:
 
 
 def _group_matrices(
-    splits: list[ScoredSplit],
+    splits: list[ScoredSplit], trim_rng: np.random.Generator | None = None
 ) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
-    """Per group, the tested suspect scores ``[R_s, m_pg]`` and non-member scores ``[R_s, m_ug]``."""
+    """Per group, the tested suspect scores ``[R_s, m_pg]`` and non-member scores ``[R_s, m_ug]``.
+
+    With ``trim_rng`` (grouped splits, whose tested sizes vary with the groups drawn),
+    rows of different lengths are cut to the shortest, keeping a random subset of each.
+    """
     G = splits[0].n_groups
     SP, SU = [], []
     for g in range(G):
         rows_p = [s.p_scores[s.p_group == g] for s in splits]
         rows_u = [s.u_scores[s.u_group == g] for s in splits]
+        if trim_rng is not None:
+            rows_p = _trim(rows_p, trim_rng)
+            rows_u = _trim(rows_u, trim_rng)
         if len({r.size for r in rows_p}) != 1 or len({r.size for r in rows_u}) != 1:
             raise RuntimeError("scorer splits of different sizes cannot be stacked")
         SP.append(np.vstack(rows_p))
         SU.append(np.vstack(rows_u))
     return SP, SU
+
+
+def _trim(rows: list[NDArray[np.float64]], rng: np.random.Generator) -> list[NDArray[np.float64]]:
+    m = min(r.size for r in rows)
+    return rows if all(r.size == m for r in rows) else [rng.permutation(r)[:m] for r in rows]
 
 
 def pvalue_curve(
@@ -142,6 +154,7 @@ def pvalue_curve(
     refit: bool = False,
     config: ScorerConfig | None = None,
     equal_nonmembers: bool = False,
+    groups: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> DICurve:
     """Median p-value and 10-90% band of the DI test against the number of tested suspects.
 
@@ -185,6 +198,8 @@ def pvalue_curve(
     refit : refit the scorer on a fresh split per resample (see above).
     config : scorer options.
     equal_nonmembers : test n suspects against n non-members (see above).
+    groups : per-clip group labels of the suspects and of the non-members (see
+        :func:`core.di.dataset_inference`).
 
     Returns
     -------
@@ -192,17 +207,18 @@ def pvalue_curve(
     """
     cfg = config if config is not None else ScorerConfig()
     P, U, s = check_features(suspect_features, nonmember_features, directions)
-    fn = get_scorer(scorer).fn
+    fn = get_scorer(scorer).score
+    g = None if groups is None else encode_groups(groups[0], groups[1], P.shape[0], U.shape[0])
     R = int(n_resamples)
     if R < 1:
         raise ValueError("n_resamples must be at least 1")
     rng = np.random.default_rng(seed)
     if refit:
         split_seeds = rng.integers(0, 2**31 - 1, size=R)
-        splits = [fn(P, U, directions=s, seed=int(k), config=cfg) for k in split_seeds]
+        splits = [fn(P, U, directions=s, seed=int(k), config=cfg, groups=g) for k in split_seeds]
     else:
-        splits = [fn(P, U, directions=s, seed=seed, config=cfg)]
-    SP, SU = _group_matrices(splits)
+        splits = [fn(P, U, directions=s, seed=seed, config=cfg, groups=g)]
+    SP, SU = _group_matrices(splits, None if g is None else np.random.default_rng([seed, 1]))
     G = len(SP)
     m_pg = np.array([a.shape[1] for a in SP])
     m_ug = np.array([a.shape[1] for a in SU])

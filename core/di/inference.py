@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from core.di.nullcheck import NullCheck
 from core.di.nullcheck import null_check as run_null_check
 from core.di.registry import ScorerConfig, get_scorer
-from core.di.scorers import check_features
+from core.di.scorers import check_features, encode_groups
 from core.di.welch import grouped_welch
 
 MIN_NONMEMBERS_FOR_NULL_CHECK = 40
@@ -173,6 +173,7 @@ def dataset_inference(
     null_check: bool | None = None,
     null_resamples: int = 200,
     config: ScorerConfig | None = None,
+    groups: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> DIResult:
     """Test whether the suspects score higher than known non-members.
 
@@ -190,6 +191,9 @@ def dataset_inference(
         None runs it when there are at least 40 non-members and warns otherwise.
     null_resamples : runs in the null check.
     config : scorer options.
+    groups : per-clip group labels (speaker, source) of the suspects and of the
+        non-members; the scorer's fit/test split then keeps each group on one side, and
+        the null check does the same in every run. None: clips split individually.
 
     Returns
     -------
@@ -205,7 +209,8 @@ def dataset_inference(
     )
     P, U, s = check_features(suspect_features, nonmember_features, directions)
     n_p, n_u = P.shape[0], U.shape[0]
-    split = get_scorer(scorer).fn(P, U, directions=s, seed=seed, config=cfg.scorer_config)
+    g = None if groups is None else encode_groups(groups[0], groups[1], n_p, n_u)
+    split = get_scorer(scorer).score(P, U, directions=s, seed=seed, config=cfg.scorer_config, groups=g)
     test = grouped_welch(split.p_scores, split.u_scores, p_group=split.p_group, u_group=split.u_group)
 
     warnings: list[str] = list(split.notes)
@@ -236,6 +241,7 @@ def dataset_inference(
             alpha=alpha,
             seed=seed,
             config=cfg.scorer_config,
+            groups=None if g is None else g[1],
         )
         if k < n_p:
             warnings.append(f"the null check used {k} pseudo-suspects, fewer than the {n_p} suspects (limited by non-members)")

@@ -108,6 +108,7 @@ def null_check(
     alpha: float = 0.01,
     seed: int = 0,
     config: ScorerConfig | None = None,
+    groups: ArrayLike | None = None,
 ) -> NullCheck:
     """Run the DI procedure ``n_resamples`` times with pseudo-suspects drawn from non-members.
 
@@ -123,6 +124,8 @@ def null_check(
     alpha : level at which a run counts as a rejection.
     seed : seed of the partitions and of every run's scorer split.
     config : scorer options.
+    groups : ``[n_u]`` group labels of the non-members; every run's scorer split then
+        keeps each group on one side.
 
     Returns
     -------
@@ -133,14 +136,18 @@ def null_check(
     n_u = U.shape[0]
     if not 0 < n_suspects < n_u:
         raise ValueError(f"n_suspects must be between 1 and {n_u - 1}, got {n_suspects}")
-    fn = get_scorer(scorer).fn
+    fn = get_scorer(scorer).score
+    codes = None if groups is None else np.unique(np.asarray(groups).astype(str), return_inverse=True)[1].astype(np.int64)
+    if codes is not None and codes.size != n_u:
+        raise ValueError(f"groups has {codes.size} entries for {n_u} non-members")
     rng = np.random.default_rng(seed)
     pvals = np.empty(n_resamples, dtype=np.float64)
     used = scorer
     for r in range(n_resamples):
         perm = rng.permutation(n_u)
         run_seed = int(rng.integers(0, 2**31 - 1))
-        split = fn(U[perm[:n_suspects]], U[perm[n_suspects:]], directions=s, seed=run_seed, config=cfg)
+        g = None if codes is None else (codes[perm[:n_suspects]], codes[perm[n_suspects:]])
+        split = fn(U[perm[:n_suspects]], U[perm[n_suspects:]], directions=s, seed=run_seed, config=cfg, groups=g)
         used = split.scorer
         pvals[r] = grouped_welch(split.p_scores, split.u_scores, p_group=split.p_group, u_group=split.u_group).p_value
     return NullCheck(

@@ -97,6 +97,7 @@ class Scorer(Protocol):
         directions: NDArray[np.float64] | None,
         seed: int,
         config: ScorerConfig,
+        groups: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None,
     ) -> ScoredSplit: ...
 
 
@@ -107,6 +108,21 @@ class ScorerInfo:
     name: str
     fn: Scorer
     description: str = ""
+
+    def score(
+        self,
+        P: NDArray[np.float64],
+        U: NDArray[np.float64],
+        *,
+        directions: NDArray[np.float64] | None,
+        seed: int,
+        config: ScorerConfig,
+        groups: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None,
+    ) -> ScoredSplit:
+        """Run the scorer; ``groups`` is passed only when given, so a plug-in scorer that
+        takes no groups still runs on ungrouped data."""
+        extra = {} if groups is None else {"groups": groups}
+        return self.fn(P, U, directions=directions, seed=seed, config=config, **extra)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description}

@@ -86,6 +86,9 @@ class DIInputs:
     keys : ``d`` indicator keys (columns kept).
     p_clips, u_clips : clip hashes of the rows of P and U.
     notes : what was dropped or filled in.
+    evidence : the indicators' evidence kind, when they share one.
+    groups : per-row group labels of P and of U (the MIA run's grouping), or None.
+    grouping : what the groups are (``speaker``, ``source``) or ``none``.
     """
 
     P: NDArray[np.float64]
@@ -96,6 +99,8 @@ class DIInputs:
     u_clips: tuple[str, ...]
     notes: tuple[str, ...]
     evidence: str | None = None
+    groups: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    grouping: str = "none"
 
     def scorer_config(self):
         """Scorer options for these indicators (``auto`` then follows their evidence kind)."""
@@ -153,6 +158,12 @@ def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
     from core.mia.registry import family_of, get_family
 
     kinds = {get_family(family_of(k)).evidence for k in keys}
+    stored = mia_result.get("clip_groups")
+    groups, grouping = None, "none"
+    if stored is not None and len(stored) == len(order):  # runs made before groups were stored have none
+        g = np.array([str(v) for v in stored], dtype=object)
+        groups = (tuple(g[labels == 1]), tuple(g[labels == 0]))
+        grouping = str(mia_result.get("config", {}).get("grouping", "group"))
     return DIInputs(
         P=X[labels == 1],
         U=X[labels == 0],
@@ -162,6 +173,8 @@ def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
         u_clips=tuple(hashes[labels == 0]),
         notes=tuple(notes),
         evidence=kinds.pop() if len(kinds) == 1 else None,
+        groups=groups,
+        grouping=grouping,
     )
 
 
@@ -193,7 +206,10 @@ def _curve_rows(curve) -> list[dict[str, float | int | None]]:
     ]
 
 
-def _null_curve(U: NDArray[np.float64], directions: NDArray[np.float64], config: DIRunConfig, scorer_config=None) -> dict[str, Any] | None:
+def _null_curve(
+    U: NDArray[np.float64], directions: NDArray[np.float64], config: DIRunConfig, scorer_config=None,
+    u_groups: tuple[str, ...] | None = None,
+) -> dict[str, Any] | None:
     """p-value curve with pseudo-suspects drawn from the non-members (refitted per resample)."""
     from core.di import pvalue_curve
 
@@ -205,6 +221,7 @@ def _null_curve(U: NDArray[np.float64], directions: NDArray[np.float64], config:
     curve = pvalue_curve(
         U[perm[:half]], U[perm[half:]], directions=directions, scorer=config.scorer,
         n_resamples=min(config.n_resamples, 100), alpha=config.alpha, seed=config.seed, refit=True, config=scorer_config,
+        groups=None if u_groups is None else (np.asarray(u_groups)[perm[:half]], np.asarray(u_groups)[perm[half:]]),
     )
     return {"points": _curve_rows(curve), "min_suspects": curve.min_suspects, "n_pseudo_suspects": half}
 
@@ -220,6 +237,7 @@ def compare_scorers(
     n_resamples: int = 200,
     null_resamples: int = 200,
     config=None,
+    groups=None,
 ) -> list[dict[str, Any]]:
     """Run the DI test, its p-value curve and its null check with each scorer.
 
@@ -229,6 +247,7 @@ def compare_scorers(
     directions : ``[d]`` of +-1 (higher = member after alignment) or None.
     scorers : names to run; None = every registered scorer except ``auto`` (an alias).
     alpha, seed, n_resamples, null_resamples : as in :class:`DIRunConfig`.
+    groups : per-clip group labels of P and of U (see :func:`core.di.dataset_inference`).
 
     Returns
     -------
@@ -243,8 +262,8 @@ def compare_scorers(
     rows = []
     for name in names:
         try:
-            res = dataset_inference(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, null_resamples=null_resamples, config=config)
-            curve = pvalue_curve(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, n_resamples=n_resamples, config=config)
+            res = dataset_inference(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, null_resamples=null_resamples, config=config, groups=groups)
+            curve = pvalue_curve(P, U, directions=directions, scorer=name, alpha=alpha, seed=seed, n_resamples=n_resamples, config=config, groups=groups)
         except ValueError as exc:
             rows.append({"scorer": name, "error": str(exc)})
             continue
@@ -335,21 +354,22 @@ def audit_di(
     scfg = inp.scorer_config()
     res = dataset_inference(
         inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
-        seed=config.seed, null_resamples=config.null_resamples, config=scfg,
+        seed=config.seed, null_resamples=config.null_resamples, config=scfg, groups=inp.groups,
     )
     if cancelled():
         raise InterruptedError("cancelled")
     step(1, "dataset inference: p-value curve")
     curve = pvalue_curve(
         inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
-        seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg,
+        seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg, groups=inp.groups,
     )
     paper = pvalue_curve(
         inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
         seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg, equal_nonmembers=True,
+        groups=inp.groups,
     )
     step(2, "dataset inference: null curve")
-    null_curve = _null_curve(inp.U, inp.directions, config, scfg)
+    null_curve = _null_curve(inp.U, inp.directions, config, scfg, None if inp.groups is None else inp.groups[1])
 
     blind_auc, blind_level, confound = blind_confound(ws, dataset)
     extra = list(inp.notes)
@@ -372,6 +392,7 @@ def audit_di(
         "min_suspects_equal": paper.min_suspects,
         "min_suspects_equal_max": int(paper.n.max()),
         "evidence": inp.evidence,
+        "grouping": inp.grouping,
         "null_rejection_rate": None if nc is None else nc.rate,
         "null_ci": None if nc is None else list(nc.interval),
         "curve": _curve_rows(curve),
@@ -396,7 +417,7 @@ def audit_di(
         step(3, "dataset inference: comparing scorers")
         out["comparison"] = compare_scorers(
             inp.P, inp.U, directions=inp.directions, alpha=config.alpha, seed=config.seed,
-            n_resamples=config.n_resamples, null_resamples=config.null_resamples, config=scfg,
+            n_resamples=config.n_resamples, null_resamples=config.null_resamples, config=scfg, groups=inp.groups,
         )
     step(4, "dataset inference: done")
     prov = provenance(ws, dataset, target_fingerprint=mia_run["provenance"].get("model_fingerprint"), seed=config.seed, seconds=time.perf_counter() - t0)

@@ -121,6 +121,7 @@ def audit_mia(
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
     out["clip_order"] = clips["clip_hash"].tolist()
+    out["clip_groups"] = groups  # per clip in clip_order (None: ungrouped); DI splits by them
     out["decoded"] = {ev.clip_hash: ev.text for ev in evidence}
     out["notes"] = sorted({n for ev in evidence for n in ev.notes})
     out["computed"] = computed

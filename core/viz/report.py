@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from core import __version__
+from core.di.scorers import split_grouping
 from core.runtime.store import Workspace
 from core.viz import blind as vblind
 from core.viz import di as vdi
@@ -178,7 +179,9 @@ def _di_section(run: dict) -> str:
     cls = "bad" if r.get("rejected") else "ok"
     out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code></h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
     out += _table([
-        ("scorer", r["scorer"]), ("p-value (Welch, one-sided)", f"{r['p_value']:.3g}"), ("alpha", r["alpha"]),
+        ("scorer", r["scorer"]),
+        ("fit/test split", split_grouping(r["scorer"], r.get("grouping")) if "grouping" in r else "clip by clip (older run: grouping not recorded)"),
+        ("p-value (Welch, one-sided)", f"{r['p_value']:.3g}"), ("alpha", r["alpha"]),
         ("suspects needed (median p < alpha), against all held-out non-members", r.get("min_suspects") or "not reached"),
         ("suspects needed, as many non-members as suspects (audio-generative DI paper's convention)",
          (r.get("min_suspects_equal") or "not reached") if "min_suspects_equal" in r else "not computed (older run)"),
