@@ -90,6 +90,12 @@ def test_cross_dataset_matrix_member_and_nonmember(two_datasets):
     _, non = cross_dataset_matrix(ws, ["clean", "shifted"], status="nonmember", groups=GROUPS)
     assert non["shared"][0][1] == 0
     assert non["auc"][0][1] > 0.9  # clean vs band-limited non-members: a domain shift
+    # every cell has a permutation p-value and an interval beside its AUC
+    assert non["p_value"][0][1] == non["p_value"][1][0] < 0.01 and non["cells"][0]["p_value"] == non["p_value"][0][1]
+    assert res["p_value"][1][1] < 0.01  # the shifted dataset's own members vs non-members
+    assert res["p_value"][0][1] > 0.05  # shared, identical members: not told apart
+    lo, hi = non["ci"][0][1]
+    assert lo <= non["auc"][0][1] <= hi
 
     run = ws.load_run(run_id)
     assert run["kind"] == "crossdata" and run["config"]["status"] == "member"

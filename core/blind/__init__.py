@@ -20,6 +20,8 @@ from core.blind.diagnostics import (
     blind_mia_correlation,
     cross_dataset_auc,
     numeric_pipeline,
+    own_inference,
+    pair_inference,
     run_blind,
     text_pipeline,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "blind_mia_correlation",
     "build_tables",
     "cross_dataset_auc",
+    "own_inference",
+    "pair_inference",
     "get_group",
     "list_groups",
     "match",

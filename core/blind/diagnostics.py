@@ -406,6 +406,50 @@ def _pair_auc(a: dict[str, Table], b: dict[str, Table], cfg: BlindConfig) -> flo
     return stats.auc(y, s)
 
 
+def pair_inference(
+    a: Table | Mapping[str, Table],
+    b: Table | Mapping[str, Table],
+    *,
+    n_splits: int = 10,
+    seed: int = 0,
+    C: float = 1.0,
+    permutations: stats.PermutationConfig = stats.PermutationConfig(),
+    n_boot: int = 1000,
+) -> stats.CVAUC:
+    """Cross-validated blind AUC of telling clips of ``a`` from clips of ``b``, with the
+    permutation p-value and the refit-including interval of :func:`core.stats.cv_auc`
+    (labels permuted between the two sets; stratified folds).
+
+    A cell of the cross-dataset matrix; ``a`` and ``b`` are feature tables, or mappings
+    group -> table with the same groups.
+    """
+    cfg = BlindConfig(n_splits=n_splits, seed=seed, C=C)
+    ga, gb = _as_groups(a), _as_groups(b)
+    if set(ga) != set(gb):
+        raise ValueError(f"datasets have different feature groups: {sorted(ga)} vs {sorted(gb)}")
+    na, nb = len(next(iter(ga.values()))), len(next(iter(gb.values())))
+    y = np.r_[np.ones(na, np.int64), np.zeros(nb, np.int64)]
+    return own_inference({g: _union([ga[g], gb[g]]) for g in ga}, y, cfg=cfg, permutations=permutations, n_boot=n_boot)
+
+
+def own_inference(
+    tables: Table | Mapping[str, Table],
+    y: ArrayLike,
+    *,
+    cfg: BlindConfig = BlindConfig(),
+    permutations: stats.PermutationConfig = stats.PermutationConfig(),
+    n_boot: int = 1000,
+) -> stats.CVAUC:
+    """Cross-validated blind AUC of the labels ``y`` from all feature groups of ``tables``
+    (ungrouped stratified folds), with its permutation p-value and interval."""
+    y = np.asarray(y).astype(np.int64).ravel()
+    design = _design(_as_groups(tables), cfg)
+    folds = stats.make_folds(y, n_splits=cfg.n_splits, seed=cfg.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return stats.cv_auc(design.X, y, estimator=design.estimator, folds=folds, permutations=permutations, n_boot=n_boot, seed=cfg.seed)
+
+
 def cross_dataset_auc(
     groups_by_dataset: Mapping[str, Table | Mapping[str, Table]],
     labels_by_dataset: Mapping[str, ArrayLike] | None = None,

@@ -48,6 +48,9 @@ class CrossDataConfig:
         different vocabularies by construction).
     n_splits, seed : stratified CV folds and the seed of folds and shared-clip sides.
     batch_size : clips per acoustic-feature batch.
+    n_perm : label permutations per cell for its p-value and interval (0: bootstrap
+        interval only, no p-value).
+    n_boot : resamples of the fixed-score bootstrap per cell.
     """
 
     status: str = "member"
@@ -55,6 +58,8 @@ class CrossDataConfig:
     n_splits: int = 10
     seed: int = 0
     batch_size: int = 32
+    n_perm: int = 200
+    n_boot: int = 1000
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -93,18 +98,23 @@ def _split_shared(ha: list[str], hb: list[str], seed: int) -> tuple[np.ndarray, 
     return keep_a, keep_b, len(shared)
 
 
-def _pair_auc(ta: dict, tb: dict, cfg: CrossDataConfig) -> float:
-    from core.blind import cross_dataset_auc
+def _permutations(cfg: CrossDataConfig):
+    from core.stats import PermutationConfig
 
-    m = cross_dataset_auc({"a": ta, "b": tb}, status=cfg.status, n_splits=cfg.n_splits, seed=cfg.seed)
-    return float(m.loc["a", "b"])
+    return PermutationConfig(n_perm=cfg.n_perm)
 
 
-def _own_auc(tables: dict, y: np.ndarray, cfg: CrossDataConfig) -> float:
-    from core.blind import cross_dataset_auc
+def _pair_auc(ta: dict, tb: dict, cfg: CrossDataConfig):
+    """The cell's :class:`core.stats.CVAUC` (AUC, permutation p-value, interval)."""
+    from core.blind import pair_inference
 
-    m = cross_dataset_auc({"d": tables}, {"d": y}, status=cfg.status, n_splits=cfg.n_splits, seed=cfg.seed)
-    return float(m.loc["d", "d"])
+    return pair_inference(ta, tb, n_splits=cfg.n_splits, seed=cfg.seed, permutations=_permutations(cfg), n_boot=cfg.n_boot)
+
+
+def _own_auc(tables: dict, y: np.ndarray, cfg: CrossDataConfig):
+    from core.blind import BlindConfig, own_inference
+
+    return own_inference(tables, y, cfg=BlindConfig(n_splits=cfg.n_splits, seed=cfg.seed), permutations=_permutations(cfg), n_boot=cfg.n_boot)
 
 
 def cross_dataset_matrix(
@@ -182,6 +192,8 @@ def cross_dataset_matrix(
     n: dict[str, int] = {}
     k = len(names)
     auc: list[list[float | None]] = [[None] * k for _ in range(k)]
+    p: list[list[float | None]] = [[None] * k for _ in range(k)]
+    ci: list[list[list[float] | None]] = [[None] * k for _ in range(k)]
     shared = [[0] * k for _ in range(k)]
     for i, d in enumerate(names):
         idx = np.flatnonzero(labels[d] == flag)
@@ -190,7 +202,8 @@ def cross_dataset_matrix(
         n[d] = int(idx.size)
         y = labels[d]
         if min((y == 1).sum(), (y == 0).sum()) >= 2:
-            auc[i][i] = _own_auc({g: t.reset_index(drop=True) for g, t in tables[d].items()}, y, cfg)
+            cv = _own_auc({g: t.reset_index(drop=True) for g, t in tables[d].items()}, y, cfg)
+            auc[i][i], p[i][i], ci[i][i] = cv.auc, cv.p_value, list(cv.ci)
         else:
             notes.append(f"{d}: fewer than 2 members or non-members, no own blind AUC")
         done += 1
@@ -205,13 +218,15 @@ def cross_dataset_matrix(
             b = names[j]
             keep_a, keep_b, n_shared = _split_shared(sub_hashes[a], sub_hashes[b], _pair_seed(cfg.seed, a, b))
             shared[i][j] = shared[j][i] = n_shared
-            cell = {"a": a, "b": b, "n_a": int(keep_a.size), "n_b": int(keep_b.size), "n_shared": n_shared, "auc": None}
+            cell = {"a": a, "b": b, "n_a": int(keep_a.size), "n_b": int(keep_b.size), "n_shared": n_shared, "auc": None, "p_value": None, "ci": None}
             if min(keep_a.size, keep_b.size) < 2:
                 notes.append(f"{a} vs {b}: fewer than 2 distinct {status} clips on one side; no AUC")
             else:
-                v = _pair_auc(_rows(sub[a], keep_a), _rows(sub[b], keep_b), cfg)
-                auc[i][j] = auc[j][i] = v
-                cell["auc"] = v
+                cv = _pair_auc(_rows(sub[a], keep_a), _rows(sub[b], keep_b), cfg)
+                auc[i][j] = auc[j][i] = cv.auc
+                p[i][j] = p[j][i] = cv.p_value
+                ci[i][j] = ci[j][i] = list(cv.ci)
+                cell.update(auc=cv.auc, p_value=cv.p_value, ci=list(cv.ci), ci_method=cv.ci_method, n_perm=cv.n_perm)
             if n_shared:
                 notes.append(
                     f"{a} and {b} share {n_shared} {status} clips (identical content); each shared clip "
@@ -227,6 +242,8 @@ def cross_dataset_matrix(
         "status": status,
         "groups": list(cfg.groups),
         "auc": auc,
+        "p_value": p,
+        "ci": ci,
         "shared": shared,
         "n": n,
         "cells": cells,

@@ -116,6 +116,14 @@ def crossdata(run: dict | None) -> None:
     st.plotly_chart(figs.cross_heatmap(res["auc"], res["datasets"], status=res["status"], shared=res.get("shared")), width="stretch", key="blind-cross")
     who = "members" if res["status"] == "member" else "non-members"
     st.caption(f"Each off-diagonal cell is the blind AUC of telling one dataset's {who} from another's ({', '.join(res['groups'])} features): white (0.5) means the collections look alike, dark means a domain shift. The diagonal is each dataset's own member-vs-non-member AUC.")
+    cells = [c for c in res.get("cells", []) if c.get("auc") is not None]
+    if cells and "p_value" in cells[0]:
+        st.dataframe(pd.DataFrame([{
+            "A": c["a"], "B": c["b"], "clips A / B": f"{c['n_a']} / {c['n_b']}", "blind AUC": round(c["auc"], 3),
+            "95% interval": "–".join(f"{v:.2f}" for v in c["ci"]) if c.get("ci") else "",
+            "permutation p": c.get("p_value"),
+        } for c in cells]), hide_index=True, width="stretch")
+        st.caption("Each cell's interval includes the refits and its p-value comes from refitting under permuted labels, as for the blind baseline: p < 0.05 means the two collections can be told apart without the model.")
     for n in res.get("notes", []):
         st.warning(n)
     st.caption(f"Run `{run['id']}` · {len(res['datasets'])} datasets · {run['provenance'].get('seconds') or 0:.0f} s")
