@@ -396,14 +396,17 @@ def _subset(table: Table, mask: NDArray[np.bool_]) -> Table:
     return table.iloc[np.flatnonzero(mask)]
 
 
-def _pair_auc(a: dict[str, Table], b: dict[str, Table], cfg: BlindConfig) -> float:
+def _pair_tables(a: dict[str, Table], b: dict[str, Table]) -> tuple[dict[str, Table], NDArray[np.int64]]:
+    """The clips of ``a`` (label 1) and of ``b`` (label 0) in one table per group."""
     if set(a) != set(b):
         raise ValueError(f"datasets have different feature groups: {sorted(a)} vs {sorted(b)}")
     na, nb = len(next(iter(a.values()))), len(next(iter(b.values())))
-    merged = {g: _union([a[g], b[g]]) for g in a}
-    y = np.r_[np.ones(na, np.int64), np.zeros(nb, np.int64)]
-    s = _cv(_design(merged, cfg), y, cfg)
-    return stats.auc(y, s)
+    return {g: _union([a[g], b[g]]) for g in a}, np.r_[np.ones(na, np.int64), np.zeros(nb, np.int64)]
+
+
+def _pair_auc(a: dict[str, Table], b: dict[str, Table], cfg: BlindConfig) -> float:
+    merged, y = _pair_tables(a, b)
+    return stats.auc(y, _cv(_design(merged, cfg), y, cfg))
 
 
 def pair_inference(
@@ -423,13 +426,9 @@ def pair_inference(
     A cell of the cross-dataset matrix; ``a`` and ``b`` are feature tables, or mappings
     group -> table with the same groups.
     """
+    merged, y = _pair_tables(_as_groups(a), _as_groups(b))
     cfg = BlindConfig(n_splits=n_splits, seed=seed, C=C)
-    ga, gb = _as_groups(a), _as_groups(b)
-    if set(ga) != set(gb):
-        raise ValueError(f"datasets have different feature groups: {sorted(ga)} vs {sorted(gb)}")
-    na, nb = len(next(iter(ga.values()))), len(next(iter(gb.values())))
-    y = np.r_[np.ones(na, np.int64), np.zeros(nb, np.int64)]
-    return own_inference({g: _union([ga[g], gb[g]]) for g in ga}, y, cfg=cfg, permutations=permutations, n_boot=n_boot)
+    return own_inference(merged, y, cfg=cfg, permutations=permutations, n_boot=n_boot)
 
 
 def own_inference(

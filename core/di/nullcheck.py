@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import beta
 
 from core.di.registry import ScorerConfig, get_scorer
-from core.di.scorers import check_features
+from core.di.scorers import check_features, side_codes
 from core.di.welch import grouped_welch
 
 
@@ -137,7 +137,7 @@ def null_check(
     if not 0 < n_suspects < n_u:
         raise ValueError(f"n_suspects must be between 1 and {n_u - 1}, got {n_suspects}")
     fn = get_scorer(scorer).score
-    codes = None if groups is None else np.unique(np.asarray(groups).astype(str), return_inverse=True)[1].astype(np.int64)
+    codes = None if groups is None else side_codes(groups)
     if codes is not None and codes.size != n_u:
         raise ValueError(f"groups has {codes.size} entries for {n_u} non-members")
     rng = np.random.default_rng(seed)

@@ -108,21 +108,12 @@ class ScorerInfo:
     name: str
     fn: Scorer
     description: str = ""
+    uses_groups: bool = False
 
-    def score(
-        self,
-        P: NDArray[np.float64],
-        U: NDArray[np.float64],
-        *,
-        directions: NDArray[np.float64] | None,
-        seed: int,
-        config: ScorerConfig,
-        groups: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None,
-    ) -> ScoredSplit:
-        """Run the scorer; ``groups`` is passed only when given, so a plug-in scorer that
-        takes no groups still runs on ungrouped data."""
-        extra = {} if groups is None else {"groups": groups}
-        return self.fn(P, U, directions=directions, seed=seed, config=config, **extra)
+    def score(self, P: NDArray[np.float64], U: NDArray[np.float64], *, groups=None, **kwargs: Any) -> ScoredSplit:
+        """Run the scorer; ``groups`` reach it only when it declares that it uses them, so
+        a plug-in scorer that takes no groups still runs."""
+        return self.fn(P, U, **kwargs, **({"groups": groups} if self.uses_groups and groups is not None else {}))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description}
@@ -131,8 +122,9 @@ class ScorerInfo:
 _REGISTRY: Registry[ScorerInfo] = Registry("DI scorer")
 
 
-def register_scorer(name: str, *, description: str = "") -> Callable[[Scorer], Scorer]:
-    """Decorator registering a scorer function under ``name``.
+def register_scorer(name: str, *, description: str = "", uses_groups: bool = False) -> Callable[[Scorer], Scorer]:
+    """Decorator registering a scorer function under ``name``; ``uses_groups``: it keeps
+    speaker / source groups on one side of its fit/test split (it takes ``groups``).
 
     Raises
     ------
@@ -141,7 +133,7 @@ def register_scorer(name: str, *, description: str = "") -> Callable[[Scorer], S
     """
 
     def deco(fn: Scorer) -> Scorer:
-        _REGISTRY.add(name, ScorerInfo(name=name, fn=fn, description=description))
+        _REGISTRY.add(name, ScorerInfo(name=name, fn=fn, description=description, uses_groups=uses_groups))
         return fn
 
     return deco

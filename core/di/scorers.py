@@ -82,8 +82,13 @@ def encode_groups(p_groups: ArrayLike | None, u_groups: ArrayLike | None, n_p: i
     gp, gu = np.asarray(p_groups).astype(str).ravel(), np.asarray(u_groups).astype(str).ravel()
     if gp.size != n_p or gu.size != n_u:
         raise ValueError(f"groups have {gp.size} and {gu.size} entries for {n_p} suspects and {n_u} non-members")
-    _, codes = np.unique(np.concatenate([gp, gu]), return_inverse=True)
-    return codes[:n_p].astype(np.int64), codes[n_p:].astype(np.int64)
+    codes = side_codes(np.concatenate([gp, gu]))
+    return codes[:n_p], codes[n_p:]
+
+
+def side_codes(groups: ArrayLike) -> NDArray[np.int64]:
+    """Integer codes ``[n]`` of per-clip group labels (equal labels, equal codes)."""
+    return np.unique(np.asarray(groups).astype(str).ravel(), return_inverse=True)[1].astype(np.int64)
 
 
 def _group_fit_masks(
@@ -106,6 +111,11 @@ def _group_fit_masks(
     return None
 
 
+def _mask_rows(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(rows where ``mask``, rows where not), sorted."""
+    return np.flatnonzero(mask).astype(np.int64), np.flatnonzero(~mask).astype(np.int64)
+
+
 def _grouped_split(
     sides: tuple[int, ...], fraction: float, rng: np.random.Generator, groups: tuple[NDArray[np.int64], ...] | None,
     names: tuple[str, ...], scorer: str,
@@ -119,7 +129,7 @@ def _grouped_split(
     if groups is not None:
         masks = _group_fit_masks(groups, fraction, rng)
         if masks is not None:
-            return [(np.flatnonzero(m).astype(np.int64), np.flatnonzero(~m).astype(np.int64)) for m in masks], []
+            return [_mask_rows(m) for m in masks], []
         note = f"{scorer}: too few groups to keep each group on one side of the fit/test split; clips were split ungrouped"
         return [_split(n, fraction, rng, what) for n, what in zip(sides, names)], [note]
     return [_split(n, fraction, rng, what) for n, what in zip(sides, names)], []
@@ -168,6 +178,7 @@ def _single_group(
     "control_split",
     description="Standardized L2 logistic regression fitted on one half of P and of U, "
     "tested on the other halves (the paper's scorer for diffusion models).",
+    uses_groups=True,
 )
 def control_split(
     P: NDArray[np.float64],
@@ -206,7 +217,6 @@ def normalized_sum(
     directions: NDArray[np.float64] | None,
     seed: int,
     config: ScorerConfig,
-    groups: Groups = None,
 ) -> ScoredSplit:
     """Sum of z-scored, direction-aligned indicators; z-scores from control non-members only.
 
@@ -220,11 +230,10 @@ def normalized_sum(
         directions = np.ones(P.shape[1])
         notes.append("normalized_sum: no directions given; assuming higher = member for every indicator")
     rng = np.random.default_rng(seed)
-    # Groups are not used here: nothing is fitted on labels, and a control half drawn by
+    # Registered without groups: nothing is fitted on labels, and a control half drawn by
     # whole groups would leave the tested non-members with only half of the speakers
     # while every suspect is tested, which makes the clip-level Welch test anti-conservative
     # when speakers are shared (measured: 8.5% rejections at alpha = 0.05, 0.5% ungrouped).
-    del groups
     uc, ut = _split(U.shape[0], config.fit_fraction, rng, "non-members")
     mu = U[uc].mean(axis=0)
     sd = U[uc].std(axis=0, ddof=1)
@@ -244,6 +253,7 @@ def normalized_sum(
     "cross_fit",
     description="Two-fold cross-fitted linear scorer: every clip scored by the model fitted "
     "on the other half; folds combined by a dependence-robust Welch statistic.",
+    uses_groups=True,
 )
 def cross_fit(
     P: NDArray[np.float64],
@@ -282,8 +292,7 @@ def cross_fit(
     masks = None if groups is None else _group_fit_masks(groups, 0.5, rng)
     notes: tuple[str, ...] = ()
     if masks is not None:
-        ph = [np.flatnonzero(masks[0]).astype(np.int64), np.flatnonzero(~masks[0]).astype(np.int64)]
-        uh = [np.flatnonzero(masks[1]).astype(np.int64), np.flatnonzero(~masks[1]).astype(np.int64)]
+        ph, uh = (list(_mask_rows(m)) for m in masks)
     else:
         if groups is not None:
             notes = ("cross_fit: too few groups to keep each group in one fold; clips were split ungrouped",)
@@ -314,9 +323,6 @@ def cross_fit(
     )
 
 
-GROUPED_SCORERS = ("control_split", "cross_fit")
-
-
 def split_grouping(scorer: str, grouping: str | None) -> str:
     """How the scorer's fit/test split treated groups, in words (page and report).
 
@@ -324,7 +330,7 @@ def split_grouping(scorer: str, grouping: str | None) -> str:
     """
     if not grouping or grouping == "none":
         return "fit/test split clip by clip (no speaker or source known)"
-    if scorer in GROUPED_SCORERS:
+    if get_scorer(scorer).uses_groups:
         return f"fit/test split by whole {grouping} groups (no {grouping} on both sides)"
     return f"clip by clip: {scorer} fits nothing on labels, so {grouping} groups need no split"
 
@@ -351,7 +357,7 @@ def resolve_auto(n_features: int, directions: NDArray[np.float64] | None, config
     return "control_split"
 
 
-@register_scorer("auto", description="normalized_sum for token targets (audio-language, autoregressive), control_split for diffusion targets.")
+@register_scorer("auto", description="normalized_sum for token targets (audio-language, autoregressive), control_split for diffusion targets.", uses_groups=True)
 def auto(
     P: NDArray[np.float64],
     U: NDArray[np.float64],
