@@ -43,7 +43,11 @@ class TokenStats:
     mean_logp : E_{z~p}[log p(z)] (= -entropy), kept for Min-K%++.
     std_logp : standard deviation of log p(z) under z ~ p, clamped at 1e-6.
     renyi_05, renyi_2, renyi_inf : Rényi entropies of orders 1/2, 2 and infinity.
-    infill : optional Infilling Score per token (NaN where undefined), shape ``[N]``.
+    infill : optional Infilling Score per token (NaN where undefined), shape ``[N]``: eq. 10
+        of the paper, each term normalized by its own predictive distribution.
+    infill_ref : optional ``[N]``, the same score as the authors' code normalizes it (future
+        terms by the replaced position's distribution). Absent from evidence written before
+        it existed, whose ``infill_ref@*`` indicators are then NaN.
     """
 
     token_ids: NDArray[np.int64]
@@ -57,6 +61,7 @@ class TokenStats:
     renyi_2: NDArray[np.float64]
     renyi_inf: NDArray[np.float64]
     infill: NDArray[np.float64] | None = None
+    infill_ref: NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return int(self.logprob.shape[0])

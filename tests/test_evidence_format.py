@@ -14,9 +14,11 @@ from core.evidence import MAGIC, ClipEvidence, DiffusionEvidence, TokenStats
 STATS = ["logprob", "entropy", "top1", "top2", "mean_logp", "std_logp", "renyi_05", "renyi_2", "renyi_inf"]
 
 
-def _tokens(n: int, seed: int = 0, infill: bool = False) -> TokenStats:
+def _tokens(n: int, seed: int = 0, infill: bool = False, infill_ref: bool = False) -> TokenStats:
     rng = np.random.default_rng(seed)
     extra = {"infill": rng.standard_normal(n)} if infill else {}
+    if infill_ref:
+        extra["infill_ref"] = rng.standard_normal(n)
     return TokenStats(token_ids=rng.integers(0, 500, n), **{k: rng.standard_normal(n) for k in STATS}, **extra)
 
 
@@ -37,6 +39,7 @@ def _same(a: ClipEvidence, b: ClipEvidence) -> None:
     ClipEvidence("a" * 64, tokens=_tokens(37), text="Who kept one heavy candle? “quoted” ünïcode", notes=("truncated", "x")),
     ClipEvidence("b" * 64, tokens=_tokens(0), text=""),
     ClipEvidence("c" * 64, tokens=_tokens(12, infill=True)),
+    ClipEvidence("f" * 64, tokens=_tokens(12, infill=True, infill_ref=True)),
     ClipEvidence("d" * 64, diffusion=DiffusionEvidence(np.array([10, 50, 700]), np.random.default_rng(1).random((3, 4)),
                                                        np.random.default_rng(2).random((3, 4)), np.random.default_rng(3).random(3))),
 ])
@@ -84,3 +87,16 @@ def test_missing_compute_is_an_error_only_when_something_is_missing(tmp_path):
     cache = EvidenceCache(tmp_path)
     with pytest.raises(ValueError, match="compute or run"):
         cached_evidence(cache, "fp", ["g" * 64], {}, 16000, None)
+
+
+def test_evidence_without_infill_ref_reads_and_gives_nan_indicators():
+    """Evidence cached before ``infill_ref`` existed (same format version) still reads; its
+    ``infill_ref@*`` columns are NaN beside clips that have them."""
+    from core.mia.aggregate import indicator_table
+
+    old = ClipEvidence.from_bytes(ClipEvidence("g" * 64, tokens=_tokens(20, infill=True)).to_bytes())
+    new = ClipEvidence.from_bytes(ClipEvidence("h" * 64, tokens=_tokens(20, seed=1, infill=True, infill_ref=True)).to_bytes())
+    assert old.tokens.infill_ref is None and new.tokens.infill_ref is not None
+    table = indicator_table([old, new])
+    assert np.isnan(table.loc["g" * 64, "infill_ref@0.2"]) and np.isfinite(table.loc["h" * 64, "infill_ref@0.2"])
+    assert np.isfinite(table["infill@0.2"]).all()

@@ -21,7 +21,11 @@ GRID = [(i, round(i * 0.05, 2)) for i in range(1, 13)]
 
 
 def reference_indicators(
-    logits: np.ndarray, targets: np.ndarray, text: str | None, infill: np.ndarray | None = None
+    logits: np.ndarray,
+    targets: np.ndarray,
+    text: str | None,
+    infill: np.ndarray | None = None,
+    infill_ref: np.ndarray | None = None,
 ) -> dict[str, float]:
     N = len(targets)
     lp_t, ent, gap, loggap, zpp = [], [], [], [], []
@@ -66,9 +70,9 @@ def reference_indicators(
         out[f"min_k_pp@{k}"] = low(zpp, i)
         for a, vals in renyi.items():
             out[f"max_renyi[{a}]@{k}"] = high(vals, i)
-        if infill is not None:
-            fin = [v for v in infill if np.isfinite(v)]
-            out[f"infill@{k}"] = low(fin, i)
+        for name, scores in (("infill", infill), ("infill_ref", infill_ref)):
+            if scores is not None:
+                out[f"{name}@{k}"] = low([v for v in scores if np.isfinite(v)], i)
     return out
 
 
@@ -94,21 +98,26 @@ def test_infill_family_uses_finite_scores_only() -> None:
     infill = rng.normal(size=N)
     infill[0] = np.nan
     infill[7] = np.nan
-    st = dataclasses.replace(token_stats_from_logits(logits, targets), infill=infill)
+    infill_ref = rng.normal(size=N)
+    infill_ref[[0, 3]] = np.nan
+    st = dataclasses.replace(token_stats_from_logits(logits, targets), infill=infill, infill_ref=infill_ref)
     got = compute_indicators(st, "x")
-    ref = reference_indicators(logits, targets, "x", infill)
+    ref = reference_indicators(logits, targets, "x", infill, infill_ref)
     assert set(got) == set(ref) == set(token_indicator_keys())
     for key, value in ref.items():
         assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
     all_nan = dataclasses.replace(st, infill=np.full(N, np.nan))
     assert not any(k.startswith("infill@") for k in compute_indicators(all_nan, "x"))
+    # evidence written before infill_ref existed carries only infill
+    old = dataclasses.replace(st, infill_ref=None)
+    assert not any(k.startswith("infill_ref@") for k in compute_indicators(old, "x"))
 
 
 def test_key_format_and_grid() -> None:
     keys = token_indicator_keys()
-    assert len(keys) == len(set(keys)) == 5 + 12 * 3 + 12 * 4 + 12
+    assert len(keys) == len(set(keys)) == 5 + 12 * 3 + 12 * 4 + 12 * 2
     for key in ("min_k@0.05", "min_k@0.2", "min_k_pp@0.6", "max_k@0.15", "max_renyi[0.5]@0.2",
-                "max_renyi[1]@0.2", "max_renyi[2]@0.2", "max_renyi[inf]@0.2", "infill@0.2",
+                "max_renyi[1]@0.2", "max_renyi[2]@0.2", "max_renyi[inf]@0.2", "infill@0.2", "infill_ref@0.2",
                 "max_renyi[inf]@0.55", "min_k@0.35"):
         assert key in keys
 

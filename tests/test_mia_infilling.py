@@ -1,4 +1,5 @@
-"""Batched Infilling Score against a naive per-token loop written from eq. 10."""
+"""Batched Infilling Score against naive per-token loops: eq. 10 as printed, and the
+normalization of the authors' public code (``infill_ref``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from scipy.special import log_softmax
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from core.targets.infilling import infilling_score, infilling_token_scores
+from core.targets.infilling import infilling_score, infilling_scores, infilling_token_scores
 
 torch.set_num_threads(1)
 V = 50
@@ -33,10 +34,14 @@ def logp_rows(model: GPT2LMHeadModel, ids: np.ndarray) -> np.ndarray:
     return log_softmax(logits.double().numpy(), axis=-1)
 
 
-def z(lp: np.ndarray, tok: int) -> float:
+def moments(lp: np.ndarray) -> tuple[float, float]:
     p = np.exp(lp)
     mu = float(np.sum(p * lp))
-    sd = max(math.sqrt(float(np.sum(p * (lp - mu) ** 2))), 1e-6)
+    return mu, max(math.sqrt(float(np.sum(p * (lp - mu) ** 2))), 1e-6)
+
+
+def z(lp: np.ndarray, tok: int) -> float:
+    mu, sd = moments(lp)
     return (lp[tok] - mu) / sd
 
 
@@ -55,6 +60,59 @@ def naive_infilling(model: GPT2LMHeadModel, ids: np.ndarray, m: int) -> np.ndarr
         minus = z(sub[i - 1], xstar) + sum(z(sub[j - 1], ids[j]) for j in future)
         out[i] = plus - minus
     return out
+
+
+def naive_infilling_ref(model: GPT2LMHeadModel, ids: np.ndarray, m: int) -> np.ndarray:
+    """The authors' normalization, one extra forward pass per token: every term of each
+    pass is standardized by the mean and std of that pass's distribution at the replaced
+    position, p(. | x_<i) (``mu[i]``/``sigma[i]`` and ``mu_opt[i]``/``sigma_opt[i]`` in
+    their code); future tokens run to the end of the sequence as in eq. 9."""
+    N = len(ids)
+    out = np.full(N, np.nan)
+    orig = logp_rows(model, ids)
+    for i in range(1, N):
+        xstar = int(np.argmax(orig[i - 1]))
+        sub_ids = ids.copy()
+        sub_ids[i] = xstar
+        sub = logp_rows(model, sub_ids)
+        mu, sd = moments(orig[i - 1])
+        mu_s, sd_s = moments(sub[i - 1])
+        future = range(i + 1, min(i + m, N - 1) + 1)
+        plus = (orig[i - 1][ids[i]] - mu) / sd + sum((orig[j - 1][ids[j]] - mu) / sd for j in future)
+        minus = (sub[i - 1][xstar] - mu_s) / sd_s + sum((sub[j - 1][ids[j]] - mu_s) / sd_s for j in future)
+        out[i] = plus - minus
+    return out
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize(("N", "m", "chunk"), [(17, 3, 4), (12, 1, 64), (9, 20, 2), (2, 5, 8), (14, 0, 5)])
+def test_reference_variant_equals_naive_loop(N: int, m: int, chunk: int, use_cache: bool) -> None:
+    model = tiny_gpt2(seed=N)
+    ids = np.random.default_rng(N + m).integers(0, V, size=N)
+    got = infilling_scores(model, ids, m, chunk_size=chunk, use_cache=use_cache)
+    ref = naive_infilling_ref(model, ids, m)
+    assert got.ref.shape == (N,) and np.isnan(got.ref[0]) and np.all(np.isfinite(got.ref[1:]))
+    np.testing.assert_allclose(got.ref[1:], ref[1:], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got.own[1:], naive_infilling(model, ids, m)[1:], rtol=0, atol=1e-5)
+    if m > 0 and N > 3:  # the normalizations differ once there are future terms ...
+        assert not np.allclose(got.ref[1:], got.own[1:], atol=1e-3)
+    if m == 0:  # ... and agree without them
+        np.testing.assert_array_equal(got.ref, got.own)
+
+
+def test_both_variants_come_from_the_same_passes() -> None:
+    model = tiny_gpt2(seed=7)
+    ids = np.random.default_rng(7).integers(0, V, size=30)
+    calls: list[tuple[int, ...]] = []
+    handle = model.register_forward_pre_hook(
+        lambda mod, args, kwargs: calls.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        got = infilling_scores(model, ids, 4, chunk_size=64)
+    finally:
+        handle.remove()
+    assert len(calls) == 2 and calls[0] == (1, 30)
+    np.testing.assert_array_equal(got.own, infilling_token_scores(model, ids, 4, chunk_size=64))
 
 
 @pytest.mark.parametrize("use_cache", [True, False])

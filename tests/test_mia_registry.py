@@ -23,6 +23,7 @@ EXPECTED_MEMBER_IS_HIGHER = {
     "min_k_pp": True,
     "max_renyi": False,
     "infill": True,
+    "infill_ref": True,
     "loss": False,
     "cond_gap": False,
     "loss_slope": True,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.data.demo.sounds import render_event
-from core.targets.infilling import infilling_token_scores
+from core.targets.infilling import infilling_scores, infilling_token_scores
 from core.targets.base import ClipInput, EvidenceConfig, Target
 from core.targets.causal_audio import CausalAudioTarget, load_causal_audio, pad_batch
 from core.targets.codebook import CharVocab, Codebook, MelConfig, log_mel
@@ -133,6 +133,9 @@ def test_infilling_restricted_to_audio_tokens(setup, target):
     ref = infilling_token_scores(target.model, torch.tensor(ids), 2)[start : start + n]
     assert e.tokens.infill.shape == (n,)
     np.testing.assert_allclose(e.tokens.infill, ref, atol=1e-6)
+    authors = infilling_scores(target.model, torch.tensor(ids), 2).ref[start : start + n]
+    assert e.tokens.infill_ref.shape == (n,)
+    np.testing.assert_allclose(e.tokens.infill_ref, authors, atol=1e-6)
 
 
 def test_training_is_deterministic(setup, tmp_path):

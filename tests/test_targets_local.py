@@ -67,6 +67,25 @@ def test_halving_gives_up_at_batch_size_one_and_passes_other_errors():
         loading.run_batches_halving(lambda b: b[:1], [1, 2], batch_size=2)
 
 
+def test_halving_also_catches_host_out_of_memory():
+    """An allocation the CPU allocator refuses (a real one: 2**60 bytes is beyond any
+    address space) and a ``MemoryError`` halve the batch like CUDA out-of-memory does."""
+    seen: list[int] = []
+
+    def fn(batch: list[int]) -> list[int]:
+        seen.append(len(batch))
+        if len(batch) > 2:
+            torch.empty(1 << 60, dtype=torch.uint8)
+        if len(batch) > 1:
+            raise MemoryError
+        return batch
+
+    out, bs = loading.run_batches_halving(fn, list(range(5)), batch_size=4)
+    assert out == list(range(5)) and bs == 1
+    assert seen == [4, 2, 1, 1, 1, 1, 1]
+    assert not loading.is_out_of_memory(RuntimeError("shape mismatch"))
+
+
 # ---------------------------------------------------------------------------- device and dtype
 def test_device_and_dtype_defaults():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -156,9 +175,8 @@ def test_pipeline_folder_without_the_adapter_module_says_so(tmp_path, monkeypatc
 
 
 # ---------------------------------------------------------------------------- a real folder end to end
-@pytest.fixture(scope="module")
-def whisper_folder(tmp_path_factory) -> Path:
-    """An untrained tiny Whisper saved the way real checkpoints are."""
+def build_whisper(folder: Path) -> Path:
+    """An untrained tiny Whisper saved to ``folder`` the way real checkpoints are."""
     from transformers import WhisperForConditionalGeneration
 
     from core.targets.tokenizer import char_tokenizer
@@ -169,9 +187,13 @@ def whisper_folder(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(lalm._model_config(recipe, tok)).eval()
     model.generation_config = lalm._generation_config(recipe, tok)
-    folder = tmp_path_factory.mktemp("whisper")
     lalm._save(model, tok, lalm._feature_extractor(recipe), folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def whisper_folder(tmp_path_factory) -> Path:
+    return build_whisper(tmp_path_factory.mktemp("whisper"))
 
 
 def test_whisper_folder_dispatches_to_seq2seq_with_the_flag_recorded(whisper_folder):

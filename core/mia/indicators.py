@@ -23,7 +23,12 @@ max_k          ``max_k@0.05`` ... ``max_k@0.6``             higher (log-prob)
 min_k_pp       ``min_k_pp@0.05`` ... ``min_k_pp@0.6``       higher
 max_renyi      ``max_renyi[a]@k``, a in 0.5, 1, 2, inf      lower
 infill         ``infill@0.05`` ... ``infill@0.6``           higher
+infill_ref     ``infill_ref@0.05`` ... ``infill_ref@0.6``   higher
 =============  ==========================================  ==================
+
+``infill`` follows eq. 10 as printed (each term normalized by its own predictive
+distribution); ``infill_ref`` follows the authors' public code (the future terms normalized
+by the replaced position's distribution), see :mod:`core.targets.infilling`.
 """
 
 from __future__ import annotations
@@ -174,19 +179,34 @@ def max_renyi(stats: TokenStats, *, text: str | None = None) -> dict[str, float]
     return out
 
 
+def _lowest_k_family(prefix: str, values: NDArray[np.float64] | None) -> dict[str, float]:
+    """``{prefix@k: mean of the k% lowest finite values}``; empty when there are none."""
+    if values is None:
+        return {}
+    scores = np.asarray(values, dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    if scores.size == 0:
+        return {}
+    return {f"{prefix}@{k_label(k)}": _mean_lowest(scores, k) for k in K_GRID}
+
+
 @register_indicator(
     "infill", higher_is_member=True, evidence="tokens",
     description="Infilling Score: mean of the k% lowest per-token infilling scores",
     reference="infilling-score eq. 10-11",
 )
 def infill(stats: TokenStats, *, text: str | None = None) -> dict[str, float]:
-    if stats.infill is None:
-        return {}
-    scores = np.asarray(stats.infill, dtype=np.float64)
-    scores = scores[np.isfinite(scores)]
-    if scores.size == 0:
-        return {}
-    return {f"infill@{k_label(k)}": _mean_lowest(scores, k) for k in K_GRID}
+    return _lowest_k_family("infill", stats.infill)
+
+
+@register_indicator(
+    "infill_ref", higher_is_member=True, evidence="tokens",
+    description="Infilling Score as the authors' code normalizes it (future terms by the replaced "
+    "position's distribution): mean of the k% lowest per-token scores",
+    reference="infilling-score eq. 11; authors' code (neginraoof/mink-plus-plus, run.py)",
+)
+def infill_ref(stats: TokenStats, *, text: str | None = None) -> dict[str, float]:
+    return _lowest_k_family("infill_ref", stats.infill_ref)
 
 
 def token_indicator_keys(*, with_infill: bool = True) -> tuple[str, ...]:
@@ -197,7 +217,7 @@ def token_indicator_keys(*, with_infill: bool = True) -> tuple[str, ...]:
     keys += [f"min_k_pp@{k_label(k)}" for k in K_GRID]
     keys += [f"max_renyi[{a}]@{k_label(k)}" for a in RENYI_ORDERS for k in K_GRID]
     if with_infill:
-        keys += [f"infill@{k_label(k)}" for k in K_GRID]
+        keys += [f"{fam}@{k_label(k)}" for fam in ("infill", "infill_ref") for k in K_GRID]
     return tuple(keys)
 
 
@@ -214,7 +234,8 @@ def compute_indicators(stats: TokenStats, text: str | None = None) -> dict[str, 
     -------
     dict
         Column key -> value. An empty sequence (``N = 0``) gives NaN for every key except
-        ``infill@*``, which appear only when ``stats.infill`` has finite entries.
+        ``infill@*`` and ``infill_ref@*``, which appear only when ``stats.infill`` (or
+        ``stats.infill_ref``) has finite entries.
     """
     if len(stats) == 0:
         return {key: math.nan for key in token_indicator_keys(with_infill=False)}

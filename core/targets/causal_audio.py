@@ -103,10 +103,10 @@ def _token_stats_batch():
     return token_stats_batch
 
 
-def _infilling_token_scores():
-    from core.targets.infilling import infilling_token_scores
+def _infilling_scores():
+    from core.targets.infilling import infilling_scores
 
-    return infilling_token_scores
+    return infilling_scores
 
 
 class CausalAudioTarget:
@@ -185,8 +185,9 @@ class CausalAudioTarget:
     ) -> list[ClipEvidence]:
         """Per-token statistics of each clip's audio codes given its caption, in order.
 
-        ``config.infill_m > 0`` adds the Infilling Score per audio token
-        (``TokenStats.infill``); the other fields of ``config`` do not apply.
+        ``config.infill_m > 0`` adds the Infilling Score per audio token in both
+        normalizations (``TokenStats.infill``, ``TokenStats.infill_ref``), from the same
+        forward passes; the other fields of ``config`` do not apply.
         """
         token_stats_batch = _token_stats_batch()
         bs = batch_size or self.default_batch_size
@@ -197,19 +198,18 @@ class CausalAudioTarget:
             stats = token_stats_batch(logits, target, mask)
             for clip, st, (ids, start, n, truncated) in zip(chunk, stats, tok):
                 if config.infill_m > 0:
-                    st = TokenStats(**{**st.to_arrays(), "infill": self._infill(ids, start, n, config.infill_m)})
+                    own, ref = self._infill(ids, start, n, config.infill_m)
+                    st = TokenStats(**{**st.to_arrays(), "infill": own, "infill_ref": ref})
                 notes = (f"audio truncated to {n} tokens",) if truncated else ()
                 out.append(ClipEvidence(clip.clip_hash, tokens=st, text=clip.text, notes=notes))
         return out
 
     @torch.no_grad()
-    def _infill(self, ids: list[int], start: int, n: int, m: int) -> np.ndarray:
-        scores = _infilling_token_scores()(self.model, torch.tensor(ids, device=self.device), m)
-        scores = np.asarray(torch.as_tensor(scores).detach().cpu().numpy(), dtype=np.float64).ravel()
-        # one score per token, aligned with ids, position 0 undefined
-        if scores.shape[0] == len(ids) - 1:
-            scores = np.concatenate([[np.nan], scores])
-        return scores[start : start + n]
+    def _infill(self, ids: list[int], start: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Both Infilling Score variants of the audio tokens ``[n]`` (one score per token of
+        ``ids``, position 0 undefined, sliced to the audio span)."""
+        scores = _infilling_scores()(self.model, torch.tensor(ids, device=self.device), m)
+        return scores.own[start : start + n], scores.ref[start : start + n]
 
     def unload(self) -> None:
         self.model.to("cpu")

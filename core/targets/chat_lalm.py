@@ -25,25 +25,10 @@ from typing import Any, Sequence
 
 import torch
 
-from core.targets.base import ClipInput, EvidenceConfig, Family, check_text_mode
-from core.evidence import ClipEvidence, TokenStats
-from core.targets.fingerprint import folder_fingerprint
-from core.targets.loading import (
-    LoadConfig,
-    check_remote_code,
-    check_safetensors,
-    default_batch_size,
-    dtype_name,
-    free_memory,
-    read_config,
-    resample,
-    resolve_device,
-    resolve_dtype,
-    run_batches_halving,
-)
-
-ADAPTER_VERSION = 1
-"""Bumped when the evidence this adapter produces changes for the same weights."""
+from core.evidence import TokenStats
+from core.targets.base import ClipInput, Family
+from core.targets.loading import resample
+from core.targets.two_stage import TwoStageTarget
 
 DEFAULT_PROMPT = "Transcribe the audio."
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -66,8 +51,12 @@ def _model_class(model_type: str):
     return getattr(transformers, CHAT_MODEL_TYPES[model_type])
 
 
-class ChatLALMTarget:
+class ChatLALMTarget(TwoStageTarget):
     """A chat audio-language checkpoint (Qwen2-Audio, Audio Flamingo 3) as an audit target.
+
+    ``tokens`` of its evidence holds the statistics of the answer's tokens (end token
+    included); ``text`` is the decoded answer or the given transcript. ``infill_m`` is not
+    supported here; a note says so.
 
     Parameters
     ----------
@@ -99,6 +88,9 @@ class ChatLALMTarget:
     """
 
     family: Family = "audio-language"
+    adapter = "chat_lalm"
+    version = 1
+    infill_unsupported = "chat audio-language targets"
 
     def __init__(
         self,
@@ -116,22 +108,15 @@ class ChatLALMTarget:
     ) -> None:
         from transformers import AutoProcessor
 
-        self.path = Path(path)
-        config = read_config(self.path)
-        check_safetensors(self.path)
-        check_remote_code(config, trust_remote_code=trust_remote_code, folder=self.path)
+        config = self._open(path, spec=spec, device=device, dtype=dtype, batch_size=batch_size,
+                            trust_remote_code=trust_remote_code)
         self.model_type = str(config.get("model_type", ""))
         cls = _model_class(self.model_type)
-        self.spec = spec or str(self.path)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = int(batch_size or default_batch_size(self.device))
-        self.trust_remote_code = bool(trust_remote_code)
         self.prompt = str(prompt)
         self.system_prompt = system_prompt
         self.max_new_tokens = int(max_new_tokens)
         self.generate_kwargs = dict(generate_kwargs or {})
-        common = {"local_files_only": True, "trust_remote_code": self.trust_remote_code}
+        common = self._loader_kwargs()
         self.model = cls.from_pretrained(str(self.path), use_safetensors=True, dtype=self.dtype, **common)
         self.model.to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(str(self.path), **common)
@@ -164,24 +149,15 @@ class ChatLALMTarget:
         self.pad_id = int(pad if pad is not None else self.eos_ids[0])
         self.audio_token_id = int(self.model.config.audio_token_id)
         self.prompt_text = self._render_prompt()
-        self.load_config = LoadConfig(
-            device=str(self.device),
-            dtype=dtype_name(self.dtype),
-            trust_remote_code=self.trust_remote_code,
-            batch_size=self.batch_size,
-        )
-        self.fingerprint = folder_fingerprint(
-            self.path,
-            {
-                "adapter": "chat_lalm",
-                "version": ADAPTER_VERSION,
-                "dtype": dtype_name(self.dtype),
-                "prompt": self.prompt,
-                "system_prompt": self.system_prompt,
-                "max_new_tokens": self.max_new_tokens,
-                "generate_kwargs": self.generate_kwargs,
-            },
-        )
+        self._identify()
+
+    def _evidence_options(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "system_prompt": self.system_prompt,
+            "max_new_tokens": self.max_new_tokens,
+            "generate_kwargs": self.generate_kwargs,
+        }
 
     # ------------------------------------------------------------------ inputs
     def _render_prompt(self) -> str:
@@ -199,7 +175,10 @@ class ChatLALMTarget:
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text[0] if isinstance(text, list) else str(text)
 
-    def _encode(self, clip: ClipInput, notes: list[str]) -> dict[str, Any]:
+    def _encode(self, clips: Sequence[ClipInput], notes: list[list[str]]) -> list[dict[str, Any]]:
+        return [self._encode_clip(c, n) for c, n in zip(clips, notes)]
+
+    def _encode_clip(self, clip: ClipInput, notes: list[str]) -> dict[str, Any]:
         """Prompt ids ``[L]`` (audio placeholders expanded) and the clip's audio tensors
         (leading axis: feature windows)."""
         audio = resample(clip.audio, orig_sr=int(clip.sr), target_sr=self.sampling_rate)
@@ -317,66 +296,3 @@ class ChatLALMTarget:
             picked = hidden.gather(1, pos_d.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # [B, N, H]
             logits = self.model.get_output_embeddings()(picked)  # [B, N, V]
             return token_stats_batch(logits, lab.to(logits.device), valid.to(logits.device))
-
-    def _evidence_batch(self, batch: list[ClipInput], mode: str, infill_m: int) -> list[ClipEvidence]:
-        notes: list[list[str]] = [[] for _ in batch]
-        encs = [self._encode(c, n) for c, n in zip(batch, notes)]
-        if mode == "generated":
-            labels = self._generate(encs, notes)
-            texts = [self.tokenizer.decode(l, skip_special_tokens=True) for l in labels]
-        else:
-            labels = [self._text_labels(c.text, n) for c, n in zip(batch, notes)]
-            texts = [c.text for c in batch]
-        stats = self._score(encs, labels)
-        out = []
-        for clip, st, text, clip_notes in zip(batch, stats, texts, notes):
-            if infill_m > 0:
-                clip_notes.append("infilling score not computed: not supported for chat audio-language targets")
-            out.append(ClipEvidence(clip_hash=clip.clip_hash, tokens=st, text=text, notes=tuple(clip_notes)))
-        return out
-
-    def evidence(
-        self, clips: Sequence[ClipInput], config: EvidenceConfig, *, batch_size: int | None = None
-    ) -> list[ClipEvidence]:
-        """Per-token statistics of each clip's answer (generated or given), in order.
-
-        Parameters
-        ----------
-        clips : sequence of ClipInput
-            Mono audio at any sample rate (resampled to the feature extractor's).
-        config : EvidenceConfig
-            ``mode``: ``"generated"`` (two-stage) or ``"given"`` (``ClipInput.text``).
-            ``infill_m`` is not supported here; a note says so.
-        batch_size : int, optional
-            Clips per batch (default: the target's); halved on CUDA out-of-memory, and the
-            smaller size kept. Results do not depend on it.
-
-        Returns
-        -------
-        list of ClipEvidence
-            ``tokens`` holds ``[N]`` statistics of the answer's tokens (end token included);
-            ``text`` is the decoded answer or the given transcript.
-
-        Raises
-        ------
-        ValueError
-            Unknown mode, or ``mode="given"`` with a clip whose text is empty.
-        """
-        check_text_mode(config, clips)
-
-        def shrink(bs: int) -> None:
-            self.batch_size = bs
-
-        out, _ = run_batches_halving(
-            lambda b: self._evidence_batch(b, config.mode, config.infill_m),
-            list(clips),
-            batch_size=int(batch_size or self.batch_size),
-            on_shrink=shrink,
-        )
-        return out
-
-    def unload(self) -> None:
-        """Drop the model and free its memory (CUDA cache included)."""
-        self.model = None  # type: ignore[assignment]
-        free_memory()
-

@@ -12,6 +12,20 @@ the ``+`` terms, the pass with ``x_i`` replaced by ``x_i*`` for the ``-`` terms 
 ``x_i*`` term's distribution, conditioned on ``x_<i`` only, is the same in both).
 Higher = member; the sequence score is the mean of the lowest k% token scores (eq. 11).
 
+The authors' public code (``run.py`` of github.com/neginraoof/mink-plus-plus, function
+``calculateInfillPerplexity``) normalizes differently: every future term of both passes is
+standardized by the mean and standard deviation of the *replaced* position's distribution
+``p(. | x_<i)``, which is the same in both passes, so the mean cancels and the reference
+variant reads::
+
+    ref_i = z(x_i | x_<i) - z(x_i* | x_<i)
+            + sum_{j=i+1}^{i+m_i} (log p(x_j | x_<j) - log p(x_j | x_<i, x_i*, x_{i+1:j})) / sigma_{x_<i}
+
+Both variants come from the same forward passes (:func:`infilling_scores`). Two further
+details of that code are not reproduced: its loop never uses the last token as a future
+term (``m_i = min(m, N - 2 - i)``), and it averages ``int(k n)`` tokens (none for short
+texts) where the indicators here average ``max(1, floor(k n))``.
+
 Cost: one forward pass over the sequence, then every substitution at once: the prefix's
 key/value cache is shared and each substituted sequence only recomputes its ``m`` tokens
 (``(N - 2) * m`` new tokens in total, in chunks), so the work is about ``m + 1`` forward
@@ -23,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -48,10 +63,23 @@ def _model_device(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _normalized(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """z-scores ``[...]`` of ``targets [...]`` under ``softmax(logits [..., V])``."""
+class InfillingScores(NamedTuple):
+    """Per-token Infilling Scores ``[N]`` of one sequence, in both normalizations.
+
+    own : eq. 10 as written: each term standardized by the distribution it is read from.
+    ref : the authors' code: future terms standardized by the replaced position's distribution.
+    """
+
+    own: NDArray[np.float64]
+    ref: NDArray[np.float64]
+
+
+def _scored(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z-scores and clamped log-probabilities ``[...]`` of ``targets [...]`` under
+    ``softmax(logits [..., V])``, float64."""
     logp, mean, std = distribution_moments(logits)
-    return (logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - mean) / std
+    lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return ((lp - mean) / std).to(torch.float64), lp.to(torch.float64)
 
 
 def _substituted_z_cached(
@@ -61,8 +89,9 @@ def _substituted_z_cached(
     cache: object,
     m: int,
     chunk_size: int,
-) -> torch.Tensor:
-    """``[N, m]`` z-scores of ``x_{i+1+r}`` after substituting ``x_i*``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N, m]`` z-scores and ``[N, m]`` log-probabilities of ``x_{i+1+r}`` after
+    substituting ``x_i*``.
 
     NaN where undefined (past the end) and on rows where ``x_i* == x_i``, whose future terms
     cancel exactly.
@@ -70,6 +99,7 @@ def _substituted_z_cached(
     N = ids.numel()
     device = ids.device
     out = torch.full((N, m), math.nan, dtype=torch.float64, device=device)
+    out_lp = out.clone()
     # Positions with at least one future token whose causal argmax differs from the token:
     # where x_i* == x_i the substituted pass is the original one and its terms cancel.
     rows = torch.nonzero(xstar[1 : N - 1] != ids[1 : N - 1]).flatten() + 1
@@ -98,19 +128,21 @@ def _substituted_z_cached(
             use_cache=True,
         ).logits  # [B, m, V]; row r predicts x_{i+1+r}
         target_pos = (pos + 1).clamp(max=N - 1)
-        z = _normalized(logits, ids[target_pos]).to(torch.float64)
+        z, lp = _scored(logits, ids[target_pos])
         valid = (pos + 1) <= N - 1
         out[i] = torch.where(valid, z, torch.full_like(z, math.nan))
-    return out
+        out_lp[i] = torch.where(valid, lp, torch.full_like(lp, math.nan))
+    return out, out_lp
 
 
 def _substituted_z_full(
     model: torch.nn.Module, ids: torch.Tensor, xstar: torch.Tensor, m: int, chunk_size: int
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Same as :func:`_substituted_z_cached`, recomputing every substituted prefix."""
     N = ids.numel()
     device = ids.device
     out = torch.full((N, m), math.nan, dtype=torch.float64, device=device)
+    out_lp = out.clone()
     rows = [i for i in range(1, N - 1) if int(xstar[i]) != int(ids[i])]
     for start in range(0, len(rows), chunk_size):
         chunk = rows[start : start + chunk_size]
@@ -125,44 +157,44 @@ def _substituted_z_full(
         logits = model(input_ids=batch, attention_mask=mask).logits
         for b, (i, n) in enumerate(zip(chunk, lengths)):
             r = n - i  # m_i
-            out[i, :r] = _normalized(logits[b, i:n], ids[i + 1 : n + 1]).to(torch.float64)
-    return out
+            out[i, :r], out_lp[i, :r] = _scored(logits[b, i:n], ids[i + 1 : n + 1])
+    return out, out_lp
 
 
-def infilling_token_scores(
+def infilling_scores(
     model: torch.nn.Module,
     input_ids: ArrayLike | torch.Tensor,
     m: int,
     *,
     chunk_size: int = 64,
     use_cache: bool = True,
-) -> NDArray[np.float64]:
-    """Per-token Infilling Scores of one sequence (eq. 10).
+) -> InfillingScores:
+    """Per-token Infilling Scores of one sequence (eq. 10), in both normalizations.
 
     Parameters
     ----------
     model : a transformers causal LM (``model(input_ids=..., attention_mask=...).logits``).
     input_ids : ints ``[N]`` or ``[1, N]``.
     m : number of future tokens (fewer near the end of the sequence); 0 keeps only the
-        causal ratio term.
+        causal ratio term (the two variants then agree).
     chunk_size : substituted sequences per batched forward.
     use_cache : reuse the prefix key/value cache (cost ~ (m + 1) forward passes); False
         recomputes each substituted prefix (cost ~ N / 2 forward passes).
 
     Returns
     -------
-    ndarray ``[N]``
-        Scores for positions 1..N-1 and NaN at position 0 (no prediction for the first
-        token), aligned with :class:`~core.evidence.TokenStats`.
+    InfillingScores
+        ``own`` and ``ref``, each ``[N]``: scores for positions 1..N-1 and NaN at position 0
+        (no prediction for the first token), aligned with :class:`~core.evidence.TokenStats`.
     """
     if m < 0:
         raise ValueError(f"m must be >= 0, got {m}")
     device = _model_device(model)
     ids = _as_ids(input_ids, device)
     N = ids.numel()
-    scores = np.full(N, np.nan)
+    own, ref = np.full(N, np.nan), np.full(N, np.nan)
     if N < 2:
-        return scores
+        return InfillingScores(own, ref)
     was_training = model.training
     model.eval()
     try:
@@ -173,25 +205,46 @@ def infilling_token_scores(
             logp, mean, std = distribution_moments(logits[:-1])
             xstar = torch.zeros(N, dtype=torch.long, device=device)
             xstar[1:] = logp.argmax(dim=-1)
-            z_true = ((logp.gather(-1, ids[1:, None]).squeeze(-1) - mean) / std).to(torch.float64)
+            lp = logp.gather(-1, ids[1:, None]).squeeze(-1)
+            z_true = ((lp - mean) / std).to(torch.float64)
+            lp_true = lp.to(torch.float64)
             z_star = ((logp.gather(-1, xstar[1:, None]).squeeze(-1) - mean) / std).to(torch.float64)
-            total = z_true - z_star  # [N-1], index i-1 for token i
+            causal = z_true - z_star  # [N-1], index i-1 for token i
+            total, total_ref = causal, causal.clone()
             if m > 0 and N > 2:
                 if use_cache:
-                    sub = _substituted_z_cached(model, ids, xstar, res.past_key_values, m, chunk_size)
+                    sub_z, sub_lp = _substituted_z_cached(model, ids, xstar, res.past_key_values, m, chunk_size)
                 else:
-                    sub = _substituted_z_full(model, ids, xstar, m, chunk_size)
-                # future term j = i + 1 + r reads z_true[j - 1] = z_true[i + r]
-                padded = torch.cat([z_true, torch.full((m,), math.nan, dtype=torch.float64, device=device)])
+                    sub_z, sub_lp = _substituted_z_full(model, ids, xstar, m, chunk_size)
+                # future term j = i + 1 + r reads the original pass at j - 1 = i + r
                 idx = torch.arange(1, N, device=device)[:, None] + torch.arange(m, device=device)[None, :]
-                plus = padded[idx]  # [N-1, m]
-                minus = sub[1:]
-                defined = ~torch.isnan(minus)
-                total = total + torch.where(defined, plus - minus, torch.zeros_like(minus)).sum(dim=1)
-            scores[1:] = total.cpu().numpy()
+                nan_tail = torch.full((m,), math.nan, dtype=torch.float64, device=device)
+                plus_z = torch.cat([z_true, nan_tail])[idx]  # [N-1, m]
+                plus_lp = torch.cat([lp_true, nan_tail])[idx]
+                defined = ~torch.isnan(sub_z[1:])
+                zero = torch.zeros_like(plus_z)
+                total = total + torch.where(defined, plus_z - sub_z[1:], zero).sum(dim=1)
+                # the replaced position's sigma (row i-1), the same in both passes
+                sigma_i = std.to(torch.float64)[:, None]
+                total_ref = total_ref + torch.where(defined, (plus_lp - sub_lp[1:]) / sigma_i, zero).sum(dim=1)
+            own[1:] = total.cpu().numpy()
+            ref[1:] = total_ref.cpu().numpy()
     finally:
         model.train(was_training)
-    return scores
+    return InfillingScores(own, ref)
+
+
+def infilling_token_scores(
+    model: torch.nn.Module,
+    input_ids: ArrayLike | torch.Tensor,
+    m: int,
+    *,
+    chunk_size: int = 64,
+    use_cache: bool = True,
+) -> NDArray[np.float64]:
+    """Per-token Infilling Scores of one sequence (eq. 10, each term normalized by its own
+    distribution): ``infilling_scores(...).own``, ``[N]`` with NaN at position 0."""
+    return infilling_scores(model, input_ids, m, chunk_size=chunk_size, use_cache=use_cache).own
 
 
 def infilling_score(

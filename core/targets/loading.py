@@ -4,7 +4,7 @@ Every real-checkpoint adapter goes through the same rules: weights load from saf
 only (a pickle-based ``.bin``/``.pt`` file can execute code when unpickled), code shipped
 inside a checkpoint folder runs only when the user passes ``trust_remote_code=True``, the
 device is CUDA when present, weights are bfloat16 on CUDA and float32 on CPU, and a batch
-that does not fit in GPU memory is retried at half the size.
+that does not fit in GPU (or host) memory is retried at half the size.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class LoadConfig:
     device : ``"cuda"``, ``"cuda:1"``, ``"cpu"``...
     dtype : weight dtype name (``"bfloat16"``, ``"float32"``).
     trust_remote_code : whether code from the checkpoint folder was allowed to run.
-    batch_size : starting batch size (halved on CUDA out-of-memory).
+    batch_size : starting batch size (halved on out-of-memory).
     """
 
     device: str
@@ -140,6 +140,20 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+_CPU_OOM_MARKER = "DefaultCPUAllocator"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an allocation failure that a smaller batch may avoid.
+
+    CUDA raises :class:`torch.OutOfMemoryError`; the CPU allocator raises a plain
+    ``RuntimeError`` naming ``DefaultCPUAllocator``; numpy and Python raise ``MemoryError``.
+    """
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and _CPU_OOM_MARKER in str(exc)
+
+
 def run_batches_halving(
     fn: Callable[[list[T]], list[R]],
     items: Sequence[T],
@@ -147,10 +161,10 @@ def run_batches_halving(
     batch_size: int,
     on_shrink: Callable[[int], None] | None = None,
 ) -> tuple[list[R], int]:
-    """Apply ``fn`` to consecutive batches, halving the batch size on CUDA out-of-memory.
+    """Apply ``fn`` to consecutive batches, halving the batch size on out-of-memory.
 
-    A batch that raises :class:`torch.cuda.OutOfMemoryError` is retried, from the same
-    item, at half the size; the smaller size is kept for the remaining batches. At batch
+    A batch that runs out of CUDA or host memory (:func:`is_out_of_memory`) is retried,
+    from the same item, at half the size; the smaller size is kept for the remaining batches. At batch
     size 1 the error propagates, since nothing smaller can be tried.
 
     Parameters
@@ -178,8 +192,8 @@ def run_batches_halving(
         batch = list(items[start : start + bs])
         try:
             res = fn(batch)
-        except torch.cuda.OutOfMemoryError:
-            if bs == 1:
+        except (RuntimeError, MemoryError) as exc:
+            if bs == 1 or not is_out_of_memory(exc):
                 raise
             free_memory()
             bs = max(1, bs // 2)

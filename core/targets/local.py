@@ -10,8 +10,9 @@ The folder's own metadata picks the adapter, so a user only ever passes a path:
   - an encoder-decoder speech-to-text type (Whisper and other
     ``AutoModelForSpeechSeq2Seq`` models) -> :class:`core.targets.seq2seq.Seq2SeqTarget`.
 
-Every branch enforces the same loading rules (:mod:`core.targets.loading`): safetensors
-only, ``trust_remote_code`` off unless passed, and the flag recorded on the target.
+Every checkpoint adapter enforces the same loading rules (:mod:`core.targets.loading`, applied
+once in :class:`core.targets.two_stage.TwoStageTarget`): safetensors only,
+``trust_remote_code`` off unless passed, and the flag recorded on the target.
 Loader options (``prompt=``, ``batch_size=``, ``dtype=``, ``max_new_tokens=``...) pass
 through to the adapter.
 """
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 from core.registry import Registry
 from core.targets.base import Family, Target
-from core.targets.loading import check_remote_code, check_safetensors, read_config
+from core.targets.loading import read_config
 from core.targets.registry import register_loader
 
 _SEQ2SEQ_NOTE = "any encoder-decoder AutoModelForSpeechSeq2Seq type (e.g. whisper)"
@@ -45,10 +46,7 @@ def _load_musicgen(path: Path, device: str | None, options: dict[str, Any]) -> T
 def _load_seq2seq(path: Path, device: str | None, options: dict[str, Any]) -> Target:
     from core.targets.seq2seq import Seq2SeqTarget
 
-    target = Seq2SeqTarget(path, spec=str(path), device=device, **options)
-    # Reports read the flag from every target, whichever adapter built it.
-    target.trust_remote_code = bool(options.get("trust_remote_code", False))
-    return target
+    return Seq2SeqTarget(path, spec=str(path), device=device, **options)
 
 
 @dataclass(frozen=True)
@@ -137,9 +135,6 @@ def load_local(path: str | Path, *, device: str | None = None, **options: Any) -
                 f"cannot be imported: {exc}"
             ) from exc
         return load_pipeline_target(str(folder), device=device, **options)
-    config = read_config(folder)
-    check_safetensors(folder)
-    check_remote_code(config, trust_remote_code=bool(options.get("trust_remote_code", False)), folder=folder)
     if kind == "seq2seq":
         return _load_seq2seq(folder, device, options)
     return MODEL_TYPES.get(kind).load(folder, device, options)

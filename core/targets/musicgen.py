@@ -32,33 +32,29 @@ the codec alone, so its codes do not depend on the batch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
-from core.targets.base import ClipInput, EvidenceConfig, Family
-from core.evidence import ClipEvidence, TokenStats
-from core.targets.fingerprint import folder_fingerprint
-from core.targets.loading import (
-    LoadConfig,
-    check_remote_code,
-    check_safetensors,
-    default_batch_size,
-    dtype_name,
-    free_memory,
-    read_config,
-    resample,
-    resolve_device,
-    resolve_dtype,
-    run_batches_halving,
-)
-
-ADAPTER_VERSION = 1
-"""Bumped when the evidence this adapter produces changes for the same weights."""
+from core.evidence import TokenStats
+from core.targets.base import ClipInput, Family
+from core.targets.loading import resample
+from core.targets.two_stage import TwoStageTarget
 
 
-class MusicgenTarget:
+class _Batch(NamedTuple):
+    """A batch's codec tokens ``[K, T_b]`` per clip and its captions."""
+
+    codes: list[torch.Tensor]
+    captions: list[str]
+
+
+class MusicgenTarget(TwoStageTarget):
     """A MusicGen checkpoint folder as an audit target.
+
+    ``tokens`` of its evidence has ``K * T`` entries in codebook-major order; ``text`` is
+    the caption. ``EvidenceConfig.mode`` is irrelevant here (the clip's own tokens are
+    always scored); ``infill_m`` is not supported and leaves a note.
 
     Parameters
     ----------
@@ -82,6 +78,10 @@ class MusicgenTarget:
     """
 
     family: Family = "autoregressive"
+    adapter = "musicgen"
+    version = 1
+    text_modes = False
+    infill_unsupported = "MusicGen targets"
 
     def __init__(
         self,
@@ -96,18 +96,11 @@ class MusicgenTarget:
     ) -> None:
         from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
-        self.path = Path(path)
-        config = read_config(self.path)
-        check_safetensors(self.path)
-        check_remote_code(config, trust_remote_code=trust_remote_code, folder=self.path)
+        config = self._open(path, spec=spec, device=device, dtype=dtype, batch_size=batch_size,
+                            trust_remote_code=trust_remote_code)
         if config.get("model_type") != "musicgen":
             raise ValueError(f"{self.path} is a {config.get('model_type')!r} checkpoint, not 'musicgen'")
-        self.spec = spec or str(self.path)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = int(batch_size or default_batch_size(self.device))
-        self.trust_remote_code = bool(trust_remote_code)
-        common = {"local_files_only": True, "trust_remote_code": self.trust_remote_code}
+        common = self._loader_kwargs()
         model = MusicgenForConditionalGeneration.from_pretrained(str(self.path), use_safetensors=True, **common)
         # The codec stays float32: bfloat16 would move quantizer decisions, changing the
         # very tokens being scored.
@@ -134,21 +127,10 @@ class MusicgenTarget:
         self.bandwidth = bandwidth
         # The delayed sequence needs T + n_delay - 1 decoder positions.
         self.max_frames = int(dec.max_position_embeddings) - self.n_delay + 1
-        self.load_config = LoadConfig(
-            device=str(self.device),
-            dtype=dtype_name(self.dtype),
-            trust_remote_code=self.trust_remote_code,
-            batch_size=self.batch_size,
-        )
-        self.fingerprint = folder_fingerprint(
-            self.path,
-            {
-                "adapter": "musicgen",
-                "version": ADAPTER_VERSION,
-                "dtype": dtype_name(self.dtype),
-                "bandwidth": bandwidth,
-            },
-        )
+        self._identify()
+
+    def _evidence_options(self) -> dict[str, Any]:
+        return {"bandwidth": self.bandwidth}
 
     # ------------------------------------------------------------------ inputs
     def encode_audio(self, clip: ClipInput, notes: list[str] | None = None) -> torch.Tensor:
@@ -191,7 +173,22 @@ class MusicgenTarget:
         return pattern.reshape(K, L)
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, codes: Sequence[torch.Tensor], captions: Sequence[str]) -> list[TokenStats]:
+    def _encode(self, clips: Sequence[ClipInput], notes: list[list[str]]) -> _Batch:
+        return _Batch([self.encode_audio(c, n) for c, n in zip(clips, notes)], [c.text for c in clips])
+
+    def _given(self, clips: Sequence[ClipInput], encoded: _Batch, notes: list[list[str]]) -> list[torch.Tensor]:
+        return encoded.codes
+
+    def _score(self, encoded: _Batch, labels: Sequence[torch.Tensor]) -> list[TokenStats]:
+        return self._score_codes(labels, encoded.captions)
+
+    def _clip_notes(self, clip: ClipInput, labels: torch.Tensor) -> list[str]:
+        notes = [f"codebooks={labels.shape[0]} frames={labels.shape[1]} order=codebook-major"]
+        if not clip.text.strip():
+            notes.append("empty caption: scored unconditionally")
+        return notes
+
+    def _score_codes(self, codes: Sequence[torch.Tensor], captions: Sequence[str]) -> list[TokenStats]:
         """Statistics of every ``(codebook, frame)`` token of each clip, codebook-major."""
         from core.targets.token_stats import token_stats_batch
 
@@ -226,54 +223,3 @@ class MusicgenTarget:
             return token_stats_batch(
                 picked.reshape(B, K * Tmax, V), tgt.reshape(B, K * Tmax), valid.reshape(B, K * Tmax)
             )
-
-    def _evidence_batch(self, batch: list[ClipInput], infill_m: int) -> list[ClipEvidence]:
-        notes: list[list[str]] = [[] for _ in batch]
-        codes = [self.encode_audio(c, n) for c, n in zip(batch, notes)]
-        stats = self._score(codes, [c.text for c in batch])
-        out = []
-        for clip, st, c, clip_notes in zip(batch, stats, codes, notes):
-            clip_notes.append(f"codebooks={c.shape[0]} frames={c.shape[1]} order=codebook-major")
-            if not clip.text.strip():
-                clip_notes.append("empty caption: scored unconditionally")
-            if infill_m > 0:
-                clip_notes.append("infilling score not computed: not supported for MusicGen targets")
-            out.append(ClipEvidence(clip_hash=clip.clip_hash, tokens=st, text=clip.text, notes=tuple(clip_notes)))
-        return out
-
-    def evidence(
-        self, clips: Sequence[ClipInput], config: EvidenceConfig, *, batch_size: int | None = None
-    ) -> list[ClipEvidence]:
-        """Per-token statistics of each clip's codec tokens given its caption, in order.
-
-        Parameters
-        ----------
-        clips : sequence of ClipInput
-            Mono audio at any rate (resampled to the codec's); ``text`` is the caption.
-        config : EvidenceConfig
-            ``mode`` is irrelevant here (the clip's own tokens are always scored);
-            ``infill_m`` is not supported and leaves a note.
-        batch_size : int, optional
-            Clips per batch (default: the target's); halved on CUDA out-of-memory.
-
-        Returns
-        -------
-        list of ClipEvidence
-            ``tokens`` has ``K * T`` entries in codebook-major order.
-        """
-
-        def shrink(bs: int) -> None:
-            self.batch_size = bs
-
-        out, _ = run_batches_halving(
-            lambda b: self._evidence_batch(b, config.infill_m),
-            list(clips),
-            batch_size=int(batch_size or self.batch_size),
-            on_shrink=shrink,
-        )
-        return out
-
-    def unload(self) -> None:
-        """Drop the model and free its memory (CUDA cache included)."""
-        self.model = None  # type: ignore[assignment]
-        free_memory()

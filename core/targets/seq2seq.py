@@ -21,20 +21,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from core.runtime.device import default_dtype, resolve_device
-from core.targets.base import ClipInput, EvidenceConfig, Family, check_text_mode
-from core.evidence import ClipEvidence
-from core.targets.fingerprint import folder_fingerprint
-from core.targets.loading import free_memory
-
-ADAPTER_VERSION = 1
-"""Bumped when the evidence this adapter produces changes for the same weights."""
-
-DEFAULT_BATCH_SIZE = 8
+from core.evidence import TokenStats
+from core.targets.base import ClipInput, Family
+from core.targets.two_stage import TwoStageTarget
 
 
-class Seq2SeqTarget:
+class Seq2SeqTarget(TwoStageTarget):
     """A speech-to-text encoder-decoder checkpoint as an audit target.
+
+    ``tokens`` of its evidence holds the statistics of the scored tokens (content tokens
+    and end-of-text); ``text`` is the decoded hypothesis or the given transcript. Audio
+    longer than the model's window is truncated to it, with a note. ``infill_m`` is not
+    supported for encoder-decoder targets: ``TokenStats.infill`` stays None and a note
+    says so.
 
     Parameters
     ----------
@@ -45,11 +44,12 @@ class Seq2SeqTarget:
         The spec shown in results; defaults to the folder path.
     device : str, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` or ``"auto"`` picks CUDA when present.
-    dtype : torch.dtype, optional
+    dtype : str or torch.dtype, optional
         Weight dtype; float32 on CPU and bfloat16 on CUDA by default. It is part of the
         fingerprint, because it changes the evidence.
-    batch_size : int
-        Clips per batch when ``evidence`` is called without ``batch_size``.
+    batch_size : int, optional
+        Clips per batch when ``evidence`` is called without ``batch_size``; 16 on CUDA
+        (halved on out-of-memory), 4 on CPU by default.
     max_new_tokens : int, optional
         Stage-1 decoding limit; defaults to ``max_target_positions - 8`` (room for
         Whisper's task prefix).
@@ -57,10 +57,13 @@ class Seq2SeqTarget:
         Extra arguments for ``model.generate`` (e.g. ``{"language": "en", "task":
         "transcribe"}`` for multilingual Whisper). Greedy decoding is always enforced.
     trust_remote_code : bool
-        Passed to the ``Auto*`` loaders; off unless the user turns it on.
+        Allow code shipped in the folder to run; off unless the user turns it on.
     """
 
     family: Family = "audio-language"
+    adapter = "seq2seq"
+    version = 1
+    infill_unsupported = "encoder-decoder targets"
 
     def __init__(
         self,
@@ -68,23 +71,18 @@ class Seq2SeqTarget:
         *,
         spec: str | None = None,
         device: str | None = None,
-        dtype: torch.dtype | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        dtype: str | torch.dtype | None = None,
+        batch_size: int | None = None,
         max_new_tokens: int | None = None,
         generate_kwargs: dict[str, Any] | None = None,
         trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq, AutoTokenizer
 
-        self.path = Path(path)
-        if not (self.path / "config.json").exists():
-            raise FileNotFoundError(f"{self.path} is not a checkpoint folder (no config.json)")
-        self.spec = spec or str(self.path)
-        self.device = resolve_device(device)
-        self.dtype = dtype or default_dtype(self.device)
-        self.batch_size = int(batch_size)
+        self._open(path, spec=spec, device=device, dtype=dtype, batch_size=batch_size,
+                   trust_remote_code=trust_remote_code)
         self.generate_kwargs = dict(generate_kwargs or {})
-        common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+        common = self._loader_kwargs()
         self.model = AutoModelForSpeechSeq2Seq.from_pretrained(
             str(self.path), use_safetensors=True, dtype=self.dtype, **common
         )
@@ -108,25 +106,22 @@ class Seq2SeqTarget:
         self.max_new_tokens = int(max_new_tokens or max(1, self.max_target_positions - 8))
         self.sampling_rate = int(self.feature_extractor.sampling_rate)
         self.window_samples = int(getattr(self.feature_extractor, "n_samples", 0)) or None
-        self.fingerprint = folder_fingerprint(
-            self.path,
-            # generation settings change what ``generated`` mode decodes: part of the identity
-            {"adapter": "seq2seq", "version": ADAPTER_VERSION, "dtype": str(self.dtype).replace("torch.", ""),
-             "max_new_tokens": self.max_new_tokens, "generate_kwargs": self.generate_kwargs},
-        )
+        self._identify()
+
+    def _evidence_options(self) -> dict[str, Any]:
+        # generation settings change what ``generated`` mode decodes: part of the identity
+        return {"max_new_tokens": self.max_new_tokens, "generate_kwargs": self.generate_kwargs}
 
     # ------------------------------------------------------------------ inputs
-    def _features(self, clips: Sequence[ClipInput]) -> tuple[torch.Tensor, list[list[str]]]:
-        """Log-mel features ``[B, n_mels, frames]`` and per-clip notes.
+    def _encode(self, clips: Sequence[ClipInput], notes: list[list[str]]) -> torch.Tensor:
+        """Log-mel features ``[B, n_mels, frames]``.
 
         Each clip is featurized alone so that its features (Whisper normalizes by the
         clip's own maximum) do not depend on what else is in the batch.
         """
         feats: list[np.ndarray] = []
-        notes: list[list[str]] = []
-        for clip in clips:
+        for clip, clip_notes in zip(clips, notes):
             audio = np.asarray(clip.audio, dtype=np.float32).reshape(-1)
-            clip_notes: list[str] = []
             if int(clip.sr) != self.sampling_rate:
                 import librosa
 
@@ -140,9 +135,7 @@ class Seq2SeqTarget:
                 audio = audio[: self.window_samples]
             f = self.feature_extractor(audio, sampling_rate=self.sampling_rate, return_tensors="np")
             feats.append(np.asarray(f["input_features"][0], dtype=np.float32))
-            notes.append(clip_notes)
-        x = torch.from_numpy(np.stack(feats)).to(self.device, self.dtype)
-        return x, notes
+        return torch.from_numpy(np.stack(feats)).to(self.device, self.dtype)
 
     def _text_labels(self, text: str, notes: list[str]) -> list[int]:
         """Token ids to score for a given transcript: its encoding without the decoder
@@ -198,7 +191,7 @@ class Seq2SeqTarget:
         return labels
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, feats: torch.Tensor, labels: Sequence[Sequence[int]]):
+    def _score(self, feats: torch.Tensor, labels: Sequence[Sequence[int]]) -> list[TokenStats]:
         """Stage 2: teacher-forced per-token statistics of ``labels`` (one batched pass)."""
         from core.targets.token_stats import token_stats_batch
 
@@ -224,58 +217,6 @@ class Seq2SeqTarget:
                 use_cache=False,
             ).logits
             return token_stats_batch(logits, lab.to(self.device), scored.to(self.device))
-
-    def evidence(
-        self, clips: Sequence[ClipInput], config: EvidenceConfig, *, batch_size: int | None = None
-    ) -> list[ClipEvidence]:
-        """Per-token statistics of each clip's hypothesis (or given transcript), in order.
-
-        Parameters
-        ----------
-        clips : sequence of ClipInput
-            Audio at any sample rate (resampled to the feature extractor's); audio longer
-            than the model's window is truncated to it, with a note.
-        config : EvidenceConfig
-            ``mode`` picks ``"generated"`` (two-stage) or ``"given"`` (``ClipInput.text``).
-            ``infill_m`` is not supported for encoder-decoder targets: ``TokenStats.infill``
-            stays None and a note says so.
-        batch_size : int, optional
-            Clips per batch (default: the target's ``batch_size``); results do not depend on it.
-
-        Returns
-        -------
-        list of ClipEvidence
-            ``tokens`` holds ``[N]`` statistics of the scored tokens (content tokens and
-            end-of-text); ``text`` is the decoded hypothesis or the given text.
-
-        Raises
-        ------
-        ValueError
-            Unknown mode, or ``mode="given"`` with a clip whose text is empty.
-        """
-        check_text_mode(config, clips)
-        bs = max(1, int(batch_size or self.batch_size))
-        out: list[ClipEvidence] = []
-        for start in range(0, len(clips), bs):
-            batch = list(clips[start : start + bs])
-            feats, notes = self._features(batch)
-            if config.mode == "generated":
-                labels = self._generate(feats, notes)
-                texts = [self.tokenizer.decode(l, skip_special_tokens=True) for l in labels]
-            else:
-                labels = [self._text_labels(c.text, n) for c, n in zip(batch, notes)]
-                texts = [c.text for c in batch]
-            stats = self._score(feats, labels)
-            for clip, st, text, clip_notes in zip(batch, stats, texts, notes):
-                if config.infill_m > 0:
-                    clip_notes.append("infilling score not computed: not supported for encoder-decoder targets")
-                out.append(ClipEvidence(clip_hash=clip.clip_hash, tokens=st, text=text, notes=tuple(clip_notes)))
-        return out
-
-    def unload(self) -> None:
-        """Drop the model and free its memory (CUDA cache included)."""
-        self.model = None  # type: ignore[assignment]
-        free_memory()
 
 
 def is_seq2seq_folder(spec: str) -> bool:
