@@ -21,6 +21,7 @@ from core.pipeline.blind import BlindRunConfig, audit_blind
 from core.pipeline.crossdata import cross_dataset_matrix
 from core.pipeline.di import DIRunConfig, audit_di
 from core.runtime.store import Workspace
+from test_pages import _run as open_page
 from test_pipeline_di import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,13 +65,23 @@ def test_every_page_has_a_key_element() -> None:
     assert set(KEY_ELEMENT) == set(PAGES), "name the key element of each page in KEY_ELEMENT"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_opens_on_a_workspace_with_runs(page: str, smoke_ws: Workspace, monkeypatch) -> None:
+@pytest.fixture
+def env(smoke_ws: Workspace, monkeypatch) -> Workspace:
     monkeypatch.setenv("OVERHEARD_WORKSPACE", str(smoke_ws.root))
     monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
-    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
+    return smoke_ws
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_opens_on_a_workspace_with_runs(page: str, env: Workspace) -> None:
+    at = open_page(page)  # asserts that no exception was raised
     assert at.title, f"{page} shows no title"
     check = KEY_ELEMENT.get(page)
     assert check is not None and check(at), f"{page}: key element missing"
+
+
+def test_mia_page_exports_the_per_sample_scores(env: Workspace) -> None:
+    at = open_page("pages/2_MIA_Audit.py")
+    table = {b.label: b.proto for b in at.get("download_button") if "-tbl-" in b.proto.id}
+    assert set(table) == {"CSV", "PARQUET"}
+    assert all(p.id.endswith(f"mia-scores-tbl-{fmt.lower()}") and p.deferred_file_id for fmt, p in table.items())
