@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 PORT ?= 8501
 export OVERHEARD_WORKSPACE ?= $(CURDIR)/workspace
 
-.PHONY: run test test-fast bench install dev chromium demo zoo corpus clean
+.PHONY: run test test-fast lint bench install dev chromium demo zoo corpus clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ test: dev chromium
 
 test-fast: dev
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# Static checks: ruff over the tree, mypy (strict) over core/stats, core/di and core/mia;
+# both configured in pyproject.toml.
+lint: dev
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: dev
 	$(PY) -m bench.run

@@ -308,6 +308,32 @@ def test_guarded_decode_matches_decode_on_good_and_bad_files():
     assert DEFAULT_MAX_DECODED_BYTES >= 600 * 48000 * 2 * 4  # ten minutes of 48 kHz stereo fits
 
 
+def test_isolated_decode_is_a_setting_that_ingestion_follows(flac_bomb, tmp_path, monkeypatch):
+    """``OVERHEARD_ISOLATE_DECODE=1`` puts ingestion's decoding under guarded_decode's time
+    limit: a file that decodes in-process (a 46 kB FLAC expanding to 184 MB) is refused when
+    it takes longer than ``per_file_seconds``; good files are stored the same either way."""
+    from core.runtime.settings import Settings
+
+    monkeypatch.delenv("OVERHEARD_ISOLATE_DECODE", raising=False)
+    assert Settings.from_env(tmp_path).limits.isolate_decode is False
+    monkeypatch.setenv("OVERHEARD_ISOLATE_DECODE", "1")
+    isolated = Settings.from_env(tmp_path).limits
+    assert isolated.isolate_decode is True and isolated.per_file_seconds == Limits().per_file_seconds
+    uploads = [("members/bomb.flac", flac_bomb), ("members/good.wav", BASES["pcm16.wav"]),
+               ("nonmembers/good.flac", BASES["pcm24.flac"])]
+    stored = {}
+    for isolate in (False, True):
+        ws = Workspace(tmp_path / f"ws{int(isolate)}")
+        rep = ingest_uploads(ws, uploads, "d", limits=Limits(isolate_decode=isolate, per_file_seconds=0.05))
+        rejected = {r["path"]: r["reason"] for r in rep.rejected}
+        stored[isolate] = ws.items("d").set_index("path")[["clip_hash", "frames", "sample_rate", "channels"]]
+        if isolate:
+            assert list(rejected) == ["members/bomb.flac"] and "took longer than 0.05 s" in rejected["members/bomb.flac"]
+        else:
+            assert not rejected
+    assert stored[True].equals(stored[False].drop(index="members/bomb.flac"))
+
+
 # -- ingestion ------------------------------------------------------------------------------
 def _check_ingest(ws: Workspace, name: str, uploads: list[tuple[str, bytes]], rep) -> tuple[int, int]:
     items = ws.items(name).set_index("path")

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from core.data.audio import AudioError, classify_extension, decode
+from core.data.guard import guarded_decode
 from core.data.sources import LABEL_DIRS, SourceFile, UnsafeArchive, safe_relpath, display_path, folder_source, strip_common_root, upload_source, zip_source
 from core.data.summary import dataset_summary
 from core.runtime.settings import Limits
@@ -223,7 +224,7 @@ def ingest_files(
         try:
             data = e.read()
             report.files_read += 1
-            _, info = decode(data, limits=limits)
+            _, info = (guarded_decode if limits.isolate_decode else decode)(data, limits=limits)
         except (AudioError, UnsafeArchive) as exc:
             pending_rej.append((e.path, str(exc)))
             continue

@@ -99,7 +99,7 @@ def allocate(n: int, group_sizes: ArrayLike) -> NDArray[np.int64]:
     """Split n draws across groups in proportion to their sizes (largest remainder)."""
     m = np.asarray(group_sizes, dtype=np.int64)
     share = n * m / m.sum()
-    k = np.floor(share).astype(np.int64)
+    k: NDArray[np.int64] = np.floor(share).astype(np.int64)
     rest = n - int(k.sum())
     order = np.argsort(-(share - k), kind="stable")
     k[order[:rest]] += 1
@@ -208,17 +208,17 @@ def pvalue_curve(
     cfg = config if config is not None else ScorerConfig()
     P, U, s = check_features(suspect_features, nonmember_features, directions)
     fn = get_scorer(scorer).score
-    g = None if groups is None else encode_groups(groups[0], groups[1], P.shape[0], U.shape[0])
+    codes = None if groups is None else encode_groups(groups[0], groups[1], P.shape[0], U.shape[0])
     R = int(n_resamples)
     if R < 1:
         raise ValueError("n_resamples must be at least 1")
     rng = np.random.default_rng(seed)
     if refit:
         split_seeds = rng.integers(0, 2**31 - 1, size=R)
-        splits = [fn(P, U, directions=s, seed=int(k), config=cfg, groups=g) for k in split_seeds]
+        splits = [fn(P, U, directions=s, seed=int(k), config=cfg, groups=codes) for k in split_seeds]
     else:
-        splits = [fn(P, U, directions=s, seed=seed, config=cfg, groups=g)]
-    SP, SU = _group_matrices(splits, None if g is None else np.random.default_rng([seed, 1]))
+        splits = [fn(P, U, directions=s, seed=seed, config=cfg, groups=codes)]
+    SP, SU = _group_matrices(splits, None if codes is None else np.random.default_rng([seed, 1]))
     G = len(SP)
     m_pg = np.array([a.shape[1] for a in SP])
     m_ug = np.array([a.shape[1] for a in SU])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -89,6 +89,10 @@ class ScoredSplit:
 
 
 class Scorer(Protocol):
+    """A scorer that keeps speaker / source groups on one side of its split (registered
+    with ``uses_groups=True``); one registered without groups takes the same arguments
+    but ``groups``."""
+
     def __call__(
         self,
         P: NDArray[np.float64],
@@ -101,19 +105,27 @@ class Scorer(Protocol):
     ) -> ScoredSplit: ...
 
 
+ScorerFn = Callable[..., ScoredSplit]
+"""What a registration holds: a :class:`Scorer`, with or without the ``groups`` argument."""
+F = TypeVar("F", bound=ScorerFn)
+
+
 @dataclass(frozen=True)
 class ScorerInfo:
     """A registered scorer: its name, function and one-line description."""
 
     name: str
-    fn: Scorer
+    fn: ScorerFn
     description: str = ""
     uses_groups: bool = False
 
-    def score(self, P: NDArray[np.float64], U: NDArray[np.float64], *, groups=None, **kwargs: Any) -> ScoredSplit:
+    def score(self, P: NDArray[np.float64], U: NDArray[np.float64], *,
+              groups: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None, **kwargs: Any) -> ScoredSplit:
         """Run the scorer; ``groups`` reach it only when it declares that it uses them, so
         a plug-in scorer that takes no groups still runs."""
-        return self.fn(P, U, **kwargs, **({"groups": groups} if self.uses_groups and groups is not None else {}))
+        if self.uses_groups and groups is not None:
+            return self.fn(P, U, groups=groups, **kwargs)
+        return self.fn(P, U, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description}
@@ -122,7 +134,7 @@ class ScorerInfo:
 _REGISTRY: Registry[ScorerInfo] = Registry("DI scorer")
 
 
-def register_scorer(name: str, *, description: str = "", uses_groups: bool = False) -> Callable[[Scorer], Scorer]:
+def register_scorer(name: str, *, description: str = "", uses_groups: bool = False) -> Callable[[F], F]:
     """Decorator registering a scorer function under ``name``; ``uses_groups``: it keeps
     speaker / source groups on one side of its fit/test split (it takes ``groups``).
 
@@ -132,7 +144,7 @@ def register_scorer(name: str, *, description: str = "", uses_groups: bool = Fal
         If ``name`` is already registered.
     """
 
-    def deco(fn: Scorer) -> Scorer:
+    def deco(fn: F) -> F:
         _REGISTRY.add(name, ScorerInfo(name=name, fn=fn, description=description, uses_groups=uses_groups))
         return fn
 

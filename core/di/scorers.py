@@ -243,7 +243,8 @@ def normalized_sum(
     sd = np.maximum(sd, config.std_floor)
 
     def score(X: NDArray[np.float64]) -> NDArray[np.float64]:
-        return (((X - mu) / sd) * directions).sum(axis=1)
+        z: NDArray[np.float64] = (((X - mu) / sd) * directions).sum(axis=1)
+        return z
 
     pt = np.arange(P.shape[0], dtype=np.int64)
     return _single_group("normalized_sum", score(P), score(U[ut]), pt, ut, np.zeros(0, dtype=np.int64), uc, tuple(notes))

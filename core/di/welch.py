@@ -53,7 +53,8 @@ def _sf_t(diff: NDArray[np.float64], se: NDArray[np.float64], df: NDArray[np.flo
     with np.errstate(divide="ignore", invalid="ignore"):
         t = diff / se
     # stdtr is the Student-t CDF; the upper tail at t is the CDF at -t.
-    return stdtr(df, -t)
+    p: NDArray[np.float64] = stdtr(df, -t)
+    return p
 
 
 def welch_pvalue_batch(p_scores: ArrayLike, u_scores: ArrayLike) -> NDArray[np.float64]:

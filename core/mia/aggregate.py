@@ -146,7 +146,8 @@ def aligned_matrix(table: pd.DataFrame) -> NDArray[np.float64]:
     """``[n_clips, n_keys]`` indicator values times their registered direction (higher =
     member); non-finite entries stay non-finite. Unknown columns raise."""
     signs = np.array([direction(str(c)) for c in table.columns], dtype=np.float64)
-    return table.to_numpy(dtype=np.float64) * signs[None, :]
+    X: NDArray[np.float64] = table.to_numpy(dtype=np.float64) * signs[None, :]
+    return X
 
 
 def _json_float(x: float | None) -> float | None:
@@ -304,7 +305,7 @@ def run_mia(
             "each fold for the aggregate): " + ", ".join(partial)
         )
 
-    usable = np.isfinite(X).any(axis=0)
+    usable = np.asarray(np.isfinite(X).any(axis=0), dtype=bool)  # [n_keys]
     if not usable.all():
         dropped = [k for k, u in zip(keys, usable) if not u]
         warnings.append("dropped from the aggregate, no finite value: " + ", ".join(dropped))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import NDArray
 
 from core.mia.registry import families, register_indicator
 from core.evidence import DiffusionEvidence
@@ -34,8 +35,9 @@ def _t(t: int | np.integer) -> str:
     return f"t{int(t)}"
 
 
-def _mean_cond(ev: DiffusionEvidence) -> np.ndarray:
-    return np.asarray(ev.loss_cond, dtype=np.float64).reshape(len(ev.timesteps), -1).mean(axis=1)
+def _mean_cond(ev: DiffusionEvidence) -> NDArray[np.float64]:
+    per_t: NDArray[np.float64] = np.asarray(ev.loss_cond, dtype=np.float64).reshape(len(ev.timesteps), -1).mean(axis=1)
+    return per_t
 
 
 @register_indicator(

@@ -256,5 +256,6 @@ def match_dataset(
 
 @job_kind("blind")
 def _blind_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """A blind-baseline run of one dataset (params: dataset, config); returns the run id."""
     run_id, _ = audit_blind(ws, params["dataset"], BlindRunConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
     return run_id

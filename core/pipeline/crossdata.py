@@ -279,6 +279,7 @@ def latest_crossdata(ws: Workspace, status: str | None = None) -> dict | None:
 
 @job_kind("crossdata")
 def _crossdata_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """The cross-dataset blind matrix (params: datasets or None for all, config); returns the run id."""
     cfg = CrossDataConfig.from_dict(params.get("config", {}))
     run_id, _ = cross_dataset_matrix(
         ws, params.get("datasets"), status=cfg.status, groups=cfg.groups, n_splits=cfg.n_splits,

@@ -428,5 +428,6 @@ def audit_di(
 
 @job_kind("di")
 def _di_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """A dataset-inference run over a dataset's MIA run (params: dataset, target, config); returns the run id."""
     run_id, _ = audit_di(ws, params["dataset"], params["target"], DIRunConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
     return run_id

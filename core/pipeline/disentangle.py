@@ -233,5 +233,6 @@ class _ClapCache:
 
 @job_kind("disentangle")
 def _disentangle_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """A disentanglement run: the MIA under each variant (params: dataset, target, config); returns the run id."""
     run_id, _ = audit_disentangle(ws, params["dataset"], params["target"], DisentangleConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
     return run_id

@@ -150,5 +150,6 @@ def audit_mia(
 
 @job_kind("mia")
 def _mia_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """A per-sample MIA run of a target on a dataset (params: dataset, target, config); returns the run id."""
     run_id, _ = audit_mia(ws, params["dataset"], params["target"], MIAConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
     return run_id

@@ -54,6 +54,11 @@ class Limits:
     max_abs_sample: float = 1000.0
     """Largest sample magnitude accepted (full scale is 1.0): floating-point files can
     exceed full scale a little, but 60 dB above it is not a recording."""
+    isolate_decode: bool = False
+    """Decode each ingested file in a child process under a time limit (``per_file_seconds``)
+    and an address-space cap (:func:`core.data.guard.guarded_decode`), for a server that
+    takes uploads from people it does not trust; it costs a fork per file, so it is off
+    unless asked for (``OVERHEARD_ISOLATE_DECODE=1``)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ class Settings:
     Environment: ``OVERHEARD_WORKSPACE`` (default ``./workspace``), ``OVERHEARD_ANALYSIS_SR``
     (default 16000), ``OVERHEARD_DEVICE`` (``cpu``/``cuda``/``auto``), ``OVERHEARD_ROOTS``
     (``os.pathsep``-separated folders the dashboard may load from; default: the workspace
-    and the current directory), ``OVERHEARD_EXECUTOR`` (``local`` or ``ray``: where evidence
+    and the current directory), ``OVERHEARD_ISOLATE_DECODE`` (``1``: decode each ingested
+    file in a child process with a time and memory limit, see :class:`Limits`),
+    ``OVERHEARD_EXECUTOR`` (``local`` or ``ray``: where evidence
     extraction runs) and ``OVERHEARD_RAY_ADDRESS`` (the Ray cluster to join; unset: a local
     Ray instance).
     """
@@ -91,6 +98,7 @@ class Settings:
             analysis_sr=int(env.get("OVERHEARD_ANALYSIS_SR", "16000")),
             device=env.get("OVERHEARD_DEVICE", "auto"),
             roots=roots,
+            limits=Limits(isolate_decode=env.get("OVERHEARD_ISOLATE_DECODE", "0").strip().lower() in ("1", "true", "yes", "on")),
             executor=env.get("OVERHEARD_EXECUTOR", "local"),
             ray_address=env.get("OVERHEARD_RAY_ADDRESS") or None,
         )

@@ -9,6 +9,7 @@ achieved FPR is reported beside it; below 1/n_negatives it is not measurable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -57,9 +58,10 @@ def bootstrap_auc(
     n1, n0 = pos.size, neg.size
     sp = pos[rng.integers(0, n1, size=(n_boot, n1))]
     sn = neg[rng.integers(0, n0, size=(n_boot, n0))]
-    ranks = rankdata(np.concatenate([sp, sn], axis=1), axis=1)
-    u = ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2.0
-    return u / (n1 * n0)
+    ranks: NDArray[np.float64] = rankdata(np.concatenate([sp, sn], axis=1), axis=1)
+    u: NDArray[np.float64] = ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2.0
+    aucs: NDArray[np.float64] = u / (n1 * n0)
+    return aucs
 
 
 def auc_ci(
@@ -94,7 +96,7 @@ class TprAtFpr:
             )
         return f"TPR {self.tpr:.1%} at FPR {self.achieved_fpr:.2%} (target {self.target_fpr:.1%})"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "target_fpr": self.target_fpr,
             "tpr": self.tpr,
@@ -137,7 +139,7 @@ def n_folds_for(y: ArrayLike, n_splits: int = 10) -> int:
 
 
 def cv_scores(
-    X: ArrayLike,
+    X: NDArray[Any] | list[Any],
     y: ArrayLike,
     *,
     estimator: BaseEstimator | None = None,

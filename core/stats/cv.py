@@ -130,7 +130,7 @@ def make_folds(
 
 # -- batched logistic regression -------------------------------------------------------------
 def fit_logreg_batched(
-    Z: NDArray[np.float64], Y: NDArray[np.float64], *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-7,
+    Z: NDArray[np.float64], Y: NDArray[np.floating] | NDArray[np.integer], *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-7,
     nonneg: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Fit one L2 logistic regression per label row on a shared design, together.
@@ -149,7 +149,7 @@ def fit_logreg_batched(
     Parameters
     ----------
     Z : ``[n, d]`` design (shared by every fit).
-    Y : ``[B, n]`` labels in {0, 1}, one fit per row.
+    Y : ``[B, n]`` labels in {0, 1} (integer or float), one fit per row.
     nonneg : constrain ``w >= 0`` (features aligned so that higher = member).
 
     Returns
@@ -203,7 +203,7 @@ def fit_logreg_batched(
     return theta[:, :d], theta[:, d]
 
 
-def _hessians(Z1: NDArray[np.float64], w: NDArray[np.float64], iu: tuple, outer: NDArray[np.float32]) -> NDArray[np.float32]:
+def _hessians(Z1: NDArray[np.float64], w: NDArray[np.float64], iu: tuple[NDArray[np.intp], NDArray[np.intp]], outer: NDArray[np.float32]) -> NDArray[np.float32]:
     """``[B, d+1, d+1]`` matrices ``Z1' diag(w_b) Z1`` from the rows' outer products."""
     k = Z1.shape[1]
     H = np.empty((w.shape[0], k, k), dtype=outer.dtype)
@@ -214,7 +214,8 @@ def _hessians(Z1: NDArray[np.float64], w: NDArray[np.float64], iu: tuple, outer:
 
 def _objective_rows(th: NDArray[np.float64], Z1: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64], C: float) -> NDArray[np.float64]:
     eta = th @ Z1.T
-    return 0.5 * (reg * th * th).sum(1) + C * (np.logaddexp(0.0, eta) - Y * eta).sum(1)
+    f: NDArray[np.float64] = 0.5 * (reg * th * th).sum(1) + C * (np.logaddexp(0.0, eta) - Y * eta).sum(1)
+    return f
 
 
 def row_aucs(Y: NDArray[np.integer], S: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -225,8 +226,10 @@ def row_aucs(Y: NDArray[np.integer], S: NDArray[np.float64]) -> NDArray[np.float
     Y = np.broadcast_to(np.asarray(Y), S.shape)
     n1 = Y.sum(1).astype(np.float64)
     n0 = Y.shape[1] - n1
-    ranks = rankdata(S, axis=1)
-    return ((ranks * Y).sum(1) - n1 * (n1 + 1) / 2.0) / (n1 * n0)
+    ranks: NDArray[np.float64] = rankdata(S, axis=1)
+    u: NDArray[np.float64] = (ranks * Y).sum(1) - n1 * (n1 + 1) / 2.0
+    aucs: NDArray[np.float64] = u / (n1 * n0)
+    return aucs
 
 
 # -- the cross-validated procedure, refitted in batches --------------------------------------
@@ -234,7 +237,7 @@ class NonNegativeLogisticRegression(LogisticRegression):
     """L2 logistic regression whose coefficients are constrained to be non-negative
     (features aligned so that higher = member). Fitted by :func:`fit_logreg_batched`."""
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> NonNegativeLogisticRegression:
         if sample_weight is not None:
             raise ValueError("sample weights are not supported")
         X = np.asarray(X, dtype=np.float64)
@@ -246,7 +249,7 @@ class NonNegativeLogisticRegression(LogisticRegression):
         return self
 
 
-def _split_pipeline(estimator) -> tuple[Pipeline | None, float, bool]:
+def _split_pipeline(estimator: Any) -> tuple[Pipeline | None, float, bool]:
     """(label-free preprocessing, C, non-negative) of a Pipeline ending in an L2 logistic
     regression."""
     if isinstance(estimator, LogisticRegression):
@@ -267,7 +270,7 @@ class _FoldDesigns:
     """Per fold: the preprocessing fitted on its training clips (without labels) and the
     resulting dense train/test designs, reduced to the training rows' span when wider."""
 
-    def __init__(self, X, folds: Folds, estimator):
+    def __init__(self, X: NDArray[Any] | list[Any], folds: Folds, estimator: Any) -> None:
         pre, self.C, self.nonneg = _split_pipeline(estimator)
         Xa = X if not isinstance(X, list) else np.asarray(X, dtype=object)
         self.folds = folds
@@ -309,7 +312,7 @@ class _FoldDesigns:
         return out
 
 
-def _dense(M) -> NDArray[np.float64]:
+def _dense(M: Any) -> NDArray[np.float64]:  # a dense array or a scipy sparse matrix
     return np.asarray(M.toarray() if hasattr(M, "toarray") else M, dtype=np.float64)
 
 
@@ -428,10 +431,10 @@ class CVAUC:
 
 
 def cv_auc(
-    X: ArrayLike | list,
+    X: NDArray[Any] | list[Any],
     y: ArrayLike,
     *,
-    estimator,
+    estimator: Any,
     folds: Folds,
     permutations: PermutationConfig = PermutationConfig(),
     n_boot: int = 1000,

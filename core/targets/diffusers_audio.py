@@ -171,12 +171,14 @@ def supported_pipelines() -> list[str]:
 
 @_register_kind("AudioLDMPipeline")
 def _encode_audioldm(pipe, captions: Sequence[str], device: torch.device) -> Conditioning:
+    """AudioLDM: the CLAP text embedding conditions the UNet as its class labels."""
     emb = pipe._encode_prompt(list(captions), device, 1, False)
     return {"encoder_hidden_states": None, "class_labels": emb}
 
 
 @_register_kind("MusicLDMPipeline")
 def _encode_musicldm(pipe, captions: Sequence[str], device: torch.device) -> Conditioning:
+    """MusicLDM: the normalized CLAP text projection conditions the UNet as its class labels."""
     # MusicLDMPipeline._encode_prompt predates transformers 5, where get_text_features returns
     # a model output (pooler_output = the normalized projection) instead of a tensor, so the
     # same steps are taken here for both return types.
@@ -196,6 +198,7 @@ def _encode_musicldm(pipe, captions: Sequence[str], device: torch.device) -> Con
 
 @_register_kind("AudioLDM2Pipeline")
 def _encode_audioldm2(pipe, captions: Sequence[str], device: torch.device) -> Conditioning:
+    """AudioLDM2: GPT-2 generated embeddings and T5 embeddings (with their mask) condition the UNet."""
     # One caption at a time: the T5 branch pads to the longest prompt of a call and GPT-2
     # generates from it, so encoding a batch would make a clip's evidence depend on its batch.
     embs, masks, gens = [], [], []

@@ -32,12 +32,14 @@ _SEQ2SEQ_NOTE = "any encoder-decoder AutoModelForSpeechSeq2Seq type (e.g. whispe
 
 
 def _load_chat(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    """A chat audio-language checkpoint (Qwen2-Audio, Audio Flamingo 3) as a ChatLALMTarget."""
     from core.targets.chat_lalm import ChatLALMTarget
 
     return ChatLALMTarget(path, spec=str(path), device=device, **options)
 
 
 def _load_musicgen(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    """A MusicGen checkpoint as a MusicgenTarget (per-token statistics of its codec tokens)."""
     from core.targets.musicgen import MusicgenTarget
 
     return MusicgenTarget(path, spec=str(path), device=device, **options)
@@ -154,5 +156,6 @@ def local_family(spec: str) -> Family:
 
 @register_loader("local", matches=_is_local_folder, family=local_family)
 def _load(spec: str, *, device: str | None = None, **options: Any) -> Target:
+    """A local checkpoint folder, dispatched on its own metadata (see :func:`load_local`)."""
     return load_local(spec, device=device, **options)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.ui.common import inference_caption
-from core.ui.export import show_figure
+from core.ui.export import show_figure, table_downloads
 
 from core.runtime.store import Workspace
 from core.viz import mia as figs
@@ -81,6 +81,7 @@ def per_sample(ws: Workspace, result: dict, dataset: str) -> None:
     }).sort_values("score", ascending=False)
     event = st.dataframe(df.drop(columns="clip_hash"), hide_index=True, width="stretch", height=280, on_select="rerun", selection_mode="single-row", key="mia-table")
     st.caption("Sorted by membership score (highest first). Select a row to listen.")
+    table_downloads(df, key="mia-scores", name=f"{dataset}-mia-scores")
     rows = event.selection.rows if event is not None else []
     if rows:
         h = df.iloc[rows[0]]["clip_hash"]

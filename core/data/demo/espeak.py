@@ -162,7 +162,7 @@ def _open() -> ctypes.CDLL:
 
 def _close(lib: ctypes.CDLL) -> None:
     lib.espeak_Terminate()
-    unload = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary")
+    unload = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary
     unload(lib._handle)
 
 

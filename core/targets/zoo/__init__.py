@@ -33,6 +33,7 @@ def _listing() -> list[TargetInfo]:
 @register_loader("zoo", matches=lambda spec: spec.startswith("zoo:"), listing=_listing,
                  family=lambda spec: get_zoo(spec.split(":", 1)[1]).family)
 def load_zoo(spec: str, *, device: str | None = None, **options) -> Target:
+    """A built-in reference model ``zoo:<name>``, built under the assets folder."""
     entry = get_zoo(spec.split(":", 1)[1])
     folder = zoo_dir() / entry.name
     if not (folder / "card.json").exists():

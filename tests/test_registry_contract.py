@@ -1,0 +1,248 @@
+"""A contract every entry of every registry (``core.registry.Registry``) must meet.
+
+Parametrized over the registries' contents, so a new entry is checked without editing
+this file:
+
+- it says what it is: a ``description`` where the entry type has one, else the docstring of
+  the registered function;
+- its callables take their documented inputs positionally and everything else by keyword
+  only (no ``*args``), as the code that calls each registry passes them;
+- a variant is deterministic (same clip and realization -> same audio) and batch-invariant
+  (a clip rendered alone equals it rendered among others);
+- a target adapter (each local model type, speech seq2seq, each diffusers pipeline class,
+  each zoo model) loads through the public entry point ``load_target`` from a tiny model
+  saved to a temporary folder, with a fingerprint that is stable (same folder and options
+  -> same) and changes when a loader option that changes the evidence changes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import core.blind  # noqa: F401  (imports register the entries)
+import core.di  # noqa: F401
+import core.disentangle  # noqa: F401
+import core.mia  # noqa: F401
+import core.pipeline  # noqa: F401
+import core.targets  # noqa: F401
+import core.targets.local  # noqa: F401
+from core.blind.registry import _GROUPS
+from core.di.registry import _REGISTRY as DI_SCORERS
+from core.disentangle.registry import _VARIANTS, Variant
+from core.mia.registry import _REGISTRY as INDICATORS
+from core.registry import Registry
+from core.runtime.jobs import _KINDS as JOB_KINDS
+from core.targets import load_target
+from core.targets.diffusers_audio import _KINDS as PIPELINE_CLASSES
+from core.targets.local import MODEL_TYPES
+from core.targets.registry import _LOADERS
+from core.targets.zoo.registry import ZOO
+
+P = inspect.Parameter
+
+# registry -> (what describes an entry, the entry's callables with their positional inputs)
+Callables = Callable[[Any], list[tuple[str, Callable, int]]]
+CONTRACTS: dict[str, tuple[Registry, Callable[[Any], str], Callables]] = {
+    # fn(stats, *, text=...) or fn(ev)
+    "indicator family": (INDICATORS, lambda e: e.description, lambda e: [("fn", e.fn, 1)]),
+    # compute(inputs)
+    "feature group": (_GROUPS, lambda e: e.description, lambda e: [("compute", e.compute, 1)]),
+    # fn(P, U, *, directions, seed, config[, groups])
+    "DI scorer": (DI_SCORERS, lambda e: e.description, lambda e: [("fn", e.fn, 2)]),
+    # make(audio, text, *, sr, realization, clip_hash, **options); make_batch(audios, texts, *, ...); identify(options)
+    "variant": (_VARIANTS, lambda e: e.description, lambda e: [("make", e.make, 2)]
+                + ([("make_batch", e.make_batch, 2)] if e.make_batch else [])
+                + ([("identify", e.identify, 1)] if e.identify else [])),
+    # load(spec, *, device=None, **options); listing(); family(spec)
+    "target loader": (_LOADERS, lambda e: inspect.getdoc(e.load) or "",
+                      lambda e: [("load", e.load, 1), ("listing", e.listing, 0), ("family", e.family, 1)]),
+    # load(folder, device, options)
+    "model type": (MODEL_TYPES, lambda e: inspect.getdoc(e.load) or "", lambda e: [("load", e.load, 3)]),
+    # encode(pipe, captions, device)
+    "diffusers pipeline class": (PIPELINE_CLASSES, lambda e: inspect.getdoc(e.encode) or "", lambda e: [("encode", e.encode, 3)]),
+    # train(out_dir, *, micro=False, progress=None); load(model_dir, *, device=None)
+    "zoo model": (ZOO, lambda e: e.description, lambda e: [("train", e.train, 1), ("load", e.load, 1)]),
+    # fn(ws, params, ctx)
+    "job kind": (JOB_KINDS, lambda e: inspect.getdoc(e) or "", lambda e: [("fn", e, 3)]),
+}
+
+ENTRIES = [pytest.param(reg, name, id=f"{reg}:{name}") for reg, (registry, _, _) in CONTRACTS.items() for name in registry]
+
+
+def test_every_registry_is_covered() -> None:
+    """Every ``Registry(...)`` in core/ has a contract here (a new registry must add one)."""
+    root = Path(__file__).resolve().parents[1] / "core"
+    declared = sorted(
+        line.split('Registry("', 1)[1].split('"', 1)[0]
+        for path in root.rglob("*.py") if path.name != "registry.py" or path.parent != root
+        for line in path.read_text(encoding="utf-8").splitlines() if 'Registry("' in line
+    )
+    assert declared == sorted(CONTRACTS)
+    assert all(len(registry) > 0 for registry, _, _ in CONTRACTS.values())
+
+
+@pytest.mark.parametrize("reg, name", ENTRIES)
+def test_entry_is_described(reg: str, name: str) -> None:
+    registry, describe, _ = CONTRACTS[reg]
+    text = describe(registry.get(name)).strip()
+    assert len(text) >= 10, f"{reg} {name!r} has no description"
+
+
+@pytest.mark.parametrize("reg, name", ENTRIES)
+def test_callables_take_options_by_keyword_only(reg: str, name: str) -> None:
+    registry, _, callables = CONTRACTS[reg]
+    for label, fn, n_positional in callables(registry.get(name)):
+        params = list(inspect.signature(fn).parameters.values())
+        positional = [p.name for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
+        assert not any(p.kind is P.VAR_POSITIONAL for p in params), f"{reg} {name}.{label} takes *args"
+        assert len(positional) == n_positional, (
+            f"{reg} {name}.{label}: positional {positional}, expected {n_positional}; make the rest keyword-only")
+
+
+@pytest.mark.parametrize("name", list(INDICATORS))
+def test_indicator_takes_what_its_evidence_passes(name: str) -> None:
+    fam = INDICATORS.get(name)
+    params = inspect.signature(fam.fn).parameters
+    if fam.evidence == "tokens":  # called as fn(stats, text=text)
+        assert "text" in params and params["text"].kind is P.KEYWORD_ONLY
+    else:  # called as fn(ev)
+        assert all(p.default is not P.empty for p in list(params.values())[1:])
+
+
+@pytest.mark.parametrize("name", list(DI_SCORERS))
+def test_di_scorer_keywords_match_its_registration(name: str) -> None:
+    info = DI_SCORERS.get(name)
+    params = inspect.signature(info.fn).parameters
+    for kw in ("directions", "seed", "config"):
+        assert params[kw].kind is P.KEYWORD_ONLY
+    assert ("groups" in params) == info.uses_groups  # groups reach it only when it declares them
+
+
+# -- variants -------------------------------------------------------------------------------
+SR = 16000
+# Cheap generator settings for the resynthesis variants (the defaults take seconds per clip).
+VARIANT_OPTIONS: dict[str, dict] = {"tta": {"steps": 2}}
+SLOW_VARIANTS = {"tta"}
+
+
+def _chirp(seconds: float, f0: float, seed: int) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    x = 0.3 * np.sin(2 * np.pi * (f0 + 400 * t) * t) + 0.01 * rng.standard_normal(t.size)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_VARIANTS else []) for n in _VARIANTS])
+def test_variant_is_deterministic_and_batch_invariant(name: str) -> None:
+    fam = _VARIANTS.get(name)
+    for unknown in set(fam.options) ^ set(VARIANT_OPTIONS.get(name, {})):
+        assert unknown in fam.options, f"VARIANT_OPTIONS names {unknown!r}, not an option of {name}"
+    audios = [_chirp(s, f, i) for i, (s, f) in enumerate(((0.3, 200.0), (0.5, 700.0), (0.4, 1500.0)))]
+    texts = ["a rising tone", "the same words again", "a third short clip"]
+    hashes = [f"{i:064x}" for i in range(3)]
+    for realization in sorted({0, fam.realizations - 1}):
+        v = Variant.of(fam, realization, VARIANT_OPTIONS.get(name))
+        alone = [v.render(a, t, SR, h) for a, t, h in zip(audios, texts, hashes)]
+        again = v.render(audios[1], texts[1], SR, hashes[1])
+        np.testing.assert_array_equal(alone[1], again)
+        batch = v.render_many(audios, texts, SR, hashes)
+        assert len(batch) == len(audios)
+        for a, b, src in zip(alone, batch, audios):
+            assert a.dtype == np.float32 and a.ndim == 1 and a.size > 0
+            if not fam.needs_text:  # a rendering of the clip itself keeps its length (speech has its own)
+                assert a.shape == src.shape
+            # A generator batches in float32; its sampler and the phase reconstruction carry
+            # rounding differences into the waveform (measured: at most 0.01 on a 0.5 peak at
+            # 2 steps), while a different clip or seed differs by the whole signal.
+            np.testing.assert_allclose(a, b, atol=2e-2 if fam.make_batch else 0)
+
+
+# -- target adapters ------------------------------------------------------------------------
+def _seq2seq(request, tmp: Path) -> Path:
+    return request.getfixturevalue("whisper_folder")
+
+
+def _chat(kind: str):
+    def build(request, tmp: Path) -> Path:
+        from test_targets_real_lalm import build as build_chat
+
+        return build_chat(kind, tmp)
+    return build
+
+
+def _musicgen(request, tmp: Path) -> Path:
+    from test_targets_musicgen import build as build_musicgen
+
+    return build_musicgen(tmp)
+
+
+def _pipeline(kind: str):
+    def build(request, tmp: Path) -> Path:
+        import test_targets_diffusers as td
+
+        return {"AudioLDMPipeline": td.build_audioldm, "MusicLDMPipeline": td.build_musicldm,
+                "AudioLDM2Pipeline": td.build_audioldm2}[kind](tmp)
+    return build
+
+
+def _diffusers_options() -> dict:
+    from test_targets_diffusers import N_FFT, N_FRAMES
+
+    return {"n_frames": N_FRAMES, "n_fft": N_FFT}
+
+
+# adapter -> (build a tiny model folder, base loader options, an option that changes the evidence)
+# Options that change the evidence: the decoding budget or the prompt (what the text
+# tokens are), the compute dtype (the logits), the mel range (the denoising input).
+ADAPTERS: dict[str, tuple[Callable[[Any, Path], Path], Callable[[], dict], dict]] = {
+    "seq2seq": (_seq2seq, dict, {"max_new_tokens": 2}),
+    "qwen2_audio": (_chat("qwen2_audio"), dict, {"prompt": "Repeat what you hear."}),
+    "audioflamingo3": (_chat("audioflamingo3"), dict, {"prompt": "Repeat what you hear."}),
+    "musicgen": (_musicgen, dict, {"dtype": "bfloat16"}),
+    "AudioLDMPipeline": (_pipeline("AudioLDMPipeline"), _diffusers_options, {"fmax": 4000}),
+    "MusicLDMPipeline": (_pipeline("MusicLDMPipeline"), _diffusers_options, {"fmax": 4000}),
+    "AudioLDM2Pipeline": (_pipeline("AudioLDM2Pipeline"), _diffusers_options, {"fmax": 4000}),
+}
+# zoo models whose loader takes options, and one that changes the evidence; the others refuse options
+ZOO_OPTIONS: dict[str, dict] = {"lalm-small": {"max_new_tokens": 2}, "lalm-large": {"max_new_tokens": 2}}
+
+
+def test_every_adapter_has_a_tiny_model() -> None:
+    assert set(ADAPTERS) == set(MODEL_TYPES) | set(PIPELINE_CLASSES) | {"seq2seq"}
+
+
+from test_targets_local import whisper_folder  # noqa: E402,F401  (the seq2seq adapter's tiny model, a fixture)
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_adapter_loads_with_a_fingerprint_that_follows_the_evidence(adapter: str, request, tmp_path: Path) -> None:
+    build, base, changed = ADAPTERS[adapter]
+    folder = str(build(request, tmp_path / adapter))
+    opts = base()
+    first = load_target(folder, device="cpu", **opts)
+    assert load_target(folder, device="cpu", **opts).fingerprint == first.fingerprint
+    other = load_target(folder, device="cpu", **opts, **changed)
+    assert other.fingerprint != first.fingerprint, f"{adapter}: {changed} changes the evidence but not the fingerprint"
+
+
+@pytest.mark.slow  # trains each zoo model (its micro version)
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_model_builds_and_loads_with_a_stable_fingerprint(name: str, tmp_path: Path, monkeypatch) -> None:
+    entry = ZOO.get(name)
+    entry.train(tmp_path / "zoo" / name, micro=True)
+    monkeypatch.setenv("OVERHEARD_ASSETS", str(tmp_path))
+    spec = f"zoo:{name}"
+    first = load_target(spec, device="cpu")
+    assert first.family == entry.family
+    assert load_target(spec, device="cpu").fingerprint == first.fingerprint
+    if name in ZOO_OPTIONS:
+        assert load_target(spec, device="cpu", **ZOO_OPTIONS[name]).fingerprint != first.fingerprint
+    else:  # settings fixed by its card: an option is refused, never silently ignored
+        with pytest.raises(ValueError, match="takes no --target-option"):
+            load_target(spec, device="cpu", batch_size=2)
