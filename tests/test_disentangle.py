@@ -76,3 +76,22 @@ def test_tts_needs_text():
 def test_normalize_words():
     assert normalize_words("It's 4 o'clock, OK?") == ["it's", "4", "o'clock", "ok"]
     assert list(itertools.chain(normalize_words(""))) == []
+
+
+def test_player_wav_keeps_silence_and_level():
+    """The listening panel's WAV: silence stays silence (a raw array is scaled by its peak,
+    0/0 for silence) and a quiet variant keeps its level."""
+    import io
+
+    import soundfile as sf
+
+    from core.data.audio import wav_bytes
+
+    sr = 16000
+    silent, rate = sf.read(io.BytesIO(wav_bytes(np.zeros(sr, dtype=np.float32), sr)))
+    assert rate == sr and silent.shape == (sr,) and np.all(silent == 0)
+    tone = 0.25 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)
+    back, _ = sf.read(io.BytesIO(wav_bytes(tone, sr)))
+    np.testing.assert_allclose(back, tone, atol=1 / 32768 + 1e-9)
+    odd, _ = sf.read(io.BytesIO(wav_bytes(np.array([np.nan, 2.0, -3.0, 0.5]), sr)))
+    np.testing.assert_allclose(odd, [0.0, 32767 / 32768, -1.0, 0.5], atol=1 / 32768)

@@ -158,3 +158,16 @@ def _short(exc: Exception) -> str:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     msg = re.sub(r"^Error opening <[^>]*>:\s*", "", msg)  # libsndfile names the in-memory buffer
     return msg.rstrip(".")[:120]
+
+
+def wav_bytes(audio: NDArray[np.floating], sr: int) -> bytes:
+    """16-bit PCM WAV of mono ``audio [T]`` at its own level, for a player.
+
+    Streamlit's player scales a raw array by its peak, which turns silence into a division
+    by zero and hides level differences between variants; this keeps the level (clipped to
+    full scale) so silence plays as silence and a quiet variant sounds quiet.
+    """
+    buf = io.BytesIO()
+    x = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float64)), -1.0, 1.0)
+    sf.write(buf, x, int(sr), format="WAV", subtype="PCM_16")
+    return buf.getvalue()

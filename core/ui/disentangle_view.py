@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.ui.export import show_figure
 
+from core.data.audio import wav_bytes
 from core.data.spectral import log_mel
 from core.pipeline.disentangle import render_variant
 from core.runtime.store import Workspace
@@ -107,7 +108,7 @@ def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[
             except (ValueError, FileNotFoundError, RuntimeError) as exc:
                 st.caption(str(exc))
                 continue
-            st.audio(audio, sample_rate=sr)
+            st.audio(wav_bytes(audio, sr), format="audio/wav")
             st.plotly_chart(dfigs.spectrogram(log_mel(audio, sr=sr), sr, 160), width="stretch", key=f"dis-spec-{cond}")
             out = decoded.get(cond, {}).get(row["clip_hash"])
             if out is not None and shows_output:
