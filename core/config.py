@@ -155,7 +155,8 @@ def from_dict(cls: type[C], d: Mapping[str, Any], *, where: str = "") -> C:
     types_ = field_types(cls)
     unknown = sorted(set(d) - set(types_))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} setting(s): {', '.join(map(str, unknown))}; valid: {', '.join(types_)}")
+        at = f" (in {where})" if where else ""
+        raise ConfigError(f"unknown {cls.__name__} setting(s){at}: {', '.join(map(str, unknown))}; valid: {', '.join(types_)}")
     missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in d
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -50,7 +50,7 @@ def test_option_fields_load_sorted_from_a_dict_or_pairs():
 def test_unknown_keys_are_named_with_the_valid_fields():
     with pytest.raises(ConfigError, match=r"unknown Outer setting\(s\): nmae, zz; valid: where, name, pair, many, options, inner, table"):
         Outer.from_dict({"nmae": "x", "zz": 1, "pair": [1, 2]})
-    with pytest.raises(ConfigError, match=r"unknown Inner setting\(s\): kk; valid: k"):
+    with pytest.raises(ConfigError, match=r"unknown Inner setting\(s\) \(in Outer.inner\): kk; valid: k"):
         Outer.from_dict({"inner": {"kk": 1}})
 
 
