@@ -7,16 +7,21 @@ logs and progress on stderr).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar, get_args, get_origin
 
+from core.config import default_of, field_types, is_options, user_settings
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
+from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
+
+C = TypeVar("C")
 
 
 class CLIError(Exception):
@@ -161,31 +166,36 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
-    """``--target-option KEY=VALUE`` pairs; values read as JSON when they parse (numbers,
-    booleans), else as strings."""
+def _key_values(items: list[str] | None, flag: str) -> tuple[tuple[str, object], ...]:
+    """``KEY=VALUE`` pairs of a repeatable option, sorted by key; values read as JSON when
+    they parse (numbers, booleans), else as strings."""
     out = {}
-    for item in getattr(args, "target_option", None) or []:
+    for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise CLIError(f"--target-option expects KEY=VALUE, got {item!r}")
+            raise CLIError(f"--{flag} expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = json.loads(raw)
         except ValueError:
             out[key.strip()] = raw
-    if "trust_remote_code" in out:
-        raise CLIError("use --trust-remote-code, not a target option, to run code from a checkpoint folder")
     return tuple(sorted(out.items()))
 
 
+def _target_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
+    """``--target-option KEY=VALUE`` pairs (see :func:`_key_values`); remote code is only
+    ever allowed by its own flag."""
+    out = _key_values(getattr(args, "target_options", None) or getattr(args, "target_option", None), "target-option")
+    if "trust_remote_code" in dict(out):
+        raise CLIError("use --trust-remote-code, not a target option, to run code from a checkpoint folder")
+    return out
+
+
 def cmd_mia(args: argparse.Namespace) -> int:
-    from core.pipeline import MIAConfig, audit_mia
+    from core.pipeline import audit_mia
 
     settings, ws = _workspace(args)
     settings = _executor_settings(args, settings)
-    cfg = MIAConfig(mode=args.mode, infill_m=args.infill, seed=args.seed, batch_size=args.batch_size, n_boot=args.n_boot,
-                    target_options=_target_options(args), trust_remote_code=args.trust_remote_code,
-                    grouping=args.grouping, n_perm=args.n_perm, signed=not args.unsigned)
+    cfg = config_from_args(MIAConfig, args, target_options=_target_options(args))
     if args.trust_remote_code:
         _log("warning: --trust-remote-code runs Python code shipped in the checkpoint folder; the report records it")
     run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
@@ -214,11 +224,10 @@ def _folds_text(inf: dict | None) -> str:
 
 
 def cmd_blind(args: argparse.Namespace) -> int:
-    from core.pipeline.blind import BlindRunConfig, audit_blind
+    from core.pipeline.blind import audit_blind
 
     settings, ws = _workspace(args)
-    cfg = BlindRunConfig(groups=tuple(g.strip() for g in args.groups.split(",") if g.strip()), seed=args.seed, n_boot=args.n_boot,
-                         grouping=args.grouping, n_perm=args.n_perm)
+    cfg = config_from_args(BlindRunConfig, args)
     run_id, res = audit_blind(ws, args.dataset, cfg, settings=settings, progress=_progress("blind"))
     keep = ("groups", "auc", "auc_ci", "auc_p_value", "inference", "verdict", "shift_detected", "n_members", "n_nonmembers",
             "top_features", "warnings", "notes")
@@ -235,7 +244,7 @@ def cmd_blind(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from core.pipeline.blind import BlindRunConfig, match_dataset
+    from core.pipeline.blind import match_dataset
 
     settings, ws = _workspace(args)
     cfg = BlindRunConfig(seed=args.seed)
@@ -251,21 +260,15 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 
 def cmd_disentangle(args: argparse.Namespace) -> int:
-    from core.pipeline.disentangle import DEFAULT_CONDITIONS, DisentangleConfig, audit_disentangle
-    from core.pipeline.mia import MIAConfig
+    from core.pipeline.disentangle import audit_disentangle
 
     settings, ws = _workspace(args)
     settings = _executor_settings(args, settings)
-    conds = tuple(c.strip() for c in (args.conditions or ",".join(DEFAULT_CONDITIONS)).split(",") if c.strip())
     variant_options = {"tts": {"piper_voice": args.piper_voice}, "tta": {"generator": args.tta_generator, "steps": args.tta_steps}}
     variant_options = {c: {k: v for k, v in o.items() if v} for c, o in variant_options.items()}
-    cfg = DisentangleConfig(conditions=conds, mia=MIAConfig(mode=args.mode, seed=args.seed, n_boot=args.n_boot,
-                                                            grouping=args.grouping, n_perm=args.n_perm, signed=not args.unsigned,
-                                                            target_options=_target_options(args), trust_remote_code=args.trust_remote_code),
-                            max_realizations=max(1, min(3, args.realizations)), max_wer=args.max_wer,
-                            drop_inconsistent=args.drop_inconsistent,
-                            variant_options={c: o for c, o in variant_options.items() if o},
-                            clap_model=args.clap_model, min_clap=args.min_clap)
+    cfg = config_from_args(DisentangleConfig, args, target_options=_target_options(args),
+                           max_realizations=max(1, min(3, args.max_realizations)),
+                           variant_options={c: o for c, o in variant_options.items() if o})
     run_id, res = audit_disentangle(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("disentangle"))
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target, "conditions": res["conditions"], "n": res["n"],
            "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()}}
@@ -277,10 +280,10 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
 
 
 def cmd_di(args: argparse.Namespace) -> int:
-    from core.pipeline.di import DIRunConfig, audit_di
+    from core.pipeline.di import audit_di
 
     settings, ws = _workspace(args)
-    cfg = DIRunConfig(scorer=args.scorer, alpha=args.alpha, seed=args.seed, compare=args.compare, mia_mode=args.mode, mia_run=args.mia_run)
+    cfg = config_from_args(DIRunConfig, args)
     try:
         run_id, r = audit_di(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("di"))
     except ValueError as exc:
@@ -319,24 +322,92 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
-def _inference_flags(s: argparse.ArgumentParser) -> None:
-    from core.runtime.settings import GROUPINGS
-
-    s.add_argument("--grouping", choices=GROUPINGS, default="auto",
-                   help="clips kept on one side of every CV split: auto (speaker, else source), none, speaker, source")
-    s.add_argument("--n-perm", type=int, default=200, metavar="B",
-                   help="label permutations of the whole CV procedure for the p-value and interval (0: bootstrap interval only)")
-
-
-def _target_flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--target-option", action="append", metavar="KEY=VALUE",
-                   help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
-    s.add_argument("--trust-remote-code", action="store_true",
-                   help="allow Python code from the checkpoint folder (off by default; recorded in the report)")
+def _executor_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="where evidence extraction runs (default $OVERHEARD_EXECUTOR or local); ray needs the [ray] extra")
     s.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to join (ray://HOST:10001, HOST:6379 or auto; default $OVERHEARD_RAY_ADDRESS, else a local Ray)")
+
+
+# -- flags from config fields --------------------------------------------------------------
+def flag_of(f: dataclasses.Field) -> str:
+    """The option of a config field: its metadata's ``flag``, else the field name with
+    dashes; a bool that defaults to True is turned off by ``--no-<name>``."""
+    name = f.metadata.get("flag") or f.name.replace("_", "-")
+    if f.default is True and not f.metadata.get("flag"):
+        name = "no-" + name
+    return "--" + name
+
+
+def _comma_list(item_type: type) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [item_type(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__} values, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {item_type.__name__} list"
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One option per user setting of the config dataclass ``cls`` (nested configs' fields
+    flattened): the flag from the field name, the help from its metadata, the default the
+    field's own. Bools are switches; tuples are comma-separated lists; an option field
+    (``tuple[tuple[str, X], ...]``) is a repeatable ``KEY=VALUE``. The destination is the
+    field name, so :func:`config_from_args` reads the values back.
+
+    Raises
+    ------
+    ValueError
+        two fields (after flattening) with the same name.
+    """
+    taken = {a.dest for a in parser._actions}
+    for f in user_settings(cls):
+        tp = field_types(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            add_config_flags(parser, tp)
+            continue
+        if f.name in taken:
+            raise ValueError(f"{cls.__name__}.{f.name}: a flag with this destination exists already")
+        default = default_of(f)
+        shown = default if not isinstance(default, tuple) else ",".join(map(str, default))
+        help_ = f.metadata.get("help") or ""
+        if not (default is None or isinstance(default, bool) or default == () or is_options(tp)):
+            help_ = f"{help_} (default: {shown})".strip()
+        kw: dict = {"dest": f.name, "help": help_.replace("%", "%%") or None}
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if tp is bool:
+            kw |= {"action": "store_false" if default else "store_true", "default": default}
+        elif is_options(tp):
+            kw |= {"action": "append", "default": None, "metavar": f.metadata.get("metavar") or "KEY=VALUE"}
+        else:
+            if get_origin(tp) is tuple:
+                kw["type"] = _comma_list(args[0])
+            elif len(args) == 1 and get_origin(tp) is not None:  # X | None
+                kw["type"] = args[0]
+            elif tp in (int, float):
+                kw["type"] = tp
+            kw |= {"default": default, "metavar": f.metadata.get("metavar"), "choices": f.metadata.get("choices")}
+        parser.add_argument(flag_of(f), **{k: v for k, v in kw.items() if v is not None or k == "default"})
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, **overrides) -> C:
+    """The ``cls`` config of parsed options made by :func:`add_config_flags`; ``overrides``
+    (by field name, at any nesting depth) replace what the options say."""
+    d: dict = {}
+    for f in user_settings(cls):
+        tp = field_types(cls)[f.name]
+        if f.name in overrides:
+            continue
+        if dataclasses.is_dataclass(tp):
+            d[f.name] = config_from_args(tp, args, **overrides)
+        elif is_options(tp):
+            d[f.name] = _key_values(getattr(args, f.name), flag_of(f)[2:])
+        else:
+            d[f.name] = getattr(args, f.name)
+    own = {k: v for k, v in overrides.items() if k in field_types(cls)}
+    return cls.from_dict(d | own)
 
 
 def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -402,23 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("mia", parents=[common], help="per-sample membership inference of a target on a dataset")
     s.add_argument("--dataset", required=True)
     s.add_argument("--target", required=True, help="zoo:<name> or a local checkpoint folder")
-    s.add_argument("--mode", choices=["generated", "given"], default="generated", help="audio-language targets: score the greedy output or the transcript")
-    s.add_argument("--infill", type=int, default=0, metavar="M", help="also compute the Infilling Score with M future tokens (token targets)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--n-boot", type=int, default=1000)
-    s.add_argument("--unsigned", action="store_true",
-                   help="let the aggregate read an indicator against its registered direction (default: weights >= 0 on aligned indicators)")
-    _inference_flags(s)
-    _target_flags(s)
+    add_config_flags(s, MIAConfig)
+    _executor_flags(s)
     s.set_defaults(fn=cmd_mia)
 
     s = sub.add_parser("blind", parents=[common], help="blind baseline: can P and U be told apart without the model?")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--groups", default="metadata,text,acoustic", help="comma-separated feature groups")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n-boot", type=int, default=1000)
-    _inference_flags(s)
+    add_config_flags(s, BlindRunConfig)
     s.set_defaults(fn=cmd_blind)
 
     s = sub.add_parser("match", parents=[common], help="save a blind-score-matched subset as a new dataset")
@@ -431,32 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("disentangle", parents=[common], help="re-run the MIA with the audio replaced (silence, noise, resynthesis)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--target", required=True)
-    s.add_argument("--conditions", help="comma-separated from original,silence,noise,tts,tta (default original,silence,noise,tts)")
-    s.add_argument("--mode", choices=["generated", "given"], default="generated")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n-boot", type=int, default=1000)
-    s.add_argument("--realizations", type=int, default=3, help="resynthesis realizations per clip (1-3)")
+    add_config_flags(s, DisentangleConfig)
     s.add_argument("--piper-voice", metavar="VOICE.onnx", help="speak the tts condition with this local Piper voice instead of eSpeak NG")
     s.add_argument("--tta-generator", metavar="SPEC", help="text-to-audio model for the tta condition: zoo:<name> or a local diffusers pipeline folder (default zoo:diffusion-large)")
     s.add_argument("--tta-steps", type=int, help="sampling steps of the tta generator (default 25)")
-    s.add_argument("--clap-model", metavar="DIR", help="local CLAP model folder: flag tta clips whose CLAP similarity to their caption is below --min-clap")
-    s.add_argument("--min-clap", type=float, default=0.3)
-    s.add_argument("--max-wer", type=float, default=0.5, help="flag tts clips the audited model transcribes with a higher word error rate")
-    s.add_argument("--drop-inconsistent", action="store_true", help="drop flagged resynthesized clips instead of keeping them")
-    s.add_argument("--unsigned", action="store_true", help="as for overheard mia")
-    _inference_flags(s)
-    _target_flags(s)
+    _executor_flags(s)
     s.set_defaults(fn=cmd_disentangle)
 
     s = sub.add_parser("di", parents=[common], help="dataset inference: was the suspect set, as a whole, used in training?")
     s.add_argument("--dataset", required=True)
     s.add_argument("--target", required=True)
-    s.add_argument("--scorer", default="auto", help="auto, control_split, normalized_sum or cross_fit")
-    s.add_argument("--alpha", type=float, default=0.01)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--compare", action="store_true", help="also run every scorer")
-    s.add_argument("--mode", choices=["generated", "given"], default="generated", help="text mode of the MIA run to read (or make)")
-    s.add_argument("--mia-run", metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
+    add_config_flags(s, DIRunConfig)
     s.set_defaults(fn=cmd_di)
 
     s = sub.add_parser("report", parents=[common], help="write a self-contained HTML audit report")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.disentangle import variant_names
 from core.pipeline import DisentangleConfig, MIAConfig
+from core.stages import DEFAULT_CONDITIONS
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import disentangle_view as view
 from core.ui.runs import run_controls, target_picker
@@ -16,7 +17,7 @@ with c1:
 with c2:
     target = target_picker(dataset=dataset)
 last = ws.latest_run("disentangle", dataset, target) if dataset and target else None
-defaults = last["config"]["conditions"] if last else ["original", "silence", "noise", "tts"]
+defaults = last["config"]["conditions"] if last else list(DEFAULT_CONDITIONS)
 conditions = st.multiselect("Conditions", variant_names(), default=[c for c in defaults if c in variant_names()])
 options, clap = view.variant_options_form(conditions, last)
 if dataset and target and conditions:

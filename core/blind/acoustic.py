@@ -17,7 +17,7 @@ frame-level quantity reproduces the corresponding librosa function (same ``n_fft
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import librosa
@@ -26,6 +26,7 @@ import scipy.fft
 import torch
 from numpy.typing import NDArray
 
+from core.config import Config
 from core.runtime.device import resolve_device
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class AcousticConfig:
+class AcousticConfig(Config):
     """Analysis parameters of :func:`acoustic_features`.
 
     Attributes
@@ -88,9 +89,6 @@ class AcousticConfig:
     clip_level: float = 0.999
     max_batch_samples: int = 1_600_000
     precision: str = "float32"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def feature_names(self) -> list[str]:
         names = [f"mfcc_{i}_mean" for i in range(self.n_mfcc)]

@@ -14,7 +14,7 @@ member".
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -30,6 +30,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from core import stats
 from core.blind.describe import giveaway_sentence
+from core.config import DEFAULT_N_BOOT, DEFAULT_N_SPLITS, Config
 
 __all__ = [
     "ALL",
@@ -47,20 +48,15 @@ Table = pd.DataFrame | pd.Series
 
 
 @dataclass(frozen=True)
-class BlindConfig:
+class BlindConfig(Config):
     """Settings of :func:`run_blind` (recorded with every result)."""
 
-    n_splits: int = 10
+    n_splits: int = DEFAULT_N_SPLITS
     seed: int = 0
-    n_boot: int = 1000
+    n_boot: int = DEFAULT_N_BOOT
     C: float = 1.0
     top_k: int = 10
     ngram_range: tuple[int, int] = (1, 2)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ngram_range"] = list(self.ngram_range)
-        return d
 
 
 def _as_float(X: ArrayLike) -> NDArray[np.float64]:
@@ -290,9 +286,9 @@ def run_blind(
     tables: Mapping[str, Table],
     labels: ArrayLike,
     *,
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_boot: int = DEFAULT_N_BOOT,
     C: float = 1.0,
     top_k: int = 10,
     groups: ArrayLike | None = None,
@@ -413,11 +409,11 @@ def pair_inference(
     a: Table | Mapping[str, Table],
     b: Table | Mapping[str, Table],
     *,
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
     C: float = 1.0,
     permutations: stats.PermutationConfig = stats.PermutationConfig(),
-    n_boot: int = 1000,
+    n_boot: int = DEFAULT_N_BOOT,
 ) -> stats.CVAUC:
     """Cross-validated blind AUC of telling clips of ``a`` from clips of ``b``, with the
     permutation p-value and the refit-including interval of :func:`core.stats.cv_auc`
@@ -437,7 +433,7 @@ def own_inference(
     *,
     cfg: BlindConfig = BlindConfig(),
     permutations: stats.PermutationConfig = stats.PermutationConfig(),
-    n_boot: int = 1000,
+    n_boot: int = DEFAULT_N_BOOT,
 ) -> stats.CVAUC:
     """Cross-validated blind AUC of the labels ``y`` from all feature groups of ``tables``
     (ungrouped stratified folds), with its permutation p-value and interval."""
@@ -454,7 +450,7 @@ def cross_dataset_auc(
     labels_by_dataset: Mapping[str, ArrayLike] | None = None,
     *,
     status: str = "member",
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
     C: float = 1.0,
 ) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from core import stats
 from core.blind.diagnostics import ALL, BlindConfig, BlindResult, Table, _design, run_blind
+from core.config import DEFAULT_N_BOOT, DEFAULT_N_SPLITS
 
 __all__ = ["MatchRecheck", "MatchResult", "match", "match_and_recheck"]
 
@@ -231,9 +232,9 @@ def match_and_recheck(
     labels: ArrayLike,
     *,
     caliper: float = 0.2,
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_boot: int = DEFAULT_N_BOOT,
     C: float = 1.0,
     groups: ArrayLike | None = None,
     grouping: str = "group",

@@ -9,12 +9,13 @@ only) is reported beside the verdict.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from core.config import Config
 from core.di.nullcheck import NullCheck
 from core.di.nullcheck import null_check as run_null_check
 from core.di.registry import ScorerConfig, get_scorer
@@ -26,7 +27,7 @@ MIN_TESTED_FOR_NORMAL_APPROX = 20
 
 
 @dataclass(frozen=True)
-class DIConfig:
+class DIConfig(Config):
     """Configuration of one dataset-inference run (hashable; a cache key).
 
     Attributes
@@ -50,9 +51,6 @@ class DIConfig:
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         get_scorer(self.scorer)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _floats(x: NDArray[np.float64]) -> list[float | None]:

@@ -12,17 +12,18 @@ Scorers register with :func:`register_scorer` in ``core/di/scorers.py``;
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from core.config import Config
 from core.registry import Registry
 
 
 @dataclass(frozen=True)
-class ScorerConfig:
+class ScorerConfig(Config):
     """Options shared by the scorers.
 
     Attributes
@@ -50,9 +51,6 @@ class ScorerConfig:
             raise ValueError(f"fit_fraction must be in (0, 1), got {self.fit_fraction}")
         if self.C <= 0:
             raise ValueError(f"C must be positive, got {self.C}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from core.config import DEFAULT_N_BOOT, DEFAULT_N_SPLITS
 from core.mia import diffusion as _diffusion  # noqa: F401  (registers diffusion families)
 from core.mia import indicators as _indicators
 from core.mia.registry import direction
@@ -244,9 +245,9 @@ def run_mia(
     table: pd.DataFrame,
     labels: ArrayLike,
     *,
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_boot: int = DEFAULT_N_BOOT,
     groups: ArrayLike | None = None,
     grouping: str = "group",
     permutations: PermutationConfig = PermutationConfig(),

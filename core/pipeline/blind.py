@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -14,38 +13,9 @@ import pandas as pd
 from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
 from core.runtime.cache import FeatureCache
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings, config_kwargs
+from core.runtime.settings import Settings
 from core.runtime.store import Workspace, atomic_write
-
-DEFAULT_GROUPS = ("metadata", "text", "acoustic")
-
-
-@dataclass(frozen=True)
-class BlindRunConfig:
-    """Settings of a blind-baseline run. ``grouping``: which clips cross-validation keeps
-    together (``auto``: speakers, else sources); ``n_perm``: label permutations of the
-    whole CV procedure for p-values and intervals (0: bootstrap intervals only)."""
-
-    groups: tuple[str, ...] = DEFAULT_GROUPS
-    n_splits: int = 10
-    n_boot: int = 1000
-    seed: int = 0
-    batch_size: int = 32
-    grouping: str = "auto"
-    n_perm: int = 200
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["groups"] = list(self.groups)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BlindRunConfig":
-        d = dict(d)
-        if "groups" in d:
-            d["groups"] = tuple(d["groups"])
-        return cls(**config_kwargs(cls, d, "blind-baseline"))
-
+from core.stages import DEFAULT_GROUPS, BlindRunConfig  # noqa: F401  (DEFAULT_GROUPS: re-exported)
 
 def _cached_rows(
     ws: Workspace,

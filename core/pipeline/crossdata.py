@@ -22,63 +22,18 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from core.config import DEFAULT_N_SPLITS
 from core.data.ingest import dataset_fingerprint
 from core.pipeline.common import Cancelled, Progress, package_versions
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings, config_kwargs
+from core.runtime.settings import Settings
 from core.runtime.store import Workspace
+from core.stages import STATUSES, CrossDataConfig  # noqa: F401  (STATUSES: re-exported)
 
 __all__ = ["CrossDataConfig", "cross_dataset_matrix", "latest_crossdata"]
-
-STATUSES = ("member", "nonmember")
-
-
-@dataclass(frozen=True)
-class CrossDataConfig:
-    """Settings of :func:`cross_dataset_matrix` (recorded with the run).
-
-    Attributes
-    ----------
-    status : "member" or "nonmember": which subset of each dataset is compared.
-    groups : blind feature groups (text is left out by default: different corpora have
-        different vocabularies by construction).
-    n_splits, seed : stratified CV folds and the seed of folds and shared-clip sides.
-    batch_size : clips per acoustic-feature batch.
-    n_perm : label permutations per cell for its p-value and interval (0: bootstrap
-        interval only, no p-value).
-    n_boot : resamples of the fixed-score bootstrap per cell.
-    """
-
-    status: str = "member"
-    groups: tuple[str, ...] = ("metadata", "acoustic")
-    n_splits: int = 10
-    seed: int = 0
-    batch_size: int = 32
-    n_perm: int = 200
-    n_boot: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-        if not self.groups:
-            raise ValueError("choose at least one feature group")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["groups"] = list(self.groups)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CrossDataConfig":
-        d = dict(d)
-        if "groups" in d:
-            d["groups"] = tuple(d["groups"])
-        return cls(**config_kwargs(cls, d, "cross-dataset"))
-
 
 def _rows(tables: dict, idx: np.ndarray) -> dict:
     return {g: t.iloc[idx].reset_index(drop=True) for g, t in tables.items()}
@@ -123,7 +78,7 @@ def cross_dataset_matrix(
     *,
     status: str = "member",
     groups: tuple[str, ...] = ("metadata", "acoustic"),
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
     settings: Settings | None = None,
     progress: Progress | None = None,

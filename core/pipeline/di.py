@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,57 +21,13 @@ from numpy.typing import NDArray
 
 from core.pipeline.common import Cancelled, Progress, provenance
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings, config_kwargs
+from core.runtime.settings import Settings
 from core.runtime.store import Workspace
+from core.stages import DIRunConfig
 
 """Blind-baseline AUC from which P and U are treated as not identically distributed."""
 
 NULL_CURVE_MIN_NONMEMBERS = 16
-
-
-@dataclass(frozen=True)
-class DIRunConfig:
-    """Settings of one dataset-inference run.
-
-    Attributes
-    ----------
-    scorer : registered DI scorer (see :func:`core.di.scorer_names`).
-    alpha : significance level of the one-sided Welch test.
-    seed : seed of the scorer split, the null check and the curve's resamples.
-    n_resamples : resamples per size of the p-value curve.
-    null_resamples : runs of the null check (non-members against held-out non-members).
-    refit : refit the scorer for every curve resample (the band then includes the luck
-        of the fit split; slower).
-    compare : also run every scorer (for the comparison table).
-    mia_mode : text mode of the MIA run to read (and to make when none exists yet).
-    mia_run : id of the MIA run to read (default: the newest matching one).
-    """
-
-    scorer: str = "auto"
-    alpha: float = 0.01
-    seed: int = 0
-    n_resamples: int = 200
-    null_resamples: int = 200
-    refit: bool = False
-    compare: bool = False
-    mia_mode: str = "generated"
-    mia_run: str | None = None
-
-    def __post_init__(self) -> None:
-        from core.di import get_scorer
-
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
-        if self.n_resamples < 1 or self.null_resamples < 1:
-            raise ValueError("n_resamples and null_resamples must be at least 1")
-        get_scorer(self.scorer)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DIRunConfig":
-        return cls(**config_kwargs(cls, d, "dataset-inference"))
 
 
 @dataclass(frozen=True)

@@ -9,52 +9,15 @@ averaged per clip before aggregation, so each condition gets one AUC with its in
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 
 from core.pipeline.common import Cancelled, Progress, provenance
 from core.pipeline.evidence import extract_evidence, failed_clips_warning
-from core.pipeline.mia import MIAConfig
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings, config_kwargs
+from core.runtime.settings import Settings
 from core.runtime.store import Workspace
-
-DEFAULT_CONDITIONS = ("original", "silence", "noise", "tts")
-
-
-@dataclass(frozen=True)
-class DisentangleConfig:
-    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
-    mia: MIAConfig = MIAConfig()
-    max_realizations: int = 3
-    max_wer: float = 0.5
-    drop_inconsistent: bool = False
-    variant_options: dict = field(default_factory=dict)
-    clap_model: str | None = None
-    min_clap: float = 0.3
-
-    def to_dict(self) -> dict:
-        return {"conditions": list(self.conditions), "mia": self.mia.to_dict(), "max_realizations": self.max_realizations,
-                "max_wer": self.max_wer, "drop_inconsistent": self.drop_inconsistent,
-                "variant_options": {c: dict(o) for c, o in self.variant_options.items() if o},
-                "clap_model": self.clap_model, "min_clap": self.min_clap}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DisentangleConfig":
-        config_kwargs(cls, d, "disentanglement")
-        return cls(
-            conditions=tuple(d.get("conditions", DEFAULT_CONDITIONS)),
-            mia=MIAConfig.from_dict(d.get("mia", {})),
-            max_realizations=int(d.get("max_realizations", 3)),
-            max_wer=float(d.get("max_wer", 0.5)),
-            drop_inconsistent=bool(d.get("drop_inconsistent", False)),
-            variant_options={c: dict(o) for c, o in (d.get("variant_options") or {}).items()},
-            clap_model=d.get("clap_model") or None,
-            min_clap=float(d.get("min_clap", 0.3)),
-        )
-
+from core.stages import DEFAULT_CONDITIONS, DisentangleConfig, MIAConfig  # noqa: F401  (re-exported)
 
 def audit_disentangle(
     ws: Workspace,

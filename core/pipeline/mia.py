@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -12,53 +11,9 @@ from core.blind.verdict import verdict_of_run
 from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
 from core.pipeline.evidence import extract_evidence, failed_clips_warning
 from core.runtime.jobs import JobContext, job_kind
-from core.runtime.settings import Settings, config_kwargs
+from core.runtime.settings import Settings
 from core.runtime.store import Workspace
-
-
-
-@dataclass(frozen=True)
-class MIAConfig:
-    """Settings of a per-sample MIA run (evidence extraction and aggregation)."""
-
-    mode: str = "generated"
-    infill_m: int = 0
-    timesteps: tuple[int, ...] = ()
-    n_noise: int = 4
-    n_splits: int = 10
-    n_boot: int = 1000
-    seed: int = 0
-    batch_size: int = 8
-    target_options: tuple[tuple[str, object], ...] = ()
-    trust_remote_code: bool = False
-    grouping: str = "auto"
-    n_perm: int = 200
-    signed: bool = True
-
-    def loader_options(self) -> dict:
-        """Options for the target's loader; remote code only when asked for explicitly."""
-        opts = dict(self.target_options)
-        if self.trust_remote_code:
-            opts["trust_remote_code"] = True
-        return opts
-
-    def evidence_config(self):
-        from core.targets.base import EvidenceConfig
-
-        return EvidenceConfig(mode=self.mode, infill_m=self.infill_m, timesteps=tuple(self.timesteps), n_noise=self.n_noise, seed=self.seed)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["timesteps"] = list(self.timesteps)
-        d["target_options"] = {k: v for k, v in self.target_options}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MIAConfig":
-        d = dict(d)
-        d["timesteps"] = tuple(d.get("timesteps", ()))
-        d["target_options"] = tuple(sorted(dict(d.get("target_options") or {}).items()))
-        return cls(**config_kwargs(cls, d, "MIA"))
+from core.stages import MIAConfig
 
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from core.config import Config
 
 
 ASSETS_ENV = "OVERHEARD_ASSETS"
@@ -39,7 +41,7 @@ def check_target_spec(spec: str) -> None:
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(Config):
     """Ingestion limits: a file over any of them is rejected with a reason."""
 
     max_file_bytes: int = 200 * 1024 * 1024
@@ -62,7 +64,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(Config):
     """Where the workspace lives and how audio is analysed.
 
     Environment: ``OVERHEARD_WORKSPACE`` (default ``./workspace``), ``OVERHEARD_ANALYSIS_SR``
@@ -105,19 +107,3 @@ class Settings:
 
     def with_workspace(self, workspace: str | Path) -> "Settings":
         return replace(self, workspace=Path(workspace).expanduser().resolve())
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["workspace"] = str(self.workspace)
-        d["roots"] = [str(r) for r in self.roots]
-        return d
-
-
-def config_kwargs(cls, d: dict, what: str) -> dict:
-    """``d`` as keyword arguments of the dataclass ``cls``; a key it does not know is an
-    error naming the valid ones (a misspelled or retired setting is never silently ignored)."""
-    fields = cls.__dataclass_fields__
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {what} setting(s): {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
-    return dict(d)

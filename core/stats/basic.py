@@ -21,6 +21,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from core.config import DEFAULT_N_BOOT, DEFAULT_N_SPLITS
+
 MIN_PER_CLASS_FOR_HONEST_AUC = 20
 
 
@@ -45,7 +47,7 @@ def auc(y: ArrayLike, s: ArrayLike) -> float:
 
 
 def bootstrap_auc(
-    y: ArrayLike, s: ArrayLike, *, n_boot: int = 1000, seed: int = 0
+    y: ArrayLike, s: ArrayLike, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
 ) -> NDArray[np.float64]:
     """AUCs of ``n_boot`` stratified bootstrap resamples, shape ``[n_boot]``.
 
@@ -65,7 +67,7 @@ def bootstrap_auc(
 
 
 def auc_ci(
-    y: ArrayLike, s: ArrayLike, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0
+    y: ArrayLike, s: ArrayLike, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval for the AUC (stratified resampling)."""
     boots = bootstrap_auc(y, s, n_boot=n_boot, seed=seed)
@@ -129,7 +131,7 @@ def default_classifier(C: float = 1.0) -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
 
 
-def n_folds_for(y: ArrayLike, n_splits: int = 10) -> int:
+def n_folds_for(y: ArrayLike, n_splits: int = DEFAULT_N_SPLITS) -> int:
     """Folds for stratified CV: at most ``n_splits``, at most the minority class size."""
     y = np.asarray(y)
     minority = int(min((y == 1).sum(), (y == 0).sum()))
@@ -143,7 +145,7 @@ def cv_scores(
     y: ArrayLike,
     *,
     estimator: BaseEstimator | None = None,
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
 ) -> NDArray[np.float64]:
     """Out-of-fold membership probabilities from stratified k-fold CV, shape ``[n]``.

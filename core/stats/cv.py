@@ -44,6 +44,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from core.config import DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config
 from core.stats.basic import auc_ci, n_folds_for
 
 CI_METHOD = "permutation-calibrated (refits included) ∪ stratified bootstrap"
@@ -93,7 +94,7 @@ def make_folds(
     *,
     groups: ArrayLike | None = None,
     grouping: str = "group",
-    n_splits: int = 10,
+    n_splits: int = DEFAULT_N_SPLITS,
     seed: int = 0,
 ) -> Folds:
     """Stratified k-fold, or stratified group k-fold when ``groups`` is given.
@@ -373,10 +374,10 @@ def inverted_interval(a: float, q_lo: float, q_hi: float, n1: int, n0: int, *, g
 
 
 @dataclass(frozen=True)
-class PermutationConfig:
+class PermutationConfig(Config):
     """How many label permutations refit the CV procedure (0: none, bootstrap interval only)."""
 
-    n_perm: int = 200
+    n_perm: int = DEFAULT_N_PERM
     min_perm: int = 100
     stop_after: int = 10
     chunk: int = 50
@@ -437,7 +438,7 @@ def cv_auc(
     estimator: Any,
     folds: Folds,
     permutations: PermutationConfig = PermutationConfig(),
-    n_boot: int = 1000,
+    n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
 ) -> CVAUC:
     """Cross-validated AUC of ``estimator`` with a permutation p-value and an interval that

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from core.config import Config
 from core.evidence import ClipEvidence
 
 Family = Literal["audio-language", "autoregressive", "diffusion"]
@@ -28,7 +29,7 @@ class ClipInput:
 
 
 @dataclass(frozen=True)
-class EvidenceConfig:
+class EvidenceConfig(Config):
     """How evidence is extracted. Part of every cache key.
 
     mode : audio-language only: ``"generated"`` (two-stage: greedy decode, then
@@ -45,11 +46,6 @@ class EvidenceConfig:
     timesteps: tuple[int, ...] = ()
     n_noise: int = 4
     seed: int = 0
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["timesteps"] = list(self.timesteps)
-        return d
 
 
 def check_text_mode(config: EvidenceConfig, clips: Sequence[ClipInput]) -> None:

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from core.config import Config
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.codebook import CharVocab, Codebook
 from core.evidence import ClipEvidence, TokenStats
@@ -30,7 +31,7 @@ LAYOUT_FILE = "layout.json"
 
 
 @dataclass(frozen=True)
-class SequenceLayout:
+class SequenceLayout(Config):
     """Token id layout of a caption -> audio-token model.
 
     Ids ``[0, len(vocab))`` are caption characters and specials (``vocab.EOS`` doubles as
@@ -77,13 +78,6 @@ class SequenceLayout:
         audio = [int(c) + self.audio_offset for c in codes[: self.max_audio_tokens]]
         ids = text + [self.sep] + audio + [self.audio_eos]
         return ids, len(text) + 1, len(audio), len(codes) > self.max_audio_tokens
-
-    def to_dict(self) -> dict:
-        return {"vocab": self.vocab.to_dict(), "n_codes": self.n_codes, "max_audio_tokens": self.max_audio_tokens}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SequenceLayout":
-        return cls(CharVocab(**d["vocab"]), int(d["n_codes"]), int(d["max_audio_tokens"]))
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int = CharVocab.PAD) -> tuple[torch.Tensor, torch.Tensor]:

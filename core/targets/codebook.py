@@ -12,7 +12,7 @@ The codebook is stored as safetensors (centroids and normalization) plus a JSON 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,12 +20,14 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from core.config import Config
+
 CODEBOOK_WEIGHTS = "codebook.safetensors"
 CODEBOOK_CONFIG = "codebook.json"
 
 
 @dataclass(frozen=True)
-class MelConfig:
+class MelConfig(Config):
     """Log-mel analysis settings.
 
     Frames are ``sr / hop_length`` per second (25 Hz with the defaults).
@@ -39,9 +41,6 @@ class MelConfig:
     fmin: float = 0.0
     fmax: float = 8000.0
     floor: float = 1e-5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 _FILTERS: dict[MelConfig, torch.Tensor] = {}
@@ -189,7 +188,7 @@ DEFAULT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 .,;:!?'-()/&"
 
 
 @dataclass(frozen=True)
-class CharVocab:
+class CharVocab(Config):
     """Character-level caption tokenizer.
 
     Ids: 0 = PAD, 1 = UNK, 2 = BOS, 3 = EOS (end of caption; also SEP before audio tokens),
@@ -213,6 +212,3 @@ class CharVocab:
         """Character ids of ``text`` (no BOS/EOS), at most ``max_chars`` of them."""
         index = {ch: i + self.N_SPECIAL for i, ch in enumerate(self.chars)}
         return [index.get(ch, self.UNK) for ch in text.lower()[: self.max_chars]]
-
-    def to_dict(self) -> dict:
-        return {"chars": self.chars, "max_chars": self.max_chars}

@@ -39,13 +39,14 @@ Lower losses / step errors mean "member". ``StableAudioPipeline`` is refused (se
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
+from core.config import Config
 from core.registry import Registry
 from core.runtime.device import default_dtype, resolve_device
 from core.targets.base import ClipInput, EvidenceConfig, Family
@@ -71,7 +72,7 @@ Conditioning = dict[str, torch.Tensor | None]
 
 
 @dataclass(frozen=True)
-class MelSpec:
+class MelSpec(Config):
     """The log-mel features a latent audio diffusion model's VAE was trained on.
 
     Defaults are AudioLDM's (16 kHz, 64 bins, hop 160, 1024-point window, 0-8 kHz).
@@ -85,12 +86,9 @@ class MelSpec:
     fmin: float = 0.0
     fmax: float = 8000.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class AudioFrontEnd:
+class AudioFrontEnd(Config):
     """Clip -> fixed-size log-mel image -> VAE latent settings.
 
     n_frames : mel frames per clip (a multiple of the VAE's downsampling factor).
@@ -102,10 +100,6 @@ class AudioFrontEnd:
     n_frames: int
     normalize_wav: bool = True
     latent: Literal["mean", "sample"] = "mean"
-
-    def to_dict(self) -> dict:
-        return {"mel": self.mel.to_dict(), "n_frames": self.n_frames, "normalize_wav": self.normalize_wav,
-                "latent": self.latent}
 
 
 def mel_filters(spec: MelSpec) -> torch.Tensor:

@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from core.config import Config
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.codebook import CharVocab, MelConfig, log_mel
 from core.evidence import ClipEvidence, DiffusionEvidence
@@ -50,7 +51,7 @@ PATCH_FILE = "patch.json"
 
 
 @dataclass(frozen=True)
-class PatchConfig:
+class PatchConfig(Config):
     """Clip -> normalized log-mel patch ``[1, mel.n_mels, n_frames]``.
 
     ``(log_mel - mean) / std`` with scalar ``mean`` / ``std`` fitted on the training clips.
@@ -61,16 +62,6 @@ class PatchConfig:
     mean: float = 0.0
     std: float = 1.0
     vocab: CharVocab = CharVocab(max_chars=160)
-
-    def to_dict(self) -> dict:
-        return {
-            "mel": self.mel.to_dict(), "n_frames": self.n_frames, "mean": self.mean, "std": self.std,
-            "vocab": self.vocab.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PatchConfig":
-        return cls(MelConfig(**d["mel"]), int(d["n_frames"]), float(d["mean"]), float(d["std"]), CharVocab(**d["vocab"]))
 
 
 def raw_patch(audio: np.ndarray, sr: int, *, config: PatchConfig) -> torch.Tensor:

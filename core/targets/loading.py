@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import gc
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
+from core.config import Config
 from core.runtime.device import default_dtype, resolve_device  # noqa: F401  (re-exported)
 
 T = TypeVar("T")
@@ -30,7 +31,7 @@ DEFAULT_CPU_BATCH = 4
 
 
 @dataclass(frozen=True)
-class LoadConfig:
+class LoadConfig(Config):
     """How a checkpoint was loaded; recorded with the target so reports can show it.
 
     device : ``"cuda"``, ``"cuda:1"``, ``"cpu"``...
@@ -43,9 +44,6 @@ class LoadConfig:
     dtype: str
     trust_remote_code: bool = False
     batch_size: int = DEFAULT_CPU_BATCH
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

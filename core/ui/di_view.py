@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.di.scorers import split_grouping
+from core.stages import DIRunConfig
 from core.ui.export import show_figure
 
 from core.viz import di as figs
@@ -14,17 +15,18 @@ ALPHAS = (0.05, 0.01, 0.001)
 
 
 def controls() -> tuple[str, float, bool]:
-    """Scorer, alpha and whether to compare every scorer."""
+    """Scorer, alpha and whether to compare every scorer (preset to the config's defaults)."""
     from core.di import get_scorer, scorer_names
 
     names = scorer_names()
+    default = DIRunConfig()
     c1, c2, c3 = st.columns([2, 1, 1])
     scorer = c1.selectbox(
-        "Scorer", names, index=names.index("auto"), key="di-scorer",
+        "Scorer", names, index=names.index(default.scorer), key="di-scorer",
         format_func=lambda n: n, help="\n\n".join(f"**{n}**: {get_scorer(n).description}" for n in names),
     )
-    alpha = c2.selectbox("α (significance level)", ALPHAS, index=1, key="di-alpha", format_func=lambda a: f"{a:g}")
-    compare = c3.checkbox("Compare all scorers", value=False, key="di-compare", help="Also run every scorer and show a comparison table (slower).")
+    alpha = c2.selectbox("α (significance level)", ALPHAS, index=ALPHAS.index(default.alpha), key="di-alpha", format_func=lambda a: f"{a:g}")
+    compare = c3.checkbox("Compare all scorers", value=default.compare, key="di-compare", help="Also run every scorer and show a comparison table (slower).")
     return scorer, alpha, compare
 
 

@@ -18,12 +18,14 @@ import ctypes
 import shutil
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from core.config import Config
 
 ESPEAK_SAMPLE_RATE = 22050
 
@@ -47,7 +49,7 @@ _STATE: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
-class VoiceSpec:
+class VoiceSpec(Config):
     """One synthetic speaker: an eSpeak voice (with optional ``+variant``) and prosody.
 
     Parameters
@@ -70,9 +72,6 @@ class VoiceSpec:
     pitch: int = 50
     pitch_range: int = 50
     speaker_id: str = "spk00"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 SPEAKERS: tuple[VoiceSpec, ...] = (

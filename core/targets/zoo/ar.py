@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from core.config import Config
 from core.targets.base import ANALYSIS_SR, ClipInput, Target
 from core.targets.causal_audio import SequenceLayout, load_causal_audio, pad_batch, save_causal_audio
 from core.targets.codebook import CharVocab, Codebook, MelConfig
@@ -37,7 +38,7 @@ Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
-class ARRecipe:
+class ARRecipe(Config):
     """Everything that determines an autoregressive reference model.
 
     ``pool_factor``: extra pool clips per member (0 = members only). ``codebook_clips``:
@@ -58,9 +59,6 @@ class ARRecipe:
     pool_factor: int = 0
     codebook_clips: int = 150
     mel: MelConfig = MelConfig()
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _clip_key(audio: np.ndarray, text: str) -> tuple[str, int]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from core.config import Config
 from core.targets.base import ClipInput, Target
 from core.targets.codebook import CharVocab
 from core.targets.diffusion_audio import (
@@ -34,7 +35,7 @@ from core.targets.zoo.registry import ZooEntry, zoo_model
 
 
 @dataclass(frozen=True)
-class DiffusionRecipe:
+class DiffusionRecipe(Config):
     """Everything that determines a diffusion reference model."""
 
     block_out_channels: tuple[int, ...] = (16, 32)
@@ -50,12 +51,6 @@ class DiffusionRecipe:
     seed: int = 0
     pool_factor: int = 0
     patch: PatchConfig = PatchConfig()
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["patch"] = self.patch.to_dict()
-        d["block_out_channels"] = list(self.block_out_channels)
-        return d
 
 
 def _models(recipe: DiffusionRecipe, vocab: CharVocab):

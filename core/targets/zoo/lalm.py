@@ -22,13 +22,14 @@ import os
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from core.config import Config
 from core.targets.base import ANALYSIS_SR, ClipInput
 from core.targets.seq2seq import Seq2SeqTarget
 from core.targets.tokenizer import char_tokenizer
@@ -41,7 +42,7 @@ Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
-class LalmRecipe:
+class LalmRecipe(Config):
     """Architecture, data and optimization of one reference model.
 
     window_s : audio window in seconds (the feature extractor's ``chunk_length``); the
@@ -67,9 +68,6 @@ class LalmRecipe:
     pool_seed: int = 1001
     seed: int = 1234
     threads: int = 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 SMALL = LalmRecipe(epochs=100)

@@ -1,0 +1,204 @@
+"""One config per stage: the settings of every pipeline operation, with their defaults.
+
+The blind baseline (:class:`BlindRunConfig`), the per-sample MIA (:class:`MIAConfig`),
+dataset inference (:class:`DIRunConfig`), modality disentanglement
+(:class:`DisentangleConfig`, which holds the MIA config it re-runs) and the cross-dataset
+matrix (:class:`CrossDataConfig`). Each is recorded with its run (``to_dict``) and read
+back strictly (``from_dict``, see :mod:`core.config`); each field's help text is in its
+metadata, and the CLI builds its flags from these fields, so the command line, the pages
+and the library share one default per setting.
+
+This module imports no numeric library, so the CLI can build its parser without loading
+scikit-learn or torch; the operations live in :mod:`core.pipeline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config, setting
+from core.runtime.settings import GROUPINGS
+
+__all__ = [
+    "BlindRunConfig",
+    "CrossDataConfig",
+    "DEFAULT_CONDITIONS",
+    "DEFAULT_GROUPS",
+    "DIRunConfig",
+    "DisentangleConfig",
+    "MIAConfig",
+    "STATUSES",
+    "TEXT_MODES",
+]
+
+DEFAULT_GROUPS = ("metadata", "text", "acoustic")
+"""Blind feature groups of a blind-baseline run."""
+
+DEFAULT_CONDITIONS = ("original", "silence", "noise", "tts")
+"""Conditions of a disentanglement run."""
+
+TEXT_MODES = ("generated", "given")
+"""Audio-language targets: score the greedy output, or the clip's own transcript."""
+
+STATUSES = ("member", "nonmember")
+"""Which subset of each dataset the cross-dataset matrix compares."""
+
+
+# -- settings shared by the stages (one help text, one default each) -------------------------
+def _seed() -> Any:
+    return setting(0, help="seed of the folds, resamples and permutations")
+
+
+def _n_splits() -> Any:
+    return setting(DEFAULT_N_SPLITS, metavar="K", help="cross-validation folds (fewer when a class or the groups are too small)")
+
+
+def _n_boot() -> Any:
+    return setting(DEFAULT_N_BOOT, metavar="B", help="bootstrap resamples of the AUC interval")
+
+
+def _n_perm() -> Any:
+    return setting(DEFAULT_N_PERM, metavar="B",
+                   help="label permutations of the whole CV procedure for the p-value and interval (0: bootstrap interval only)")
+
+
+def _grouping() -> Any:
+    return setting("auto", choices=GROUPINGS,
+                   help="clips kept on one side of every CV split: auto (speaker, else source), none, speaker, source")
+
+
+@dataclass(frozen=True)
+class BlindRunConfig(Config):
+    """Settings of a blind-baseline run. ``grouping``: which clips cross-validation keeps
+    together (``auto``: speakers, else sources); ``n_perm``: label permutations of the
+    whole CV procedure for p-values and intervals (0: bootstrap intervals only)."""
+
+    groups: tuple[str, ...] = setting(DEFAULT_GROUPS, metavar="G1,G2", help="comma-separated feature groups")
+    n_splits: int = _n_splits()
+    n_boot: int = _n_boot()
+    seed: int = _seed()
+    batch_size: int = setting(32, help="clips per acoustic-feature batch")
+    grouping: str = _grouping()
+    n_perm: int = _n_perm()
+
+
+@dataclass(frozen=True)
+class MIAConfig(Config):
+    """Settings of a per-sample MIA run (evidence extraction and aggregation)."""
+
+    mode: str = setting("generated", choices=TEXT_MODES, help="audio-language targets: score the greedy output or the transcript")
+    infill_m: int = setting(0, flag="infill", metavar="M", help="also compute the Infilling Score with M future tokens (token targets)")
+    timesteps: tuple[int, ...] = setting((), metavar="T1,T2", help="diffusion timesteps, comma-separated (default: the target's spread)")
+    n_noise: int = setting(4, help="fixed noise draws per timestep (diffusion targets)")
+    n_splits: int = _n_splits()
+    n_boot: int = _n_boot()
+    seed: int = _seed()
+    batch_size: int = setting(8, help="clips per evidence batch (halved on CUDA out-of-memory)")
+    target_options: tuple[tuple[str, object], ...] = setting(
+        (), flag="target-option", metavar="KEY=VALUE",
+        help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
+    trust_remote_code: bool = setting(False, help="allow Python code from the checkpoint folder (off by default; recorded in the report)")
+    grouping: str = _grouping()
+    n_perm: int = _n_perm()
+    signed: bool = setting(True, flag="unsigned",
+                           help="let the aggregate read an indicator against its registered direction (default: weights >= 0 on aligned indicators)")
+
+    def loader_options(self) -> dict:
+        """Options for the target's loader; remote code only when asked for explicitly."""
+        opts = dict(self.target_options)
+        if self.trust_remote_code:
+            opts["trust_remote_code"] = True
+        return opts
+
+    def evidence_config(self):
+        from core.targets.base import EvidenceConfig
+
+        return EvidenceConfig(mode=self.mode, infill_m=self.infill_m, timesteps=tuple(self.timesteps), n_noise=self.n_noise, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class DIRunConfig(Config):
+    """Settings of one dataset-inference run.
+
+    Attributes
+    ----------
+    scorer : registered DI scorer (see :func:`core.di.scorer_names`).
+    alpha : significance level of the one-sided Welch test.
+    seed : seed of the scorer split, the null check and the curve's resamples.
+    n_resamples : resamples per size of the p-value curve.
+    null_resamples : runs of the null check (non-members against held-out non-members).
+    refit : refit the scorer for every curve resample (the band then includes the luck
+        of the fit split; slower).
+    compare : also run every scorer (for the comparison table).
+    mia_mode : text mode of the MIA run to read (and to make when none exists yet).
+    mia_run : id of the MIA run to read (default: the newest matching one).
+    """
+
+    scorer: str = setting("auto", help="auto, control_split, normalized_sum or cross_fit")
+    alpha: float = setting(0.01, help="significance level of the one-sided Welch test")
+    seed: int = setting(0, help="seed of the scorer split, the null check and the curve's resamples")
+    n_resamples: int = setting(200, help="resamples per size of the p-value curve")
+    null_resamples: int = setting(200, help="runs of the null check (non-members against held-out non-members)")
+    refit: bool = setting(False, help="refit the scorer for every curve resample (slower; the band includes the fit split's luck)")
+    compare: bool = setting(False, help="also run every scorer")
+    mia_mode: str = setting("generated", flag="mode", choices=TEXT_MODES, help="text mode of the MIA run to read (or make)")
+    mia_run: str | None = setting(None, metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
+
+    def __post_init__(self) -> None:
+        from core.di import get_scorer
+
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.n_resamples < 1 or self.null_resamples < 1:
+            raise ValueError("n_resamples and null_resamples must be at least 1")
+        get_scorer(self.scorer)
+
+
+@dataclass(frozen=True)
+class DisentangleConfig(Config):
+    """Settings of a disentanglement run: the conditions, the MIA re-run under each, and
+    the consistency checks of resynthesized clips."""
+
+    conditions: tuple[str, ...] = setting(DEFAULT_CONDITIONS, metavar="C1,C2",
+                                          help="comma-separated from original,silence,noise,tts,tta")
+    mia: MIAConfig = setting(MIAConfig(), help="the MIA run under each condition")
+    max_realizations: int = setting(3, flag="realizations", metavar="N", help="resynthesis realizations per clip (1-3)")
+    max_wer: float = setting(0.5, help="flag tts clips the audited model transcribes with a higher word error rate")
+    drop_inconsistent: bool = setting(False, help="drop flagged resynthesized clips instead of keeping them")
+    variant_options: dict = setting(default_factory=dict, cli=False,
+                                    help="options of each condition's variant (CLI: --piper-voice, --tta-generator, --tta-steps)")
+    clap_model: str | None = setting(None, metavar="DIR",
+                                     help="local CLAP model folder: flag tta clips whose CLAP similarity to their caption is below --min-clap")
+    min_clap: float = setting(0.3, help="lowest CLAP similarity of a tta clip to its caption before it is flagged")
+
+
+@dataclass(frozen=True)
+class CrossDataConfig(Config):
+    """Settings of :func:`core.pipeline.crossdata.cross_dataset_matrix` (recorded with the run).
+
+    Attributes
+    ----------
+    status : "member" or "nonmember": which subset of each dataset is compared.
+    groups : blind feature groups (text is left out by default: different corpora have
+        different vocabularies by construction).
+    n_splits, seed : stratified CV folds and the seed of folds and shared-clip sides.
+    batch_size : clips per acoustic-feature batch.
+    n_perm : label permutations per cell for its p-value and interval (0: bootstrap
+        interval only, no p-value).
+    n_boot : resamples of the fixed-score bootstrap per cell.
+    """
+
+    status: str = setting("member", choices=STATUSES, help="which subset of each dataset is compared")
+    groups: tuple[str, ...] = setting(("metadata", "acoustic"), help="comma-separated blind feature groups")
+    n_splits: int = _n_splits()
+    seed: int = _seed()
+    batch_size: int = setting(32, help="clips per acoustic-feature batch")
+    n_perm: int = _n_perm()
+    n_boot: int = _n_boot()
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if not self.groups:
+            raise ValueError("choose at least one feature group")
