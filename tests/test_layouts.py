@@ -186,3 +186,40 @@ def test_hostile_manifest_values_end_with_reasons_not_tracebacks(workspace, tmp_
     assert "mixed cuts are not read" in reasons["cuts.jsonl.gz line 2: cut y"]
     assert reasons["wav/c0.wav"] == "audio file that no lhotse manifest lists"
     assert any("line 4: not a JSON object" in w for w in rep.warnings)
+
+
+def test_preview_lists_layout_splits_and_rule_columns(tmp_path):
+    from core.data.ingest import path_files, preview_layout
+
+    pv = preview_layout(path_files(fx.commonvoice(tmp_path)))
+    assert (pv.layout, pv.items, pv.splits, pv.layout_labels) == ("commonvoice", 3, {"test": 1, "train": 2}, {})
+    assert pv.columns["gender"] == ["male", "female"] and pv.columns["client_id"] == ["aa11", "bb22", "cc33"]
+    assert "sentence" not in pv.columns  # text is not a labelling column
+    with pytest.raises(IngestError, match="valid:"):
+        preview_layout(path_files(tmp_path), layout="nope")
+
+
+def test_dataset_page_previews_a_layout_and_labels_by_split(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from core.runtime.store import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
+    monkeypatch.setenv("OVERHEARD_ROOTS", str(tmp_path))
+    root = fx.librispeech(tmp_path)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "1_Dataset.py"), default_timeout=60)
+    at.run()
+    at.text_input(key="upload_name").set_value("ls").run()
+    at.text_input(key="server_path").set_value(str(root)).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Read as **librispeech**: 6 audio item(s)" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert at.multiselect(key="upload_members_splits").options == ["dev-clean", "train-clean-100"]
+    at.multiselect(key="upload_members_splits").set_value(["train-clean-100"])
+    at.text_input(key="upload_nonmembers").set_value("speaker=84")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    items = ws.items("ls")
+    assert sorted(items.groupby("label").size().items()) == [("member", 4), ("nonmember", 2)]
+    assert set(items.loc[items["label"] == "nonmember", "split"]) == {"dev-clean"}

@@ -19,7 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from core.data.audio import AudioError, classify_extension, decode
-from core.data.layouts import AUTO, LabelRules, LayoutError, Tree, choose_layout
+from core.data.layouts import AUTO, LabelRules, LayoutError, LayoutInfo, Parsed, Tree, choose_layout
+from core.data.layouts.base import TEXT_COLUMNS
 from core.registry import UnknownName
 from core.data.sources import SourceFile, UnsafeArchive, folder_source, strip_common_root, upload_source, zip_source
 from core.data.summary import dataset_summary
@@ -61,6 +62,18 @@ class IngestReport:
         return asdict(self)
 
 
+def _read_layout(files: Iterable[SourceFile], layout: str) -> tuple[list[SourceFile], LayoutInfo, Parsed]:
+    entries = strip_common_root(list(files))
+    tree = Tree(entries)
+    try:
+        chosen = choose_layout(tree, layout)
+        return entries, chosen, chosen.read(tree)
+    except (LayoutError, UnknownName) as exc:
+        raise IngestError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a hostile manifest ends with a reason, not a traceback
+        raise IngestError(f"the {layout} layout's manifests could not be read ({type(exc).__name__}: {str(exc)[:160]})") from None
+
+
 def ingest_files(
     ws: Workspace,
     files: Iterable[SourceFile],
@@ -90,15 +103,7 @@ def ingest_files(
     """
     t0 = time.perf_counter()
     report = IngestReport(dataset=name, labels=labels.to_dict() if labels else {})
-    entries = strip_common_root(list(files))
-    tree = Tree(entries)
-    try:
-        chosen = choose_layout(tree, layout)
-        parsed = chosen.read(tree)
-    except (LayoutError, UnknownName) as exc:
-        raise IngestError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - a hostile manifest ends with a reason, not a traceback
-        raise IngestError(f"the {layout} layout's manifests could not be read ({type(exc).__name__}: {str(exc)[:160]})") from None
+    entries, chosen, parsed = _read_layout(files, layout)
     report.layout = chosen.name
     report.warnings.extend(parsed.warnings)
     existing = ws.datasets()
@@ -210,24 +215,29 @@ def ingest_files(
     return report
 
 
-def ingest_path(ws: Workspace, path: str | Path, name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
-    """Ingest a folder or a ``.zip`` file from disk."""
+def path_files(path: str | Path, *, limits: Limits = Limits()) -> Iterable[SourceFile]:
+    """The files of a folder or a ``.zip`` file on disk (a folder's are read lazily).
+
+    Raises
+    ------
+    IngestError
+        when the path does not exist, is neither, or the archive is refused as a whole.
+    """
     path = Path(path)
     if not path.exists():
         raise IngestError(f"{path} does not exist")
     if path.is_dir():
-        return ingest_files(ws, folder_source(path), name, source=str(path), limits=limits, **kw)
+        return folder_source(path)
     if path.suffix.lower() == ".zip":
         try:
-            files = list(zip_source(path, limits=limits))
+            return list(zip_source(path, limits=limits))
         except UnsafeArchive as exc:
             raise IngestError(f"{path.name}: {exc}") from None
-        return ingest_files(ws, files, name, source=str(path), limits=limits, **kw)
     raise IngestError(f"{path} is neither a folder nor a .zip archive")
 
 
-def ingest_uploads(ws: Workspace, uploads: list[tuple[str, bytes]], name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
-    """Ingest files uploaded in the browser; ``.zip`` uploads are expanded safely."""
+def upload_files(uploads: list[tuple[str, bytes]], *, limits: Limits = Limits()) -> list[SourceFile]:
+    """Files uploaded in the browser; ``.zip`` uploads are expanded safely."""
     files: list[SourceFile] = []
     for fname, data in uploads:
         if fname.lower().endswith(".zip"):
@@ -237,7 +247,55 @@ def ingest_uploads(ws: Workspace, uploads: list[tuple[str, bytes]], name: str, *
                 files.append(SourceFile(fname, lambda: b"", len(data), str(exc)))
         else:
             files.extend(upload_source([(fname, data)]))
-    return ingest_files(ws, files, name, source="upload", limits=limits, **kw)
+    return files
+
+
+def ingest_path(ws: Workspace, path: str | Path, name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
+    """Ingest a folder or a ``.zip`` file from disk."""
+    return ingest_files(ws, path_files(path, limits=limits), name, source=str(Path(path)), limits=limits, **kw)
+
+
+def ingest_uploads(ws: Workspace, uploads: list[tuple[str, bytes]], name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
+    """Ingest files uploaded in the browser; ``.zip`` uploads are expanded safely."""
+    return ingest_files(ws, upload_files(uploads, limits=limits), name, source="upload", limits=limits, **kw)
+
+
+@dataclass(frozen=True)
+class LayoutPreview:
+    """What ingesting some files would read, before anything is stored: the layout, its
+    items, the splits (with counts) and the columns a ``column=value`` rule can use (with a
+    few values each), and how many items the layout labels by itself."""
+
+    layout: str
+    items: int
+    splits: dict[str, int]
+    columns: dict[str, list[str]]
+    layout_labels: dict[str, int]
+
+
+def preview_layout(files: Iterable[SourceFile], *, layout: str = AUTO) -> LayoutPreview:
+    """Read ``files`` as :func:`ingest_files` would (no audio is decoded, nothing stored).
+
+    Raises
+    ------
+    IngestError
+        as :func:`ingest_files` does for an unknown, ambiguous or unreadable layout.
+    """
+    _, chosen, parsed = _read_layout(files, layout)
+    splits: dict[str, int] = {}
+    columns: dict[str, list[str]] = {}
+    labels: dict[str, int] = {}
+    for it in parsed.items:
+        if it.split:
+            splits[it.split] = splits.get(it.split, 0) + 1
+        if it.label:
+            labels[it.label] = labels.get(it.label, 0) + 1
+        for k, v in {**it.fields, "speaker": it.speaker, "source": it.source, "split": it.split}.items():
+            seen = columns.setdefault(k, [])
+            if v and len(seen) < 5 and v not in seen and len(v) <= 60:
+                seen.append(v)
+    return LayoutPreview(chosen.name, len(parsed.items), dict(sorted(splits.items())),
+                         {k: v for k, v in sorted(columns.items()) if v and not k.startswith("_") and k not in TEXT_COLUMNS}, labels)
 
 
 def clips_fingerprint(clips) -> str:
