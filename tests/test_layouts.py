@@ -223,3 +223,26 @@ def test_dataset_page_previews_a_layout_and_labels_by_split(tmp_path, monkeypatc
     items = ws.items("ls")
     assert sorted(items.groupby("label").size().items()) == [("member", 4), ("nonmember", 2)]
     assert set(items.loc[items["label"] == "nonmember", "split"]) == {"dev-clean"}
+
+
+def test_a_single_split_folder_is_kept_when_the_top_folder_is_dropped(workspace, tmp_path):
+    root = fx.librispeech(tmp_path)
+    shutil.rmtree(root / "train-clean-100")
+    zpath = tmp_path / "dev.zip"
+    with zipfile.ZipFile(zpath, "w") as z:  # LibriSpeech/dev-clean/...: one top folder, then the split
+        for p in sorted((root / "dev-clean").rglob("*")):
+            if p.is_file():
+                z.write(p, "LibriSpeech/" + p.relative_to(root).as_posix())
+    rep = ingest_path(workspace, zpath, "dev", labels=LabelRules.parse("dev-clean"))
+    assert rep.members == 2 and set(workspace.items("dev")["split"]) == {"dev-clean"}
+
+
+def test_tree_resolves_foreign_paths_by_a_unique_tail_only():
+    from core.data.sources import SourceFile
+
+    tree = Tree([SourceFile(p, lambda: b"", 0) for p in ("a/x/1.wav", "b/x/1.wav", "a/y/2.wav", "top.wav")])
+    assert tree.resolve("/home/someone/corpus/a/x/1.wav") == "a/x/1.wav"
+    assert tree.resolve("/elsewhere/x/1.wav") is None  # two files end in x/1.wav: not guessed
+    assert tree.resolve("../../y/2.wav") == "a/y/2.wav"
+    assert tree.resolve("2.wav", base="a/y") == "a/y/2.wav"
+    assert tree.resolve("/etc/passwd") is None and tree.resolve("..") is None

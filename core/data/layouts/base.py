@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Callable, Mapping
 
-from core.data.sources import LABEL_DIRS, SourceFile, display_path, safe_relpath
+from core.data.sources import LABEL_DIRS, SPLIT_NAME, SourceFile, display_path, safe_relpath
 from core.registry import Registry
 
 
@@ -68,6 +68,7 @@ class Tree:
 
     def __init__(self, files: list[SourceFile]):
         self.files = {f.path: f for f in files if f.error is None}
+        self._by_name: dict[str, list[str]] | None = None
 
     def __contains__(self, path: str) -> bool:
         return path in self.files
@@ -95,9 +96,16 @@ class Tree:
                 if cand in self.files:
                     return cand
         parts = [p for p in PurePosixPath(ref.replace("\\", "/")).parts if p not in ("/", "..", ".")]
+        if not parts:
+            return None
+        if self._by_name is None:  # built once: manifests with absolute paths name every file
+            self._by_name = {}
+            for p in self.files:
+                self._by_name.setdefault(PurePosixPath(p).name, []).append(p)
+        same_name = self._by_name.get(parts[-1], [])
         for start in range(len(parts)):
             tail = "/".join(parts[start:])
-            hits = [p for p in self.files if p == tail or p.endswith("/" + tail)]
+            hits = [p for p in same_name if p == tail or p.endswith("/" + tail)]
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
@@ -124,8 +132,6 @@ def register_layout(name: str, *, detect: Callable[[Tree], bool], summary: str, 
     return LAYOUTS.decorator(name, lambda fn: LayoutInfo(name, detect, fn, summary, fallback))
 
 
-SPLIT_NAME = re.compile(r"(train|dev|test|valid|validation|eval|evaluation|other|validated|invalidated)([-_.][\w.-]*)?", re.IGNORECASE)
-"""Folder or file names that name a split (``train``, ``dev-clean``, ``train-clean-100``, ...)."""
 
 TEXT_COLUMNS = ("transcription", "text", "sentence", "caption", "transcript", "normalized_text")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id", "spk", "spk_id")
@@ -208,6 +214,8 @@ def manifest_rows(entry: SourceFile, warnings: list[str]) -> list[tuple[int, dic
     import io
     import json
 
+    if entry.size > MAX_MANIFEST_BYTES:
+        raise LayoutError(f"{entry.path}: {entry.size / 1e6:.0f} MB, over the {MAX_MANIFEST_BYTES / 1e6:.0f} MB a manifest may have (refused)")
     data = entry.read()
     name = entry.path.lower()
     if name.endswith(".gz"):

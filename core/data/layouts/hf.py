@@ -24,6 +24,8 @@ from core.data.sources import display_path
 
 _TABLES = r".+\.(arrow|parquet)"
 _INFO = r"(state|dataset_info|dataset_dict)\.json"
+MAX_TABLE_BYTES = 4 * 1024**3
+"""Largest Arrow or Parquet file read (a table is read whole; the hub writes 0.5 GB shards)."""
 
 
 def _json(tree: Tree, path: str) -> dict:
@@ -39,7 +41,10 @@ def _read_table(tree: Tree, path: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    data = tree.files[path].read()
+    entry = tree.files[path]
+    if entry.size > MAX_TABLE_BYTES:
+        raise LayoutError(f"{path}: {entry.size / 1e9:.1f} GB, over the {MAX_TABLE_BYTES / 1e9:.0f} GB a table may have (save it in smaller shards)")
+    data = entry.read()
     try:
         if path.lower().endswith(".parquet"):
             return pq.read_table(pa.BufferReader(data))
@@ -78,7 +83,7 @@ def _split(path: str, state: dict) -> str:
 
 
 def _scalar(v: object) -> bool:
-    return isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    return isinstance(v, (str, int, float, bool))
 
 
 def _detect(tree: Tree) -> bool:
