@@ -132,7 +132,6 @@ def register_layout(name: str, *, detect: Callable[[Tree], bool], summary: str, 
     return LAYOUTS.decorator(name, lambda fn: LayoutInfo(name, detect, fn, summary, fallback))
 
 
-
 TEXT_COLUMNS = ("transcription", "text", "sentence", "caption", "transcript", "normalized_text")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id", "spk", "spk_id")
 MAX_TEXT_CHARS = 10_000
