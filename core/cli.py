@@ -59,14 +59,17 @@ def _workspace(args: argparse.Namespace) -> tuple[Settings, Workspace]:
 # -- commands ------------------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace) -> int:
     from core.data.ingest import IngestError, ingest_path
+    from core.data.layouts import LabelRules
 
     settings, ws = _workspace(args)
+    labels = LabelRules.parse(args.members or (), args.nonmembers or ())
     try:
-        rep = ingest_path(ws, args.path, args.name, limits=settings.limits, replace=args.replace, progress=_progress("ingest"))
+        rep = ingest_path(ws, args.path, args.name, limits=settings.limits, replace=args.replace, layout=args.layout,
+                          labels=labels, progress=_progress("ingest"))
     except IngestError as exc:
         raise CLIError(str(exc)) from None
     d = rep.to_dict()
-    lines = [f"{rep.dataset}: {rep.headline} ({rep.seconds:.1f} s)"]
+    lines = [f"{rep.dataset}: {rep.headline} ({rep.seconds:.1f} s; layout {rep.layout})"]
     lines += [f"  rejected {r['path']}: {r['reason']}" for r in rep.rejected]
     lines += [f"  label conflict: {' = '.join(g)}" for g in rep.label_conflicts]
     lines += [f"  duplicate: {' = '.join(g)}" for g in rep.duplicate_groups]
@@ -435,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--name", required=True)
     s.add_argument("--replace", action="store_true", help="replace an existing dataset of that name")
+    s.add_argument("--layout", default="auto", help="dataset layout: auto (detected), folders, librispeech, audiofolder, hf-datasets, commonvoice or lhotse")
+    pattern = "split name, folder glob or column=value; repeat or separate with commas"
+    s.add_argument("--members", action="append", metavar="PATTERN", help=f"which items are members (P): {pattern}")
+    s.add_argument("--nonmembers", action="append", metavar="PATTERN", help=f"which items are non-members (U): {pattern}")
     s.set_defaults(fn=cmd_ingest)
 
     s = sub.add_parser("datasets", parents=[common], help="list datasets")

@@ -116,3 +116,18 @@ def test_zoo_targets_without_options_refuse_them_in_one_line(tmp_path, audio_fol
         assert main(["mia", "--dataset", "d", "--target", target, "--target-option", "batch_size=4", "--workspace", ws]) == 2
         err = capsys.readouterr().err
         assert "takes no --target-option (got batch_size)" in err and "Traceback" not in err and "internal error" not in err
+
+
+def test_ingest_layout_and_label_rules(tmp_path, capsys):
+    from tests import layout_fixtures as fx
+
+    root = fx.commonvoice(tmp_path)
+    ws = str(tmp_path / "ws")
+    rc = main(["ingest", str(root), "--name", "cv", "--workspace", ws, "--json", "--members", "train", "--nonmembers", "gender=male,split=test"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["layout"] == "commonvoice" and (out["members"], out["nonmembers"]) == (1, 1)
+    both = {"path": "clips/common_voice_en_0.mp3", "reason": "matches both the members and the non-members rule"}  # train and male
+    assert both in out["rejected"]
+    assert out["labels"] == {"members": ["train"], "nonmembers": ["gender=male", "split=test"]}
+    rc = main(["ingest", str(root), "--name", "cv2", "--workspace", ws, "--json", "--layout", "kaldi"])
+    assert rc == 2 and "valid: audiofolder, commonvoice, folders, hf-datasets, lhotse, librispeech" in json.loads(capsys.readouterr().out)["error"]

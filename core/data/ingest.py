@@ -4,17 +4,15 @@ Nothing is lost: every file is either stored as a clip of the dataset or listed 
 ``rejected`` table with a one-line reason. Identical content is stored once; the same
 content under both labels is a label conflict, kept and reported, excluded from analyses.
 
-Layouts: ``members/`` + ``nonmembers/`` (also ``train``/``test``, ``member``/``nonmember``,
-``seen``/``unseen``, ``suspect``), or any folder with a ``metadata.csv`` (columns
-``path,label[,text,speaker,source,split]``). Transcripts/captions come from the CSV or from
-sidecar ``.txt``/``.lab`` files next to the audio.
+The files are read by a layout (:mod:`core.data.layouts`: ``members/`` + ``nonmembers/``
+folders or a ``metadata.csv``, LibriSpeech, Hugging Face audiofolder and ``datasets`` on
+disk, Common Voice, lhotse), detected or named, and labelled by the layout or by
+``--members``/``--nonmembers`` rules (:class:`~core.data.layouts.LabelRules`).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,13 +20,15 @@ from typing import Callable, Iterable
 
 from core.data.audio import AudioError, classify_extension, decode
 from core.data.guard import guarded_decode
-from core.data.sources import LABEL_DIRS, SourceFile, UnsafeArchive, safe_relpath, display_path, folder_source, strip_common_root, upload_source, zip_source
+from core.data.layouts import AUTO, LabelRules, LayoutError, LayoutInfo, Parsed, Tree, choose_layout
+from core.data.layouts.base import TEXT_COLUMNS
+from core.registry import UnknownName
+from core.data.sources import SourceFile, UnsafeArchive, folder_source, strip_common_root, upload_source, zip_source
 from core.data.summary import dataset_summary
 from core.runtime.settings import Limits
-from core.runtime.store import MEMBER, NONMEMBER, Workspace
+from core.runtime.store import Workspace
 
 BATCH = 64
-_LABEL_WORDS = {**LABEL_DIRS, "1": MEMBER, "0": NONMEMBER, "p": MEMBER, "u": NONMEMBER, "in": MEMBER, "out": NONMEMBER}
 
 
 class IngestError(ValueError):
@@ -52,6 +52,10 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     resumed: int = 0
+    layout: str = ""
+    """The layout the files were read as (:mod:`core.data.layouts`)."""
+    labels: dict = field(default_factory=dict)
+    """The ``--members``/``--nonmembers`` rules used (empty: the layout's own labels)."""
     headline: str = ""
     """The dataset summary's one-line account (:meth:`core.data.summary.DatasetSummary.headline`)."""
 
@@ -59,74 +63,16 @@ class IngestReport:
         return asdict(self)
 
 
-def _parse_label(value: str) -> str | None:
-    return _LABEL_WORDS.get(value.strip().lower().replace(" ", ""))
-
-
-def _label_from_dirs(path: str) -> str | None:
-    for part in PurePosixPath(path).parts[:-1]:
-        label = LABEL_DIRS.get(part.lower())
-        if label:
-            return label
-    return None
-
-
-def _decode_text(data: bytes, where: str, warnings: list[str]) -> str:
+def _read_layout(files: Iterable[SourceFile], layout: str) -> tuple[list[SourceFile], LayoutInfo, Parsed]:
+    entries = strip_common_root(list(files))
+    tree = Tree(entries)
     try:
-        return data.decode("utf-8-sig").strip()
-    except UnicodeDecodeError:
-        warnings.append(f"{where}: not valid UTF-8; read as Latin-1, check the text")
-        return data.decode("latin-1").strip()
-
-
-MAX_TEXT_CHARS = 10_000
-"""Transcripts or captions longer than this are cut (with a warning): no real one is."""
-
-
-def _read_metadata(entry: SourceFile, warnings: list[str], rejected: list[tuple[str, str]]) -> dict[str, dict]:
-    """Rows of a ``metadata.csv`` by dataset-relative path.
-
-    Hostile content never ends the ingest: NUL bytes are removed, over-long fields are
-    cut, a row whose path escapes the dataset or is empty is listed in ``rejected``, and a
-    path listed twice with different values is rejected rather than silently overwritten.
-    """
-    text = _decode_text(entry.read(), entry.path, warnings)
-    if "\x00" in text:
-        warnings.append(f"{entry.path}: {text.count(chr(0))} NUL byte(s) removed")
-        text = text.replace("\x00", "")
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a long field is cut below, not fatal
-    reader = csv.DictReader(io.StringIO(text))
-    cols = {(c or "").strip().lower() for c in (reader.fieldnames or [])}
-    if not {"path", "label"} <= cols:
-        raise IngestError(f"{entry.path} needs the columns path,label (found: {', '.join(sorted(cols)) or 'none'})")
-    base = str(PurePosixPath(entry.path).parent)
-    rows: dict[str, dict] = {}
-    conflicting: set[str] = set()
-    try:
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v if isinstance(v, str) else "").strip() for k, v in row.items() if isinstance(k, str) and k}
-            raw = row.get("path", "")
-            where = f"{entry.path} line {line}"
-            if not raw:
-                warnings.append(f"{where}: no path; row ignored")
-                continue
-            for k, v in row.items():
-                if len(v) > MAX_TEXT_CHARS:
-                    warnings.append(f"{where}: {k} has {len(v):,} characters; cut to {MAX_TEXT_CHARS:,}")
-                    row[k] = v[:MAX_TEXT_CHARS]
-            safe = safe_relpath(raw)
-            if safe is None:
-                rejected.append((display_path(raw[:300]), f"{where}: path escapes the dataset (absolute or '..'; refused)"))
-                continue
-            rel = str(PurePosixPath(base) / safe) if base != "." else safe
-            if rel in rows and rows[rel] != row:
-                conflicting.add(rel)
-            rows.setdefault(rel, row)
-    except csv.Error as exc:
-        raise IngestError(f"{entry.path} line {reader.line_num}: not readable as CSV ({exc})") from None
-    for rel in conflicting:
-        rows[rel] = dict(rows[rel], _conflict="listed more than once in metadata.csv with different values; fix the file")
-    return rows
+        chosen = choose_layout(tree, layout)
+        return entries, chosen, chosen.read(tree)
+    except (LayoutError, UnknownName) as exc:
+        raise IngestError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a hostile manifest ends with a reason, not a traceback
+        raise IngestError(f"the {layout} layout's manifests could not be read ({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
 def ingest_files(
@@ -137,9 +83,12 @@ def ingest_files(
     source: str = "",
     limits: Limits = Limits(),
     replace: bool = False,
+    layout: str = AUTO,
+    labels: LabelRules = LabelRules(),
     progress: Callable[[int, int, str], None] | None = None,
 ) -> IngestReport:
-    """Ingest ``files`` into dataset ``name`` of ``ws``.
+    """Ingest ``files`` into dataset ``name`` of ``ws``, read as ``layout`` (``"auto"``:
+    detected) and labelled by ``labels`` (none: the layout's own labels).
 
     The report's counts are the dataset's :func:`~core.data.summary.dataset_summary`, the
     same numbers every other surface shows.
@@ -150,11 +99,14 @@ def ingest_files(
     Raises
     ------
     IngestError
-        when no file at all could be ingested.
+        when no file at all could be ingested, the layout is unknown or ambiguous, or its
+        manifest cannot be read.
     """
     t0 = time.perf_counter()
-    report = IngestReport(dataset=name)
-    entries = strip_common_root(list(files))
+    report = IngestReport(dataset=name, labels=labels.to_dict() if labels else {})
+    entries, chosen, parsed = _read_layout(files, layout)
+    report.layout = chosen.name
+    report.warnings.extend(parsed.warnings)
     existing = ws.datasets()
     row = existing[existing["name"] == name]
     if not row.empty and row.iloc[0]["status"] == "ready" and not replace:
@@ -165,29 +117,28 @@ def ingest_files(
     if resume:
         done = set(ws.query("SELECT path FROM items WHERE dataset_id=? UNION SELECT path FROM rejected WHERE dataset_id=?", (ds_id, ds_id))["path"])
 
-    metadata: dict[str, dict] = {}
-    sidecars: dict[str, SourceFile] = {}
-    audio: list[SourceFile] = []
-    rejected: list[tuple[str, str]] = []
+    rejected: list[tuple[str, str]] = [(e.path, e.error) for e in entries if e.error]
+    rejected += parsed.rejected
+    items = []
+    accounted = parsed.used | {r[0] for r in rejected}
+    for it in parsed.items:
+        if it.path in accounted:
+            report.warnings.append(f"{it.path} is named more than once by the {chosen.name} manifests; the first is used")
+            continue
+        accounted.add(it.path)
+        items.append(it)
     for e in entries:
+        if e.path in accounted:
+            continue
         kind = classify_extension(e.path)
-        if e.error:
-            rejected.append((e.path, e.error))
-        elif PurePosixPath(e.path).name.lower() == "metadata.csv":
-            metadata.update(_read_metadata(e, report.warnings, rejected))
-        elif kind == "sidecar":
-            sidecars[str(PurePosixPath(e.path).with_suffix(""))] = e
-        elif kind == "audio":
-            audio.append(e)
+        if kind == "audio":
+            rejected.append((e.path, f"audio file that no {chosen.name} manifest lists"))
         elif kind == "unsupported":
             rejected.append((e.path, f"unsupported format {PurePosixPath(e.path).suffix}; convert with ffmpeg to WAV or FLAC"))
         elif PurePosixPath(e.path).name.startswith("."):
             rejected.append((e.path, "hidden file, not audio (ignored)"))
         else:
             rejected.append((e.path, "not an audio file"))
-    listed = {p for p in metadata}
-    for missing in sorted(listed - {a.path for a in audio} - {r[0] for r in rejected}):
-        report.warnings.append(f"metadata.csv lists {missing} but no such audio file was found")
 
     pending_items: list[tuple] = []
     pending_clips: list[tuple[str, str, dict]] = []
@@ -203,23 +154,16 @@ def ingest_files(
         pending_clips.clear()
         pending_rej.clear()
 
-    total = len(audio)
-    for i, e in enumerate(audio):
+    total = len(items)
+    for i, e in enumerate(items):
         if progress:
             progress(i, total, e.path)
         if e.path in done:
             report.resumed += 1
             continue
-        meta = metadata.get(e.path, {})
-        if meta.get("_conflict"):
-            pending_rej.append((e.path, meta["_conflict"]))
-            continue
-        label = _parse_label(meta["label"]) if meta.get("label") else _label_from_dirs(e.path)
-        if meta.get("label") and label is None:
-            pending_rej.append((e.path, f"unknown label {meta['label']!r} in metadata.csv (use member/nonmember)"))
-            continue
+        label, why = labels.label(e) if e.error is None else (None, e.error)
         if label is None:
-            pending_rej.append((e.path, "no label: not under a members/nonmembers folder and not in metadata.csv"))
+            pending_rej.append((e.path, why or "no label"))
             continue
         try:
             data = e.read()
@@ -234,14 +178,10 @@ def ingest_files(
         except Exception as exc:  # noqa: BLE001 - one unreadable file never ends the ingest
             pending_rej.append((e.path, f"could not be read ({type(exc).__name__}: {str(exc)[:120]})"))
             continue
-        text = meta.get("text", "")
-        stem = str(PurePosixPath(e.path).with_suffix(""))
-        if not text and stem in sidecars:
-            text = _decode_text(sidecars[stem].read(), sidecars[stem].path, report.warnings)
         h = ws.put_audio(data)
         info_d = info.to_dict() | {"bit_depth": info.bit_depth}
         pending_clips.append((h, PurePosixPath(e.path).suffix.lower(), info_d))
-        pending_items.append((ds_id, e.path, h, label, text, meta.get("speaker", ""), meta.get("source", ""), meta.get("split", "")))
+        pending_items.append((ds_id, e.path, h, label, e.text, e.speaker, e.source, e.split))
         if len(pending_items) >= BATCH:
             flush()
     flush()
@@ -276,24 +216,29 @@ def ingest_files(
     return report
 
 
-def ingest_path(ws: Workspace, path: str | Path, name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
-    """Ingest a folder or a ``.zip`` file from disk."""
+def path_files(path: str | Path, *, limits: Limits = Limits()) -> Iterable[SourceFile]:
+    """The files of a folder or a ``.zip`` file on disk (a folder's are read lazily).
+
+    Raises
+    ------
+    IngestError
+        when the path does not exist, is neither, or the archive is refused as a whole.
+    """
     path = Path(path)
     if not path.exists():
         raise IngestError(f"{path} does not exist")
     if path.is_dir():
-        return ingest_files(ws, folder_source(path), name, source=str(path), limits=limits, **kw)
+        return folder_source(path)
     if path.suffix.lower() == ".zip":
         try:
-            files = list(zip_source(path, limits=limits))
+            return list(zip_source(path, limits=limits))
         except UnsafeArchive as exc:
             raise IngestError(f"{path.name}: {exc}") from None
-        return ingest_files(ws, files, name, source=str(path), limits=limits, **kw)
     raise IngestError(f"{path} is neither a folder nor a .zip archive")
 
 
-def ingest_uploads(ws: Workspace, uploads: list[tuple[str, bytes]], name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
-    """Ingest files uploaded in the browser; ``.zip`` uploads are expanded safely."""
+def upload_files(uploads: list[tuple[str, bytes]], *, limits: Limits = Limits()) -> list[SourceFile]:
+    """Files uploaded in the browser; ``.zip`` uploads are expanded safely."""
     files: list[SourceFile] = []
     for fname, data in uploads:
         if fname.lower().endswith(".zip"):
@@ -303,7 +248,55 @@ def ingest_uploads(ws: Workspace, uploads: list[tuple[str, bytes]], name: str, *
                 files.append(SourceFile(fname, lambda: b"", len(data), str(exc)))
         else:
             files.extend(upload_source([(fname, data)]))
-    return ingest_files(ws, files, name, source="upload", limits=limits, **kw)
+    return files
+
+
+def ingest_path(ws: Workspace, path: str | Path, name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
+    """Ingest a folder or a ``.zip`` file from disk."""
+    return ingest_files(ws, path_files(path, limits=limits), name, source=str(Path(path)), limits=limits, **kw)
+
+
+def ingest_uploads(ws: Workspace, uploads: list[tuple[str, bytes]], name: str, *, limits: Limits = Limits(), **kw) -> IngestReport:
+    """Ingest files uploaded in the browser; ``.zip`` uploads are expanded safely."""
+    return ingest_files(ws, upload_files(uploads, limits=limits), name, source="upload", limits=limits, **kw)
+
+
+@dataclass(frozen=True)
+class LayoutPreview:
+    """What ingesting some files would read, before anything is stored: the layout, its
+    items, the splits (with counts) and the columns a ``column=value`` rule can use (with a
+    few values each), and how many items the layout labels by itself."""
+
+    layout: str
+    items: int
+    splits: dict[str, int]
+    columns: dict[str, list[str]]
+    layout_labels: dict[str, int]
+
+
+def preview_layout(files: Iterable[SourceFile], *, layout: str = AUTO) -> LayoutPreview:
+    """Read ``files`` as :func:`ingest_files` would (no audio is decoded, nothing stored).
+
+    Raises
+    ------
+    IngestError
+        as :func:`ingest_files` does for an unknown, ambiguous or unreadable layout.
+    """
+    _, chosen, parsed = _read_layout(files, layout)
+    splits: dict[str, int] = {}
+    columns: dict[str, list[str]] = {}
+    labels: dict[str, int] = {}
+    for it in parsed.items:
+        if it.split:
+            splits[it.split] = splits.get(it.split, 0) + 1
+        if it.label:
+            labels[it.label] = labels.get(it.label, 0) + 1
+        for k, v in {**it.fields, "speaker": it.speaker, "source": it.source, "split": it.split}.items():
+            seen = columns.setdefault(k, [])
+            if v and len(seen) < 5 and v not in seen and len(v) <= 60:
+                seen.append(v)
+    return LayoutPreview(chosen.name, len(parsed.items), dict(sorted(splits.items())),
+                         {k: v for k, v in sorted(columns.items()) if v and not k.startswith("_") and k not in TEXT_COLUMNS}, labels)
 
 
 def clips_fingerprint(clips) -> str:

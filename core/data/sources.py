@@ -7,6 +7,7 @@ reader, so a large folder is never held in memory. Unsafe entries are yielded wi
 
 from __future__ import annotations
 
+import re
 import stat
 import zipfile
 import zlib
@@ -131,12 +132,13 @@ def upload_source(files: Iterable[tuple[str, bytes]]) -> Iterator[SourceFile]:
 
 def strip_common_root(files: list[SourceFile]) -> list[SourceFile]:
     """Drop a single top folder shared by every entry (``corpus/members/a.wav`` ->
-    ``members/a.wav``), as zips and browser folder uploads usually have one."""
+    ``members/a.wav``), as zips and browser folder uploads usually have one. A label
+    folder or a split folder (``dev-clean/``) is kept: it says what the files are."""
     parts = [PurePosixPath(f.path).parts for f in files if f.error is None]
     if not parts or any(len(p) < 2 for p in parts):
         return files
     first = parts[0][0]
-    if all(p[0] == first for p in parts) and first.lower() not in LABEL_DIRS:
+    if all(p[0] == first for p in parts) and first.lower() not in LABEL_DIRS and not SPLIT_NAME.fullmatch(first):
         out = []
         for f in files:
             pp = PurePosixPath(f.path).parts
@@ -150,3 +152,6 @@ LABEL_DIRS = {
     "suspects": "member", "nonmembers": "nonmember", "nonmember": "nonmember", "non-members": "nonmember",
     "non_members": "nonmember", "test": "nonmember", "unseen": "nonmember",
 }
+
+SPLIT_NAME = re.compile(r"(train|dev|test|valid|validation|eval|evaluation)([-_.][\w.-]*)?", re.IGNORECASE)
+"""Folder or file names that name a split (``train``, ``dev-clean``, ``train-clean-100``, ...)."""

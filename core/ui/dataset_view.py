@@ -8,7 +8,8 @@ import streamlit as st
 from core.ui.export import show_figure
 
 from core.data.audio import AudioError, load_analysis
-from core.data.ingest import IngestError, IngestReport, ingest_path, ingest_uploads
+from core.data.ingest import IngestError, IngestReport, LayoutPreview, ingest_path, ingest_uploads, path_files, preview_layout, upload_files
+from core.data.layouts import LAYOUTS, LabelRules, layout_names
 from core.data.paths import resolve_under_roots
 from core.data.spectral import log_mel
 from core.data.summary import DatasetSummary, dataset_summary
@@ -18,7 +19,7 @@ from core.viz import dataset as figs
 
 
 def _show_report(rep: IngestReport) -> None:
-    st.success(f"Ingested **{rep.dataset}**: {rep.headline}.")
+    st.success(f"Ingested **{rep.dataset}** (read as {rep.layout}): {rep.headline}.")
     if rep.rejected:
         st.warning(f"{len(rep.rejected)} file(s) rejected; they are listed below with their reasons.")
         st.dataframe(pd.DataFrame(rep.rejected), hide_index=True, width="stretch")
@@ -26,12 +27,46 @@ def _show_report(rep: IngestReport) -> None:
         st.warning(w)
 
 
+def _preview(uploads: list[tuple[str, bytes]], folder: str, layout: str) -> LayoutPreview | None:
+    """The layout preview of the chosen files (None when none are chosen); errors are shown."""
+    try:
+        if uploads:
+            return preview_layout(upload_files(uploads, limits=settings().limits), layout=layout)
+        if folder:
+            path = resolve_under_roots(folder, settings().roots)
+            return preview_layout(path_files(path, limits=settings().limits), layout=layout)
+    except (IngestError, PermissionError, FileNotFoundError) as exc:
+        st.error(str(exc))
+    return None
+
+
+def _label_rules(pv: LayoutPreview | None) -> LabelRules:
+    """Members/non-members widgets: the previewed splits, and free patterns (folder globs, column=value)."""
+    if pv is not None:
+        parts = [f"Read as **{pv.layout}**: {pv.items} audio item(s)"]
+        if pv.splits:
+            parts.append("splits " + ", ".join(f"`{k}` ({v})" for k, v in pv.splits.items()))
+        if pv.layout_labels:
+            parts.append("labelled by the layout: " + ", ".join(f"{v} {k}" for k, v in sorted(pv.layout_labels.items())))
+        st.caption("; ".join(parts) + ".")
+        if pv.columns:
+            st.caption("Columns for `column=value` rules: " + "; ".join(f"`{k}` ({', '.join(v[:3])}{', …' if len(v) > 3 else ''})" for k, v in list(pv.columns.items())[:12]))
+    splits = list(pv.splits) if pv is not None else []
+    sides = {}
+    for col, side, title in zip(st.columns(2), ("members", "nonmembers"), ("Members (P)", "Non-members (U)")):
+        chosen = col.multiselect(f"{title}: splits", splits, key=f"upload_{side}_splits") if splits else []
+        rule = col.text_input(f"{title}: patterns", key=f"upload_{side}", placeholder="folder glob or column=value, comma-separated")
+        sides[side] = [*chosen, rule]
+    return LabelRules.parse(sides["members"], sides["nonmembers"])
+
+
 def upload_panel(ws: Workspace) -> None:
     with st.expander("Add a dataset", expanded=ws.datasets().empty):
         st.caption(
-            "Layout: `members/` + `nonmembers/` folders (also `train/test`, `seen/unseen`, `suspect/`), "
-            "or any folder with a `metadata.csv` (`path,label[,text,speaker,source,split]`). "
-            "Transcripts or captions from sidecar `.txt`/`.lab` files or the CSV."
+            "Layouts (detected, or chosen below): `members/` + `nonmembers/` folders or a `metadata.csv` "
+            "(`path,label[,text,speaker,source,split]`), LibriSpeech, Hugging Face audiofolder and `datasets` on disk "
+            "(save_to_disk, Parquet), Common Voice, lhotse. Label by split, folder glob or `column=value`; "
+            "without rules the layout's own labels (folder names, a `label` column) are used."
         )
         name = st.text_input("Dataset name", key="upload_name", placeholder="my-audit")
         tab_folder, tab_zip, tab_server = st.tabs(["Upload a folder", "Upload a zip", "Server folder"])
@@ -41,19 +76,23 @@ def upload_panel(ws: Workspace) -> None:
             zips = st.file_uploader("Zip archive(s)", type=["zip"], accept_multiple_files=True, key="upload_zip")
         with tab_server:
             folder = st.text_input("Folder or .zip on the server", key="server_path", help="Only folders under the workspace or the current directory (or $OVERHEARD_ROOTS).")
+        layout = st.selectbox("Layout", layout_names(), key="upload_layout",
+                              help="; ".join(f"{n}: {LAYOUTS.get(n).summary}" for n in LAYOUTS.names()))
+        uploads = [(f.name, f.getvalue()) for f in (files or [])] + [(z.name, z.getvalue()) for z in (zips or [])]
+        labels = _label_rules(_preview(uploads, folder, layout) if (uploads or folder) else None)
         if st.button("Ingest", type="primary", disabled=not name):
-            uploads = [(f.name, f.getvalue()) for f in (files or [])] + [(z.name, z.getvalue()) for z in (zips or [])]
             bar = st.progress(0.0, text="Reading files…")
 
             def progress(done: int, total: int, msg: str) -> None:
                 bar.progress(done / total if total else 1.0, text=f"{done}/{total} {msg}")
 
+            opts = dict(limits=settings().limits, progress=progress, layout=layout, labels=labels)
             try:
                 if uploads:
-                    rep = ingest_uploads(ws, uploads, name, limits=settings().limits, progress=progress)
+                    rep = ingest_uploads(ws, uploads, name, **opts)
                 elif folder:
                     path = resolve_under_roots(folder, settings().roots)
-                    rep = ingest_path(ws, path, name, limits=settings().limits, progress=progress)
+                    rep = ingest_path(ws, path, name, **opts)
                 else:
                     st.error("Choose files, a zip or a server folder first.")
                     return
