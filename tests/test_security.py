@@ -331,7 +331,11 @@ def test_trust_remote_code_defaults_to_false_everywhere():
                         # no default (the caller must decide) or False
                         params.append((f"{p.name}:{node.name}", d is None or (isinstance(d, ast.Constant) and d.value is False)))
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "trust_remote_code":
-                params.append((f"{p.name}:field", isinstance(node.value, ast.Constant) and node.value.value is False))
+                value = node.value
+                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "setting" and value.args:
+                    value = value.args[0]  # a config field: setting(default, help=...)
+                # no default (an attribute annotation: whoever builds it decides) or False
+                params.append((f"{p.name}:field", value is None or (isinstance(value, ast.Constant) and value.value is False)))
             elif isinstance(node, ast.keyword) and node.arg == "trust_remote_code" and isinstance(node.value, ast.Constant) and node.value.value is True:
                 literals.append(p.name)
     assert params and all(ok for _, ok in params), params
