@@ -28,7 +28,7 @@ elif dataset:
         view.headline(run["result"])
         view.auc_and_roc(run["result"])
         view.giveaways(run["result"])
-        view.score_histogram(run["result"])
+        view.score_histogram(ws, run)
 
     view.match_tool(ws, dataset, config)
 

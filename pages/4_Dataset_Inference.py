@@ -32,5 +32,5 @@ if dataset and target:
         view.metrics(run["result"])
         failed_clips(run["result"])
         view.curve(run["result"])
-        view.score_distributions(run["result"])
+        view.score_distributions(ws, run)
         view.comparison(run["result"])

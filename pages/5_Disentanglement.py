@@ -30,5 +30,5 @@ if dataset and target and conditions:
         st.caption(f"Run `{run['id']}` · {run['result']['n']} clips")
         view.results(run["result"])
         failed_clips(run["result"])
-        view.listening_panel(ws, run["result"], dataset, list(run["result"]["details"]),
+        view.listening_panel(ws, run, dataset, list(run["result"]["details"]),
                              run["config"].get("variant_options", {}))

@@ -173,8 +173,25 @@ def audit_blind(
     out["clip_order"] = hashes
     out["notes"] = notes
     prov = provenance(ws, dataset, seed=config.seed, seconds=time.perf_counter() - t0)
-    run_id = ws.save_run("blind", dataset=dataset, target=None, config=config.to_dict(), result=out, provenance=prov)
+    stored = {k: v for k, v in out.items() if k not in CLIP_FIELDS}
+    run_id = ws.save_run("blind", dataset=dataset, target=None, config=config.to_dict(), result=stored, provenance=prov,
+                         refs={}, tables=blind_tables_of(out))
     return run_id, out
+
+
+CLIP_FIELDS = ("scores", "scores_by_group", "labels", "clip_order")
+"""Per-clip fields of a blind result: stored as the run's tables, not in its record."""
+
+
+def blind_tables_of(out: dict) -> dict[str, pd.DataFrame]:
+    """The per-clip tables of a blind result, rows in its clip order: ``clips`` (label,
+    out-of-fold score of all groups) and ``group_scores`` (one column per feature group)."""
+    order = list(out["clip_order"])
+    index = pd.Index(order, name="clip_hash")
+    clips = pd.DataFrame({"label": [int(out["labels"][h]) for h in order],
+                          "score": [float(out["scores"][h]) for h in order]}, index=index)
+    by_group = pd.DataFrame({g: [float(s[h]) for h in order] for g, s in out["scores_by_group"].items()}, index=index)
+    return {"clips": clips, "group_scores": by_group}
 
 
 def match_dataset(

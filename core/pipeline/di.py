@@ -1,8 +1,9 @@
 """Dataset inference as an operation: a stored MIA run's indicators -> scorer -> Welch test.
 
 The suspects P are the dataset's clips labelled member, the reference U its non-members.
-The indicator table comes from the latest MIA run of the same (dataset, target), so the
-model is not run again (and when one has to be run, its evidence is cached). The stored
+The MIA run read is the one asked for, else the latest of the same (dataset, target) in the
+asked text mode; its indicators are recomputed from the evidence cache (the model is not
+run again), or read from the run's stored table when that evidence is no longer cached. The stored
 result holds the verdict, the p-value curve over the number of suspects, the null check,
 the per-clip scores the t-test used, and every caveat an auditor must quote beside it:
 DI assumes P and U are drawn from the same distribution, so a blind baseline that tells
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from core.pipeline.common import Cancelled, Progress, provenance
@@ -66,7 +68,34 @@ class DIInputs:
 
 
 def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
-    """Split a stored MIA result's indicator table into suspects and non-members.
+    """Split an MIA result's indicator table (as JSON, the form a run stored before
+    per-clip tables) into suspects and non-members; see :func:`indicator_inputs`.
+
+    Parameters
+    ----------
+    mia_result : the ``result`` of an ``mia`` run: ``table`` (key -> values in
+        ``clip_order``), ``labels`` (clip hash -> 1 member / 0 non-member), ``clip_order``,
+        optionally ``clip_groups`` (per clip in ``clip_order``).
+
+    Returns
+    -------
+    DIInputs
+    """
+    order = list(mia_result["clip_order"])
+    for key, values in mia_result["table"].items():
+        if len(values) != len(order):
+            raise ValueError(f"indicator {key!r} has {len(values)} values for {len(order)} clips")
+    table = pd.DataFrame({k: np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+                          for k, vals in mia_result["table"].items()}, index=pd.Index(order, name="clip_hash"))
+    labels = np.array([int(mia_result["labels"][h]) for h in order])
+    stored = mia_result.get("clip_groups")
+    groups = [str(v) for v in stored] if stored is not None and len(stored) == len(order) else None
+    return indicator_inputs(table, labels, groups, str(mia_result.get("config", {}).get("grouping", "group")))
+
+
+def indicator_inputs(table: pd.DataFrame, labels: NDArray[np.int64], groups: list[str] | None = None,
+                     grouping: str = "group") -> DIInputs:
+    """Split an indicator table into suspects (label 1) and non-members (label 0).
 
     Columns with no finite value are dropped. Remaining non-finite cells are filled from
     the pooled (P and U together, labels unused) finite values of their column: NaN by the
@@ -75,26 +104,27 @@ def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
 
     Parameters
     ----------
-    mia_result : the ``result`` of an ``mia`` run: ``table`` (key -> values in
-        ``clip_order``), ``labels`` (clip hash -> 1 member / 0 non-member), ``clip_order``.
+    table : ``[n, d]`` indicators indexed by clip hash (columns: indicator keys).
+    labels : ``[n]`` 1 member / 0 non-member, in the rows' order.
+    groups : ``[n]`` the MIA run's cross-validation groups, or None (ungrouped).
+    grouping : what the groups are (``speaker``, ``source``).
 
     Returns
     -------
     DIInputs
     """
-    from core.mia.registry import direction
+    from core.mia.registry import direction, family_of, get_family
 
-    order = list(mia_result["clip_order"])
-    labels = np.array([int(mia_result["labels"][h]) for h in order])
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) != len(table):
+        raise ValueError(f"{len(labels)} labels for {len(table)} clips")
     keys, cols, notes = [], [], []
     dropped = []
-    for key, values in mia_result["table"].items():
-        col = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        if col.size != len(order):
-            raise ValueError(f"indicator {key!r} has {col.size} values for {len(order)} clips")
+    for key in table.columns:
+        col = table[key].to_numpy(dtype=np.float64)
         finite = np.isfinite(col)
         if not finite.any():
-            dropped.append(key)
+            dropped.append(str(key))
             continue
         if not finite.all():
             good = col[finite]
@@ -110,16 +140,12 @@ def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
     if not keys:
         raise ValueError("the MIA run has no indicator with a finite value")
     X = np.column_stack(cols)
-    hashes = np.array(order, dtype=object)
-    from core.mia.registry import family_of, get_family
-
+    hashes = np.array(list(table.index), dtype=object)
     kinds = {get_family(family_of(k)).evidence for k in keys}
-    stored = mia_result.get("clip_groups")
-    groups, grouping = None, "none"
-    if stored is not None and len(stored) == len(order):  # runs made before groups were stored have none
-        g = np.array([str(v) for v in stored], dtype=object)
-        groups = (tuple(g[labels == 1]), tuple(g[labels == 0]))
-        grouping = str(mia_result.get("config", {}).get("grouping", "group"))
+    split, name = None, "none"
+    if groups is not None:
+        g = np.array([str(v) for v in groups], dtype=object)
+        split, name = (tuple(g[labels == 1]), tuple(g[labels == 0])), grouping
     return DIInputs(
         P=X[labels == 1],
         U=X[labels == 0],
@@ -129,22 +155,69 @@ def di_inputs(mia_result: dict[str, Any]) -> DIInputs:
         u_clips=tuple(hashes[labels == 0]),
         notes=tuple(notes),
         evidence=kinds.pop() if len(kinds) == 1 else None,
-        groups=groups,
-        grouping=grouping,
+        groups=split,
+        grouping=name,
     )
+
+
+def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, settings: Settings | None = None) -> pd.DataFrame | None:
+    """The MIA run's indicators recomputed from the evidence cache, for the run's own
+    evidence configuration (its text mode, infilling, timesteps) and model fingerprint;
+    None when any clip's evidence is not cached (cleared since, or a run without a model).
+
+    Indicators are cheap functions of the cached evidence, so dataset inference uses the
+    current indicator code rather than the numbers the MIA run stored; no model is loaded.
+    """
+    from core.mia.aggregate import indicator_table
+    from core.pipeline.mia import MIAConfig
+    from core.runtime.cache import EvidenceCache, evidence_key
+
+    fp = mia_run["provenance"].get("model_fingerprint")
+    if not fp:
+        return None
+    try:
+        cfg = MIAConfig.from_dict(mia_run["config"])
+    except (TypeError, ValueError):
+        return None
+    settings = settings or Settings.from_env(ws.root)
+    cache, cfg_key = EvidenceCache(ws.cache_dir), cfg.evidence_config().to_dict()
+    evidence = [cache.get(fp, evidence_key(fp, h, cfg_key, settings.analysis_sr)) for h in clip_order]
+    if not evidence or any(ev is None for ev in evidence):
+        return None
+    return indicator_table(evidence).reindex(clip_order)
+
+
+def mia_run_inputs(ws: Workspace, mia_run: dict, *, settings: Settings | None = None) -> tuple[DIInputs, str]:
+    """DI inputs of an MIA run: labels and groups from its ``clips`` table, indicators
+    recomputed from the evidence cache (:func:`cached_indicators`), else read from its
+    stored ``indicators`` table. Returns the inputs and where the indicators came from
+    (``evidence cache`` or ``stored MIA table``)."""
+    from core.pipeline.mia import mia_scores
+
+    clips = mia_scores(ws, mia_run)
+    order = list(clips.index)
+    table = cached_indicators(ws, mia_run, order, settings=settings)
+    source = "evidence cache"
+    if table is None:
+        table, source = ws.run_table(mia_run, "indicators").reindex(order), "stored MIA table"
+    groups = clips["group"].tolist() if "group" in clips and clips["group"].notna().all() else None
+    grouping = str(mia_run["result"].get("config", {}).get("grouping", "group"))
+    return indicator_inputs(table, clips["label"].to_numpy(dtype=np.int64), groups, grouping), source
 
 
 def blind_confound(ws: Workspace, dataset: str) -> tuple[float | None, str | None, str | None]:
     """The latest blind AUC of ``dataset``, its verdict level and, unless fair, the caveat
     (:func:`core.blind.verdict.blind_verdict`)."""
-    from core.blind.verdict import verdict_of_run
-
     from core.pipeline.common import current_run
 
-    run = current_run(ws, "blind", dataset)
-    if run is None:
-        return None, None, None
-    v = verdict_of_run(run["result"])
+    return confound_of(current_run(ws, "blind", dataset))
+
+
+def confound_of(blind_run: dict | None) -> tuple[float | None, str | None, str | None]:
+    """A blind run's AUC, verdict level and, unless fair, the caveat a DI verdict carries."""
+    from core.blind.verdict import verdict_of_run
+
+    v = verdict_of_run(blind_run["result"]) if blind_run is not None else None
     if v is None:
         return None, None, None
     caveat = v.caveat("a rejection")
@@ -306,7 +379,7 @@ def audit_di(
     if cancelled():
         raise InterruptedError("cancelled")
     step(0, "dataset inference: Welch test and null check")
-    inp = di_inputs(mia_run["result"])
+    inp, source = mia_run_inputs(ws, mia_run, settings=settings)
     scfg = inp.scorer_config()
     res = dataset_inference(
         inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
@@ -327,8 +400,14 @@ def audit_di(
     step(2, "dataset inference: null curve")
     null_curve = _null_curve(inp.U, inp.directions, config, scfg, None if inp.groups is None else inp.groups[1])
 
-    blind_auc, blind_level, confound = blind_confound(ws, dataset)
+    from core.pipeline.common import current_run
+
+    blind_run = current_run(ws, "blind", dataset)
+    refs = {"mia": mia_run["id"]} | ({"blind": blind_run["id"]} if blind_run is not None else {})
+    blind_auc, blind_level, confound = confound_of(blind_run)
     extra = list(inp.notes)
+    if source != "evidence cache" and mia_run["provenance"].get("model_fingerprint"):
+        extra.append("the MIA run's evidence is no longer cached: its stored indicators were read, not recomputed")
     if curve.min_suspects is None:
         extra.append(
             f"even all {curve.n.max()} tested suspects do not keep the median p-value below alpha = {config.alpha:g}: "
@@ -362,6 +441,7 @@ def audit_di(
         "mia_mode": mia_run["config"].get("mode", "generated"),
         "failed_clips": failed,
         "mia_auc": mia_run["result"].get("auc"),
+        "indicator_source": source,
         "indicators": list(inp.keys),
         "directions": inp.directions.astype(int).tolist(),
         "p_clips": [inp.p_clips[i] for i in res.p_index],
@@ -378,8 +458,40 @@ def audit_di(
     step(4, "dataset inference: done")
     prov = provenance(ws, dataset, target_fingerprint=mia_run["provenance"].get("model_fingerprint"), seed=config.seed, seconds=time.perf_counter() - t0)
     prov["mia_run"] = mia_run["id"]
-    run_id = ws.save_run("di", dataset=dataset, target=target, config=config.to_dict(), result=out, provenance=prov)
+    run_id = ws.save_run("di", dataset=dataset, target=target, config=config.to_dict(), result=stored_result(out), provenance=prov,
+                         refs=refs, tables={"clips": di_table(out)})
     return run_id, out
+
+
+CLIP_FIELDS = ("p_clips", "u_clips", "p_scores", "u_scores", "p_index", "u_index", "p_group", "u_group")
+"""Per-clip fields of a DI result: stored as the run's ``clips`` table, not in its record."""
+
+
+def stored_result(out: dict[str, Any]) -> dict[str, Any]:
+    """A DI result without its per-clip fields (those go to :func:`di_table`)."""
+    return {k: v for k, v in out.items() if k not in CLIP_FIELDS}
+
+
+def di_table(out: dict[str, Any]) -> pd.DataFrame:
+    """The clips the t-test compared, suspects then non-members: ``side`` (P / U), their
+    ``score``, ``fold`` (which fitted scorer scored them) and ``row`` (input row)."""
+    parts = []
+    for side in ("p", "u"):
+        parts.append(pd.DataFrame({
+            "side": side.upper(),
+            "score": np.array([np.nan if v is None else v for v in out[f"{side}_scores"]], dtype=np.float64),
+            "fold": np.asarray(out[f"{side}_group"], dtype=np.int64),
+            "row": np.asarray(out[f"{side}_index"], dtype=np.int64),
+        }, index=pd.Index(out[f"{side}_clips"], name="clip_hash")))
+    return pd.concat(parts)
+
+
+def di_scores(ws: Workspace, run: dict) -> tuple[list[float | None], list[float | None]]:
+    """The suspects' and the non-members' scores a DI run's t-test compared."""
+    df = ws.run_table(run, "clips")
+    side = {s: df.loc[df["side"] == s, "score"].astype(float) for s in ("P", "U")}
+    return ([None if not np.isfinite(v) else float(v) for v in side["P"]],
+            [None if not np.isfinite(v) else float(v) for v in side["U"]])
 
 
 @job_kind("di")

@@ -134,7 +134,15 @@ def audit_disentangle(
         "warnings": [failed_clips_warning(list(failed_clips.values()))] if failed_clips else [],
     }
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.mia.seed, seconds=time.perf_counter() - t0)
-    run_id = ws.save_run("disentangle", dataset=dataset, target=target, config=config.to_dict(), result=out, provenance=prov)
+    from core.pipeline.common import current_run
+
+    blind_run = current_run(ws, "blind", dataset)  # the blind verdict shown beside these AUCs
+    refs = {"blind": blind_run["id"]} if blind_run is not None else {}
+    order = out["clip_order"]
+    decoded_table = pd.DataFrame({c: [d.get(h) for h in order] for c, d in decoded.items()}, index=pd.Index(order, name="clip_hash"), dtype=object)
+    stored = {k: v for k, v in out.items() if k not in ("decoded", "clip_order")}  # per clip: in the run's "decoded" table
+    run_id = ws.save_run("disentangle", dataset=dataset, target=target, config=config.to_dict(), result=stored, provenance=prov,
+                         refs=refs, tables={"decoded": decoded_table})
     return run_id, out
 
 

@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pandas as pd
 
-from core.blind.verdict import verdict_of_run
 from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
 from core.pipeline.evidence import extract_evidence, failed_clips_warning
 from core.runtime.jobs import JobContext, job_kind
@@ -15,16 +14,6 @@ from core.runtime.settings import Settings
 from core.runtime.store import Workspace
 from core.stages import MIAConfig
 
-
-
-def _blind_scores(ws: Workspace, dataset: str) -> tuple[dict | None, pd.Series | None]:
-    from core.pipeline.common import current_run
-
-    run = current_run(ws, "blind", dataset)  # never a run made on an earlier version of the dataset
-    if run is None:
-        return None, None
-    scores = run["result"].get("scores")
-    return run, (pd.Series(scores, dtype=float) if scores else None)
 
 
 def clips_without_text(ws: Workspace, dataset: str) -> list[str]:
@@ -61,7 +50,7 @@ def audit_mia(
     cancelled: Cancelled = lambda: False,
 ) -> tuple[str, dict]:
     """Per-sample MIA of ``target_spec`` on ``dataset``; stores and returns the run."""
-    from core.mia.aggregate import blind_correlation, indicator_table, run_mia
+    from core.mia.aggregate import indicator_table, run_mia
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
@@ -84,23 +73,61 @@ def audit_mia(
     warnings = list(out.get("warnings", []))
     if failed:
         warnings.append(failed_clips_warning(failed))
-    blind_run, blind = _blind_scores(ws, dataset)
-    if blind is not None:
-        common = [h for h in clips["clip_hash"] if h in blind.index]
-        mia_scores = res.scores.reindex(common).to_numpy()
-        out["blind_correlation"] = blind_correlation(mia_scores, blind.reindex(common).to_numpy())
+    from core.mia.links import blind_link
+    from core.pipeline.common import current_run
+
+    blind_run = current_run(ws, "blind", dataset)  # never a run made on an earlier version of the dataset
+    refs = {"blind": blind_run["id"]} if blind_run is not None else {}
+    link = blind_link(ws, {"refs": refs}, res.scores)
+    if link.correlation is not None:
+        out["blind_correlation"] = link.correlation
         out["blind_auc"] = blind_run["result"]["auc"].get("all")
         out["blind_run"] = blind_run["id"]
-        verdict = verdict_of_run(blind_run["result"])
-        if verdict is not None:
-            out["blind_verdict"] = verdict.to_dict()
-            caveat = verdict.caveat("this MIA signal")
+        if link.verdict is not None:
+            out["blind_verdict"] = link.verdict.to_dict()
+            caveat = link.verdict.caveat("this MIA signal")
             if caveat:
                 warnings.append(caveat)
     out["warnings"] = warnings
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.seed, seconds=time.perf_counter() - t0)
-    run_id = ws.save_run("mia", dataset=dataset, target=target_spec, config=config.to_dict(), result=out, provenance=prov)
+    run_id = ws.save_run("mia", dataset=dataset, target=target_spec, config=config.to_dict(), result=stored_result(out),
+                         provenance=prov, refs=refs, tables=mia_tables(out))
     return run_id, out
+
+
+CLIP_FIELDS = ("labels", "scores", "clip_groups", "decoded", "table", "clip_order")
+"""Per-clip fields of an MIA result: stored as the run's tables, not in its record."""
+
+
+def stored_result(out: dict) -> dict:
+    """An MIA result without its per-clip fields (those go to :func:`mia_tables`)."""
+    return {k: v for k, v in out.items() if k not in CLIP_FIELDS}
+
+
+def mia_tables(out: dict) -> dict[str, pd.DataFrame]:
+    """The per-clip tables of an MIA result, rows in its clip order: ``clips`` (label,
+    out-of-fold score, CV group, decoded text) and ``indicators`` (one column per key)."""
+    order = list(out["clip_order"])
+    index = pd.Index(order, name="clip_hash")
+    groups = out.get("clip_groups")
+    clips = pd.DataFrame({
+        "label": [int(out["labels"][h]) for h in order],
+        "score": [out["scores"].get(h, np.nan) for h in order],
+        "group": [str(g) for g in groups] if groups is not None else [None] * len(order),
+        "decoded": [out["decoded"].get(h, "") for h in order],
+    }, index=index)
+    indicators = pd.DataFrame({k: np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+                               for k, vals in out["table"].items()}, index=index)
+    return {"clips": clips, "indicators": indicators}
+
+
+def mia_scores(ws: Workspace, run: dict) -> pd.DataFrame:
+    """The per-clip ``clips`` table of an MIA run (label, score, group, decoded), from its
+    Parquet table or, for a run stored before tables, its record."""
+    df = ws.run_table(run, "clips")
+    if "decoded" not in df:
+        df["decoded"] = ""
+    return df
 
 
 @job_kind("mia")

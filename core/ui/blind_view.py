@@ -3,7 +3,6 @@ histogram, cross-dataset matrix and the matching tool."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -98,11 +97,9 @@ def giveaways(result: dict) -> None:
     st.caption("Features ranked by standardized logistic-regression weight (fitted on all clips; positive = pushes towards “member”). Sentences compare the medians of the two groups; correlated features share weight, so read the list as a whole.")
 
 
-def score_histogram(result: dict) -> None:
-    order = result["clip_order"]
-    labels = np.array([result["labels"][h] for h in order])
-    scores = np.array([result["scores"][h] for h in order])
-    show_figure(figs.score_histogram(scores, labels), key="blind-hist", caption="Per-clip blind score by label (out-of-fold, so no clip is scored by a model that saw it): overlapping histograms mean a fair comparison, separated ones mean a shift a model could exploit.")
+def score_histogram(ws: Workspace, run: dict) -> None:
+    clips = ws.run_table(run, "clips")
+    show_figure(figs.score_histogram(clips["score"].to_numpy(float), clips["label"].to_numpy(int)), key="blind-hist", caption="Per-clip blind score by label (out-of-fold, so no clip is scored by a model that saw it): overlapping histograms mean a fair comparison, separated ones mean a shift a model could exploit.")
 
 
 # -- cross-dataset matrix ---------------------------------------------------------------

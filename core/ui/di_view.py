@@ -31,16 +31,27 @@ def controls() -> tuple[str, float, bool]:
 
 
 def upstream_notice(ws, run: dict) -> None:
-    """Say so when the MIA run this DI run read is no longer the one a new run would read
-    (a newer MIA run, or the dataset changed since)."""
+    """The runs this DI run used (its ``refs``): say so when the MIA run it read is deleted
+    or is no longer the one a new run would read, and show the verdict of the blind run it
+    was checked against (never a newer one)."""
+    from core.mia.links import blind_link
     from core.pipeline.di import latest_mia
 
+    ref = ws.run_ref(run, "mia")
     mode = run["result"].get("mia_mode", run["config"].get("mia_mode", "generated"))
     current = latest_mia(ws, run["dataset"], run["target"], mode)
+    if ref.status == "deleted":
+        st.warning(ref.describe() + ".")
     if current is None:
         st.warning("The dataset changed since the MIA run this result reads: press **Run dataset inference** to redo both.")
-    elif current["id"] != run["result"].get("mia_run"):
+    elif current["id"] != ref.run_id:
         st.info(f"A newer MIA run (`{current['id']}`) exists: press **Run dataset inference** to read it.")
+    link = blind_link(ws, run)
+    if link.ref.status == "deleted":
+        st.warning(link.describe() + ".")
+    elif link.verdict is not None:
+        newer = f" (a newer blind run `{link.ref.newer}` exists)" if link.ref.newer else ""
+        st.caption(f"Blind baseline checked: run `{link.run_id}`{newer} · {link.verdict.level}: {link.verdict.sentence}")
 
 
 def verdict(result: dict) -> None:
@@ -84,8 +95,11 @@ def curve(result: dict) -> None:
     ))
 
 
-def score_distributions(result: dict) -> None:
-    fig = figs.di_score_distributions(result["p_scores"], result["u_scores"], scorer=result["scorer"])
+def score_distributions(ws, run: dict) -> None:
+    from core.pipeline.di import di_scores
+
+    p_scores, u_scores = di_scores(ws, run)
+    fig = figs.di_score_distributions(p_scores, u_scores, scorer=run["result"]["scorer"])
     show_figure(fig, key="di-scores", caption="Scores of the clips the t-test compared (means dashed): the test asks whether the suspects' mean is higher; a small shift over many clips is enough.")
 
 

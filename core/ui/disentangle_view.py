@@ -87,14 +87,19 @@ def _rendered(root: str, clip_hash: str, text: str, cond: str, options_json: str
     return render_variant(Workspace(root), clip_hash, text, cond, 0, options=json.loads(options_json) or None)
 
 
-def listening_panel(ws: Workspace, result: dict, dataset: str, conditions: list[str], variant_options: dict | None = None) -> None:
+def listening_panel(ws: Workspace, run: dict, dataset: str, conditions: list[str], variant_options: dict | None = None) -> None:
     st.subheader("Listen side by side")
     clips = ws.analysis_clips(dataset)
     options = clips["path"].tolist()
     path = st.selectbox("Clip", options, key="dis-clip")
     row = clips[clips["path"] == path].iloc[0]
     sr = settings().analysis_sr
-    decoded = result.get("decoded", {})
+    result = run["result"]
+    try:
+        table = ws.run_table(run, "decoded")
+        decoded = {c: table[c].dropna().to_dict() for c in table.columns}
+    except KeyError:  # a run stored before decoded texts were kept
+        decoded = {}
     shows_output = result.get("decoded_is_output")
     if shows_output is None:  # runs saved before the flag: the text is an output if it ever differs from the clip's
         shows_output = any(d.get(row["clip_hash"]) not in (None, row["text"]) for d in decoded.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -49,17 +48,18 @@ def headline(result: dict) -> None:
         st.warning(w)
 
 
-def roc_and_scores(result: dict) -> None:
+def roc_and_scores(ws: Workspace, run: dict) -> None:
+    from core.pipeline.mia import mia_scores
+
+    result = run["result"]
     aucs = dict(result["indicators"])
     aucs["aggregate"] = result["auc"]
     c1, c2 = st.columns(2)
     with c1:
         show_figure(figs.roc_figure(result["roc"], aucs), key="mia-roc", caption="ROC per indicator (thin) and the cross-validated aggregate (thick); log FPR shows the low-FPR regime that matters for membership claims.")
-    order = result["clip_order"]
-    labels = np.array([result["labels"][h] for h in order])
-    scores = np.array([result["scores"][h] for h in order])
+    clips = mia_scores(ws, run)
     with c2:
-        show_figure(figs.score_distributions(scores, labels, xlabel="out-of-fold membership probability"), key="mia-dist", caption="Aggregate scores by label: the more the two histograms separate, the stronger the per-sample signal.")
+        show_figure(figs.score_distributions(clips["score"].to_numpy(float), clips["label"].to_numpy(int), xlabel="out-of-fold membership probability"), key="mia-dist", caption="Aggregate scores by label: the more the two histograms separate, the stronger the per-sample signal.")
 
 
 def indicator_table(result: dict) -> None:
@@ -68,16 +68,19 @@ def indicator_table(result: dict) -> None:
         st.dataframe(df, hide_index=True, width="stretch", height=300)
 
 
-def per_sample(ws: Workspace, result: dict, dataset: str) -> None:
+def per_sample(ws: Workspace, run: dict, dataset: str) -> None:
+    from core.pipeline.mia import mia_scores
+
     st.subheader("Per-sample scores")
     clips = ws.analysis_clips(dataset).set_index("clip_hash")
-    order = result["clip_order"]
+    scores = mia_scores(ws, run)
+    order = list(scores.index)
     df = pd.DataFrame({
         "clip_hash": order,
         "path": [clips.loc[h, "path"] if h in clips.index else "?" for h in order],
-        "label": ["member" if result["labels"][h] else "nonmember" for h in order],
-        "score": [result["scores"][h] for h in order],
-        "decoded": [result["decoded"].get(h, "") for h in order],
+        "label": ["member" if v else "nonmember" for v in scores["label"]],
+        "score": scores["score"].to_numpy(float),
+        "decoded": scores["decoded"].fillna("").tolist(),
     }).sort_values("score", ascending=False)
     event = st.dataframe(df.drop(columns="clip_hash"), hide_index=True, width="stretch", height=280, on_select="rerun", selection_mode="single-row", key="mia-table")
     st.caption("Sorted by membership score (highest first). Select a row to listen.")
@@ -86,18 +89,30 @@ def per_sample(ws: Workspace, result: dict, dataset: str) -> None:
     if rows:
         h = df.iloc[rows[0]]["clip_hash"]
         st.audio(ws.read_audio(h))
-        st.caption(f"text: “{clips.loc[h, 'text']}” · model output: “{result['decoded'].get(h, '')}”")
+        st.caption(f"text: “{clips.loc[h, 'text']}” · model output: “{df.iloc[rows[0]]['decoded']}”")
 
 
-def blind_scatter(ws: Workspace, result: dict, dataset: str) -> None:
-    corr = result.get("blind_correlation")
-    if not corr:
-        st.caption("Run the blind baseline on this dataset to see how MIA scores correlate with model-free scores.")
+def blind_scatter(ws: Workspace, run: dict) -> None:
+    """MIA scores against the scores of the blind run this MIA run was compared with
+    (its ``refs``), whichever blind run is newest now."""
+    from core.mia.links import blind_link
+    from core.pipeline.mia import mia_scores
+
+    clips = mia_scores(ws, run)
+    link = blind_link(ws, run, clips["score"])
+    if link.ref.status == "none":
+        st.caption("Run the blind baseline on this dataset, then this MIA, to see how MIA scores correlate with model-free scores.")
         return
-    run = ws.latest_run("blind", dataset)
-    blind = run["result"]["scores"]
-    order = [h for h in result["clip_order"] if h in blind]
-    x = np.array([blind[h] for h in order])
-    y = np.array([result["scores"][h] for h in order])
-    labels = np.array([result["labels"][h] for h in order])
-    show_figure(figs.score_scatter(x, y, labels, xlabel="blind score (no model)", ylabel="MIA score"), key="mia-blind", caption=f"Pearson r = {corr['pearson_r']:.2f}, Spearman ρ = {corr['spearman_rho']:.2f}: a strong correlation means the MIA may only detect the data shift the blind baseline sees.")
+    if link.ref.status == "deleted":
+        st.warning(link.describe())
+        return
+    if link.ref.newer:
+        st.info(link.describe() + ": run the MIA again to compare with it.")
+    corr = link.correlation
+    labels = clips["label"].reindex(link.scores.index).to_numpy(int)
+    show_figure(figs.score_scatter(link.blind_scores.to_numpy(float), link.scores.to_numpy(float), labels, xlabel=f"blind score (no model; run {link.run_id})", ylabel="MIA score"),
+                key="mia-blind", caption=f"Pearson r = {_num(corr['pearson_r'])}, Spearman ρ = {_num(corr['spearman_rho'])}: a strong correlation means the MIA may only detect the data shift the blind baseline sees.")
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"

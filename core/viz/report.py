@@ -16,6 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from core import __version__
 from core.di.scorers import split_grouping
+from core.mia.links import BlindLink, blind_link
 from core.runtime.store import Workspace
 from core.viz import blind as vblind
 from core.viz import di as vdi
@@ -88,6 +89,7 @@ def _provenance(run: dict) -> str:
         ("clips", len(p.get("clip_hashes", []))), ("model fingerprint", p.get("model_fingerprint") or "—"),
         ("seed", p.get("seed")), ("seconds", f"{p['seconds']:.1f}" if p.get("seconds") else "—"),
         ("configuration", json.dumps(run["config"], sort_keys=True)),
+        ("runs used", ", ".join(f"{k}: {v}" for k, v in sorted((run.get("refs") or {}).items())) or "none"),
         ("versions", ", ".join(f"{k} {v}" for k, v in p.get("versions", {}).items())),
         ("platform", p.get("platform")),
     ]
@@ -131,7 +133,7 @@ def _dataset_section(ws: Workspace, dataset: str) -> str:
     return out + _warnings(warn)
 
 
-def _blind_section(run: dict) -> str:
+def _blind_section(ws: Workspace, run: dict) -> str:
     from core.blind.verdict import verdict_of_run
 
     r = run["result"]
@@ -145,13 +147,13 @@ def _blind_section(run: dict) -> str:
     if r.get("top_features"):
         out += "<p><b>What gives the split away:</b></p><ul>" + "".join(f"<li>{_esc(t['sentence'])}</li>" for t in r["top_features"][:5]) + "</ul>"
     out += _fig(vblind.auc_by_group(r["auc"], r["auc_ci"]), "Blind AUC per feature group with 95% intervals (refits included); 0.5 = indistinguishable.")
-    order = r["clip_order"]
-    out += _fig(vblind.score_histogram(np.array([r["scores"][h] for h in order]), np.array([r["labels"][h] for h in order])),
+    clips = ws.run_table(run, "clips")
+    out += _fig(vblind.score_histogram(clips["score"].to_numpy(np.float64), clips["label"].to_numpy(np.int64)),
                 "Out-of-fold blind scores by label: overlapping histograms mean a fair comparison.")
     return out + _warnings(r.get("warnings", [])) + _provenance(run)
 
 
-def _mia_section(run: dict) -> str:
+def _mia_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
     out = f"<h2>2 · Per-sample membership inference — <code>{_esc(run['target'])}</code></h2>"
     rows = [
@@ -161,20 +163,44 @@ def _mia_section(run: dict) -> str:
         ("best single indicator (selected on these clips, descriptive)", f"{r['best_indicator']} ({r['best_indicator_auc']:.3f})"),
         ("members / non-members", f"{r['n_members']} / {r['n_nonmembers']}"),
     ]
-    if r.get("blind_correlation"):
-        c = r["blind_correlation"]
-        rows.append(("correlation with blind scores", f"Pearson {c.get('pearson_r', c.get('pearson'))}, Spearman {c.get('spearman_rho', c.get('spearman'))}"))
+    clips = ws.run_table(run, "clips")
+    link = blind_link(ws, run, clips["score"].astype(np.float64))
+    rows += _blind_rows(link)
+    if link.correlation is not None:
+        c = link.correlation
+        rows.append(("correlation with the linked blind run's scores", f"Pearson {_fmt_r(c['pearson_r'])}, Spearman {_fmt_r(c['spearman_rho'])} over {c['n']} clips"))
     out += _table(rows) + _inference_note(r.get("inference"))
     aucs = dict(r["indicators"])
     aucs["aggregate"] = r["auc"]
     out += _fig(vmia.roc_figure(r["roc"], aucs), "ROC curves (log FPR) of the best single indicators and the cross-validated aggregate.")
-    order = r["clip_order"]
-    out += _fig(vmia.score_distributions(np.array([r["scores"][h] for h in order]), np.array([r["labels"][h] for h in order]), xlabel="out-of-fold membership probability"),
+    out += _fig(vmia.score_distributions(clips["score"].to_numpy(np.float64), clips["label"].to_numpy(np.int64), xlabel="out-of-fold membership probability"),
                 "Aggregate membership scores by label.")
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
-def _di_section(run: dict) -> str:
+def _fmt_r(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _blind_rows(link: BlindLink) -> list[tuple[str, object]]:
+    """The blind run a result was compared with (its ``refs``), and that run's verdict."""
+    if link.ref.status == "none":
+        return [("blind baseline compared with", "none recorded with this run")]
+    if link.ref.status == "deleted":
+        return [("blind baseline compared with", f"{link.run_id} — deleted since; its verdict cannot be shown")]
+    newer = f" (a newer blind run, {link.ref.newer}, exists; this result has not seen it)" if link.ref.newer else ""
+    verdict = f"{link.verdict.level}: {link.verdict.sentence}" if link.verdict is not None else "no verdict (older run)"
+    return [("blind baseline compared with", f"{link.run_id}{newer}"), ("its verdict", verdict)]
+
+
+def _ref_row(ws: Workspace, run: dict, stage: str) -> tuple[str, object]:
+    ref = ws.run_ref(run, stage)
+    if ref.status == "none":
+        return (f"{stage} run read", "none")
+    return (f"{stage} run read", ref.run_id + (" — deleted since" if ref.status == "deleted" else ""))
+
+
+def _di_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
     cls = "bad" if r.get("rejected") else "ok"
     out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code></h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
@@ -186,27 +212,32 @@ def _di_section(run: dict) -> str:
         ("suspects needed, as many non-members as suspects (audio-generative DI paper's convention)",
          (r.get("min_suspects_equal") or "not reached") if "min_suspects_equal" in r else "not computed (older run)"),
         ("null check: rejection rate on non-members only", f"{r['null_rejection_rate']:.1%}" if r.get("null_rejection_rate") is not None else "n/a"),
+        _ref_row(ws, run, "mia"),
+        ("indicators", f"recomputed from the {r['indicator_source']}" if r.get("indicator_source") == "evidence cache"
+         else "read from the MIA run's stored table"),
+        *_blind_rows(blind_link(ws, run)),
     ])
     out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),
                 "p-value against the number of suspects (log-log): median with 10–90% band; grey = the same test on non-members only.")
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
-def _disentangle_section(run: dict) -> str:
+def _disentangle_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
     out = f"<h2>4 · Modality disentanglement — <code>{_esc(run['target'])}</code></h2>"
     out += "<table><tr><th>condition</th><th>MIA AUC</th><th>95% CI</th><th>p (AUC &gt; 0.5)</th><th>realizations</th></tr>" + "".join(
         f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{_fmt_p(d.get('auc_p_value'))}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=4>skipped: {_esc(d['skipped'])}</td></tr>"
         for c, d in r["details"].items()) + "</table>"
     out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
+    out += _table(_blind_rows(blind_link(ws, run)))
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
-def _section(fn, run: dict) -> str:
+def _section(fn, ws: Workspace, run: dict) -> str:
     """One section; a run record the renderer cannot read (an older or damaged format)
     becomes a visible error box naming the run, never a failed report."""
     try:
-        return fn(run)
+        return fn(ws, run)
     except Exception as exc:  # noqa: BLE001 - the rest of the report must still be written
         return (f'<h2>{_esc(run.get("kind", "run"))} — <code>{_esc(run.get("id"))}</code></h2>'
                 f'<div class="bad">This run could not be rendered ({_esc(type(exc).__name__)}: {_esc(exc)}). '
@@ -227,7 +258,7 @@ def build_report(ws: Workspace, dataset: str, target: str | None = None) -> str:
             continue
         run = ws.latest_run(kind, dataset, tgt)
         if run is not None:
-            parts.append(_section(fn, run))
+            parts.append(_section(fn, ws, run))
             ran.append(kind)
     if not ran:
         parts.append('<div class="warn">No analysis has been run on this dataset yet: run the blind baseline, MIA or DI first.</div>')

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from playwright.sync_api import expect
 from sklearn.metrics import roc_auc_score
@@ -44,9 +43,8 @@ def test_blind_baseline_runs_as_job_and_shows_auc(app: App, workspace, blind_dat
     res = run["result"]
     assert shown == f"{res['auc']['all']:.3f}"
     # the headline is the AUC of the stored out-of-fold scores
-    order = res["clip_order"]
-    y = np.array([res["labels"][h] for h in order])
-    s = np.array([res["scores"][h] for h in order])
+    clips = workspace.run_table(run, "clips")
+    y, s = clips["label"].to_numpy(), clips["score"].to_numpy()
     assert (y.sum(), (1 - y).sum()) == (10, 10)
     assert res["auc"]["all"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
     # durations differ by label (0.6 s vs 0.9 s): a model-free classifier must see it

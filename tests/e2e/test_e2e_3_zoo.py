@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from playwright.sync_api import expect
 from sklearn.metrics import roc_auc_score
@@ -68,9 +67,8 @@ def test_mia_then_disentanglement_on_zoo_target(app: App, workspace, speech_data
     assert run is not None
     res = run["result"]
     assert shown == f"{res['auc']:.3f}"
-    order = res["clip_order"]
-    y = np.array([res["labels"][h] for h in order])
-    s = np.array([res["scores"][h] for h in order])
+    clips = workspace.run_table(run, "clips")
+    y, s = clips["label"].to_numpy(), clips["score"].to_numpy()
     assert (int(y.sum()), int((1 - y).sum())) == (PER_LABEL, PER_LABEL)
     assert res["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
     assert metric_value(page, "Clips") == f"{PER_LABEL} P / {PER_LABEL} U"
