@@ -39,7 +39,7 @@ demo: install
 run: install chromium demo
 	$(VENV)/bin/overheard serve --port $(PORT)
 
-test: dev chromium
+test: dev chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: dev

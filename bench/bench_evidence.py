@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,9 +130,9 @@ def main() -> int:
             cache = EvidenceCache(tmp / f"cache-{len(results)}")
             hashes = [c.clip_hash for c in clips]
 
-            def run_cached():
+            def run_cached(cache=cache, target=target, hashes=hashes):
                 return cached_evidence(cache, target.fingerprint, hashes, EvidenceConfig().to_dict(), 16000,
-                                       lambda idx: target.evidence([clips[i] for i in idx], EvidenceConfig()), batch_size=BATCH)
+                                       lambda idx, target=target: target.evidence([clips[i] for i in idx], EvidenceConfig()), batch_size=BATCH)
 
             t_cold = timed(run_cached)
             t_warm = timed(run_cached, repeat=3)

@@ -2,7 +2,8 @@
 
 usage: OVERHEARD_WORKSPACE=DIR .venv/bin/python bench/measure_zoo_di.py [target ...]
 """
-import os, sys
+import os
+import sys
 from core.pipeline import load_demo
 from core.pipeline.di import DIRunConfig, audit_di
 from core.runtime.store import Workspace

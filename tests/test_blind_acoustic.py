@@ -87,7 +87,7 @@ def test_frames_match_librosa_float32_within_tolerance():
     for i, y in enumerate(clips):
         T = 1 + y.size // CFG.hop_length
         ref = _librosa_frames(y)
-        get = lambda k: fr[k][i].numpy()[..., :T]  # noqa: E731
+        get = lambda k, i=i, T=T: fr[k][i].numpy()[..., :T]  # noqa: E731
         np.testing.assert_allclose(get("mfcc"), ref["mfcc"], atol=1e-2)
         for k in ("centroid", "bandwidth"):
             np.testing.assert_allclose(get(k), ref[k], rtol=1e-3)

@@ -24,7 +24,6 @@ from core.mia.aggregate import blind_correlation
 from core.mia.links import blind_link
 from core.pipeline import MIAConfig, audit_mia
 from core.pipeline.blind import BlindRunConfig, audit_blind
-from core.pipeline.common import provenance
 from core.pipeline.di import DIRunConfig, audit_di, di_inputs, di_scores, indicator_inputs
 from core.runtime.cache import clear_cache
 from core.runtime.store import Workspace, atomic_write
@@ -148,7 +147,7 @@ def test_per_clip_tables_are_parquet_beside_the_record(linked: dict) -> None:
 def test_a_table_that_cannot_be_written_leaves_no_run(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     bad = pd.DataFrame({"x": [object(), object()]}, index=pd.Index(["a", "b"], name="clip_hash"))
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pyarrow's ArrowInvalid
         ws.save_run("mia", dataset="d", target="t", config={}, result={}, provenance={}, tables={"clips": bad})
     assert ws.runs().empty
     assert not [p for p in ws.runs_dir.rglob("*") if p.is_file()]
@@ -228,7 +227,7 @@ def _direct_p(ws: Workspace, run_id: str, table: pd.DataFrame) -> float:
 
 def test_di_recomputes_indicators_from_the_evidence_cache_for_its_mode(linked: dict, tmp_path: Path) -> None:
     ws = _copy_ws(linked, tmp_path)
-    (gen_id, gen), (given_id, given) = linked["gen"], linked["given"]
+    (gen_id, _), (given_id, _) = linked["gen"], linked["given"]
     original = {rid: ws.run_table(rid, "indicators") for rid in (gen_id, given_id)}
     p_gen, p_given = _direct_p(ws, gen_id, original[gen_id]), _direct_p(ws, given_id, original[given_id])
     assert p_gen != pytest.approx(p_given, rel=1e-6)  # the two modes' indicators differ

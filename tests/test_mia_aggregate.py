@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline

@@ -55,7 +55,7 @@ def test_permutations_stay_inside_their_blocks() -> None:
 def test_folds_ungrouped_equal_stratified_kfold_and_grouped_keep_groups_apart() -> None:
     y = np.r_[np.ones(50, int), np.zeros(50, int)]
     f = make_folds(y, n_splits=10, seed=3)
-    for (tr, te), (rtr, rte) in zip(f.splits(), StratifiedKFold(10, shuffle=True, random_state=3).split(np.zeros(100), y)):
+    for (_tr, te), (_rtr, rte) in zip(f.splits(), StratifiedKFold(10, shuffle=True, random_state=3).split(np.zeros(100), y)):
         assert set(te) == set(rte)
     speakers = np.repeat([f"spk{i}" for i in range(10)], 10)
     g = make_folds(y[np.random.default_rng(0).permutation(100)], groups=speakers, grouping="speaker", n_splits=10, seed=0)
@@ -234,7 +234,7 @@ def test_non_negative_fits_equal_a_bounded_quasi_newton_reference() -> None:
         w, b = fit_logreg_batched(Z, Y, C=C, nonneg=True)
         assert (w >= 0).all() and (w == 0).any() and (w > 0).any()
         for i in range(Y.shape[0]):
-            def f(th, y=Y[i]):
+            def f(th, y=Y[i], C=C):
                 eta = Z @ th[:d] + th[d]
                 p = 1 / (1 + np.exp(-eta))
                 return 0.5 * th[:d] @ th[:d] + C * np.sum(np.logaddexp(0, eta) - y * eta), np.r_[th[:d] + C * Z.T @ (p - y), C * np.sum(p - y)]

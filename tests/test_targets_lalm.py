@@ -153,7 +153,9 @@ def test_given_mode_rejects_empty_text(target, members):
 
 
 def test_micro_model_fits_members_better_than_heldout(target, members, heldout):
-    nll = lambda clips: np.array([-e.tokens.logprob.mean() for e in target.evidence(clips, GIVEN)])
+    def nll(clips):
+        return np.array([-e.tokens.logprob.mean() for e in target.evidence(clips, GIVEN)])
+
     m, h = nll(members), nll(heldout)
     assert m.mean() < h.mean() - 0.3, (m, h)
 

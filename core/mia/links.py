@@ -9,6 +9,7 @@ deleted since is reported as deleted, not replaced.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ class BlindLink:
 
     ref: RunRef
     verdict: BlindVerdict | None = None
-    correlation: dict | None = None
+    correlation: dict[str, Any] | None = None
     blind_scores: pd.Series | None = None
     scores: pd.Series | None = None
 
@@ -47,7 +48,7 @@ class BlindLink:
         return self.ref.describe()
 
 
-def blind_link(ws: Workspace, run: dict, scores: pd.Series | None = None) -> BlindLink:
+def blind_link(ws: Workspace, run: dict[str, Any], scores: pd.Series | None = None) -> BlindLink:
     """The blind run ``run`` references, its verdict and (given ``scores``, a per-clip
     score Series indexed by clip hash) the correlation of those scores with its own.
 

@@ -227,7 +227,6 @@ def match_dataset(
                 out[part].pop(k, None)
     keep = clips.iloc[rec.matching.indices]
     ds_id = ws.create_dataset(new_name, source=f"matched from {dataset} (caliper {caliper})")
-    items = ws.items(dataset).set_index("clip_hash")
     with ws.connect() as con:
         con.executemany(
             "INSERT INTO items VALUES (?,?,?,?,?,?,?,?)",

@@ -13,7 +13,7 @@ import pandas as pd
 
 from core import __version__
 from core.data.ingest import IngestReport, clips_fingerprint, ingest_path
-from core.runtime.settings import GROUPINGS, Settings
+from core.runtime.settings import GROUPINGS
 from core.runtime.store import Workspace
 from core.targets.zoo.registry import assets_dir
 

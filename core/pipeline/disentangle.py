@@ -55,7 +55,7 @@ def audit_disentangle(
     failed_clips: dict[str, dict] = {}  # clip hash -> why it could not be scored (first condition it failed in)
     decoded: dict[str, dict[str, str]] = {}
     fp = None
-    for ci, cond in enumerate(config.conditions):
+    for cond in config.conditions:
         fam = families[cond]
         if fam.needs_text and missing_text:
             conditions[cond] = {"skipped": f"{missing_text} clip(s) have no transcript or caption to resynthesize"}
@@ -66,9 +66,9 @@ def audit_disentangle(
         for r in range(min(fam.realizations, config.max_realizations)):
             step = plan.index((cond, r))
 
-            def prog(done: int, total: int, msg: str, _s=step) -> None:
+            def prog(done: int, total: int, msg: str, _s=step, _label=f"{cond} #{r + 1}") -> None:
                 if progress:
-                    progress(_s * total + done, len(plan) * total, f"{cond} #{r + 1}")
+                    progress(_s * total + done, len(plan) * total, _label)
 
             variant = None if fam.original else Variant(fam, r, resolved[cond])
             scored = _ClapCache(ws, clap, variant) if (clap is not None and fam.check == "caption") else None

@@ -9,11 +9,11 @@ import pytest
 from playwright.sync_api import expect
 from sklearn.metrics import roc_auc_score
 
-from conftest import App, metric_value, write_corpus
+from conftest import BLIND_DATASET as DATASET
+from conftest import App, metric_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-from conftest import BLIND_DATASET as DATASET
 
 
 def run_blind(app: App, dataset: str) -> str:

@@ -7,7 +7,6 @@ failure, not a skip."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
