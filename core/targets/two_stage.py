@@ -76,7 +76,7 @@ class TwoStageTarget:
     device: torch.device
     dtype: torch.dtype
     batch_size: int
-    trust_remote_code: bool
+    trust_remote_code: bool = False  # set by _open from the caller's explicit choice
     load_config: LoadConfig
     fingerprint: str
     model: Any
