@@ -425,6 +425,10 @@ def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings
 
 
 
+TARGET_HELP = ("zoo:<name>, a local checkpoint folder (Hugging Face or CTranslate2/faster-whisper), "
+               "or a hub id (owner/name[@revision]) already in the local Hugging Face cache")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option given before the sub-command is not reset by the sub-parser.
@@ -479,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("mia", parents=[common], help="per-sample membership inference of a target on a dataset")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--target", required=True, help="zoo:<name> or a local checkpoint folder")
+    s.add_argument("--target", required=True, help=TARGET_HELP)
     add_config_flags(s, MIAConfig)
     _executor_flags(s)
     s.set_defaults(fn=cmd_mia)
@@ -498,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("disentangle", parents=[common], help="re-run the MIA with the audio replaced (silence, noise, resynthesis)")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--target", required=True)
+    s.add_argument("--target", required=True, help=TARGET_HELP)
     add_config_flags(s, DisentangleConfig)
     s.add_argument("--piper-voice", metavar="VOICE.onnx", help="speak the tts condition with this local Piper voice instead of eSpeak NG")
     s.add_argument("--tta-generator", metavar="SPEC", help="text-to-audio model for the tta condition: zoo:<name> or a local diffusers pipeline folder (default zoo:diffusion-large)")
@@ -508,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("di", parents=[common], help="dataset inference: was the suspect set, as a whole, used in training?")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--target", required=True)
+    s.add_argument("--target", required=True, help=TARGET_HELP)
     add_config_flags(s, DIRunConfig)
     s.set_defaults(fn=cmd_di)
 
