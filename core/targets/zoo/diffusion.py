@@ -36,7 +36,7 @@ from core.targets.zoo.ar import (
 from core.targets.zoo.registry import ZooEntry, reference_of, zoo_model
 
 REF_POOL_SEED = 2201
-REF_EPOCHS = 50
+REF_EPOCHS = 100
 
 
 @dataclass(frozen=True)
