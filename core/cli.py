@@ -137,6 +137,11 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card_summary(card: dict) -> dict:
+    """A model card without its per-clip lists (member and pool hashes, per-epoch losses)."""
+    return {k: _card_summary(v) if isinstance(v, dict) else v for k, v in card.items() if not isinstance(v, list)}
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
 
@@ -146,8 +151,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         entry = get_zoo(name)
         _log(f"training zoo:{name} ...")
         t0 = time.perf_counter()
-        card = entry.train(Path(args.out or zoo_dir()) / name, progress=_log)
-        cards[name] = {k: v for k, v in card.items() if k != "member_hashes"} | {"seconds": time.perf_counter() - t0}
+        card = entry.train(Path(args.out or zoo_dir()) / name, micro=args.micro, progress=_progress(f"zoo:{name}"))
+        cards[name] = _card_summary(card) | {"seconds": time.perf_counter() - t0}
     _emit(args, {"built": cards}, json.dumps(cards, indent=1, default=str))
     return 0
 
@@ -468,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["build"])
     s.add_argument("--name", action="append", help="zoo model name (repeatable; default all)")
     s.add_argument("--out", help="output folder (default assets/zoo)")
+    s.add_argument("--micro", action="store_true", help="seconds-long versions on a few clips, to check the build path")
     s.set_defaults(fn=cmd_zoo)
 
     s = sub.add_parser("jobs", parents=[common], help="list, resume or cancel background jobs")
