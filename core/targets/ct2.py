@@ -277,6 +277,8 @@ def is_ct2_whisper_folder(folder: Path) -> bool:
 
 
 def _load_ct2_whisper(path: Path, device: str | None, options: dict[str, Any]):
+    """A CTranslate2 (faster-whisper) Whisper folder, its weights read and dequantized
+    without ctranslate2, audited as a Whisper target."""
     from core.targets.ct2_whisper import Ct2WhisperTarget
 
     return Ct2WhisperTarget(path, spec=str(path), device=device, **options)
