@@ -281,7 +281,7 @@ def train_model(
         if init is None:
             model = WhisperForConditionalGeneration(_model_config(recipe, tokenizer))
         else:
-            model = WhisperForConditionalGeneration.from_pretrained(str(init))
+            model = WhisperForConditionalGeneration.from_pretrained(str(init), use_safetensors=True)
             if model.config.d_model != recipe.d_model or model.config.encoder_layers != recipe.layers:
                 raise ValueError(f"{init} does not have the recipe's architecture (d_model, layers)")
         model.generation_config = _generation_config(recipe, tokenizer)
