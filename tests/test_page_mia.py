@@ -9,9 +9,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.data.ingest import ingest_path
 from core.pipeline import DisentangleConfig, MIAConfig, audit_disentangle, audit_mia
-from core.targets.zoo.registry import assets_dir
+from tests.conftest import demo_subset
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+PER_LABEL = 40
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def mia_ws(tmp_path_factory):
     from core.runtime.store import Workspace
 
     ws = Workspace(tmp_path_factory.mktemp("mia") / "ws")
-    ingest_path(ws, assets_dir() / "demo" / "demo-speech", "demo-speech")
+    ingest_path(ws, demo_subset(tmp_path_factory.mktemp("demo"), PER_LABEL), "demo-speech")  # a subset: the suite's time budget
     cfg = MIAConfig(n_boot=200, n_perm=50, batch_size=16)
     _, mia = audit_mia(ws, "demo-speech", "zoo:lalm-small", cfg)
     _, dis = audit_disentangle(ws, "demo-speech", "zoo:lalm-small", DisentangleConfig(conditions=("original", "silence"), mia=cfg))
@@ -36,7 +39,7 @@ def env(mia_ws, monkeypatch):
 
 def test_lalm_small_separates_members_and_silence_does_not(mia_ws):
     _, mia, dis = mia_ws
-    assert mia["auc"] > 0.95 and mia["n_members"] == 100 and mia["n_nonmembers"] == 100
+    assert mia["auc"] > 0.95 and mia["n_members"] == PER_LABEL and mia["n_nonmembers"] == PER_LABEL
     assert dis["conditions"]["original"] == pytest.approx(mia["auc"])
     assert dis["decoded_is_output"] is True  # lalm-small transcribes: its text is its output
     assert dis["conditions"]["silence"] == pytest.approx(0.5, abs=0.05)
@@ -59,7 +62,7 @@ def test_mia_page_shows_the_stored_run(env):
     assert at.selectbox(key="target").value == "zoo:lalm-small"  # the target trained on this dataset comes first
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Aggregate AUC"] == f"{mia['auc']:.3f}"
-    assert metrics["Clips"] == "100 P / 100 U"
+    assert metrics["Clips"] == f"{PER_LABEL} P / {PER_LABEL} U"
     assert len(at.get("plotly_chart")) >= 2
 
 
