@@ -64,16 +64,16 @@ def target_picker(ws: Workspace, *, key: str = "target", families: tuple[str, ..
     desc = {t.spec: f"{t.spec} · {t.family}" + (f" · trained on {t.detail['dataset']}" if t.detail.get("dataset") else "") for t in ready}
     fits = {t.spec for t in ready if dataset is None or t.detail.get("dataset") in (None, dataset)}
     for spec in run_targets(ws, dataset):
-        desc.setdefault(spec, f"{spec} · has runs here")
+        desc.setdefault(spec, _label(spec, "has runs here"))
     for spec in st.session_state.get("_target_typed", []):
-        desc.setdefault(spec, f"{spec} · typed")
+        desc.setdefault(spec, _label(spec, "typed"))
     chosen = st.session_state.get("_target")
     asked = st.query_params.get("target")
     if chosen is None and asked:  # a reload, a bookmark or a shared link
         if asked not in desc:
             try:
                 asked = check_typed_target(asked, settings().roots)
-                desc[asked] = f"{asked} · typed"
+                desc[asked] = _label(asked, "typed")
                 st.session_state["_target_typed"] = [*st.session_state.get("_target_typed", []), asked]
             except ValueError:
                 asked = None
@@ -101,6 +101,12 @@ def target_picker(ws: Workspace, *, key: str = "target", families: tuple[str, ..
         st.error(error, icon="⚠️")
         return None
     return spec
+
+
+def _label(spec: str, origin: str) -> str:
+    # a long folder path is cut at the box's edge: its last part, which tells checkpoints apart, goes first
+    name = Path(spec).name
+    return f"{name} · {origin} · {spec}" if name and name != spec else f"{spec} · {origin}"
 
 
 def _take_typed(key: str, typed_key: str) -> None:
