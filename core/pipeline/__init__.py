@@ -12,5 +12,6 @@ from core.pipeline.blind import BlindRunConfig, audit_blind, match_dataset
 from core.pipeline.crossdata import CrossDataConfig, cross_dataset_matrix
 from core.pipeline.di import DIRunConfig, audit_di, compare_scorers
 from core.pipeline.disentangle import DisentangleConfig, audit_disentangle, render_variant
+from core.pipeline.ingest import ingest_params, ingest_report, stage_uploads
 
-__all__ = ["CrossDataConfig", "cross_dataset_matrix", "DIRunConfig", "audit_di", "compare_scorers", "DisentangleConfig", "audit_disentangle", "render_variant", "BlindRunConfig", "audit_blind", "match_dataset", "DEMO_DATASETS", "MIAConfig", "audit_mia", "extract_evidence", "get_target", "load_demo", "package_versions", "provenance"]
+__all__ = ["ingest_params", "ingest_report", "stage_uploads", "CrossDataConfig", "cross_dataset_matrix", "DIRunConfig", "audit_di", "compare_scorers", "DisentangleConfig", "audit_disentangle", "render_variant", "BlindRunConfig", "audit_blind", "match_dataset", "DEMO_DATASETS", "MIAConfig", "audit_mia", "extract_evidence", "get_target", "load_demo", "package_versions", "provenance"]
