@@ -88,3 +88,13 @@ def ingest_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
     else:  # checked again here: the job's parameters are data in the workspace
         ingest_path(ws, resolve_under_roots(params["path"], settings.roots), name, **opts)
     return name
+
+
+@job_kind("demo")
+def demo_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """Load the bundled demo datasets the workspace lacks (params: names, default all); returns their names."""
+    from core.pipeline.common import DEMO_DATASETS, load_demo
+
+    names = tuple(params.get("names") or DEMO_DATASETS)
+    load_demo(ws, progress=ctx.progress, names=names)  # a half-loaded dataset resumes like any ingest
+    return ",".join(names)

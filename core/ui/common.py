@@ -27,19 +27,32 @@ def page_setup(title: str, icon: str = "🎧") -> Workspace:
     """First call of every page: config, sidebar, and the demo on a fresh workspace."""
     st.set_page_config(page_title=f"{title} · Overheard", page_icon=icon, layout="wide")
     ws = workspace()
-    if ws.datasets().empty and os.environ.get("OVERHEARD_AUTO_DEMO", "1") != "0":
-        from core.pipeline import load_demo
-
-        with st.spinner("Loading the built-in demo datasets…"):
-            try:
-                load_demo(ws)
-            except FileNotFoundError as exc:
-                st.warning(str(exc))
+    if ws.datasets().query("status == 'ready'").empty and os.environ.get("OVERHEARD_AUTO_DEMO", "1") != "0":
+        _demo_load(ws)
     # pages/ discovery names the home page after its file (app.py); relabel it "Home"
     st.html(_HOME_LABEL_CSS)
     with st.sidebar:
         st.caption(f"Workspace: `{ws.root}`")
     return ws
+
+
+def _demo_load(ws: Workspace) -> None:
+    """The demo datasets of a fresh workspace, loaded by a background job (started once:
+    datasets the user deleted later are not loaded again); its progress meanwhile."""
+    from core.pipeline import DEMO_DATASETS, demo_root
+    from core.runtime import jobs
+
+    missing = [n for n in DEMO_DATASETS if not (demo_root() / n).exists()]
+    if missing:
+        st.warning(f"demo dataset folder {demo_root() / missing[0]} is missing; run `overheard demo build-corpus`")
+        return
+    earlier = jobs.jobs(ws, kind="demo", limit=1)
+    job_id = jobs.submit(ws, "demo", {"names": list(DEMO_DATASETS)}) if earlier.empty else str(earlier.iloc[0]["id"])
+    row = jobs.job(ws, job_id)
+    if row["status"] in ("queued", "running"):
+        st.info("Loading the built-in demo datasets in the background; the pages fill in when it is done.", icon="⏳")
+    if row["status"] != "done":
+        job_panel(ws, job_id)
 
 
 _HOME_LABEL_CSS = """<style>
