@@ -41,7 +41,11 @@ def env(cli_run, monkeypatch):
     monkeypatch.setenv("OVERHEARD_WORKSPACE", str(ws.root))
     monkeypatch.setenv("OVERHEARD_ROOTS", str(base))
     monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
-    return cli_run
+    from core.ui.common import _settings
+
+    _settings.clear()  # read once per process, keyed by the workspace: these tests change the roots
+    yield cli_run
+    _settings.clear()
 
 
 def page(name: str) -> AppTest:
@@ -107,3 +111,18 @@ def test_an_invalid_target_shows_why_and_starts_nothing(env, typed, reason):
     assert len(jobs.jobs(ws, limit=1000)) == before
     at.text_input(key="target-typed").input("").run()  # clearing the entry brings the picker back
     assert not at.error and at.button(key="start-mia")
+
+
+def test_a_stored_run_outside_the_roots_opens_but_cannot_run(env, monkeypatch):
+    ws, ckpt, base = env
+    (base / "elsewhere").mkdir(exist_ok=True)
+    monkeypatch.setenv("OVERHEARD_ROOTS", str(base / "elsewhere"))
+    from core.ui.common import _settings
+
+    _settings.clear()
+    at = page("2_MIA_Audit.py")
+    at.selectbox(key="target").set_value(ckpt).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Aggregate AUC"] == f"{ws.latest_run('mia', 'd', ckpt)['result']['auc']:.3f}"
+    assert at.button(key="start-mia").disabled
+    assert any("Cannot run this target from the dashboard" in c.value and "outside the allowed folders" in c.value for c in at.caption)
