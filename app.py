@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.ui import page_setup
-from core.ui.home import cache_panel, overview
+from core.ui import cache_panel, page_setup
+from core.ui.home import overview
 
 ws = page_setup("Home")
 st.title("Overheard")

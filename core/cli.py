@@ -110,20 +110,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from core.pipeline.common import cache_overview
+    from core.pipeline.common import cache_overview, dataset_clips
     from core.runtime.cache import clear_cache
 
     _, ws = _workspace(args)
+    clips = dataset_clips(ws, args.dataset)
     freed = None
     if args.clear:
         part, _, name = args.clear.partition("/")
         try:
-            freed = clear_cache(ws.cache_dir, None if part == "all" else part, name or None)
+            freed = clear_cache(ws.cache_dir, None if part == "all" else part, name or None, clips=clips)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-    df = cache_overview(ws)
-    text = df.to_string(index=False) if not df.empty else "cache is empty"
-    text += f"\ntotal {df['bytes'].sum() / 1e6:.1f} MB in {ws.cache_dir}" + (f"; freed {freed / 1e6:.1f} MB" if freed is not None else "")
+    df = cache_overview(ws, args.dataset)
+    text = df.to_string(index=False) if not df.empty else "cache is empty" + (f" for {args.dataset}" if args.dataset else "")
+    text += f"\ntotal {df['bytes'].sum() / 1e6:.1f} MB in {ws.cache_dir}" + (f" for the clips of {args.dataset}" if args.dataset else "") + (f"; freed {freed / 1e6:.1f} MB" if freed is not None else "")
     _emit(args, {"entries": df.to_dict("records"), "total_bytes": int(df["bytes"].sum()), "freed_bytes": freed}, text)
     return 0
 
@@ -458,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("cache", parents=[common], help="show the evidence and feature cache (and clear it)")
     s.add_argument("--clear", metavar="WHAT", help="all, evidence, features, or evidence/FINGERPRINT, features/NAME")
+    s.add_argument("--dataset", help="only what is cached for this dataset's clips (size, and what --clear removes)")
     s.set_defaults(fn=cmd_cache)
 
     s = sub.add_parser("demo", parents=[common], help="load the bundled demo datasets (or rebuild the corpus)")

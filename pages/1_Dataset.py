@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.ui import dataset_picker, page_setup
+from core.ui import cache_panel, dataset_picker, page_setup
 from core.ui import dataset_view as view
 
 ws = page_setup("Dataset", "📁")
@@ -18,3 +18,4 @@ if name:
         view.player(ws, selected)
     view.distributions(clips)
     view.problems(ws, name, summary)
+    cache_panel(ws, name)

@@ -13,7 +13,7 @@ c1, c2, c3 = st.columns([2, 2, 1])
 with c1:
     dataset = dataset_picker(ws)
 with c2:
-    target = target_picker(dataset=dataset)
+    target = target_picker(ws, dataset=dataset)
 with c3:
     mode, runnable = view.mode_picker(ws, dataset)
 if dataset and target:

@@ -13,7 +13,7 @@ c1, c2 = st.columns(2)
 with c1:
     dataset = dataset_picker(ws)
 with c2:
-    target = target_picker(dataset=dataset)
+    target = target_picker(ws, dataset=dataset)
 scorer, alpha, compare = view.controls()
 if dataset and target:
     config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare)

@@ -15,7 +15,7 @@ c1, c2 = st.columns(2)
 with c1:
     dataset = dataset_picker(ws)
 with c2:
-    target = target_picker(dataset=dataset)
+    target = target_picker(ws, dataset=dataset)
 last = ws.latest_run("disentangle", dataset, target) if dataset and target else None
 defaults = last["config"]["conditions"] if last else list(DEFAULT_CONDITIONS)
 conditions = st.multiselect("Conditions", variant_names(), default=[c for c in defaults if c in variant_names()])

@@ -220,6 +220,9 @@ def test_dataset_page_previews_a_layout_and_labels_by_split(tmp_path, monkeypatc
     at.text_input(key="upload_nonmembers").set_value("speaker=84")
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    from tests.test_page_ingest_job import wait_job
+
+    assert wait_job(ws, "ingest")["status"] == "done"  # ingest runs in a background job
     items = ws.items("ls")
     assert sorted(items.groupby("label").size().items()) == [("member", 4), ("nonmember", 2)]
     assert set(items.loc[items["label"] == "nonmember", "split"]) == {"dev-clean"}

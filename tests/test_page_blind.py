@@ -127,12 +127,16 @@ def test_headline_giveaway_histogram_and_crossdata(ws_env):
 
 
 def test_matching_tool_builds_a_dataset_with_lower_auc(ws_env):
+    from tests.test_page_ingest_job import wait_job
+
     at = _page("partial")
     assert any("No matched subset" in i.value for i in at.info)
     at.multiselect(key="blind-groups").set_value(list(GROUPS))
     at.text_input(key="match-name-partial").set_value("partial-matched")
     at.button(key="match-go").click().run()
     assert not at.exception, [e.message for e in at.exception]
+    assert wait_job(ws_env, "match")["status"] == "done"  # matching runs in a background job
+    at.run()
     m = _metrics(at)
     pairs = int(m["Pairs kept"])
     assert 2 <= pairs < 20
@@ -149,12 +153,16 @@ def test_matching_tool_builds_a_dataset_with_lower_auc(ws_env):
 
 
 def test_perfectly_separable_split_cannot_be_matched(ws_env):
+    from tests.test_page_ingest_job import wait_job
+
     at = _page("shifted")
     assert any("No blind baseline for this dataset yet" in i.value for i in at.info)
     at.multiselect(key="blind-groups").set_value(list(GROUPS))
     at.text_input(key="match-name-shifted").set_value("shifted-matched")
     at.button(key="match-go").click().run()
     assert not at.exception, [e.message for e in at.exception]
+    assert wait_job(ws_env, "match")["status"] == "failed"
+    at.run()
     assert any("pairs" in e.value for e in at.error)
 
 

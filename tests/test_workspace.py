@@ -125,3 +125,90 @@ def test_cache_is_listed_per_model_and_cleared_on_request(tmp_path, audio_folder
     at.button(key="cache-clear").click().run()
     assert any("Freed" in s.value for s in at.success)
     assert cache_overview(ws).empty and ws.load_run(ws.runs("mia").iloc[0]["id"])["target"] == "zoo:lalm-small"
+
+
+def _diffusion_evidence(clip_hash: str):
+    import numpy as np
+
+    from core.evidence import ClipEvidence, DiffusionEvidence
+
+    return ClipEvidence(clip_hash, diffusion=DiffusionEvidence(np.array([10, 50]), np.ones((2, 3)), np.ones((2, 3))))
+
+
+def _fill_cache(ws, ours: list[str], other: str) -> None:
+    """Evidence of two models and one feature set for ``ours``, and of one model for ``other``."""
+    import numpy as np
+
+    from core.runtime.cache import EvidenceCache, FeatureCache
+
+    ev = EvidenceCache(ws.cache_dir)
+    for fp in ("fp-a", "fp-b"):
+        for h in ours:
+            ev.put(fp, f"{fp}{h}", _diffusion_evidence(h))
+    ev.put("fp-a", "fp-a-other", _diffusion_evidence(other))
+    feats = FeatureCache(ws.cache_dir, "acoustic-x")
+    for h in [*ours, other]:
+        feats.put(h, np.arange(4.0))
+
+
+def test_cache_of_one_dataset_counts_and_clears_only_its_clips(workspace, audio_folder, capsys):
+    import json as _json
+
+    from core.cli import main
+    from core.data.ingest import ingest_path
+    from core.pipeline.common import cache_overview
+    from core.runtime.cache import cache_entries, clear_cache
+
+    ingest_path(workspace, audio_folder, "d")
+    ours = sorted(set(workspace.items("d")["clip_hash"]))
+    other = "f" * 64
+    _fill_cache(workspace, ours, other)
+    every = {(r["part"], r["name"]): r for r in cache_entries(workspace.cache_dir)}
+    mine = {(r["part"], r["name"]): r for r in cache_entries(workspace.cache_dir, clips=set(ours))}
+    assert {k: r["files"] for k, r in every.items()} == {("evidence", "fp-a"): len(ours) + 1, ("evidence", "fp-b"): len(ours),
+                                                         ("features", "acoustic-x"): len(ours) + 1}
+    assert {k: r["files"] for k, r in mine.items()} == {k: len(ours) for k in every}
+    assert mine[("evidence", "fp-b")]["bytes"] == every[("evidence", "fp-b")]["bytes"]
+    assert mine[("evidence", "fp-a")]["bytes"] < every[("evidence", "fp-a")]["bytes"]
+    assert cache_overview(workspace, "d")["files"].sum() == 3 * len(ours)
+
+    assert main(["cache", "--dataset", "d", "--clear", "evidence/fp-a", "--workspace", str(workspace.root), "--json"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["freed_bytes"] == mine[("evidence", "fp-a")]["bytes"]
+    assert {e["name"] for e in out["entries"]} == {"fp-b", "acoustic-x"}  # fp-a now holds only the other clip
+    left = {(r["part"], r["name"]): r["files"] for r in cache_entries(workspace.cache_dir)}
+    assert left[("evidence", "fp-a")] == 1
+    freed = clear_cache(workspace.cache_dir, clips=set(ours))
+    assert freed == mine[("evidence", "fp-b")]["bytes"] + mine[("features", "acoustic-x")]["bytes"]
+    assert {(r["part"], r["name"]): r["files"] for r in cache_entries(workspace.cache_dir)} == {
+        ("evidence", "fp-a"): 1, ("features", "acoustic-x"): 1}
+    assert main(["cache", "--dataset", "nope", "--workspace", str(workspace.root)]) == 2
+
+
+def test_dataset_page_clears_the_cache_of_its_clips(workspace, audio_folder, monkeypatch):
+    from pathlib import Path as _Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.data.ingest import ingest_path
+    from core.runtime.cache import cache_entries
+
+    ingest_path(workspace, audio_folder, "d")
+    ours = sorted(set(workspace.items("d")["clip_hash"]))
+    _fill_cache(workspace, ours, "f" * 64)
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(workspace.root))
+    monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
+    at = AppTest.from_file(str(_Path(__file__).resolve().parents[1] / "pages" / "1_Dataset.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    panel = [e for e in at.expander if e.label.startswith("Cached evidence and features of these clips")]
+    assert len(panel) == 1
+    assert at.button(key="cache-clear").disabled  # guarded: nothing is cleared before the box is ticked
+    at.selectbox(key="cache-clear-pick").set_value("everything")
+    at.checkbox(key="cache-clear-sure").check().run()
+    at.button(key="cache-clear").click().run()
+    assert not at.exception and any("Freed" in s.value for s in at.success)
+    left = {(r["part"], r["name"]): r["files"] for r in cache_entries(workspace.cache_dir)}
+    assert left == {("evidence", "fp-a"): 1, ("features", "acoustic-x"): 1}  # the other clip's stay
+    at.run()
+    assert any(e.label == "Cached evidence and features of these clips: 0.0 MB" for e in at.expander)

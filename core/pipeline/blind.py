@@ -245,3 +245,11 @@ def _blind_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
     """A blind-baseline run of one dataset (params: dataset, config); returns the run id."""
     run_id, _ = audit_blind(ws, params["dataset"], BlindRunConfig.from_dict(params.get("config", {})), progress=ctx.progress, cancelled=ctx.cancelled)
     return run_id
+
+
+@job_kind("match")
+def _match_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """A propensity-matched subset (params: dataset, new_name, caliper, config); returns the matching run id."""
+    run_id, _ = match_dataset(ws, params["dataset"], params["new_name"], caliper=float(params["caliper"]),
+                              config=BlindRunConfig.from_dict(params.get("config", {})), progress=ctx.progress)
+    return run_id

@@ -103,14 +103,20 @@ def clip_grouping(clips: pd.DataFrame, grouping: str = "auto") -> tuple[list[str
     return None, "none"
 
 
-def cache_overview(ws: Workspace) -> pd.DataFrame:
+def dataset_clips(ws: Workspace, dataset: str | None) -> set[str] | None:
+    """Content hashes of every clip ``dataset`` lists (None: no dataset, the whole cache)."""
+    return None if dataset is None else set(ws.items(dataset)["clip_hash"])
+
+
+def cache_overview(ws: Workspace, dataset: str | None = None) -> pd.DataFrame:
     """The workspace's cache folders (:func:`core.runtime.cache.cache_entries`), each model
-    fingerprint named by the targets whose runs used it."""
+    fingerprint named by the targets whose runs used it; with ``dataset``, only what is
+    cached for its clips."""
     from core.runtime.cache import cache_entries
 
     used: dict[str, set[str]] = {}
     runs = ws.query("SELECT DISTINCT target, json_extract(provenance, '$.model_fingerprint') AS fp FROM runs WHERE fp IS NOT NULL AND target != ''")
     for target, fp in runs.itertuples(index=False):
         used.setdefault(fp, set()).add(target)
-    rows = [r | {"used_by": ", ".join(sorted(used.get(r["name"], ()))) if r["part"] == "evidence" else ""} for r in cache_entries(ws.cache_dir)]
+    rows = [r | {"used_by": ", ".join(sorted(used.get(r["name"], ()))) if r["part"] == "evidence" else ""} for r in cache_entries(ws.cache_dir, clips=dataset_clips(ws, dataset))]
     return pd.DataFrame(rows, columns=["part", "name", "used_by", "files", "bytes"])

@@ -11,10 +11,10 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 from core.runtime.store import atomic_write
-from core.evidence import EVIDENCE_FORMAT_VERSION, ClipEvidence
+from core.evidence import EVIDENCE_FORMAT_VERSION, MAGIC, ClipEvidence
 
 
 def evidence_key(fingerprint: str, clip_hash: str, config: dict, analysis_sr: int) -> str:
@@ -169,10 +169,31 @@ class FeatureCache:
         atomic_write(self._path(clip_hash), buf.getvalue())
 
 
-def cache_entries(cache_dir: Path) -> list[dict]:
+def _clip_of(part: str, path: Path) -> str | None:
+    """The clip a cache file belongs to: a feature file is named by it, an evidence file
+    carries it in its header (read without the arrays)."""
+    if part == "features":
+        return path.stem
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + 4)
+            if head.startswith(MAGIC):
+                return json.loads(f.read(int.from_bytes(head[len(MAGIC):], "little")))["clip_hash"]
+        return ClipEvidence.from_bytes(path.read_bytes()).clip_hash  # an .npz of an earlier version
+    except Exception:  # a damaged entry belongs to no clip; clearing everything still removes it
+        return None
+
+
+def _files(folder: Path, part: str, clips: Collection[str] | None) -> list[Path]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return files if clips is None else [p for p in files if _clip_of(part, p) in clips]
+
+
+def cache_entries(cache_dir: Path, *, clips: Collection[str] | None = None) -> list[dict]:
     """One row per cache folder: ``part`` (evidence or features), ``name`` (a model
-    fingerprint, or a feature set), ``files`` and ``bytes``. The cache never evicts on its
-    own; :func:`clear_cache` removes what the user chooses."""
+    fingerprint, or a feature set), ``files`` and ``bytes``; with ``clips`` (content hashes),
+    only those clips' files count and folders without any are left out. The cache never
+    evicts on its own; :func:`clear_cache` removes what the user chooses."""
     rows: list[dict] = []
     root = Path(cache_dir)
     for part in ("evidence", "features"):
@@ -180,21 +201,31 @@ def cache_entries(cache_dir: Path) -> list[dict]:
         if not base.is_dir():
             continue
         for sub in sorted(p for p in base.iterdir() if p.is_dir()):
-            files = [p for p in sub.rglob("*") if p.is_file()]
-            rows.append({"part": part, "name": sub.name, "files": len(files), "bytes": sum(p.stat().st_size for p in files)})
+            files = _files(sub, part, clips)
+            if clips is None or files:
+                rows.append({"part": part, "name": sub.name, "files": len(files), "bytes": sum(p.stat().st_size for p in files)})
     return rows
 
 
-def clear_cache(cache_dir: Path, part: str | None = None, name: str | None = None) -> int:
-    """Remove cached evidence and features: everything, one ``part``, or one folder of it.
-    Returns the bytes freed. Runs stay; a later audit recomputes what it needs."""
+def clear_cache(cache_dir: Path, part: str | None = None, name: str | None = None, *,
+                clips: Collection[str] | None = None) -> int:
+    """Remove cached evidence and features: everything, one ``part``, or one folder of it;
+    with ``clips`` (content hashes), only those clips' files. Returns the bytes freed. Runs
+    stay; a later audit recomputes what it needs."""
     if part not in (None, "evidence", "features"):
         raise ValueError(f"unknown cache part {part!r}; valid: evidence, features")
     if name is not None and (part is None or "/" in name or name in ("", ".", "..")):
         raise ValueError("a cache folder name needs its part (evidence or features) and no '/'")
     freed = 0
-    for row in cache_entries(cache_dir):
+    for row in cache_entries(cache_dir, clips=clips):
         if (part is None or row["part"] == part) and (name is None or row["name"] == name):
-            shutil.rmtree(Path(cache_dir) / row["part"] / row["name"], ignore_errors=True)
+            folder = Path(cache_dir) / row["part"] / row["name"]
+            if clips is None:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                for f in _files(folder, row["part"], clips):
+                    f.unlink(missing_ok=True)
+                if not any(p.is_file() for p in folder.rglob("*")):
+                    shutil.rmtree(folder, ignore_errors=True)  # no empty folder left listed at 0 bytes
             freed += row["bytes"]
     return freed

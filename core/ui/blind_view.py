@@ -130,24 +130,26 @@ def crossdata(run: dict | None) -> None:
 
 
 def match_tool(ws: Workspace, dataset: str, config: BlindRunConfig) -> None:
-    """Caliper, new name and a button that saves a propensity-matched subset (inline: the
-    features are cached by the blind run, so this takes seconds)."""
-    from core.pipeline.blind import match_dataset
+    """Caliper, new name and a button that saves a propensity-matched subset, in a
+    background job with progress; its report once done."""
+    from core.runtime import jobs
+    from core.ui.common import job_panel
+    from core.ui.runs import active_job
 
     st.header("Matched subset")
     st.markdown("Keep only member/non-member pairs with nearly the same blind score, save them as a new dataset, and re-check.")
     m1, m2 = st.columns(2)
     caliper = m1.slider("Caliper (SD of the logit blind score)", 0.05, 1.0, 0.2, 0.05, key="caliper", help="Narrower keeps fewer, closer pairs; 0.2 is the usual choice (Austin 2011).")
     new_name = m2.text_input("New dataset name", value=f"{dataset}-matched", key=f"match-name-{dataset}").strip()
-    if st.button("Build matched subset", key="match-go"):
+    job_id = active_job(ws, "match", {"dataset": dataset})
+    row = job_panel(ws, job_id) if job_id else None
+    busy = row is not None and row["status"] in ("queued", "running")
+    if st.button("Build matched subset", key="match-go", disabled=busy):
         if not new_name or new_name in ws.dataset_names():
             st.error(f"Choose a new, unused dataset name (“{new_name}” is taken or empty).")
-        else:
-            with st.spinner("Matching and re-running the blind baseline…"):
-                try:
-                    match_dataset(ws, dataset, new_name, caliper=caliper, config=config)
-                except ValueError as exc:
-                    st.error(str(exc))
+        else:  # a job: features of a large dataset may not be cached yet, and the page stays live
+            jobs.submit(ws, "match", {"dataset": dataset, "new_name": new_name, "caliper": caliper, "config": config.to_dict()})
+            st.rerun()
     matched = latest_match(ws, dataset)
     if matched is None:
         st.info("No matched subset built from this dataset yet.")

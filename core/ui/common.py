@@ -1,4 +1,4 @@
-"""Page scaffolding: settings, workspace, dataset picker, job progress panel."""
+"""Page scaffolding: settings, workspace, dataset picker, job progress panel, cache panel."""
 
 from __future__ import annotations
 
@@ -27,19 +27,32 @@ def page_setup(title: str, icon: str = "🎧") -> Workspace:
     """First call of every page: config, sidebar, and the demo on a fresh workspace."""
     st.set_page_config(page_title=f"{title} · Overheard", page_icon=icon, layout="wide")
     ws = workspace()
-    if ws.datasets().empty and os.environ.get("OVERHEARD_AUTO_DEMO", "1") != "0":
-        from core.pipeline import load_demo
-
-        with st.spinner("Loading the built-in demo datasets…"):
-            try:
-                load_demo(ws)
-            except FileNotFoundError as exc:
-                st.warning(str(exc))
+    if ws.datasets().query("status == 'ready'").empty and os.environ.get("OVERHEARD_AUTO_DEMO", "1") != "0":
+        _demo_load(ws)
     # pages/ discovery names the home page after its file (app.py); relabel it "Home"
     st.html(_HOME_LABEL_CSS)
     with st.sidebar:
         st.caption(f"Workspace: `{ws.root}`")
     return ws
+
+
+def _demo_load(ws: Workspace) -> None:
+    """The demo datasets of a fresh workspace, loaded by a background job (started once:
+    datasets the user deleted later are not loaded again); its progress meanwhile."""
+    from core.pipeline import DEMO_DATASETS, demo_root
+    from core.runtime import jobs
+
+    missing = [n for n in DEMO_DATASETS if not (demo_root() / n).exists()]
+    if missing:
+        st.warning(f"demo dataset folder {demo_root() / missing[0]} is missing; run `overheard demo build-corpus`")
+        return
+    earlier = jobs.jobs(ws, kind="demo", limit=1)
+    job_id = jobs.submit(ws, "demo", {"names": list(DEMO_DATASETS)}) if earlier.empty else str(earlier.iloc[0]["id"])
+    row = jobs.job(ws, job_id)
+    if row["status"] in ("queued", "running"):
+        st.info("Loading the built-in demo datasets in the background; the pages fill in when it is done.", icon="⏳")
+    if row["status"] != "done":
+        job_panel(ws, job_id)
 
 
 _HOME_LABEL_CSS = """<style>
@@ -152,3 +165,45 @@ def inference_caption(inf: dict, cfg: dict) -> str:
     g = f"grouped by {grouping} ({folds.get('n_groups')} groups)" if grouping != "none" else "ungrouped"
     perm = f"{inf['n_perm']} label permutations" if inf.get("n_perm") else "no permutations"
     return f"{g} · {perm} · interval: {inf.get('ci_method', 'bootstrap')}"
+
+
+@st.cache_data(ttl=30, max_entries=8, show_spinner=False)
+def _dataset_cache(root: str, dataset: str, n_items: int):
+    # reading each evidence file's header costs a file open per cached clip: measured at most
+    # every 30 s per dataset rather than on every rerun of the page
+    from core.pipeline.common import cache_overview
+
+    return cache_overview(Workspace(root), dataset)
+
+
+def cache_panel(ws: Workspace, dataset: str | None = None) -> None:
+    """Cache size per model and feature set, with a guarded clear button (the cache never
+    evicts on its own); with ``dataset``, only what is cached for that dataset's clips."""
+    from core.pipeline.common import cache_overview, dataset_clips
+    from core.runtime.cache import clear_cache
+
+    df = cache_overview(ws) if dataset is None else _dataset_cache(str(ws.root), dataset, len(ws.items(dataset)))
+    total = float(df["bytes"].sum()) if not df.empty else 0.0
+    title = "Cache" if dataset is None else "Cached evidence and features of these clips"
+    with st.expander(f"{title}: {total / 1e6:.1f} MB", expanded=False):
+        if df.empty:
+            st.caption(f"Empty. Evidence and features are cached in `{ws.cache_dir}` as audits run.")
+            return
+        st.dataframe(df.assign(MB=(df["bytes"] / 1e6).round(2)).drop(columns="bytes"), hide_index=True, width="stretch",
+                     column_config={"name": "fingerprint / feature set", "used_by": "targets"})
+        st.caption("Per-clip evidence and features, reused by every later run. Clearing keeps all runs; "
+                   "a later audit recomputes what it needs."
+                   + ("" if dataset is None else " Only this dataset's clips are counted and cleared (variants made for "
+                      "disentanglement are not; the Home page clears everything)."))
+        choices = ["everything"] + [f"{r.part}/{r.name}" + (f" ({r.used_by})" if r.used_by else "") for r in df.itertuples()]
+        pick = st.selectbox("Clear", choices, key="cache-clear-pick")
+        sure = st.checkbox("I understand the next audits recompute this", key="cache-clear-sure")
+        if st.button("Clear cache", disabled=not sure, key="cache-clear"):
+            clips = dataset_clips(ws, dataset)
+            if pick == "everything":
+                freed = clear_cache(ws.cache_dir, clips=clips)
+            else:
+                part, _, rest = pick.partition("/")
+                freed = clear_cache(ws.cache_dir, part, rest.split(" ", 1)[0], clips=clips)
+            _dataset_cache.clear()
+            st.success(f"Freed {freed / 1e6:.1f} MB.")

@@ -8,13 +8,15 @@ import streamlit as st
 from core.ui.export import show_figure
 
 from core.data.audio import AudioError, load_analysis
-from core.data.ingest import IngestError, IngestReport, LayoutPreview, ingest_path, ingest_uploads, path_files, preview_layout, upload_files
+from core.data.ingest import IngestError, IngestReport, LayoutPreview, path_files, preview_layout, upload_files
 from core.data.layouts import LAYOUTS, LabelRules, layout_names
 from core.data.paths import resolve_under_roots
 from core.data.spectral import log_mel
 from core.data.summary import DatasetSummary, dataset_summary
 from core.runtime.store import Workspace
-from core.ui.common import settings
+from core.pipeline import ingest_params, ingest_report, stage_uploads
+from core.runtime import jobs
+from core.ui.common import job_panel, settings
 from core.viz import dataset as figs
 
 
@@ -80,27 +82,47 @@ def upload_panel(ws: Workspace) -> None:
                               help="; ".join(f"{n}: {LAYOUTS.get(n).summary}" for n in LAYOUTS.names()))
         uploads = [(f.name, f.getvalue()) for f in (files or [])] + [(z.name, z.getvalue()) for z in (zips or [])]
         labels = _label_rules(_preview(uploads, folder, layout) if (uploads or folder) else None)
-        if st.button("Ingest", type="primary", disabled=not name):
-            bar = st.progress(0.0, text="Reading files…")
+        job_id = _ingest_job(ws)
+        busy = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
+        if st.button("Ingest", type="primary", disabled=not name or busy):
+            _start_ingest(ws, name, uploads, folder, layout, labels)
+    # outside the expander, which folds away once a dataset exists
+    row = job_panel(ws, job_id) if job_id else None
+    if row is not None and row["status"] == "done" and row["run_id"] in ws.dataset_names():
+        _show_report(ingest_report(ws, row["run_id"]))
 
-            def progress(done: int, total: int, msg: str) -> None:
-                bar.progress(done / total if total else 1.0, text=f"{done}/{total} {msg}")
 
-            opts = dict(limits=settings().limits, progress=progress, layout=layout, labels=labels)
-            try:
-                if uploads:
-                    rep = ingest_uploads(ws, uploads, name, **opts)
-                elif folder:
-                    path = resolve_under_roots(folder, settings().roots)
-                    rep = ingest_path(ws, path, name, **opts)
-                else:
-                    st.error("Choose files, a zip or a server folder first.")
-                    return
-            except (IngestError, PermissionError, FileNotFoundError) as exc:
-                st.error(str(exc))
-                return
-            st.session_state["_dataset"] = name
-            _show_report(rep)
+def _ingest_job(ws: Workspace) -> str | None:
+    """This session's ingest job, or one still running or interrupted (found again after a reload)."""
+    if st.session_state.get("_ingest_job"):
+        return st.session_state["_ingest_job"]
+    latest = jobs.jobs(ws, kind="ingest", limit=1)
+    if not latest.empty and latest.iloc[0]["status"] in ("queued", "running", "interrupted", "stalled"):
+        return str(latest.iloc[0]["id"])
+    return None
+
+
+def _start_ingest(ws: Workspace, name: str, uploads: list[tuple[str, bytes]], folder: str, layout: str, labels: LabelRules) -> None:
+    """Check what can be checked at once, then ingest in a background job (the page stays live)."""
+    existing = ws.datasets()
+    if ((existing["name"] == name) & (existing["status"] == "ready")).any():
+        st.error(f"A dataset named {name!r} already exists; choose another name.")
+        return
+    if uploads:
+        params = ingest_params(name, upload=stage_uploads(ws, uploads), layout=layout, labels=labels)
+    elif folder:
+        try:
+            path = resolve_under_roots(folder, settings().roots)
+        except (PermissionError, FileNotFoundError) as exc:
+            st.error(str(exc))
+            return
+        params = ingest_params(name, path=str(path), layout=layout, labels=labels)
+    else:
+        st.error("Choose files, a zip or a server folder first.")
+        return
+    st.session_state["_ingest_job"] = jobs.submit(ws, "ingest", params)
+    st.session_state["_dataset"] = name
+    st.rerun()
 
 
 def summary(ws: Workspace, name: str, clips: pd.DataFrame) -> DatasetSummary:

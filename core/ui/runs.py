@@ -3,40 +3,126 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import streamlit as st
 
 import core.pipeline  # noqa: F401  (registers the job kinds the pages submit)
 from core.runtime import jobs
+from core.runtime.settings import check_target_spec
 from core.runtime.store import Workspace
-from core.ui.common import job_panel
+from core.ui.common import job_panel, settings
 
 
-def target_picker(*, key: str = "target", families: tuple[str, ...] | None = None, dataset: str | None = None) -> str | None:
-    """A selectbox over ready targets; zoo targets trained on ``dataset`` come first."""
+def check_typed_target(spec: str, roots: tuple[Path, ...]) -> str:
+    """A target typed in the dashboard, checked before any model library is imported:
+    what :func:`check_target_spec` accepts, and, for a local folder, only one under the
+    allowed ``roots`` (``OVERHEARD_ROOTS``, see SECURITY.md). Returns the spec to run
+    (a folder as its resolved absolute path).
+
+    Raises
+    ------
+    ValueError
+        with a one-line reason.
+    """
+    from core.data.paths import resolve_under_roots
+
+    spec = spec.strip()
+    if not spec:
+        raise ValueError("type a local checkpoint folder or a hub id")
+    check_target_spec(spec)
+    if spec.startswith("zoo:") or not Path(spec).expanduser().exists():
+        return spec  # a zoo name or a hub id: nothing on disk to fence
+    try:
+        return str(resolve_under_roots(Path(spec).expanduser().resolve(), roots))
+    except (PermissionError, FileNotFoundError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def run_targets(ws: Workspace, dataset: str | None) -> list[str]:
+    """Targets with a stored run on ``dataset`` (a CLI run on a local folder included), newest first."""
+    if not dataset:
+        return []
+    df = ws.runs(dataset=dataset)
+    df = df[df["target"].notna()].sort_values("created", ascending=False)
+    return list(dict.fromkeys(df["target"].tolist()))
+
+
+def target_picker(ws: Workspace, *, key: str = "target", families: tuple[str, ...] | None = None,
+                  dataset: str | None = None) -> str | None:
+    """The target of an audit: built-in targets (those trained on ``dataset`` first), targets
+    that already have runs on ``dataset``, and a typed local folder or hub id, validated at
+    once. The choice is remembered across pages and lives in the URL (``?target=``).
+
+    Returns None while the typed entry is invalid (its reason is shown beside it).
+    """
     from core.targets import list_targets
 
     infos = [t for t in list_targets() if families is None or t.family in families]
     ready = [t for t in infos if t.available]
-    if not ready:
-        st.info("No built-in target is built yet: run `overheard zoo build`.")
-        return None
     ready.sort(key=lambda t: t.detail.get("dataset") != dataset)
-    specs = [t.spec for t in ready]
     desc = {t.spec: f"{t.spec} · {t.family}" + (f" · trained on {t.detail['dataset']}" if t.detail.get("dataset") else "") for t in ready}
     fits = {t.spec for t in ready if dataset is None or t.detail.get("dataset") in (None, dataset)}
+    for spec in run_targets(ws, dataset):
+        desc.setdefault(spec, _label(spec, "has runs here"))
+    for spec in st.session_state.get("_target_typed", []):
+        desc.setdefault(spec, _label(spec, "typed"))
     chosen = st.session_state.get("_target")
-    if chosen is None and st.query_params.get("target") in specs:
-        chosen = st.query_params["target"]  # a reload, a bookmark or a shared link
-        st.session_state["_target_user"] = True
-    if chosen not in specs or (chosen not in fits and not st.session_state.get("_target_user")):
+    asked = st.query_params.get("target")
+    if chosen is None and asked:  # a reload, a bookmark or a shared link
+        if asked not in desc:
+            try:
+                asked = check_typed_target(asked, settings().roots)
+                desc[asked] = _label(asked, "typed")
+                st.session_state["_target_typed"] = [*st.session_state.get("_target_typed", []), asked]
+            except ValueError:
+                asked = None
+        if asked:
+            chosen = asked
+            st.session_state["_target_user"] = True
+    specs = list(desc)
+    if not specs:
+        st.info("No built-in target is built yet: run `overheard zoo build`, or type a checkpoint folder.")
+    elif chosen not in specs or (chosen not in fits and chosen in {t.spec for t in ready} and not st.session_state.get("_target_user")):
         chosen = specs[0]
-    st.session_state[key] = chosen
-    spec = st.selectbox("Target model", specs, format_func=lambda s: desc.get(s, s), key=key,
-                        on_change=lambda: st.session_state.update(_target=st.session_state[key], _target_user=True))
-    st.session_state["_target"] = spec
-    st.query_params["target"] = spec  # the choice lives in the URL
+    spec = None
+    if specs:
+        st.session_state[key] = chosen
+        spec = st.selectbox("Target model", specs, format_func=lambda s: desc.get(s, s), key=key,
+                            on_change=lambda: st.session_state.update(_target=st.session_state[key], _target_user=True))
+        st.session_state["_target"] = spec
+        st.query_params["target"] = spec  # the choice lives in the URL
+    typed_key = f"{key}-typed"
+    st.text_input("…or a local folder / hub id", key=typed_key, placeholder="/models/whisper-ft  or  owner/name",
+                  on_change=_take_typed, args=(key, typed_key),
+                  help="A checkpoint folder under the allowed folders (OVERHEARD_ROOTS) or a model id in the local hub cache; checked before anything is loaded.")
+    error = st.session_state.get(f"{typed_key}-error")
+    if error:
+        st.error(error, icon="⚠️")
+        return None
     return spec
+
+
+def _label(spec: str, origin: str) -> str:
+    # a long folder path is cut at the box's edge: its last part, which tells checkpoints apart, goes first
+    name = Path(spec).name
+    return f"{name} · {origin} · {spec}" if name and name != spec else f"{spec} · {origin}"
+
+
+def _take_typed(key: str, typed_key: str) -> None:
+    text = st.session_state.get(typed_key, "").strip()
+    st.session_state[f"{typed_key}-error"] = None
+    if not text:
+        return
+    try:
+        spec = check_typed_target(text, settings().roots)
+    except ValueError as exc:
+        st.session_state[f"{typed_key}-error"] = str(exc)
+        return
+    typed = st.session_state.get("_target_typed", [])
+    st.session_state["_target_typed"] = [*typed, spec] if spec not in typed else typed
+    st.session_state.update(_target=spec, _target_user=True)
+    st.session_state[typed_key] = ""
 
 
 def active_job(ws: Workspace, kind: str, match: dict) -> str | None:
@@ -54,7 +140,14 @@ def run_controls(ws: Workspace, kind: str, params: dict, match: dict, *, label: 
     job_id = active_job(ws, kind, match)
     row = job_panel(ws, job_id) if job_id else None
     busy = row is not None and row["status"] in ("queued", "running")
-    if st.button(label, type="primary", disabled=busy, key=f"start-{kind}"):
+    refusal = None
+    if params.get("target"):
+        try:  # a target known only from a stored run (a CLI run elsewhere) can be viewed, not necessarily loaded here
+            check_typed_target(params["target"], settings().roots)
+        except ValueError as exc:
+            refusal = str(exc)
+            st.caption(f"⚠ Cannot run this target from the dashboard: {refusal}")
+    if st.button(label, type="primary", disabled=busy or refusal is not None, key=f"start-{kind}"):
         jobs.submit(ws, kind, params)
         st.rerun()
     return row
