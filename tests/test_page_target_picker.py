@@ -96,7 +96,7 @@ def test_a_shared_link_to_a_folder_target_opens_it(env):
 
 
 @pytest.mark.parametrize("typed, reason", [
-    ("/no/such/checkpoint", "neither zoo:<name> nor an existing checkpoint folder"),
+    ("/no/such/checkpoint", "neither zoo:<name>, an existing checkpoint folder nor a cached hub id"),
     ("zoo:nope", "unknown zoo target"),
     (str(assets_dir() / "zoo" / "lalm-small"), "outside the allowed folders"),
 ])
