@@ -19,11 +19,8 @@ from core.targets.fingerprint import folder_fingerprint
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(torch_one_thread):
+    """Every test of this module on one torch thread."""
 
 
 def write_config(folder: Path, config: dict, *, weights: str | None = "model.safetensors") -> Path:

@@ -25,11 +25,8 @@ SR = 8000
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(torch_one_thread):
+    """Every test of this module on one torch thread."""
 
 
 def t5_like_tokenizer():

@@ -39,11 +39,8 @@ KINDS = ["qwen2_audio", "audioflamingo3"]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(torch_one_thread):
+    """Every test of this module on one torch thread."""
 
 
 def char_tokenizer():

@@ -30,11 +30,8 @@ from tests.test_targets_real_lalm import assert_same_stats, make_clips
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(torch_one_thread):
+    """Every test of this module on one torch thread."""
 
 
 BUILDERS = {
