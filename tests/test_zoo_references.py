@@ -119,3 +119,15 @@ def test_content_hash_of_a_regenerated_corpus_clip_is_its_file_hash():
     audio, caption = _sound_events(_rng(0, "corpus-sounds"), 2 * len(members), half=CORPUS_HALF, sr=16000)[0]
     assert caption == members[0].text
     assert file_sha256(audio, 16000) == members[0].clip_hash
+
+
+def test_saw_members_agrees_with_each_card():
+    """The picker says "never saw" only for entries whose card lists no member."""
+    import json
+
+    from core.targets.zoo.registry import ZOO, assets_dir
+
+    for name, entry in ZOO.items():
+        card = json.loads((assets_dir() / "zoo" / name / "card.json").read_text())
+        n = card.get("n_members", len(card.get("member_hashes", card.get("members", []))))
+        assert (n > 0) == entry.saw_members, name

@@ -61,7 +61,7 @@ def target_picker(ws: Workspace, *, key: str = "target", families: tuple[str, ..
     infos = [t for t in list_targets() if families is None or t.family in families]
     ready = [t for t in infos if t.available]
     ready.sort(key=lambda t: t.detail.get("dataset") != dataset)
-    desc = {t.spec: f"{t.spec} · {t.family}" + (f" · trained on {t.detail['dataset']}" if t.detail.get("dataset") else "") for t in ready}
+    desc = {t.spec: f"{t.spec} · {t.family}" + _zoo_role(t.detail) for t in ready}
     fits = {t.spec for t in ready if dataset is None or t.detail.get("dataset") in (None, dataset)}
     for spec in run_targets(ws, dataset):
         desc.setdefault(spec, _label(spec, "has runs here"))
@@ -101,6 +101,14 @@ def target_picker(ws: Workspace, *, key: str = "target", families: tuple[str, ..
         st.error(error, icon="⚠️")
         return None
     return spec
+
+
+def _zoo_role(detail: dict) -> str:
+    """What a built-in target is to its dataset: trained on its members, or a reference
+    (or base) that never saw them."""
+    if not detail.get("dataset"):
+        return ""
+    return f" · trained on {detail['dataset']}" if detail.get("saw_members", True) else f" · never saw {detail['dataset']}"
 
 
 def _label(spec: str, origin: str) -> str:

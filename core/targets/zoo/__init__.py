@@ -24,7 +24,8 @@ def _listing() -> list[TargetInfo]:
                 family=entry.family,
                 description=entry.description,
                 available=(folder / "card.json").exists(),
-                detail={"dataset": entry.dataset, "path": str(folder), "reference": entry.reference},
+                detail={"dataset": entry.dataset, "path": str(folder), "reference": entry.reference,
+                        "saw_members": entry.saw_members},
             )
         )
     return out

@@ -292,4 +292,5 @@ zoo_model(ZooEntry(
     description="Reference: the ar-large recipe on as many sound-pool clips of its own seed, none of them a demo-sounds clip.",
     train=train_ref,
     load=load,
+    saw_members=False,
 ))

@@ -270,4 +270,5 @@ zoo_model(ZooEntry(
     description="Reference: diffusion-large's number of training clips from a sound pool of its own seed, none of them a demo-sounds clip (fewer epochs, see its card).",
     train=train_ref,
     load=load,
+    saw_members=False,
 ))

@@ -484,6 +484,7 @@ zoo_model(
         "demo-speech text; never saw a demo clip.",
         train=train_ref,
         load=load,
+        saw_members=False,
     )
 )
 zoo_model(
@@ -496,6 +497,7 @@ zoo_model(
         train=train_base,
         load=load,
         reference="lalm-ref",
+        saw_members=False,
     )
 )
 zoo_model(

@@ -33,6 +33,8 @@ class ZooEntry:
         trained on its audited members: a base model, or a model of the same family trained on
         other clips of the same generator); ``None`` for entries that have none. Written into
         the card as ``"reference"``.
+    saw_members : whether it trained on ``dataset``'s members (False for references and
+        bases, which never saw a clip of it).
     """
 
     name: str
@@ -42,6 +44,7 @@ class ZooEntry:
     train: Callable[..., dict]
     load: Callable[..., Target]
     reference: str | None = None
+    saw_members: bool = True
 
 
 ZOO: Registry[ZooEntry] = Registry("zoo model")
