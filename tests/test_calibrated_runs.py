@@ -57,7 +57,7 @@ def test_calibrated_run_records_references_and_the_uncalibrated_result(runs: dic
     ref_fp = ws.load_run(runs["ref_id"])["provenance"]["model_fingerprint"]
     assert run["provenance"]["reference_fingerprints"] == {REFERENCE: ref_fp}
     assert run["config"]["references"] == [REFERENCE]
-    assert cal["calibration"]["references"] == [REFERENCE] and cal["calibration"]["calibrations"] == ["diff", "rmia"]
+    assert cal["calibration"]["references"] == [REFERENCE] and cal["calibration"]["calibrations"] == ["diff", "resid", "rmia"]
     assert set(cal["indicators"]) == {k for k in cal["indicators"] if ":" in k}  # the headline aggregate is calibrated
     # the uncalibrated side is the plain run of the target on the same clips, same seeds
     assert cal["uncalibrated"]["auc"] == pytest.approx(target_run["result"]["auc"])

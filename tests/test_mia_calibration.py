@@ -55,6 +55,20 @@ def test_lira_standardises_each_clip_against_the_references() -> None:
         np.testing.assert_allclose(cal[f"lira:{k}"].to_numpy(), (target[k].to_numpy() - mu) / sigma)
 
 
+def test_resid_is_the_least_squares_residual_on_the_references() -> None:
+    target, refs = _tables(m=1)
+    cal = calibrated_table(target, refs)
+    for k in KEYS:
+        slope, intercept = np.polyfit(refs[0][k].to_numpy(), target[k].to_numpy(), 1)
+        np.testing.assert_allclose(cal[f"resid:{k}"].to_numpy(), target[k].to_numpy() - (intercept + slope * refs[0][k].to_numpy()))
+    target, refs = _tables(m=2)
+    cal = calibrated_table(target, refs)
+    k = KEYS[0]
+    X = np.column_stack([np.ones(len(target)), refs[0][k], refs[1][k]])
+    coef = np.linalg.solve(X.T @ X, X.T @ target[k].to_numpy())
+    np.testing.assert_allclose(cal[f"resid:{k}"].to_numpy(), target[k].to_numpy() - X @ coef)
+
+
 def test_rmia_is_the_pairwise_likelihood_ratio_test_of_the_paper() -> None:
     """Score(x) = Pr_z[LR(x) > LR(z)] over the other clips z, LR(x) = p(x|target) / mean_j p(x|ref_j),
     written as the paper's double loop on aligned (log-likelihood-like) values."""
@@ -72,13 +86,13 @@ def test_rmia_is_the_pairwise_likelihood_ratio_test_of_the_paper() -> None:
 
 def test_calibrations_offered_by_number_of_references_and_nan_kept() -> None:
     target, refs = _tables(m=1)
-    assert [c.name for c in calibrations(1)] == ["diff", "rmia"]
-    assert [c.name for c in calibrations(2)] == ["diff", "lira", "rmia"]
+    assert [c.name for c in calibrations(1)] == ["diff", "resid", "rmia"]
+    assert [c.name for c in calibrations(2)] == ["diff", "resid", "lira", "rmia"]
     target.iloc[3, 0] = np.nan
     refs[0].iloc[5, 0] = np.inf
     cal = calibrated_table(target, refs)
-    assert calibration_of_table(cal) == ["diff", "rmia"]
-    assert np.isnan(cal[f"diff:{KEYS[0]}"].iloc[[3, 5]]).all()
+    assert calibration_of_table(cal) == ["diff", "resid", "rmia"]
+    assert np.isnan(cal[f"diff:{KEYS[0]}"].iloc[[3, 5]]).all() and np.isnan(cal[f"resid:{KEYS[0]}"].iloc[[3, 5]]).all()
     assert np.isnan(cal[f"rmia:{KEYS[0]}"].iloc[[3, 5]]).all()
     assert np.isfinite(cal[f"rmia:{KEYS[0]}"].drop(index=cal.index[[3, 5]])).all()
     with pytest.raises(ValueError, match="at least 2 references"):
@@ -88,14 +102,14 @@ def test_calibrations_offered_by_number_of_references_and_nan_kept() -> None:
 
 
 def test_calibrated_keys_keep_family_and_direction() -> None:
-    for cal in ("diff", "lira", "rmia"):
+    for cal in ("diff", "resid", "lira", "rmia"):
         for k in KEYS + ("max_renyi[inf]@0.2",):
             key = f"{cal}:{k}"
             assert family_of(key) == family_of(k)
             assert direction(key) == direction(k)
             assert calibration_of(key) == cal
     assert calibration_of("ppl") is None
-    with pytest.raises(KeyError, match="unknown calibration 'nope'; valid: diff, lira, rmia"):
+    with pytest.raises(KeyError, match="unknown calibration 'nope'; valid: diff, lira, resid, rmia"):
         direction("nope:ppl")
     assert get_calibration("diff").to_dict()["min_references"] == 1
     target, refs = _tables(m=2)

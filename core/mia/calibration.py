@@ -11,6 +11,8 @@ with :func:`register_calibration`:
 name   value per clip (``t``: target, ``r_j``: reference j)        references    paper
 =====  =========================================================  ============  ===========
 diff   ``t - mean_j r_j``                                          1 or more     Watson et al. 2022; Carlini et al. 2021 (reference attack, MIMIR)
+resid  ``t - (b0 + sum_j b_j r_j)``, ``b`` least squares over      1 or more     Watson et al. 2022, the reference's scale fitted
+       every audited clip (labels unused)
 lira   ``(t - mean_j r_j) / sigma``, sigma per clip shrunk to      2 or more     Carlini et al. 2022 (LiRA, offline)
        the pooled spread of the references
 rmia   fraction of the population clips ``z`` with                 1 or more     Zarifzadeh et al. 2024 (RMIA, gamma = 1)
@@ -114,6 +116,28 @@ def get_calibration(name: str) -> Calibration:
 def difference(target: NDArray[np.float64], references: NDArray[np.float64], *, sign: int = 1) -> NDArray[np.float64]:
     """``target - mean(references, axis=0)``; NaN where any input is not finite."""
     out: NDArray[np.float64] = target - references.mean(axis=0)
+    return out
+
+
+@register_calibration(
+    "resid", min_references=1,
+    description="target value minus its least-squares prediction from the references' values on the same clip "
+                "(slope and intercept fitted on every audited clip, labels unused): difficulty calibration for a "
+                "reference whose scale differs from the target's",
+    reference="Watson et al. 2022 (difficulty calibration), with the reference's scale fitted by regression",
+)
+def residual(target: NDArray[np.float64], references: NDArray[np.float64], *, sign: int = 1) -> NDArray[np.float64]:
+    """``target - (b0 + sum_j b_j r_j)`` with ``b`` the least-squares fit of the target on
+    the references over the clips where all are finite; NaN elsewhere. The fit sees every
+    audited clip and no label, so the members' part of the target, which the references
+    lack, stays in the residual while the part any model of the family shares is removed."""
+    ok = np.isfinite(target) & np.isfinite(references).all(axis=0)
+    out = np.full(target.shape, np.nan)
+    if ok.sum() < references.shape[0] + 2:
+        return out
+    A = np.column_stack([np.ones(int(ok.sum())), references[:, ok].T])
+    coef, *_ = np.linalg.lstsq(A, target[ok], rcond=None)
+    out[ok] = target[ok] - A @ coef
     return out
 
 
