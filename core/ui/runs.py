@@ -39,6 +39,21 @@ def target_picker(*, key: str = "target", families: tuple[str, ...] | None = Non
     return spec
 
 
+def reference_picker(target: str | None, *, key: str = "references") -> tuple[str, ...]:
+    """"Reference model(s)": ready targets of the audited target's family (never the target
+    itself), plus local checkpoint folders typed one per line. Empty: no calibration."""
+    from core.targets import list_targets
+
+    infos = [t for t in list_targets() if t.available and t.spec != target]
+    family = next((t.family for t in list_targets() if t.spec == target), None)
+    specs = [t.spec for t in infos if family is None or t.family == family]
+    chosen = st.multiselect("Reference model(s)", specs, key=key,
+                            help="Models that did NOT train on the suspects (a base model, an earlier release, a model trained on "
+                                 "public data). Each clip's indicators are calibrated against them; results are shown with and without.")
+    folders = st.text_input("Reference checkpoint folder(s)", key=f"{key}-folders", placeholder="/path/to/model (one per line, optional)")
+    return tuple(chosen) + tuple(line.strip() for line in folders.splitlines() if line.strip())
+
+
 def active_job(ws: Workspace, kind: str, match: dict) -> str | None:
     """The newest job of ``kind`` whose params match ``match`` (survives reloads)."""
     df = jobs.jobs(ws, kind=kind, limit=20)
