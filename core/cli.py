@@ -137,6 +137,11 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card_summary(card: dict) -> dict:
+    """A model card without its per-clip lists (member and pool hashes, per-epoch losses)."""
+    return {k: _card_summary(v) if isinstance(v, dict) else v for k, v in card.items() if not isinstance(v, list)}
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
 
@@ -146,8 +151,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         entry = get_zoo(name)
         _log(f"training zoo:{name} ...")
         t0 = time.perf_counter()
-        card = entry.train(Path(args.out or zoo_dir()) / name, progress=_log)
-        cards[name] = {k: v for k, v in card.items() if k != "member_hashes"} | {"seconds": time.perf_counter() - t0}
+        card = entry.train(Path(args.out or zoo_dir()) / name, micro=args.micro, progress=_progress(f"zoo:{name}"))
+        cards[name] = _card_summary(card) | {"seconds": time.perf_counter() - t0}
     _emit(args, {"built": cards}, json.dumps(cards, indent=1, default=str))
     return 0
 
@@ -453,6 +458,10 @@ def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings
 
 
 
+TARGET_HELP = ("zoo:<name>, a local checkpoint folder (Hugging Face or CTranslate2/faster-whisper), "
+               "or a hub id (owner/name[@revision]) already in the local Hugging Face cache")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option given before the sub-command is not reset by the sub-parser.
@@ -492,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["build"])
     s.add_argument("--name", action="append", help="zoo model name (repeatable; default all)")
     s.add_argument("--out", help="output folder (default assets/zoo)")
+    s.add_argument("--micro", action="store_true", help="seconds-long versions on a few clips, to check the build path")
     s.set_defaults(fn=cmd_zoo)
 
     s = sub.add_parser("jobs", parents=[common], help="list, resume or cancel background jobs")
@@ -507,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("mia", parents=[common], help="per-sample membership inference of a target on a dataset")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--target", required=True, help="zoo:<name> or a local checkpoint folder")
+    s.add_argument("--target", required=True, help=TARGET_HELP)
     add_config_flags(s, MIAConfig)
     _executor_flags(s)
     s.set_defaults(fn=cmd_mia)
@@ -526,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("disentangle", parents=[common], help="re-run the MIA with the audio replaced (silence, noise, resynthesis)")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--target", required=True)
+    s.add_argument("--target", required=True, help=TARGET_HELP)
     add_config_flags(s, DisentangleConfig)
     s.add_argument("--piper-voice", metavar="VOICE.onnx", help="speak the tts condition with this local Piper voice instead of eSpeak NG")
     s.add_argument("--tta-generator", metavar="SPEC", help="text-to-audio model for the tta condition: zoo:<name> or a local diffusers pipeline folder (default zoo:diffusion-large)")
@@ -536,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("di", parents=[common], help="dataset inference: was the suspect set, as a whole, used in training?")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--target", required=True)
+    s.add_argument("--target", required=True, help=TARGET_HELP)
     add_config_flags(s, DIRunConfig)
     s.set_defaults(fn=cmd_di)
 

@@ -59,3 +59,14 @@ def demo_subset(dst: Path, n: int, dataset: str = "demo-speech") -> Path:
         w.writeheader()
         w.writerows(keep)
     return dst
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for a module's tests (the machine's cores are shared), restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

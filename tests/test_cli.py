@@ -77,6 +77,7 @@ def test_mia_cli_passes_loader_options_and_records_remote_code(tmp_path, capsys)
     ["mia", "--dataset", "nope", "--target", "zoo:lalm-small"],
     ["mia", "--dataset", "d", "--target", "zoo:lalm-smal"],
     ["di", "--dataset", "d", "--target", "/no/such/checkpoint"],
+    ["mia", "--dataset", "d", "--target", "acme/not-in-any-cache"],
     ["blind", "--dataset", "nope"],
 ])
 def test_misspelled_names_are_refused_before_heavy_imports(tmp_path, audio_folder, argv) -> None:
@@ -93,7 +94,8 @@ def test_misspelled_names_are_refused_before_heavy_imports(tmp_path, audio_folde
     rc, torch_loaded, hf_loaded, sk_loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert rc == 2 and not torch_loaded and not hf_loaded and not sk_loaded, out.stderr
     err = out.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and ("datasets: d" in err[0] or "zoo:lalm-small" in err[0] or "neither" in err[0])
+    assert len(err) == 1 and err[0].startswith("error: ") and ("datasets: d" in err[0] or "zoo:lalm-small" in err[0] or "neither" in err[0]
+                                                              or "not in the Hugging Face cache" in err[0])
 
 
 def test_demo_build_corpus_command_runs(tmp_path, monkeypatch, capsys):

@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import demo_subset
+from tests.conftest import demo_subset
 from core.data.ingest import ingest_path
 from core.pipeline import DisentangleConfig, MIAConfig, audit_disentangle, audit_mia
 from core.pipeline.blind import BlindRunConfig, audit_blind

@@ -33,6 +33,7 @@ import core.pipeline  # noqa: F401
 import core.targets  # noqa: F401
 import core.targets.local  # noqa: F401
 from core.blind.registry import _GROUPS
+from core.data.layouts.base import LAYOUTS, Parsed, Tree
 from core.di.registry import _REGISTRY as DI_SCORERS
 from core.disentangle.registry import _VARIANTS, Variant
 from core.mia.calibration import _CALIBRATIONS as CALIBRATIONS
@@ -73,6 +74,8 @@ CONTRACTS: dict[str, tuple[Registry, Callable[[Any], str], Callables]] = {
     "zoo model": (ZOO, lambda e: e.description, lambda e: [("train", e.train, 1), ("load", e.load, 1)]),
     # fn(ws, params, ctx)
     "job kind": (JOB_KINDS, lambda e: inspect.getdoc(e) or "", lambda e: [("fn", e, 3)]),
+    # detect(tree); read(tree)
+    "dataset layout": (LAYOUTS, lambda e: e.summary, lambda e: [("detect", e.detect, 1), ("read", e.read, 1)]),
 }
 
 ENTRIES = [pytest.param(reg, name, id=f"{reg}:{name}") for reg, (registry, _, _) in CONTRACTS.items() for name in registry]
@@ -185,6 +188,13 @@ def _musicgen(request, tmp: Path) -> Path:
     return build_musicgen(tmp)
 
 
+def _ct2(request, tmp: Path) -> Path:
+    from test_targets_ct2 import write_ct2_folder
+
+    write_ct2_folder(tmp, "int8")
+    return tmp
+
+
 def _pipeline(kind: str):
     def build(request, tmp: Path) -> Path:
         import test_targets_diffusers as td
@@ -208,6 +218,7 @@ ADAPTERS: dict[str, tuple[Callable[[Any, Path], Path], Callable[[], dict], dict]
     "qwen2_audio": (_chat("qwen2_audio"), dict, {"prompt": "Repeat what you hear."}),
     "audioflamingo3": (_chat("audioflamingo3"), dict, {"prompt": "Repeat what you hear."}),
     "musicgen": (_musicgen, dict, {"dtype": "bfloat16"}),
+    "ctranslate2-whisper": (_ct2, dict, {"max_new_tokens": 2}),
     "AudioLDMPipeline": (_pipeline("AudioLDMPipeline"), _diffusers_options, {"fmax": 4000}),
     "MusicLDMPipeline": (_pipeline("MusicLDMPipeline"), _diffusers_options, {"fmax": 4000}),
     "AudioLDM2Pipeline": (_pipeline("AudioLDM2Pipeline"), _diffusers_options, {"fmax": 4000}),
@@ -249,3 +260,12 @@ def test_zoo_model_builds_and_loads_with_a_stable_fingerprint(name: str, tmp_pat
     else:  # settings fixed by its card: an option is refused, never silently ignored
         with pytest.raises(ValueError, match="takes no --target-option"):
             load_target(spec, device="cpu", batch_size=2)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_layout_claims_no_empty_dataset_and_reads_it_without_error(name: str) -> None:
+    """Auto-detection never picks a layout for nothing, and reading nothing gives nothing."""
+    layout = LAYOUTS.get(name)
+    assert layout.fallback or not layout.detect(Tree([]))
+    parsed = layout.read(Tree([]))
+    assert isinstance(parsed, Parsed) and parsed.items == []

@@ -39,7 +39,7 @@ def _one_thread():
 def micro(tmp_path_factory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("lalm-micro")
     seen: list[float] = []
-    card = get_zoo("lalm-small").train(folder, micro=True, progress=lambda f, _m: seen.append(f))
+    card = get_zoo("lalm-small").train(folder, micro=True, progress=lambda d, t, _m: seen.append(d / t))
     assert seen[-1] == pytest.approx(1.0) and len(seen) == lalm.MICRO.epochs
     return folder, card
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.config import Config
+from core.runtime.hub_cache import is_hub_id, resolve_hub_id
 
 
 ASSETS_ENV = "OVERHEARD_ASSETS"
@@ -23,7 +24,8 @@ def assets_dir() -> Path:
 
 def check_target_spec(spec: str) -> None:
     """Refuse a target that cannot exist, before any model library is imported: an unknown
-    ``zoo:`` name (listing the shipped ones) or a path that is not there.
+    ``zoo:`` name (listing the shipped ones), a path that is not there, or a hub id
+    (``owner/name``) that is not in the Hugging Face cache (naming the cache folder).
 
     Raises
     ------
@@ -36,8 +38,15 @@ def check_target_spec(spec: str) -> None:
             have = sorted(p.parent.name for p in zoo.glob("*/card.json")) if zoo.is_dir() else []
             raise ValueError(f"unknown zoo target {spec!r}; shipped: {', '.join('zoo:' + h for h in have) or 'none'}")
         return
-    if not Path(spec).expanduser().exists():
-        raise ValueError(f"target {spec!r} is neither zoo:<name> nor an existing checkpoint folder")
+    if Path(spec).expanduser().exists():
+        return
+    if is_hub_id(spec):
+        try:
+            resolve_hub_id(spec)
+        except FileNotFoundError as exc:
+            raise ValueError(str(exc)) from None
+        return
+    raise ValueError(f"target {spec!r} is neither zoo:<name>, an existing checkpoint folder nor a cached hub id (owner/name)")
 
 
 @dataclass(frozen=True)

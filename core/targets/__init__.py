@@ -7,3 +7,5 @@ __all__ = ["ClipInput", "EvidenceConfig", "Target", "TargetInfo", "list_targets"
 
 from core.targets import zoo as _zoo  # noqa: E402,F401  (registers the zoo: loader)
 from core.targets import local as _local  # noqa: E402,F401  (registers local checkpoint folders)
+from core.targets import ct2 as _ct2  # noqa: E402,F401  (registers CTranslate2 Whisper folders)
+from core.targets import hub as _hub  # noqa: E402,F401  (registers Hugging Face cache ids)

@@ -31,12 +31,15 @@ def fingerprint(files: Iterable[Path], extra: dict | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def folder_fingerprint(folder: Path, extra: dict | None = None) -> str:
-    """Fingerprint of the weight and config files in a checkpoint folder."""
-    folder = Path(folder)
-    files = [
+def checkpoint_files(folder: Path) -> list[Path]:
+    """The weight and config files of a checkpoint folder (what its fingerprint hashes)."""
+    return [
         p
-        for p in folder.rglob("*")
+        for p in Path(folder).rglob("*")
         if p.is_file() and p.suffix in {".safetensors", ".json", ".txt", ".model"} and p.name != "card.json"
     ]
-    return fingerprint(files, extra)
+
+
+def folder_fingerprint(folder: Path, extra: dict | None = None) -> str:
+    """Fingerprint of the weight and config files in a checkpoint folder."""
+    return fingerprint(checkpoint_files(folder), extra)

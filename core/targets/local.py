@@ -8,7 +8,9 @@ The folder's own metadata picks the adapter, so a user only ever passes a path:
   - ``qwen2_audio``, ``audioflamingo3`` -> :class:`core.targets.chat_lalm.ChatLALMTarget`;
   - ``musicgen`` -> :class:`core.targets.musicgen.MusicgenTarget`;
   - an encoder-decoder speech-to-text type (Whisper and other
-    ``AutoModelForSpeechSeq2Seq`` models) -> :class:`core.targets.seq2seq.Seq2SeqTarget`.
+    ``AutoModelForSpeechSeq2Seq`` models) -> :class:`core.targets.seq2seq.Seq2SeqTarget`;
+- a format recognised by its files (a registered type's ``detect``): a CTranslate2
+  (faster-whisper) ``model.bin`` -> :mod:`core.targets.ct2_whisper`.
 
 Every checkpoint adapter enforces the same loading rules (:mod:`core.targets.loading`, applied
 once in :class:`core.targets.two_stage.TwoStageTarget`): safetensors only,
@@ -53,15 +55,23 @@ def _load_seq2seq(path: Path, device: str | None, options: dict[str, Any]) -> Ta
 
 @dataclass(frozen=True)
 class ModelType:
-    """An adapter for one ``config.json`` model type, and the family it audits."""
+    """An adapter for one model type, and the family it audits.
+
+    ``detect`` recognises a folder by its files, for formats whose ``config.json`` names no
+    ``model_type`` (CTranslate2); it returns False for a folder of another format and raises
+    ``ValueError`` for one of its own format that cannot be read. Without it the type is the
+    ``config.json`` ``model_type`` of the same name.
+    """
 
     load: Callable[[Path, str | None, dict[str, Any]], Target]
     family: Family
+    detect: Callable[[Path], bool] | None = None
 
 
 MODEL_TYPES: Registry[ModelType] = Registry("model type")
-"""``config.json`` model types with a dedicated adapter (encoder-decoder speech models and
-diffusers pipelines are recognised by their structure instead)."""
+"""Model types with a dedicated adapter: ``config.json`` model types, and folder formats
+recognised by their ``detect`` (encoder-decoder speech models and diffusers pipelines are
+recognised by their structure instead)."""
 MODEL_TYPES.add("qwen2_audio", ModelType(_load_chat, "audio-language"))
 MODEL_TYPES.add("audioflamingo3", ModelType(_load_chat, "audio-language"))
 MODEL_TYPES.add("musicgen", ModelType(_load_musicgen, "autoregressive"))
@@ -87,14 +97,18 @@ def detect_kind(folder: str | Path) -> str:
     FileNotFoundError
         Neither ``model_index.json`` nor ``config.json`` is in the folder.
     ValueError
-        The model type is not supported; the message lists the supported ones.
+        The model type is not supported (the message lists the supported ones), or a
+        detected format cannot be read (the message says why).
     """
     folder = Path(folder)
     if (folder / "model_index.json").is_file():
         return "diffusers"
+    for name, model_type in MODEL_TYPES.items():
+        if model_type.detect is not None and model_type.detect(folder):
+            return name
     config = read_config(folder)
     model_type = str(config.get("model_type", ""))
-    if model_type in MODEL_TYPES:
+    if model_type in MODEL_TYPES and MODEL_TYPES.get(model_type).detect is None:
         return model_type
     if _is_speech_seq2seq(config):
         return "seq2seq"

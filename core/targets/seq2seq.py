@@ -77,18 +77,11 @@ class Seq2SeqTarget(TwoStageTarget):
         generate_kwargs: dict[str, Any] | None = None,
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq, AutoTokenizer
-
         self._open(path, spec=spec, device=device, dtype=dtype, batch_size=batch_size,
                    trust_remote_code=trust_remote_code)
         self.generate_kwargs = dict(generate_kwargs or {})
-        common = self._loader_kwargs()
-        self.model = AutoModelForSpeechSeq2Seq.from_pretrained(
-            str(self.path), use_safetensors=True, dtype=self.dtype, **common
-        )
+        self.model, self.feature_extractor, self.tokenizer = self._load_parts()
         self.model.to(self.device).eval()
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(str(self.path), **common)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), **common)
 
         cfg = self.model.config
         self.decoder_start_id = int(cfg.decoder_start_token_id)
@@ -107,6 +100,16 @@ class Seq2SeqTarget(TwoStageTarget):
         self.sampling_rate = int(self.feature_extractor.sampling_rate)
         self.window_samples = int(getattr(self.feature_extractor, "n_samples", 0)) or None
         self._identify()
+
+    def _load_parts(self) -> tuple[Any, Any, Any]:
+        """The model (weights in ``self.dtype``), its feature extractor and its tokenizer,
+        from the ``save_pretrained`` layout; another checkpoint format overrides it."""
+        from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq, AutoTokenizer
+
+        common = self._loader_kwargs()
+        model = AutoModelForSpeechSeq2Seq.from_pretrained(str(self.path), use_safetensors=True, dtype=self.dtype, **common)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(str(self.path), **common)
+        return model, feature_extractor, AutoTokenizer.from_pretrained(str(self.path), **common)
 
     def _evidence_options(self) -> dict[str, Any]:
         # generation settings change what ``generated`` mode decodes: part of the identity

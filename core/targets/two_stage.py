@@ -26,7 +26,7 @@ import torch
 
 from core.evidence import ClipEvidence, TokenStats
 from core.targets.base import ClipInput, EvidenceConfig, Family, check_text_mode
-from core.targets.fingerprint import folder_fingerprint
+from core.targets.fingerprint import checkpoint_files, fingerprint
 from core.targets.loading import (
     LoadConfig,
     check_remote_code,
@@ -76,7 +76,7 @@ class TwoStageTarget:
     device: torch.device
     dtype: torch.dtype
     batch_size: int
-    trust_remote_code: bool
+    trust_remote_code: bool = False  # set by _open from the caller's explicit choice
     load_config: LoadConfig
     fingerprint: str
     model: Any
@@ -104,15 +104,26 @@ class TwoStageTarget:
             Pickle-only or missing weights; custom code without ``trust_remote_code=True``.
         """
         self.path = Path(path)
-        config = read_config(self.path)
-        check_safetensors(self.path)
-        check_remote_code(config, trust_remote_code=trust_remote_code, folder=self.path)
+        config = self._checked_config(trust_remote_code)
         self.spec = spec or str(self.path)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = int(batch_size or default_batch_size(self.device))
         self.trust_remote_code = bool(trust_remote_code)
         return config
+
+    def _checked_config(self, trust_remote_code: bool) -> dict[str, Any]:
+        """``config.json`` of a folder that passes the loading rules: safetensors weights
+        only, custom code only with ``trust_remote_code``. A format with other files
+        (CTranslate2) overrides it with its own checks."""
+        config = read_config(self.path)
+        check_safetensors(self.path)
+        check_remote_code(config, trust_remote_code=trust_remote_code, folder=self.path)
+        return config
+
+    def _weight_files(self) -> list[Path]:
+        """The files the fingerprint hashes: the folder's weights and configs."""
+        return checkpoint_files(self.path)
 
     def _loader_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of every ``from_pretrained`` call."""
@@ -133,7 +144,7 @@ class TwoStageTarget:
             batch_size=self.batch_size,
         )
         extra = {"adapter": self.adapter, "version": self.version, "dtype": dtype_name(self.dtype)}
-        self.fingerprint = folder_fingerprint(self.path, {**extra, **self._evidence_options()})
+        self.fingerprint = fingerprint(self._weight_files(), {**extra, **self._evidence_options()})
 
     # ------------------------------------------------------------------ hooks
     def _evidence_options(self) -> dict[str, Any]:

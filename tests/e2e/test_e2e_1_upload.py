@@ -33,7 +33,7 @@ def _ingest_and_check(app: App, workspace, name: str) -> None:
     page.get_by_role("button", name="Ingest").click()
     success = page.locator('[data-testid="stAlert"]').filter(has_text="Ingested")
     expect(success).to_be_visible(timeout=90_000)
-    expect(success).to_contain_text(f"Ingested {name}: 8 unique clips analysed (4 members + 4 non-members) from 10 files; 2 rejected.")
+    expect(success).to_contain_text(f"Ingested {name} (read as folders): 8 unique clips analysed (4 members + 4 non-members) from 10 files; 2 rejected.")
     expect(page.locator('[data-testid="stAlert"]').filter(has_text="2 file(s) rejected")).to_be_visible()
     app.wait_idle()
     assert not app.exception_texts()

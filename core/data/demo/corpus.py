@@ -256,6 +256,15 @@ def _flac_bytes(audio: NDArray[np.float32], sr: int) -> bytes:
     return buf.getvalue()
 
 
+def file_sha256(audio: NDArray[np.float32], sr: int) -> str:
+    """Content hash of ``audio`` as :func:`build_corpus` would write it (16-bit FLAC).
+
+    The sha256 of those file bytes is the clip hash ingestion gives a corpus file, so an
+    in-memory pool clip can be compared with the corpus (and with any workspace) by hash.
+    """
+    return hashlib.sha256(_flac_bytes(audio, sr)).hexdigest()
+
+
 @dataclass
 class _Writer:
     root: Path

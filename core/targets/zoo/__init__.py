@@ -24,7 +24,7 @@ def _listing() -> list[TargetInfo]:
                 family=entry.family,
                 description=entry.description,
                 available=(folder / "card.json").exists(),
-                detail={"dataset": entry.dataset, "path": str(folder)},
+                detail={"dataset": entry.dataset, "path": str(folder), "reference": entry.reference},
             )
         )
     return out

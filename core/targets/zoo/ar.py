@@ -8,6 +8,8 @@ are never audited) turns clips into code sequences, and a tiny ``GPT2LMHeadModel
 * ``ar-large``: the same members inside a pool several times larger (drawn with
   ``sound_pool(seed=2001)``, clips that collide with audited clips removed), few epochs
   (weak per-clip signal).
+* ``ar-ref``: the reference of both: the ``ar-large`` recipe on as many pool clips of its
+  own seed (``sound_pool(seed=2101)``), no ``demo-sounds`` clip.
 
 Training is deterministic (seeded, fixed thread count).
 """
@@ -27,10 +29,11 @@ from core.config import Config
 from core.targets.base import ANALYSIS_SR, ClipInput, Target
 from core.targets.causal_audio import SequenceLayout, load_causal_audio, pad_batch, save_causal_audio
 from core.targets.codebook import CharVocab, Codebook, MelConfig
-from core.targets.zoo.registry import ZooEntry, zoo_model
+from core.targets.zoo.registry import ZooEntry, reference_of, zoo_model
 
 DATASET = "demo-sounds"
 LARGE_POOL_SEED = 2001
+REF_POOL_SEED = 2101
 CODEBOOK_POOL_SEED = 3001
 TRAIN_THREADS = 1  # thread oversubscription on a shared 2-core machine is slower than one thread
 
@@ -41,8 +44,9 @@ Progress = Callable[[int, int, str], None]
 class ARRecipe(Config):
     """Everything that determines an autoregressive reference model.
 
-    ``pool_factor``: extra pool clips per member (0 = members only). ``codebook_clips``:
-    pool clips the codebook is fitted on.
+    ``pool_factor``: extra pool clips per member (0 = members only), drawn with
+    ``pool_seed``. ``train_members``: whether the ``demo-sounds`` members are trained on
+    (``False`` for a reference model). ``codebook_clips``: pool clips the codebook is fitted on.
     """
 
     n_layer: int = 2
@@ -57,6 +61,8 @@ class ARRecipe(Config):
     weight_decay: float = 0.0
     seed: int = 0
     pool_factor: int = 0
+    pool_seed: int = LARGE_POOL_SEED
+    train_members: bool = True
     codebook_clips: int = 150
     mel: MelConfig = MelConfig()
 
@@ -87,6 +93,28 @@ def pool_clips(n: int, *, seed: int, exclude: Sequence[ClipInput] = ()) -> list[
             continue
         out.append(ClipInput(hashlib.sha256(audio.tobytes()).hexdigest(), audio, c.text, ANALYSIS_SR))
     return out
+
+
+def training_clips(
+    members: Sequence[ClipInput], audited: Sequence[ClipInput], *, pool_factor: int, pool_seed: int,
+    train_members: bool,
+) -> tuple[list[ClipInput], list[ClipInput], dict]:
+    """The members trained on, the pool clips trained on and the card's description of both.
+
+    The pool has ``pool_factor`` clips per member, none equal to an ``audited`` clip; the
+    description records the pool exactly (:func:`core.targets.zoo.data.training_record`).
+    """
+    from core.targets.zoo.data import training_record
+
+    extra = pool_clips(pool_factor * len(members), seed=pool_seed, exclude=audited) if pool_factor else []
+    trained = list(members) if train_members else []
+    data = {
+        "members": f"{DATASET} label=member ({len(trained)} clips)" if trained else "none",
+        "pool": f"sound_pool(seed={pool_seed}) {len(extra)} clips" if extra else "none",
+        "n_train_clips": len(trained) + len(extra),
+        **({"pool_clips": training_record(extra)} if extra and not train_members else {}),
+    }
+    return trained, extra, data
 
 
 def fit_ar(
@@ -194,21 +222,18 @@ def build(
                          epochs=min(recipe.epochs, 8), pool_factor=min(recipe.pool_factor, 1))
     cb_pool = pool_clips(recipe.codebook_clips, seed=CODEBOOK_POOL_SEED, exclude=audited)
     codebook = Codebook.fit([c.audio for c in cb_pool], n_codes=recipe.n_codes, mel=recipe.mel, seed=recipe.seed)
-    extra = pool_clips(recipe.pool_factor * len(members), seed=LARGE_POOL_SEED, exclude=audited) if recipe.pool_factor else []
+    members, extra, data = training_clips(members, audited, pool_factor=recipe.pool_factor, pool_seed=recipe.pool_seed,
+                                          train_members=recipe.train_members)
     facts = fit_ar(members + extra, codebook, out_dir, recipe=recipe, progress=progress)
     card = {
         "name": name,
         "family": "autoregressive",
         "dataset": DATASET,
         "micro": micro,
+        "reference": reference_of(name),
         "members": [c.clip_hash for c in members],
         "n_members": len(members),
-        "training_data": {
-            "members": f"{DATASET} label=member ({len(members)} clips)",
-            "pool": f"sound_pool(seed={LARGE_POOL_SEED}) {len(extra)} clips" if extra else "none",
-            "codebook": f"sound_pool(seed={CODEBOOK_POOL_SEED}) {len(cb_pool)} clips",
-            "n_train_clips": len(members) + len(extra),
-        },
+        "training_data": {**data, "codebook": f"sound_pool(seed={CODEBOOK_POOL_SEED}) {len(cb_pool)} clips"},
         "epochs": recipe.epochs,
         "seed": recipe.seed,
         "recipe": recipe.to_dict(),
@@ -222,6 +247,7 @@ def build(
 
 SMALL = ARRecipe(epochs=60, pool_factor=0)
 LARGE = ARRecipe(epochs=6, pool_factor=6)
+REF = ARRecipe(epochs=6, pool_factor=7, pool_seed=REF_POOL_SEED, train_members=False)  # ar-large's size
 
 
 def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
@@ -230,6 +256,10 @@ def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None
 
 def train_large(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
     return build("ar-large", out_dir, recipe=LARGE, micro=micro, progress=progress)
+
+
+def train_ref(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    return build("ar-ref", out_dir, recipe=REF, micro=micro, progress=progress)
 
 
 def load(model_dir: Path, *, device: str | None = None) -> Target:
@@ -244,6 +274,7 @@ zoo_model(ZooEntry(
     description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members only, many epochs (strong memorization).",
     train=train_small,
     load=load,
+    reference="ar-ref",
 ))
 zoo_model(ZooEntry(
     name="ar-large",
@@ -251,5 +282,14 @@ zoo_model(ZooEntry(
     dataset=DATASET,
     description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
     train=train_large,
+    load=load,
+    reference="ar-ref",
+))
+zoo_model(ZooEntry(
+    name="ar-ref",
+    family="autoregressive",
+    dataset=DATASET,
+    description="Reference: the ar-large recipe on as many sound-pool clips of its own seed, none of them a demo-sounds clip.",
+    train=train_ref,
     load=load,
 ))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -35,3 +36,40 @@ def demo_clips(dataset: str, label: str, *, root: Path | None = None) -> list[Cl
                 audio = librosa.resample(audio, orig_sr=sr, target_sr=ANALYSIS_SR).astype(np.float32)
             out.append(ClipInput(hashlib.sha256(data).hexdigest(), audio, row.get("text", "") or "", ANALYSIS_SR))
     return out
+
+
+HASH_PREFIX = 16
+"""Hex digits kept per hash in a card's training record: collision-free at these sizes, and
+it keeps a card of a thousand-clip pool small."""
+
+
+def norm_text(text: str) -> str:
+    """A transcript or caption as compared for exclusion: lower case, single spaces."""
+    return " ".join(text.lower().split())
+
+
+def text_key(text: str) -> str:
+    """Short sha256 of :func:`norm_text`, as listed in a card's training record."""
+    return hashlib.sha256(norm_text(text).encode("utf-8")).hexdigest()[:HASH_PREFIX]
+
+
+def training_record(clips: Sequence[ClipInput]) -> dict:
+    """What a card records about the non-audited clips a model trained on.
+
+    Enough to check from the card alone that no demo clip was trained on: the sorted
+    :func:`text_key` of every transcript or caption, and the sorted prefixes of the content
+    hash each clip would have as a corpus file (:func:`core.data.demo.corpus.file_sha256`,
+    the hash ingestion and :func:`demo_clips` give a file).
+
+    Returns
+    -------
+    dict
+        ``{"n": int, "text_sha256_16": list[str], "content_sha256_16": list[str]}``.
+    """
+    from core.data.demo.corpus import file_sha256
+
+    return {
+        "n": len(clips),
+        "text_sha256_16": sorted(text_key(c.text) for c in clips),
+        "content_sha256_16": sorted(file_sha256(np.asarray(c.audio, dtype=np.float32), c.sr)[:HASH_PREFIX] for c in clips),
+    }

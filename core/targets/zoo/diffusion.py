@@ -8,6 +8,9 @@ captions are replaced by the empty caption, so the unconditional prediction is m
 * ``diffusion-small``: the ``demo-sounds`` members only, many epochs.
 * ``diffusion-large``: the members inside a pool several times larger
   (``sound_pool(seed=2001)``), few epochs.
+* ``diffusion-ref``: the reference of both: as many pool clips as ``diffusion-large``
+  trains on, of its own seed (``sound_pool(seed=2201)``), no ``demo-sounds`` clip; fewer
+  epochs than ``diffusion-large`` to keep its CPU build short (its card says so).
 
 Training is deterministic (seeded, fixed thread count).
 """
@@ -29,14 +32,21 @@ from core.targets.diffusion_audio import (
     PatchConfig, TextConditioner, load_mel_diffusion, raw_patch, save_mel_diffusion,
 )
 from core.targets.zoo.ar import (
-    DATASET, LARGE_POOL_SEED, TRAIN_THREADS, Progress, _folder_size, audited_clips, pool_clips,
+    DATASET, LARGE_POOL_SEED, TRAIN_THREADS, Progress, _folder_size, audited_clips, training_clips,
 )
-from core.targets.zoo.registry import ZooEntry, zoo_model
+from core.targets.zoo.registry import ZooEntry, reference_of, zoo_model
+
+REF_POOL_SEED = 2201
+REF_EPOCHS = 100
 
 
 @dataclass(frozen=True)
 class DiffusionRecipe(Config):
-    """Everything that determines a diffusion reference model."""
+    """Everything that determines a diffusion reference model.
+
+    ``pool_factor``, ``pool_seed`` and ``train_members`` as in
+    :class:`core.targets.zoo.ar.ARRecipe`; ``note``: why a recipe departs from its family's.
+    """
 
     block_out_channels: tuple[int, ...] = (16, 32)
     cross_attention_dim: int = 32
@@ -50,6 +60,9 @@ class DiffusionRecipe(Config):
     cond_dropout: float = 0.1
     seed: int = 0
     pool_factor: int = 0
+    pool_seed: int = LARGE_POOL_SEED
+    train_members: bool = True
+    note: str = ""
     patch: PatchConfig = PatchConfig()
 
 
@@ -186,23 +199,18 @@ def build(
         members = members[:MICRO_MEMBERS]
         recipe = replace(recipe, block_out_channels=(8, 16), cross_attention_dim=16, attention_head_dim=8,
                          epochs=min(recipe.epochs, 4), pool_factor=min(recipe.pool_factor, 1))
-    extra = (
-        pool_clips(recipe.pool_factor * len(members), seed=LARGE_POOL_SEED, exclude=members + nonmembers)
-        if recipe.pool_factor else []
-    )
+    members, extra, data = training_clips(members, members + nonmembers, pool_factor=recipe.pool_factor,
+                                          pool_seed=recipe.pool_seed, train_members=recipe.train_members)
     facts = fit_diffusion(members + extra, out_dir, recipe=recipe, progress=progress)
     card = {
         "name": name,
         "family": "diffusion",
         "dataset": DATASET,
         "micro": micro,
+        "reference": reference_of(name),
         "members": [c.clip_hash for c in members],
         "n_members": len(members),
-        "training_data": {
-            "members": f"{DATASET} label=member ({len(members)} clips)",
-            "pool": f"sound_pool(seed={LARGE_POOL_SEED}) {len(extra)} clips" if extra else "none",
-            "n_train_clips": len(members) + len(extra),
-        },
+        "training_data": data,
         "epochs": recipe.epochs,
         "seed": recipe.seed,
         "recipe": recipe.to_dict(),
@@ -216,6 +224,8 @@ def build(
 
 SMALL = DiffusionRecipe(epochs=400, batch_size=8, pool_factor=0)
 LARGE = DiffusionRecipe(epochs=150, batch_size=8, pool_factor=2)
+REF = DiffusionRecipe(epochs=REF_EPOCHS, batch_size=8, pool_factor=3, pool_seed=REF_POOL_SEED, train_members=False,
+                      note=f"{REF_EPOCHS} epochs instead of diffusion-large's 150, to keep the CPU build short")
 
 
 def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
@@ -224,6 +234,10 @@ def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None
 
 def train_large(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
     return build("diffusion-large", out_dir, recipe=LARGE, micro=micro, progress=progress)
+
+
+def train_ref(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    return build("diffusion-ref", out_dir, recipe=REF, micro=micro, progress=progress)
 
 
 def load(model_dir: Path, *, device: str | None = None) -> Target:
@@ -238,6 +252,7 @@ zoo_model(ZooEntry(
     description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members only, many epochs (strong memorization).",
     train=train_small,
     load=load,
+    reference="diffusion-ref",
 ))
 zoo_model(ZooEntry(
     name="diffusion-large",
@@ -245,5 +260,14 @@ zoo_model(ZooEntry(
     dataset=DATASET,
     description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
     train=train_large,
+    load=load,
+    reference="diffusion-ref",
+))
+zoo_model(ZooEntry(
+    name="diffusion-ref",
+    family="diffusion",
+    dataset=DATASET,
+    description="Reference: diffusion-large's number of training clips from a sound pool of its own seed, none of them a demo-sounds clip (fewer epochs, see its card).",
+    train=train_ref,
     load=load,
 ))

@@ -9,6 +9,17 @@ on. Both models are ``WhisperForConditionalGeneration`` with a character-level t
 and a short input window, saved as a regular checkpoint folder and audited through
 :class:`core.targets.seq2seq.Seq2SeqTarget`, the adapter used for real Whisper checkpoints.
 
+Reference models, which never see a ``demo-speech`` clip (every audited text is excluded
+from their pools):
+
+``zoo:lalm-ref``
+    The ``lalm-large`` recipe on a speech pool of its own seed, as many clips as
+    ``lalm-large`` trains on: the natural reference of ``lalm-small`` and ``lalm-large``.
+``zoo:lalm-base`` and ``zoo:lalm-ft``
+    A fine-tuning pair. ``lalm-base`` is ``lalm-large`` without the members (its pool
+    only); ``lalm-ft`` starts from ``lalm-base``'s weights and is fine-tuned briefly on the
+    members (few epochs, small learning rate). ``lalm-base`` is ``lalm-ft``'s reference.
+
 Training is deterministic (fixed seeds, deterministic algorithms, fixed thread count), so a
 rebuild gives the same member list and, on the same software stack, the same weights.
 """
@@ -22,7 +33,7 @@ import os
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -31,14 +42,17 @@ import torch
 
 from core.config import Config
 from core.targets.base import ANALYSIS_SR, ClipInput
+from core.targets.fingerprint import file_sha256
 from core.targets.seq2seq import Seq2SeqTarget
 from core.targets.tokenizer import char_tokenizer
-from core.targets.zoo.registry import ZooEntry, zoo_model
+from core.targets.zoo.data import norm_text, training_record
+from core.targets.zoo.registry import ZooEntry, reference_of, zoo_model
 
 DATASET = "demo-speech"
 
-Progress = Callable[[float, str], None]
-"""``progress(fraction_done, message)``, called after each epoch."""
+Progress = Callable[[int, int, str], None]
+"""``progress(epochs_done, epochs_total, message)``, called after each epoch (the
+convention of every zoo family, so one progress reporter serves them all)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,9 @@ class LalmRecipe(Config):
 
 SMALL = LalmRecipe(epochs=100)
 LARGE = LalmRecipe(epochs=16, pool_size=1000)
+REF = replace(LARGE, pool_size=1100, pool_seed=1101)  # as many clips as lalm-large trains on
+BASE = replace(LARGE)  # lalm-large's pool, no members
+FT = replace(LARGE, epochs=4, lr=5e-4, warmup_steps=0, pool_size=0)  # brief and gentle: from lalm-base
 MICRO = LalmRecipe(d_model=48, layers=1, heads=2, ffn_dim=96, window_s=3, max_target_positions=96,
                    epochs=150, batch_size=6, lr=5e-3, warmup_steps=5, threads=1)
 MICRO_MEMBERS = 6
@@ -105,20 +122,16 @@ def micro_clips(n: int, *, seed: int = 7) -> list[ClipInput]:
 
 
 def _pool_clips(n: int, *, seed: int, exclude_texts: set[str]) -> list[ClipInput]:
-    """The extra training pool of ``lalm-large``; clips whose text is audited are dropped."""
+    """A training pool (``speech_pool``); clips whose text is audited are dropped."""
     from core.data.demo.corpus import speech_pool
 
     out = []
     for c in speech_pool(n, seed=seed, sr=ANALYSIS_SR):
-        if _norm(c.text) in exclude_texts:
+        if norm_text(c.text) in exclude_texts:
             continue
         audio = np.asarray(c.audio, dtype=np.float32)
         out.append(ClipInput(audio_hash(audio), audio, c.text, int(c.sr)))
     return out
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 # ---------------------------------------------------------------------------- model
@@ -230,6 +243,8 @@ def train_model(
     name: str,
     data: dict | None = None,
     progress: Progress | None = None,
+    init: Path | None = None,
+    reference: str | None = None,
 ) -> dict:
     """Train a tiny Whisper on ``members`` (+ ``pool``) and save it with its model card.
 
@@ -241,7 +256,10 @@ def train_model(
     pool : extra training clips that are not audited.
     name : model name for the card.
     data : description of the training data for the card.
-    progress : called after each epoch with (fraction done, message).
+    progress : called after each epoch with (epochs done, epochs total, message).
+    init : a checkpoint folder of the same architecture to start from (fine-tuning);
+        ``None`` trains from a random initialization.
+    reference : the zoo entry that is this model's natural reference, for the card.
 
     Returns
     -------
@@ -260,7 +278,12 @@ def train_model(
     with _deterministic(recipe.threads):
         feats, labels, truncated = _encode(train_clips, fe, tokenizer, recipe)
         torch.manual_seed(recipe.seed)
-        model = WhisperForConditionalGeneration(_model_config(recipe, tokenizer))
+        if init is None:
+            model = WhisperForConditionalGeneration(_model_config(recipe, tokenizer))
+        else:
+            model = WhisperForConditionalGeneration.from_pretrained(str(init))
+            if model.config.d_model != recipe.d_model or model.config.encoder_layers != recipe.layers:
+                raise ValueError(f"{init} does not have the recipe's architecture (d_model, layers)")
         model.generation_config = _generation_config(recipe, tokenizer)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -294,7 +317,7 @@ def train_model(
                 cnt += len(idx)
             losses.append(tot / cnt)
             if progress is not None:
-                progress((epoch + 1) / recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f}")
+                progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f}")
         model.eval()
         _save(model, tokenizer, fe, out)
     train_time = time.perf_counter() - t0
@@ -303,7 +326,9 @@ def train_model(
         "name": name,
         "family": "audio-language",
         "dataset": DATASET,
-        "architecture": "WhisperForConditionalGeneration (random init, character tokenizer)",
+        "architecture": "WhisperForConditionalGeneration (random init, character tokenizer)" if init is None
+        else "WhisperForConditionalGeneration (fine-tuned, character tokenizer)",
+        "reference": reference,
         "recipe": recipe.to_dict(),
         "seed": recipe.seed,
         "epochs": recipe.epochs,
@@ -315,6 +340,9 @@ def train_model(
             "n_truncated_to_window": truncated,
         },
         "member_hashes": [c.clip_hash for c in members],
+        **({"pool_clips": training_record(pool)} if pool else {}),
+        **({"init_from": {"path": Path(init).name, "weights_sha256": file_sha256(Path(init) / "model.safetensors")}}
+           if init is not None else {}),
         "param_count": int(sum(p.numel() for p in model.parameters())),
         "size_bytes": int(size),
         "train_time_s": round(train_time, 2),
@@ -331,7 +359,7 @@ def train_model(
 def _micro(out_dir: Path, name: str, progress: Progress | None) -> dict:
     members = micro_clips(MICRO_MEMBERS)
     return train_model(
-        out_dir, members, recipe=MICRO, name=name, progress=progress,
+        out_dir, members, recipe=MICRO, name=name, progress=progress, reference=reference_of(name),
         data={"members": f"micro: {MICRO_MEMBERS} synthetic eSpeak clips (micro_clips seed 7)", "micro": True},
     )
 
@@ -344,30 +372,75 @@ def train_small(out_dir: str | Path, *, micro: bool = False, progress: Progress 
 
     members = demo_clips(DATASET, "member")
     return train_model(
-        out_dir, members, recipe=SMALL, name="lalm-small", progress=progress,
+        out_dir, members, recipe=SMALL, name="lalm-small", progress=progress, reference=reference_of("lalm-small"),
         data={"members": f"{DATASET} members ({len(members)} clips)", "pool": None,
               "nonmembers": f"{DATASET} non-members: never trained on"},
     )
 
 
-def train_large(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
-    """Train ``lalm-large``: the ``demo-speech`` members inside a larger speech pool, few epochs."""
-    if micro:
-        return _micro(Path(out_dir), "lalm-large", progress)
+def _audited_texts(members: Sequence[ClipInput]) -> set[str]:
+    from core.targets.zoo.data import demo_clips
+
+    return {norm_text(c.text) for c in members} | {norm_text(c.text) for c in demo_clips(DATASET, "nonmember")}
+
+
+def _train_on_pool(out_dir: str | Path, name: str, recipe: LalmRecipe, *, with_members: bool,
+                   progress: Progress | None) -> dict:
+    """Train ``name`` on a speech pool that shares no text with ``demo-speech``, with or
+    without the ``demo-speech`` members."""
     from core.targets.zoo.data import demo_clips
 
     members = demo_clips(DATASET, "member")
-    audited = {_norm(c.text) for c in members} | {_norm(c.text) for c in demo_clips(DATASET, "nonmember")}
-    recipe = LARGE
     t0 = time.perf_counter()
-    pool = _pool_clips(recipe.pool_size, seed=recipe.pool_seed, exclude_texts=audited)
+    pool = _pool_clips(recipe.pool_size, seed=recipe.pool_seed, exclude_texts=_audited_texts(members))
     pool_time = round(time.perf_counter() - t0, 2)
+    if not with_members:
+        members = []
     return train_model(
-        out_dir, members, recipe=recipe, pool=pool, name="lalm-large", progress=progress,
-        data={"members": f"{DATASET} members ({len(members)} clips)",
+        out_dir, members, recipe=recipe, pool=pool, name=name, progress=progress, reference=reference_of(name),
+        data={"members": f"{DATASET} members ({len(members)} clips)" if members else None,
               "pool": f"core.data.demo.corpus.speech_pool(n={recipe.pool_size}, seed={recipe.pool_seed}); "
                       f"{recipe.pool_size - len(pool)} clips dropped for sharing an audited text",
               "pool_synthesis_time_s": pool_time,
+              "nonmembers": f"{DATASET} non-members: never trained on"},
+    )
+
+
+def _pool_trainer(name: str, recipe: LalmRecipe, *, with_members: bool, doc: str) -> Callable[..., dict]:
+    """The ``train`` function of a zoo entry trained by :func:`_train_on_pool`."""
+
+    def train(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+        if micro:
+            return _micro(Path(out_dir), name, progress)
+        return _train_on_pool(out_dir, name, recipe, with_members=with_members, progress=progress)
+
+    train.__doc__ = doc
+    return train
+
+
+train_large = _pool_trainer("lalm-large", LARGE, with_members=True,
+                            doc="Train ``lalm-large``: the ``demo-speech`` members inside a larger speech pool, few epochs.")
+train_ref = _pool_trainer("lalm-ref", REF, with_members=False,
+                          doc="Train ``lalm-ref``: the ``lalm-large`` recipe on a pool of its own seed, no demo clip.")
+train_base = _pool_trainer("lalm-base", BASE, with_members=False,
+                           doc="Train ``lalm-base``: ``lalm-large``'s pool without the members.")
+
+
+def train_ft(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Fine-tune ``lalm-base`` (read from the sibling folder ``lalm-base``) on the members."""
+    if micro:
+        return _micro(Path(out_dir), "lalm-ft", progress)
+    from core.targets.zoo.data import demo_clips
+
+    base = Path(out_dir).parent / "lalm-base"
+    if not (base / "card.json").exists():
+        raise FileNotFoundError(f"lalm-ft starts from lalm-base: build it first ({base} has no card.json)")
+    members = demo_clips(DATASET, "member")
+    base_card = json.loads((base / "card.json").read_text(encoding="utf-8"))
+    return train_model(
+        out_dir, members, recipe=FT, name="lalm-ft", progress=progress, init=base, reference=reference_of("lalm-ft"),
+        data={"members": f"{DATASET} members ({len(members)} clips)", "pool": None,
+              "init": f"lalm-base weights (trained on {base_card['data']['pool']})",
               "nonmembers": f"{DATASET} non-members: never trained on"},
     )
 
@@ -387,6 +460,7 @@ zoo_model(
         "epochs: strong per-sample memorization.",
         train=train_small,
         load=load,
+        reference="lalm-ref",
     )
 )
 zoo_model(
@@ -398,5 +472,41 @@ zoo_model(
         "pool for few epochs: weak per-sample signal, for dataset inference.",
         train=train_large,
         load=load,
+        reference="lalm-ref",
+    )
+)
+zoo_model(
+    ZooEntry(
+        name="lalm-ref",
+        family="audio-language",
+        dataset=DATASET,
+        description="Reference: the lalm-large recipe on a speech pool of its own seed that excludes every "
+        "demo-speech text; never saw a demo clip.",
+        train=train_ref,
+        load=load,
+    )
+)
+zoo_model(
+    ZooEntry(
+        name="lalm-base",
+        family="audio-language",
+        dataset=DATASET,
+        description="Base of a fine-tuning pair: lalm-large's pool without the demo-speech members; "
+        "never saw a demo clip.",
+        train=train_base,
+        load=load,
+        reference="lalm-ref",
+    )
+)
+zoo_model(
+    ZooEntry(
+        name="lalm-ft",
+        family="audio-language",
+        dataset=DATASET,
+        description="lalm-base fine-tuned briefly on the demo-speech members (few epochs, small learning "
+        "rate); audit it with lalm-base as its reference.",
+        train=train_ft,
+        load=load,
+        reference="lalm-base",
     )
 )

@@ -26,8 +26,13 @@ class ZooEntry:
 
     train : ``train(out_dir: Path, *, micro: bool = False, progress=None) -> dict`` trains the
         model deterministically and writes it to ``out_dir``; returns the model card.
+        ``progress(done: int, total: int, message: str)`` is called after each epoch.
         ``micro=True`` trains a seconds-long version for tests.
     load : ``load(model_dir: Path, *, device: str | None = None) -> Target``.
+    reference : the zoo entry that is this target's natural reference model (one that never
+        trained on its audited members: a base model, or a model of the same family trained on
+        other clips of the same generator); ``None`` for entries that have none. Written into
+        the card as ``"reference"``.
     """
 
     name: str
@@ -36,6 +41,7 @@ class ZooEntry:
     description: str
     train: Callable[..., dict]
     load: Callable[..., Target]
+    reference: str | None = None
 
 
 ZOO: Registry[ZooEntry] = Registry("zoo model")
@@ -47,3 +53,8 @@ def zoo_model(entry: ZooEntry) -> ZooEntry:
 
 def get_zoo(name: str) -> ZooEntry:
     return ZOO.get(name)
+
+
+def reference_of(name: str) -> str | None:
+    """The natural reference of zoo entry ``name`` (see :class:`ZooEntry`)."""
+    return get_zoo(name).reference
