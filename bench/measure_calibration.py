@@ -1,7 +1,7 @@
 """Reference calibration on the demo: MIA and dataset inference with and without reference
 models, the shifted-dataset gap, and the null check with references (200 draws).
 
-usage: OVERHEARD_WORKSPACE=DIR .venv/bin/python bench/measure_calibration.py [--mode given|generated] [CASE ...]
+usage: OVERHEARD_WORKSPACE=DIR .venv/bin/python -m bench.measure_calibration [--mode given|generated] [CASE ...]
 
 A CASE is ``TARGET=REF1,REF2@DATASET`` (references may be zoo names or checkpoint folders);
 ``TARGET@DATASET`` audits a target alone (no reference, e.g. a base model). Default: the

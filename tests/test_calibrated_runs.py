@@ -97,3 +97,28 @@ def test_reference_flag_is_repeatable(command: str, cls: type, tmp_path: Path) -
     assert refs == ("zoo:lalm-small", str(tmp_path))
     none = config_from_args(cls, build_parser().parse_args([command, "--dataset", "d", "--target", "t"]))
     assert (none.mia.references if isinstance(none, DisentangleConfig) else none.references) == ()
+
+
+def test_generated_mode_references_score_the_targets_own_text(runs: dict) -> None:
+    """In the two-stage protocol the reference re-scores the text the target produced (not
+    its own decode): checked against the reference model run directly on that text."""
+    from core.mia.aggregate import indicator_table
+    from core.pipeline.evidence import clip_inputs, stored_clips
+    from core.runtime.settings import Settings
+    from core.targets import load_target
+    from core.targets.base import EvidenceConfig
+
+    ws = runs["ws"]
+    small = {k: v for k, v in SMALL_MIA.items() if k != "mode"}
+    run_id, _ = audit_mia(ws, "speech", TARGET, MIAConfig(mode="generated", references=(REFERENCE,), **small))
+    run = ws.load_run(run_id)
+    table, clips = ws.run_table(run, "indicators"), ws.run_table(run, "clips")
+    first = ws.analysis_clips("speech").set_index("clip_hash").loc[list(clips.index[:3])].reset_index()
+    first["text"] = clips["decoded"].iloc[:3].tolist()
+    settings = Settings.from_env(ws.root)
+    xs = clip_inputs(stored_clips(ws, first), settings.analysis_sr, settings.limits)
+    direct = indicator_table(load_target(REFERENCE).evidence(xs, EvidenceConfig(mode="given")))
+    for key in ("min_k@0.2", "ppl"):
+        np.testing.assert_allclose((table[key] - table[f"diff:{key}"]).iloc[:3].to_numpy(), direct[key].to_numpy(), rtol=1e-5)
+    _, di = audit_di(ws, "speech", TARGET, DIRunConfig(n_resamples=20, null_resamples=20, references=(REFERENCE,)))
+    assert di["mia_run"] == run_id and di["indicator_source"] == "evidence cache"

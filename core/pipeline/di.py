@@ -184,22 +184,31 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
     settings = settings or Settings.from_env(ws.root)
     cache, cfg_key = EvidenceCache(ws.cache_dir), cfg.evidence_config().to_dict()
 
-    def table_of(model_fp: str) -> pd.DataFrame | None:
-        evidence = [cache.get(model_fp, evidence_key(model_fp, h, cfg_key, settings.analysis_sr)) for h in clip_order]
-        if not evidence or any(ev is None for ev in evidence):
-            return None
-        return indicator_table(evidence).reindex(clip_order)
+    def evidence_of(model_fp: str, keys: list[str], key_cfg: dict) -> list | None:
+        evidence = [cache.get(model_fp, evidence_key(model_fp, k, key_cfg, settings.analysis_sr)) for k in keys]
+        return None if not evidence or any(ev is None for ev in evidence) else evidence
 
-    table = table_of(fp)
-    if table is None or not cfg.references:
+    target_evidence = evidence_of(fp, clip_order, cfg_key)
+    if target_evidence is None:
+        return None
+    table = indicator_table(target_evidence).reindex(clip_order)
+    if not cfg.references:
         return table
+    from core.pipeline.mia import ScoredText, target_texts_of
+
     ref_fps = mia_run["provenance"].get("reference_fingerprints") or {}
-    refs = [table_of(ref_fps[spec]) if spec in ref_fps else None for spec in cfg.references]
+    keys, ref_cfg = clip_order, cfg_key
+    texts = target_texts_of(mia_run["target"], cfg, target_evidence)
+    if texts is not None:  # the references scored the target's own output (see reference_indicators)
+        scored = ScoredText(tuple(texts.items()), ())
+        keys, ref_cfg = [scored.key(h) for h in clip_order], dict(cfg_key, mode="given", variant=scored.name)
+    refs = [evidence_of(ref_fps[spec], keys, ref_cfg) if spec in ref_fps else None for spec in cfg.references]
     if any(r is None for r in refs):
         return None
+    ref_tables = [indicator_table(r).set_axis(pd.Index(clip_order, name="clip_hash")) for r in refs if r is not None]
     from core.mia.calibration import calibrated_table
 
-    return pd.concat([table, calibrated_table(table, [r for r in refs if r is not None])], axis=1)
+    return pd.concat([table, calibrated_table(table, ref_tables)], axis=1)
 
 
 def mia_run_inputs(ws: Workspace, mia_run: dict, *, settings: Settings | None = None,

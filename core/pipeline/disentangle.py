@@ -34,7 +34,7 @@ def audit_disentangle(
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
     from core.mia.calibration import split_columns
-    from core.pipeline.mia import reference_indicators
+    from core.pipeline.mia import reference_indicators, target_texts_of
     from core.pipeline.common import clip_grouping
     from core.targets.registry import target_family
     from core.stats import PermutationConfig
@@ -86,7 +86,7 @@ def audit_disentangle(
             table = indicator_table(evidence)
             # the references hear the same variant audio (variants are deterministic per clip and realization)
             ref = reference_indicators(ws, dataset, scored_clips, table, fp, config.mia, settings=settings, variant=variant,
-                                       progress=prog, cancelled=cancelled)
+                                       progress=prog, cancelled=cancelled, target_texts=target_texts_of(target, config.mia, evidence))
             if ref is not None:
                 for f in ref.failed:
                     failed_clips.setdefault(f["clip_hash"], dict(f, condition=cond))

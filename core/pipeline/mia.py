@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,8 @@ def audit_mia(
     check_given_mode(ws, dataset, config.mode)
     clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
     table = indicator_table(evidence)
-    ref = reference_indicators(ws, dataset, clips, table, fp, config, settings=settings, progress=progress, cancelled=cancelled)
+    ref = reference_indicators(ws, dataset, clips, table, fp, config, settings=settings, progress=progress, cancelled=cancelled,
+                               target_texts=target_texts_of(target_spec, config, evidence))
     if ref is not None:
         clips, table = ref.clips, table.loc[ref.clips["clip_hash"].tolist()]
         evidence = [ev for ev in evidence if ev.clip_hash in set(ref.clips["clip_hash"])]
@@ -153,19 +155,55 @@ class ReferenceIndicators:
                 "calibrations": calibration_of_table(self.calibrated)}
 
 
+@dataclass(frozen=True)
+class ScoredText:
+    """Has a reference score the text the *target* produced (two-stage protocol): each
+    clip's ``ClipInput.text`` is the target's output, scored in ``given`` mode, while the
+    audio (and any variant's rendering of it, e.g. a resynthesis of the transcript) stays
+    the clip's own. Used as ``extract_evidence(variant=...)``: its cache key covers the
+    scored text, so the reference's evidence is cached per (clip, text)."""
+
+    texts: tuple[tuple[str, str], ...]
+    originals: tuple[tuple[str, str], ...]
+    inner: Any = None
+
+    @property
+    def name(self) -> str:
+        return (f"{self.inner.name}+" if self.inner is not None else "") + "target-text"
+
+    def key(self, clip_hash: str) -> str:
+        import hashlib
+
+        base = self.inner.key(clip_hash) if self.inner is not None else clip_hash
+        return hashlib.sha256(f"{base}|target-text|{dict(self.texts)[clip_hash]}".encode()).hexdigest()
+
+    def render_many(self, audios: list, texts: list[str], sr: int, clip_hashes: list[str]) -> list:
+        if self.inner is None:
+            return audios
+        originals = dict(self.originals)
+        return self.inner.render_many(audios, [originals[h] for h in clip_hashes], sr, clip_hashes)
+
+
 def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, target_table: pd.DataFrame, target_fingerprint: str,
                          config: MIAConfig, *, settings: Settings | None = None, variant=None, progress: Progress | None = None,
-                         cancelled: Cancelled = lambda: False) -> ReferenceIndicators | None:
+                         cancelled: Cancelled = lambda: False, target_texts: dict[str, str] | None = None) -> ReferenceIndicators | None:
     """Evidence of every reference model in ``config.references`` for ``clips`` (through
     the same cache and loading rules as the target; ``variant`` as in
     :func:`extract_evidence`), and the target's indicators ``target_table`` calibrated
     against them; None without references. Clips a reference cannot score are left out.
+
+    ``target_texts`` (clip hash -> the text the target produced, for an audio-language
+    target in ``generated`` mode): each reference scores that same text (:class:`ScoredText`),
+    so target and reference are compared on one token sequence, as difficulty calibration
+    requires; a reference decoding its own text would measure a different sequence.
 
     Raises
     ------
     ValueError
         A reference is the target itself (same fingerprint), or is named twice.
     """
+    import dataclasses
+
     from core.mia.aggregate import indicator_table
     from core.mia.calibration import calibrated_table
 
@@ -173,13 +211,20 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
         return None
     if len(set(config.references)) != len(config.references):
         raise ValueError(f"a reference is named twice: {', '.join(config.references)}")
+    ref_config, ref_clips, ref_variant = config, clips, variant
+    if target_texts is not None and config.mode == "generated":
+        hashes = clips["clip_hash"].tolist()
+        ref_clips = clips.assign(text=[target_texts.get(h, "") for h in hashes])
+        ref_config = dataclasses.replace(config, mode="given")
+        ref_variant = ScoredText(tuple((h, target_texts.get(h, "")) for h in hashes),
+                                 tuple(zip(hashes, clips["text"].fillna("").astype(str))), variant)
     fps: dict[str, str] = {}
     tables: list[pd.DataFrame] = []
     computed, failed = 0, []
     keep = set(clips["clip_hash"])
     for spec in config.references:
-        rc, rev, rfp, n, bad = extract_evidence(ws, dataset, spec, config, settings=settings, clips=clips, variant=variant,
-                                                progress=progress, cancelled=cancelled)
+        rc, rev, rfp, n, bad = extract_evidence(ws, dataset, spec, ref_config, settings=settings, clips=ref_clips,
+                                                variant=ref_variant, progress=progress, cancelled=cancelled)
         if rfp == target_fingerprint:
             raise ValueError(f"reference {spec} is the audited model itself (same fingerprint {rfp[:12]})")
         fps[spec] = rfp
@@ -191,6 +236,16 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     order = kept["clip_hash"].tolist()
     calibrated = calibrated_table(target_table.loc[order], [t.loc[order] for t in tables])
     return ReferenceIndicators(kept, calibrated, fps, computed, failed)
+
+
+def target_texts_of(target_spec: str, config: MIAConfig, evidence: list) -> dict[str, str] | None:
+    """The texts an audio-language target produced in ``generated`` mode (what its
+    references must score), else None."""
+    from core.targets.registry import target_family
+
+    if config.mode != "generated" or not config.references or target_family(target_spec) != "audio-language":
+        return None
+    return {ev.clip_hash: ev.text or "" for ev in evidence}
 
 
 CLIP_FIELDS = ("labels", "scores", "scores_uncalibrated", "clip_groups", "decoded", "table", "clip_order")

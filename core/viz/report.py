@@ -287,6 +287,10 @@ def _disentangle_section(ws: Workspace, run: dict) -> str:
     out += "<table><tr><th>condition</th><th>MIA AUC</th><th>95% CI</th><th>p (AUC &gt; 0.5)</th><th>realizations</th></tr>" + "".join(
         f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{_fmt_p(d.get('auc_p_value'))}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=4>skipped: {_esc(d['skipped'])}</td></tr>"
         for c, d in r["details"].items()) + "</table>"
+    uncal = [(c, d["uncalibrated"]) for c, d in r["details"].items() if d.get("uncalibrated")]
+    if uncal:
+        out += (f"<p class=\"caption\">Calibrated against {_esc(', '.join(r.get('references', [])))}; uncalibrated AUC per condition: "
+                + ", ".join(f"{_esc(c)} {u['auc']:.3f}" for c, u in uncal) + ".</p>")
     out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
     out += _table(_blind_rows(blind_link(ws, run)))
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
