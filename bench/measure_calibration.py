@@ -1,7 +1,8 @@
 """Reference calibration on the demo: MIA and dataset inference with and without reference
 models, the shifted-dataset gap, and the null check with references (200 draws).
 
-usage: OVERHEARD_WORKSPACE=DIR .venv/bin/python -m bench.measure_calibration [--mode given|generated] [CASE ...]
+usage: OVERHEARD_WORKSPACE=DIR .venv/bin/python -m bench.measure_calibration [--mode given|generated]
+       [--calibration diff,resid,lira,rmia] [--n-perm B] [CASE ...]
 
 A CASE is ``TARGET=REF1,REF2@DATASET`` (references may be zoo names or checkpoint folders);
 ``TARGET@DATASET`` audits a target alone (no reference, e.g. a base model). Default: the
@@ -21,10 +22,10 @@ DEFAULT_CASES = (
     "zoo:lalm-large=zoo:lalm-ref@demo-speech",
     "zoo:lalm-large=zoo:lalm-ref@demo-speech-shifted",
     "zoo:ar-large=zoo:ar-ref@demo-sounds",
-    "zoo:diffusion-large=zoo:diffusion-ref@demo-sounds",
     "zoo:lalm-ft=zoo:lalm-base@demo-speech",
     "zoo:lalm-base@demo-speech",
     "zoo:lalm-large=zoo:lalm-small@demo-speech",
+    "zoo:diffusion-large=zoo:diffusion-ref@demo-sounds",
 )
 
 
@@ -41,8 +42,9 @@ def fmt(x, spec: str = ".3f") -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("cases", nargs="*", default=list(DEFAULT_CASES))
-    ap.add_argument("--mode", default="given", choices=("given", "generated"))
+    ap.add_argument("--mode", default="generated", choices=("given", "generated"))
     ap.add_argument("--n-perm", type=int, default=100)
+    ap.add_argument("--calibration", default="", help="comma-separated calibrations (default: the run's default)")
     args = ap.parse_args()
     ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/calib-ws"))
     load_demo(ws)
@@ -52,7 +54,8 @@ def main() -> None:
     aucs: dict[tuple[str, tuple[str, ...], str], tuple[float, float | None]] = {}
     for case in args.cases:
         target, refs, dataset = parse(case)
-        _, mia = audit_mia(ws, dataset, target, MIAConfig(mode=args.mode, references=refs, n_perm=args.n_perm))
+        cals = tuple(c for c in args.calibration.split(",") if c) if refs else ()
+        _, mia = audit_mia(ws, dataset, target, MIAConfig(mode=args.mode, references=refs, n_perm=args.n_perm, calibrations=cals))
         _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=args.mode, references=refs, null_resamples=200))
         unc = mia.get("uncalibrated", mia)
         dunc = di.get("uncalibrated", di)

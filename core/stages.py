@@ -110,6 +110,9 @@ class MIAConfig(Config):
     signed: bool = setting(True, flag="unsigned",
                            help="let the aggregate read an indicator against its registered direction (default: weights >= 0 on aligned indicators)")
     references: tuple[str, ...] = _references()
+    calibrations: tuple[str, ...] = setting((), flag="calibration", metavar="C1,C2",
+                                            help="calibrations against the references: diff, resid, lira, rmia "
+                                                 "(default: resid; resid,lira with two or more references)")
 
     def loader_options(self) -> dict:
         """Options for the target's loader; remote code only when asked for explicitly."""

@@ -20,6 +20,7 @@ from core.runtime.store import Workspace
 from core.stages import DisentangleConfig
 
 TARGET, REFERENCE = "zoo:lalm-large", "zoo:lalm-small"
+ALL = ("diff", "resid", "rmia")
 SMALL_MIA = dict(n_boot=50, n_perm=10, n_splits=4, mode="given")
 SMALL_DI = DIRunConfig(n_resamples=20, null_resamples=20, mia_mode="given")
 
@@ -30,7 +31,7 @@ def runs(tmp_path_factory) -> dict:
     ws = Workspace(tmp / "ws")
     (tmp / "sub").mkdir()
     ingest_path(ws, demo_subset(tmp / "sub", 12), "speech")
-    cal_id, cal = audit_mia(ws, "speech", TARGET, MIAConfig(references=(REFERENCE,), **SMALL_MIA))
+    cal_id, cal = audit_mia(ws, "speech", TARGET, MIAConfig(references=(REFERENCE,), calibrations=ALL, **SMALL_MIA))
     target_id, _ = audit_mia(ws, "speech", TARGET, MIAConfig(**SMALL_MIA))
     ref_id, _ = audit_mia(ws, "speech", REFERENCE, MIAConfig(**SMALL_MIA))
     return {"ws": ws, "cal_id": cal_id, "cal": cal, "target_id": target_id, "ref_id": ref_id}
@@ -71,6 +72,7 @@ def test_calibrated_run_records_references_and_the_uncalibrated_result(runs: dic
 def test_di_with_references_tests_calibrated_indicators_beside_uncalibrated(runs: dict) -> None:
     ws = runs["ws"]
     di_id, di = audit_di(ws, "speech", TARGET, DIRunConfig(**(SMALL_DI.to_dict() | {"references": (REFERENCE,)})))
+    assert {k.split(":")[0] for k in di["indicators"]} == set(ALL)  # the MIA run's calibrations, recomputed from the cache
     plain_id, plain = audit_di(ws, "speech", TARGET, SMALL_DI)
     assert di["mia_run"] == runs["cal_id"] and plain["mia_run"] == runs["target_id"]
     assert all(":" in k for k in di["indicators"]) and not any(":" in k for k in plain["indicators"])
@@ -84,6 +86,10 @@ def test_di_with_references_tests_calibrated_indicators_beside_uncalibrated(runs
 def test_reference_that_is_the_target_is_refused(runs: dict) -> None:
     with pytest.raises(ValueError, match="is the audited model itself"):
         audit_mia(runs["ws"], "speech", TARGET, MIAConfig(references=(TARGET,), **SMALL_MIA))
+    with pytest.raises(ValueError, match="'lira' needs at least 2 references"):
+        audit_mia(runs["ws"], "speech", TARGET, MIAConfig(references=(REFERENCE,), calibrations=("lira",), **SMALL_MIA))
+    with pytest.raises(KeyError, match="unknown calibration 'nope'"):
+        audit_mia(runs["ws"], "speech", TARGET, MIAConfig(references=(REFERENCE,), calibrations=("nope",), **SMALL_MIA))
     with pytest.raises(ValueError, match="named twice"):
         audit_mia(runs["ws"], "speech", TARGET, MIAConfig(references=(REFERENCE, REFERENCE), **SMALL_MIA))
 
@@ -110,7 +116,8 @@ def test_generated_mode_references_score_the_targets_own_text(runs: dict) -> Non
 
     ws = runs["ws"]
     small = {k: v for k, v in SMALL_MIA.items() if k != "mode"}
-    run_id, _ = audit_mia(ws, "speech", TARGET, MIAConfig(mode="generated", references=(REFERENCE,), **small))
+    run_id, gen = audit_mia(ws, "speech", TARGET, MIAConfig(mode="generated", references=(REFERENCE,), calibrations=ALL, **small))
+    assert gen["calibration"]["calibrations"] == list(ALL)
     run = ws.load_run(run_id)
     table, clips = ws.run_table(run, "indicators"), ws.run_table(run, "clips")
     first = ws.analysis_clips("speech").set_index("clip_hash").loc[list(clips.index[:3])].reset_index()

@@ -161,3 +161,15 @@ def test_suspects_gain() -> None:
     assert suspects_gain(20, 80) == 4.0
     assert suspects_gain(20, None) == float("inf")
     assert suspects_gain(None, 80) is None
+
+
+def test_default_calibrations_follow_the_number_of_references() -> None:
+    from core.mia.calibration import resolve_calibrations
+
+    assert resolve_calibrations((), 1) == ("resid",)
+    assert resolve_calibrations((), 3) == ("resid", "lira")
+    assert resolve_calibrations(("rmia", "diff"), 1) == ("rmia", "diff")
+    with pytest.raises(ValueError, match="'lira' needs at least 2"):
+        resolve_calibrations(("lira",), 1)
+    with pytest.raises(KeyError, match="valid: diff, lira, resid, rmia"):
+        resolve_calibrations(("zscore",), 2)

@@ -206,9 +206,10 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
     if any(r is None for r in refs):
         return None
     ref_tables = [indicator_table(r).set_axis(pd.Index(clip_order, name="clip_hash")) for r in refs if r is not None]
-    from core.mia.calibration import calibrated_table
+    from core.mia.calibration import calibrated_table, resolve_calibrations
 
-    return pd.concat([table, calibrated_table(table, ref_tables)], axis=1)
+    names = resolve_calibrations(cfg.calibrations, len(ref_tables))
+    return pd.concat([table, calibrated_table(table, ref_tables, names=names)], axis=1)
 
 
 def mia_run_inputs(ws: Workspace, mia_run: dict, *, settings: Settings | None = None,

@@ -62,8 +62,9 @@ def audit_mia(
     ref = reference_indicators(ws, dataset, clips, table, fp, config, settings=settings, progress=progress, cancelled=cancelled,
                                target_texts=target_texts_of(target_spec, config, evidence))
     if ref is not None:
+        kept = set(ref.clips["clip_hash"])
         clips, table = ref.clips, table.loc[ref.clips["clip_hash"].tolist()]
-        evidence = [ev for ev in evidence if ev.clip_hash in set(ref.clips["clip_hash"])]
+        evidence = [ev for ev in evidence if ev.clip_hash in kept]
         failed = failed + ref.failed
         computed += ref.computed
     y = clips["y"].to_numpy()
@@ -205,10 +206,11 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     import dataclasses
 
     from core.mia.aggregate import indicator_table
-    from core.mia.calibration import calibrated_table
+    from core.mia.calibration import calibrated_table, resolve_calibrations
 
     if not config.references:
         return None
+    resolve_calibrations(config.calibrations, len(config.references))  # an unknown name fails before any model runs
     if len(set(config.references)) != len(config.references):
         raise ValueError(f"a reference is named twice: {', '.join(config.references)}")
     ref_config, ref_clips, ref_variant = config, clips, variant
@@ -234,7 +236,8 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
         keep &= set(rc["clip_hash"])
     kept = clips[clips["clip_hash"].isin(keep)].reset_index(drop=True)
     order = kept["clip_hash"].tolist()
-    calibrated = calibrated_table(target_table.loc[order], [t.loc[order] for t in tables])
+    names = resolve_calibrations(config.calibrations, len(tables))
+    calibrated = calibrated_table(target_table.loc[order], [t.loc[order] for t in tables], names=names)
     return ReferenceIndicators(kept, calibrated, fps, computed, failed)
 
 
