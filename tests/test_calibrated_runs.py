@@ -129,3 +129,27 @@ def test_generated_mode_references_score_the_targets_own_text(runs: dict) -> Non
         np.testing.assert_allclose((table[key] - table[f"diff:{key}"]).iloc[:3].to_numpy(), direct[key].to_numpy(), rtol=1e-5)
     _, di = audit_di(ws, "speech", TARGET, DIRunConfig(n_resamples=20, null_resamples=20, references=(REFERENCE,)))
     assert di["mia_run"] == run_id and di["indicator_source"] == "evidence cache"
+
+
+def test_disentangle_and_report_with_references(runs: dict) -> None:
+    """Each condition is calibrated against the reference hearing the same variant audio;
+    the uncalibrated AUC is kept beside it; the report shows both and the fingerprints."""
+    from core.pipeline import DisentangleConfig
+    from core.pipeline.disentangle import audit_disentangle
+    from core.viz.report import build_report
+
+    ws = runs["ws"]
+    mia = MIAConfig(references=(REFERENCE,), **SMALL_MIA)
+    run_id, out = audit_disentangle(ws, "speech", TARGET, DisentangleConfig(conditions=("original", "silence"), mia=mia, max_realizations=1))
+    plain_id, plain = audit_disentangle(ws, "speech", TARGET, DisentangleConfig(conditions=("original", "silence"),
+                                                                                 mia=MIAConfig(**SMALL_MIA), max_realizations=1))
+    original = out["details"]["original"]
+    # the original condition is the MIA run itself: same calibrated and uncalibrated aggregates
+    cal_run = audit_mia(ws, "speech", TARGET, mia)[1]
+    assert original["auc"] == pytest.approx(cal_run["auc"])
+    assert original["uncalibrated"]["auc"] == pytest.approx(plain["details"]["original"]["auc"])
+    assert "uncalibrated" in out["details"]["silence"] and "uncalibrated" not in plain["details"]["silence"]
+    assert ws.load_run(run_id)["provenance"]["reference_fingerprints"] == ws.load_run(runs["cal_id"])["provenance"]["reference_fingerprints"]
+    html = build_report(ws, "speech", TARGET)
+    assert "With and without the reference model(s)" in html
+    assert "reference models (fingerprints)" in html and REFERENCE in html
