@@ -210,7 +210,7 @@ def cmd_mia(args: argparse.Namespace) -> int:
     run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
     keep = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "inference", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text",
             "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation",
-            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips")
+            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips", "uncalibrated", "calibration")
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: res[k] for k in keep if k in res}
     lo, hi = res["auc_ci"]
     p = res.get("auc_p_value")
@@ -219,8 +219,21 @@ def cmd_mia(args: argparse.Namespace) -> int:
             f"  folds: {_folds_text(res.get('inference'))}",
             *("  " + t for t in res["tpr_at_fpr_text"]),
             f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
-            *(f"  warning: {w}" for w in res["warnings"]), f"  run {run_id}"]
+            *_calibration_lines(res), *(f"  warning: {w}" for w in res["warnings"]), f"  run {run_id}"]
     _emit(args, out, "\n".join(text))
+
+
+def _calibration_lines(res: dict) -> list[str]:
+    """The uncalibrated result of a calibrated MIA run beside it, and the gain."""
+    cal, unc = res.get("calibration"), res.get("uncalibrated")
+    if not cal or not unc:
+        return []
+    lo, hi = unc["auc_ci"]
+    gain = cal["gain"]
+    tpr = "n/a" if gain.get("tpr_at_1pct_fpr") is None else f"{gain['tpr_at_1pct_fpr']:+.3f}"
+    return [f"  calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); "
+            f"uncalibrated AUC {unc['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}), {unc['tpr_at_fpr_text'][0]}",
+            f"  gain from the reference(s): AUC {gain['auc']:+.3f}, TPR at 1% FPR {tpr}"]
     return 0
 
 
@@ -299,13 +312,24 @@ def cmd_di(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
             "mia_auc", "blind_auc", "blind_verdict", "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve",
-            "failed_clips", "mia_run", "mia_mode")
+            "failed_clips", "mia_run", "mia_mode", "uncalibrated", "calibration")
     ms, me = r.get("min_suspects"), r.get("min_suspects_equal")
     needed = (f"  suspects needed: {ms if ms is not None else 'not reached'} against all held-out non-members, "
               f"{me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
-          r["verdict"] + "\n" + needed + f"\n  run {run_id}, from MIA run {r['mia_run']} ({r['mia_mode']} text)")
+          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({r['mia_mode']} text)")
     return 0
+
+
+def _di_calibration_text(r: dict) -> str:
+    """The uncalibrated test of a calibrated DI run beside it."""
+    cal, unc = r.get("calibration"), r.get("uncalibrated")
+    if not cal or not unc:
+        return ""
+    need = unc["min_suspects"] if unc["min_suspects"] is not None else "not reached"
+    factor = cal["gain"].get("suspects_factor")
+    return (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated: p = {unc['p_value']:.2g}, "
+            f"suspects needed {need}" + ("" if factor is None else f"; the reference(s) cut the suspects needed {factor:.3g}-fold"))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -390,6 +414,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             kw |= {"action": "store_false" if default else "store_true", "default": default}
         elif is_options(tp):
             kw |= {"action": "append", "default": None, "metavar": f.metadata.get("metavar") or "KEY=VALUE"}
+        elif f.metadata.get("repeatable"):
+            kw |= {"action": "append", "default": None, "metavar": f.metadata.get("metavar")}
         else:
             if get_origin(tp) is tuple:
                 kw["type"] = _comma_list(args[0])
@@ -413,6 +439,8 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **overrides) -> C:
             d[f.name] = config_from_args(tp, args, **overrides)
         elif is_options(tp):
             d[f.name] = _key_values(getattr(args, f.name), flag_of(f)[2:])
+        elif f.metadata.get("repeatable"):
+            d[f.name] = tuple(getattr(args, f.name) or ())
         else:
             d[f.name] = getattr(args, f.name)
     own = {k: v for k, v in overrides.items() if k in field_types(cls)}
@@ -567,7 +595,7 @@ def _precheck(args: argparse.Namespace) -> None:
         _executor_settings(args, Settings.from_env(args.workspace))
     if getattr(args, "dataset", None):
         Workspace(Settings.from_env(args.workspace).workspace).dataset_id(args.dataset)
-    for spec in [getattr(args, "target", None), *(getattr(args, "reference", None) or [])]:
+    for spec in [getattr(args, "target", None), *(getattr(args, "references", None) or [])]:
         if spec:
             check_target_spec(spec)
 

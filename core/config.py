@@ -53,6 +53,7 @@ def setting(
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
     cli: bool = True,
+    repeatable: bool = False,
 ) -> Any:
     """A dataclass field with what a front end needs to offer it as an option.
 
@@ -67,8 +68,10 @@ def setting(
     metavar : the placeholder shown in ``--help``.
     cli : False for a field that is not a user setting of its own (set by other options,
         or an internal detail).
+    repeatable : a ``tuple[str, ...]`` field given one value per option
+        (``--reference A --reference B``) rather than comma-separated.
     """
-    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "cli": cli}
+    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "cli": cli, "repeatable": repeatable}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 

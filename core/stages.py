@@ -63,6 +63,12 @@ def _n_perm() -> Any:
                    help="label permutations of the whole CV procedure for the p-value and interval (0: bootstrap interval only)")
 
 
+def _references() -> Any:
+    return setting((), flag="reference", metavar="T", repeatable=True,
+                   help="reference model that did not train on the suspects (zoo:<name> or a local checkpoint folder; "
+                        "repeatable): indicators are also calibrated against it")
+
+
 def _grouping() -> Any:
     return setting("auto", choices=GROUPINGS,
                    help="clips kept on one side of every CV split: auto (speaker, else source), none, speaker, source")
@@ -103,6 +109,10 @@ class MIAConfig(Config):
     n_perm: int = _n_perm()
     signed: bool = setting(True, flag="unsigned",
                            help="let the aggregate read an indicator against its registered direction (default: weights >= 0 on aligned indicators)")
+    references: tuple[str, ...] = _references()
+    calibrations: tuple[str, ...] = setting((), flag="calibration", metavar="C1,C2",
+                                            help="calibrations against the references: diff, resid, lira, rmia "
+                                                 "(default: resid; resid,lira with two or more references)")
 
     def loader_options(self) -> dict:
         """Options for the target's loader; remote code only when asked for explicitly."""
@@ -133,6 +143,8 @@ class DIRunConfig(Config):
     compare : also run every scorer (for the comparison table).
     mia_mode : text mode of the MIA run to read (and to make when none exists yet).
     mia_run : id of the MIA run to read (default: the newest matching one).
+    references : reference models of the MIA run to read (and to make): the test then runs
+        on the calibrated indicators, with the uncalibrated result beside it.
     """
 
     scorer: str = setting("auto", help="auto, control_split, normalized_sum or cross_fit")
@@ -144,6 +156,7 @@ class DIRunConfig(Config):
     compare: bool = setting(False, help="also run every scorer")
     mia_mode: str = setting("generated", flag="mode", choices=TEXT_MODES, help="text mode of the MIA run to read (or make)")
     mia_run: str | None = setting(None, metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
+    references: tuple[str, ...] = _references()
 
     def __post_init__(self) -> None:
         from core.di import get_scorer

@@ -5,7 +5,7 @@ import streamlit as st
 from core.pipeline import MIAConfig
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import mia_view as view
-from core.ui.runs import run_controls, target_picker
+from core.ui.runs import reference_picker, run_controls, target_picker
 
 ws = page_setup("MIA Audit", "🔎")
 st.title("Per-sample membership inference")
@@ -17,8 +17,9 @@ with c2:
 with c3:
     mode, runnable = view.mode_picker(ws, dataset)
 if dataset and target:
+    references = reference_picker(target)
     if runnable:
-        config = MIAConfig(mode=mode)
+        config = MIAConfig(mode=mode, references=references)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
     run = ws.latest_run("mia", dataset, target)
@@ -27,6 +28,7 @@ if dataset and target:
     else:
         st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · {run['config']['mode']} text")
         view.headline(run["result"])
+        view.calibration_comparison(run["result"])
         failed_clips(run["result"])
         view.roc_and_scores(ws, run)
         view.indicator_table(run["result"])

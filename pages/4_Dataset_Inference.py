@@ -5,7 +5,7 @@ import streamlit as st
 from core.pipeline.di import DIRunConfig
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import di_view as view
-from core.ui.runs import run_controls, target_picker
+from core.ui.runs import reference_picker, run_controls, target_picker
 
 ws = page_setup("Dataset Inference", "🧮")
 st.title("Dataset inference")
@@ -16,7 +16,8 @@ with c2:
     target = target_picker(ws, dataset=dataset)
 scorer, alpha, compare = view.controls()
 if dataset and target:
-    config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare)
+    references = reference_picker(target)
+    config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references)
     params = {"dataset": dataset, "target": target, "config": config.to_dict()}
     run_controls(ws, "di", params, {"dataset": dataset, "target": target}, label="Run dataset inference")
     run = ws.latest_run("di", dataset, target)
@@ -30,6 +31,7 @@ if dataset and target:
             st.info("The settings above differ from this run's: press **Run dataset inference** to update it.")
         view.verdict(run["result"])
         view.metrics(run["result"])
+        view.calibration_comparison(run["result"])
         failed_clips(run["result"])
         view.curve(run["result"])
         view.score_distributions(ws, run)

@@ -7,7 +7,7 @@ from core.pipeline import DisentangleConfig, MIAConfig
 from core.stages import DEFAULT_CONDITIONS
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import disentangle_view as view
-from core.ui.runs import run_controls, target_picker
+from core.ui.runs import reference_picker, run_controls, target_picker
 
 ws = page_setup("Disentanglement", "🎛️")
 st.title("Modality disentanglement")
@@ -21,7 +21,8 @@ defaults = last["config"]["conditions"] if last else list(DEFAULT_CONDITIONS)
 conditions = st.multiselect("Conditions", variant_names(), default=[c for c in defaults if c in variant_names()])
 options, clap = view.variant_options_form(conditions, last)
 if dataset and target and conditions:
-    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(), variant_options=options, clap_model=clap)
+    references = reference_picker(target)
+    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(references=references), variant_options=options, clap_model=clap)
     run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
     run = last
     if run is None:

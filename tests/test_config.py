@@ -137,10 +137,10 @@ def test_an_older_runs_config_dicts_still_load():
 def test_stored_keys_are_unchanged():
     """The dicts runs store (and evidence cache keys are built from) keep their keys and shapes."""
     assert list(MIAConfig().to_dict()) == ["mode", "infill_m", "timesteps", "n_noise", "n_splits", "n_boot", "seed", "batch_size",
-                                           "target_options", "trust_remote_code", "grouping", "n_perm", "signed"]
+                                           "target_options", "trust_remote_code", "grouping", "n_perm", "signed", "references", "calibrations"]
     assert list(DisentangleConfig().to_dict()) == ["conditions", "mia", "max_realizations", "max_wer", "drop_inconsistent",
                                                    "variant_options", "clap_model", "min_clap"]
     assert list(BlindRunConfig().to_dict()) == ["groups", "n_splits", "n_boot", "seed", "batch_size", "grouping", "n_perm"]
     assert list(DIRunConfig().to_dict()) == ["scorer", "alpha", "seed", "n_resamples", "null_resamples", "refit", "compare",
-                                             "mia_mode", "mia_run"]
+                                             "mia_mode", "mia_run", "references"]
     assert list(CrossDataConfig().to_dict()) == ["status", "groups", "n_splits", "seed", "batch_size", "n_perm", "n_boot"]

@@ -36,6 +36,7 @@ from core.blind.registry import _GROUPS
 from core.data.layouts.base import LAYOUTS, Parsed, Tree
 from core.di.registry import _REGISTRY as DI_SCORERS
 from core.disentangle.registry import _VARIANTS, Variant
+from core.mia.calibration import _CALIBRATIONS as CALIBRATIONS
 from core.mia.registry import _REGISTRY as INDICATORS
 from core.registry import Registry
 from core.runtime.jobs import _KINDS as JOB_KINDS
@@ -52,6 +53,8 @@ Callables = Callable[[Any], list[tuple[str, Callable, int]]]
 CONTRACTS: dict[str, tuple[Registry, Callable[[Any], str], Callables]] = {
     # fn(stats, *, text=...) or fn(ev)
     "indicator family": (INDICATORS, lambda e: e.description, lambda e: [("fn", e.fn, 1)]),
+    # fn(target, references, *, sign)
+    "calibration": (CALIBRATIONS, lambda e: e.description, lambda e: [("fn", e.fn, 2)]),
     # compute(inputs)
     "feature group": (_GROUPS, lambda e: e.description, lambda e: [("compute", e.compute, 1)]),
     # fn(P, U, *, directions, seed, config[, groups])

@@ -42,15 +42,25 @@ class BlindVerdict:
     def confounded(self) -> bool:
         return self.level == "confounded"
 
-    def caveat(self, what: str = "this result") -> str | None:
-        """A warning for a membership result on the same data (None when fair)."""
+    def caveat(self, what: str = "this result", references: Sequence[str] = ()) -> str | None:
+        """A warning for a membership result on the same data (None when fair).
+
+        With ``references`` (the result is calibrated against reference models) the warning
+        says so: calibration cancels the part of a shift that the references react to as
+        the target does, not a shift that only the target's training makes visible.
+        """
         if self.level == "fair":
             return None
         if self.level == "confounded":
-            return (f"confounded: the blind baseline tells members from non-members without the model ({self._numbers()}); "
+            text = (f"confounded: the blind baseline tells members from non-members without the model ({self._numbers()}); "
                     f"{what} may reflect the data shift, not the model")
-        return (f"weak distribution shift: the blind baseline separates members from non-members above chance "
-                f"({self._numbers()}); compare {what} with it")
+        else:
+            text = (f"weak distribution shift: the blind baseline separates members from non-members above chance "
+                    f"({self._numbers()}); compare {what} with it")
+        if references:
+            text += (f"; {what} is calibrated against reference model(s) {', '.join(references)}, which cancels the part of "
+                     "the shift the references see as the target does (compare the uncalibrated result beside it)")
+        return text
 
     def _numbers(self) -> str:
         p = "" if self.p_value is None else f", p = {self.p_value:.2g}"

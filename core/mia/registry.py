@@ -27,8 +27,12 @@ EvidenceKind = Literal["tokens", "diffusion"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# family name, optional "[order]", optional "@parameter"
-_KEY_RE = re.compile(r"^(?P<family>[a-z][a-z0-9_]*)(?:\[(?P<order>[^\]]+)\])?(?:@(?P<param>.+))?$")
+CALIBRATION_SEP = ":"
+"""Separates a calibration from the indicator key it calibrates: ``diff:min_k@0.2``
+(:mod:`core.mia.calibration`)."""
+
+# optional "calibration:", family name, optional "[order]", optional "@parameter"
+_KEY_RE = re.compile(r"^(?:(?P<calibration>[a-z][a-z0-9_]*):)?(?P<family>[a-z][a-z0-9_]*)(?:\[(?P<order>[^\]]+)\])?(?:@(?P<param>.+))?$")
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,9 @@ def get_family(name: str) -> IndicatorFamily:
 def family_of(key: str) -> str:
     """Family name of a full column key, e.g. ``"max_renyi[inf]@0.2" -> "max_renyi"``.
 
+    A calibrated key (``"diff:min_k@0.2"``) belongs to the family it calibrates: a
+    calibration keeps the indicator's direction.
+
     Raises
     ------
     KeyError
@@ -134,7 +141,18 @@ def family_of(key: str) -> str:
     match = _KEY_RE.match(str(key))
     if match is None:
         raise UnknownName(f"malformed indicator key {key!r}; valid families: {', '.join(_REGISTRY.names())}", name=str(key))
+    if match.group("calibration") is not None:
+        from core.mia.calibration import get_calibration
+
+        get_calibration(match.group("calibration"))
     return get_family(match.group("family")).name
+
+
+def calibration_of(key: str) -> str | None:
+    """The calibration of a column key (``"diff:min_k@0.2" -> "diff"``), None when uncalibrated."""
+    family_of(key)
+    head, sep, _ = str(key).partition(CALIBRATION_SEP)
+    return head if sep else None
 
 
 def direction(key: str) -> int:

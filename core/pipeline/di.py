@@ -164,6 +164,8 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
     """The MIA run's indicators recomputed from the evidence cache, for the run's own
     evidence configuration (its text mode, infilling, timesteps) and model fingerprint;
     None when any clip's evidence is not cached (cleared since, or a run without a model).
+    A run calibrated against reference models also gets its calibrated columns, from the
+    references' cached evidence (their fingerprints are in the run's provenance).
 
     Indicators are cheap functions of the cached evidence, so dataset inference uses the
     current indicator code rather than the numbers the MIA run stored; no model is loaded.
@@ -181,17 +183,54 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
         return None
     settings = settings or Settings.from_env(ws.root)
     cache, cfg_key = EvidenceCache(ws.cache_dir), cfg.evidence_config().to_dict()
-    evidence = [cache.get(fp, evidence_key(fp, h, cfg_key, settings.analysis_sr)) for h in clip_order]
-    if not evidence or any(ev is None for ev in evidence):
+
+    def evidence_of(model_fp: str, keys: list[str], key_cfg: dict) -> list | None:
+        evidence = [cache.get(model_fp, evidence_key(model_fp, k, key_cfg, settings.analysis_sr)) for k in keys]
+        return None if not evidence or any(ev is None for ev in evidence) else evidence
+
+    target_evidence = evidence_of(fp, clip_order, cfg_key)
+    if target_evidence is None:
         return None
-    return indicator_table(evidence).reindex(clip_order)
+    table = indicator_table(target_evidence).reindex(clip_order)
+    if not cfg.references:
+        return table
+    from core.pipeline.mia import ScoredText, target_texts_of
+
+    ref_fps = mia_run["provenance"].get("reference_fingerprints") or {}
+    keys, ref_cfg = clip_order, cfg_key
+    texts = target_texts_of(mia_run["target"], cfg, target_evidence)
+    if texts is not None:  # the references scored the target's own output (see reference_indicators)
+        scored = ScoredText(tuple(texts.items()), ())
+        keys, ref_cfg = [scored.key(h) for h in clip_order], dict(cfg_key, mode="given", variant=scored.name)
+    refs = [evidence_of(ref_fps[spec], keys, ref_cfg) if spec in ref_fps else None for spec in cfg.references]
+    if any(r is None for r in refs):
+        return None
+    ref_tables = [indicator_table(r).set_axis(pd.Index(clip_order, name="clip_hash")) for r in refs if r is not None]
+    from core.mia.calibration import calibrated_table, resolve_calibrations
+
+    names = resolve_calibrations(cfg.calibrations, len(ref_tables))
+    return pd.concat([table, calibrated_table(table, ref_tables, names=names)], axis=1)
 
 
-def mia_run_inputs(ws: Workspace, mia_run: dict, *, settings: Settings | None = None) -> tuple[DIInputs, str]:
+def mia_run_inputs(ws: Workspace, mia_run: dict, *, settings: Settings | None = None,
+                   calibrated: bool = True) -> tuple[DIInputs, str]:
     """DI inputs of an MIA run: labels and groups from its ``clips`` table, indicators
     recomputed from the evidence cache (:func:`cached_indicators`), else read from its
     stored ``indicators`` table. Returns the inputs and where the indicators came from
-    (``evidence cache`` or ``stored MIA table``)."""
+    (``evidence cache`` or ``stored MIA table``).
+
+    A run calibrated against reference models gives its calibrated indicators, or with
+    ``calibrated=False`` its uncalibrated ones (the side-by-side comparison)."""
+    both, source = mia_run_inputs_both(ws, mia_run, settings=settings)
+    cal, uncal = both
+    return (cal if calibrated and cal is not None else uncal), source
+
+
+def mia_run_inputs_both(ws: Workspace, mia_run: dict, *, settings: Settings | None = None
+                        ) -> tuple[tuple[DIInputs | None, DIInputs], str]:
+    """(calibrated inputs or None without references, uncalibrated inputs) of an MIA run,
+    and where the indicators came from; see :func:`mia_run_inputs`."""
+    from core.mia.calibration import split_columns
     from core.pipeline.mia import mia_scores
 
     clips = mia_scores(ws, mia_run)
@@ -202,7 +241,10 @@ def mia_run_inputs(ws: Workspace, mia_run: dict, *, settings: Settings | None = 
         table, source = ws.run_table(mia_run, "indicators").reindex(order), "stored MIA table"
     groups = clips["group"].tolist() if "group" in clips and clips["group"].notna().all() else None
     grouping = str(mia_run["result"].get("config", {}).get("grouping", "group"))
-    return indicator_inputs(table, clips["label"].to_numpy(dtype=np.int64), groups, grouping), source
+    labels = clips["label"].to_numpy(dtype=np.int64)
+    uncal, cal = split_columns(table)
+    cal_inputs = indicator_inputs(cal, labels, groups, grouping) if cal.shape[1] else None
+    return (cal_inputs, indicator_inputs(uncal, labels, groups, grouping)), source
 
 
 def blind_confound(ws: Workspace, dataset: str) -> tuple[float | None, str | None, str | None]:
@@ -213,14 +255,15 @@ def blind_confound(ws: Workspace, dataset: str) -> tuple[float | None, str | Non
     return confound_of(current_run(ws, "blind", dataset))
 
 
-def confound_of(blind_run: dict | None) -> tuple[float | None, str | None, str | None]:
-    """A blind run's AUC, verdict level and, unless fair, the caveat a DI verdict carries."""
+def confound_of(blind_run: dict | None, references: tuple[str, ...] = ()) -> tuple[float | None, str | None, str | None]:
+    """A blind run's AUC, verdict level and, unless fair, the caveat a DI verdict carries
+    (saying so when the indicators are calibrated against ``references``)."""
     from core.blind.verdict import verdict_of_run
 
     v = verdict_of_run(blind_run["result"]) if blind_run is not None else None
     if v is None:
         return None, None, None
-    caveat = v.caveat("a rejection")
+    caveat = v.caveat("a rejection", references)
     if v.confounded:
         caveat = (f"{caveat}: dataset inference assumes the suspects and the non-members are drawn from the same "
                   "distribution (match the dataset on the Blind Baseline page first)")
@@ -326,20 +369,27 @@ def headline(result: dict[str, Any]) -> str:
     )
 
 
-def latest_mia(ws: Workspace, dataset: str, target: str, mode: str | None = None) -> dict | None:
+def latest_mia(ws: Workspace, dataset: str, target: str, mode: str | None = None,
+               references: tuple[str, ...] | None = None) -> dict | None:
     """The newest MIA run of (dataset, target) that scored the dataset as it is now (same
-    clips and labels) and, when ``mode`` is given, with that text mode; None when none does."""
+    clips and labels) and, when ``mode`` is given, with that text mode, and when
+    ``references`` is given, calibrated against exactly those reference models (``()``:
+    uncalibrated); None when none does."""
     from core.pipeline.common import current_run
 
-    return current_run(ws, "mia", dataset, target,
-                       where=None if mode is None else (lambda cfg: cfg.get("mode", "generated") == mode))
+    def where(cfg: dict) -> bool:
+        return ((mode is None or cfg.get("mode", "generated") == mode)
+                and (references is None or tuple(cfg.get("references") or ()) == tuple(references)))
+
+    return current_run(ws, "mia", dataset, target, where=where)
 
 
 def _mia_run_for(ws: Workspace, dataset: str, target: str, config: "DIRunConfig") -> dict | None:
     """The MIA run dataset inference reads: the one named in ``config.mia_run`` (checked
-    to belong to this dataset and target), else :func:`latest_mia` in ``config.mia_mode``."""
+    to belong to this dataset and target), else :func:`latest_mia` in ``config.mia_mode``
+    with ``config.references``."""
     if not config.mia_run:
-        return latest_mia(ws, dataset, target, config.mia_mode)
+        return latest_mia(ws, dataset, target, config.mia_mode, config.references)
     try:
         run = ws.load_run(config.mia_run)
     except KeyError:
@@ -373,13 +423,16 @@ def audit_di(
     if mia_run is None:
         from core.pipeline.mia import MIAConfig, audit_mia
 
-        mia_id, _ = audit_mia(ws, dataset, target, MIAConfig(mode=config.mia_mode, seed=config.seed), settings=settings, progress=progress, cancelled=cancelled)
+        mia_id, _ = audit_mia(ws, dataset, target, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references),
+                              settings=settings, progress=progress, cancelled=cancelled)
         mia_run = ws.load_run(mia_id)
     step = lambda i, msg: progress(i, 4, msg) if progress else None  # noqa: E731
     if cancelled():
         raise InterruptedError("cancelled")
     step(0, "dataset inference: Welch test and null check")
-    inp, source = mia_run_inputs(ws, mia_run, settings=settings)
+    (cal_inp, uncal_inp), source = mia_run_inputs_both(ws, mia_run, settings=settings)
+    inp = cal_inp if cal_inp is not None else uncal_inp
+    references = tuple(mia_run["config"].get("references") or ()) if cal_inp is not None else ()
     scfg = inp.scorer_config()
     res = dataset_inference(
         inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
@@ -404,7 +457,7 @@ def audit_di(
 
     blind_run = current_run(ws, "blind", dataset)
     refs = {"mia": mia_run["id"]} | ({"blind": blind_run["id"]} if blind_run is not None else {})
-    blind_auc, blind_level, confound = confound_of(blind_run)
+    blind_auc, blind_level, confound = confound_of(blind_run, references)
     extra = list(inp.notes)
     if source != "evidence cache" and mia_run["provenance"].get("model_fingerprint"):
         extra.append("the MIA run's evidence is no longer cached: its stored indicators were read, not recomputed")
@@ -455,12 +508,46 @@ def audit_di(
             inp.P, inp.U, directions=inp.directions, alpha=config.alpha, seed=config.seed,
             n_resamples=config.n_resamples, null_resamples=config.null_resamples, config=scfg, groups=inp.groups,
         )
+    if cal_inp is not None:
+        if cancelled():
+            raise InterruptedError("cancelled")
+        out["uncalibrated"] = uncalibrated_di(uncal_inp, config)
+        from core.mia.calibration import suspects_gain
+
+        out["calibration"] = {
+            "references": list(references),
+            "reference_fingerprints": dict(mia_run["provenance"].get("reference_fingerprints") or {}),
+            "gain": {"suspects_factor": suspects_gain(curve.min_suspects, out["uncalibrated"]["min_suspects"]),
+                     "mia_auc": _minus(mia_run["result"].get("auc"), (mia_run["result"].get("uncalibrated") or {}).get("auc"))},
+        }
     step(4, "dataset inference: done")
     prov = provenance(ws, dataset, target_fingerprint=mia_run["provenance"].get("model_fingerprint"), seed=config.seed, seconds=time.perf_counter() - t0)
     prov["mia_run"] = mia_run["id"]
+    if references:
+        prov["reference_fingerprints"] = dict(mia_run["provenance"].get("reference_fingerprints") or {})
     run_id = ws.save_run("di", dataset=dataset, target=target, config=config.to_dict(), result=stored_result(out), provenance=prov,
                          refs=refs, tables={"clips": di_table(out)})
     return run_id, out
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else float(a) - float(b)
+
+
+def uncalibrated_di(inp: DIInputs, config: DIRunConfig) -> dict[str, Any]:
+    """The same test on the uncalibrated indicators of a calibrated run, for the side by
+    side: p-value, verdict, suspects needed, null check, the p-value curve."""
+    from core.di import dataset_inference, pvalue_curve
+
+    scfg = inp.scorer_config()
+    res = dataset_inference(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
+                            null_resamples=config.null_resamples, config=scfg, groups=inp.groups)
+    curve = pvalue_curve(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
+                         n_resamples=config.n_resamples, refit=config.refit, config=scfg, groups=inp.groups)
+    nc = res.null_check
+    return {"p_value": float(res.p_value), "rejected": bool(res.rejected), "min_suspects": curve.min_suspects,
+            "n_tested_suspects": res.n_tested_suspects, "scorer": res.scorer,
+            "null_rejection_rate": None if nc is None else nc.rate, "curve": _curve_rows(curve)}
 
 
 CLIP_FIELDS = ("p_clips", "u_clips", "p_scores", "u_scores", "p_index", "u_index", "p_group", "u_group")

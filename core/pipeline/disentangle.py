@@ -33,6 +33,8 @@ def audit_disentangle(
     from core.disentangle import Variant, get_variant
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
+    from core.mia.calibration import split_columns
+    from core.pipeline.mia import reference_indicators, target_texts_of
     from core.pipeline.common import clip_grouping
     from core.targets.registry import target_family
     from core.stats import PermutationConfig
@@ -55,6 +57,7 @@ def audit_disentangle(
     failed_clips: dict[str, dict] = {}  # clip hash -> why it could not be scored (first condition it failed in)
     decoded: dict[str, dict[str, str]] = {}
     fp = None
+    reference_fps: dict[str, str] = {}
     for cond in config.conditions:
         fam = families[cond]
         if fam.needs_text and missing_text:
@@ -80,8 +83,17 @@ def audit_disentangle(
             if scored is not None:
                 sim = dict(zip(scored_clips["clip_hash"], scored.scores(scored_clips, settings)))
                 sims.append(np.array([sim.get(h, np.nan) for h in clips["clip_hash"]]))
+            table = indicator_table(evidence)
+            # the references hear the same variant audio (variants are deterministic per clip and realization)
+            ref = reference_indicators(ws, dataset, scored_clips, table, fp, config.mia, settings=settings, variant=variant,
+                                       progress=prog, cancelled=cancelled, target_texts=target_texts_of(target, config.mia, evidence))
+            if ref is not None:
+                for f in ref.failed:
+                    failed_clips.setdefault(f["clip_hash"], dict(f, condition=cond))
+                table = pd.concat([table.loc[ref.clips["clip_hash"].tolist()], ref.calibrated], axis=1)
+                reference_fps = ref.fingerprints
             # rows of the clips that failed stay NaN, and those clips are left out below
-            tables.append(indicator_table(evidence).reindex(clips["clip_hash"]).reset_index(drop=True))
+            tables.append(table.reindex(clips["clip_hash"]).reset_index(drop=True))
             if r == 0:
                 decoded[cond] = {ev.clip_hash: ev.text for ev in evidence}
             if fam.check == "transcript" and transcribes:
@@ -109,10 +121,14 @@ def audit_disentangle(
             conditions[cond] = {"skipped": f"only {int(keep.sum())} consistent resynthesized clips left", "consistency": consistency}
             continue
         # the same inference as the MIA run: grouped folds, permutation p-value, signed weights
-        res = run_mia(table[keep].reset_index(drop=True), y[keep], n_splits=config.mia.n_splits, seed=config.mia.seed, n_boot=config.mia.n_boot,
-                      groups=None if groups is None else [g for g, k in zip(groups, keep) if k], grouping=grouping,
-                      permutations=PermutationConfig(n_perm=config.mia.n_perm), signed=config.mia.signed)
-        d = res.to_dict()
+        def aggregate(t: pd.DataFrame, _keep=keep) -> dict:
+            return run_mia(t[_keep].reset_index(drop=True), y[_keep], n_splits=config.mia.n_splits, seed=config.mia.seed,
+                           n_boot=config.mia.n_boot, groups=None if groups is None else [g for g, k in zip(groups, _keep) if k],
+                           grouping=grouping, permutations=PermutationConfig(n_perm=config.mia.n_perm), signed=config.mia.signed).to_dict()
+
+        uncalibrated, calibrated = split_columns(table)
+        d = aggregate(calibrated if calibrated.shape[1] else uncalibrated)
+        uncal = aggregate(uncalibrated) if calibrated.shape[1] else None
         conditions[cond] = {
             "consistency": consistency,
             "auc": d["auc"], "auc_ci": d["auc_ci"], "auc_p_value": d["auc_p_value"], "auc_ci_method": d["auc_ci_method"],
@@ -120,6 +136,8 @@ def audit_disentangle(
             "best_indicator": d["best_indicator"], "best_indicator_auc": d["best_indicator_auc"],
             "realizations": len(tables), "description": fam.description, "warnings": d["warnings"],
         }
+        if uncal is not None:
+            conditions[cond]["uncalibrated"] = {k: uncal[k] for k in ("auc", "auc_ci", "auc_p_value", "tpr_at_1pct_fpr")}
     out = {
         "conditions": {c: v.get("auc") for c, v in conditions.items()},
         "details": conditions,
@@ -133,7 +151,11 @@ def audit_disentangle(
         "failed_clips": list(failed_clips.values()),
         "warnings": [failed_clips_warning(list(failed_clips.values()))] if failed_clips else [],
     }
+    if reference_fps:
+        out["references"] = list(reference_fps)
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.mia.seed, seconds=time.perf_counter() - t0)
+    if reference_fps:
+        prov["reference_fingerprints"] = reference_fps
     from core.pipeline.common import current_run
 
     blind_run = current_run(ws, "blind", dataset)  # the blind verdict shown beside these AUCs

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,11 +59,32 @@ def audit_mia(
     check_given_mode(ws, dataset, config.mode)
     clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
     table = indicator_table(evidence)
+    ref = reference_indicators(ws, dataset, clips, table, fp, config, settings=settings, progress=progress, cancelled=cancelled,
+                               target_texts=target_texts_of(target_spec, config, evidence))
+    if ref is not None:
+        kept = set(ref.clips["clip_hash"])
+        clips, table = ref.clips, table.loc[ref.clips["clip_hash"].tolist()]
+        evidence = [ev for ev in evidence if ev.clip_hash in kept]
+        failed = failed + ref.failed
+        computed += ref.computed
     y = clips["y"].to_numpy()
     groups, grouping = clip_grouping(clips, config.grouping)
-    res = run_mia(table, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot,
-                  groups=groups, grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), signed=config.signed)
+
+    def aggregate(t: pd.DataFrame):
+        return run_mia(t, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot, groups=groups,
+                       grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), signed=config.signed)
+
+    res = uncal = aggregate(table)
+    if ref is not None:
+        res = aggregate(ref.calibrated)
+        table = pd.concat([table, ref.calibrated], axis=1)
     out = res.to_dict()
+    if ref is not None:
+        from core.mia.calibration import calibration_gain
+
+        out["uncalibrated"] = uncalibrated_summary(uncal.to_dict())
+        out["scores_uncalibrated"] = {str(k): float(v) for k, v in uncal.scores.items()}
+        out["calibration"] = ref.describe() | {"gain": calibration_gain(out, out["uncalibrated"])}
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
     out["clip_order"] = clips["clip_hash"].tolist()
@@ -85,17 +108,150 @@ def audit_mia(
         out["blind_run"] = blind_run["id"]
         if link.verdict is not None:
             out["blind_verdict"] = link.verdict.to_dict()
-            caveat = link.verdict.caveat("this MIA signal")
+            caveat = link.verdict.caveat("this MIA signal", config.references)
             if caveat:
                 warnings.append(caveat)
     out["warnings"] = warnings
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.seed, seconds=time.perf_counter() - t0)
+    if ref is not None:
+        prov["reference_fingerprints"] = dict(ref.fingerprints)
     run_id = ws.save_run("mia", dataset=dataset, target=target_spec, config=config.to_dict(), result=stored_result(out),
                          provenance=prov, refs=refs, tables=mia_tables(out))
     return run_id, out
 
 
-CLIP_FIELDS = ("labels", "scores", "clip_groups", "decoded", "table", "clip_order")
+UNCALIBRATED_FIELDS = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr",
+                       "tpr_at_fpr_text", "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers")
+"""What a calibrated MIA run keeps of its uncalibrated aggregate, beside the calibrated one."""
+
+
+def uncalibrated_summary(result: dict) -> dict:
+    """The uncalibrated aggregate of a calibrated run: its numbers and its ROC."""
+    return {k: result[k] for k in UNCALIBRATED_FIELDS if k in result} | {"roc": {"aggregate": result["roc"]["aggregate"]}}
+
+
+@dataclass
+class ReferenceIndicators:
+    """What the reference models add to an MIA run.
+
+    Attributes
+    ----------
+    clips : the clips every reference (and the target) scored.
+    calibrated : ``[n_clips, n_keys]`` calibrated indicators (:func:`core.mia.calibration.calibrated_table`).
+    fingerprints : reference spec -> model fingerprint.
+    computed : clips whose reference evidence was computed (not read from the cache).
+    failed : clips a reference could not score (left out of the run).
+    """
+
+    clips: pd.DataFrame
+    calibrated: pd.DataFrame
+    fingerprints: dict[str, str]
+    computed: int = 0
+    failed: list[dict] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        from core.mia.calibration import calibration_of_table
+
+        return {"references": list(self.fingerprints), "reference_fingerprints": dict(self.fingerprints),
+                "calibrations": calibration_of_table(self.calibrated)}
+
+
+@dataclass(frozen=True)
+class ScoredText:
+    """Has a reference score the text the *target* produced (two-stage protocol): each
+    clip's ``ClipInput.text`` is the target's output, scored in ``given`` mode, while the
+    audio (and any variant's rendering of it, e.g. a resynthesis of the transcript) stays
+    the clip's own. Used as ``extract_evidence(variant=...)``: its cache key covers the
+    scored text, so the reference's evidence is cached per (clip, text)."""
+
+    texts: tuple[tuple[str, str], ...]
+    originals: tuple[tuple[str, str], ...]
+    inner: Any = None
+
+    @property
+    def name(self) -> str:
+        return (f"{self.inner.name}+" if self.inner is not None else "") + "target-text"
+
+    def key(self, clip_hash: str) -> str:
+        import hashlib
+
+        base = self.inner.key(clip_hash) if self.inner is not None else clip_hash
+        return hashlib.sha256(f"{base}|target-text|{dict(self.texts)[clip_hash]}".encode()).hexdigest()
+
+    def render_many(self, audios: list, texts: list[str], sr: int, clip_hashes: list[str]) -> list:
+        if self.inner is None:
+            return audios
+        originals = dict(self.originals)
+        return self.inner.render_many(audios, [originals[h] for h in clip_hashes], sr, clip_hashes)
+
+
+def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, target_table: pd.DataFrame, target_fingerprint: str,
+                         config: MIAConfig, *, settings: Settings | None = None, variant=None, progress: Progress | None = None,
+                         cancelled: Cancelled = lambda: False, target_texts: dict[str, str] | None = None) -> ReferenceIndicators | None:
+    """Evidence of every reference model in ``config.references`` for ``clips`` (through
+    the same cache and loading rules as the target; ``variant`` as in
+    :func:`extract_evidence`), and the target's indicators ``target_table`` calibrated
+    against them; None without references. Clips a reference cannot score are left out.
+
+    ``target_texts`` (clip hash -> the text the target produced, for an audio-language
+    target in ``generated`` mode): each reference scores that same text (:class:`ScoredText`),
+    so target and reference are compared on one token sequence, as difficulty calibration
+    requires; a reference decoding its own text would measure a different sequence.
+
+    Raises
+    ------
+    ValueError
+        A reference is the target itself (same fingerprint), or is named twice.
+    """
+    import dataclasses
+
+    from core.mia.aggregate import indicator_table
+    from core.mia.calibration import calibrated_table, resolve_calibrations
+
+    if not config.references:
+        return None
+    resolve_calibrations(config.calibrations, len(config.references))  # an unknown name fails before any model runs
+    if len(set(config.references)) != len(config.references):
+        raise ValueError(f"a reference is named twice: {', '.join(config.references)}")
+    ref_config, ref_clips, ref_variant = config, clips, variant
+    if target_texts is not None and config.mode == "generated":
+        hashes = clips["clip_hash"].tolist()
+        ref_clips = clips.assign(text=[target_texts.get(h, "") for h in hashes])
+        ref_config = dataclasses.replace(config, mode="given")
+        ref_variant = ScoredText(tuple((h, target_texts.get(h, "")) for h in hashes),
+                                 tuple(zip(hashes, clips["text"].fillna("").astype(str))), variant)
+    fps: dict[str, str] = {}
+    tables: list[pd.DataFrame] = []
+    computed, failed = 0, []
+    keep = set(clips["clip_hash"])
+    for spec in config.references:
+        rc, rev, rfp, n, bad = extract_evidence(ws, dataset, spec, ref_config, settings=settings, clips=ref_clips,
+                                                variant=ref_variant, progress=progress, cancelled=cancelled)
+        if rfp == target_fingerprint:
+            raise ValueError(f"reference {spec} is the audited model itself (same fingerprint {rfp[:12]})")
+        fps[spec] = rfp
+        tables.append(indicator_table(rev))
+        computed += n
+        failed += [dict(f, reference=spec) for f in bad]
+        keep &= set(rc["clip_hash"])
+    kept = clips[clips["clip_hash"].isin(keep)].reset_index(drop=True)
+    order = kept["clip_hash"].tolist()
+    names = resolve_calibrations(config.calibrations, len(tables))
+    calibrated = calibrated_table(target_table.loc[order], [t.loc[order] for t in tables], names=names)
+    return ReferenceIndicators(kept, calibrated, fps, computed, failed)
+
+
+def target_texts_of(target_spec: str, config: MIAConfig, evidence: list) -> dict[str, str] | None:
+    """The texts an audio-language target produced in ``generated`` mode (what its
+    references must score), else None."""
+    from core.targets.registry import target_family
+
+    if config.mode != "generated" or not config.references or target_family(target_spec) != "audio-language":
+        return None
+    return {ev.clip_hash: ev.text or "" for ev in evidence}
+
+
+CLIP_FIELDS = ("labels", "scores", "scores_uncalibrated", "clip_groups", "decoded", "table", "clip_order")
 """Per-clip fields of an MIA result: stored as the run's tables, not in its record."""
 
 
@@ -115,7 +271,8 @@ def mia_tables(out: dict) -> dict[str, pd.DataFrame]:
         "score": [out["scores"].get(h, np.nan) for h in order],
         "group": [str(g) for g in groups] if groups is not None else [None] * len(order),
         "decoded": [out["decoded"].get(h, "") for h in order],
-    }, index=index)
+    } | ({"score_uncalibrated": [out["scores_uncalibrated"].get(h, np.nan) for h in order]} if "scores_uncalibrated" in out else {}),
+        index=index)
     indicators = pd.DataFrame({k: np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
                                for k, vals in out["table"].items()}, index=index)
     return {"clips": clips, "indicators": indicators}

@@ -39,7 +39,7 @@ def upstream_notice(ws, run: dict) -> None:
 
     ref = ws.run_ref(run, "mia")
     mode = run["result"].get("mia_mode", run["config"].get("mia_mode", "generated"))
-    current = latest_mia(ws, run["dataset"], run["target"], mode)
+    current = latest_mia(ws, run["dataset"], run["target"], mode, tuple(run["config"].get("references") or ()))
     if ref.status == "deleted":
         st.warning(ref.describe() + ".")
     if current is None:
@@ -101,6 +101,19 @@ def score_distributions(ws, run: dict) -> None:
     p_scores, u_scores = di_scores(ws, run)
     fig = figs.di_score_distributions(p_scores, u_scores, scorer=run["result"]["scorer"])
     show_figure(fig, key="di-scores", caption="Scores of the clips the t-test compared (means dashed): the test asks whether the suspects' mean is higher; a small shift over many clips is enough.")
+
+
+def calibration_comparison(result: dict) -> None:
+    """The test on calibrated indicators beside the same test on uncalibrated ones."""
+    import pandas as pd
+
+    from core.viz.report import di_calibration_rows
+
+    rows = di_calibration_rows(result)
+    if rows:
+        st.subheader("With and without the reference model(s)")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.caption("The verdict above uses the calibrated indicators. A reference must not have trained on the suspects.")
 
 
 def comparison(result: dict) -> None:

@@ -24,7 +24,9 @@ def results(result: dict) -> None:
         "what the model remembers is the binding of this recording to its content, not the words alone."
     ))
     rows = [{"condition": c, "MIA AUC": d["auc"], "95% interval": f"[{d['auc_ci'][0]:.3f}, {d['auc_ci'][1]:.3f}]" if None not in d["auc_ci"] else "n/a",
-             "p (AUC > 0.5)": d.get("auc_p_value"), "realizations": d["realizations"]} for c, d in details.items() if "auc" in d]
+             "p (AUC > 0.5)": d.get("auc_p_value"), "realizations": d["realizations"]}
+            | ({"uncalibrated AUC": d["uncalibrated"]["auc"]} if d.get("uncalibrated") else {})
+            for c, d in details.items() if "auc" in d]
     if rows:
         st.dataframe(rows, hide_index=True, width="content", column_config={
             "MIA AUC": st.column_config.NumberColumn(format="%.3f"), "p (AUC > 0.5)": st.column_config.NumberColumn(format="%.3f",

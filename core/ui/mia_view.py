@@ -48,15 +48,33 @@ def headline(result: dict) -> None:
         st.warning(w)
 
 
+def calibration_comparison(result: dict) -> None:
+    """Calibrated and uncalibrated results side by side, and what the reference(s) bought."""
+    from core.viz.report import calibration_rows
+
+    rows = calibration_rows(result)
+    if not rows:
+        return
+    cal = result["calibration"]
+    st.subheader("With and without the reference model(s)")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption(f"Calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); the headline above is the "
+               "calibrated aggregate. A reference must not have trained on the suspects: one that did cancels the signal it shares.")
+
+
 def roc_and_scores(ws: Workspace, run: dict) -> None:
     from core.pipeline.mia import mia_scores
 
     result = run["result"]
     aucs = dict(result["indicators"])
     aucs["aggregate"] = result["auc"]
+    roc = dict(result["roc"])
+    if result.get("uncalibrated"):
+        roc["uncalibrated aggregate"] = result["uncalibrated"]["roc"]["aggregate"]
+        aucs["uncalibrated aggregate"] = result["uncalibrated"]["auc"]
     c1, c2 = st.columns(2)
     with c1:
-        show_figure(figs.roc_figure(result["roc"], aucs), key="mia-roc", caption="ROC per indicator (thin) and the cross-validated aggregate (thick); log FPR shows the low-FPR regime that matters for membership claims.")
+        show_figure(figs.roc_figure(roc, aucs), key="mia-roc", caption="ROC per indicator (thin) and the cross-validated aggregate (thick); log FPR shows the low-FPR regime that matters for membership claims.")
     clips = mia_scores(ws, run)
     with c2:
         show_figure(figs.score_distributions(clips["score"].to_numpy(float), clips["label"].to_numpy(int), xlabel="out-of-fold membership probability"), key="mia-dist", caption="Aggregate scores by label: the more the two histograms separate, the stronger the per-sample signal.")

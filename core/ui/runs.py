@@ -133,6 +133,22 @@ def _take_typed(key: str, typed_key: str) -> None:
     st.session_state[typed_key] = ""
 
 
+def reference_picker(target: str | None, *, key: str = "references") -> tuple[str, ...]:
+    """"Reference model(s)": ready targets of the audited target's family (never the target
+    itself), plus local checkpoint folders typed one per line. Empty: no calibration."""
+    from core.targets import list_targets
+
+    infos = [t for t in list_targets() if t.available and t.spec != target]
+    family = next((t.family for t in list_targets() if t.spec == target), None)
+    specs = [t.spec for t in infos if family is None or t.family == family]
+    chosen = st.multiselect("Reference model(s)", specs, key=key,
+                            help="Models that did NOT train on the suspects (a base model, an earlier release, a model trained on "
+                                 "public data). Each clip's indicators are calibrated against them; results are shown with and without.")
+    folders = st.text_area("Reference checkpoint folder(s)", key=f"{key}-folders", height=68,
+                           placeholder="/path/to/model (one per line, optional)")
+    return tuple(chosen) + tuple(line.strip() for line in folders.splitlines() if line.strip())
+
+
 def active_job(ws: Workspace, kind: str, match: dict) -> str | None:
     """The newest job of ``kind`` whose params match ``match`` (survives reloads)."""
     df = jobs.jobs(ws, kind=kind, limit=20)
@@ -149,12 +165,16 @@ def run_controls(ws: Workspace, kind: str, params: dict, match: dict, *, label: 
     row = job_panel(ws, job_id) if job_id else None
     busy = row is not None and row["status"] in ("queued", "running")
     refusal = None
-    if params.get("target"):
+    config = params.get("config") or {}
+    references = config.get("references") or (config.get("mia") or {}).get("references") or ()
+    for role, spec in [("target", params.get("target")), *(("reference", r) for r in references)]:
+        if not spec:
+            continue
         try:  # a target known only from a stored run (a CLI run elsewhere) can be viewed, not necessarily loaded here
-            check_typed_target(params["target"], settings().roots)
+            check_typed_target(spec, settings().roots)
         except ValueError as exc:
             refusal = str(exc)
-            st.caption(f"⚠ Cannot run this target from the dashboard: {refusal}")
+            st.caption(f"⚠ Cannot run this {role} from the dashboard: {refusal}")
     if st.button(label, type="primary", disabled=busy or refusal is not None, key=f"start-{kind}"):
         jobs.submit(ws, kind, params)
         st.rerun()

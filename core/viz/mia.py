@@ -14,7 +14,9 @@ def roc_figure(roc: dict[str, dict], aucs: dict[str, float | None], *, highlight
     ``roc``: name -> {"fpr": [...], "tpr": [...]}; the ``highlight`` curve is drawn thick
     and the ``max_curves - 1`` best others thin.
     """
-    others = sorted((k for k in roc if k != highlight and aucs.get(k) is not None), key=lambda k: -(aucs.get(k) or 0))[: max_curves - 1]
+    # a comparison curve ("uncalibrated aggregate") is always drawn, then the best indicators
+    others = sorted((k for k in roc if k != highlight and aucs.get(k) is not None),
+                    key=lambda k: (not k.startswith("uncalibrated"), -(aucs.get(k) or 0)))[: max_curves - 1]
     fig = go.Figure()
     # TPR = FPR is a curve on a log x-axis: drawn through many points, not two
     chance = np.geomspace(1e-3, 1.0, 80)

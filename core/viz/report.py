@@ -90,6 +90,8 @@ def _provenance(run: dict) -> str:
         ("seed", p.get("seed")), ("seconds", f"{p['seconds']:.1f}" if p.get("seconds") else "—"),
         ("configuration", json.dumps(run["config"], sort_keys=True)),
         ("runs used", ", ".join(f"{k}: {v}" for k, v in sorted((run.get("refs") or {}).items())) or "none"),
+        *([("reference models (fingerprints)", ", ".join(f"{k} ({v})" for k, v in p["reference_fingerprints"].items()))]
+          if p.get("reference_fingerprints") else []),
         ("versions", ", ".join(f"{k} {v}" for k, v in p.get("versions", {}).items())),
         ("platform", p.get("platform")),
     ]
@@ -153,6 +155,57 @@ def _blind_section(ws: Workspace, run: dict) -> str:
     return out + _warnings(r.get("warnings", [])) + _provenance(run)
 
 
+def _opt(x, fmt: str) -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def calibration_rows(result: dict) -> list[dict[str, str]]:
+    """An MIA result calibrated against reference models, beside its uncalibrated
+    aggregate, and the gain: one row each (empty for an uncalibrated result)."""
+    cal, unc = result.get("calibration"), result.get("uncalibrated")
+    if not cal or not unc:
+        return []
+    gain = cal.get("gain", {})
+
+    def row(name: str, r: dict) -> dict[str, str]:
+        return {"": name, "AUC": _opt(r.get("auc"), ".3f"), "95% CI": _fmt_ci(r.get("auc_ci")),
+                "TPR at 1% FPR": _opt(r.get("tpr_at_1pct_fpr"), ".1%"), "best single indicator": str(r.get("best_indicator"))}
+
+    return [row(f"calibrated ({', '.join(cal['references'])})", result), row("uncalibrated", unc),
+            {"": "gain", "AUC": _opt(gain.get("auc"), "+.3f"), "95% CI": "", "TPR at 1% FPR": _opt(gain.get("tpr_at_1pct_fpr"), "+.1%"),
+             "best single indicator": ""}]
+
+
+def di_calibration_rows(result: dict) -> list[dict[str, str]]:
+    """A DI result on calibrated indicators beside the same test on uncalibrated ones."""
+    cal, unc = result.get("calibration"), result.get("uncalibrated")
+    if not cal or not unc:
+        return []
+    factor = cal.get("gain", {}).get("suspects_factor")
+
+    def row(name: str, r: dict) -> dict[str, str]:
+        return {"": name, "p-value": _opt(r.get("p_value"), ".3g"), "rejected": "yes" if r.get("rejected") else "no",
+                "suspects needed": str(r.get("min_suspects") or "not reached"),
+                "null rejection rate": _opt(r.get("null_rejection_rate"), ".1%")}
+
+    return [row(f"calibrated ({', '.join(cal['references'])})", result), row("uncalibrated", unc),
+            {"": "gain", "p-value": "", "rejected": "",
+             "suspects needed": "n/a" if factor is None else ("only calibrated reaches alpha" if factor == float("inf") else f"{factor:.3g}x fewer"),
+             "null rejection rate": ""}]
+
+
+def _rows_table(rows: list[dict[str, str]], caption: str) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_esc(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return f"<h3>With and without the reference model(s)</h3><table><tr>{head}</tr>{body}</table><p class=\"caption\">{_esc(caption)}</p>"
+
+
+_REFERENCE_CAVEAT = ("Calibrated: each clip's indicators relative to the reference model(s), which must not have trained on the "
+                     "suspects (a reference that did cancels the signal it shares with the target).")
+
+
 def _mia_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
     out = f"<h2>2 · Per-sample membership inference — <code>{_esc(run['target'])}</code></h2>"
@@ -170,9 +223,14 @@ def _mia_section(ws: Workspace, run: dict) -> str:
         c = link.correlation
         rows.append(("correlation with the linked blind run's scores", f"Pearson {_fmt_r(c['pearson_r'])}, Spearman {_fmt_r(c['spearman_rho'])} over {c['n']} clips"))
     out += _table(rows) + _inference_note(r.get("inference"))
+    out += _rows_table(calibration_rows(r), _REFERENCE_CAVEAT)
     aucs = dict(r["indicators"])
     aucs["aggregate"] = r["auc"]
-    out += _fig(vmia.roc_figure(r["roc"], aucs), "ROC curves (log FPR) of the best single indicators and the cross-validated aggregate.")
+    roc = dict(r["roc"])
+    if r.get("uncalibrated"):
+        roc["uncalibrated aggregate"] = r["uncalibrated"]["roc"]["aggregate"]
+        aucs["uncalibrated aggregate"] = r["uncalibrated"]["auc"]
+    out += _fig(vmia.roc_figure(roc, aucs), "ROC curves (log FPR) of the best single indicators and the cross-validated aggregate.")
     out += _fig(vmia.score_distributions(clips["score"].to_numpy(np.float64), clips["label"].to_numpy(np.int64), xlabel="out-of-fold membership probability"),
                 "Aggregate membership scores by label.")
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
@@ -217,6 +275,7 @@ def _di_section(ws: Workspace, run: dict) -> str:
          else "read from the MIA run's stored table"),
         *_blind_rows(blind_link(ws, run)),
     ])
+    out += _rows_table(di_calibration_rows(r), _REFERENCE_CAVEAT)
     out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),
                 "p-value against the number of suspects (log-log): median with 10–90% band; grey = the same test on non-members only.")
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
@@ -228,6 +287,10 @@ def _disentangle_section(ws: Workspace, run: dict) -> str:
     out += "<table><tr><th>condition</th><th>MIA AUC</th><th>95% CI</th><th>p (AUC &gt; 0.5)</th><th>realizations</th></tr>" + "".join(
         f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{_fmt_p(d.get('auc_p_value'))}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=4>skipped: {_esc(d['skipped'])}</td></tr>"
         for c, d in r["details"].items()) + "</table>"
+    uncal = [(c, d["uncalibrated"]) for c, d in r["details"].items() if d.get("uncalibrated")]
+    if uncal:
+        out += (f"<p class=\"caption\">Calibrated against {_esc(', '.join(r.get('references', [])))}; uncalibrated AUC per condition: "
+                + ", ".join(f"{_esc(c)} {u['auc']:.3f}" for c, u in uncal) + ".</p>")
     out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
     out += _table(_blind_rows(blind_link(ws, run)))
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)

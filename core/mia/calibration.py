@@ -1,0 +1,289 @@
+"""Reference-calibrated membership indicators: each clip's value relative to reference models.
+
+A reference model did not train on the suspects (a base model, an earlier release, a model
+of the same family trained on public data). Comparing the target's value of an indicator on
+a clip with the references' values on the same clip removes what makes the clip easy or
+hard for *any* model of the family (its length, its acoustics, a band-limited recording),
+and keeps what the target alone learned. Three calibrations, each one function registered
+with :func:`register_calibration`:
+
+=====  =========================================================  ============  ===========
+name   value per clip (``t``: target, ``r_j``: reference j)        references    paper
+=====  =========================================================  ============  ===========
+diff   ``t - mean_j r_j``                                          1 or more     Watson et al. 2022; Carlini et al. 2021 (reference attack, MIMIR)
+resid  ``t - (b0 + sum_j b_j r_j)``, ``b`` least squares over      1 or more     Watson et al. 2022, the reference's scale fitted
+       every audited clip (labels unused)
+lira   ``(t - mean_j r_j) / sigma``, sigma per clip shrunk to      2 or more     Carlini et al. 2022 (LiRA, offline)
+       the pooled spread of the references
+rmia   fraction of the population clips ``z`` with                 1 or more     Zarifzadeh et al. 2024 (RMIA, gamma = 1)
+       ``LR(z) < LR(x)``, ``LR = a_t - log mean_j exp(a_r_j)``
+=====  =========================================================  ============  ===========
+
+``a`` is the direction-aligned value (higher = member), read as a log-likelihood. The RMIA
+population is every audited clip (members and non-members alike, labels unused): a
+population of known non-members would feed labels into the evaluated clips' features, and
+the cross-validated aggregate and dataset inference must never see an evaluated clip's label.
+
+A calibrated column's key is ``"{calibration}:{indicator key}"`` (``diff:min_k@0.2``); it
+keeps the indicator's family and direction (:func:`core.mia.registry.family_of`), so the
+aggregate, dataset inference, the curves and the report read it like any indicator.
+
+Every calibration assumes the references did **not** train on the suspects. A reference
+that did fits the members as well as the target does, and subtracting it removes the very
+signal the audit looks for (README, "Reference models").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy.special import logsumexp
+
+from core.mia.registry import CALIBRATION_SEP, direction
+from core.registry import Registry
+
+SIGMA_FLOOR = 1e-6
+"""Smallest spread a standardisation divides by (two references can agree exactly)."""
+
+LIRA_PRIOR = 2.0
+"""Pseudo-count of the pooled variance in LiRA's per-clip variance: with two or three
+references a clip's own spread is one or two degrees of freedom, too noisy alone (LiRA's
+fixed-variance variant is the limit of a large pseudo-count)."""
+
+CalibrationFn = Callable[..., NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One registered calibration.
+
+    Attributes
+    ----------
+    name : key prefix of the calibrated columns.
+    fn : ``fn(target [n], references [m, n], *, sign) -> [n]`` (``sign`` is the
+        indicator's direction, +1 when higher = member).
+    min_references : the fewest references it is defined for.
+    description : one line for the UI and the report.
+    reference : the paper that defines it.
+    """
+
+    name: str
+    fn: CalibrationFn
+    min_references: int
+    description: str = ""
+    reference: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "min_references": self.min_references, "description": self.description,
+                "reference": self.reference}
+
+
+_CALIBRATIONS: Registry[Calibration] = Registry("calibration")
+
+
+def register_calibration(name: str, *, min_references: int, description: str, reference: str) -> Callable[[CalibrationFn], CalibrationFn]:
+    """Decorator registering ``fn`` as the calibration ``name`` (duplicates raise)."""
+
+    def decorate(fn: CalibrationFn) -> CalibrationFn:
+        _CALIBRATIONS.add(name, Calibration(name, fn, int(min_references), description, reference))
+        return fn
+
+    return decorate
+
+
+def calibrations(n_references: int | None = None) -> tuple[Calibration, ...]:
+    """Registered calibrations in registration order; with ``n_references``, only those
+    defined for that many references."""
+    return tuple(c for c in _CALIBRATIONS.values() if n_references is None or c.min_references <= n_references)
+
+
+def get_calibration(name: str) -> Calibration:
+    """The calibration registered as ``name``; unknown names raise listing the valid ones."""
+    return _CALIBRATIONS.get(name)
+
+
+@register_calibration(
+    "diff", min_references=1,
+    description="target value minus the references' mean value on the same clip (difficulty calibration)",
+    reference="Watson et al. 2022, On the importance of difficulty calibration in membership inference attacks; "
+              "Carlini et al. 2021 (reference-model attack)",
+)
+def difference(target: NDArray[np.float64], references: NDArray[np.float64], *, sign: int = 1) -> NDArray[np.float64]:
+    """``target - mean(references, axis=0)``; NaN where any input is not finite."""
+    out: NDArray[np.float64] = target - references.mean(axis=0)
+    return out
+
+
+@register_calibration(
+    "resid", min_references=1,
+    description="target value minus its least-squares prediction from the references' values on the same clip "
+                "(slope and intercept fitted on every audited clip, labels unused): difficulty calibration for a "
+                "reference whose scale differs from the target's",
+    reference="Watson et al. 2022 (difficulty calibration), with the reference's scale fitted by regression",
+)
+def residual(target: NDArray[np.float64], references: NDArray[np.float64], *, sign: int = 1) -> NDArray[np.float64]:
+    """``target - (b0 + sum_j b_j r_j)`` with ``b`` the least-squares fit of the target on
+    the references over the clips where all are finite; NaN elsewhere. The fit sees every
+    audited clip and no label, so the members' part of the target, which the references
+    lack, stays in the residual while the part any model of the family shares is removed."""
+    ok = np.isfinite(target) & np.isfinite(references).all(axis=0)
+    out = np.full(target.shape, np.nan)
+    if ok.sum() < references.shape[0] + 2:
+        return out
+    A = np.column_stack([np.ones(int(ok.sum())), references[:, ok].T])
+    coef, *_ = np.linalg.lstsq(A, target[ok], rcond=None)
+    out[ok] = target[ok] - A @ coef
+    return out
+
+
+@register_calibration(
+    "lira", min_references=2,
+    description="target value standardised per clip against the references' values (mean and spread per clip, "
+                "the spread shrunk towards the pooled spread)",
+    reference="Carlini et al. 2022, Membership Inference Attacks From First Principles (LiRA, offline)",
+)
+def lira_offline(target: NDArray[np.float64], references: NDArray[np.float64], *, sign: int = 1) -> NDArray[np.float64]:
+    """``(target - mu) / sigma``: ``mu`` the references' mean on each clip, ``sigma^2`` the
+    clip's unbiased variance over references blended with the variance pooled over clips
+    (weight :data:`LIRA_PRIOR`), floored at :data:`SIGMA_FLOOR`."""
+    m = references.shape[0]
+    if m < 2:
+        raise ValueError("lira needs at least two references")
+    mu = references.mean(axis=0)
+    var = references.var(axis=0, ddof=1)
+    with np.errstate(all="ignore"):
+        pooled = float(np.nanmean(var)) if np.isfinite(var).any() else 0.0
+    shrunk = ((m - 1) * var + LIRA_PRIOR * pooled) / (m - 1 + LIRA_PRIOR)
+    out: NDArray[np.float64] = (target - mu) / np.maximum(np.sqrt(shrunk), SIGMA_FLOOR)
+    return out
+
+
+@register_calibration(
+    "rmia", min_references=1,
+    description="likelihood ratio against the references, ranked against every audited clip (population, labels unused)",
+    reference="Zarifzadeh et al. 2024, Low-Cost High-Power Membership Inference Attacks (RMIA)",
+)
+def rmia(target: NDArray[np.float64], references: NDArray[np.float64], *, sign: int = 1) -> NDArray[np.float64]:
+    """RMIA with gamma = 1: for each clip ``x`` the fraction of the other clips ``z`` with
+    ``LR(z) < LR(x)`` (ties count one half), ``LR = a_t - log mean_j exp(a_r_j)`` on aligned
+    values ``a = sign * value``. Returned times ``sign`` so the indicator's direction holds.
+    Clips with a non-finite ratio get NaN and are not in the population."""
+    m = references.shape[0]
+    a_t, a_r = sign * target, sign * references
+    with np.errstate(all="ignore"):
+        lr = a_t - (logsumexp(a_r, axis=0) - np.log(m))
+    ok = np.isfinite(lr)
+    out = np.full(lr.shape, np.nan)
+    pop = np.sort(lr[ok])
+    if pop.size >= 2:
+        below = np.searchsorted(pop, lr[ok], side="left")
+        ties = np.searchsorted(pop, lr[ok], side="right") - below - 1  # the clip itself is not its own population
+        out[ok] = (below + 0.5 * ties) / (pop.size - 1)
+    result: NDArray[np.float64] = sign * out
+    return result
+
+
+def resolve_calibrations(names: Sequence[str], n_references: int) -> tuple[str, ...]:
+    """The calibrations a run computes: ``names`` when given (each checked), else the
+    default: ``resid`` with one reference, ``resid`` and ``lira`` with two or more.
+
+    ``resid`` is the default because it stays valid when the reference's scale differs
+    from the target's (a stronger or weaker model): on the demo, ``lalm-large`` against
+    ``lalm-ref`` in generated mode reads 0.43 with ``diff`` on Min-k% and 0.65 with
+    ``resid`` (README, "Reference models"; a choice made on the demo's clips).
+
+    Raises
+    ------
+    KeyError
+        an unknown calibration (the message lists the valid ones).
+    ValueError
+        a calibration that needs more references than given.
+    """
+    chosen = tuple(names) if names else (("resid", "lira") if n_references >= 2 else ("resid",))
+    for name in chosen:
+        c = get_calibration(name)
+        if c.min_references > n_references:
+            raise ValueError(f"calibration {name!r} needs at least {c.min_references} references, got {n_references}")
+    return chosen
+
+
+def calibrated_table(target: pd.DataFrame, references: Sequence[pd.DataFrame], *, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every calibration of every indicator column shared by the target and the references.
+
+    Parameters
+    ----------
+    target : ``[n_clips, n_keys]`` indicator table of the target (:func:`core.mia.indicator_table`).
+    references : one such table per reference model, for the same clips (rows are matched
+        by index).
+    names : calibrations to compute (default: every one defined for this many references).
+
+    Returns
+    -------
+    DataFrame ``[n_clips, n_calibrations * n_shared_keys]`` with columns
+    ``"{calibration}:{key}"``, rows in the target's order.
+    """
+    if not references:
+        raise ValueError("calibration needs at least one reference")
+    m = len(references)
+    chosen = calibrations(m) if names is None else tuple(get_calibration(n) for n in names)
+    for c in chosen:
+        if c.min_references > m:
+            raise ValueError(f"calibration {c.name!r} needs at least {c.min_references} references, got {m}")
+    keys = [k for k in target.columns if all(k in r.columns for r in references) and CALIBRATION_SEP not in str(k)]
+    refs = [r.reindex(target.index) for r in references]
+    cols: dict[str, NDArray[np.float64]] = {}
+    for c in chosen:
+        for key in keys:
+            t = target[key].to_numpy(dtype=np.float64)
+            R = np.vstack([r[key].to_numpy(dtype=np.float64) for r in refs])
+            with np.errstate(all="ignore"):
+                v = np.asarray(c.fn(t, R, sign=direction(str(key))), dtype=np.float64)
+            bad = ~np.isfinite(t) | ~np.isfinite(R).all(axis=0)
+            cols[f"{c.name}{CALIBRATION_SEP}{key}"] = np.where(bad, np.nan, v)
+    return pd.DataFrame(cols, index=target.index, dtype=np.float64)
+
+
+def is_calibrated(key: str) -> bool:
+    """True for a calibrated column key (``diff:min_k@0.2``)."""
+    return CALIBRATION_SEP in str(key)
+
+
+def split_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(uncalibrated columns, calibrated columns) of an indicator table."""
+    cal = [c for c in table.columns if is_calibrated(str(c))]
+    return table.drop(columns=cal), table[cal]
+
+
+def calibration_of_table(table: pd.DataFrame) -> list[str]:
+    """The calibrations present in a table's columns, in registration order."""
+    present = {str(c).split(CALIBRATION_SEP, 1)[0] for c in table.columns if is_calibrated(str(c))}
+    return [c.name for c in calibrations() if c.name in present]
+
+
+GAIN_KEYS = ("auc", "tpr_at_1pct_fpr")
+
+
+def calibration_gain(calibrated: dict[str, Any], uncalibrated: dict[str, Any]) -> dict[str, float | None]:
+    """What the references bought: calibrated minus uncalibrated AUC and TPR at 1% FPR
+    (None where either is not measurable), from two MIA result dicts."""
+    out: dict[str, float | None] = {}
+    for k in GAIN_KEYS:
+        c, u = calibrated.get(k), uncalibrated.get(k)
+        out[k] = None if c is None or u is None else float(c) - float(u)
+    return out
+
+
+def suspects_gain(calibrated: int | None, uncalibrated: int | None) -> float | None:
+    """How many times fewer suspects dataset inference needs with calibration
+    (uncalibrated / calibrated); None when the calibrated run never reaches significance,
+    ``inf`` when only the calibrated one does."""
+    if calibrated is None:
+        return None
+    if uncalibrated is None:
+        return float("inf")
+    return float(uncalibrated) / float(calibrated)
