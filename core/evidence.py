@@ -104,15 +104,37 @@ class DiffusionEvidence:
 
 
 @dataclass(frozen=True)
+class OutputEvidence:
+    """What a model *returned* for one clip, read at the ``outputs`` access level (no logits,
+    no losses): the evidence of an audit of a model that is only an API.
+
+    Attributes
+    ----------
+    texts : audio-language targets: the model's output for the clip, then its output for
+        each seeded perturbation of the clip's audio (noise, gain, speed), in that order.
+    reference : the clip's own transcript (audio-language) or caption (text-to-audio) the
+        outputs are compared with; empty when the dataset has none.
+    similarity : text-to-audio targets: per metric name (``mel_dist``, ``chroma_sim``,
+        ``clap_sim`` ...), one value per seeded generation from the clip's caption, ``[K]``.
+    """
+
+    texts: tuple[str, ...] = ()
+    reference: str = ""
+    similarity: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ClipEvidence:
-    """What an adapter returns for one clip: token statistics or diffusion losses, plus
-    the text the model read or produced (decoded hypothesis for audio-language targets)."""
+    """What an adapter returns for one clip: token statistics, diffusion losses or (at the
+    outputs access level) what the model returned, plus the text the model read or produced
+    (decoded hypothesis for audio-language targets)."""
 
     clip_hash: str
     tokens: TokenStats | None = None
     diffusion: DiffusionEvidence | None = None
     text: str = ""
     notes: tuple[str, ...] = ()
+    outputs: OutputEvidence | None = None
 
     def to_bytes(self) -> bytes:
         """Compact binary form: ``MAGIC``, a 4-byte little-endian header length, a JSON
@@ -124,6 +146,8 @@ class ClipEvidence:
             arrays.update({f"tokens.{k}": v for k, v in self.tokens.to_arrays().items()})
         if self.diffusion is not None:
             arrays.update({f"diffusion.{k}": v for k, v in self.diffusion.to_arrays().items()})
+        if self.outputs is not None:
+            arrays.update({f"outputs.{k}": np.asarray(v, dtype=np.float64) for k, v in self.outputs.similarity.items()})
         specs, blobs, offset = {}, [], 0
         for name, a in arrays.items():
             a = np.ascontiguousarray(a)
@@ -132,8 +156,11 @@ class ClipEvidence:
             specs[name] = [a.dtype.str, list(a.shape), offset]
             blobs.append(a.tobytes())
             offset += a.nbytes
-        header = json.dumps({"v": EVIDENCE_FORMAT_VERSION, "clip_hash": self.clip_hash, "text": self.text,
-                             "notes": list(self.notes), "arrays": specs}).encode()
+        head = {"v": EVIDENCE_FORMAT_VERSION, "clip_hash": self.clip_hash, "text": self.text,
+                "notes": list(self.notes), "arrays": specs}
+        if self.outputs is not None:
+            head["outputs"] = {"texts": list(self.outputs.texts), "reference": self.outputs.reference}
+        header = json.dumps(head).encode()
         return b"".join([MAGIC, len(header).to_bytes(4, "little"), header, *blobs])
 
     @classmethod
@@ -149,7 +176,7 @@ class ClipEvidence:
             dt = np.dtype(dtype)
             count = int(np.prod(shape)) if shape else 1
             arrays[name] = np.frombuffer(data, dtype=dt, count=count, offset=base + offset).reshape(shape).copy()
-        return cls._from_parts(arrays, head["clip_hash"], head["text"], head["notes"])
+        return cls._from_parts(arrays, head["clip_hash"], head["text"], head["notes"], head.get("outputs"))
 
     @classmethod
     def _from_npz(cls, data: bytes) -> "ClipEvidence":
@@ -158,14 +185,22 @@ class ClipEvidence:
         return cls._from_parts(arrays, str(arrays["meta.clip_hash"]), str(arrays["meta.text"]), arrays["meta.notes"])
 
     @classmethod
-    def _from_parts(cls, arrays: dict[str, np.ndarray], clip_hash: str, text: str, notes) -> "ClipEvidence":
-        """Evidence from ``tokens.*`` / ``diffusion.*`` arrays and the clip's metadata."""
+    def _from_parts(cls, arrays: dict[str, np.ndarray], clip_hash: str, text: str, notes,
+                    outputs: dict | None = None) -> "ClipEvidence":
+        """Evidence from ``tokens.*`` / ``diffusion.*`` / ``outputs.*`` arrays and the clip's metadata."""
         tok = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("tokens.")}
         dif = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("diffusion.")}
+        sim = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("outputs.")}
+        out = None
+        if outputs is not None or sim:
+            outputs = outputs or {}
+            out = OutputEvidence(texts=tuple(str(t) for t in outputs.get("texts", ())),
+                                 reference=str(outputs.get("reference", "")), similarity=sim)
         return cls(
             clip_hash=clip_hash,
             tokens=TokenStats.from_arrays(tok) if tok else None,
             diffusion=DiffusionEvidence.from_arrays(dif) if dif else None,
             text=text,
             notes=tuple(str(n) for n in notes),
+            outputs=out,
         )

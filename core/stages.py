@@ -21,6 +21,7 @@ from core.config import DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config
 from core.runtime.settings import GROUPINGS
 
 __all__ = [
+    "ACCESS_LEVELS",
     "BlindRunConfig",
     "CrossDataConfig",
     "DEFAULT_CONDITIONS",
@@ -37,6 +38,10 @@ DEFAULT_GROUPS = ("metadata", "text", "acoustic")
 
 DEFAULT_CONDITIONS = ("original", "silence", "noise", "tts")
 """Conditions of a disentanglement run."""
+
+ACCESS_LEVELS = ("white-box", "outputs")
+"""What an audit reads of the target: its token statistics or denoising losses
+(``white-box``), or only what it returns (``outputs``: a transcription, generated audio)."""
 
 TEXT_MODES = ("generated", "given")
 """Audio-language targets: score the greedy output, or the clip's own transcript."""
@@ -67,6 +72,11 @@ def _references() -> Any:
     return setting((), flag="reference", metavar="T", repeatable=True,
                    help="reference model that did not train on the suspects (zoo:<name> or a local checkpoint folder; "
                         "repeatable): indicators are also calibrated against it")
+
+
+def _access() -> Any:
+    return setting("white-box", choices=ACCESS_LEVELS,
+                   help="white-box (token statistics, denoising losses) or outputs (only what the model returns, as an API gives)")
 
 
 def _grouping() -> Any:
@@ -113,18 +123,37 @@ class MIAConfig(Config):
     calibrations: tuple[str, ...] = setting((), flag="calibration", metavar="C1,C2",
                                             help="calibrations against the references: diff, resid, lira, rmia "
                                                  "(default: resid; resid,lira with two or more references)")
+    access: str = _access()
+    n_perturb: int = setting(3, metavar="N", help="outputs access, audio-language: seeded perturbations per clip (noise, gain, speed in turn)")
+    n_generations: int = setting(4, metavar="K", help="outputs access, text-to-audio: seeded generations per caption")
+    gen_steps: int = setting(25, metavar="S", help="outputs access, diffusion targets: sampling steps per generation")
+    output_clap: str = setting("", metavar="DIR", help="outputs access, text-to-audio: local CLAP folder for the clap_sim indicator")
+    max_requests: int = setting(0, metavar="N", help="HTTP targets: most requests this run may send (0: no limit); "
+                                                     "a spent budget stops the run, keeping what was answered")
+
+    def __post_init__(self) -> None:
+        if self.access not in ACCESS_LEVELS:
+            raise ValueError(f"access must be one of {', '.join(ACCESS_LEVELS)}, got {self.access!r}")
+        if self.access == "outputs" and self.mode == "given":
+            raise ValueError("access 'outputs' reads what the model returns: mode 'given' (scoring the transcript) needs white-box access")
+        if self.n_perturb < 0 or self.n_generations < 1 or self.gen_steps < 1 or self.max_requests < 0:
+            raise ValueError("n_perturb must be >= 0, n_generations and gen_steps >= 1, max_requests >= 0")
 
     def loader_options(self) -> dict:
         """Options for the target's loader; remote code only when asked for explicitly."""
         opts = dict(self.target_options)
         if self.trust_remote_code:
             opts["trust_remote_code"] = True
+        if self.max_requests:
+            opts["max_requests"] = self.max_requests
         return opts
 
     def evidence_config(self):
         from core.targets.base import EvidenceConfig
 
-        return EvidenceConfig(mode=self.mode, infill_m=self.infill_m, timesteps=tuple(self.timesteps), n_noise=self.n_noise, seed=self.seed)
+        return EvidenceConfig(mode=self.mode, infill_m=self.infill_m, timesteps=tuple(self.timesteps), n_noise=self.n_noise, seed=self.seed,
+                              access=self.access, n_perturb=self.n_perturb, n_generations=self.n_generations,  # type: ignore[arg-type]
+                              gen_steps=self.gen_steps, clap_model=self.output_clap)
 
 
 @dataclass(frozen=True)
@@ -145,6 +174,7 @@ class DIRunConfig(Config):
     mia_run : id of the MIA run to read (default: the newest matching one).
     references : reference models of the MIA run to read (and to make): the test then runs
         on the calibrated indicators, with the uncalibrated result beside it.
+    mia_access : access level of the MIA run to read (and to make): ``white-box`` or ``outputs``.
     """
 
     scorer: str = setting("auto", help="auto, control_split, normalized_sum or cross_fit")
@@ -157,6 +187,8 @@ class DIRunConfig(Config):
     mia_mode: str = setting("generated", flag="mode", choices=TEXT_MODES, help="text mode of the MIA run to read (or make)")
     mia_run: str | None = setting(None, metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
     references: tuple[str, ...] = _references()
+    mia_access: str = setting("white-box", flag="access", choices=ACCESS_LEVELS,
+                              help="access level of the MIA run to read (or make): white-box or outputs")
 
     def __post_init__(self) -> None:
         from core.di import get_scorer

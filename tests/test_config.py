@@ -137,10 +137,23 @@ def test_an_older_runs_config_dicts_still_load():
 def test_stored_keys_are_unchanged():
     """The dicts runs store (and evidence cache keys are built from) keep their keys and shapes."""
     assert list(MIAConfig().to_dict()) == ["mode", "infill_m", "timesteps", "n_noise", "n_splits", "n_boot", "seed", "batch_size",
-                                           "target_options", "trust_remote_code", "grouping", "n_perm", "signed", "references", "calibrations"]
+                                           "target_options", "trust_remote_code", "grouping", "n_perm", "signed", "references", "calibrations",
+                                           "access", "n_perturb", "n_generations", "gen_steps", "output_clap", "max_requests"]
     assert list(DisentangleConfig().to_dict()) == ["conditions", "mia", "max_realizations", "max_wer", "drop_inconsistent",
                                                    "variant_options", "clap_model", "min_clap"]
     assert list(BlindRunConfig().to_dict()) == ["groups", "n_splits", "n_boot", "seed", "batch_size", "grouping", "n_perm"]
     assert list(DIRunConfig().to_dict()) == ["scorer", "alpha", "seed", "n_resamples", "null_resamples", "refit", "compare",
-                                             "mia_mode", "mia_run", "references"]
+                                             "mia_mode", "mia_run", "references", "mia_access"]
+
+
+def test_white_box_evidence_keys_are_unchanged_by_the_outputs_settings():
+    """Cached white-box evidence stays valid: its cache key is the config as it was before the
+    outputs access level existed; an outputs config keys on the outputs settings (and seed)."""
+    from core.targets.base import EvidenceConfig
+
+    cfg = MIAConfig(n_generations=9, n_perturb=5).evidence_config()
+    assert cfg.cache_key() == {"mode": "generated", "infill_m": 0, "timesteps": [], "n_noise": 4, "seed": 0}
+    out = MIAConfig(access="outputs", n_perturb=5).evidence_config()
+    assert out.cache_key() == {"seed": 0, "access": "outputs", "n_perturb": 5, "n_generations": 4, "gen_steps": 25, "clap_model": ""}
+    assert EvidenceConfig(access="outputs", n_perturb=2).cache_key() != out.cache_key()
     assert list(CrossDataConfig().to_dict()) == ["status", "groups", "n_splits", "seed", "batch_size", "n_perm", "n_boot"]

@@ -29,6 +29,15 @@ EXPECTED_MEMBER_IS_HIGHER = {
     "loss_slope": True,
     "step_error": False,
     "loss_mean": False,
+    "wer": False,
+    "cer": False,
+    "exact": True,
+    "len_ratio": False,
+    "stability": True,
+    "wer_perturbed": False,
+    "mel_dist": False,
+    "chroma_sim": True,
+    "clap_sim": True,
 }
 
 DIFFUSION_KEYS = tuple(
@@ -47,6 +56,8 @@ def test_registered_families_are_the_expected_ones() -> None:
     assert {f.name for f in families()} == set(EXPECTED_MEMBER_IS_HIGHER)
     assert {f.evidence for f in families("tokens")} == {"tokens"}
     assert {f.name for f in families("diffusion")} == {"loss", "cond_gap", "loss_slope", "step_error", "loss_mean"}
+    assert {f.name for f in families("outputs")} == {"wer", "cer", "exact", "len_ratio", "stability", "wer_perturbed",
+                                                     "mel_dist", "chroma_sim", "clap_sim"}
 
 
 @pytest.mark.parametrize("fam", families(), ids=lambda f: f.name)

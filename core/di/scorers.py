@@ -341,7 +341,8 @@ def resolve_auto(n_features: int, directions: NDArray[np.float64] | None, config
 
     By evidence kind, as the audio-generative DI paper does: token targets (audio-language
     and autoregressive models, whose indicators' member direction is known) get
-    ``normalized_sum``; diffusion targets get ``control_split`` (learned weights over
+    ``normalized_sum``, and so do output-only indicators (error rates, similarities: their
+    direction is known too); diffusion targets get ``control_split`` (learned weights over
     per-timestep losses whose useful combination is not known in advance). Measured on the
     reference targets, the normalized sum also needs the fewest suspects for the weak
     token targets (README, "What the built-in demo shows").
@@ -349,7 +350,7 @@ def resolve_auto(n_features: int, directions: NDArray[np.float64] | None, config
     When the evidence kind is unknown, ``normalized_sum`` with directions and at most
     ``config.auto_max_features`` indicators, else ``control_split``.
     """
-    if config.evidence == "tokens" and directions is not None:
+    if config.evidence in ("tokens", "outputs") and directions is not None:
         return "normalized_sum"
     if config.evidence == "diffusion":
         return "control_split"

@@ -25,6 +25,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from core.config import DEFAULT_N_BOOT, DEFAULT_N_SPLITS
 from core.mia import diffusion as _diffusion  # noqa: F401  (registers diffusion families)
 from core.mia import indicators as _indicators
+from core.mia import outputs as _outputs
 from core.mia.registry import direction
 from core.stats import (
     PermutationConfig,
@@ -75,7 +76,9 @@ def indicator_table(
             row.update(_indicators.compute_indicators(ev.tokens, text))
         if ev.diffusion is not None:
             row.update(_diffusion.diffusion_features(ev.diffusion))
-        if ev.tokens is None and ev.diffusion is None:
+        if ev.outputs is not None:
+            row.update(_outputs.output_indicators(ev.outputs))
+        if ev.tokens is None and ev.diffusion is None and ev.outputs is None:
             raise ValueError(f"clip {ev.clip_hash!r} carries no evidence")
         rows.append(row)
     index = pd.Index([ev.clip_hash for ev in evidence], name="clip_hash")

@@ -7,8 +7,9 @@ Each family records whether a *higher* value means *member*; :func:`direction` a
 never computed with a direction picked on the evaluated clips.
 
 Families register themselves with the :func:`register_indicator` decorator in
-``core/mia/indicators.py`` (token evidence) and ``core/mia/diffusion.py`` (denoising
-evidence); ``core/mia/__init__.py`` imports both so the registry is complete.
+``core/mia/indicators.py`` (token evidence), ``core/mia/diffusion.py`` (denoising
+evidence) and ``core/mia/outputs.py`` (what the model returned, at the outputs access level);
+``core/mia/__init__.py`` imports them so the registry is complete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from core.registry import Registry, UnknownName
 
-EvidenceKind = Literal["tokens", "diffusion"]
+EvidenceKind = Literal["tokens", "diffusion", "outputs"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,7 +44,8 @@ class IndicatorFamily:
     ----------
     name : family name, the prefix of every column key it produces.
     higher_is_member : True when a larger value is evidence of membership.
-    evidence : which raw evidence it reads ("tokens" or "diffusion").
+    evidence : which raw evidence it reads ("tokens", "diffusion", or "outputs": what the
+        model returned, :class:`core.evidence.OutputEvidence`).
     fn : the function computing the family's columns from one clip's evidence.
     description : one line, shown in the UI and the report.
     reference : the paper that defines it.
@@ -90,8 +92,8 @@ def register_indicator(
     """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"invalid indicator family name {name!r}: use lower_snake_case")
-    if evidence not in ("tokens", "diffusion"):
-        raise ValueError(f"evidence must be 'tokens' or 'diffusion', got {evidence!r}")
+    if evidence not in ("tokens", "diffusion", "outputs"):
+        raise ValueError(f"evidence must be 'tokens', 'diffusion' or 'outputs', got {evidence!r}")
 
     def decorate(fn: F) -> F:
         _REGISTRY.add(name, IndicatorFamily(

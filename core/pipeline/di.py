@@ -182,7 +182,7 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
     except (TypeError, ValueError):
         return None
     settings = settings or Settings.from_env(ws.root)
-    cache, cfg_key = EvidenceCache(ws.cache_dir), cfg.evidence_config().to_dict()
+    cache, cfg_key = EvidenceCache(ws.cache_dir), cfg.evidence_config().cache_key()
 
     def evidence_of(model_fp: str, keys: list[str], key_cfg: dict) -> list | None:
         evidence = [cache.get(model_fp, evidence_key(model_fp, k, key_cfg, settings.analysis_sr)) for k in keys]
@@ -370,16 +370,17 @@ def headline(result: dict[str, Any]) -> str:
 
 
 def latest_mia(ws: Workspace, dataset: str, target: str, mode: str | None = None,
-               references: tuple[str, ...] | None = None) -> dict | None:
+               references: tuple[str, ...] | None = None, access: str | None = None) -> dict | None:
     """The newest MIA run of (dataset, target) that scored the dataset as it is now (same
-    clips and labels) and, when ``mode`` is given, with that text mode, and when
+    clips and labels) and, when ``mode`` is given, with that text mode, when
     ``references`` is given, calibrated against exactly those reference models (``()``:
-    uncalibrated); None when none does."""
+    uncalibrated), and when ``access`` is given, at that access level; None when none does."""
     from core.pipeline.common import current_run
 
     def where(cfg: dict) -> bool:
         return ((mode is None or cfg.get("mode", "generated") == mode)
-                and (references is None or tuple(cfg.get("references") or ()) == tuple(references)))
+                and (references is None or tuple(cfg.get("references") or ()) == tuple(references))
+                and (access is None or cfg.get("access", "white-box") == access))
 
     return current_run(ws, "mia", dataset, target, where=where)
 
@@ -389,7 +390,7 @@ def _mia_run_for(ws: Workspace, dataset: str, target: str, config: "DIRunConfig"
     to belong to this dataset and target), else :func:`latest_mia` in ``config.mia_mode``
     with ``config.references``."""
     if not config.mia_run:
-        return latest_mia(ws, dataset, target, config.mia_mode, config.references)
+        return latest_mia(ws, dataset, target, config.mia_mode, config.references, config.mia_access)
     try:
         run = ws.load_run(config.mia_run)
     except KeyError:
@@ -423,7 +424,8 @@ def audit_di(
     if mia_run is None:
         from core.pipeline.mia import MIAConfig, audit_mia
 
-        mia_id, _ = audit_mia(ws, dataset, target, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references),
+        mia_id, _ = audit_mia(ws, dataset, target, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references,
+                                                              access=config.mia_access),
                               settings=settings, progress=progress, cancelled=cancelled)
         mia_run = ws.load_run(mia_id)
     step = lambda i, msg: progress(i, 4, msg) if progress else None  # noqa: E731
@@ -492,6 +494,7 @@ def audit_di(
         "blind_auc": blind_auc,
         "mia_run": mia_run["id"],
         "mia_mode": mia_run["config"].get("mode", "generated"),
+        "access": mia_run["config"].get("access", "white-box"),
         "failed_clips": failed,
         "mia_auc": mia_run["result"].get("auc"),
         "indicator_source": source,

@@ -59,6 +59,10 @@ def score_clips(target, items: list[tuple[str, bytes, str]], ev_cfg, *, sr: int,
     xs = clip_inputs(items, sr, limits, variant)
     if on_inputs is not None:
         on_inputs(xs)
+    if ev_cfg.access == "outputs":
+        from core.targets.outputs import output_evidence
+
+        return output_evidence(target, xs, ev_cfg, batch_size=batch_size)
     return target.evidence(xs, ev_cfg, batch_size=batch_size)
 
 
@@ -76,9 +80,11 @@ def score_isolated(items: list[tuple[str, bytes, str]], score: Callable[[list], 
     """``score(items)`` for a batch; when the batch raises, each clip is scored alone, and a
     clip that fails alone gets the reason (a string) in place of its evidence, so one bad
     clip never sinks the others. Cancellation is never swallowed."""
+    from core.targets.base import TargetUnavailable
+
     try:
         return list(score(items))
-    except (InterruptedError, KeyboardInterrupt):
+    except (InterruptedError, KeyboardInterrupt, TargetUnavailable):
         raise
     except Exception as exc:  # noqa: BLE001 - retried clip by clip below
         if len(items) == 1:
@@ -87,7 +93,7 @@ def score_isolated(items: list[tuple[str, bytes, str]], score: Callable[[list], 
     for item in items:
         try:
             out.extend(score([item]))
-        except (InterruptedError, KeyboardInterrupt):
+        except (InterruptedError, KeyboardInterrupt, TargetUnavailable):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as this clip's failure
             out.append(_reason(exc))
@@ -132,7 +138,7 @@ def extract_evidence(
     ev_cfg = config.evidence_config()
     sr = settings.analysis_sr
     keys = clips["clip_hash"].tolist()
-    cfg_key = ev_cfg.to_dict()
+    cfg_key = ev_cfg.cache_key()
     if variant is not None:
         keys = [variant.key(h) for h in keys]
         cfg_key = dict(cfg_key, variant=variant.name)

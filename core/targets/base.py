@@ -38,7 +38,15 @@ class EvidenceConfig(Config):
     infill_m : future tokens for the Infilling Score (0 disables it).
     timesteps : diffusion timesteps (empty = the target's default spread).
     n_noise : fixed noise draws per timestep (diffusion).
-    seed : seed of the noise draws.
+    seed : seed of the noise draws (and of the perturbations and generations).
+    access : ``"white-box"`` (the fields above) or ``"outputs"``: only what the model returns
+        (:mod:`core.targets.outputs`); the fields below apply.
+    n_perturb : outputs, audio-language: seeded perturbations of each clip's audio (noise,
+        gain, speed in turn) whose transcriptions measure the output's stability.
+    n_generations : outputs, text-to-audio: seeded generations from each clip's caption.
+    gen_steps : outputs, text-to-audio: sampling steps of a diffusion target's generations.
+    clap_model : outputs, text-to-audio: a local CLAP checkpoint folder for ``clap_sim``
+        (empty: no CLAP similarity).
     """
 
     mode: Literal["generated", "given"] = "generated"
@@ -46,6 +54,27 @@ class EvidenceConfig(Config):
     timesteps: tuple[int, ...] = ()
     n_noise: int = 4
     seed: int = 0
+    access: Literal["white-box", "outputs"] = "white-box"
+    n_perturb: int = 3
+    n_generations: int = 4
+    gen_steps: int = 25
+    clap_model: str = ""
+
+    def cache_key(self) -> dict:
+        """The evidence cache's key for this config. A white-box config keys as it did before
+        the outputs level existed (its outputs settings are left out), so cached evidence
+        stays valid; an outputs config keys on its outputs settings only."""
+        d = self.to_dict()
+        if self.access == "white-box":
+            return {k: v for k, v in d.items() if k not in OUTPUT_SETTINGS}
+        return {k: v for k, v in d.items() if k in OUTPUT_SETTINGS or k == "seed"}
+
+
+ACCESS_LEVELS = ("white-box", "outputs")
+"""``white-box``: the model's token statistics or denoising losses; ``outputs``: only what it
+returns (a transcription, generated audio), as an API gives."""
+
+OUTPUT_SETTINGS = ("access", "n_perturb", "n_generations", "gen_steps", "clap_model")
 
 
 def check_text_mode(config: EvidenceConfig, clips: Sequence[ClipInput]) -> None:
@@ -99,3 +128,52 @@ class Target(Protocol):
     def unload(self) -> None:
         """Release model memory (GPU memory included)."""
         ...
+
+
+@runtime_checkable
+class Transcriber(Protocol):
+    """An audio-language target readable at the ``outputs`` access level: it returns its
+    answer (a transcription) for each clip. A remote API target offers only this."""
+
+    spec: str
+    family: Family
+    fingerprint: str
+
+    def transcribe(self, clips: Sequence[ClipInput], *, batch_size: int | None = None) -> list[str]:
+        """The model's answer for each clip, in order (greedy; the same clip gives the same text)."""
+        ...
+
+
+@runtime_checkable
+class AudioGenerator(Protocol):
+    """A text-to-audio target readable at the ``outputs`` access level: it generates audio
+    from a caption."""
+
+    spec: str
+    family: Family
+    fingerprint: str
+
+    def generate(self, captions: Sequence[str], *, n_samples: Sequence[int], sr: int, seeds: Sequence[int],
+                 steps: int = 25) -> list[np.ndarray]:
+        """One generation per caption: mono float32 at ``sr``, ``n_samples[i]`` long (cut or
+        padded), drawn from seed ``seeds[i]`` (the same seed gives the same audio)."""
+        ...
+
+
+def access_levels(target: object) -> tuple[str, ...]:
+    """The access levels ``target`` supports: ``white-box`` when it has :meth:`Target.evidence`
+    (unless it declares ``access_levels`` itself, as an API target does), ``outputs`` when it
+    can transcribe or generate."""
+    declared = getattr(target, "access_levels", None)
+    if declared is not None:
+        return tuple(declared)
+    levels = ["white-box"] if callable(getattr(target, "evidence", None)) else []
+    if isinstance(target, (Transcriber, AudioGenerator)):
+        levels.append("outputs")
+    return tuple(levels)
+
+
+class TargetUnavailable(RuntimeError):
+    """The target itself cannot answer any more (an endpoint that is unreachable or answers
+    badly, a spent request budget): the run stops, keeping every clip already cached, rather
+    than listing each remaining clip as failed. The message is one line saying what to do."""

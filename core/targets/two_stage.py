@@ -243,6 +243,28 @@ class TwoStageTarget:
         )
         return out
 
+    def transcribe(self, clips: Sequence[ClipInput], *, batch_size: int | None = None) -> list[str]:
+        """The model's greedy answer for each clip (the outputs access level: what an API of
+        this model would return), batched and halved on out-of-memory like :meth:`evidence`.
+
+        Raises
+        ------
+        ValueError
+            for a target that does not answer in text (a text-to-audio model).
+        """
+        if self.family != "audio-language":
+            raise ValueError(f"{self.spec} is a {self.family} model: it generates audio, not transcriptions")
+
+        def answers(batch: list[ClipInput]) -> list[str]:
+            notes: list[list[str]] = [[] for _ in batch]
+            return [self._decode(lab) for lab in self._generate(self._encode(batch, notes), notes)]
+
+        def shrink(bs: int) -> None:
+            self.batch_size = bs
+
+        out, _ = run_batches_halving(answers, list(clips), batch_size=int(batch_size or self.batch_size), on_shrink=shrink)
+        return out
+
     def unload(self) -> None:
         """Drop the model and free its memory (CUDA cache included)."""
         self.model = None
