@@ -19,7 +19,7 @@ from typing import Callable, TypeVar, get_args, get_origin
 from core.config import default_of, field_types, is_options, user_settings
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
-from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
+from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, access_text
 
 C = TypeVar("C")
 
@@ -210,17 +210,19 @@ def cmd_mia(args: argparse.Namespace) -> int:
     run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
     keep = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "inference", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text",
             "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation",
-            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips", "uncalibrated", "calibration")
+            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips", "uncalibrated", "calibration", "access")
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: res[k] for k in keep if k in res}
     lo, hi = res["auc_ci"]
     p = res.get("auc_p_value")
     text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}"
             + ("" if p is None else f", permutation p = {p:.2g}") + f"), {res['n_members']} members / {res['n_nonmembers']} non-members",
+            f"  access: {access_text(cfg.to_dict())}",
             f"  folds: {_folds_text(res.get('inference'))}",
             *("  " + t for t in res["tpr_at_fpr_text"]),
             f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
             *_calibration_lines(res), *(f"  warning: {w}" for w in res["warnings"]), f"  run {run_id}"]
     _emit(args, out, "\n".join(text))
+    return 0
 
 
 def _calibration_lines(res: dict) -> list[str]:
@@ -234,7 +236,6 @@ def _calibration_lines(res: dict) -> list[str]:
     return [f"  calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); "
             f"uncalibrated AUC {unc['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}), {unc['tpr_at_fpr_text'][0]}",
             f"  gain from the reference(s): AUC {gain['auc']:+.3f}, TPR at 1% FPR {tpr}"]
-    return 0
 
 
 def _folds_text(inf: dict | None) -> str:
@@ -312,12 +313,12 @@ def cmd_di(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
             "mia_auc", "blind_auc", "blind_verdict", "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve",
-            "failed_clips", "mia_run", "mia_mode", "uncalibrated", "calibration")
+            "failed_clips", "mia_run", "mia_mode", "uncalibrated", "calibration", "access")
     ms, me = r.get("min_suspects"), r.get("min_suspects_equal")
     needed = (f"  suspects needed: {ms if ms is not None else 'not reached'} against all held-out non-members, "
               f"{me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
-          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({r['mia_mode']} text)")
+          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({access_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']})})")
     return 0
 
 

@@ -35,6 +35,27 @@ DEFAULT_N_PERM = 200
 C = TypeVar("C", bound="Config")
 
 
+ACCESS_LEVELS = ("white-box", "outputs")
+"""What an audit reads of the target: its token statistics or denoising losses
+(``white-box``), or only what it returns (``outputs``: a transcription, generated audio)."""
+
+
+
+def access_text(config: Any) -> str:
+    """How a stored MIA config (a dict) read its target, in a few words, for the pages, the
+    CLI and the report: ``white-box, generated text`` or ``outputs only (...)``."""
+    if config.get("access", "white-box") == "outputs":
+        return (f"outputs only (what the model returns: its transcription of each clip and of {config.get('n_perturb', 3)} "
+                f"perturbations, or {config.get('n_generations', 4)} generations per caption)")
+    return f"white-box, {config.get('mode', 'generated')} text"
+
+
+def at_access(access: str, key: str = "access"):
+    """``where`` predicate over stored configs: runs at the ``access`` level (a config stored
+    before access levels existed is white-box). ``key``: ``mia_access`` for DI configs."""
+    return lambda config: config.get(key, "white-box") == access
+
+
 class ConfigError(ValueError):
     """A config dict that cannot be read: an unknown key, a missing required field, or a
     value of the wrong type (then also a :class:`TypeError`); the message names the field."""

@@ -17,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config, setting
+from core.config import ACCESS_LEVELS, DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config, access_text, at_access, setting
 from core.runtime.settings import GROUPINGS
 
 __all__ = [
     "ACCESS_LEVELS",
+    "access_text",
+    "at_access",
     "BlindRunConfig",
     "CrossDataConfig",
     "DEFAULT_CONDITIONS",
@@ -38,10 +40,6 @@ DEFAULT_GROUPS = ("metadata", "text", "acoustic")
 
 DEFAULT_CONDITIONS = ("original", "silence", "noise", "tts")
 """Conditions of a disentanglement run."""
-
-ACCESS_LEVELS = ("white-box", "outputs")
-"""What an audit reads of the target: its token statistics or denoising losses
-(``white-box``), or only what it returns (``outputs``: a transcription, generated audio)."""
 
 TEXT_MODES = ("generated", "given")
 """Audio-language targets: score the greedy output, or the clip's own transcript."""

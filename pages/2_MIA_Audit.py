@@ -3,31 +3,36 @@
 import streamlit as st
 
 from core.pipeline import MIAConfig
+from core.stages import access_text, at_access
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import mia_view as view
-from core.ui.runs import reference_picker, run_controls, target_picker
+from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
 
 ws = page_setup("MIA Audit", "🔎")
 st.title("Per-sample membership inference")
-c1, c2, c3 = st.columns([2, 2, 1])
+c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
 with c1:
     dataset = dataset_picker(ws)
 with c2:
     target = target_picker(ws, dataset=dataset)
 with c3:
-    mode, runnable = view.mode_picker(ws, dataset)
+    access = access_picker(target, key="mia-access")
+with c4:
+    mode, runnable = view.mode_picker(ws, dataset, access)
 if dataset and target:
     references = reference_picker(target)
     if runnable:
-        config = MIAConfig(mode=mode, references=references)
+        config = MIAConfig(mode=mode, references=references, access=access)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
-    run = ws.latest_run("mia", dataset, target)
+    run = ws.latest_run("mia", dataset, target, where=at_access(access))
     if run is None:
-        st.info("No MIA run for this dataset and target yet: press **Run MIA**. It runs in the background; you can leave the page.")
+        st.info(f"No MIA run at the {access} level for this dataset and target yet: press **Run MIA**. "
+                "It runs in the background; you can leave the page.")
     else:
-        st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · {run['config']['mode']} text")
+        st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · {access_text(run['config'])}")
         view.headline(run["result"])
+        view.access_comparison(ws, run)
         view.calibration_comparison(run["result"])
         failed_clips(run["result"])
         view.roc_and_scores(ws, run)

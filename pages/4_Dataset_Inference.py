@@ -3,29 +3,34 @@
 import streamlit as st
 
 from core.pipeline.di import DIRunConfig
+from core.stages import access_text, at_access
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import di_view as view
-from core.ui.runs import reference_picker, run_controls, target_picker
+from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
 
 ws = page_setup("Dataset Inference", "🧮")
 st.title("Dataset inference")
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns([2, 2, 1])
 with c1:
     dataset = dataset_picker(ws)
 with c2:
     target = target_picker(ws, dataset=dataset)
+with c3:
+    access = access_picker(target, key="di-access")
 scorer, alpha, compare = view.controls()
 if dataset and target:
     references = reference_picker(target)
-    config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references)
+    config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references, mia_access=access)
     params = {"dataset": dataset, "target": target, "config": config.to_dict()}
     run_controls(ws, "di", params, {"dataset": dataset, "target": target}, label="Run dataset inference")
-    run = ws.latest_run("di", dataset, target)
+    run = ws.latest_run("di", dataset, target, where=at_access(access, "mia_access"))
     if run is None:
-        st.info("No dataset-inference run for this dataset and target yet: press **Run dataset inference**. It reuses the latest MIA run (or runs one first) in the background.")
+        st.info(f"No dataset-inference run at the {access} level for this dataset and target yet: press **Run dataset inference**. "
+                "It reuses the latest MIA run (or runs one first) in the background.")
     else:
         cfg = run["config"]
-        st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` ({run['result'].get('mia_mode', 'generated')} text) · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
+        mia_access = {"access": run["result"].get("access", "white-box"), "mode": run["result"].get("mia_mode", "generated")}
+        st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` ({access_text(mia_access)}) · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
         view.upstream_notice(ws, run)
         if (cfg["scorer"], cfg["alpha"], cfg["compare"]) != (scorer, alpha, compare):
             st.info("The settings above differ from this run's: press **Run dataset inference** to update it.")

@@ -4,31 +4,33 @@ import streamlit as st
 
 from core.disentangle import variant_names
 from core.pipeline import DisentangleConfig, MIAConfig
-from core.stages import DEFAULT_CONDITIONS
+from core.stages import DEFAULT_CONDITIONS, access_text, at_access
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import disentangle_view as view
-from core.ui.runs import reference_picker, run_controls, target_picker
+from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
 
 ws = page_setup("Disentanglement", "🎛️")
 st.title("Modality disentanglement")
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns([2, 2, 1])
 with c1:
     dataset = dataset_picker(ws)
 with c2:
     target = target_picker(ws, dataset=dataset)
-last = ws.latest_run("disentangle", dataset, target) if dataset and target else None
+with c3:
+    access = access_picker(target, key="dis-access")
+last = ws.latest_run("disentangle", dataset, target, where=lambda c: at_access(access)(c.get("mia") or {})) if dataset and target else None
 defaults = last["config"]["conditions"] if last else list(DEFAULT_CONDITIONS)
 conditions = st.multiselect("Conditions", variant_names(), default=[c for c in defaults if c in variant_names()])
 options, clap = view.variant_options_form(conditions, last)
 if dataset and target and conditions:
     references = reference_picker(target)
-    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(references=references), variant_options=options, clap_model=clap)
+    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(references=references, access=access), variant_options=options, clap_model=clap)
     run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
     run = last
     if run is None:
         st.info("No disentanglement run yet for this dataset and target: press **Run disentanglement**.")
     else:
-        st.caption(f"Run `{run['id']}` · {run['result']['n']} clips")
+        st.caption(f"Run `{run['id']}` · {run['result']['n']} clips · {access_text(run['config'].get('mia') or {})}")
         view.results(run["result"])
         failed_clips(run["result"])
         view.listening_panel(ws, run, dataset, list(run["result"]["details"]),

@@ -98,7 +98,7 @@ def test_page_says_when_a_newer_mia_run_exists(env: Workspace) -> None:
     assert out["mia_run"] == first
     at = _run()
     assert not any("newer MIA run" in i.value for i in at.info)
-    assert any(f"from MIA run `{first}` (generated text)" in c.value for c in at.caption)
+    assert any(f"from MIA run `{first}` (white-box, generated text)" in c.value for c in at.caption)
     newer = save_mia(env, "synth", shift=0.6, seed=1)
     at = _run()
     assert any(f"A newer MIA run (`{newer}`) exists" in i.value for i in at.info)

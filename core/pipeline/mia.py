@@ -85,6 +85,7 @@ def audit_mia(
         out["uncalibrated"] = uncalibrated_summary(uncal.to_dict())
         out["scores_uncalibrated"] = {str(k): float(v) for k, v in uncal.scores.items()}
         out["calibration"] = ref.describe() | {"gain": calibration_gain(out, out["uncalibrated"])}
+    out["access"] = config.access
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
     out["clip_order"] = clips["clip_hash"].tolist()

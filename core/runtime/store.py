@@ -24,7 +24,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 
@@ -382,9 +382,18 @@ class Workspace:
             "refs": refs, "tables": json.loads(row["tables"]) if isinstance(row.get("tables"), str) else {},
         }
 
-    def latest_run(self, kind: str, dataset: str, target: str | None = None) -> dict | None:
-        df = self.runs(kind, dataset, target)
-        return self.load_run(df.iloc[0]["id"]) if not df.empty else None
+    def latest_run(self, kind: str, dataset: str, target: str | None = None, *,
+                   where: Callable[[dict], bool] | None = None) -> dict | None:
+        """The newest run of ``kind`` on ``dataset`` (and ``target``) whose stored config
+        satisfies ``where(config)`` (default: any); only that run is loaded."""
+        if where is None:
+            df = self.runs(kind, dataset, target)
+            return self.load_run(df.iloc[0]["id"]) if not df.empty else None
+        sql = "SELECT id, config FROM runs WHERE kind=? AND dataset=?" + (" AND target=?" if target is not None else "") + " ORDER BY created DESC"
+        for run_id, config in self.query(sql, (kind, dataset) + ((target,) if target is not None else ())).itertuples(index=False):
+            if where(json.loads(config or "{}")):
+                return self.load_run(run_id)
+        return None
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run and its tables. Runs that used it keep its id and report it deleted."""

@@ -7,7 +7,7 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from core.config import Config
+from core.config import ACCESS_LEVELS, Config  # noqa: F401  (re-exported)
 from core.evidence import ClipEvidence
 
 Family = Literal["audio-language", "autoregressive", "diffusion"]
@@ -69,10 +69,6 @@ class EvidenceConfig(Config):
             return {k: v for k, v in d.items() if k not in OUTPUT_SETTINGS}
         return {k: v for k, v in d.items() if k in OUTPUT_SETTINGS or k == "seed"}
 
-
-ACCESS_LEVELS = ("white-box", "outputs")
-"""``white-box``: the model's token statistics or denoising losses; ``outputs``: only what it
-returns (a transcription, generated audio), as an API gives."""
 
 OUTPUT_SETTINGS = ("access", "n_perturb", "n_generations", "gen_steps", "clap_model")
 

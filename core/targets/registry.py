@@ -21,6 +21,7 @@ class _Loader:
     load: Callable[..., Target]
     listing: Callable[[], list[TargetInfo]]
     family: Callable[[str], Family]
+    access: tuple[str, ...] = ("white-box", "outputs")
 
 
 _LOADERS: Registry[_Loader] = Registry("target loader")
@@ -32,12 +33,14 @@ def register_loader(
     matches: Callable[[str], bool],
     listing: Callable[[], list[TargetInfo]] = lambda: [],
     family: Callable[[str], Family],
+    access: tuple[str, ...] = ("white-box", "outputs"),
 ) -> Callable[[Callable[..., Target]], Callable[..., Target]]:
     """Register ``load(spec, *, device=None, **options) -> Target`` for matching specs;
-    ``family(spec)`` names the family of a matching spec without loading any weights."""
+    ``family(spec)`` names the family of a matching spec without loading any weights;
+    ``access`` the access levels its targets support (a remote API: outputs only)."""
 
     def deco(fn: Callable[..., Target]) -> Callable[..., Target]:
-        _LOADERS.add(name, _Loader(name, matches, fn, listing, family))
+        _LOADERS.add(name, _Loader(name, matches, fn, listing, family, tuple(access)))
         return fn
 
     return deco
@@ -65,6 +68,11 @@ def target_family(spec: str) -> Family:
     """The family of the target ``spec`` names, read from its registration or its folder's
     metadata: no weights are loaded."""
     return _loader(spec).family(spec)
+
+
+def target_access(spec: str) -> tuple[str, ...]:
+    """The access levels the target ``spec`` names supports, without loading it."""
+    return _loader(spec).access
 
 
 def load_target(spec: str, *, device: str | None = None, **options) -> Target:

@@ -39,7 +39,8 @@ def upstream_notice(ws, run: dict) -> None:
 
     ref = ws.run_ref(run, "mia")
     mode = run["result"].get("mia_mode", run["config"].get("mia_mode", "generated"))
-    current = latest_mia(ws, run["dataset"], run["target"], mode, tuple(run["config"].get("references") or ()))
+    current = latest_mia(ws, run["dataset"], run["target"], mode, tuple(run["config"].get("references") or ()),
+                         run["result"].get("access", "white-box"))
     if ref.status == "deleted":
         st.warning(ref.describe() + ".")
     if current is None:

@@ -9,14 +9,20 @@ from core.ui.common import inference_caption
 from core.ui.export import show_figure, table_downloads
 
 from core.runtime.store import Workspace
+from core.config import access_text
 from core.viz import mia as figs
 
 
-def mode_picker(ws: Workspace, dataset: str | None) -> tuple[str, bool]:
+def mode_picker(ws: Workspace, dataset: str | None, access: str = "white-box") -> tuple[str, bool]:
     """The "text scored" choice, and whether it can run on ``dataset``: ``given`` needs a
-    transcript for every clip, which is checked (and said) at selection time."""
+    transcript for every clip, which is checked (and said) at selection time. At the
+    outputs access level nothing is scored: the model's own answer is read."""
     from core.pipeline.mia import clips_without_text
 
+    if access == "outputs":
+        st.selectbox("Text scored", ["the model's answer"], disabled=True, key="mia-mode-outputs",
+                     help="At the outputs access level the model's answers are compared with the transcripts; nothing is scored.")
+        return "generated", True
     mode = st.selectbox("Text scored", ["generated", "given"], key="mia-mode",
                         help="generated: the model's own greedy output, re-scored (two-stage protocol); given: the clip's transcript.")
     missing = clips_without_text(ws, dataset) if dataset else []
@@ -46,6 +52,22 @@ def headline(result: dict) -> None:
     st.caption("Cross-validation: " + inference_caption(result.get("inference") or {}, result.get("config") or {}))
     for w in result.get("warnings", []):
         st.warning(w)
+
+
+def access_comparison(ws: Workspace, run: dict) -> None:
+    """The same model at the other access level, when a run of it exists: what white-box
+    access adds over the outputs alone (or the reverse)."""
+    from core.pipeline.di import latest_mia
+
+    access = run["config"].get("access", "white-box")
+    other = "white-box" if access == "outputs" else "outputs"
+    twin = latest_mia(ws, run["dataset"], run["target"], access=other, references=tuple(run["config"].get("references") or ()))
+    if twin is None:
+        return
+    r = twin["result"]
+    lo, hi = r["auc_ci"]
+    st.caption(f"Same model at the **{other}** level (run `{twin['id']}`, {access_text(twin['config'])}): "
+               f"AUC {r['auc']:.3f} (95% CI {lo:.3f}–{hi:.3f}) against {run['result']['auc']:.3f} here.")
 
 
 def calibration_comparison(result: dict) -> None:

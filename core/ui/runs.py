@@ -133,6 +133,24 @@ def _take_typed(key: str, typed_key: str) -> None:
     st.session_state[typed_key] = ""
 
 
+ACCESS_HELP = ("white-box: the model's token statistics or denoising losses (needs the weights). outputs: only what the "
+               "model returns, as an API gives: its transcription of each clip and of a few seeded perturbations "
+               "(audio-language), or generations from each clip's caption compared with the clip (text-to-audio).")
+
+
+def access_picker(target: str | None, *, key: str = "access") -> str:
+    """The access level to audit at; a target that supports only one (a remote API) offers only it."""
+    from core.stages import ACCESS_LEVELS
+    from core.targets.registry import target_access
+
+    try:
+        levels = target_access(target) if target else ACCESS_LEVELS
+    except ValueError:
+        levels = ACCESS_LEVELS
+    return st.selectbox("Access", levels, key=key, help=ACCESS_HELP,
+                        format_func=lambda a: "outputs only" if a == "outputs" else a)
+
+
 def reference_picker(target: str | None, *, key: str = "references") -> tuple[str, ...]:
     """"Reference model(s)": ready targets of the audited target's family (never the target
     itself), plus local checkpoint folders typed one per line. Empty: no calibration."""

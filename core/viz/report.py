@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from core import __version__
+from core.config import ACCESS_LEVELS, access_text, at_access
 from core.di.scorers import split_grouping
 from core.mia.links import BlindLink, blind_link
 from core.runtime.store import Workspace
@@ -208,13 +209,14 @@ _REFERENCE_CAVEAT = ("Calibrated: each clip's indicators relative to the referen
 
 def _mia_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
-    out = f"<h2>2 · Per-sample membership inference — <code>{_esc(run['target'])}</code></h2>"
+    out = f"<h2>2 · Per-sample membership inference — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2>"
     rows = [
         ("aggregate AUC (10-fold CV logistic regression)", f"{r['auc']:.3f}  95% CI {_fmt_ci(r['auc_ci'])}"),
         ("permutation p-value (AUC above chance)", _fmt_p(r.get("auc_p_value"))),
         ("TPR at 1% FPR", r["tpr_at_fpr_text"][0]), ("TPR at 0.1% FPR", r["tpr_at_fpr_text"][1]),
         ("best single indicator (selected on these clips, descriptive)", f"{r['best_indicator']} ({r['best_indicator_auc']:.3f})"),
         ("members / non-members", f"{r['n_members']} / {r['n_nonmembers']}"),
+        _access_row(run),
     ]
     clips = ws.run_table(run, "clips")
     link = blind_link(ws, run, clips["score"].astype(np.float64))
@@ -261,9 +263,10 @@ def _ref_row(ws: Workspace, run: dict, stage: str) -> tuple[str, object]:
 def _di_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
     cls = "bad" if r.get("rejected") else "ok"
-    out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code></h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
+    out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
     out += _table([
         ("scorer", r["scorer"]),
+        _access_row(run),
         ("fit/test split", split_grouping(r["scorer"], r.get("grouping")) if "grouping" in r else "clip by clip (older run: grouping not recorded)"),
         ("p-value (Welch, one-sided)", f"{r['p_value']:.3g}"), ("alpha", r["alpha"]),
         ("suspects needed (median p < alpha), against all held-out non-members", r.get("min_suspects") or "not reached"),
@@ -283,7 +286,7 @@ def _di_section(ws: Workspace, run: dict) -> str:
 
 def _disentangle_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
-    out = f"<h2>4 · Modality disentanglement — <code>{_esc(run['target'])}</code></h2>"
+    out = f"<h2>4 · Modality disentanglement — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2>"
     out += "<table><tr><th>condition</th><th>MIA AUC</th><th>95% CI</th><th>p (AUC &gt; 0.5)</th><th>realizations</th></tr>" + "".join(
         f"<tr><td>{_esc(c)}</td><td>{d['auc']:.3f}</td><td>{_fmt_ci(d['auc_ci'])}</td><td>{_fmt_p(d.get('auc_p_value'))}</td><td>{d['realizations']}</td></tr>" if "auc" in d else f"<tr><td>{_esc(c)}</td><td colspan=4>skipped: {_esc(d['skipped'])}</td></tr>"
         for c, d in r["details"].items()) + "</table>"
@@ -292,7 +295,7 @@ def _disentangle_section(ws: Workspace, run: dict) -> str:
         out += (f"<p class=\"caption\">Calibrated against {_esc(', '.join(r.get('references', [])))}; uncalibrated AUC per condition: "
                 + ", ".join(f"{_esc(c)} {u['auc']:.3f}" for c, u in uncal) + ".</p>")
     out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
-    out += _table(_blind_rows(blind_link(ws, run)))
+    out += _table([_access_row(run), *_blind_rows(blind_link(ws, run))])
     return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
@@ -307,6 +310,39 @@ def _section(fn, ws: Workspace, run: dict) -> str:
                 "Its stored record is unchanged; re-run the analysis to include it.</div>")
 
 
+def _access_of(run: dict) -> str:
+    """The access level a run read its target at (an older run: white-box)."""
+    cfg = run["config"]
+    if run["kind"] == "di":
+        return run["result"].get("access", cfg.get("mia_access", "white-box"))
+    return (cfg.get("mia") or {} if run["kind"] == "disentangle" else cfg).get("access", "white-box")
+
+
+def _access_row(run: dict) -> tuple[str, str]:
+    cfg = run["config"]
+    if run["kind"] == "di":
+        cfg = {"access": _access_of(run), "mode": run["result"].get("mia_mode", "generated")}
+    elif run["kind"] == "disentangle":
+        cfg = cfg.get("mia") or {}
+    return ("access level", access_text(cfg))
+
+
+def _latest_per_access(ws: Workspace, kind: str, dataset: str, target: str | None) -> list[dict]:
+    """The newest run of ``kind``, one per access level (white-box first); the blind baseline
+    reads no model, so it has one."""
+    if kind == "blind":
+        run = ws.latest_run(kind, dataset, target)
+        return [run] if run is not None else []
+    key = {"di": "mia_access"}.get(kind, "access")
+    runs = []
+    for level in ACCESS_LEVELS:
+        where = at_access(level, key)
+        run = ws.latest_run(kind, dataset, target, where=(lambda c, w=where: w(c.get("mia") or {})) if kind == "disentangle" else where)
+        if run is not None:
+            runs.append(run)
+    return runs
+
+
 def build_report(ws: Workspace, dataset: str, target: str | None = None) -> str:
     """HTML of the audit report for ``dataset`` (and ``target``; default: the target of
     the latest MIA run), from whatever runs exist."""
@@ -319,10 +355,9 @@ def build_report(ws: Workspace, dataset: str, target: str | None = None) -> str:
     for kind, fn, tgt in (("blind", _blind_section, None), ("mia", _mia_section, target), ("di", _di_section, target), ("disentangle", _disentangle_section, target)):
         if kind != "blind" and tgt is None:
             continue
-        run = ws.latest_run(kind, dataset, tgt)
-        if run is not None:
+        for run in _latest_per_access(ws, kind, dataset, tgt):
             parts.append(_section(fn, ws, run))
-            ran.append(kind)
+            ran.append(kind if kind == "blind" else f"{kind} ({_access_of(run)})")
     if not ran:
         parts.append('<div class="warn">No analysis has been run on this dataset yet: run the blind baseline, MIA or DI first.</div>')
     title = f"Overheard audit report — {dataset}" + (f" · {target}" if target else "")
