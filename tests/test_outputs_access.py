@@ -217,3 +217,11 @@ def test_dataset_inference_reads_the_outputs_level_run(speech: Workspace) -> Non
     assert 0.0 <= di["p_value"] <= 1.0 and di["verdict"]
     _, wb = audit_di(speech, "speech", TARGET, DIRunConfig(n_resamples=20, null_resamples=40))
     assert wb["mia_run"] != mia_id and wb["access"] == "white-box"
+
+
+def test_references_at_the_outputs_level_return_their_own_answers(speech: Workspace) -> None:
+    _, out = audit_mia(speech, "speech", TARGET, MIAConfig(access="outputs", references=("zoo:lalm-ref",), **SMALL))
+    run = speech.latest_run("mia", "speech", TARGET, where=lambda c: c.get("access") == "outputs" and c.get("references"))
+    table = speech.run_table(run, "indicators")
+    assert {"resid:wer", "resid:stability"} <= set(table.columns)
+    assert out["calibration"]["references"] == ["zoo:lalm-ref"] and out["uncalibrated"]["auc"] > 0.8

@@ -244,10 +244,12 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
 
 def target_texts_of(target_spec: str, config: MIAConfig, evidence: list) -> dict[str, str] | None:
     """The texts an audio-language target produced in ``generated`` mode (what its
-    references must score), else None."""
+    references must score), else None. At the outputs access level nothing is scored: each
+    reference returns its own answers, compared with the same transcripts."""
     from core.targets.registry import target_family
 
-    if config.mode != "generated" or not config.references or target_family(target_spec) != "audio-language":
+    if (config.access == "outputs" or config.mode != "generated" or not config.references
+            or target_family(target_spec) != "audio-language"):
         return None
     return {ev.clip_hash: ev.text or "" for ev in evidence}
 
