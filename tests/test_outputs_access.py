@@ -225,3 +225,14 @@ def test_references_at_the_outputs_level_return_their_own_answers(speech: Worksp
     table = speech.run_table(run, "indicators")
     assert {"resid:wer", "resid:stability"} <= set(table.columns)
     assert out["calibration"]["references"] == ["zoo:lalm-ref"] and out["uncalibrated"]["auc"] > 0.8
+
+
+def test_disentanglement_at_the_outputs_level_loses_the_signal_with_the_audio(speech: Workspace) -> None:
+    from core.pipeline.disentangle import audit_disentangle
+    from core.stages import DisentangleConfig
+
+    cfg = DisentangleConfig(conditions=("original", "silence"), mia=MIAConfig(access="outputs", **SMALL))
+    run_id, out = audit_disentangle(speech, "speech", TARGET, cfg)
+    original, silence = out["details"]["original"], out["details"]["silence"]
+    assert original["auc"] > 0.8 and silence["auc"] < 0.75  # silence transcribes to nothing, for members and non-members alike
+    assert speech.load_run(run_id)["config"]["mia"]["access"] == "outputs"
