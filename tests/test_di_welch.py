@@ -106,3 +106,9 @@ def test_combine_groups_is_conservative_for_independent_groups() -> None:
 def test_grouped_welch_needs_two_per_group() -> None:
     with pytest.raises(ValueError, match="group 1"):
         grouped_welch([1.0, 2, 3], [0.0, 1, 2], p_group=[0, 0, 1], u_group=[0, 0, 1])
+
+
+def test_a_p_value_that_underflowed_reads_as_a_bound_not_zero() -> None:
+    from core.stats import format_p
+
+    assert format_p(0.0) == "< 1e-300" and format_p(3.3e-36) == "3.3e-36" and format_p(0.0123) == "0.012"

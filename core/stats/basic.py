@@ -201,3 +201,9 @@ def small_sample_warning(y: ArrayLike) -> str | None:
             f"{MIN_PER_CLASS_FOR_HONEST_AUC} clips per class is unreliable"
         )
     return None
+
+
+def format_p(p: float) -> str:
+    """A p-value in two significant digits; one that underflowed to 0 in double precision
+    (a Welch test with a huge t) reads ``< 1e-300``, never ``0``."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"

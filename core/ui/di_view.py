@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.di.scorers import split_grouping
 from core.stages import DIRunConfig
+from core.stats import format_p
 from core.ui.export import show_figure
 
 from core.viz import di as figs
@@ -67,7 +68,7 @@ def verdict(result: dict) -> None:
 
 def metrics(result: dict) -> None:
     c = st.columns(4)
-    c[0].metric("p-value", f"{result['p_value']:.2g}", help="One-sided Welch t-test, H1: the suspects score higher than the non-members.")
+    c[0].metric("p-value", format_p(result["p_value"]), help="One-sided Welch t-test, H1: the suspects score higher than the non-members.")
     c[0].caption(f"t = {result['t_statistic']:.2f}, df = {result['df']:.0f}, α = {result['alpha']:g}")
     ms = result.get("min_suspects")
     c[1].metric("Suspects needed", "not reached" if ms is None else str(ms), help="Smallest number of tested suspects from which the median p-value stays below α.")
