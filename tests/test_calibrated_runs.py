@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import demo_subset
+from tests.conftest import demo_subset
 from core.cli import build_parser, config_from_args
 from core.data.ingest import ingest_path
 from core.mia.registry import direction
