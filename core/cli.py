@@ -357,6 +357,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env, cwd=app.parent)
 
 
+def cmd_serve_api(args: argparse.Namespace) -> int:
+    from core.targets import load_target
+    from core.targets.http_serve import TranscriptionServer
+
+    device = Settings.from_env(args.workspace).device
+    target = load_target(args.target, device=None if device in (None, "auto") else device, **dict(_target_options(args)))
+    if not callable(getattr(target, "transcribe", None)) or getattr(target, "family", "") != "audio-language":
+        raise CLIError(f"{args.target} does not return transcriptions: serve-api serves audio-language targets")
+    server = TranscriptionServer(target, host=args.host, port=args.port, drop=args.drop, seed=args.seed,
+                                 api_key=os.environ.get("OVERHEARD_API_KEY", "") if args.require_key else "")
+    _log(f"serving {args.target} at {server.base_url} (POST /audio/transcriptions); Ctrl-C stops")
+    print(json.dumps({"url": server.base_url}) if args.json else server.base_url, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        _log("served: " + ", ".join(f"{k} {v}" for k, v in server.counts.items()))
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 def _executor_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--executor", choices=["local", "ray"], default=None,
@@ -463,7 +485,8 @@ def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings
 
 
 TARGET_HELP = ("zoo:<name>, a local checkpoint folder (Hugging Face or CTranslate2/faster-whisper), "
-               "or a hub id (owner/name[@revision]) already in the local Hugging Face cache")
+               "a hub id (owner/name[@revision]) already in the local Hugging Face cache, "
+               "or an http(s):// transcription API base (outputs access only; key in $OVERHEARD_API_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,6 +542,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8501)
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("serve-api", parents=[common],
+                       help="serve a target's transcriptions through the common transcription API (to audit it as a remote target)")
+    s.add_argument("--target", required=True, help=TARGET_HELP)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    s.add_argument("--port", type=int, default=8000, help="port (0: any free port; the URL is printed)")
+    s.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE", help="option for the target's loader (repeatable)")
+    s.add_argument("--drop", type=float, default=0.0, metavar="F",
+                   help="answer this fraction of requests with 503 or a closed connection (to test a client's retries)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the dropped requests")
+    s.add_argument("--require-key", action="store_true", help="answer only requests bearing $OVERHEARD_API_KEY")
+    s.set_defaults(fn=cmd_serve_api)
 
     s = sub.add_parser("mia", parents=[common], help="per-sample membership inference of a target on a dataset")
     s.add_argument("--dataset", required=True)
@@ -579,6 +614,12 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"error: {msg}")
         return 2
     except Exception as exc:  # noqa: BLE001 - an unexpected failure is one line too, with its traceback in a file
+        base = sys.modules.get("core.targets.base")  # loaded whenever a target was: the CLI's start stays torch-free
+        if base is not None and isinstance(exc, base.TargetUnavailable):
+            if args.json:
+                print(json.dumps({"error": str(exc), "resumable": True}))
+            _log(f"stopped: {exc}")
+            return 3
         if os.environ.get("OVERHEARD_DEBUG"):
             raise
         where = _write_traceback(args)

@@ -66,6 +66,22 @@ def score_clips(target, items: list[tuple[str, bytes, str]], ev_cfg, *, sr: int,
     return target.evidence(xs, ev_cfg, batch_size=batch_size)
 
 
+def check_access(target_spec: str, access: str) -> None:
+    """Refuse, before anything is loaded or sent, an access level the target does not offer.
+
+    Raises
+    ------
+    ValueError
+        one line naming the levels it offers (a remote API: ``outputs`` only).
+    """
+    from core.targets.registry import target_access
+
+    levels = target_access(target_spec)
+    if access not in levels:
+        raise ValueError(f"{target_spec} offers only the {' and '.join(levels)} access level(s), not {access}: "
+                         f"run it with --access {levels[0]}")
+
+
 MAX_FAILURES_BEFORE_ANY_SUCCESS = 8
 """Clips that may fail one by one before the run stops: when that many fail and none has
 been scored, the cause is the target or the setup, not the clips."""
@@ -136,6 +152,7 @@ def extract_evidence(
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset) if clips is None else clips
     ev_cfg = config.evidence_config()
+    check_access(target_spec, ev_cfg.access)
     sr = settings.analysis_sr
     keys = clips["clip_hash"].tolist()
     cfg_key = ev_cfg.cache_key()
@@ -151,6 +168,8 @@ def extract_evidence(
         raise ValueError(f"unknown executor {settings.executor!r}; valid: local, ray")
     else:
         target = get_target(target_spec, settings.device, config.loader_options())
+        if callable(getattr(target, "begin_run", None)):
+            target.begin_run()  # per-run state of a pooled target (an API target's request budget)
         ok = [0]
 
         def score(items: list[tuple[str, bytes, str]]):

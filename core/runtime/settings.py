@@ -22,10 +22,42 @@ def assets_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "assets"
 
 
+API_KEY_ENV = "OVERHEARD_API_KEY"
+"""Environment variable holding an HTTP target's key (sent as a bearer token, never stored)."""
+
+
+def is_http_spec(spec: str) -> bool:
+    """Whether ``spec`` names a remote endpoint (``http://`` or ``https://``)."""
+    return spec.startswith(("http://", "https://"))
+
+
+def check_http_spec(spec: str) -> None:
+    """Refuse a URL that cannot be an endpoint base, before anything is sent.
+
+    Raises
+    ------
+    ValueError
+        one line: no host, credentials or a query in the URL (the key goes in
+        ``OVERHEARD_API_KEY``), or a URL that already ends with the transcription path.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(spec)
+    if not parts.hostname:
+        raise ValueError(f"target {spec!r} has no host; expected e.g. http://127.0.0.1:8000/v1")
+    if parts.username or parts.password:
+        raise ValueError(f"target {spec!r} holds credentials; give the key in {API_KEY_ENV} instead, so it is never recorded")
+    if parts.query or parts.fragment:
+        raise ValueError(f"target {spec!r} has a query or fragment; name the API base only, e.g. http://127.0.0.1:8000/v1")
+    if parts.path.rstrip("/").endswith("/audio/transcriptions"):
+        raise ValueError(f"target {spec!r} names the transcription path; name the API base (without /audio/transcriptions)")
+
+
 def check_target_spec(spec: str) -> None:
     """Refuse a target that cannot exist, before any model library is imported: an unknown
-    ``zoo:`` name (listing the shipped ones), a path that is not there, or a hub id
-    (``owner/name``) that is not in the Hugging Face cache (naming the cache folder).
+    ``zoo:`` name (listing the shipped ones), a path that is not there, a hub id
+    (``owner/name``) that is not in the Hugging Face cache (naming the cache folder), or a
+    URL that cannot be an API base (no host, credentials in it).
 
     Raises
     ------
@@ -38,6 +70,9 @@ def check_target_spec(spec: str) -> None:
             have = sorted(p.parent.name for p in zoo.glob("*/card.json")) if zoo.is_dir() else []
             raise ValueError(f"unknown zoo target {spec!r}; shipped: {', '.join('zoo:' + h for h in have) or 'none'}")
         return
+    if is_http_spec(spec):
+        check_http_spec(spec)
+        return
     if Path(spec).expanduser().exists():
         return
     if is_hub_id(spec):
@@ -46,7 +81,8 @@ def check_target_spec(spec: str) -> None:
         except FileNotFoundError as exc:
             raise ValueError(str(exc)) from None
         return
-    raise ValueError(f"target {spec!r} is neither zoo:<name>, an existing checkpoint folder nor a cached hub id (owner/name)")
+    raise ValueError(f"target {spec!r} is neither zoo:<name>, an existing checkpoint folder, a cached hub id (owner/name) "
+                     "nor an http(s):// API base")
 
 
 @dataclass(frozen=True)

@@ -9,3 +9,4 @@ from core.targets import zoo as _zoo  # noqa: E402,F401  (registers the zoo: loa
 from core.targets import local as _local  # noqa: E402,F401  (registers local checkpoint folders)
 from core.targets import ct2 as _ct2  # noqa: E402,F401  (registers CTranslate2 Whisper folders)
 from core.targets import hub as _hub  # noqa: E402,F401  (registers Hugging Face cache ids)
+from core.targets import http_api as _http_api  # noqa: E402,F401  (registers http(s):// transcription endpoints)
