@@ -272,6 +272,7 @@ def test_client_gives_up_after_its_retries_with_one_line(scripted) -> None:
     (200, {"transcript": "x"}, TargetUnavailable, "without a JSON 'text' field"),
     (200, b"<html>not json</html>", TargetUnavailable, "without a JSON 'text' field"),
     (404, {"error": "no route"}, TargetUnavailable, "answered HTTP 404"),
+    (307, {}, TargetUnavailable, "answered HTTP 307"),  # a redirect is not followed: only the named URL is contacted
     (401, {}, TargetUnavailable, "set OVERHEARD_API_KEY"),
     (400, {"error": "cannot decode"}, ValueError, "refused this clip: HTTP 400"),
 ])

@@ -85,6 +85,27 @@ def test_a_typed_folder_is_checked_and_chosen(env):
     assert any(ws.latest_run("mia", "d", ckpt)["id"] in c.value for c in at.caption)
 
 
+def test_a_typed_api_url_is_audited_from_its_outputs_with_a_request_budget(env):
+    ws, _, _ = env
+    url = "http://127.0.0.1:9/v1"  # nothing is sent until a run starts
+    at = page("2_MIA_Audit.py")
+    at.text_input(key="target-typed").input(url).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="target").value == url
+    assert at.selectbox(key="mia-access").options == ["outputs only"]  # an API has no white-box level
+    at.number_input(key="max-requests").set_value(500).run()
+    before = len(jobs.jobs(ws, limit=1000))
+    at.button(key="start-mia").click().run()
+    assert not at.exception
+    new = jobs.jobs(ws, limit=1000)
+    assert len(new) == before + 1
+    import json
+
+    params = json.loads(new.iloc[0]["params"])
+    assert params["target"] == url and params["config"]["access"] == "outputs" and params["config"]["max_requests"] == 500
+    jobs.cancel(ws, new.iloc[0]["id"])
+
+
 def test_a_shared_link_to_a_folder_target_opens_it(env):
     _, ckpt, _ = env
     at = AppTest.from_file(str(ROOT / "pages" / "2_MIA_Audit.py"), default_timeout=120)
@@ -96,7 +117,8 @@ def test_a_shared_link_to_a_folder_target_opens_it(env):
 
 
 @pytest.mark.parametrize("typed, reason", [
-    ("/no/such/checkpoint", "neither zoo:<name>, an existing checkpoint folder nor a cached hub id"),
+    ("/no/such/checkpoint", "neither zoo:<name>, an existing checkpoint folder, a cached hub id"),
+    ("http://user:secret@127.0.0.1:9/v1", "holds credentials"),
     ("zoo:nope", "unknown zoo target"),
     (str(assets_dir() / "zoo" / "lalm-small"), "outside the allowed folders"),
 ])

@@ -92,7 +92,7 @@ class HttpTranscriber:
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
         self.concurrency, self.max_requests = int(concurrency), int(max_requests)
         self._session = requests.Session()
-        self._session.trust_env = False  # no proxy from the environment: requests go only where the user pointed
+        self._session.trust_env = False  # no proxy from the environment (and no redirects below): only the named URL is contacted
         self._lock = threading.Lock()
         self.sent = 0
         """POSTs sent since :meth:`begin_run` (retries included)."""
@@ -123,7 +123,8 @@ class HttpTranscriber:
         import requests
 
         try:
-            r = self._session.get(f"{self.base}/models", headers=self._headers(), timeout=min(self.timeout, 10.0))
+            r = self._session.get(f"{self.base}/models", headers=self._headers(), timeout=min(self.timeout, 10.0),
+                                  allow_redirects=False)
         except requests.RequestException as exc:
             raise ValueError(f"{self.spec} is unreachable ({_short(exc)}); check the URL and that the server runs") from None
         if r.status_code in (401, 403):
@@ -180,7 +181,7 @@ class HttpTranscriber:
 
         try:
             r = self._session.post(f"{self.base}{TRANSCRIPTIONS}", files={"file": ("clip.wav", body, "audio/wav")}, data=data,
-                                   headers=self._headers(), timeout=self.timeout)
+                                   headers=self._headers(), timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             raise _Retry(_short(exc)) from None
         if r.status_code == 429 or r.status_code >= 500:
@@ -189,7 +190,7 @@ class HttpTranscriber:
             raise ValueError(f"the endpoint refused this clip: HTTP {r.status_code} {_detail(r)}")
         if r.status_code in (401, 403):
             raise TargetUnavailable(f"{self.spec} refused the request (HTTP {r.status_code}); set {API_KEY_ENV} to the endpoint's key")
-        if not r.ok:
+        if not 200 <= r.status_code < 300:  # a redirect included: it is not followed
             raise TargetUnavailable(f"{self.spec}{TRANSCRIPTIONS} answered HTTP {r.status_code} {_detail(r)}; is this the API base?")
         try:
             text = r.json()["text"]

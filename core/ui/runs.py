@@ -93,9 +93,12 @@ def target_picker(ws: Workspace, *, key: str = "target", families: tuple[str, ..
         st.session_state["_target"] = spec
         st.query_params["target"] = spec  # the choice lives in the URL
     typed_key = f"{key}-typed"
-    st.text_input("…or a local folder / hub id", key=typed_key, placeholder="/models/whisper-ft  or  owner/name",
+    st.text_input("…or a local folder / hub id / API URL", key=typed_key,
+                  placeholder="/models/whisper-ft  or  owner/name  or  http://127.0.0.1:8000/v1",
                   on_change=_take_typed, args=(key, typed_key),
-                  help="A checkpoint folder under the allowed folders (OVERHEARD_ROOTS) or a model id in the local hub cache; checked before anything is loaded.")
+                  help="A checkpoint folder under the allowed folders (OVERHEARD_ROOTS), a model id in the local hub cache, or the "
+                       "base URL of a transcription API (audited from its outputs only; its key in OVERHEARD_API_KEY, never typed "
+                       "here). Checked before anything is loaded or sent.")
     error = st.session_state.get(f"{typed_key}-error")
     if error:
         st.error(error, icon="⚠️")
@@ -149,6 +152,17 @@ def access_picker(target: str | None, *, key: str = "access") -> str:
         levels = ACCESS_LEVELS
     return st.selectbox("Access", levels, key=key, help=ACCESS_HELP,
                         format_func=lambda a: "outputs only" if a == "outputs" else a)
+
+
+def request_budget(target: str | None, *, key: str = "max-requests") -> int:
+    """For a remote API target, the most requests the run may send (0: no limit); 0 for others."""
+    from core.runtime.settings import is_http_spec
+
+    if not target or not is_http_spec(target):
+        return 0
+    return int(st.number_input("Request budget", min_value=0, value=0, step=100, key=key,
+                               help="Most requests this run may send to the API, retries included (0: no limit). A spent "
+                                    "budget stops the run; answered clips are kept and a new run goes on from there."))
 
 
 def reference_picker(target: str | None, *, key: str = "references") -> tuple[str, ...]:
