@@ -19,7 +19,7 @@ from typing import Callable, TypeVar, get_args, get_origin
 from core.config import default_of, field_types, is_options, user_settings
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
-from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, access_text
+from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, access_text, family_of
 
 C = TypeVar("C")
 
@@ -216,7 +216,7 @@ def cmd_mia(args: argparse.Namespace) -> int:
     p = res.get("auc_p_value")
     text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}"
             + ("" if p is None else f", permutation p = {p:.2g}") + f"), {res['n_members']} members / {res['n_nonmembers']} non-members",
-            f"  access: {access_text(cfg.to_dict())}",
+            f"  access: {access_text(cfg.to_dict(), family_of(args.target))}",
             f"  folds: {_folds_text(res.get('inference'))}",
             *("  " + t for t in res["tpr_at_fpr_text"]),
             f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
@@ -318,7 +318,7 @@ def cmd_di(args: argparse.Namespace) -> int:
     needed = (f"  suspects needed: {ms if ms is not None else 'not reached'} against all held-out non-members, "
               f"{me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
-          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({access_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']})})")
+          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({access_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, family_of(args.target))})")
     return 0
 
 

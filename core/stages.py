@@ -24,6 +24,7 @@ __all__ = [
     "ACCESS_LEVELS",
     "access_text",
     "at_access",
+    "family_of",
     "BlindRunConfig",
     "CrossDataConfig",
     "DEFAULT_CONDITIONS",
@@ -34,6 +35,14 @@ __all__ = [
     "STATUSES",
     "TEXT_MODES",
 ]
+
+def family_of(spec: str | None) -> str | None:
+    """The family of target ``spec`` for :func:`access_text`, or None when no loader knows it
+    (the target registry is imported only when asked: this module stays light)."""
+    from core.targets.registry import family_of as of
+
+    return of(spec)
+
 
 DEFAULT_GROUPS = ("metadata", "text", "acoustic")
 """Blind feature groups of a blind-baseline run."""

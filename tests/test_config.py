@@ -157,3 +157,18 @@ def test_white_box_evidence_keys_are_unchanged_by_the_outputs_settings():
     assert out.cache_key() == {"seed": 0, "access": "outputs", "n_perturb": 5, "n_generations": 4, "gen_steps": 25, "clap_model": ""}
     assert EvidenceConfig(access="outputs", n_perturb=2).cache_key() != out.cache_key()
     assert list(CrossDataConfig().to_dict()) == ["status", "groups", "n_splits", "seed", "batch_size", "n_perm", "n_boot"]
+
+
+def test_access_text_names_what_was_read_for_the_targets_family() -> None:
+    from core.config import access_text
+    from core.stages import family_of
+
+    outputs = {"access": "outputs", "n_perturb": 2, "n_generations": 5}
+    assert access_text({"mode": "given"}) == "white-box, given text"
+    speech = access_text(outputs, family_of("zoo:lalm-small"))
+    assert "transcription of each clip and of 2 perturbations" in speech and "generations" not in speech
+    sounds = access_text(outputs, family_of("zoo:diffusion-small"))
+    assert "5 generations per caption" in sounds and "transcription" not in sounds
+    assert access_text(outputs, family_of("http://127.0.0.1:9/v1")) == speech  # a remote API transcribes
+    unknown = access_text(outputs, family_of("/gone/checkpoint"))  # a stored run's target that no longer loads
+    assert "2 perturbations" in unknown and "5 generations" in unknown

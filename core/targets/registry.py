@@ -70,6 +70,14 @@ def target_family(spec: str) -> Family:
     return _loader(spec).family(spec)
 
 
+def family_of(spec: str | None) -> Family | None:
+    """:func:`target_family`, or None for a spec no loader knows any more (a stored run's)."""
+    try:
+        return target_family(spec) if spec else None
+    except ValueError:
+        return None
+
+
 def target_access(spec: str) -> tuple[str, ...]:
     """The access levels the target ``spec`` names supports, without loading it."""
     return _loader(spec).access

@@ -10,6 +10,7 @@ from core.ui.export import show_figure, table_downloads
 
 from core.runtime.store import Workspace
 from core.config import access_text
+from core.stages import family_of
 from core.viz import mia as figs
 
 
@@ -66,7 +67,7 @@ def access_comparison(ws: Workspace, run: dict) -> None:
         return
     r = twin["result"]
     lo, hi = r["auc_ci"]
-    st.caption(f"Same model at the **{other}** level (run `{twin['id']}`, {access_text(twin['config'])}): "
+    st.caption(f"Same model at the **{other}** level (run `{twin['id']}`, {access_text(twin['config'], family_of(run['target']))}): "
                f"AUC {r['auc']:.3f} (95% CI {lo:.3f}–{hi:.3f}) against {run['result']['auc']:.3f} here.")
 
 

@@ -115,6 +115,10 @@ def _zoo_role(detail: dict) -> str:
 
 
 def _label(spec: str, origin: str) -> str:
+    from core.runtime.settings import is_http_spec
+
+    if is_http_spec(spec):
+        return f"{spec} · remote API · {origin}"
     # a long folder path is cut at the box's edge: its last part, which tells checkpoints apart, goes first
     name = Path(spec).name
     return f"{name} · {origin} · {spec}" if name and name != spec else f"{spec} · {origin}"

@@ -324,7 +324,9 @@ def _access_row(run: dict) -> tuple[str, str]:
         cfg = {"access": _access_of(run), "mode": run["result"].get("mia_mode", "generated")}
     elif run["kind"] == "disentangle":
         cfg = cfg.get("mia") or {}
-    return ("access level", access_text(cfg))
+    from core.targets.registry import family_of
+
+    return ("access level", access_text(cfg, family_of(run.get("target"))))
 
 
 def _latest_per_access(ws: Workspace, kind: str, dataset: str, target: str | None) -> list[dict]:
