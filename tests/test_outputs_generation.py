@@ -1,0 +1,138 @@
+"""Generation at the outputs access level: the zoo text-to-audio targets generate by themselves
+(the TTA resynthesis reads the same samples as before)."""
+
+from __future__ import annotations
+
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from core.targets import load_target
+from core.targets.base import AudioGenerator, access_levels
+from core.targets.codebook import mel_filters
+
+SR = 16000
+CAPTION = "A bright low ringing bell strike at 139 Hz, long and loud."
+OTHER = "A hissing burst of white noise band-passed around 919 Hz (mid-range), short and loud."
+
+
+@pytest.fixture(scope="module")
+def diffusion(torch_one_thread):
+    return load_target("zoo:diffusion-small")
+
+
+@pytest.fixture(scope="module")
+def ar(torch_one_thread):
+    return load_target("zoo:ar-small")
+
+
+# -- the mel-patch diffusion target ------------------------------------------------------------
+def _reference_patches(target, captions, seeds, steps, guidance):
+    """DDIM with classifier-free guidance written out step by step (eta = 0):
+    x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t), x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev) eps,
+    with eps = uncond + guidance (cond - uncond) and the "leading" timestep spacing."""
+    n_train = int(target.scheduler.config.num_train_timesteps)
+    ts = (np.arange(steps) * (n_train // steps))[::-1]
+    ac = target.scheduler.alphas_cumprod
+    p = target.patch
+    x = torch.stack([torch.randn((1, p.mel.n_mels, p.n_frames), generator=torch.Generator().manual_seed(s)) for s in seeds])
+    b = len(captions)
+    with torch.inference_mode():
+        states, mask = target.conditioner(list(captions) + [""] * b)
+        for t in ts:
+            out = target.unet(x.repeat(2, 1, 1, 1), torch.full((2 * b,), int(t)), encoder_hidden_states=states,
+                              encoder_attention_mask=mask).sample
+            cond, uncond = out.chunk(2)
+            eps = uncond + guidance * (cond - uncond)
+            prev = int(t) - n_train // steps
+            a_t, a_p = ac[int(t)], (ac[prev] if prev >= 0 else torch.tensor(1.0))  # DDIM's final alpha is one
+            x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            x = a_p.sqrt() * x0 + (1 - a_p).sqrt() * eps
+    return x[:, 0].numpy() * p.std + p.mean
+
+
+def _reference_audio(log_mel, mel, n_samples, seed, hop=256, n_iter=32):
+    """The inversion as the TTA resynthesis has always done it: mel power interpolated onto a
+    256-sample grid, pseudo-inverse of the filterbank, seeded Griffin-Lim, peak 0.5."""
+    power = np.maximum(np.exp(log_mel.astype(np.float64)) - mel.floor, 0.0)
+    src = np.arange(power.shape[1]) * mel.hop_length
+    dst = np.arange(1 + n_samples // hop) * hop
+    fine = np.stack([np.interp(dst, src, row) for row in power]).astype(np.float32)
+    mag = np.sqrt(np.maximum(np.linalg.pinv(mel_filters(mel).numpy()) @ fine, 0.0))
+    audio = librosa.griffinlim(mag, n_iter=n_iter, hop_length=hop, win_length=mel.n_fft, n_fft=mel.n_fft,
+                               length=n_samples, random_state=np.random.RandomState(seed % 2**32))
+    return (audio / np.abs(audio).max() * 0.5).astype(np.float32)
+
+
+def test_diffusion_generate_follows_ddim_and_the_tta_resynthesis_reads_it(diffusion) -> None:
+    from core.disentangle.tta import render_captions
+
+    caps, seeds, lengths = [CAPTION, OTHER], [11, 12], [20000, 30000]
+    ref = _reference_patches(diffusion, caps, seeds, steps=3, guidance=3.0)
+    from core.targets.synthesis import sample_mel_patches
+
+    np.testing.assert_allclose(sample_mel_patches(diffusion, caps, seeds=seeds, steps=3, guidance=3.0), ref, rtol=1e-4, atol=1e-3)
+    out = diffusion.generate(caps, n_samples=lengths, sr=SR, seeds=seeds, steps=3)
+    for o, n, s, p in zip(out, lengths, seeds, sample_mel_patches(diffusion, caps, seeds=seeds, steps=3, guidance=3.0)):
+        assert o.dtype == np.float32 and o.shape == (n,)
+        np.testing.assert_array_equal(o, _reference_audio(p, diffusion.patch.mel, n, s))  # at 16 kHz: no resampling
+    # the TTA variant renders exactly what the target generates
+    tta = render_captions(caps, n_samples=lengths, sr=SR, seeds=seeds, generator="zoo:diffusion-small", steps=3)
+    for a, b in zip(tta, out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_diffusion_generate_is_seeded_and_fits_the_length(diffusion) -> None:
+    n = 4 * SR  # longer than the 3 s patch: silence after it
+    a, b, c = diffusion.generate([CAPTION] * 3, n_samples=[n] * 3, sr=SR, seeds=[5, 5, 6], steps=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    patch_len = diffusion.patch.n_frames * diffusion.patch.mel.hop_length
+    assert a.shape == (n,) and np.abs(a[:patch_len]).max() == pytest.approx(0.5) and not a[patch_len:].any()
+    (half,) = diffusion.generate([CAPTION], n_samples=[n], sr=SR // 2, seeds=[5], steps=2)
+    assert half.shape == (n,) and half.dtype == np.float32 and not half[patch_len // 2:].any()
+    with pytest.raises(ValueError, match="one each"):
+        diffusion.generate([CAPTION], n_samples=[n, n], sr=SR, seeds=[1])
+
+
+# -- the autoregressive target -----------------------------------------------------------------
+def test_ar_generate_samples_codes_after_the_caption(ar) -> None:
+    lay = ar.layout
+    codes = ar.sample_codes(CAPTION, seeds=[1, 2, 3], max_frames=60)
+    assert all(c.dtype == np.int64 and len(c) <= 60 and ((c >= 0) & (c < lay.n_codes)).all() for c in codes)
+    # a sequence depends on its caption and seed only
+    np.testing.assert_array_equal(ar.sample_codes(CAPTION, seeds=[2], max_frames=60)[0], codes[1])
+    assert not all(np.array_equal(codes[0], c) for c in codes[1:])
+    # the first code follows the model's distribution after [caption, SEP]: an unlikely code is rarely drawn
+    with torch.no_grad():
+        ids = torch.tensor([lay.vocab.encode(CAPTION) + [lay.sep]])
+        probs = torch.softmax(ar.model(input_ids=ids).logits[0, -1, lay.audio_offset : lay.audio_eos + 1], -1).numpy()
+    firsts = [c[0] for c in ar.sample_codes(CAPTION, seeds=list(range(40)), max_frames=1)]
+    assert np.mean(probs[firsts]) > np.mean(probs[: lay.n_codes])
+    # a lower temperature concentrates on the most likely code
+    cold = [c[0] for c in ar.sample_codes(CAPTION, seeds=list(range(10)), max_frames=1, temperature=0.01)]
+    assert set(cold) == {int(np.argmax(probs[: lay.n_codes + 1]))}
+    with pytest.raises(ValueError, match="temperature"):
+        ar.sample_codes(CAPTION, seeds=[1], max_frames=1, temperature=0.0)
+
+
+def test_ar_generate_inverts_the_codes_centroids(ar) -> None:
+    cb = ar.codebook
+    codes = np.array([3, 3, 7, 0])
+    expected = (cb.centroids[codes] * cb.std + cb.mean).numpy().T
+    np.testing.assert_allclose(ar.codes_to_log_mel(codes), expected, rtol=1e-6)
+    n = 2 * SR
+    a, b, c = ar.generate([CAPTION, CAPTION, CAPTION], n_samples=[n, n, n], sr=SR, seeds=[4, 4, 9])
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (n,) and a.dtype == np.float32 and not np.array_equal(a, c)
+    (codes4,) = ar.sample_codes(CAPTION, seeds=[4], max_frames=1 + n // cb.mel.hop_length)
+    n_gen = min(n, len(codes4) * cb.mel.hop_length)
+    np.testing.assert_array_equal(a[:n_gen], _reference_audio(ar.codes_to_log_mel(codes4), cb.mel, n_gen, 4))
+    assert not a[n_gen:].any()
+
+
+def test_zoo_text_to_audio_targets_offer_outputs_access(diffusion, ar) -> None:
+    for t in (diffusion, ar):
+        assert isinstance(t, AudioGenerator) and access_levels(t) == ("white-box", "outputs")
