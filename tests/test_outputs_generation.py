@@ -199,6 +199,7 @@ def test_audio_similarity_ignores_gain_and_padding_and_ranks_the_copy_first() ->
     other = audio_similarity(orig, _chirp(24000, 1200, 3000, seed=2), SR)
     assert other["mel_dist"] > 0.3 and other["chroma_sim"] < copy["chroma_sim"]
     assert generated_span(np.r_[np.ones(10), np.zeros(5)]) == 10 and generated_span(np.zeros(4)) == 0
+    assert generated_span(np.r_[np.ones(10), np.nan]) == 0
     silent = audio_similarity(orig, np.zeros(24000, np.float32), SR)
     assert np.isnan(silent["mel_dist"]) and np.isnan(silent["chroma_sim"])
 

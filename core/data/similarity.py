@@ -10,7 +10,8 @@ writes less audio than asked for (a mel-patch diffusion model draws a fixed-size
 autoregressive one may stop early) pads its output with silence; that padding is left out,
 so a generation is judged on what it wrote rather than on the silence after it. Trailing
 silence is every sample after the last one whose magnitude exceeds ``silence_db`` below the
-generation's peak. An empty span (a silent generation, an empty clip) gives NaN for both.
+generation's peak. An empty span (a silent generation, one with a non-finite sample, an
+empty clip) gives NaN for both.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ SILENCE_DB = -60.0
 
 def generated_span(generated: NDArray[np.floating], *, silence_db: float = SILENCE_DB) -> int:
     """Samples of ``generated`` up to and including its last one louder than ``silence_db``
-    below its peak (0 for a silent clip)."""
+    below its peak (0 for a silent clip, and for one with a non-finite sample: nothing in it
+    can be compared)."""
     y = np.abs(np.asarray(generated, dtype=np.float64).reshape(-1))
     peak = float(y.max()) if y.size else 0.0
-    if peak <= 0:
+    if not np.isfinite(peak) or peak <= 0:
         return 0
     loud = np.flatnonzero(y > peak * 10 ** (silence_db / 20))
     return int(loud[-1]) + 1
