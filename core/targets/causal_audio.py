@@ -9,6 +9,10 @@ means "member" (Carlini et al. loss attack; audio generative MIA paper, Sec. on 
 A checkpoint folder holds ``config.json`` + ``model.safetensors`` (a ``transformers``
 ``GPT2LMHeadModel``), the audio codebook (:class:`core.targets.codebook.Codebook`) and
 ``layout.json`` (caption vocabulary and sequence layout).
+
+At the ``outputs`` access level the target only generates (:meth:`CausalAudioTarget.generate`):
+seeded ancestral sampling of audio codes after the caption, the codes' centroids read back as
+log-mel frames and inverted to a waveform (:func:`core.targets.synthesis.mel_to_audio`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from core.evidence import ClipEvidence, TokenStats
 from core.targets.fingerprint import folder_fingerprint
 
 LAYOUT_FILE = "layout.json"
+DEFAULT_TEMPERATURE = 1.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,14 @@ def _infilling_scores():
     return infilling_scores
 
 
+def _cache_keyword(model: torch.nn.Module) -> str:
+    """The forward's name for the key/value cache: ``cache`` in recent ``transformers``,
+    ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class CausalAudioTarget:
     """A caption -> audio-token causal LM as an audit target (family ``"autoregressive"``).
 
@@ -114,6 +127,7 @@ class CausalAudioTarget:
     layout : token id layout.
     fingerprint : weights + config hash.
     device : torch device string.
+    temperature : sampling temperature of :meth:`generate`.
     """
 
     family: Family = "autoregressive"
@@ -128,8 +142,10 @@ class CausalAudioTarget:
         *,
         device: str = "cpu",
         default_batch_size: int = 16,
+        temperature: float = DEFAULT_TEMPERATURE,
     ) -> None:
         self.spec = spec
+        self.temperature = temperature
         self.model = model.eval().to(device)
         self.codebook = codebook
         self.layout = layout
@@ -205,6 +221,100 @@ class CausalAudioTarget:
         scores = _infilling_scores()(self.model, torch.tensor(ids, device=self.device), m)
         return scores.own[start : start + n], scores.ref[start : start + n]
 
+    @torch.no_grad()
+    def sample_codes(self, caption: str, *, seeds: Sequence[int], max_frames: int,
+                     temperature: float | None = None) -> list[np.ndarray]:
+        """Audio codes sampled after ``caption``, one sequence per seed (ancestral sampling).
+
+        The model reads ``[caption..., SEP]`` and then its own samples, at most ``max_frames``
+        (and ``layout.max_audio_tokens``) codes per sequence; a sequence ends early when it
+        samples the audio EOS. Each step draws from ``softmax(logits / temperature)``
+        restricted to the audio codes and the audio EOS (caption ids are never audio), with
+        :func:`torch.multinomial` on a CPU ``torch.Generator`` seeded by the sequence's seed:
+        a sequence depends only on its caption and its seed, not on the other seeds drawn
+        beside it (up to float rounding of batched matrix products). On CUDA the model runs
+        under bf16 autocast.
+
+        Returns
+        -------
+        list of int64 ``[n_codes_i]`` code ids (``0 <= id < layout.n_codes``), in seed order.
+        """
+        lay = self.layout
+        temp = self.temperature if temperature is None else float(temperature)
+        if not temp > 0:
+            raise ValueError(f"temperature must be positive, not {temp}")
+        n_steps = max(0, min(int(max_frames), lay.max_audio_tokens))
+        b = len(seeds)
+        gens = [torch.Generator().manual_seed(int(s) % 2**63) for s in seeds]
+        prefix = lay.vocab.encode(caption) + [lay.sep]
+        ids = torch.tensor([prefix] * b, dtype=torch.long, device=self.device)
+        codes = torch.full((b, n_steps), -1, dtype=torch.long)
+        done = torch.zeros(b, dtype=torch.bool)
+        cache_kw = _cache_keyword(self.model)
+        past = None
+        cuda = self.device.startswith("cuda")
+        for step in range(n_steps):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                out = self.model(input_ids=ids, use_cache=True, **{cache_kw: past})
+            past = getattr(out, cache_kw)
+            logits = out.logits[:, -1, lay.audio_offset : lay.audio_eos + 1].float().cpu()
+            probs = torch.softmax(logits / temp, dim=-1)
+            nxt = torch.stack([torch.multinomial(probs[i], 1, generator=gens[i])[0] for i in range(b)])
+            done |= nxt == lay.n_codes
+            codes[:, step] = torch.where(done, -1, nxt)
+            if bool(done.all()):
+                break
+            ids = (nxt + lay.audio_offset)[:, None].to(self.device)
+        return [row[row >= 0].numpy() for row in codes]
+
+    def codes_to_log_mel(self, codes: np.ndarray) -> np.ndarray:
+        """Log-mel frames of code ids: each code's centroid de-normalized
+        (``centroid * std + mean``), float32 ``[n_mels, n_codes]`` (natural log of power +
+        floor, at the codebook's hop)."""
+        cb = self.codebook
+        z = cb.centroids[torch.as_tensor(np.asarray(codes, dtype=np.int64))]
+        return (z * cb.std + cb.mean).T.numpy().astype(np.float32)
+
+    def generate(self, captions: Sequence[str], *, n_samples: Sequence[int], sr: int, seeds: Sequence[int],
+                 steps: int = 25, temperature: float | None = None) -> list[np.ndarray]:
+        """One generation per caption (the :class:`core.targets.base.AudioGenerator` protocol).
+
+        Codes are sampled after the caption (:meth:`sample_codes`, as many frames as
+        ``n_samples[i]`` needs at the codebook's frame rate), read back as log-mel frames
+        (:meth:`codes_to_log_mel`) and inverted by Griffin-Lim seeded with ``seeds[i]``
+        (:func:`core.targets.synthesis.mel_to_audio`, peak 0.5) at the codebook's rate, then
+        resampled to ``sr`` and fitted to ``n_samples[i]``: what follows an early audio EOS,
+        or the ``layout.max_audio_tokens`` frames the model can write, is silence. The
+        generations of one caption are sampled together. ``steps`` does not apply (one step
+        per frame).
+
+        Returns
+        -------
+        list of float32 ``[n_samples[i]]`` mono arrays at ``sr``.
+        """
+        from core.data.audio import to_analysis
+        from core.targets.synthesis import fit_length, mel_to_audio
+
+        if not len(captions) == len(n_samples) == len(seeds):
+            raise ValueError(f"{len(captions)} captions, {len(n_samples)} lengths and {len(seeds)} seeds: one each per generation")
+        mel = self.codebook.mel
+        groups: dict[str, list[int]] = {}
+        for i, caption in enumerate(captions):
+            groups.setdefault(caption, []).append(i)
+        out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(captions)
+        for caption, idx in groups.items():
+            native = [int(round(n_samples[i] * mel.sr / sr)) for i in idx]
+            frames = max(1 + n // mel.hop_length for n in native)
+            sampled = self.sample_codes(caption, seeds=[seeds[i] for i in idx], max_frames=frames, temperature=temperature)
+            for i, n, codes in zip(idx, native, sampled):
+                n_gen = min(n, len(codes) * mel.hop_length)
+                if n_gen == 0:
+                    out[i] = np.zeros(int(n_samples[i]), np.float32)
+                    continue
+                audio = mel_to_audio(self.codes_to_log_mel(codes), mel, n_samples=n_gen, seed=int(seeds[i]))
+                out[i] = fit_length(to_analysis(audio[:, None], mel.sr, sr), int(n_samples[i]))
+        return out
+
     def unload(self) -> None:
         self.model.to("cpu")
         if self.device.startswith("cuda"):
@@ -237,4 +347,4 @@ def load_causal_audio(folder: Path, *, device: str | None = None, spec: str | No
     )
 
 
-__all__ = ["CausalAudioTarget", "SequenceLayout", "load_causal_audio", "pad_batch", "save_causal_audio"]
+__all__ = ["DEFAULT_TEMPERATURE", "CausalAudioTarget", "SequenceLayout", "load_causal_audio", "pad_batch", "save_causal_audio"]

@@ -26,6 +26,10 @@ informative) and SecMI (Duan et al., 2023):
   DDIM inversion from ``x0``; a fixed seeded noise draw keeps this at two model calls per t.)
 
 Lower losses / step errors mean "member".
+
+At the ``outputs`` access level the target only generates (:meth:`MelDiffusionTarget.generate`):
+seeded DDIM sampling with classifier-free guidance, then the log-mel patch inverted to a
+waveform (:mod:`core.targets.synthesis`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.codebook import CharVocab, MelConfig, log_mel
 from core.evidence import ClipEvidence, DiffusionEvidence
 from core.targets.fingerprint import folder_fingerprint
+from core.targets.synthesis import DEFAULT_GUIDANCE, DEFAULT_STEPS, fit_length, mel_to_audio, sample_mel_patches
 
 DEFAULT_TIMESTEPS: tuple[int, ...] = (10, 50, 100, 200, 300, 500, 700)
 STEP_DELTA = 10
@@ -257,6 +262,40 @@ class MelDiffusionTarget:
             chunk = list(clips[i : i + bs])
             for clip, ev in zip(chunk, self._batch(chunk, timesteps, config.n_noise, config.seed)):
                 out.append(ClipEvidence(clip.clip_hash, diffusion=ev, text=clip.text))
+        return out
+
+    def generate(self, captions: Sequence[str], *, n_samples: Sequence[int], sr: int, seeds: Sequence[int],
+                 steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+                 batch_size: int | None = None) -> list[np.ndarray]:
+        """One generation per caption (the :class:`core.targets.base.AudioGenerator` protocol).
+
+        ``steps`` DDIM steps with classifier-free guidance ``guidance`` from the starting noise
+        of seed ``seeds[i]`` (:func:`core.targets.synthesis.sample_mel_patches`); the
+        de-normalized log-mel patch is inverted by Griffin-Lim seeded with ``seeds[i]``
+        (:func:`core.targets.synthesis.mel_to_audio`, peak 0.5) at the model's rate, resampled
+        to ``sr`` and fitted to ``n_samples[i]``. A patch covers ``n_frames * hop_length``
+        samples (3 s for the zoo models): a longer request is padded with silence after it.
+        ``batch_size`` captions are sampled at a time (default: all at once).
+
+        Returns
+        -------
+        list of float32 ``[n_samples[i]]`` mono arrays at ``sr``.
+        """
+        from core.data.audio import to_analysis
+
+        if not len(captions) == len(n_samples) == len(seeds):
+            raise ValueError(f"{len(captions)} captions, {len(n_samples)} lengths and {len(seeds)} seeds: one each per generation")
+        mel = self.patch.mel
+        longest = self.patch.n_frames * mel.hop_length
+        bs = batch_size or max(len(captions), 1)
+        out: list[np.ndarray] = []
+        for i in range(0, len(captions), bs):
+            chunk_seeds = list(seeds[i : i + bs])
+            patches = sample_mel_patches(self, list(captions[i : i + bs]), seeds=chunk_seeds, steps=steps, guidance=guidance)
+            for patch, n, seed in zip(patches, n_samples[i : i + bs], chunk_seeds):
+                n_native = min(int(round(n * mel.sr / sr)), longest)
+                audio = mel_to_audio(patch, mel, n_samples=n_native, seed=seed)
+                out.append(fit_length(to_analysis(audio[:, None], mel.sr, sr), n))
         return out
 
     def unload(self) -> None:
