@@ -154,7 +154,8 @@ def test_white_box_evidence_keys_are_unchanged_by_the_outputs_settings():
     cfg = MIAConfig(n_generations=9, n_perturb=5).evidence_config()
     assert cfg.cache_key() == {"mode": "generated", "infill_m": 0, "timesteps": [], "n_noise": 4, "seed": 0}
     out = MIAConfig(access="outputs", n_perturb=5).evidence_config()
-    assert out.cache_key() == {"seed": 0, "access": "outputs", "n_perturb": 5, "n_generations": 4, "gen_steps": 25, "clap_model": ""}
+    assert out.cache_key() == {"seed": 0, "access": "outputs", "n_perturb": 5, "n_generations": 4, "gen_steps": 25, "clap_model": "",
+                               "outputs_version": 1}
     assert EvidenceConfig(access="outputs", n_perturb=2).cache_key() != out.cache_key()
     assert list(CrossDataConfig().to_dict()) == ["status", "groups", "n_splits", "seed", "batch_size", "n_perm", "n_boot"]
 

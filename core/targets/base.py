@@ -63,14 +63,19 @@ class EvidenceConfig(Config):
     def cache_key(self) -> dict:
         """The evidence cache's key for this config. A white-box config keys as it did before
         the outputs level existed (its outputs settings are left out), so cached evidence
-        stays valid; an outputs config keys on its outputs settings only."""
+        stays valid; an outputs config keys on its outputs settings only, with
+        :data:`OUTPUTS_VERSION` (what is fixed in code: perturbation strengths, the samplers'
+        guidance and temperature, the similarity metrics)."""
         d = self.to_dict()
         if self.access == "white-box":
             return {k: v for k, v in d.items() if k not in OUTPUT_SETTINGS}
-        return {k: v for k, v in d.items() if k in OUTPUT_SETTINGS or k == "seed"}
+        return {k: v for k, v in d.items() if k in OUTPUT_SETTINGS or k == "seed"} | {"outputs_version": OUTPUTS_VERSION}
 
 
 OUTPUT_SETTINGS = ("access", "n_perturb", "n_generations", "gen_steps", "clap_model")
+OUTPUTS_VERSION = 1
+"""Version of the outputs evidence's fixed parts (perturbations, sampler defaults, similarity
+metrics): raise it when one changes, so no cached outputs evidence is read as the new kind."""
 
 
 def check_text_mode(config: EvidenceConfig, clips: Sequence[ClipInput]) -> None:
