@@ -43,7 +43,7 @@ def test_running_job_of_another_target_shows_only_its_own_state(env: Workspace) 
     assert not at.exception, [e.message for e in at.exception]
     assert any("mia job queued" in (p.proto.text or "") for p in at.get("progress"))
     assert not any(m.label == "Aggregate AUC" for m in at.metric)  # lalm-small's results are not shown
-    assert any("No MIA run for this dataset and target yet" in i.value for i in at.info)  # the page rendered to its end
+    assert any("No MIA run at the white-box level for this dataset and target yet" in i.value for i in at.info)  # the page rendered to its end
     at.selectbox(key="target").set_value("zoo:lalm-small").run()
     assert any(m.label == "Aggregate AUC" for m in at.metric) and not at.get("progress")
 

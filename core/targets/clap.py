@@ -43,7 +43,7 @@ class ClapAudioEmbedder:
             raise ValueError(f"{folder} is not a CLAP checkpoint folder (need a config.json with model_type 'clap', "
                              f"found {'model_type ' + repr(model_type) if config.is_file() else 'no config.json'})")
         self.device = str(resolve_device(device))
-        self.model = ClapModel.from_pretrained(str(path), local_files_only=True).eval().to(self.device)
+        self.model = ClapModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True).eval().to(self.device)
         self.extractor = ClapFeatureExtractor.from_pretrained(str(path), local_files_only=True)
         self.sr = int(self.extractor.sampling_rate)
 

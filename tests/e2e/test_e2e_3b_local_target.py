@@ -27,7 +27,7 @@ def test_typed_local_checkpoint_opens_its_run(app: App, workspace, blind_dataset
 
     app.goto("MIA Audit")
     app.select("Dataset", blind_dataset)
-    box = app.page.get_by_role("textbox", name="…or a local folder / hub id", exact=True)
+    box = app.page.get_by_role("textbox", name="…or a local folder / hub id / API URL", exact=True)
     box.fill(str(ckpt))
     box.press("Enter")
     app.wait_idle()
