@@ -131,6 +131,32 @@ def per_sample(ws: Workspace, run: dict, dataset: str) -> None:
         h = df.iloc[rows[0]]["clip_hash"]
         st.audio(ws.read_audio(h))
         st.caption(f"text: “{clips.loc[h, 'text']}” · model output: “{df.iloc[rows[0]]['decoded']}”")
+        if run["config"].get("access") == "outputs" and family_of(run["target"]) in ("autoregressive", "diffusion"):
+            _generation_player(ws, run, h)
+
+
+def _generation_player(ws: Workspace, run: dict, clip_hash: str) -> None:
+    """One of the run's generations from the selected clip's caption, drawn again from its
+    seed on request (the model runs here), with its similarities to the clip."""
+    from core.pipeline.outputs import generation_of, wav
+
+    k = int(run["config"].get("n_generations", 4))
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    i = int(c1.number_input("Generation", min_value=1, max_value=k, value=1, key=f"gen-index-{run['id']}"))
+    key = f"gen-{run['id']}-{clip_hash}-{i}"
+    if c2.button(f"Play generation {i} of {k} from this caption", key=f"gen-go-{run['id']}"):
+        with st.spinner("Generating from the caption (same seed as the run)…"):
+            try:
+                audio, sr, sim = generation_of(ws, run, clip_hash, i - 1)
+            except Exception as exc:  # noqa: BLE001 - shown in one line; the page goes on
+                st.error(f"Could not generate: {exc}")
+                return
+        st.session_state[key] = (wav(audio, sr), sim)
+    if key in st.session_state:
+        data, sim = st.session_state[key]
+        st.audio(data)
+        st.caption(f"Generation {i} of {k}, drawn from the run's seed: mel_dist {_num(sim.get('mel_dist'))} (lower is closer), "
+                   f"chroma_sim {_num(sim.get('chroma_sim'))} against the clip above.")
 
 
 def blind_scatter(ws: Workspace, run: dict) -> None:
