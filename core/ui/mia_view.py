@@ -130,9 +130,12 @@ def per_sample(ws: Workspace, run: dict, dataset: str) -> None:
     if rows:
         h = df.iloc[rows[0]]["clip_hash"]
         st.audio(ws.read_audio(h))
-        st.caption(f"text: “{clips.loc[h, 'text']}” · model output: “{df.iloc[rows[0]]['decoded']}”")
-        if run["config"].get("access") == "outputs" and family_of(run["target"]) in ("autoregressive", "diffusion"):
-            _generation_player(ws, run, h)
+        if family_of(run["target"]) in ("autoregressive", "diffusion"):  # text-to-audio: the text is the prompt
+            st.caption(f"caption: “{clips.loc[h, 'text']}”")
+            if run["config"].get("access") == "outputs":
+                _generation_player(ws, run, h)
+        else:
+            st.caption(f"text: “{clips.loc[h, 'text']}” · model output: “{df.iloc[rows[0]]['decoded']}”")
 
 
 def _generation_player(ws: Workspace, run: dict, clip_hash: str) -> None:
