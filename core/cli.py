@@ -358,13 +358,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_api(args: argparse.Namespace) -> int:
-    from core.targets import load_target
+    from core.pipeline.evidence import get_target
     from core.targets.http_serve import TranscriptionServer
 
-    device = Settings.from_env(args.workspace).device
-    target = load_target(args.target, device=None if device in (None, "auto") else device, **dict(_target_options(args)))
-    if not callable(getattr(target, "transcribe", None)) or getattr(target, "family", "") != "audio-language":
-        raise CLIError(f"{args.target} does not return transcriptions: serve-api serves audio-language targets")
+    target = get_target(args.target, Settings.from_env(args.workspace).device, dict(_target_options(args)))
     server = TranscriptionServer(target, host=args.host, port=args.port, drop=args.drop, seed=args.seed,
                                  api_key=os.environ.get("OVERHEARD_API_KEY", "") if args.require_key else "")
     _log(f"serving {args.target} at {server.base_url} (POST /audio/transcriptions); Ctrl-C stops")

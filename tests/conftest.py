@@ -61,6 +61,18 @@ def demo_subset(dst: Path, n: int, dataset: str = "demo-speech") -> Path:
     return dst
 
 
+def demo_workspace(tmp: Path, n: int, dataset: str = "demo-speech", name: str = "speech"):
+    """A fresh workspace under ``tmp`` holding :func:`demo_subset` of ``dataset`` (``n`` clips
+    per label), ingested as ``name``."""
+    from core.data.ingest import ingest_path
+    from core.runtime.store import Workspace
+
+    ws = Workspace(tmp / "ws")
+    (tmp / "sub").mkdir()
+    ingest_path(ws, demo_subset(tmp / "sub", n, dataset), name)
+    return ws
+
+
 @pytest.fixture(scope="module")
 def torch_one_thread():
     """One torch thread for a module's tests (the machine's cores are shared), restored after."""

@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tests.conftest import demo_subset
+from tests.conftest import demo_workspace
 from core.cli import build_parser, config_from_args
-from core.data.ingest import ingest_path
 from core.mia.registry import direction
 from core.pipeline import MIAConfig, audit_mia
 from core.pipeline.di import DIRunConfig, audit_di, latest_mia
-from core.runtime.store import Workspace
 from core.stages import DisentangleConfig
 
 TARGET, REFERENCE = "zoo:lalm-large", "zoo:lalm-small"
@@ -27,10 +25,7 @@ SMALL_DI = DIRunConfig(n_resamples=20, null_resamples=20, mia_mode="given")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("calibrated")
-    ws = Workspace(tmp / "ws")
-    (tmp / "sub").mkdir()
-    ingest_path(ws, demo_subset(tmp / "sub", 12), "speech")
+    ws = demo_workspace(tmp_path_factory.mktemp("calibrated"), 12)
     cal_id, cal = audit_mia(ws, "speech", TARGET, MIAConfig(references=(REFERENCE,), calibrations=ALL, **SMALL_MIA))
     target_id, _ = audit_mia(ws, "speech", TARGET, MIAConfig(**SMALL_MIA))
     ref_id, _ = audit_mia(ws, "speech", REFERENCE, MIAConfig(**SMALL_MIA))

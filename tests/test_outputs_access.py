@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from core.data.ingest import ingest_path
 from core.evidence import ClipEvidence, OutputEvidence
 from core.mia.aggregate import indicator_table
 from core.mia.registry import direction, families
@@ -21,7 +20,7 @@ from core.pipeline.di import DIRunConfig, audit_di
 from core.runtime.store import Workspace
 from core.targets.base import ClipInput, EvidenceConfig, access_levels
 from core.targets.outputs import PERTURBATIONS, derived_seed, output_evidence, perturb
-from tests.conftest import demo_subset
+from tests.conftest import demo_workspace
 
 
 # -- slow references, written from the definitions -------------------------------------------
@@ -183,11 +182,7 @@ SMALL = dict(n_boot=50, n_perm=10, n_splits=4)
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory, torch_one_thread) -> Workspace:
-    tmp = tmp_path_factory.mktemp("outputs")
-    ws = Workspace(tmp / "ws")
-    (tmp / "sub").mkdir()
-    ingest_path(ws, demo_subset(tmp / "sub", 10), "speech")
-    return ws
+    return demo_workspace(tmp_path_factory.mktemp("outputs"), 10)
 
 
 def test_mia_from_transcriptions_alone_finds_the_memorized_members(speech: Workspace) -> None:

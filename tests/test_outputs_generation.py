@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.ingest import ingest_path
 from core.data.similarity import audio_similarity, generated_span
 from core.pipeline import MIAConfig, audit_mia
 from core.runtime.store import Workspace
 from core.targets import load_target
 from core.targets.base import AudioGenerator, access_levels
 from core.targets.codebook import mel_filters
-from tests.conftest import demo_subset
+from tests.conftest import demo_workspace
 
 SR = 16000
 CAPTION = "A bright low ringing bell strike at 139 Hz, long and loud."
@@ -245,11 +244,7 @@ SMALL = dict(n_boot=50, n_perm=10, n_splits=4)
 
 @pytest.fixture(scope="module")
 def sounds(tmp_path_factory, torch_one_thread) -> Workspace:
-    tmp = tmp_path_factory.mktemp("generation")
-    ws = Workspace(tmp / "ws")
-    (tmp / "sub").mkdir()
-    ingest_path(ws, demo_subset(tmp / "sub", 8, "demo-sounds"), "sounds")
-    return ws
+    return demo_workspace(tmp_path_factory.mktemp("generation"), 8, "demo-sounds", "sounds")
 
 
 @pytest.mark.parametrize("target,steps,floor", [("zoo:ar-small", 1, 0.75), ("zoo:diffusion-small", 3, None)])
@@ -268,7 +263,8 @@ def test_mia_from_generations_alone(sounds: Workspace, target: str, steps: int, 
 
 
 def test_a_runs_generation_is_drawn_again_exactly_for_listening(sounds: Workspace) -> None:
-    from core.pipeline.outputs import generation_of, wav
+    from core.data.audio import wav_bytes as wav
+    from core.pipeline.outputs import generation_of
 
     cfg = MIAConfig(access="outputs", n_generations=2, gen_steps=1, **SMALL)
     run_id, _ = audit_mia(sounds, "sounds", "zoo:ar-small", cfg)

@@ -160,14 +160,15 @@ def _short(exc: Exception) -> str:
     return msg.rstrip(".")[:120]
 
 
-def wav_bytes(audio: NDArray[np.floating], sr: int) -> bytes:
-    """16-bit PCM WAV of mono ``audio [T]`` at its own level, for a player.
+def wav_bytes(audio: NDArray[np.floating], sr: int, *, subtype: str = "PCM_16") -> bytes:
+    """WAV of mono ``audio [T]`` at its own level: 16-bit PCM for a player, or ``subtype="FLOAT"``
+    for the exact samples (what a remote target is sent).
 
     Streamlit's player scales a raw array by its peak, which turns silence into a division
     by zero and hides level differences between variants; this keeps the level (clipped to
     full scale) so silence plays as silence and a quiet variant sounds quiet.
     """
     buf = io.BytesIO()
-    x = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float64)), -1.0, 1.0)
-    sf.write(buf, x, int(sr), format="WAV", subtype="PCM_16")
+    x = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float64).reshape(-1)), -1.0, 1.0)
+    sf.write(buf, x, int(sr), format="WAV", subtype=subtype)
     return buf.getvalue()

@@ -3,8 +3,6 @@ again from the same seed, so an auditor can listen to the audio a similarity was
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
 from core.pipeline.evidence import clip_inputs, get_target, stored_clips
@@ -27,7 +25,7 @@ def generation_of(ws: Workspace, run: dict, clip_hash: str, index: int = 0, *,
     """
     from core.data.similarity import audio_similarity
     from core.stages import MIAConfig
-    from core.targets.outputs import derived_seed
+    from core.targets.outputs import generation_seed
     from core.targets.registry import target_family
 
     cfg = MIAConfig.from_dict(run["config"])
@@ -42,15 +40,6 @@ def generation_of(ws: Workspace, run: dict, clip_hash: str, index: int = 0, *,
         raise ValueError(f"clip {clip_hash[:12]} is not in dataset {run['dataset']}")
     clip = clip_inputs(stored_clips(ws, rows), settings.analysis_sr, settings.limits)[0]
     target = get_target(run["target"], settings.device, cfg.loader_options())
-    seed = derived_seed(clip.clip_hash, cfg.seed, index, "generate")
+    seed = generation_seed(clip.clip_hash, cfg.seed, index)
     audio = target.generate([clip.text], n_samples=[len(clip.audio)], sr=clip.sr, seeds=[seed], steps=cfg.gen_steps)[0]
     return np.asarray(audio, dtype=np.float32), clip.sr, audio_similarity(clip.audio, audio, clip.sr)
-
-
-def wav(audio: np.ndarray, sr: int) -> bytes:
-    """``audio`` as 16-bit PCM WAV bytes (for a player)."""
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()

@@ -292,11 +292,9 @@ class CausalAudioTarget:
         -------
         list of float32 ``[n_samples[i]]`` mono arrays at ``sr``.
         """
-        from core.data.audio import to_analysis
-        from core.targets.synthesis import fit_length, mel_to_audio
+        from core.targets.synthesis import check_requests, log_mel_to_clip
 
-        if not len(captions) == len(n_samples) == len(seeds):
-            raise ValueError(f"{len(captions)} captions, {len(n_samples)} lengths and {len(seeds)} seeds: one each per generation")
+        check_requests(captions, n_samples, seeds)
         mel = self.codebook.mel
         groups: dict[str, list[int]] = {}
         for i, caption in enumerate(captions):
@@ -311,8 +309,8 @@ class CausalAudioTarget:
                 if n_gen == 0:
                     out[i] = np.zeros(int(n_samples[i]), np.float32)
                     continue
-                audio = mel_to_audio(self.codes_to_log_mel(codes), mel, n_samples=n_gen, seed=int(seeds[i]))
-                out[i] = fit_length(to_analysis(audio[:, None], mel.sr, sr), int(n_samples[i]))
+                out[i] = log_mel_to_clip(self.codes_to_log_mel(codes), mel, n_native=n_gen, n_samples=int(n_samples[i]), sr=sr,
+                                         seed=int(seeds[i]))
         return out
 
     def unload(self) -> None:

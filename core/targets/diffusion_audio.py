@@ -48,7 +48,7 @@ from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.codebook import CharVocab, MelConfig, log_mel
 from core.evidence import ClipEvidence, DiffusionEvidence
 from core.targets.fingerprint import folder_fingerprint
-from core.targets.synthesis import DEFAULT_GUIDANCE, DEFAULT_STEPS, fit_length, mel_to_audio, sample_mel_patches
+from core.targets.synthesis import DEFAULT_GUIDANCE, DEFAULT_STEPS, check_requests, log_mel_to_clip, sample_mel_patches
 
 DEFAULT_TIMESTEPS: tuple[int, ...] = (10, 50, 100, 200, 300, 500, 700)
 STEP_DELTA = 10
@@ -281,10 +281,7 @@ class MelDiffusionTarget:
         -------
         list of float32 ``[n_samples[i]]`` mono arrays at ``sr``.
         """
-        from core.data.audio import to_analysis
-
-        if not len(captions) == len(n_samples) == len(seeds):
-            raise ValueError(f"{len(captions)} captions, {len(n_samples)} lengths and {len(seeds)} seeds: one each per generation")
+        check_requests(captions, n_samples, seeds)
         mel = self.patch.mel
         longest = self.patch.n_frames * mel.hop_length
         bs = batch_size or max(len(captions), 1)
@@ -294,8 +291,7 @@ class MelDiffusionTarget:
             patches = sample_mel_patches(self, list(captions[i : i + bs]), seeds=chunk_seeds, steps=steps, guidance=guidance)
             for patch, n, seed in zip(patches, n_samples[i : i + bs], chunk_seeds):
                 n_native = min(int(round(n * mel.sr / sr)), longest)
-                audio = mel_to_audio(patch, mel, n_samples=n_native, seed=seed)
-                out.append(fit_length(to_analysis(audio[:, None], mel.sr, sr), n))
+                out.append(log_mel_to_clip(patch, mel, n_native=n_native, n_samples=n, sr=sr, seed=seed))
         return out
 
     def unload(self) -> None:

@@ -20,7 +20,6 @@ clip's own failure: that clip is listed with the reason and the others go on.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import threading
 import time
@@ -28,24 +27,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
-from core.targets.base import ClipInput, Family, TargetUnavailable
+from core.data.audio import wav_bytes
 from core.runtime.settings import API_KEY_ENV, check_http_spec, is_http_spec
+from core.targets.base import ClipInput, Family, TargetUnavailable
 from core.targets.registry import register_loader
 
 TRANSCRIPTIONS = "/audio/transcriptions"
 RETRY_AFTER_CAP = 30.0
 """Longest wait a ``Retry-After`` header can impose (seconds)."""
-
-
-def wav_bytes(audio: np.ndarray, sr: int) -> bytes:
-    """``audio`` as a 32-bit float WAV file: the endpoint hears exactly the analysed samples."""
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, np.asarray(audio, dtype=np.float32).reshape(-1), sr, format="WAV", subtype="FLOAT")
-    return buf.getvalue()
 
 
 class _Retry(Exception):
@@ -96,9 +85,8 @@ class HttpTranscriber:
         self._lock = threading.Lock()
         self.sent = 0
         """POSTs sent since :meth:`begin_run` (retries included)."""
-        self.model = str(model) or (self._probe() if probe else "")
-        if probe and model:
-            self._probe()
+        listed = self._probe() if probe else ""
+        self.model = str(model) or listed
         self.fingerprint = hashlib.sha256(f"http-api|{self.base}|{self.model}".encode()).hexdigest()[:16]
 
     # -- per run -----------------------------------------------------------------------
@@ -162,7 +150,7 @@ class HttpTranscriber:
             self.sent += 1
 
     def _transcribe_one(self, clip: ClipInput) -> str:
-        body = wav_bytes(clip.audio, clip.sr)
+        body = wav_bytes(clip.audio, clip.sr, subtype="FLOAT")  # 32-bit float: exactly the analysed samples
         data = {"response_format": "json"} | ({"model": self.model} if self.model else {})
         last = ""
         for attempt in range(self.retries + 1):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from core.targets.base import ANALYSIS_SR, ClipInput
+from core.targets.base import ANALYSIS_SR, ClipInput, Transcriber
 
 
 def form_file(content_type: str, body: bytes, field: str = "file") -> bytes | None:
@@ -49,6 +49,9 @@ class TranscriptionServer(ThreadingHTTPServer):
 
     def __init__(self, target: Any, *, host: str = "127.0.0.1", port: int = 0, prefix: str = "/v1", drop: float = 0.0,
                  seed: int = 0, api_key: str = "", model_name: str = "") -> None:
+        if not isinstance(target, Transcriber) or target.family != "audio-language":
+            raise ValueError(f"{getattr(target, 'spec', target)} does not return transcriptions: only audio-language targets "
+                             "can be served through the transcription API")
         if not 0.0 <= drop < 1.0:
             raise ValueError(f"drop must be in [0, 1), got {drop}")
         super().__init__((host, port), _Handler)

@@ -41,6 +41,11 @@ def derived_seed(clip_hash: str, seed: int, index: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+def generation_seed(clip_hash: str, seed: int, index: int) -> int:
+    """Seed of a clip's ``index``-th generation in a run of seed ``seed``."""
+    return derived_seed(clip_hash, seed, index, "generate")
+
+
 def perturb(audio: np.ndarray, kind: str, seed: int) -> np.ndarray:
     """``audio`` (mono float32) after one small seeded perturbation.
 
@@ -113,7 +118,7 @@ def _generation_evidence(target: AudioGenerator, clips: Sequence[ClipInput], con
     k = config.n_generations
     captions = [c.text for c in clips for _ in range(k)]
     lengths = [len(c.audio) for c in clips for _ in range(k)]
-    seeds = [derived_seed(c.clip_hash, config.seed, i, "generate") for c in clips for i in range(k)]
+    seeds = [generation_seed(c.clip_hash, config.seed, i) for c in clips for i in range(k)]
     sr = clips[0].sr if clips else 16000
     generated = target.generate(captions, n_samples=lengths, sr=sr, seeds=seeds, steps=config.gen_steps)
     clap = None

@@ -38,6 +38,22 @@ def fit_length(audio: NDArray[np.floating], n: int) -> NDArray[np.float32]:
     return np.pad(audio, (0, n - audio.shape[0]))
 
 
+def check_requests(captions: Sequence[str], n_samples: Sequence[int], seeds: Sequence[int]) -> None:
+    """Refuse a ``generate`` call whose captions, lengths and seeds are not one each per generation."""
+    if not len(captions) == len(n_samples) == len(seeds):
+        raise ValueError(f"{len(captions)} captions, {len(n_samples)} lengths and {len(seeds)} seeds: one each per generation")
+
+
+def log_mel_to_clip(log_mel_power: NDArray[np.floating], mel: MelConfig, *, n_native: int, n_samples: int, sr: int,
+                    seed: int) -> NDArray[np.float32]:
+    """A generated log-mel as the clip ``generate`` returns: :func:`mel_to_audio` ``n_native``
+    samples long at the model's rate, resampled to ``sr`` and fitted to ``n_samples``."""
+    from core.data.audio import to_analysis
+
+    audio = mel_to_audio(log_mel_power, mel, n_samples=n_native, seed=seed)
+    return fit_length(to_analysis(audio[:, None], mel.sr, sr), n_samples)
+
+
 def mel_to_audio(log_mel_power: NDArray[np.floating], mel: MelConfig, *, n_samples: int, seed: int, hop: int = SYNTH_HOP,
                  n_iter: int = GRIFFIN_LIM_ITERS) -> NDArray[np.float32]:
     """Waveform whose mel power follows ``log_mel_power`` (``[n_mels, frames]``, natural log of
@@ -90,5 +106,5 @@ def sample_mel_patches(target: MelDiffusionTarget, captions: Sequence[str], *, s
     return x[:, 0].float().cpu().numpy() * patch.std + patch.mean
 
 
-__all__ = ["DEFAULT_GUIDANCE", "DEFAULT_STEPS", "GRIFFIN_LIM_ITERS", "SYNTH_HOP", "fit_length", "mel_to_audio",
-           "sample_mel_patches"]
+__all__ = ["DEFAULT_GUIDANCE", "DEFAULT_STEPS", "GRIFFIN_LIM_ITERS", "SYNTH_HOP", "check_requests", "fit_length",
+           "log_mel_to_clip", "mel_to_audio", "sample_mel_patches"]

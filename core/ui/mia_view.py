@@ -141,7 +141,8 @@ def per_sample(ws: Workspace, run: dict, dataset: str) -> None:
 def _generation_player(ws: Workspace, run: dict, clip_hash: str) -> None:
     """One of the run's generations from the selected clip's caption, drawn again from its
     seed on request (the model runs here), with its similarities to the clip."""
-    from core.pipeline.outputs import generation_of, wav
+    from core.data.audio import wav_bytes
+    from core.pipeline.outputs import generation_of
 
     k = int(run["config"].get("n_generations", 4))
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
@@ -154,7 +155,7 @@ def _generation_player(ws: Workspace, run: dict, clip_hash: str) -> None:
             except Exception as exc:  # noqa: BLE001 - shown in one line; the page goes on
                 st.error(f"Could not generate: {exc}")
                 return
-        st.session_state[key] = (wav(audio, sr), sim)
+        st.session_state[key] = (wav_bytes(audio, sr), sim)
     if key in st.session_state:
         data, sim = st.session_state[key]
         st.audio(data)
