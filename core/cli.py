@@ -324,14 +324,14 @@ def cmd_di(args: argparse.Namespace) -> int:
 
 def _di_calibration_text(r: dict) -> str:
     """The uncalibrated test of a calibrated DI run beside it."""
-    from core.stats import format_p
+    from core.stats import p_clause
 
     cal, unc = r.get("calibration"), r.get("uncalibrated")
     if not cal or not unc:
         return ""
     need = unc["min_suspects"] if unc["min_suspects"] is not None else "not reached"
     factor = cal["gain"].get("suspects_factor")
-    return (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated: p = {format_p(unc['p_value'])}, "
+    return (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated: {p_clause(unc['p_value'])}, "
             f"suspects needed {need}" + ("" if factor is None else f"; the reference(s) cut the suspects needed {factor:.3g}-fold"))
 
 

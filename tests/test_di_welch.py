@@ -109,6 +109,7 @@ def test_grouped_welch_needs_two_per_group() -> None:
 
 
 def test_a_p_value_that_underflowed_reads_as_a_bound_not_zero() -> None:
-    from core.stats import format_p
+    from core.stats import format_p, p_clause
 
     assert format_p(0.0) == "< 1e-300" and format_p(3.3e-36) == "3.3e-36" and format_p(0.0123) == "0.012"
+    assert p_clause(0.0) == "p < 1e-300" and p_clause(0.0123) == "p = 0.012"  # in a sentence, never "p = < 1e-300"

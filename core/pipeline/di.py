@@ -357,16 +357,16 @@ def compare_scorers(
 
 def headline(result: dict[str, Any]) -> str:
     """One sentence: the outcome, its p-value and how many suspects it needs."""
-    from core.stats import format_p
+    from core.stats import p_clause
 
     p, a = result["p_value"], result["alpha"]
     n = result["n_tested_suspects"]
     if result["rejected"]:
         need = result.get("min_suspects")
         tail = f"; about {need} suspects suffice (median p-value below alpha from there)" if need else ""
-        return f"Evidence that the suspect set was used in training: p = {format_p(p)} < alpha = {a:g} with {n} suspects tested{tail}."
+        return f"Evidence that the suspect set was used in training: {p_clause(p)} < alpha = {a:g} with {n} suspects tested{tail}."
     return (
-        f"No evidence that the suspect set was used in training: p = {format_p(p)} >= alpha = {a:g} with {n} suspects tested; "
+        f"No evidence that the suspect set was used in training: {p_clause(p)} >= alpha = {a:g} with {n} suspects tested; "
         "this does not show that it was not used (the test may lack power)."
     )
 

@@ -12,6 +12,7 @@ from core.stats.basic import (
     auc,
     auc_ci,
     format_p,
+    p_clause,
     bootstrap_auc,
     correlation,
     cv_scores,
@@ -25,6 +26,6 @@ from core.stats.cv import CVAUC, Folds, PermutationConfig, cv_auc, fit_logreg_ba
 
 __all__ = [
     "CVAUC", "Folds", "MIN_PER_CLASS_FOR_HONEST_AUC", "PermutationConfig", "TprAtFpr", "auc", "auc_ci",
-    "bootstrap_auc", "correlation", "cv_auc", "cv_scores", "default_classifier", "fit_logreg_batched", "format_p",
+    "bootstrap_auc", "correlation", "cv_auc", "cv_scores", "default_classifier", "fit_logreg_batched", "format_p", "p_clause",
     "make_folds", "n_folds_for", "roc", "row_aucs", "small_sample_warning", "tpr_at_fpr",
 ]

@@ -207,3 +207,9 @@ def format_p(p: float) -> str:
     """A p-value in two significant digits; one that underflowed to 0 in double precision
     (a Welch test with a huge t) reads ``< 1e-300``, never ``0``."""
     return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
+
+
+def p_clause(p: float) -> str:
+    """``p = 0.012`` or, for an underflowed one, ``p < 1e-300``: :func:`format_p` in a sentence."""
+    text = format_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
