@@ -18,8 +18,9 @@ from typing import Callable, TypeVar, get_args, get_origin
 
 from core.config import default_of, field_types, is_options, user_settings
 from core.runtime.settings import Settings
+from core.config import decoding_text, language_text
 from core.runtime.store import Workspace
-from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, access_text, family_of
+from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, family_of
 
 C = TypeVar("C")
 
@@ -210,13 +211,14 @@ def cmd_mia(args: argparse.Namespace) -> int:
     run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
     keep = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "inference", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text",
             "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation",
-            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips", "uncalibrated", "calibration", "access")
+            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips", "uncalibrated", "calibration", "access",
+            "language", "transcript_check")
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: res[k] for k in keep if k in res}
     lo, hi = res["auc_ci"]
     p = res.get("auc_p_value")
     text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}"
             + ("" if p is None else f", permutation p = {p:.2g}") + f"), {res['n_members']} members / {res['n_nonmembers']} non-members",
-            f"  access: {access_text(cfg.to_dict(), family_of(args.target))}",
+            f"  access: {decoding_text(cfg.to_dict(), res, family_of(args.target))}",
             f"  folds: {_folds_text(res.get('inference'))}",
             *("  " + t for t in res["tpr_at_fpr_text"]),
             f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
@@ -294,10 +296,14 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
                            variant_options={c: o for c, o in variant_options.items() if o})
     run_id, res = audit_disentangle(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("disentangle"))
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target, "conditions": res["conditions"], "n": res["n"],
-           "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()}}
+           "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()},
+           **{k: res[k] for k in ("language", "transcript_check", "warnings") if k in res}}
     lines = [f"disentanglement of {args.target} on {args.dataset} ({res['n']} clips):"]
+    if res.get("language"):
+        lines.append(f"  {language_text(res)}")
     for c, d in res["details"].items():
         lines.append(f"  {c:<10} " + (f"AUC {d['auc']:.3f} (95% CI {d['auc_ci'][0]:.3f}-{d['auc_ci'][1]:.3f}), {d['realizations']} realization(s)" if "auc" in d else f"skipped: {d['skipped']}"))
+    lines += [f"  warning: {w}" for w in res.get("warnings", [])]
     _emit(args, out, "\n".join(lines + [f"  run {run_id}"]))
     return 0
 
@@ -313,12 +319,12 @@ def cmd_di(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
             "mia_auc", "blind_auc", "blind_verdict", "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve",
-            "failed_clips", "mia_run", "mia_mode", "uncalibrated", "calibration", "access")
+            "failed_clips", "mia_run", "mia_mode", "uncalibrated", "calibration", "access", "language", "transcript_check")
     ms, me = r.get("min_suspects"), r.get("min_suspects_equal")
     needed = (f"  suspects needed: {ms if ms is not None else 'not reached'} against all held-out non-members, "
               f"{me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
-          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({access_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, family_of(args.target))})")
+          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, family_of(args.target))})")
     return 0
 
 

@@ -53,6 +53,18 @@ def access_text(config: Any, family: str | None = None) -> str:
     return f"white-box, {config.get('mode', 'generated')} text"
 
 
+def language_text(result: Any) -> str:
+    """The language a run's speech model decoded in, for the pages, the CLI and the report:
+    ``decoded in English (en), detected over 32 clip(s): en 32``; "" when it chose none."""
+    lang = (result or {}).get("language")
+    return f"decoded in {lang['text']}" if lang else ""
+
+
+def decoding_text(config: Any, result: Any, family: str | None = None) -> str:
+    """:func:`access_text` and, where a language was chosen, :func:`language_text`."""
+    return "; ".join(t for t in (access_text(config, family), language_text(result)) if t)
+
+
 def at_access(access: str, key: str = "access"):
     """``where`` predicate over stored configs: runs at the ``access`` level (a config stored
     before access levels existed is white-box). ``key``: ``mia_access`` for DI configs."""

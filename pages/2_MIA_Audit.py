@@ -6,7 +6,7 @@ from core.pipeline import MIAConfig
 from core.stages import access_text, at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import mia_view as view
-from core.ui.runs import access_picker, reference_picker, request_budget, run_controls, target_picker
+from core.ui.runs import access_picker, language_picker, reference_picker, request_budget, run_controls, target_picker
 
 ws = page_setup("MIA Audit", "🔎")
 st.title("Per-sample membership inference")
@@ -22,8 +22,9 @@ with c4:
 if dataset and target:
     references = reference_picker(target)
     budget = request_budget(target)
+    language = language_picker(target)
     if runnable:
-        config = MIAConfig(mode=mode, references=references, access=access, max_requests=budget)
+        config = MIAConfig(mode=mode, references=references, access=access, max_requests=budget, target_options=language)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
     run = ws.latest_run("mia", dataset, target, where=at_access(access))

@@ -148,3 +148,25 @@ def test_a_stored_run_outside_the_roots_opens_but_cannot_run(env, monkeypatch):
     assert {m.label: m.value for m in at.metric}["Aggregate AUC"] == f"{ws.latest_run('mia', 'd', ckpt)['result']['auc']:.3f}"
     assert at.button(key="start-mia").disabled
     assert any("Cannot run this target from the dashboard" in c.value and "outside the allowed folders" in c.value for c in at.caption)
+
+
+def test_a_multilingual_folder_offers_its_languages_and_runs_in_the_chosen_one(env):
+    import json
+
+    from tests.multilingual_fixture import tiny_multilingual_whisper
+
+    ws, _, base = env
+    folder = str(tiny_multilingual_whisper(base / "checkpoints" / "multilingual"))
+    at = page("2_MIA_Audit.py")
+    assert not [s for s in at.selectbox if s.key == "language"]  # the zoo model has no languages
+    at.text_input(key="target-typed").input(folder).run()
+    assert not at.exception and not at.error
+    lang = at.selectbox(key="language")
+    assert lang.options == ["auto (the dataset's, else detected)", "German (de)", "English (en)", "French (fr)"]
+    lang.set_value("fr").run()
+    at.button(key="start-mia").click().run()
+    assert not at.exception
+    new = jobs.jobs(ws, limit=1)
+    params = json.loads(new.iloc[0]["params"])
+    assert params["target"] == folder and params["config"]["target_options"] == {"language": "fr"}
+    jobs.cancel(ws, new.iloc[0]["id"])

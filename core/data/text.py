@@ -1,7 +1,8 @@
 """Text comparison for transcriptions: normalised words, edit distances, error rates.
 
 A word error rate should not count case or punctuation: both sides are lower-cased and
-reduced to runs of letters, digits and apostrophes before they are compared.
+reduced to runs of letters (of any script: "déjà" is one word), digits and apostrophes
+before they are compared.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-_WORD = re.compile(r"[a-z0-9']+")
+_WORD = re.compile(r"(?:[^\W_]|')+")
+"""Runs of letters (any script), digits and apostrophes."""
 
 
 def normalize_words(text: str) -> list[str]:

@@ -34,6 +34,26 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+MIN_PER_LABEL = 2
+"""Analysable clips of each label an audit needs (stratified cross-validation needs two)."""
+
+
+def check_labels(ws: Workspace, dataset: str) -> None:
+    """Refuse, before any model is loaded, a dataset an audit cannot be computed on: fewer
+    than two analysable clips of either label (cross-validation needs two of each).
+
+    Raises
+    ------
+    ValueError
+        naming the counts and what to do.
+    """
+    y = ws.analysis_clips(dataset)["y"]
+    members, nonmembers = int((y == 1).sum()), int((y == 0).sum())
+    if min(members, nonmembers) < MIN_PER_LABEL:
+        raise ValueError(f"dataset {dataset!r} has {members} member and {nonmembers} non-member clip(s) to analyse; an audit needs "
+                         f"at least {MIN_PER_LABEL} of each (label more clips, or resolve label conflicts)")
+
+
 def provenance(ws: Workspace, dataset: str, *, target_fingerprint: str | None = None, seed: int | None = None, seconds: float | None = None) -> dict:
     """What another auditor needs to reproduce a run."""
     clips = ws.analysis_clips(dataset)

@@ -424,6 +424,9 @@ def audit_di(
     t0 = time.perf_counter()
     mia_run = _mia_run_for(ws, dataset, target, config)
     if mia_run is None:
+        from core.pipeline.common import check_labels
+
+        check_labels(ws, dataset)
         from core.pipeline.mia import MIAConfig, audit_mia
 
         mia_id, _ = audit_mia(ws, dataset, target, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references,
@@ -475,7 +478,8 @@ def audit_di(
         from core.pipeline.evidence import failed_clips_warning
 
         extra.append(failed_clips_warning(failed))
-    first = (confound,) if confound else ()  # the caveat that can overturn the verdict comes first
+    wrong = (mia_run["result"].get("transcript_check") or {}).get("warning")
+    first = tuple(w for w in (confound, wrong) if w)  # the caveats that can overturn the verdict come first
     res = dataclasses.replace(res, warnings=first + res.warnings + tuple(extra))
     out = res.to_dict()
     nc = res.null_check
@@ -498,6 +502,7 @@ def audit_di(
         "mia_mode": mia_run["config"].get("mode", "generated"),
         "access": mia_run["config"].get("access", "white-box"),
         "failed_clips": failed,
+        **{k: mia_run["result"][k] for k in ("language", "transcript_check") if k in mia_run["result"]},
         "mia_auc": mia_run["result"].get("auc"),
         "indicator_source": source,
         "indicators": list(inp.keys),

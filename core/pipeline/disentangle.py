@@ -35,12 +35,13 @@ def audit_disentangle(
     from core.mia.aggregate import indicator_table, run_mia
     from core.mia.calibration import split_columns
     from core.pipeline.mia import reference_indicators, target_texts_of
-    from core.pipeline.common import clip_grouping
+    from core.pipeline.common import check_labels, clip_grouping
     from core.targets.registry import target_family
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env(ws.root)
+    check_labels(ws, dataset)
     clips = ws.analysis_clips(dataset)
     y = clips["y"].to_numpy()
     groups, grouping = clip_grouping(clips, config.mia.grouping)
@@ -58,6 +59,7 @@ def audit_disentangle(
     decoded: dict[str, dict[str, str]] = {}
     fp = None
     reference_fps: dict[str, str] = {}
+    ev_info: dict = {}  # the language a multilingual model decoded in (chosen on the original audio)
     for cond in config.conditions:
         fam = families[cond]
         if fam.needs_text and missing_text:
@@ -77,7 +79,7 @@ def audit_disentangle(
             scored = _ClapCache(ws, clap, variant) if (clap is not None and fam.check == "caption") else None
             scored_clips, evidence, fp, _, failed = extract_evidence(
                 ws, dataset, target, config.mia, settings=settings, clips=clips, variant=variant,
-                progress=prog, cancelled=cancelled, on_inputs=scored.add if scored else None)
+                progress=prog, cancelled=cancelled, on_inputs=scored.add if scored else None, info=ev_info)
             for f in failed:
                 failed_clips.setdefault(f["clip_hash"], dict(f, condition=cond))
             if scored is not None:
@@ -151,6 +153,16 @@ def audit_disentangle(
         "failed_clips": list(failed_clips.values()),
         "warnings": [failed_clips_warning(list(failed_clips.values()))] if failed_clips else [],
     }
+    if ev_info.get("language"):
+        out["language"] = ev_info["language"]
+    original = next((c for c in decoded if families[c].original), None)
+    if transcribes and original is not None:
+        from core.data.transcripts import transcript_check_of
+
+        check = transcript_check_of(decoded[original], clips, language=(ev_info.get("language") or {}).get("text", ""))
+        out["transcript_check"] = check.to_dict()
+        if check.looks_wrong:
+            out["warnings"].insert(0, check.warning())
     if reference_fps:
         out["references"] = list(reference_fps)
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.mia.seed, seconds=time.perf_counter() - t0)

@@ -82,6 +82,52 @@ def check_access(target_spec: str, access: str) -> None:
                          f"run it with --access {levels[0]}")
 
 
+def choose_language(ws: Workspace, dataset: str, target, clips: pd.DataFrame, settings: Settings):
+    """Set the language a multilingual speech target decodes ``dataset`` in, and return the
+    :class:`~core.targets.language.LanguageChoice` (None for a target without languages).
+    A target that takes a language as a hint (``language_hint``: a remote API, a chat
+    audio-language model) gets the dataset's language when its manifests name one.
+
+    In order: the ``language`` target option; the language the dataset's manifests name
+    (its most common one); Whisper's language identification pooled over up to
+    :data:`~core.targets.language.DETECT_CLIPS` of the dataset's original clips (never a
+    variant's audio), cached in the workspace by model and clips so a rerun detects nothing.
+    """
+    import hashlib
+    import json
+
+    from core.runtime.store import atomic_write
+    from core.targets.language import LanguageChoice, dataset_language, spread
+
+    multilingual = getattr(target, "multilingual", False)
+    if not (multilingual or getattr(target, "language_hint", False)):
+        return None
+    if target.language_fixed:
+        return target.language
+    try:
+        counts = ws.dataset_meta(dataset).get("languages") or {}
+    except KeyError:
+        counts = {}
+    choice = dataset_language(counts, target.language_options() if multilingual else None)
+    if choice is None and not multilingual:
+        target.set_language(None)  # a hint only: the model (an endpoint, a chat model) detects it itself
+        return None
+    if choice is None:
+        hashes = sorted(clips["clip_hash"])
+        pick = [hashes[i] for i in spread(len(hashes))]
+        key = hashlib.sha256(json.dumps([target.model_fingerprint, pick]).encode()).hexdigest()[:32]
+        path = ws.cache_dir / "language" / f"{key}.json"
+        if path.is_file():
+            choice = LanguageChoice.from_dict(json.loads(path.read_text()))
+        else:
+            rows = clips.set_index("clip_hash").loc[pick].reset_index()
+            choice = target.detect_language(clip_inputs(stored_clips(ws, rows), settings.analysis_sr, settings.limits))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(choice.to_dict()).encode())
+    target.set_language(choice)
+    return target.language
+
+
 MAX_FAILURES_BEFORE_ANY_SUCCESS = 8
 """Clips that may fail one by one before the run stops: when that many fail and none has
 been scored, the cause is the target or the setup, not the clips."""
@@ -132,8 +178,12 @@ def extract_evidence(
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
     on_inputs=None,
+    info: dict | None = None,
 ):
     """Evidence for every analysed clip of ``dataset`` through the cache.
+
+    ``info`` (optional) receives what the run should record about how the evidence was
+    made: ``language`` (:meth:`LanguageChoice.to_dict`) for a multilingual speech model.
 
     ``variant`` (optional, a :class:`core.disentangle.Variant`) replaces each clip's audio
     before scoring; its evidence is cached under the variant's own key. ``on_inputs``
@@ -162,12 +212,16 @@ def extract_evidence(
     report = (lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None
     failures: dict[int, str] = {}
     if settings.executor == "ray":
-        evidence, fp, computed = _extract_on_ray(ws, clips, keys, cfg_key, target_spec, config, ev_cfg, settings,
-                                                 variant=variant, progress=report, cancelled=cancelled, failures=failures)
+        evidence, fp, computed = _extract_on_ray(ws, dataset, clips, keys, cfg_key, target_spec, config, ev_cfg, settings,
+                                                 variant=variant, progress=report, cancelled=cancelled, failures=failures,
+                                                 info=info)
     elif settings.executor != "local":
         raise ValueError(f"unknown executor {settings.executor!r}; valid: local, ray")
     else:
         target = get_target(target_spec, settings.device, config.loader_options())
+        choice = choose_language(ws, dataset, target, clips, settings)
+        if choice is not None and info is not None:
+            info["language"] = choice.to_dict()
         if callable(getattr(target, "begin_run", None)):
             target.begin_run()  # per-run state of a pooled target (an API target's request budget)
         ok = [0]
@@ -213,8 +267,9 @@ def _split_failures(clips: pd.DataFrame, evidence: list, fp: str, computed: int,
     return clips.iloc[keep].reset_index(drop=True), [evidence[i] for i in keep], fp, computed, failed
 
 
-def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key: dict, target_spec: str, config,
-                    ev_cfg, settings: Settings, *, variant, progress, cancelled, failures: dict[int, str]):
+def _extract_on_ray(ws: Workspace, dataset: str, clips: pd.DataFrame, keys: list[str], cfg_key: dict, target_spec: str,
+                    config, ev_cfg, settings: Settings, *, variant, progress, cancelled, failures: dict[int, str],
+                    info: dict | None = None):
     """:func:`extract_evidence` with the model work on Ray actors (``core.runtime.ray_exec``).
 
     One actor starts first to learn the model fingerprint (so a warm re-run reads the
@@ -224,13 +279,24 @@ def _extract_on_ray(ws: Workspace, clips: pd.DataFrame, keys: list[str], cfg_key
     from core.runtime.ray_exec import RayExecutor
     from core.evidence import ClipEvidence
 
+    from core.targets.language import dataset_language, spread
+
     ex = RayExecutor(address=settings.ray_address)
+    # a multilingual model's language: the dataset's, else every actor detects it over the
+    # same clips (the fingerprint, which holds the language, proves they agree)
+    chosen = dataset_language(ws.dataset_meta(dataset).get("languages") or {}) if dataset in ws.dataset_names() else None
+    hashes = sorted(clips["clip_hash"])
+    sample = clips.set_index("clip_hash").loc[[hashes[i] for i in spread(len(hashes))]].reset_index()
     start = dict(spec=target_spec, device=settings.device, options=config.loader_options(), ev_config=ev_cfg,
                  analysis_sr=settings.analysis_sr, limits=settings.limits, variant=variant,
-                 batch_size=config.batch_size)
+                 batch_size=config.batch_size, language=chosen.to_dict() if chosen else None,
+                 language_items=None if chosen else stored_clips(ws, sample))
     actors = ex.actors(1, EvidenceWorker, **start)
     try:
         fp = ex.fingerprint(actors)
+        language = ex.ask(actors[0], "language")
+        if language is not None and info is not None:
+            info["language"] = language
 
         def run(batches: list[list[int]]):
             more = ex.actors(len(batches) - 1, EvidenceWorker, have=len(actors), **start) if len(batches) > 1 else []
@@ -254,12 +320,20 @@ class EvidenceWorker:
     (started by :class:`core.runtime.ray_exec.RayExecutor`)."""
 
     def __init__(self, spec: str, device: str | None, options: dict, ev_config, analysis_sr: int,
-                 limits: Limits, variant=None, batch_size: int = 8, threads: int | None = None):
+                 limits: Limits, variant=None, batch_size: int = 8, threads: int | None = None,
+                 language: dict | None = None, language_items: list | None = None):
         import torch
+
+        from core.targets.language import LanguageChoice
 
         if threads:
             torch.set_num_threads(threads)
         self.target = get_target(spec, device, options)
+        if getattr(self.target, "multilingual", False) and not self.target.language_fixed:
+            if language is not None:
+                self.target.set_language(LanguageChoice.from_dict(language))
+            else:
+                self.target.set_language(self.target.detect_language(clip_inputs(language_items or [], analysis_sr, limits)))
         self.ev_config = ev_config
         self.sr = analysis_sr
         self.limits = limits
@@ -268,6 +342,11 @@ class EvidenceWorker:
 
     def fingerprint(self) -> str:
         return self.target.fingerprint
+
+    def language(self) -> dict | None:
+        """The language a multilingual speech target decodes in (None: no languages)."""
+        lang = getattr(self.target, "language", None)
+        return lang.to_dict() if getattr(self.target, "multilingual", False) and lang is not None else None
 
     def score(self, batch) -> tuple[list[int], list[bytes | str]]:
         idx, items = batch

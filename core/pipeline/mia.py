@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.pipeline.common import Cancelled, Progress, clip_grouping, provenance
+from core.pipeline.common import Cancelled, Progress, check_labels, clip_grouping, provenance
 from core.pipeline.evidence import extract_evidence, failed_clips_warning
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
@@ -41,6 +41,18 @@ def check_given_mode(ws: Workspace, dataset: str, mode: str) -> None:
                          f"{shown}; add transcripts (metadata.csv text column or .txt sidecars) or use mode 'generated'")
 
 
+def transcript_check(target_spec: str, config: MIAConfig, clips: pd.DataFrame, evidence: list, language: dict | None):
+    """:func:`core.data.transcripts.transcript_check_of` of an audio-language target's own
+    transcriptions (``generated`` mode or the outputs level), else None."""
+    from core.data.transcripts import transcript_check_of
+    from core.targets.registry import target_family
+
+    if target_family(target_spec) != "audio-language" or (config.access != "outputs" and config.mode != "generated"):
+        return None
+    decoded = {ev.clip_hash: ev.text or "" for ev in evidence}
+    return transcript_check_of(decoded, clips, language=(language or {}).get("text", ""))
+
+
 def audit_mia(
     ws: Workspace,
     dataset: str,
@@ -57,7 +69,11 @@ def audit_mia(
 
     t0 = time.perf_counter()
     check_given_mode(ws, dataset, config.mode)
-    clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress, cancelled=cancelled)
+    check_labels(ws, dataset)
+    ev_info: dict = {}
+    clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress,
+                                                             cancelled=cancelled, info=ev_info)
+    transcripts = transcript_check(target_spec, config, clips, evidence, ev_info.get("language"))
     table = indicator_table(evidence)
     ref = reference_indicators(ws, dataset, clips, table, fp, config, settings=settings, progress=progress, cancelled=cancelled,
                                target_texts=target_texts_of(target_spec, config, evidence))
@@ -95,6 +111,12 @@ def audit_mia(
     out["computed"] = computed
     out["failed_clips"] = failed
     warnings = list(out.get("warnings", []))
+    if ev_info.get("language"):
+        out["language"] = ev_info["language"]
+    if transcripts is not None:
+        out["transcript_check"] = transcripts.to_dict()
+        if transcripts.looks_wrong:
+            warnings.insert(0, transcripts.warning())
     if failed:
         warnings.append(failed_clips_warning(failed))
     from core.mia.links import blind_link

@@ -104,6 +104,10 @@ class RayExecutor:
                                "the checkpoint folder differs between machines")
         return fps.pop()
 
+    def ask(self, actor, method: str):
+        """The answer of one actor's argument-free ``method`` (e.g. what it loaded)."""
+        return _ray().get(getattr(actor, method).remote(), timeout=self.start_timeout_s)
+
     def stop(self, actors: Sequence) -> None:
         ray = _ray()
         for a in actors:

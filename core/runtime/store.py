@@ -248,6 +248,13 @@ class Workspace:
             else:
                 con.execute("UPDATE datasets SET status=?, meta=? WHERE name=?", (status, json.dumps(meta), name))
 
+    def dataset_meta(self, name: str) -> dict:
+        """What was recorded about a dataset when it was made (``source``, ``ingest``,
+        ``languages``: clips per spoken language its manifests name, ...)."""
+        self.dataset_id(name)  # KeyError listing the datasets when unknown
+        meta = self.query("SELECT meta FROM datasets WHERE name=?", (name,))["meta"].iloc[0]
+        return json.loads(meta or "{}")
+
     def dataset_id(self, name: str) -> int:
         with self.connect() as con:
             row = con.execute("SELECT id FROM datasets WHERE name=?", (name,)).fetchone()

@@ -82,6 +82,9 @@ class ChatLALMTarget(TwoStageTarget):
         Extra ``GenerationConfig`` fields for stage 1 (e.g. ``{"repetition_penalty":
         1.1}``); greedy decoding is always enforced and the checkpoint's own sampling
         settings are not used. Part of the fingerprint.
+    language : str, optional
+        The spoken language, named in the task prompt ("... The speech is in French.");
+        without it a run names the dataset's language when its manifests give one.
     trust_remote_code : bool
         Allow code shipped in the folder to run; off unless the user turns it on. Recorded
         in :attr:`load_config`.
@@ -104,15 +107,20 @@ class ChatLALMTarget(TwoStageTarget):
         system_prompt: str | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         generate_kwargs: dict[str, Any] | None = None,
+        language: str | None = None,
         trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoProcessor
+
+        from core.targets.language import LanguageChoice, normalize_language
 
         config = self._open(path, spec=spec, device=device, dtype=dtype, batch_size=batch_size,
                             trust_remote_code=trust_remote_code)
         self.model_type = str(config.get("model_type", ""))
         cls = _model_class(self.model_type)
         self.prompt = str(prompt)
+        self.language = LanguageChoice(normalize_language(language), "target option") if language else None
+        self.language_fixed = bool(language)
         self.system_prompt = system_prompt
         self.max_new_tokens = int(max_new_tokens)
         self.generate_kwargs = dict(generate_kwargs or {})
@@ -151,9 +159,29 @@ class ChatLALMTarget(TwoStageTarget):
         self.prompt_text = self._render_prompt()
         self._identify()
 
+    language_hint = True
+    """A run names the dataset's language in the task prompt when its manifests give one."""
+
+    def _task_prompt(self) -> str:
+        """The task prompt, naming the spoken language when it is known."""
+        from core.targets.language import language_name
+
+        if self.language is None:
+            return self.prompt
+        return f"{self.prompt} The speech is in {language_name(self.language.language)}."
+
+    def set_language(self, choice) -> None:
+        """Name ``choice``'s language in the prompt from now on (None: name none); a language
+        given as an option is kept. The fingerprint follows."""
+        if self.language_fixed:
+            return
+        self.language = choice
+        self.prompt_text = self._render_prompt()
+        self._identify()
+
     def _evidence_options(self) -> dict[str, Any]:
         return {
-            "prompt": self.prompt,
+            "prompt": self._task_prompt(),
             "system_prompt": self.system_prompt,
             "max_new_tokens": self.max_new_tokens,
             "generate_kwargs": self.generate_kwargs,
@@ -169,7 +197,7 @@ class ChatLALMTarget(TwoStageTarget):
         messages.append(
             {
                 "role": "user",
-                "content": [{"type": "audio", "audio": "clip"}, {"type": "text", "text": self.prompt}],
+                "content": [{"type": "audio", "audio": "clip"}, {"type": "text", "text": self._task_prompt()}],
             }
         )
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from core.targets.ct2 import Ct2Model, ct2_files, is_ct2_whisper_folder, read_ct2_config, read_model
+from core.targets.language import MULTILINGUAL_VOCAB
 from core.targets.seq2seq import Seq2SeqTarget
 
 _GELU = 3
@@ -33,8 +34,6 @@ _SPECIAL = {"eot": "<|endoftext|>", "sot": "<|startoftranscript|>", "no_ts": "<|
             "prev": "<|startofprev|>", "transcribe": "<|transcribe|>", "translate": "<|translate|>"}
 _SR, _HOP = 16000, 160
 """Whisper's feature extractor: 16 kHz audio, 10 ms mel frames."""
-_MULTILINGUAL_VOCAB = 51865
-"""Whisper's English-only checkpoints have 51864 tokens, the multilingual ones more."""
 
 
 def _count_layers(model: Ct2Model, prefix: str) -> int:
@@ -164,7 +163,7 @@ def generation_config(config_kwargs: dict[str, Any], ct2_config: dict[str, Any],
     from transformers import GenerationConfig
 
     ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in _SPECIAL.items()}
-    multilingual = config_kwargs["vocab_size"] >= _MULTILINGUAL_VOCAB
+    multilingual = config_kwargs["vocab_size"] >= MULTILINGUAL_VOCAB
     gen = GenerationConfig(
         decoder_start_token_id=ids["sot"], bos_token_id=ids["sot"], eos_token_id=ids["eot"], pad_token_id=ids["eot"],
         max_length=config_kwargs["max_target_positions"], no_timestamps_token_id=ids["no_ts"],

@@ -59,18 +59,20 @@ class HttpTranscriber:
     concurrency : requests in flight at once.
     max_requests : most POSTs one run may send, retries included (0: no limit).
     probe : check at load that the endpoint answers (one GET, no audio sent).
+    language : the ``language`` form field (``"fr"``); without it a run sends the language
+        the dataset's manifests name, if any, else none (the endpoint detects it).
     """
 
     family: Family = "audio-language"
     access_levels = ("outputs",)
 
     def __init__(self, spec: str, *, model: str = "", timeout: float = 30.0, retries: int = 4, backoff: float = 0.5,
-                 concurrency: int = 4, max_requests: int = 0, probe: bool = True, **unknown: Any) -> None:
+                 concurrency: int = 4, max_requests: int = 0, probe: bool = True, language: str = "", **unknown: Any) -> None:
         if unknown:
             names = ", ".join(sorted(unknown))
             hint = f" (the key goes in {API_KEY_ENV}, never in an option)" if any("key" in k.lower() or "token" in k.lower() for k in unknown) else ""
             raise ValueError(f"unknown option(s) for an HTTP target: {names}{hint}; valid: model, timeout, retries, backoff, "
-                             "concurrency, max_requests")
+                             "concurrency, max_requests, language")
         check_http_spec(spec)
         if int(concurrency) < 1 or int(retries) < 0 or float(timeout) <= 0 or int(max_requests) < 0:
             raise ValueError("an HTTP target needs concurrency >= 1, retries >= 0, timeout > 0 and max_requests >= 0")
@@ -87,7 +89,27 @@ class HttpTranscriber:
         """POSTs sent since :meth:`begin_run` (retries included)."""
         listed = self._probe() if probe else ""
         self.model = str(model) or listed
-        self.fingerprint = hashlib.sha256(f"http-api|{self.base}|{self.model}".encode()).hexdigest()[:16]
+        self.language = None
+        self.language_fixed = bool(language)
+        if language:
+            from core.targets.language import LanguageChoice, normalize_language
+
+            self.language = LanguageChoice(normalize_language(language), "target option")
+        self._identify()
+
+    language_hint = True
+    """A run tells the endpoint the dataset's language when the manifests name one."""
+
+    def _identify(self) -> None:
+        lang = f"|{self.language.language}" if self.language is not None else ""
+        self.fingerprint = hashlib.sha256(f"http-api|{self.base}|{self.model}{lang}".encode()).hexdigest()[:16]
+
+    def set_language(self, choice) -> None:
+        """Send ``choice``'s language with every request from now on (kept when the option
+        gave one); the fingerprint follows."""
+        if not self.language_fixed:
+            self.language = choice
+            self._identify()
 
     # -- per run -----------------------------------------------------------------------
     def begin_run(self) -> None:
@@ -152,6 +174,8 @@ class HttpTranscriber:
     def _transcribe_one(self, clip: ClipInput) -> str:
         body = wav_bytes(clip.audio, clip.sr, subtype="FLOAT")  # 32-bit float: exactly the analysed samples
         data = {"response_format": "json"} | ({"model": self.model} if self.model else {})
+        if self.language is not None:
+            data["language"] = self.language.language
         last = ""
         for attempt in range(self.retries + 1):
             self._spend()

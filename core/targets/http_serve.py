@@ -60,6 +60,9 @@ class TranscriptionServer(ThreadingHTTPServer):
         self.counts = {"requests": 0, "answered": 0, "dropped": 0, "refused": 0}
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()  # one model call at a time, and the counters
+        # a language the target was loaded with (--target-option language=) answers requests
+        # that name none
+        self._default_language = getattr(target, "language", None) if getattr(target, "language_fixed", False) else None
 
     @property
     def base_url(self) -> str:
@@ -75,8 +78,14 @@ class TranscriptionServer(ThreadingHTTPServer):
                 return "503" if self.counts["dropped"] % 2 else "close"
         return ""
 
-    def transcribe(self, audio_file: bytes) -> str:
+    def transcribe(self, audio_file: bytes, language: str = "") -> str:
+        """The target's transcription of one WAV. A multilingual model decodes in the
+        request's ``language``, else the server's (``--target-option language=``), else the
+        one it identifies in this clip, as the common API does; an English-only model
+        refuses another language."""
         import soundfile as sf
+
+        from core.targets.language import LanguageChoice, normalize_language
 
         audio, sr = sf.read(io.BytesIO(audio_file), dtype="float32", always_2d=True)
         mono = audio.mean(axis=1)
@@ -86,6 +95,14 @@ class TranscriptionServer(ThreadingHTTPServer):
             mono = librosa.resample(mono, orig_sr=sr, target_sr=ANALYSIS_SR)
         clip = ClipInput(hashlib.sha256(audio_file).hexdigest(), np.asarray(mono, dtype=np.float32), "", ANALYSIS_SR)
         with self._lock:
+            if getattr(self.target, "multilingual", False):
+                if language:
+                    choice = LanguageChoice(normalize_language(language, self.target.language_options()), "request")
+                else:
+                    choice = self._default_language or self.target.detect_language([clip])
+                self.target.set_language(choice, force=True)
+            elif language:
+                normalize_language(language, ["en"])  # ValueError (HTTP 400) for another language
             text = self.target.transcribe([clip])[0]
             self.counts["answered"] += 1
         return str(text)
@@ -138,14 +155,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)  # no answer at all: the client sees the connection drop
             return
-        audio_file = form_file(self.headers.get("Content-Type", ""), body)
+        content_type = self.headers.get("Content-Type", "")
+        audio_file = form_file(content_type, body)
+        language = (form_file(content_type, body, "language") or b"").decode("utf-8", "replace").strip()
         if not audio_file:
             with self.server._lock:
                 self.server.counts["refused"] += 1
             self._send(400, {"error": {"message": "expected a multipart form with a 'file' field"}})
             return
         try:
-            text = self.server.transcribe(audio_file)
+            text = self.server.transcribe(audio_file, language)
         except Exception as exc:  # noqa: BLE001 - the clip's failure goes back to the client
             self._send(400, {"error": {"message": f"{type(exc).__name__}: {exc}"[:200]}})
             return

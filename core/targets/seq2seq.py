@@ -54,8 +54,14 @@ class Seq2SeqTarget(TwoStageTarget):
         Stage-1 decoding limit; defaults to ``max_target_positions - 8`` (room for
         Whisper's task prefix).
     generate_kwargs : dict, optional
-        Extra arguments for ``model.generate`` (e.g. ``{"language": "en", "task":
-        "transcribe"}`` for multilingual Whisper). Greedy decoding is always enforced.
+        Extra arguments for ``model.generate``. Greedy decoding is always enforced.
+    language : str, optional
+        A multilingual Whisper's transcription language (``"fr"``, ``"French"``,
+        ``"fr-FR"``). Without it the run chooses one (the dataset's, else detected over
+        its clips: :mod:`core.targets.language`) before decoding; an English-only model
+        takes only ``"en"``.
+    task : str
+        ``"transcribe"`` (default) or ``"translate"``, for multilingual Whisper.
     trust_remote_code : bool
         Allow code shipped in the folder to run; off unless the user turns it on.
     """
@@ -75,6 +81,8 @@ class Seq2SeqTarget(TwoStageTarget):
         batch_size: int | None = None,
         max_new_tokens: int | None = None,
         generate_kwargs: dict[str, Any] | None = None,
+        language: str | None = None,
+        task: str = "transcribe",
         trust_remote_code: bool = False,
     ) -> None:
         self._open(path, spec=spec, device=device, dtype=dtype, batch_size=batch_size,
@@ -82,6 +90,8 @@ class Seq2SeqTarget(TwoStageTarget):
         self.generate_kwargs = dict(generate_kwargs or {})
         self.model, self.feature_extractor, self.tokenizer = self._load_parts()
         self.model.to(self.device).eval()
+        self._init_language(language or self.generate_kwargs.pop("language", None),
+                            self.generate_kwargs.pop("task", None) or task)
 
         cfg = self.model.config
         self.decoder_start_id = int(cfg.decoder_start_token_id)
@@ -112,8 +122,124 @@ class Seq2SeqTarget(TwoStageTarget):
         return model, feature_extractor, AutoTokenizer.from_pretrained(str(self.path), **common)
 
     def _evidence_options(self) -> dict[str, Any]:
-        # generation settings change what ``generated`` mode decodes: part of the identity
-        return {"max_new_tokens": self.max_new_tokens, "generate_kwargs": self.generate_kwargs}
+        # generation settings (the language and task included) change what ``generated``
+        # mode decodes: part of the identity
+        return {"max_new_tokens": self.max_new_tokens, "generate_kwargs": self._generation_kwargs()}
+
+    # ------------------------------------------------------------------ language
+    def _init_language(self, language: str | None, task: str) -> None:
+        """Read the languages the model knows and apply the ``language``/``task`` options.
+
+        A multilingual Whisper (its generation config lists languages) always decodes with
+        a task and one language; an English-only or language-less model takes no language
+        but ``"en"`` (accepted and ignored: it is what it transcribes anyway)."""
+        from core.targets.language import LanguageChoice, normalize_language
+
+        gen = self.model.generation_config
+        self.language_fixed = False
+        self.lang_to_id: dict[str, int] = {}
+        for token, tid in (getattr(gen, "lang_to_id", None) or {}).items():
+            self.lang_to_id[str(token).strip("<|>")] = int(tid)
+        self.task_to_id = dict(getattr(gen, "task_to_id", None) or {})
+        self.multilingual = bool(getattr(gen, "is_multilingual", False)) and bool(self.lang_to_id)
+        self.language: LanguageChoice | None = None
+        if not self.multilingual:
+            if language is not None and normalize_language(language) != "en":
+                raise ValueError(f"{self.spec} is not a multilingual model: it takes no language option (got {language!r})")
+            self.task = "transcribe"
+            return
+        if task not in self.task_to_id:
+            raise ValueError(f"unknown task {task!r}; valid: {', '.join(sorted(self.task_to_id))}")
+        self.task = task
+        if language is not None:
+            self.language = LanguageChoice(normalize_language(language, self.lang_to_id), "target option")
+        self.language_fixed = language is not None
+
+    @property
+    def needs_language(self) -> bool:
+        """True for a multilingual model whose language the run must still choose."""
+        return self.multilingual and self.language is None
+
+    def language_options(self) -> list[str]:
+        """The language codes this model can be told to transcribe (empty: none needed)."""
+        return sorted(self.lang_to_id) if self.multilingual else []
+
+    def _identify(self) -> None:
+        super()._identify()
+        if self.language is None or self.language_fixed:
+            # what identifies the weights before any language is chosen (caches of the
+            # language identification key on it)
+            self.model_fingerprint = self.fingerprint
+
+    def set_language(self, choice, *, force: bool = False) -> None:
+        """Decode in ``choice`` (a :class:`~core.targets.language.LanguageChoice`) from now
+        on; the fingerprint follows. A language given as a target option is kept unless
+        ``force`` (a server answering a request that names its language)."""
+        from core.targets.language import LanguageChoice, normalize_language
+
+        if not self.multilingual:
+            if choice is not None and normalize_language(choice.language) != "en":
+                raise ValueError(f"{self.spec} is not a multilingual model: it cannot transcribe {choice.language!r}")
+            return
+        if self.language_fixed and not force:
+            return
+        code = normalize_language(choice.language, self.lang_to_id)
+        self.language = LanguageChoice(code, choice.source, dict(choice.votes))
+        self._identify()
+
+    def _generation_kwargs(self) -> dict[str, Any]:
+        if not self.multilingual or self.language is None:
+            return dict(self.generate_kwargs)
+        return {**self.generate_kwargs, "language": self.language.language, "task": self.task}
+
+    def language_logprobs(self, clips: Sequence[ClipInput]) -> np.ndarray:
+        """``[n_clips, n_languages]`` log-probabilities of each language token (in the order
+        of :meth:`language_options`) right after the start of transcript: Whisper's own
+        language identification, one decoder step."""
+        codes = self.language_options()
+        if not codes:
+            raise ValueError(f"{self.spec} identifies no languages")
+        ids = torch.tensor([self.lang_to_id[c] for c in codes], dtype=torch.long)
+        out = []
+        for start in range(0, len(clips), self.batch_size):
+            batch = list(clips[start:start + self.batch_size])
+            feats = self._encode(batch, [[] for _ in batch])
+            dec = torch.full((len(batch), 1), self.decoder_start_id, dtype=torch.long, device=self.device)
+            with torch.inference_mode():
+                logits = self.model(input_features=feats, decoder_input_ids=dec, use_cache=False).logits[:, -1, :]
+            out.append(torch.log_softmax(logits.float()[:, ids.to(logits.device)], dim=-1).cpu().numpy())
+        return np.concatenate(out, axis=0)
+
+    def detect_language(self, clips: Sequence[ClipInput]):
+        """The language of ``clips`` by a majority of per-clip identifications
+        (:func:`core.targets.language.pooled_vote`), as a ``detected`` choice."""
+        from core.targets.language import LanguageChoice, pooled_vote
+
+        code, votes = pooled_vote(self.language_logprobs(clips), self.language_options())
+        return LanguageChoice(code, "detected", votes)
+
+    def _forced_prefix(self) -> list[int]:
+        """``<|lang|><|task|><|notimestamps|>``: what a multilingual decode begins with."""
+        if self.language is None:
+            raise ValueError(f"{self.spec}: choose a language before scoring a given transcript (language=...)")
+        no_ts = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+        return [self.lang_to_id[self.language.language], int(self.task_to_id[self.task]), int(no_ts)]
+
+    def _ensure_language(self, clips: Sequence[ClipInput]) -> None:
+        """A multilingual model called without a chosen language (the library used
+        directly, not through a run) detects it over the clips of this first call."""
+        from core.targets.language import spread
+
+        if self.needs_language and clips:
+            self.set_language(self.detect_language([clips[i] for i in spread(len(clips))]))
+
+    def evidence(self, clips, config, *, batch_size=None):
+        self._ensure_language(clips)
+        return super().evidence(clips, config, batch_size=batch_size)
+
+    def transcribe(self, clips, *, batch_size=None):
+        self._ensure_language(clips)
+        return super().transcribe(clips, batch_size=batch_size)
 
     # ------------------------------------------------------------------ inputs
     def _encode(self, clips: Sequence[ClipInput], notes: list[list[str]]) -> torch.Tensor:
@@ -143,7 +269,12 @@ class Seq2SeqTarget(TwoStageTarget):
     def _text_labels(self, text: str, notes: list[str]) -> list[int]:
         """Token ids to score for a given transcript: its encoding without the decoder
         start token, always ending in end-of-text."""
-        ids = list(self.tokenizer(text).input_ids)
+        if self.multilingual:
+            # the prefix a forced-language decode starts with, so the transcript is scored
+            # in the same context as a generated hypothesis (unscored: special tokens)
+            ids = self._forced_prefix() + list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        else:
+            ids = list(self.tokenizer(text).input_ids)
         if ids and ids[0] == self.decoder_start_id:
             ids = ids[1:]
         if not ids or ids[-1] != self.eos_id:
@@ -160,7 +291,7 @@ class Seq2SeqTarget(TwoStageTarget):
         from transformers.utils import logging as hf_logging
 
         kwargs = {
-            **self.generate_kwargs,
+            **self._generation_kwargs(),
             "num_beams": 1,
             "do_sample": False,
             "max_new_tokens": self.max_new_tokens,
@@ -176,10 +307,15 @@ class Seq2SeqTarget(TwoStageTarget):
             hf_logging.set_verbosity(level)
         seqs = out.sequences if hasattr(out, "sequences") else out
         seqs = seqs.detach().cpu().tolist()
+        # a forced-language decode may come back without its prompt: the hypothesis is
+        # re-scored after the same <|lang|><|task|><|notimestamps|> it was decoded after
+        prefix = self._forced_prefix() if self.multilingual else []
         labels: list[list[int]] = []
         for row, clip_notes in zip(seqs, notes):
             if row and row[0] == self.decoder_start_id:
                 row = row[1:]
+            if prefix and row[: len(prefix)] != prefix:
+                row = prefix + row
             if self.eos_id in row:
                 row = row[: row.index(self.eos_id) + 1]
             else:

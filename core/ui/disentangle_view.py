@@ -18,7 +18,12 @@ from core.viz.disentangle import condition_bars
 
 
 def results(result: dict) -> None:
+    from core.ui.mia_view import transcripts_caption
+
     details = result["details"]
+    for w in result.get("warnings", []):
+        st.warning(w)
+    transcripts_caption(result)
     show_figure(condition_bars(details), key="dis-bars", caption=(
         "MIA AUC with the audio replaced. If the AUC collapses to ~0.5 under silence, noise and resynthesis, "
         "what the model remembers is the binding of this recording to its content, not the words alone."

