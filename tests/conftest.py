@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,50 @@ import pytest
 import soundfile as sf
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SESSION_MARK = "OVERHEARD_TEST_SESSION"
+os.environ[SESSION_MARK] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+"""Every process a test starts inherits this mark, so the session can find what it left."""
+LEFTOVER_GRACE_S = 20.0
+
+
+def marked_processes() -> list[tuple[int, str]]:
+    """(pid, command line) of live processes carrying this session's mark, other than this
+    one (zombies, already dead, are not counted)."""
+    mark = f"{SESSION_MARK}={os.environ[SESSION_MARK]}".encode()
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                continue
+            out.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fail the session when a test leaves a process running (a server not stopped, a job
+    worker not cancelled): after a grace period they are killed and named."""
+    yield
+    if not Path("/proc/self/environ").exists():
+        return
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    left = marked_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = marked_processes()
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"processes left running after the tests: {left}"
 
 
 def tone(freq: float, seconds: float = 0.5, sr: int = 16000, *, seed: int = 0) -> np.ndarray:

@@ -320,7 +320,31 @@ def test_cli_serves_a_model_and_audits_it_end_to_end(corpus, tmp_path, capsys) -
         di = json.loads(capsys.readouterr().out)
         assert di["mia_run"] == mia["run_id"] and di["access"] == "outputs"
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, log = proc.communicate(timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, log = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     # the budget's 6 requests (one batch of 4 kept, 2 answers of the unfinished batch lost), then only the 12 clips not kept
     assert proc.returncode == 0 and f"requests {6 + 2 * PER_LABEL - 4}, answered {6 + 2 * PER_LABEL - 4}" in log
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_serve_api_stops_promptly_on_sigterm_and_sigint_even_started_with_sigint_ignored(stop):
+    """A background job (``make test &``, nohup, a CI runner) starts with SIGINT ignored;
+    ``docker stop``/``systemctl stop`` send SIGTERM: either way the server exits at once."""
+    ignore = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what a shell does for '&'
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve-api", "--target", LOCAL, "--port", "0", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
+    try:
+        url = json.loads(proc.stdout.readline())["url"]  # type: ignore[union-attr]
+        t0 = time.monotonic()
+        proc.send_signal(stop)
+        _, log = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and time.monotonic() - t0 < 10 and "served: requests 0" in log
+        import requests
+
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{url}/models", timeout=2)
+    finally:
+        proc.kill()

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 import traceback
@@ -96,10 +97,13 @@ def submit(ws: Workspace, kind: str, params: dict, *, start: bool = True) -> str
 def spawn(ws: Workspace, job_id: str) -> subprocess.Popen:
     # the child gets its own copy of the descriptor; the parent's is closed right away
     with open(ws.root / "tmp" / f"{job_id}.log", "ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "core.runtime.worker", str(ws.root), job_id, _kind_module(ws, job_id)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
+    # reaped as soon as it ends: a long-lived dashboard never collects zombie workers
+    threading.Thread(target=proc.wait, name=f"reap-{job_id}", daemon=True).start()
+    return proc
 
 
 def _alive(pid: int | None) -> bool:
