@@ -72,7 +72,10 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works (make test)")
     args = ap.parse_args()
+    if args.smoke:
+        args.clips, args.seconds = 6, 1.0
     cfg = AcousticConfig()
     dev = resolve_device(args.device)
     clips = synthetic_clips(args.clips, args.seconds, cfg.sr)

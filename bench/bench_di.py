@@ -40,7 +40,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, default=50)
     ap.add_argument("--resamples", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works (make test)")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.sizes, args.resamples, args.repeats = 200, 5, 20, 1
 
     rng = np.random.default_rng(0)
     P = rng.normal(0.05, 1.0, size=(args.n, args.d))

@@ -90,7 +90,9 @@ def ours(target: Seq2SeqTarget, clips: list[ClipInput]) -> list[dict]:
 def bare(target: Seq2SeqTarget, clips: list[ClipInput]) -> None:
     """Generate + one teacher-forced forward per batch: the model work alone."""
     for start in range(0, len(clips), BATCH):
-        feats, notes = target._features(clips[start : start + BATCH])
+        batch = clips[start : start + BATCH]
+        notes: list[list[str]] = [[] for _ in batch]
+        feats = target._encode(batch, notes)
         labels = target._generate(feats, notes)
         n = max(len(l) for l in labels)
         dec = torch.full((len(labels), n), target.pad_id, dtype=torch.long)
@@ -111,11 +113,19 @@ def timed(fn, *a, repeat: int = 1) -> float:
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works (make test)")
+    smoke = ap.parse_args().smoke
+    n_clips = 4 if smoke else N_CLIPS
     torch.set_num_threads(2)
-    clips = demo_clips("demo-speech", "member")[: N_CLIPS // 2] + demo_clips("demo-speech", "nonmember")[: N_CLIPS // 2]
+    clips = demo_clips("demo-speech", "member")[: n_clips // 2] + demo_clips("demo-speech", "nonmember")[: n_clips // 2]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        folders = {"zoo:lalm-small": zoo_dir() / "lalm-small", "whisper-tiny-sized (random)": whisper_sized(tmp)}
+        folders = {"zoo:lalm-small": zoo_dir() / "lalm-small"}
+        if not smoke:
+            folders["whisper-tiny-sized (random)"] = whisper_sized(tmp)
         results = []
         for name, folder in folders.items():
             target = Seq2SeqTarget(folder, device="cpu", max_new_tokens=MAX_NEW)

@@ -36,7 +36,10 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=256)
     ap.add_argument("--m", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works (make test)")
     args = ap.parse_args()
+    if args.smoke:
+        args.n_seq, args.length, args.m = 1, 32, 2
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = GPT2Config(n_layer=4, n_embd=256, n_head=4, vocab_size=8192, n_positions=512)

@@ -15,14 +15,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the scripts; exit status 1 when any failed or printed no measurement.
+    ``--smoke``: each script's tiny run, nothing written (what ``make test`` checks)."""
+    smoke = "--smoke" in (sys.argv[1:] if argv is None else argv)
     results = []
+    failed = []
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=HERE.parent)
+        proc = subprocess.run([sys.executable, str(script), *(["--smoke"] if smoke else [])], capture_output=True, text=True,
+                              cwd=HERE.parent)
         lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
         if proc.returncode != 0 or not lines:
             results.append({"name": script.stem, "ratio": None, "goal": None, "detail": f"failed: {proc.stderr.strip()[-500:]}"})
+            failed.append(script.name)
             continue
         for ln in lines:
             entry = json.loads(ln)
@@ -32,7 +38,11 @@ def main() -> int:
         op = r.get("goal_op", ">=")
         r["met"] = None if r.get("ratio") is None or r.get("goal") is None else (r["ratio"] >= r["goal"] if op == ">=" else r["ratio"] <= r["goal"])
         print(f"{r['name']:<24} ratio {r.get('ratio')!s:<10} goal {op} {r.get('goal')!s:<6} {'met' if r['met'] else 'NOT met'}", file=sys.stderr)
-    (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    if not smoke:
+        (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
