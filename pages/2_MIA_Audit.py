@@ -3,7 +3,8 @@
 import streamlit as st
 
 from core.pipeline import MIAConfig
-from core.stages import access_text, at_access, family_of
+from core.config import decoding_text
+from core.stages import at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import mia_view as view
 from core.ui.runs import access_picker, language_picker, reference_picker, request_budget, run_controls, target_picker
@@ -32,7 +33,8 @@ if dataset and target:
         st.info(f"No MIA run at the {access} level for this dataset and target yet: press **Run MIA**. "
                 "It runs in the background; you can leave the page.")
     else:
-        st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · {access_text(run['config'], family_of(target))}")
+        st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · "
+                   f"{decoding_text(run['config'], run['result'], family_of(target))}")
         view.headline(run["result"])
         view.access_comparison(ws, run)
         view.calibration_comparison(run["result"])

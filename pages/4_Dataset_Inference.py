@@ -3,7 +3,8 @@
 import streamlit as st
 
 from core.pipeline.di import DIRunConfig
-from core.stages import access_text, at_access, family_of
+from core.config import decoding_text
+from core.stages import at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import di_view as view
 from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
@@ -30,7 +31,7 @@ if dataset and target:
     else:
         cfg = run["config"]
         mia_access = {"access": run["result"].get("access", "white-box"), "mode": run["result"].get("mia_mode", "generated")}
-        st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` ({access_text(mia_access, family_of(target))}) · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
+        st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` ({decoding_text(mia_access, run['result'], family_of(target))}) · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
         view.upstream_notice(ws, run)
         if (cfg["scorer"], cfg["alpha"], cfg["compare"]) != (scorer, alpha, compare):
             st.info("The settings above differ from this run's: press **Run dataset inference** to update it.")

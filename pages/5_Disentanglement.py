@@ -4,7 +4,8 @@ import streamlit as st
 
 from core.disentangle import variant_names
 from core.pipeline import DisentangleConfig, MIAConfig
-from core.stages import DEFAULT_CONDITIONS, access_text, at_access, family_of
+from core.config import decoding_text
+from core.stages import DEFAULT_CONDITIONS, at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup
 from core.ui import disentangle_view as view
 from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
@@ -30,7 +31,7 @@ if dataset and target and conditions:
     if run is None:
         st.info("No disentanglement run yet for this dataset and target: press **Run disentanglement**.")
     else:
-        st.caption(f"Run `{run['id']}` · {run['result']['n']} clips · {access_text(run['config'].get('mia') or {}, family_of(target))}")
+        st.caption(f"Run `{run['id']}` · {run['result']['n']} clips · {decoding_text(run['config'].get('mia') or {}, run['result'], family_of(target))}")
         view.results(run["result"])
         failed_clips(run["result"])
         view.listening_panel(ws, run, dataset, list(run["result"]["details"]),

@@ -195,6 +195,31 @@ def test_a_run_takes_the_datasets_language_else_detects_it_once_and_records_it(f
 
     stored = ws.load_run(de_id)
     assert _access_row(stored)[1].endswith("decoded in German (de), from the target option")
+    # random weights transcribe "hello there" as garbage on both labels: the run says so first
+    assert de["transcript_check"]["looks_wrong"] and de["warnings"][0].startswith("the model's transcriptions look wrong")
+    _page_shows_the_warning_first(ws, "fr", str(folder), monkeypatch, tmp_path)
+
+
+def _page_shows_the_warning_first(ws, dataset: str, target: str, monkeypatch, root) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from core.ui.common import _settings
+
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("OVERHEARD_ROOTS", str(Path(target).parent))
+    monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
+    _settings.clear()
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "2_MIA_Audit.py"), default_timeout=120)
+        at.query_params["dataset"] = dataset
+        at.query_params["target"] = target
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.warning[0].value.startswith("The model's transcriptions look wrong (decoded in German (de)")
+        assert sum("transcriptions look wrong" in w.value for w in at.warning) == 1  # once, above the numbers
+        assert any("decoded in German (de), from the target option" in c.value for c in at.caption)
+    finally:
+        _settings.clear()
 
 
 def test_an_audit_that_cannot_be_computed_is_refused_before_any_model_loads(folder, tmp_path, capsys, monkeypatch):

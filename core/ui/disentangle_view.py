@@ -23,7 +23,7 @@ def results(result: dict) -> None:
     details = result["details"]
     for w in result.get("warnings", []):
         st.warning(w)
-    transcripts_caption(result)
+    transcripts_caption(result, language=False)  # the run's caption names the language
     show_figure(condition_bars(details), key="dis-bars", caption=(
         "MIA AUC with the audio replaced. If the AUC collapses to ~0.5 under silence, noise and resynthesis, "
         "what the model remembers is the binding of this recording to its content, not the words alone."

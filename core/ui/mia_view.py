@@ -37,6 +37,9 @@ def mode_picker(ws: Workspace, dataset: str | None, access: str = "white-box") -
 
 
 def headline(result: dict) -> None:
+    wrong = (result.get("transcript_check") or {}).get("warning")
+    if wrong:  # above the numbers it puts in doubt
+        st.warning(wrong[:1].upper() + wrong[1:], icon="⚠️")
     c = st.columns(4)
     lo, hi = result["auc_ci"]
     c[0].metric("Aggregate AUC", f"{result['auc']:.3f}", help="Out-of-fold AUC of the cross-validated logistic regression over all indicators.")
@@ -51,17 +54,19 @@ def headline(result: dict) -> None:
     c[3].metric("Clips", f"{result['n_members']} P / {result['n_nonmembers']} U")
     c[3].caption(f"best single indicator: {result['best_indicator']} ({result['best_indicator_auc']:.3f}, descriptive)")
     st.caption("Cross-validation: " + inference_caption(result.get("inference") or {}, result.get("config") or {}))
-    transcripts_caption(result)
+    transcripts_caption(result, language=False)  # the run's caption names the language
     for w in result.get("warnings", []):
-        st.warning(w)
+        if w != wrong:
+            st.warning(w)
 
 
-def transcripts_caption(result: dict) -> None:
-    """The language a speech model decoded in and how its own transcriptions measured up
-    (a warning above the numbers when they look wrong is among the run's warnings)."""
+def transcripts_caption(result: dict, *, language: bool = True) -> None:
+    """How a speech model's own transcriptions measured up and (``language``) the language
+    it decoded in; a warning when they look wrong is among the run's warnings."""
     from core.config import language_text
 
-    parts = [language_text(result).capitalize()] if result.get("language") else []
+    text = language_text(result)
+    parts = [text[:1].upper() + text[1:]] if language and text else []
     check = result.get("transcript_check") or {}
     if check.get("median_wer") is not None:
         members = check.get("median_wer_members")
