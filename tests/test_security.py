@@ -378,9 +378,20 @@ def test_cli_serve_defaults_to_loopback(monkeypatch):
     args = cli.build_parser().parse_args(["serve"])
     assert args.address == "127.0.0.1"
     seen = {}
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: seen.setdefault("cmd", cmd) and 0)
+
+    class Started:  # the dashboard process, not started: it exits at once
+        pid = -1
+
+        def __init__(self, cmd, **kw):
+            seen["cmd"] = cmd
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", Started)
+    monkeypatch.setattr(cli.os, "killpg", lambda pid, sig: None)
     args.workspace, args.json = None, False
-    cli.cmd_serve(args)
+    assert cli.cmd_serve(args) == 0
     cmd = seen["cmd"]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
 
