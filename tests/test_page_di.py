@@ -8,6 +8,7 @@ operation reuses the stored MIA run.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from core.data.ingest import ingest_path
 from core.pipeline.blind import BlindRunConfig, audit_blind
 from core.pipeline.di import DIRunConfig, audit_di
 from core.runtime.store import Workspace
+from core.viz.theme import verdict_style
 from test_pipeline_di import TARGET, save_mia, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +59,11 @@ def test_shows_verdict_metrics_curve_and_comparison(env: Workspace) -> None:
     save_mia(env, "synth", shift=0.6)
     _, out = audit_di(env, "synth", TARGET, DIRunConfig(n_resamples=40, null_resamples=60, compare=True))
     at = _run()
-    assert len(at.error) == 1 and at.error[0].value == out["headline"]
-    assert "Evidence that the suspect set was used" in at.error[0].value
+    # a positive finding is the tool working: the verdict's own style, never an error box
+    assert not at.error
+    boxes = [m.value for m in at.markdown if 'class="di-verdict"' in m.value]
+    assert len(boxes) == 1 and html.escape(out["headline"]) in boxes[0] and "Evidence that the suspect set was used" in boxes[0]
+    assert verdict_style(True) in boxes[0] and verdict_style(True) != verdict_style(False)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["p-value"] == f"{out['p_value']:.2g}"
     assert metrics["Suspects needed"] == str(out["min_suspects"])
@@ -87,7 +92,8 @@ def test_no_evidence_and_confounded_warning_are_visible(env: Workspace, tmp_path
     at.run()
     assert not at.exception
     assert at.selectbox(key="dataset").value == "shifted"
-    assert len(at.success) == 1 and at.success[0].value.startswith("No evidence")
+    boxes = [m.value for m in at.markdown if 'class="di-verdict"' in m.value]
+    assert len(boxes) == 1 and ">No evidence" in boxes[0] and verdict_style(False) in boxes[0] and not at.error
     assert any(w.value.startswith("confounded: the blind baseline") for w in at.warning)
     assert len(at.warning) == len(out["warnings"])
 

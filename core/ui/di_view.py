@@ -57,9 +57,15 @@ def upstream_notice(ws, run: dict) -> None:
 
 
 def verdict(result: dict) -> None:
-    """The outcome in one sentence (red: evidence of use; green: none), then every caveat."""
+    """The outcome in one sentence, in the verdict's own style (blue: evidence of use; green:
+    none; the report's too: red is for errors), then every caveat."""
+    import html
+
+    from core.viz.theme import verdict_style
+
     text = result.get("headline") or result["verdict"]
-    (st.error if result["rejected"] else st.success)(text)
+    st.markdown(f'<div class="di-verdict" style="{verdict_style(bool(result["rejected"]))}">{html.escape(text)}</div>',
+                unsafe_allow_html=True)
     for w in result.get("warnings", []):
         st.warning(w)
     with st.expander("Full verdict with its caveats (for a report)"):

@@ -23,6 +23,7 @@ from core.viz import blind as vblind
 from core.viz import di as vdi
 from core.viz import disentangle as vdis
 from core.viz import mia as vmia
+from core.viz.theme import verdict_style
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45;padding:0 1em}
@@ -262,8 +263,8 @@ def _ref_row(ws: Workspace, run: dict, stage: str) -> tuple[str, object]:
 
 def _di_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
-    cls = "bad" if r.get("rejected") else "ok"
-    out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
+    out = (f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2>"
+           f"<div class=\"verdict\" style=\"{verdict_style(bool(r.get('rejected')))}\">{_esc(r['verdict'])}</div>")
     out += _table([
         ("scorer", r["scorer"]),
         _access_row(run),
