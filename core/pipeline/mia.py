@@ -41,6 +41,15 @@ def check_given_mode(ws: Workspace, dataset: str, mode: str) -> None:
                          f"{shown}; add transcripts (metadata.csv text column or .txt sidecars) or use mode 'generated'")
 
 
+def statistics_progress(progress: Progress | None, what: str = ""):
+    """A statistics phase's ``(done, planned)`` reported as ``statistics: <what>label
+    permutations done/planned`` through a run's progress (None without one): the phase
+    after the evidence, which can take longer, is never silent."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(done, total, f"statistics: {what}label permutations (each refits every fold)")
+
+
 def transcript_check(target_spec: str, config: MIAConfig, clips: pd.DataFrame, evidence: list, language: dict | None):
     """:func:`core.data.transcripts.transcript_check_of` of an audio-language target's own
     transcriptions (``generated`` mode or the outputs level), else None."""
@@ -86,13 +95,14 @@ def audit_mia(
     y = clips["y"].to_numpy()
     groups, grouping = clip_grouping(clips, config.grouping)
 
-    def aggregate(t: pd.DataFrame):
+    def aggregate(t: pd.DataFrame, what: str = ""):
         return run_mia(t, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot, groups=groups,
-                       grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), signed=config.signed)
+                       grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), signed=config.signed,
+                       progress=statistics_progress(progress, what))
 
-    res = uncal = aggregate(table)
+    res = uncal = aggregate(table, "uncalibrated " if ref is not None else "")
     if ref is not None:
-        res = aggregate(ref.calibrated)
+        res = aggregate(ref.calibrated, "calibrated ")
         table = pd.concat([table, ref.calibrated], axis=1)
     out = res.to_dict()
     if ref is not None:
