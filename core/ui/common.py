@@ -156,6 +156,25 @@ def failed_clips(result: dict) -> None:
         st.dataframe(pd.DataFrame(failed)[cols], hide_index=True, width="stretch")
 
 
+def blind_verdict_line(ws: Workspace, run: dict) -> None:
+    """The verdict of the blind baseline a run was compared with (its ``refs``, never a newer
+    one), linked to the Blind Baseline page; when none was run, say so and where to run it."""
+    from urllib.parse import quote
+
+    from core.mia.links import blind_link
+
+    link = blind_link(ws, run)
+    page = f"[Blind Baseline](/Blind_Baseline?dataset={quote(str(run['dataset']))})"
+    if link.ref.status == "deleted":
+        st.warning(link.describe() + ".")
+    elif link.verdict is not None:
+        newer = f" (a newer blind run `{link.ref.newer}` exists)" if link.ref.newer else ""
+        st.caption(f"Blind baseline checked ({page}): run `{link.run_id}`{newer} · {link.verdict.level}: {link.verdict.sentence}")
+    else:
+        st.caption(f"No blind baseline had been run on this dataset when this run was made: run one on the {page} page to "
+                   "know whether members and non-members differ without the model, which would inflate this result.")
+
+
 def inference_caption(inf: dict, cfg: dict) -> str:
     """How a cross-validated AUC's folds, interval and p-value were made, in one line."""
     if not inf:

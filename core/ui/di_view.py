@@ -35,8 +35,8 @@ def upstream_notice(ws, run: dict) -> None:
     """The runs this DI run used (its ``refs``): say so when the MIA run it read is deleted
     or is no longer the one a new run would read, and show the verdict of the blind run it
     was checked against (never a newer one)."""
-    from core.mia.links import blind_link
     from core.pipeline.di import latest_mia
+    from core.ui.common import blind_verdict_line
 
     ref = ws.run_ref(run, "mia")
     mode = run["result"].get("mia_mode", run["config"].get("mia_mode", "generated"))
@@ -48,12 +48,7 @@ def upstream_notice(ws, run: dict) -> None:
         st.warning("The dataset changed since the MIA run this result reads: press **Run dataset inference** to redo both.")
     elif current["id"] != ref.run_id:
         st.info(f"A newer MIA run (`{current['id']}`) exists: press **Run dataset inference** to read it.")
-    link = blind_link(ws, run)
-    if link.ref.status == "deleted":
-        st.warning(link.describe() + ".")
-    elif link.verdict is not None:
-        newer = f" (a newer blind run `{link.ref.newer}` exists)" if link.ref.newer else ""
-        st.caption(f"Blind baseline checked: run `{link.run_id}`{newer} · {link.verdict.level}: {link.verdict.sentence}")
+    blind_verdict_line(ws, run)
 
 
 def verdict(result: dict) -> None:
