@@ -75,11 +75,16 @@ def dataset_picker(ws: Workspace, *, key: str = "dataset", label: str = "Dataset
     current = st.session_state.get("_dataset")
     if current is None and st.query_params.get("dataset") in names:
         current = st.query_params["dataset"]  # a reload, a bookmark or a shared link
+    # a dataset still being ingested stays the choice: it is selected once it is ready
+    pending = current if current is not None and current not in names and current in df["name"].tolist() else None
     if current in names:
         st.session_state[key] = current  # the dataset chosen on another page, or just ingested
     elif st.session_state.get(key) not in names:
         st.session_state[key] = names[0]
     name = st.selectbox(label, names, key=key, on_change=lambda: st.session_state.update(_dataset=st.session_state[key]))
+    if pending is not None and st.session_state.get("_dataset") == pending:
+        st.caption(f"{pending!r} is being ingested: it is shown here once it is ready.")
+        return name
     st.session_state["_dataset"] = name
     st.query_params["dataset"] = name  # the choice lives in the URL
     return name
