@@ -321,9 +321,9 @@ def cmd_di(args: argparse.Namespace) -> int:
     keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
             "mia_auc", "blind_auc", "blind_verdict", "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve",
             "failed_clips", "mia_run", "mia_mode", "uncalibrated", "calibration", "access", "language", "transcript_check")
-    ms, me = r.get("min_suspects"), r.get("min_suspects_equal")
-    needed = (f"  suspects needed: {ms if ms is not None else 'not reached'} against all held-out non-members, "
-              f"{me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
+    from core.di.curve import suspects_needed
+
+    needed = "  suspects needed: " + ", ".join(f"{v} {what}" for v, what in suspects_needed(r))
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
           r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, family_of(args.target))})")
     return 0

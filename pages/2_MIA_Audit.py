@@ -6,6 +6,7 @@ from core.pipeline import MIAConfig
 from core.config import decoding_text
 from core.stages import at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup
+from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
 from core.ui.runs import access_picker, language_picker, reference_picker, request_budget, run_controls, target_picker
 
@@ -36,6 +37,7 @@ if dataset and target:
         st.caption(f"Run `{run['id']}` · model fingerprint `{run['provenance']['model_fingerprint']}` · "
                    f"{decoding_text(run['config'], run['result'], family_of(target))}")
         view.headline(run["result"])
+        blind_verdict_line(ws, run)
         view.access_comparison(ws, run)
         view.calibration_comparison(run["result"])
         failed_clips(run["result"])

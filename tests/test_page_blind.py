@@ -175,3 +175,23 @@ def test_empty_states(tmp_path, monkeypatch, workspace):
     assert "press **Run blind baseline**" in infos
     assert "at least two datasets" in infos
     assert at.button(key="start-blind").value is False
+
+
+def _tied_headline():
+    from core.ui.blind_view import headline
+
+    headline({
+        "auc": {"metadata": 0.801, "acoustic": 0.803, "all": 0.82}, "auc_p_value": {"all": 0.001},
+        "auc_ci": {"metadata": [0.7, 0.9], "acoustic": [0.71, 0.9], "all": [0.74, 0.9]},
+        "top_features": [{"group": "acoustic", "feature": "bandwidth", "sentence": "Members are brighter"}],
+        "n_members": 40, "n_nonmembers": 40, "config": {"n_splits": 5}, "inference": {},
+    })
+
+
+def test_a_tie_between_groups_is_said_plainly_with_the_giveaways_group_first():
+    at = AppTest.from_function(_tied_headline, default_timeout=30)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    metric = next(m for m in at.metric if m.label.startswith("Most revealing"))
+    assert metric.label == "Most revealing groups (tied)" and metric.value == "acoustic = metadata"
+    assert any("Biggest giveaway:** Members are brighter (acoustic feature" in m.value for m in at.markdown)

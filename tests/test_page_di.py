@@ -8,6 +8,7 @@ operation reuses the stored MIA run.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from core.data.ingest import ingest_path
 from core.pipeline.blind import BlindRunConfig, audit_blind
 from core.pipeline.di import DIRunConfig, audit_di
 from core.runtime.store import Workspace
+from core.viz.theme import verdict_style
 from test_pipeline_di import TARGET, save_mia, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +59,19 @@ def test_shows_verdict_metrics_curve_and_comparison(env: Workspace) -> None:
     save_mia(env, "synth", shift=0.6)
     _, out = audit_di(env, "synth", TARGET, DIRunConfig(n_resamples=40, null_resamples=60, compare=True))
     at = _run()
-    assert len(at.error) == 1 and at.error[0].value == out["headline"]
-    assert "Evidence that the suspect set was used" in at.error[0].value
+    # a positive finding is the tool working: the verdict's own style, never an error box
+    assert not at.error
+    boxes = [m.value for m in at.markdown if 'class="di-verdict"' in m.value]
+    assert len(boxes) == 1 and html.escape(out["headline"]) in boxes[0] and "Evidence that the suspect set was used" in boxes[0]
+    assert verdict_style(True) in boxes[0] and verdict_style(True) != verdict_style(False)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["p-value"] == f"{out['p_value']:.2g}"
-    assert metrics["Suspects needed"] == str(out["min_suspects"])
+    # both "suspects needed" numbers in the tile, each named in the caption, as the CLI and the report name them
+    from core.di.curve import NEEDED_ALL, NEEDED_EQUAL, suspects_needed
+
+    (n_all, _), (n_equal, _) = suspects_needed(out)
+    assert n_all == str(out["min_suspects"]) and metrics["Suspects needed"] == f"{n_all} · {n_equal}"
+    assert any(f"{n_all} {NEEDED_ALL}; {n_equal} {NEEDED_EQUAL}" in c.value for c in at.caption)
     assert metrics["Null rejection rate"] == f"{out['null_rejection_rate']:.1%}"
     assert metrics["Per-sample MIA AUC"] == f"{out['mia_auc']:.3f}"
     charts = at.get("plotly_chart")
@@ -87,7 +97,8 @@ def test_no_evidence_and_confounded_warning_are_visible(env: Workspace, tmp_path
     at.run()
     assert not at.exception
     assert at.selectbox(key="dataset").value == "shifted"
-    assert len(at.success) == 1 and at.success[0].value.startswith("No evidence")
+    boxes = [m.value for m in at.markdown if 'class="di-verdict"' in m.value]
+    assert len(boxes) == 1 and ">No evidence" in boxes[0] and verdict_style(False) in boxes[0] and not at.error
     assert any(w.value.startswith("confounded: the blind baseline") for w in at.warning)
     assert len(at.warning) == len(out["warnings"])
 
@@ -102,3 +113,20 @@ def test_page_says_when_a_newer_mia_run_exists(env: Workspace) -> None:
     newer = save_mia(env, "synth", shift=0.6, seed=1)
     at = _run()
     assert any(f"A newer MIA run (`{newer}`) exists" in i.value for i in at.info)
+
+
+def test_the_cli_and_the_report_name_both_suspects_needed_numbers(env: Workspace, capsys) -> None:
+    from core.cli import main
+    from core.di.curve import NEEDED_ALL, NEEDED_EQUAL, suspects_needed
+    from core.viz.report import build_report
+
+    save_mia(env, "synth", shift=0.6)
+    assert main(["di", "--dataset", "synth", "--target", TARGET, "--workspace", str(env.root), "--n-resamples", "30",
+                 "--null-resamples", "30"]) == 0
+    out = capsys.readouterr().out
+    run = env.latest_run("di", "synth", TARGET)
+    (n_all, _), (n_equal, _) = suspects_needed(run["result"])
+    assert f"suspects needed: {n_all} {NEEDED_ALL}, {n_equal} {NEEDED_EQUAL}" in out
+    html_report = build_report(env, "synth", TARGET)
+    assert html.escape(f"suspects needed (median p < alpha), {NEEDED_ALL}") in html_report
+    assert html.escape(f"suspects needed (median p < alpha), {NEEDED_EQUAL}") in html_report

@@ -114,3 +114,20 @@ def test_a_plugin_variant_gets_the_transcript_check_by_its_registration(mia_ws):
         _VARIANTS.remove("echo_test")
     with pytest.raises(ValueError, match="check must be"):
         register_variant("bad_test", check="vibes")(_echo)
+
+
+def test_mia_page_quotes_the_blind_verdict_its_run_was_compared_with(env):
+    from core.pipeline import audit_blind
+    from core.pipeline.blind import BlindRunConfig
+
+    ws, _, _ = env
+    at = AppTest.from_file(str(ROOT / "pages" / "2_MIA_Audit.py"), default_timeout=120)
+    at.run()
+    assert any(c.value.startswith("No blind baseline had been run on this dataset") and "(/Blind_Baseline?dataset=demo-speech)" in c.value
+               for c in at.caption)
+    blind_id, _ = audit_blind(ws, "demo-speech", BlindRunConfig(groups=("metadata",), n_boot=50, n_perm=20))
+    run_id, _ = audit_mia(ws, "demo-speech", "zoo:lalm-small", MIAConfig(n_boot=50, n_perm=20, batch_size=16))
+    at.run()
+    verdict = ws.load_run(blind_id)["result"]["verdict"]["all"]
+    line = next(c.value for c in at.caption if c.value.startswith("Blind baseline checked"))
+    assert f"run `{blind_id}`" in line and verdict["sentence"] in line and "[Blind Baseline](/Blind_Baseline?dataset=demo-speech)" in line

@@ -170,3 +170,11 @@ def test_a_multilingual_folder_offers_its_languages_and_runs_in_the_chosen_one(e
     params = json.loads(new.iloc[0]["params"])
     assert params["target"] == folder and params["config"]["target_options"] == {"language": "fr"}
     jobs.cancel(ws, new.iloc[0]["id"])
+
+
+def test_a_run_without_a_target_adds_no_nameless_option(env):
+    ws, _, _ = env
+    ws.save_run("blind", dataset="d", target="", config={}, result={}, provenance={})  # a model-free run stored with ""
+    at = page("2_MIA_Audit.py")
+    options = at.selectbox(key="target").options
+    assert all(o.strip() and not o.strip().startswith("·") for o in options), options

@@ -32,6 +32,10 @@ def test_home(ws_env):
     at = _run("app.py")
     assert "Overheard" in at.title[0].value
     assert at.dataframe[0].value["name"].tolist() == ["tiny"]
+    # each question card leads to its page
+    links = {link.proto.page.split("/")[-1]: link.proto.label for link in at.get("page_link")}
+    assert links == {"Blind_Baseline": "Open the Blind Baseline", "MIA_Audit": "Open the MIA Audit",
+                     "Dataset_Inference": "Open Dataset Inference"}, links
 
 
 def test_dataset_page_shows_clips_player_and_rejections(ws_env):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -294,8 +294,12 @@ def run_blind(
     groups: ArrayLike | None = None,
     grouping: str = "group",
     permutations: stats.PermutationConfig = stats.PermutationConfig(),
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> BlindResult:
     """Blind AUC of each feature group and of all groups together.
+
+    ``progress(done, planned, what)`` reports each group's label permutations as they are
+    refitted (``what`` names the group).
 
     Parameters
     ----------
@@ -338,7 +342,9 @@ def run_blind(
     top_by_group: dict[str, list[dict]] = {}
     for name, sub in [*((g, {g: t}) for g, t in tables.items()), (ALL, dict(tables))]:
         design = _design(sub, cfg)
-        cv = stats.cv_auc(design.X, y, estimator=design.estimator, folds=folds, permutations=permutations, n_boot=n_boot, seed=seed)
+        report = None if progress is None else (lambda d, t, _n=name: progress(d, t, f"statistics: {_n} group, label permutations"))
+        cv = stats.cv_auc(design.X, y, estimator=design.estimator, folds=folds, permutations=permutations, n_boot=n_boot, seed=seed,
+                          progress=report)
         s = cv.scores
         scores[name] = s
         auc[name] = cv.auc

@@ -95,6 +95,25 @@ def min_suspects_from(n: ArrayLike, p_median: ArrayLike, alpha: float) -> int | 
     return int(n[first])
 
 
+NEEDED_ALL = "against all held-out non-members"
+NEEDED_EQUAL = "with as many non-members as suspects (the audio-generative DI paper's convention)"
+
+
+def suspects_needed(result: Any) -> list[tuple[str, str]]:
+    """The two "suspects needed" numbers of a DI result, each with what it is measured
+    against, in the words every surface uses (the page's tile, the CLI, the report): the
+    curve against all held-out non-members, and with as many non-members as suspects (absent
+    from runs made before it existed)."""
+
+    def n(v: Any) -> str:
+        return "not reached" if v is None else str(v)
+
+    out = [(n(result.get("min_suspects")), NEEDED_ALL)]
+    if "min_suspects_equal" in result:
+        out.append((n(result.get("min_suspects_equal")), NEEDED_EQUAL))
+    return out
+
+
 def allocate(n: int, group_sizes: ArrayLike) -> NDArray[np.int64]:
     """Split n draws across groups in proportion to their sizes (largest remainder)."""
     m = np.asarray(group_sizes, dtype=np.int64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -255,6 +255,7 @@ def run_mia(
     grouping: str = "group",
     permutations: PermutationConfig = PermutationConfig(),
     signed: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MIAResult:
     """Single-indicator AUCs and the cross-validated aggregate over an indicator table.
 
@@ -272,6 +273,7 @@ def run_mia(
         interval (``n_perm=0``: fixed-score bootstrap only).
     signed : constrain the aggregate's weights to the registered directions (see
         :func:`mia_classifier`); False lets it read an indicator against its direction.
+    progress : ``(permutations refitted, planned)``, as :func:`core.stats.cv.cv_auc` reports it.
 
     Returns
     -------
@@ -321,7 +323,8 @@ def run_mia(
         warnings.append(f"{n_folds}-fold cross-validation: the smaller class has {n_folds} clips")
     folds = make_folds(y, groups=groups, grouping=grouping, n_splits=n_splits, seed=seed)
     warnings.extend(folds.notes)
-    cv = cv_auc(X[:, usable], y, estimator=mia_classifier(signed=signed), folds=folds, permutations=permutations, n_boot=n_boot, seed=seed)
+    cv = cv_auc(X[:, usable], y, estimator=mia_classifier(signed=signed), folds=folds, permutations=permutations, n_boot=n_boot, seed=seed,
+                progress=progress)
     oof = cv.scores
     agg_auc = cv.auc
     curves[AGGREGATE] = roc(y, oof)

@@ -164,7 +164,7 @@ def audit_blind(
 
     groups, grouping = clip_grouping(clips, config.grouping)
     res = run_blind(tables, clips["y"].to_numpy(), n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot,
-                    groups=groups, grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm))
+                    groups=groups, grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), progress=progress)
     out = res.to_dict()
     hashes = clips["clip_hash"].tolist()
     out["scores"] = dict(zip(hashes, out["scores"]))

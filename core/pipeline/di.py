@@ -182,7 +182,10 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
     except (TypeError, ValueError):
         return None
     settings = settings or Settings.from_env(ws.root)
-    cache, cfg_key = EvidenceCache(ws.cache_dir), cfg.evidence_config().cache_key()
+    # the key the run's evidence was cached under (a run made before evidence keys were
+    # recorded: the full config's key, which every earlier version wrote)
+    cache = EvidenceCache(ws.cache_dir)
+    cfg_key = mia_run["provenance"].get("evidence_key") or cfg.evidence_config().cache_key()
 
     def evidence_of(model_fp: str, keys: list[str], key_cfg: dict) -> list | None:
         evidence = [cache.get(model_fp, evidence_key(model_fp, k, key_cfg, settings.analysis_sr)) for k in keys]
@@ -197,12 +200,13 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
     from core.pipeline.mia import ScoredText, target_texts_of
 
     ref_fps = mia_run["provenance"].get("reference_fingerprints") or {}
-    keys, ref_cfg = clip_order, cfg_key
+    ref_keys = mia_run["provenance"].get("reference_evidence_keys") or {}
+    keys, ref_cfg = clip_order, cfg.evidence_config().cache_key()
     texts = target_texts_of(mia_run["target"], cfg, target_evidence)
     if texts is not None:  # the references scored the target's own output (see reference_indicators)
         scored = ScoredText(tuple(texts.items()), ())
-        keys, ref_cfg = [scored.key(h) for h in clip_order], dict(cfg_key, mode="given", variant=scored.name)
-    refs = [evidence_of(ref_fps[spec], keys, ref_cfg) if spec in ref_fps else None for spec in cfg.references]
+        keys, ref_cfg = [scored.key(h) for h in clip_order], dict(ref_cfg, mode="given", variant=scored.name)
+    refs = [evidence_of(ref_fps[spec], keys, ref_keys.get(spec) or ref_cfg) if spec in ref_fps else None for spec in cfg.references]
     if any(r is None for r in refs):
         return None
     ref_tables = [indicator_table(r).set_axis(pd.Index(clip_order, name="clip_hash")) for r in refs if r is not None]

@@ -34,7 +34,7 @@ def audit_disentangle(
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
     from core.mia.calibration import split_columns
-    from core.pipeline.mia import reference_indicators, target_texts_of
+    from core.pipeline.mia import reference_indicators, statistics_progress, target_texts_of
     from core.pipeline.common import check_labels, clip_grouping
     from core.targets.registry import target_family
     from core.stats import PermutationConfig
@@ -71,7 +71,11 @@ def audit_disentangle(
         for r in range(min(fam.realizations, config.max_realizations)):
             step = plan.index((cond, r))
 
-            def prog(done: int, total: int, msg: str, _s=step, _label=f"{cond} #{r + 1}") -> None:
+            n_real = min(fam.realizations, config.max_realizations)
+            label = (f"evidence: condition {cond}" + (f", realization {r + 1} of {n_real}" if n_real > 1 else "")
+                     + f" (pass {step + 1} of {len(plan)}: every clip once per condition and realization)")
+
+            def prog(done: int, total: int, msg: str, _s=step, _label=label) -> None:
                 if progress:
                     progress(_s * total + done, len(plan) * total, _label)
 
@@ -123,10 +127,11 @@ def audit_disentangle(
             conditions[cond] = {"skipped": f"only {int(keep.sum())} consistent resynthesized clips left", "consistency": consistency}
             continue
         # the same inference as the MIA run: grouped folds, permutation p-value, signed weights
-        def aggregate(t: pd.DataFrame, _keep=keep) -> dict:
+        def aggregate(t: pd.DataFrame, _keep=keep, _cond=cond) -> dict:
             return run_mia(t[_keep].reset_index(drop=True), y[_keep], n_splits=config.mia.n_splits, seed=config.mia.seed,
                            n_boot=config.mia.n_boot, groups=None if groups is None else [g for g, k in zip(groups, _keep) if k],
-                           grouping=grouping, permutations=PermutationConfig(n_perm=config.mia.n_perm), signed=config.mia.signed).to_dict()
+                           grouping=grouping, permutations=PermutationConfig(n_perm=config.mia.n_perm), signed=config.mia.signed,
+                           progress=statistics_progress(progress, f"condition {_cond}, ")).to_dict()
 
         uncalibrated, calibrated = split_columns(table)
         d = aggregate(calibrated if calibrated.shape[1] else uncalibrated)

@@ -198,6 +198,7 @@ def extract_evidence(
     computed, failed clips ``[{"clip_hash", "path", "reason"}]``).
     """
     from core.runtime.cache import EvidenceCache, cached_evidence
+    from core.targets.base import evidence_reads
 
     settings = settings or Settings.from_env(ws.root)
     clips = ws.analysis_clips(dataset) if clips is None else clips
@@ -205,14 +206,12 @@ def extract_evidence(
     check_access(target_spec, ev_cfg.access)
     sr = settings.analysis_sr
     keys = clips["clip_hash"].tolist()
-    cfg_key = ev_cfg.cache_key()
     if variant is not None:
         keys = [variant.key(h) for h in keys]
-        cfg_key = dict(cfg_key, variant=variant.name)
     report = (lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None
     failures: dict[int, str] = {}
     if settings.executor == "ray":
-        evidence, fp, computed = _extract_on_ray(ws, dataset, clips, keys, cfg_key, target_spec, config, ev_cfg, settings,
+        evidence, fp, computed = _extract_on_ray(ws, dataset, clips, keys, target_spec, config, ev_cfg, settings,
                                                  variant=variant, progress=report, cancelled=cancelled, failures=failures,
                                                  info=info)
     elif settings.executor != "local":
@@ -239,11 +238,24 @@ def extract_evidence(
             return out
 
         fp = target.fingerprint
+        cfg_key, legacy = evidence_identity(ev_cfg, evidence_reads(target, ev_cfg.access), variant)
+        if info is not None:
+            info["evidence_key"] = cfg_key
         evidence, computed = cached_evidence(
             EvidenceCache(ws.cache_dir), fp, keys, cfg_key, sr, compute,
-            batch_size=config.batch_size, progress=report, cancelled=cancelled, failures=failures,
+            batch_size=config.batch_size, progress=report, cancelled=cancelled, failures=failures, legacy=legacy,
         )
     return _split_failures(clips, evidence, fp, computed, failures)
+
+
+def evidence_identity(ev_cfg, reads: tuple[str, ...], variant=None) -> tuple[dict, list[dict]]:
+    """The evidence cache key of a run (``ev_cfg`` restricted to the settings the target
+    ``reads``, plus the variant's name) and the keys earlier versions wrote for the same
+    evidence (:meth:`EvidenceConfig.legacy_keys`): the one owner of evidence identity."""
+    key, legacy = ev_cfg.cache_key(reads), ev_cfg.legacy_keys(reads)
+    if variant is not None:
+        key, legacy = dict(key, variant=variant.name), [dict(k, variant=variant.name) for k in legacy]
+    return key, legacy
 
 
 def _reason_tally(reasons: list[str]) -> str:
@@ -267,7 +279,7 @@ def _split_failures(clips: pd.DataFrame, evidence: list, fp: str, computed: int,
     return clips.iloc[keep].reset_index(drop=True), [evidence[i] for i in keep], fp, computed, failed
 
 
-def _extract_on_ray(ws: Workspace, dataset: str, clips: pd.DataFrame, keys: list[str], cfg_key: dict, target_spec: str,
+def _extract_on_ray(ws: Workspace, dataset: str, clips: pd.DataFrame, keys: list[str], target_spec: str,
                     config, ev_cfg, settings: Settings, *, variant, progress, cancelled, failures: dict[int, str],
                     info: dict | None = None):
     """:func:`extract_evidence` with the model work on Ray actors (``core.runtime.ray_exec``).
@@ -297,6 +309,9 @@ def _extract_on_ray(ws: Workspace, dataset: str, clips: pd.DataFrame, keys: list
         language = ex.ask(actors[0], "language")
         if language is not None and info is not None:
             info["language"] = language
+        cfg_key, legacy = evidence_identity(ev_cfg, tuple(ex.ask(actors[0], "evidence_reads")), variant)
+        if info is not None:
+            info["evidence_key"] = cfg_key
 
         def run(batches: list[list[int]]):
             more = ex.actors(len(batches) - 1, EvidenceWorker, have=len(actors), **start) if len(batches) > 1 else []
@@ -308,7 +323,7 @@ def _extract_on_ray(ws: Workspace, dataset: str, clips: pd.DataFrame, keys: list
 
         evidence, computed = cached_evidence(
             EvidenceCache(ws.cache_dir), fp, keys, cfg_key, settings.analysis_sr, None,
-            batch_size=config.batch_size, progress=progress, cancelled=cancelled, run=run, failures=failures,
+            batch_size=config.batch_size, progress=progress, cancelled=cancelled, run=run, failures=failures, legacy=legacy,
         )
     finally:
         ex.stop(actors)
@@ -342,6 +357,12 @@ class EvidenceWorker:
 
     def fingerprint(self) -> str:
         return self.target.fingerprint
+
+    def evidence_reads(self) -> tuple[str, ...]:
+        """The settings the loaded target's evidence depends on (its cache identity)."""
+        from core.targets.base import evidence_reads
+
+        return evidence_reads(self.target, self.ev_config.access)
 
     def language(self) -> dict | None:
         """The language a multilingual speech target decodes in (None: no languages)."""

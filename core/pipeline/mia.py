@@ -41,6 +41,15 @@ def check_given_mode(ws: Workspace, dataset: str, mode: str) -> None:
                          f"{shown}; add transcripts (metadata.csv text column or .txt sidecars) or use mode 'generated'")
 
 
+def statistics_progress(progress: Progress | None, what: str = ""):
+    """A statistics phase's ``(done, planned)`` reported as ``statistics: <what>label
+    permutations done/planned`` through a run's progress (None without one): the phase
+    after the evidence, which can take longer, is never silent."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(done, total, f"statistics: {what}label permutations (each refits every fold)")
+
+
 def transcript_check(target_spec: str, config: MIAConfig, clips: pd.DataFrame, evidence: list, language: dict | None):
     """:func:`core.data.transcripts.transcript_check_of` of an audio-language target's own
     transcriptions (``generated`` mode or the outputs level), else None."""
@@ -86,13 +95,14 @@ def audit_mia(
     y = clips["y"].to_numpy()
     groups, grouping = clip_grouping(clips, config.grouping)
 
-    def aggregate(t: pd.DataFrame):
+    def aggregate(t: pd.DataFrame, what: str = ""):
         return run_mia(t, y, n_splits=config.n_splits, seed=config.seed, n_boot=config.n_boot, groups=groups,
-                       grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), signed=config.signed)
+                       grouping=grouping, permutations=PermutationConfig(n_perm=config.n_perm), signed=config.signed,
+                       progress=statistics_progress(progress, what))
 
-    res = uncal = aggregate(table)
+    res = uncal = aggregate(table, "uncalibrated " if ref is not None else "")
     if ref is not None:
-        res = aggregate(ref.calibrated)
+        res = aggregate(ref.calibrated, "calibrated ")
         table = pd.concat([table, ref.calibrated], axis=1)
     out = res.to_dict()
     if ref is not None:
@@ -136,8 +146,10 @@ def audit_mia(
                 warnings.append(caveat)
     out["warnings"] = warnings
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.seed, seconds=time.perf_counter() - t0)
+    prov["evidence_key"] = ev_info["evidence_key"]  # what DI reads the evidence back under
     if ref is not None:
         prov["reference_fingerprints"] = dict(ref.fingerprints)
+        prov["reference_evidence_keys"] = dict(ref.evidence_keys)
     run_id = ws.save_run("mia", dataset=dataset, target=target_spec, config=config.to_dict(), result=stored_result(out),
                          provenance=prov, refs=refs, tables=mia_tables(out))
     return run_id, out
@@ -171,6 +183,7 @@ class ReferenceIndicators:
     fingerprints: dict[str, str]
     computed: int = 0
     failed: list[dict] = field(default_factory=list)
+    evidence_keys: dict[str, dict] = field(default_factory=dict)
 
     def describe(self) -> dict:
         from core.mia.calibration import calibration_of_table
@@ -247,9 +260,12 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     tables: list[pd.DataFrame] = []
     computed, failed = 0, []
     keep = set(clips["clip_hash"])
+    ev_keys: dict[str, dict] = {}
     for spec in config.references:
+        info: dict = {}
         rc, rev, rfp, n, bad = extract_evidence(ws, dataset, spec, ref_config, settings=settings, clips=ref_clips,
-                                                variant=ref_variant, progress=progress, cancelled=cancelled)
+                                                variant=ref_variant, progress=progress, cancelled=cancelled, info=info)
+        ev_keys[spec] = info["evidence_key"]
         if rfp == target_fingerprint:
             raise ValueError(f"reference {spec} is the audited model itself (same fingerprint {rfp[:12]})")
         fps[spec] = rfp
@@ -261,7 +277,7 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     order = kept["clip_hash"].tolist()
     names = resolve_calibrations(config.calibrations, len(tables))
     calibrated = calibrated_table(target_table.loc[order], [t.loc[order] for t in tables], names=names)
-    return ReferenceIndicators(kept, calibrated, fps, computed, failed)
+    return ReferenceIndicators(kept, calibrated, fps, computed, failed, ev_keys)
 
 
 def target_texts_of(target_spec: str, config: MIAConfig, evidence: list) -> dict[str, str] | None:

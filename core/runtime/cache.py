@@ -77,6 +77,7 @@ def cached_evidence(
     cancelled: Callable[[], bool] = lambda: False,
     run: Callable[[list[list[int]]], Iterator[tuple[list[int], list[ClipEvidence]]]] | None = None,
     failures: dict[int, str] | None = None,
+    legacy: Sequence[dict] = (),
 ) -> tuple[list[ClipEvidence], int]:
     """Evidence for every clip: cache hits read, misses computed in batches and saved
     after each batch. ``compute(indices)`` returns evidence for those clip indices.
@@ -89,11 +90,20 @@ def cached_evidence(
     the reason that clip could not be scored. It is recorded in ``failures`` under the
     clip's index, nothing is cached for it, and the returned list holds None there.
 
+    ``legacy``: configs under which earlier versions keyed the same evidence; a clip missing
+    under ``config`` but found under one of them is copied to ``config``'s key, not computed.
+
     Returns the evidence in input order and the number of clips computed (misses).
     Raises ``InterruptedError`` when ``cancelled()`` turns true between batches.
     """
     keys = [evidence_key(fingerprint, h, config, analysis_sr) for h in clip_hashes]
     out: list[ClipEvidence | None] = [cache.get(fingerprint, k) for k in keys]
+    for old in legacy:
+        for i in [i for i, e in enumerate(out) if e is None]:
+            ev = cache.get(fingerprint, evidence_key(fingerprint, clip_hashes[i], old, analysis_sr))
+            if ev is not None:
+                cache.put(fingerprint, keys[i], ev)
+                out[i] = ev
     misses = [i for i, e in enumerate(out) if e is None]
     done = len(keys) - len(misses)
     if progress:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -440,6 +440,7 @@ def cv_auc(
     permutations: PermutationConfig = PermutationConfig(),
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CVAUC:
     """Cross-validated AUC of ``estimator`` with a permutation p-value and an interval that
     includes the refits (see the module docstring for the method).
@@ -453,6 +454,8 @@ def cv_auc(
     permutations : permutation settings; ``n_perm=0`` gives the bootstrap interval only.
     n_boot : resamples of the fixed-score bootstrap.
     seed : seed of the permutations and the bootstrap.
+    progress : called with (permutations refitted, permutations planned) before the first
+        chunk and after each; an early stop ends at fewer than planned.
     """
     y = np.asarray(y).astype(np.int64).ravel()
     designs = _FoldDesigns(X, folds, estimator)
@@ -465,12 +468,16 @@ def cv_auc(
     rng = np.random.default_rng([seed, 7919])
     null: list[NDArray[np.float64]] = []
     done = exceed = 0
+    if progress is not None:
+        progress(0, permutations.n_perm)
     while done < permutations.n_perm:
         k = min(permutations.chunk, permutations.n_perm - done)
         Yp = permuted_labels(y, block, k, rng)
         aucs = row_aucs(Yp, designs.scores(Yp))
         null.append(aucs)
         done += k
+        if progress is not None:
+            progress(done, permutations.n_perm)
         exceed += int((aucs >= a - 1e-12).sum())
         if done >= permutations.min_perm and exceed >= permutations.stop_after:
             break

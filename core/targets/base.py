@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
@@ -60,22 +61,67 @@ class EvidenceConfig(Config):
     gen_steps: int = 25
     clap_model: str = ""
 
-    def cache_key(self) -> dict:
-        """The evidence cache's key for this config. A white-box config keys as it did before
-        the outputs level existed (its outputs settings are left out), so cached evidence
-        stays valid; an outputs config keys on its outputs settings only, with
-        :data:`OUTPUTS_VERSION` (what is fixed in code: perturbation strengths, the samplers'
-        guidance and temperature, the similarity metrics)."""
+    def cache_key(self, reads: Sequence[str] | None = None) -> dict:
+        """The evidence cache's key for this config.
+
+        ``reads`` (from :func:`evidence_reads`): the settings the target's evidence depends
+        on at this access level. Only those key the evidence, so a setting the model never
+        reads (the folds' seed for a Whisper model, the text mode for MusicGen) never runs
+        it again. Without ``reads``, the key every earlier version wrote (:meth:`legacy_keys`
+        reads those): a white-box config's settings without the outputs ones; an outputs
+        config's outputs settings and seed. An outputs key carries :data:`OUTPUTS_VERSION`
+        (what is fixed in code: perturbation strengths, the samplers' guidance and
+        temperature, the similarity metrics).
+        """
         d = self.to_dict()
+        if reads is not None:
+            key = {k: d[k] for k in sorted(set(reads) | {"access"}) if k in d} | {"identity": EVIDENCE_IDENTITY}
+            return key | ({"outputs_version": OUTPUTS_VERSION} if self.access == "outputs" else {})
         if self.access == "white-box":
             return {k: v for k, v in d.items() if k not in OUTPUT_SETTINGS}
         return {k: v for k, v in d.items() if k in OUTPUT_SETTINGS or k == "seed"} | {"outputs_version": OUTPUTS_VERSION}
 
+    def legacy_keys(self, reads: Sequence[str]) -> list[dict]:
+        """Keys under which earlier versions may have cached the same evidence: the full key
+        of this config, and of this config with every setting the target does not read at
+        its default (what most earlier runs used). A hit under one is copied to
+        :meth:`cache_key` ``(reads)``, so existing caches stay valid."""
+        unread = {k: v for k, v in EvidenceConfig().to_dict().items() if k not in set(reads) | {"access"}}
+        keys = [self.cache_key(), dataclasses.replace(self, **unread).cache_key()]
+        return [k for i, k in enumerate(keys) if k not in keys[:i]]
+
 
 OUTPUT_SETTINGS = ("access", "n_perturb", "n_generations", "gen_steps", "clap_model")
+WHITE_BOX_SETTINGS = ("mode", "infill_m", "timesteps", "n_noise", "seed")
+EVIDENCE_IDENTITY = 2
+"""Version of the evidence keys built from what a target reads (:func:`evidence_reads`)."""
 OUTPUTS_VERSION = 1
 """Version of the outputs evidence's fixed parts (perturbations, sampler defaults, similarity
 metrics): raise it when one changes, so no cached outputs evidence is read as the new kind."""
+
+
+OUTPUT_READS: dict[str, tuple[str, ...]] = {
+    "audio-language": ("n_perturb", "seed"),
+    "autoregressive": ("n_generations", "clap_model", "seed"),
+    "diffusion": ("n_generations", "gen_steps", "clap_model", "seed"),
+}
+"""What the outputs evidence of each family depends on: an audio-language model's
+transcriptions of seeded perturbations; a text-to-audio model's seeded generations (a
+diffusion model's with its sampling steps) and their CLAP similarity."""
+
+
+def evidence_reads(target, access: str) -> tuple[str, ...]:
+    """The :class:`EvidenceConfig` settings ``target``'s evidence depends on at ``access``.
+
+    White-box: the target's ``evidence_reads`` (its class declares it: a speech model reads
+    the text mode, a diffusion model its timesteps, noise draws and seed), else every
+    white-box setting (a target that declares nothing is keyed on all of them). Outputs:
+    :data:`OUTPUT_READS` of its family.
+    """
+    if access == "outputs":
+        return OUTPUT_READS.get(getattr(target, "family", ""), tuple(k for k in OUTPUT_SETTINGS if k != "access") + ("seed",))
+    reads = getattr(target, "evidence_reads", None)
+    return tuple(reads) if reads is not None else WHITE_BOX_SETTINGS
 
 
 def check_text_mode(config: EvidenceConfig, clips: Sequence[ClipInput]) -> None:

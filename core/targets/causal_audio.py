@@ -131,6 +131,8 @@ class CausalAudioTarget:
     """
 
     family: Family = "autoregressive"
+    evidence_reads = ("infill_m",)
+    """The evidence depends on the Infilling Score setting alone (never a mode or a seed)."""
 
     def __init__(
         self,

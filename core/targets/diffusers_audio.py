@@ -301,6 +301,8 @@ class DiffusersAudioTarget:
     """
 
     family: Family = "diffusion"
+    evidence_reads = ("timesteps", "n_noise", "seed")
+    """The evidence depends on the timesteps, the noise draws and their seed (never a text mode)."""
 
     def __init__(self, spec: str, pipe, front_end: AudioFrontEnd, fingerprint: str, *,
                  device: torch.device, dtype: torch.dtype, batch_size: int = 4) -> None:

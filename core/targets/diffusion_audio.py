@@ -163,6 +163,8 @@ class MelDiffusionTarget:
     """
 
     family: Family = "diffusion"
+    evidence_reads = ("timesteps", "n_noise", "seed")
+    """The evidence depends on the timesteps, the noise draws and their seed (never a text mode)."""
 
     def __init__(
         self,

@@ -146,6 +146,12 @@ class TwoStageTarget:
         extra = {"adapter": self.adapter, "version": self.version, "dtype": dtype_name(self.dtype)}
         self.fingerprint = fingerprint(self._weight_files(), {**extra, **self._evidence_options()})
 
+    @property
+    def evidence_reads(self) -> tuple[str, ...]:
+        """The :class:`EvidenceConfig` settings the evidence depends on (its cache identity):
+        the text mode where it applies, and ``infill_m`` (its note); never a seed."""
+        return ("mode", "infill_m") if self.text_modes else ("infill_m",)
+
     # ------------------------------------------------------------------ hooks
     def _evidence_options(self) -> dict[str, Any]:
         """Loader options, beyond the dtype, that change the evidence."""

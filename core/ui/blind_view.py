@@ -55,9 +55,12 @@ def headline(result: dict) -> None:
     if per_group:
         top = max(per_group.values())
         best = [g for g, a in per_group.items() if a >= top - 0.005]
-        c[1].metric("Most revealing group", best[0], help="The feature group whose model alone separates the split best.")
-        tied = f" · tied with {', '.join(best[1:])}" if len(best) > 1 else ""
-        c[1].caption(f"AUC {top:.3f} {_ci(result['auc_ci'][best[0]])}{tied}")
+        # a tie is said as one; the group of the giveaway named above comes first
+        lead = ((result.get("top_features") or [{}])[0]).get("group")
+        best.sort(key=lambda g: g != lead)
+        c[1].metric("Most revealing group" if len(best) == 1 else "Most revealing groups (tied)", " = ".join(best),
+                    help="The feature group whose model alone separates the split best; groups within 0.005 AUC of it tie.")
+        c[1].caption(f"AUC {top:.3f} {_ci(result['auc_ci'][best[0]])}" + (" each, within 0.005" if len(best) > 1 else ""))
     c[2].metric("Clips", f"{result['n_members']} P / {result['n_nonmembers']} U")
     cfg = result.get("config", {})
     inf = (result.get("inference") or {}).get(ALL, {})

@@ -75,11 +75,16 @@ def dataset_picker(ws: Workspace, *, key: str = "dataset", label: str = "Dataset
     current = st.session_state.get("_dataset")
     if current is None and st.query_params.get("dataset") in names:
         current = st.query_params["dataset"]  # a reload, a bookmark or a shared link
+    # a dataset still being ingested stays the choice: it is selected once it is ready
+    pending = current if current is not None and current not in names and current in df["name"].tolist() else None
     if current in names:
         st.session_state[key] = current  # the dataset chosen on another page, or just ingested
     elif st.session_state.get(key) not in names:
         st.session_state[key] = names[0]
     name = st.selectbox(label, names, key=key, on_change=lambda: st.session_state.update(_dataset=st.session_state[key]))
+    if pending is not None and st.session_state.get("_dataset") == pending:
+        st.caption(f"{pending!r} is being ingested: it is shown here once it is ready.")
+        return name
     st.session_state["_dataset"] = name
     st.query_params["dataset"] = name  # the choice lives in the URL
     return name
@@ -154,6 +159,25 @@ def failed_clips(result: dict) -> None:
     with st.expander(f"⚠ {len(failed)} clip(s) could not be scored and are left out of this run", expanded=False):
         cols = [c for c in ("path", "clip_hash", "condition", "reason") if any(c in f for f in failed)]
         st.dataframe(pd.DataFrame(failed)[cols], hide_index=True, width="stretch")
+
+
+def blind_verdict_line(ws: Workspace, run: dict) -> None:
+    """The verdict of the blind baseline a run was compared with (its ``refs``, never a newer
+    one), linked to the Blind Baseline page; when none was run, say so and where to run it."""
+    from urllib.parse import quote
+
+    from core.mia.links import blind_link
+
+    link = blind_link(ws, run)
+    page = f"[Blind Baseline](/Blind_Baseline?dataset={quote(str(run['dataset']))})"
+    if link.ref.status == "deleted":
+        st.warning(link.describe() + ".")
+    elif link.verdict is not None:
+        newer = f" (a newer blind run `{link.ref.newer}` exists)" if link.ref.newer else ""
+        st.caption(f"Blind baseline checked ({page}): run `{link.run_id}`{newer} · {link.verdict.level}: {link.verdict.sentence}")
+    else:
+        st.caption(f"No blind baseline had been run on this dataset when this run was made: run one on the {page} page to "
+                   "know whether members and non-members differ without the model, which would inflate this result.")
 
 
 def inference_caption(inf: dict, cfg: dict) -> str:

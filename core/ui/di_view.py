@@ -35,8 +35,8 @@ def upstream_notice(ws, run: dict) -> None:
     """The runs this DI run used (its ``refs``): say so when the MIA run it read is deleted
     or is no longer the one a new run would read, and show the verdict of the blind run it
     was checked against (never a newer one)."""
-    from core.mia.links import blind_link
     from core.pipeline.di import latest_mia
+    from core.ui.common import blind_verdict_line
 
     ref = ws.run_ref(run, "mia")
     mode = run["result"].get("mia_mode", run["config"].get("mia_mode", "generated"))
@@ -48,18 +48,19 @@ def upstream_notice(ws, run: dict) -> None:
         st.warning("The dataset changed since the MIA run this result reads: press **Run dataset inference** to redo both.")
     elif current["id"] != ref.run_id:
         st.info(f"A newer MIA run (`{current['id']}`) exists: press **Run dataset inference** to read it.")
-    link = blind_link(ws, run)
-    if link.ref.status == "deleted":
-        st.warning(link.describe() + ".")
-    elif link.verdict is not None:
-        newer = f" (a newer blind run `{link.ref.newer}` exists)" if link.ref.newer else ""
-        st.caption(f"Blind baseline checked: run `{link.run_id}`{newer} · {link.verdict.level}: {link.verdict.sentence}")
+    blind_verdict_line(ws, run)
 
 
 def verdict(result: dict) -> None:
-    """The outcome in one sentence (red: evidence of use; green: none), then every caveat."""
+    """The outcome in one sentence, in the verdict's own style (blue: evidence of use; green:
+    none; the report's too: red is for errors), then every caveat."""
+    import html
+
+    from core.viz.theme import verdict_style
+
     text = result.get("headline") or result["verdict"]
-    (st.error if result["rejected"] else st.success)(text)
+    st.markdown(f'<div class="di-verdict" style="{verdict_style(bool(result["rejected"]))}">{html.escape(text)}</div>',
+                unsafe_allow_html=True)
     for w in result.get("warnings", []):
         st.warning(w)
     with st.expander("Full verdict with its caveats (for a report)"):
@@ -70,12 +71,14 @@ def metrics(result: dict) -> None:
     c = st.columns(4)
     c[0].metric("p-value", format_p(result["p_value"]), help="One-sided Welch t-test, H1: the suspects score higher than the non-members.")
     c[0].caption(f"t = {result['t_statistic']:.2f}, df = {result['df']:.0f}, α = {result['alpha']:g}")
-    ms = result.get("min_suspects")
-    c[1].metric("Suspects needed", "not reached" if ms is None else str(ms), help="Smallest number of tested suspects from which the median p-value stays below α.")
-    me = result.get("min_suspects_equal")
-    equal = "" if "min_suspects_equal" not in result else (
-        f" · {me if me is not None else 'not reached'} with as many non-members as suspects (the audio-generative DI paper's convention)")
-    c[1].caption(f"{result['n_tested_suspects']} suspects tested vs {result['n_tested_nonmembers']} non-members{equal}")
+    from core.di.curve import suspects_needed
+
+    needed = suspects_needed(result)  # both numbers, each named: they answer two questions
+    c[1].metric("Suspects needed", " · ".join(v for v, _ in needed),
+                help="Smallest number of tested suspects from which the median p-value stays below α: against all held-out "
+                     "non-members, then with as many non-members as suspects.")
+    c[1].caption("; ".join(f"{v} {what}" for v, what in needed)
+                 + f" ({result['n_tested_suspects']} suspects tested vs {result['n_tested_nonmembers']} non-members)")
     rate = result.get("null_rejection_rate")
     c[2].metric("Null rejection rate", "not run" if rate is None else f"{rate:.1%}", help="Share of non-member-only runs the test rejected; it should be about α.")
     if result.get("null_ci"):

@@ -18,10 +18,10 @@ def _slug(name: str) -> str:
 def show_figure(fig: go.Figure, *, key: str, caption: str = "", name: str | None = None) -> None:
     """Draw a plotly figure, its one-line caption, and PNG/SVG/PDF/HTML downloads."""
     st.plotly_chart(fig, width="stretch", key=key)
-    cols = st.columns([4, 1])
     if caption:
-        cols[0].caption(caption)
-    with cols[1].popover("Export", icon=":material/download:", help="Export this figure (PNG, SVG, PDF, HTML)", type="tertiary", width="content"):
+        st.caption(caption)
+    # its own line, as wide as its label: a figure in a narrow column never squeezes it to "E…"
+    with st.popover("Export", icon=":material/download:", help="Export this figure (PNG, SVG, PDF, HTML)", type="tertiary", width="content"):
         ok, why = image_export_available()
         stem = _slug(name or key)
         for fmt in FIGURE_FORMATS:

@@ -44,7 +44,7 @@ def run_targets(ws: Workspace, dataset: str | None) -> list[str]:
     if not dataset:
         return []
     df = ws.runs(dataset=dataset)
-    df = df[df["target"].notna()].sort_values("created", ascending=False)
+    df = df[df["target"].fillna("").astype(str).str.strip() != ""].sort_values("created", ascending=False)
     return list(dict.fromkeys(df["target"].tolist()))
 
 

@@ -16,6 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from core import __version__
 from core.config import ACCESS_LEVELS, at_access, decoding_text
+from core.di.curve import suspects_needed
 from core.di.scorers import split_grouping
 from core.mia.links import BlindLink, blind_link
 from core.runtime.store import Workspace
@@ -23,6 +24,7 @@ from core.viz import blind as vblind
 from core.viz import di as vdi
 from core.viz import disentangle as vdis
 from core.viz import mia as vmia
+from core.viz.theme import verdict_style
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45;padding:0 1em}
@@ -262,16 +264,14 @@ def _ref_row(ws: Workspace, run: dict, stage: str) -> tuple[str, object]:
 
 def _di_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
-    cls = "bad" if r.get("rejected") else "ok"
-    out = f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2><div class=\"{cls}\">{_esc(r['verdict'])}</div>"
+    out = (f"<h2>3 · Dataset inference — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2>"
+           f"<div class=\"verdict\" style=\"{verdict_style(bool(r.get('rejected')))}\">{_esc(r['verdict'])}</div>")
     out += _table([
         ("scorer", r["scorer"]),
         _access_row(run),
         ("fit/test split", split_grouping(r["scorer"], r.get("grouping")) if "grouping" in r else "clip by clip (older run: grouping not recorded)"),
         ("p-value (Welch, one-sided)", f"{r['p_value']:.3g}"), ("alpha", r["alpha"]),
-        ("suspects needed (median p < alpha), against all held-out non-members", r.get("min_suspects") or "not reached"),
-        ("suspects needed, as many non-members as suspects (audio-generative DI paper's convention)",
-         (r.get("min_suspects_equal") or "not reached") if "min_suspects_equal" in r else "not computed (older run)"),
+        *((f"suspects needed (median p < alpha), {what}", v) for v, what in suspects_needed(r)),
         ("null check: rejection rate on non-members only", f"{r['null_rejection_rate']:.1%}" if r.get("null_rejection_rate") is not None else "n/a"),
         _ref_row(ws, run, "mia"),
         ("indicators", f"recomputed from the {r['indicator_source']}" if r.get("indicator_source") == "evidence cache"

@@ -10,6 +10,19 @@ LABEL_NAMES = {"member": "members (P)", "nonmember": "non-members (U)"}
 SEQUENCE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 TEMPLATE = "plotly_white"
 
+VERDICT_STYLES = {
+    "found": ("#e7f1f8", "#0072B2"),  # evidence of use: the finding the audit looks for, in blue
+    "none": ("#eef7f1", "#009E73"),  # no evidence of use
+}
+"""Background and border colour of a dataset-inference verdict, the same on the pages and in
+the report; red stays for errors."""
+
+
+def verdict_style(rejected: bool) -> str:
+    """The inline CSS of a verdict box (``rejected``: evidence that the set was used)."""
+    bg, border = VERDICT_STYLES["found" if rejected else "none"]
+    return f"background:{bg};border-left:4px solid {border};padding:.6em .9em;margin:.5em 0;border-radius:.3em"
+
 
 def style(fig, *, title: str | None = None, height: int = 360):
     """Apply the shared layout to a plotly figure (returns it)."""

@@ -1,0 +1,98 @@
+"""Evidence identity: a target's evidence is cached under the settings it reads, and only
+those. For every target family and access level, changing a setting the family does not read
+(the folds' seed of a speech model, the text mode of a sound model, the MIA's folds,
+bootstrap and permutations) computes nothing; changing one it reads computes again. Keys
+written before evidence identity existed are still read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from core.evidence import ClipEvidence, TokenStats
+from core.pipeline import MIAConfig, audit_mia
+from core.runtime.cache import EvidenceCache, cached_evidence
+from core.targets.base import OUTPUT_READS, WHITE_BOX_SETTINGS, EvidenceConfig, evidence_reads
+from tests.conftest import demo_workspace
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+PER_LABEL = 3
+FAST = dict(n_boot=20, n_perm=0, n_splits=2, n_generations=1, gen_steps=3, n_perturb=1, n_noise=1, timesteps=(100, 400))
+
+# (target, dataset, access, a setting it does not read, one it reads)
+CASES = [
+    ("zoo:lalm-small", "demo-speech", "white-box", {"seed": 7, "n_noise": 2, "timesteps": (50,)}, {"mode": "given"}),
+    ("zoo:lalm-small", "demo-speech", "outputs", {"infill_m": 1, "n_generations": 2, "gen_steps": 5}, {"n_perturb": 2}),
+    ("zoo:ar-small", "demo-sounds", "white-box", {"seed": 7, "mode": "given", "n_noise": 2}, {"infill_m": 1}),
+    ("zoo:ar-small", "demo-sounds", "outputs", {"n_perturb": 3, "gen_steps": 5, "n_noise": 2}, {"n_generations": 2}),
+    ("zoo:diffusion-small", "demo-sounds", "white-box", {"mode": "given", "infill_m": 1}, {"seed": 7}),
+    ("zoo:diffusion-small", "demo-sounds", "outputs", {"n_perturb": 3, "infill_m": 1, "n_noise": 2}, {"gen_steps": 4}),
+]
+
+
+@pytest.mark.parametrize("target, dataset, access, unread, read", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
+def test_only_what_a_family_reads_runs_its_model_again(tmp_path, target, dataset, access, unread, read):
+    ws, name = demo_workspace(tmp_path, PER_LABEL, dataset), "speech"
+    base = MIAConfig(access=access, **FAST)
+    _, first = audit_mia(ws, name, target, base)
+    assert first["computed"] == 2 * PER_LABEL
+    # the statistics' settings and the settings this family does not read: all from the cache
+    for change in ({"n_splits": 3, "n_boot": 30, "signed": False}, unread):
+        _, again = audit_mia(ws, name, target, dataclasses.replace(base, **change))
+        assert again["computed"] == 0, change
+    _, other = audit_mia(ws, name, target, dataclasses.replace(base, **read))
+    assert other["computed"] == 2 * PER_LABEL, read
+    run = ws.load_run(ws.latest_run("mia", name, target)["id"])
+    assert set(run["provenance"]["evidence_key"]) - {"identity", "outputs_version", "access"} == set(
+        OUTPUT_READS[first_family(target)] if access == "outputs" else READS[target])
+
+
+READS = {"zoo:lalm-small": ("mode", "infill_m"), "zoo:ar-small": ("infill_m",), "zoo:diffusion-small": ("timesteps", "n_noise", "seed")}
+
+
+def first_family(spec: str) -> str:
+    from core.targets.registry import target_family
+
+    return target_family(spec)
+
+
+def test_dataset_inference_reads_the_evidence_its_mia_run_recorded(tmp_path):
+    from core.pipeline.di import DIRunConfig, audit_di
+
+    ws, name = demo_workspace(tmp_path, 8), "speech"
+    audit_mia(ws, name, "zoo:lalm-small", MIAConfig(seed=3, **FAST))
+    _, di = audit_di(ws, name, "zoo:lalm-small", DIRunConfig(seed=3, n_resamples=10, null_resamples=10))
+    assert di["indicator_source"] == "evidence cache"
+
+
+def test_a_key_an_earlier_version_wrote_is_read_and_copied(tmp_path):
+    cache = EvidenceCache(tmp_path)
+    cfg = EvidenceConfig(seed=5)
+    reads = ("mode", "infill_m")
+    stats = {k: np.array([-0.5, -1.0]) for k in ("logprob", "entropy", "top1", "top2", "mean_logp", "std_logp", "renyi_05", "renyi_2", "renyi_inf")}
+    ev = ClipEvidence(clip_hash="a" * 64, tokens=TokenStats(token_ids=np.array([1, 2]), **stats), text="x")
+    cached_evidence(cache, "fp", ["a" * 64], cfg.cache_key(), 16000, lambda idx: [ev])  # as written before
+    got, computed = cached_evidence(cache, "fp", ["a" * 64], cfg.cache_key(reads), 16000, None, legacy=cfg.legacy_keys(reads))
+    assert computed == 0 and got[0].text == "x"
+    got, computed = cached_evidence(cache, "fp", ["a" * 64], cfg.cache_key(reads), 16000, None)  # copied under the new key
+    assert computed == 0 and got[0].text == "x"
+    # a run at another seed finds it too: earlier runs used the defaults of what is not read
+    default_run = EvidenceConfig()
+    cached_evidence(cache, "fp2", ["a" * 64], default_run.cache_key(), 16000, lambda idx: [ev])
+    other = EvidenceConfig(seed=9)
+    _, computed = cached_evidence(cache, "fp2", ["a" * 64], other.cache_key(reads), 16000, None, legacy=other.legacy_keys(reads))
+    assert computed == 0
+
+
+def test_reads_are_declared_by_the_family_and_default_to_everything():
+    class Undeclared:
+        family = "audio-language"
+
+    assert evidence_reads(Undeclared(), "white-box") == WHITE_BOX_SETTINGS
+    assert evidence_reads(Undeclared(), "outputs") == OUTPUT_READS["audio-language"]
+    key = EvidenceConfig(seed=4).cache_key(("mode",))
+    assert key == {"access": "white-box", "mode": "generated", "identity": 2}
+    assert EvidenceConfig(access="outputs").cache_key(("n_perturb", "seed"))["outputs_version"] >= 1
