@@ -125,8 +125,8 @@ def test_mia_page_quotes_the_blind_verdict_its_run_was_compared_with(env):
     at.run()
     assert any(c.value.startswith("No blind baseline had been run on this dataset") and "(/Blind_Baseline?dataset=demo-speech)" in c.value
                for c in at.caption)
-    blind_id, _ = audit_blind(ws, "demo-speech", BlindRunConfig(groups=("metadata",), n_boot=50, n_perm=20))
-    run_id, _ = audit_mia(ws, "demo-speech", "zoo:lalm-small", MIAConfig(n_boot=50, n_perm=20, batch_size=16))
+    blind_id, _ = audit_blind(ws, "demo-speech", BlindRunConfig(groups=("metadata",), n_boot=20, n_perm=0, n_splits=3))
+    run_id, _ = audit_mia(ws, "demo-speech", "zoo:lalm-small", MIAConfig(n_boot=20, n_perm=0, n_splits=3, batch_size=16))
     at.run()
     verdict = ws.load_run(blind_id)["result"]["verdict"]["all"]
     line = next(c.value for c in at.caption if c.value.startswith("Blind baseline checked"))
