@@ -51,6 +51,14 @@ def test_real_tiny_en_transcribes_espeak_speech(folder):
     swapped = target.evidence(other, EvidenceConfig(mode="given"), batch_size=5)
     gaps = [float(a.tokens.logprob.mean() - b.tokens.logprob.mean()) for a, b in zip(own, swapped)]
     assert min(gaps) > 1.0, gaps
+    # a given transcript is encoded as the model's own hypothesis begins (leading space):
+    # scoring a hypothesis's text in given mode scores its tokens (the canonical encoding can
+    # differ only where the model chose another split of a word, e.g. "Ġst"+"ump")
+    assert target.leading_space
+    hyps = [ClipInput(c.clip_hash, c.audio, ev.text, c.sr) for c, ev in zip(clips, evidence)]
+    again = [a.tokens.token_ids.tolist() for a in target.evidence(hyps, EvidenceConfig(mode="given"), batch_size=5)]
+    own = [e.tokens.token_ids.tolist() for e in evidence]
+    assert all(a[0] == o[0] for a, o in zip(again, own)) and sum(a == o for a, o in zip(again, own)) >= 3, (again, own)
     # the task prefix is not scored; every hypothesis ends on end-of-text
     for ev in evidence:
         assert ev.tokens.token_ids[-1] == target.eos_id and target.tokenizer.convert_tokens_to_ids("<|notimestamps|>") not in ev.tokens.token_ids

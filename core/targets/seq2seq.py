@@ -109,6 +109,11 @@ class Seq2SeqTarget(TwoStageTarget):
         self.max_new_tokens = int(max_new_tokens or max(1, self.max_target_positions - 8))
         self.sampling_rate = int(self.feature_extractor.sampling_rate)
         self.window_samples = int(getattr(self.feature_extractor, "n_samples", 0)) or None
+        # A byte-level BPE (Whisper's) writes a word's leading space into its token ("Ġthe"),
+        # and Whisper's own hypotheses begin with one; a given transcript is encoded the same
+        # way, so its first word is the token the model would emit, not a rarer space-less one.
+        first = self.tokenizer.convert_ids_to_tokens(self.tokenizer(" the", add_special_tokens=False).input_ids[:1])
+        self.leading_space = bool(first) and str(first[0]).startswith("\u0120")
         self._identify()
 
     def _load_parts(self) -> tuple[Any, Any, Any]:
@@ -123,8 +128,10 @@ class Seq2SeqTarget(TwoStageTarget):
 
     def _evidence_options(self) -> dict[str, Any]:
         # generation settings (the language and task included) change what ``generated``
-        # mode decodes: part of the identity
-        return {"max_new_tokens": self.max_new_tokens, "generate_kwargs": self._generation_kwargs()}
+        # mode decodes: part of the identity; so does the leading space of a given transcript
+        # (named only where it applies, so other models keep their fingerprints)
+        return {"max_new_tokens": self.max_new_tokens, "generate_kwargs": self._generation_kwargs()} | (
+            {"given_leading_space": True} if self.leading_space else {})
 
     # ------------------------------------------------------------------ language
     def _init_language(self, language: str | None, task: str) -> None:
@@ -269,6 +276,8 @@ class Seq2SeqTarget(TwoStageTarget):
     def _text_labels(self, text: str, notes: list[str]) -> list[int]:
         """Token ids to score for a given transcript: its encoding without the decoder
         start token, always ending in end-of-text."""
+        if self.leading_space:
+            text = " " + text.lstrip()  # as the model's own hypotheses begin (see __init__)
         if self.multilingual:
             # the prefix a forced-language decode starts with, so the transcript is scored
             # in the same context as a generated hypothesis (unscored: special tokens)
