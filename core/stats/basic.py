@@ -79,12 +79,21 @@ def auc_ci(
 @dataclass(frozen=True)
 class TprAtFpr:
     """TPR at a target FPR, with the FPR actually achieved; ``tpr`` is None when the
-    target is below 1/n_negatives and so cannot be measured."""
+    target is below 1/n_negatives and so cannot be measured.
+
+    ``tpr_ci`` is the exact (Clopper-Pearson) 95% interval of the TPR given the threshold:
+    with 100 members a measured 7% could be anything from 3% to 14%. ``n_false_positives``
+    says how many non-members the threshold admits: at 1% FPR with 100 non-members it rests
+    on a single clip.
+    """
 
     target_fpr: float
     tpr: float | None
     achieved_fpr: float | None
     n_negatives: int
+    n_positives: int = 0
+    tpr_ci: tuple[float, float] | None = None
+    n_false_positives: int | None = None
 
     @property
     def measurable(self) -> bool:
@@ -96,7 +105,10 @@ class TprAtFpr:
                 f"TPR@{self.target_fpr:.1%}FPR not measurable with {self.n_negatives} "
                 f"non-members (needs at least {int(np.ceil(1 / self.target_fpr))})"
             )
-        return f"TPR {self.tpr:.1%} at FPR {self.achieved_fpr:.2%} (target {self.target_fpr:.1%})"
+        ci = "" if self.tpr_ci is None else f" [{self.tpr_ci[0]:.1%}, {self.tpr_ci[1]:.1%}]"
+        rests = "" if self.n_false_positives is None else (
+            f"; the threshold admits {self.n_false_positives} of {self.n_negatives} non-members")
+        return f"TPR {self.tpr:.1%}{ci} at FPR {self.achieved_fpr:.2%} (target {self.target_fpr:.1%}{rests})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,19 +116,37 @@ class TprAtFpr:
             "tpr": self.tpr,
             "achieved_fpr": self.achieved_fpr,
             "n_negatives": self.n_negatives,
+            "n_positives": self.n_positives,
+            "tpr_ci": None if self.tpr_ci is None else list(self.tpr_ci),
+            "n_false_positives": self.n_false_positives,
         }
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of a proportion ``k / n`` (Clopper and Pearson 1934): the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of Beta(k, n - k + 1) and
+    Beta(k + 1, n - k), with 0 and 1 at the ends."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        raise ValueError("n must be positive")
+    a = (1.0 - level) / 2.0
+    lo = 0.0 if k <= 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k >= n else float(beta.ppf(1.0 - a, k + 1, n - k))
+    return lo, hi
 
 
 def tpr_at_fpr(y: ArrayLike, s: ArrayLike, target_fpr: float) -> TprAtFpr:
     """TPR at the largest ROC operating point whose FPR is at most ``target_fpr``."""
     y, s = _check_binary(y, s)
-    n0 = int((y == 0).sum())
+    n0, n1 = int((y == 0).sum()), int((y == 1).sum())
     if target_fpr < 1.0 / n0:
-        return TprAtFpr(target_fpr, None, None, n0)
+        return TprAtFpr(target_fpr, None, None, n0, n1)
     fpr, tpr, _ = roc_curve(y, s)
     ok = np.flatnonzero(fpr <= target_fpr + 1e-12)
     i = ok[-1]
-    return TprAtFpr(target_fpr, float(tpr[i]), float(fpr[i]), n0)
+    tp, fp = int(round(float(tpr[i]) * n1)), int(round(float(fpr[i]) * n0))
+    return TprAtFpr(target_fpr, float(tpr[i]), float(fpr[i]), n0, n1, clopper_pearson(tp, n1), fp)
 
 
 def roc(y: ArrayLike, s: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
