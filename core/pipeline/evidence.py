@@ -82,6 +82,24 @@ def check_access(target_spec: str, access: str) -> None:
                          f"run it with --access {levels[0]}")
 
 
+def _dataset_languages(ws: Workspace, dataset: str) -> dict:
+    """Clips per spoken language the dataset's manifests name (empty when none, or for a
+    dataset not in the workspace)."""
+    try:
+        return ws.dataset_meta(dataset).get("languages") or {}
+    except KeyError:
+        return {}
+
+
+def _language_sample(clips: pd.DataFrame) -> pd.DataFrame:
+    """The clips language identification is pooled over: up to ``DETECT_CLIPS`` spread over
+    the dataset in content-hash order (the same on every executor and every rerun)."""
+    from core.targets.language import spread
+
+    hashes = sorted(clips["clip_hash"])
+    return clips.set_index("clip_hash").loc[[hashes[i] for i in spread(len(hashes))]].reset_index()
+
+
 def choose_language(ws: Workspace, dataset: str, target, clips: pd.DataFrame, settings: Settings):
     """Set the language a multilingual speech target decodes ``dataset`` in, and return the
     :class:`~core.targets.language.LanguageChoice` (None for a target without languages).
@@ -97,30 +115,24 @@ def choose_language(ws: Workspace, dataset: str, target, clips: pd.DataFrame, se
     import json
 
     from core.runtime.store import atomic_write
-    from core.targets.language import LanguageChoice, dataset_language, spread
+    from core.targets.language import LanguageChoice, dataset_language
 
     multilingual = getattr(target, "multilingual", False)
     if not (multilingual or getattr(target, "language_hint", False)):
         return None
     if target.language_fixed:
         return target.language
-    try:
-        counts = ws.dataset_meta(dataset).get("languages") or {}
-    except KeyError:
-        counts = {}
-    choice = dataset_language(counts, target.language_options() if multilingual else None)
+    choice = dataset_language(_dataset_languages(ws, dataset), target.language_options() if multilingual else None)
     if choice is None and not multilingual:
         target.set_language(None)  # a hint only: the model (an endpoint, a chat model) detects it itself
         return None
     if choice is None:
-        hashes = sorted(clips["clip_hash"])
-        pick = [hashes[i] for i in spread(len(hashes))]
-        key = hashlib.sha256(json.dumps([target.model_fingerprint, pick]).encode()).hexdigest()[:32]
+        rows = _language_sample(clips)
+        key = hashlib.sha256(json.dumps([target.model_fingerprint, rows["clip_hash"].tolist()]).encode()).hexdigest()[:32]
         path = ws.cache_dir / "language" / f"{key}.json"
         if path.is_file():
             choice = LanguageChoice.from_dict(json.loads(path.read_text()))
         else:
-            rows = clips.set_index("clip_hash").loc[pick].reset_index()
             choice = target.detect_language(clip_inputs(stored_clips(ws, rows), settings.analysis_sr, settings.limits))
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, json.dumps(choice.to_dict()).encode())
@@ -291,18 +303,16 @@ def _extract_on_ray(ws: Workspace, dataset: str, clips: pd.DataFrame, keys: list
     from core.runtime.ray_exec import RayExecutor
     from core.evidence import ClipEvidence
 
-    from core.targets.language import dataset_language, spread
+    from core.targets.language import dataset_language
 
     ex = RayExecutor(address=settings.ray_address)
     # a multilingual model's language: the dataset's, else every actor detects it over the
     # same clips (the fingerprint, which holds the language, proves they agree)
-    chosen = dataset_language(ws.dataset_meta(dataset).get("languages") or {}) if dataset in ws.dataset_names() else None
-    hashes = sorted(clips["clip_hash"])
-    sample = clips.set_index("clip_hash").loc[[hashes[i] for i in spread(len(hashes))]].reset_index()
+    chosen = dataset_language(_dataset_languages(ws, dataset))
     start = dict(spec=target_spec, device=settings.device, options=config.loader_options(), ev_config=ev_cfg,
                  analysis_sr=settings.analysis_sr, limits=settings.limits, variant=variant,
                  batch_size=config.batch_size, language=chosen.to_dict() if chosen else None,
-                 language_items=None if chosen else stored_clips(ws, sample))
+                 language_items=None if chosen else stored_clips(ws, _language_sample(clips)))
     actors = ex.actors(1, EvidenceWorker, **start)
     try:
         fp = ex.fingerprint(actors)
