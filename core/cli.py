@@ -21,7 +21,7 @@ from core.config import default_of, field_types, is_options, user_settings
 from core.runtime.settings import Settings
 from core.config import decoding_text, language_text
 from core.runtime.store import Workspace
-from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig, family_of
+from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
 
 C = TypeVar("C")
 
@@ -209,7 +209,8 @@ def cmd_mia(args: argparse.Namespace) -> int:
     cfg = config_from_args(MIAConfig, args, target_options=_target_options(args))
     if args.trust_remote_code:
         _log("warning: --trust-remote-code runs Python code shipped in the checkpoint folder; the report records it")
-    run_id, res = audit_mia(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("mia"))
+    run_id, res = audit_mia(ws, args.dataset, _target(args), cfg, settings=settings, progress=_progress("mia"),
+                             targets=args.targets)
     keep = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "inference", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text",
             "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation",
             "blind_auc", "blind_verdict", "computed", "notes", "failed_clips", "uncalibrated", "calibration", "access",
@@ -219,7 +220,7 @@ def cmd_mia(args: argparse.Namespace) -> int:
     p = res.get("auc_p_value")
     text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}"
             + ("" if p is None else f", permutation p = {p:.2g}") + f"), {res['n_members']} members / {res['n_nonmembers']} non-members",
-            f"  access: {decoding_text(cfg.to_dict(), res, family_of(args.target))}",
+            f"  access: {decoding_text(cfg.to_dict(), res, _target(args).family)}",
             f"  folds: {_folds_text(res.get('inference'))}",
             *("  " + t for t in res["tpr_at_fpr_text"]),
             f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
@@ -295,7 +296,8 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
     cfg = config_from_args(DisentangleConfig, args, target_options=_target_options(args),
                            max_realizations=max(1, min(3, args.max_realizations)),
                            variant_options={c: o for c, o in variant_options.items() if o})
-    run_id, res = audit_disentangle(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("disentangle"))
+    run_id, res = audit_disentangle(ws, args.dataset, _target(args), cfg, settings=settings, progress=_progress("disentangle"),
+                                     targets=args.targets)
     out = {"run_id": run_id, "dataset": args.dataset, "target": args.target, "conditions": res["conditions"], "n": res["n"],
            "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()},
            **{k: res[k] for k in ("language", "transcript_check", "warnings") if k in res}}
@@ -315,7 +317,7 @@ def cmd_di(args: argparse.Namespace) -> int:
     settings, ws = _workspace(args)
     cfg = config_from_args(DIRunConfig, args)
     try:
-        run_id, r = audit_di(ws, args.dataset, args.target, cfg, settings=settings, progress=_progress("di"))
+        run_id, r = audit_di(ws, args.dataset, _target(args), cfg, settings=settings, progress=_progress("di"), targets=args.targets)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
@@ -325,7 +327,7 @@ def cmd_di(args: argparse.Namespace) -> int:
 
     needed = "  suspects needed: " + ", ".join(f"{v} {what}" for v, what in suspects_needed(r))
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
-          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, family_of(args.target))})")
+          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, _target(args).family)})")
     return 0
 
 
@@ -425,7 +427,7 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
     from core.pipeline.evidence import get_target
     from core.targets.http_serve import TranscriptionServer
 
-    target = get_target(args.target, Settings.from_env(args.workspace).device, dict(_target_options(args)))
+    target = get_target(_target(args), Settings.from_env(args.workspace).device, dict(_target_options(args)))
     server = TranscriptionServer(target, host=args.host, port=args.port, drop=args.drop, seed=args.seed,
                                  api_key=os.environ.get("OVERHEARD_API_KEY", "") if args.require_key else "")
     import threading
@@ -699,17 +701,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _precheck(args: argparse.Namespace) -> None:
-    """Refuse an unknown dataset or target before the heavy libraries are imported, so a
-    misspelled name answers in well under a second."""
-    from core.runtime.settings import check_target_spec
-
+    """Refuse an unknown dataset or target before any model runs. The target and its
+    references are resolved here, once (``args.targets``): the commands pass the refs down."""
     if hasattr(args, "ray_address"):  # option combinations first: they need no workspace
         _executor_settings(args, Settings.from_env(args.workspace))
     if getattr(args, "dataset", None):
         Workspace(Settings.from_env(args.workspace).workspace).dataset_id(args.dataset)
-    for spec in [getattr(args, "target", None), *(getattr(args, "references", None) or [])]:
-        if spec:
-            check_target_spec(spec)
+    specs = [s for s in [getattr(args, "target", None), *(getattr(args, "references", None) or [])] if s]
+    if specs:
+        from core.targets import Resolved
+
+        args.targets = Resolved()
+        for spec in specs:
+            args.targets.ref(spec)
+
+
+def _target(args: argparse.Namespace):
+    """The command's target as resolved by :func:`_precheck`."""
+    return args.targets.ref(args.target)
 
 
 def _write_traceback(args: argparse.Namespace) -> str:

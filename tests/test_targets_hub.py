@@ -13,7 +13,7 @@ import pytest
 
 import core.targets  # noqa: F401  (registers the loaders)
 from core.runtime.hub_cache import hub_cache_dir, is_hub_id, resolve_hub_id
-from core.runtime.settings import check_target_spec
+from core.targets import resolve_target
 from core.targets.base import ClipInput, EvidenceConfig
 from core.targets.registry import load_target, target_family
 from tests.test_targets_local import build_whisper
@@ -56,7 +56,7 @@ def test_cached_hub_id_loads_from_its_snapshot(env):
     folder = resolve_hub_id(spec)
     assert folder == env / "models--acme--whisper-nano" / "snapshots" / COMMIT
     assert resolve_hub_id(f"{spec}@{COMMIT}") == folder
-    check_target_spec(spec)
+    resolve_target(spec)
     assert target_family(spec) == "audio-language"
     t = load_target(spec, device="cpu")
     direct = load_target(str(folder), device="cpu")
@@ -67,7 +67,7 @@ def test_cached_hub_id_loads_from_its_snapshot(env):
 
 
 def test_uncached_hub_id_is_refused_naming_the_cache(env):
-    for call in (check_target_spec, lambda s: load_target(s, device="cpu"), target_family):
+    for call in (resolve_target, lambda s: load_target(s, device="cpu"), target_family):
         with pytest.raises((ValueError, FileNotFoundError)) as exc:
             call("acme/not-downloaded")
         assert str(env) in str(exc.value) and "models--acme--not-downloaded" in str(exc.value)
@@ -81,4 +81,4 @@ def test_a_snapshot_whose_ref_points_nowhere_is_refused(env, tmp_path, monkeypat
     shutil.rmtree(cache / "models--acme--whisper-nano" / "snapshots" / COMMIT)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     with pytest.raises(ValueError, match="not revision 'main'"):
-        check_target_spec("acme/whisper-nano")
+        resolve_target("acme/whisper-nano")

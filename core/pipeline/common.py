@@ -15,6 +15,7 @@ from core import __version__
 from core.data.ingest import IngestReport, clips_fingerprint, ingest_path
 from core.runtime.settings import GROUPINGS
 from core.runtime.store import Workspace
+from core.targets.registry import Resolved  # noqa: F401  (re-exported: the pipeline's runs take one)
 from core.targets.zoo.registry import assets_dir
 
 DEMO_DATASETS = ("demo-speech", "demo-speech-shifted", "demo-sounds")

@@ -202,7 +202,10 @@ def cached_indicators(ws: Workspace, mia_run: dict, clip_order: list[str], *, se
     ref_fps = mia_run["provenance"].get("reference_fingerprints") or {}
     ref_keys = mia_run["provenance"].get("reference_evidence_keys") or {}
     keys, ref_cfg = clip_order, cfg.evidence_config().cache_key()
-    texts = target_texts_of(mia_run["target"], cfg, target_evidence)
+    from core.targets.registry import family_of
+
+    family = mia_run["provenance"].get("target_family") or family_of(mia_run["target"])  # recorded since target refs
+    texts = target_texts_of(family, cfg, target_evidence)
     if texts is not None:  # the references scored the target's own output (see reference_indicators)
         scored = ScoredText(tuple(texts.items()), ())
         keys, ref_cfg = [scored.key(h) for h in clip_order], dict(ref_cfg, mode="given", variant=scored.name)
@@ -409,12 +412,13 @@ def _mia_run_for(ws: Workspace, dataset: str, target: str, config: "DIRunConfig"
 def audit_di(
     ws: Workspace,
     dataset: str,
-    target: str,
+    target,
     config: DIRunConfig = DIRunConfig(),
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
+    targets=None,
 ) -> tuple[str, dict]:
     """Dataset inference of ``target`` on ``dataset``; stores and returns the run.
 
@@ -426,6 +430,7 @@ def audit_di(
     from core.di import dataset_inference, pvalue_curve
 
     t0 = time.perf_counter()
+    target_ref, target = target, getattr(target, "spec", target)  # a spec or its TargetRef; runs are found by spec
     mia_run = _mia_run_for(ws, dataset, target, config)
     if mia_run is None:
         from core.pipeline.common import check_labels
@@ -433,9 +438,9 @@ def audit_di(
         check_labels(ws, dataset)
         from core.pipeline.mia import MIAConfig, audit_mia
 
-        mia_id, _ = audit_mia(ws, dataset, target, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references,
+        mia_id, _ = audit_mia(ws, dataset, target_ref, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references,
                                                               access=config.mia_access),
-                              settings=settings, progress=progress, cancelled=cancelled)
+                              settings=settings, progress=progress, cancelled=cancelled, targets=targets)
         mia_run = ws.load_run(mia_id)
     step = lambda i, msg: progress(i, 4, msg) if progress else None  # noqa: E731
     if cancelled():

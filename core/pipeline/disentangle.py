@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from core.pipeline.common import Cancelled, Progress, provenance
+from core.pipeline.common import Cancelled, Progress, Resolved, provenance
 from core.pipeline.evidence import extract_evidence, failed_clips_warning
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
@@ -22,24 +22,27 @@ from core.stages import DEFAULT_CONDITIONS, DisentangleConfig, MIAConfig  # noqa
 def audit_disentangle(
     ws: Workspace,
     dataset: str,
-    target: str,
+    target,
     config: DisentangleConfig = DisentangleConfig(),
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
+    targets: Resolved | None = None,
 ) -> tuple[str, dict]:
-    """MIA AUC per condition; stores and returns the run."""
+    """MIA AUC per condition; stores and returns the run. ``target``: a spec or its
+    :class:`~core.targets.registry.TargetRef`; ``targets`` as in :func:`audit_mia`."""
     from core.disentangle import Variant, get_variant
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
     from core.mia.calibration import split_columns
     from core.pipeline.mia import reference_indicators, statistics_progress, target_texts_of
     from core.pipeline.common import check_labels, clip_grouping
-    from core.targets.registry import target_family
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
+    targets = targets if targets is not None else Resolved()
+    target = targets.ref(target)
     settings = settings or Settings.from_env(ws.root)
     check_labels(ws, dataset)
     clips = ws.analysis_clips(dataset)
@@ -52,7 +55,7 @@ def audit_disentangle(
     resolved = {c: Variant.of(families[c], 0, config.variant_options.get(c)).options for c in config.conditions}
     missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
     # The audited model's own transcription checks resynthesized speech, when it transcribes.
-    transcribes = config.mia.mode == "generated" and target_family(target) == "audio-language"
+    transcribes = config.mia.mode == "generated" and target.family == "audio-language"
     clap = _clap(config.clap_model, settings) if config.clap_model and any(f.check == "caption" for f in families.values()) else None
     conditions: dict[str, dict] = {}
     failed_clips: dict[str, dict] = {}  # clip hash -> why it could not be scored (first condition it failed in)
@@ -92,7 +95,8 @@ def audit_disentangle(
             table = indicator_table(evidence)
             # the references hear the same variant audio (variants are deterministic per clip and realization)
             ref = reference_indicators(ws, dataset, scored_clips, table, fp, config.mia, settings=settings, variant=variant,
-                                       progress=prog, cancelled=cancelled, target_texts=target_texts_of(target, config.mia, evidence))
+                                       progress=prog, cancelled=cancelled, target_texts=target_texts_of(target.family, config.mia, evidence),
+                                       targets=targets)
             if ref is not None:
                 for f in ref.failed:
                     failed_clips.setdefault(f["clip_hash"], dict(f, condition=cond))
@@ -180,7 +184,7 @@ def audit_disentangle(
     order = out["clip_order"]
     decoded_table = pd.DataFrame({c: [d.get(h) for h in order] for c, d in decoded.items()}, index=pd.Index(order, name="clip_hash"), dtype=object)
     stored = {k: v for k, v in out.items() if k not in ("decoded", "clip_order")}  # per clip: in the run's "decoded" table
-    run_id = ws.save_run("disentangle", dataset=dataset, target=target, config=config.to_dict(), result=stored, provenance=prov,
+    run_id = ws.save_run("disentangle", dataset=dataset, target=target.spec, config=config.to_dict(), result=stored, provenance=prov,
                          refs=refs, tables={"decoded": decoded_table})
     return run_id, out
 

@@ -20,9 +20,10 @@ from core.runtime.settings import Limits, Settings
 from core.runtime.store import Workspace
 
 
-def get_target(spec: str, device: str | None = None, options: dict | None = None):
+def get_target(spec, device: str | None = None, options: dict | None = None):
     """Load a target once per process (the worker and the CLI reuse it across calls).
 
+    ``spec``: a spec string or its :class:`~core.targets.registry.TargetRef`.
     ``options`` are passed to the target's loader (e.g. ``prompt``, ``batch_size``,
     ``trust_remote_code``); they are part of the reuse key. The pool keeps one target
     resident: loading another unloads the previous one.
@@ -30,7 +31,7 @@ def get_target(spec: str, device: str | None = None, options: dict | None = None
     from core.targets import load_target
 
     options = dict(options or {})
-    return POOL.get("target", (spec, device, options_key(options)),
+    return POOL.get("target", (getattr(spec, "spec", spec), device, options_key(options)),
                     lambda: load_target(spec, device=None if device in (None, "auto") else device, **options))
 
 
@@ -66,7 +67,7 @@ def score_clips(target, items: list[tuple[str, bytes, str]], ev_cfg, *, sr: int,
     return target.evidence(xs, ev_cfg, batch_size=batch_size)
 
 
-def check_access(target_spec: str, access: str) -> None:
+def check_access(target_spec, access: str) -> None:
     """Refuse, before anything is loaded or sent, an access level the target does not offer.
 
     Raises
@@ -74,9 +75,9 @@ def check_access(target_spec: str, access: str) -> None:
     ValueError
         one line naming the levels it offers (a remote API: ``outputs`` only).
     """
-    from core.targets.registry import target_access
+    from core.targets import resolve_target
 
-    levels = target_access(target_spec)
+    levels = resolve_target(target_spec).access
     if access not in levels:
         raise ValueError(f"{target_spec} offers only the {' and '.join(levels)} access level(s), not {access}: "
                          f"run it with --access {levels[0]}")
@@ -209,55 +210,109 @@ def extract_evidence(
     Returns (clips table of the scored clips, their evidence, target fingerprint, number
     computed, failed clips ``[{"clip_hash", "path", "reason"}]``).
     """
-    from core.runtime.cache import EvidenceCache, cached_evidence
-    from core.targets.base import evidence_reads
+    from core.targets import resolve_target
 
     settings = settings or Settings.from_env(ws.root)
+    ref = resolve_target(target_spec)
     clips = ws.analysis_clips(dataset) if clips is None else clips
     ev_cfg = config.evidence_config()
-    check_access(target_spec, ev_cfg.access)
-    sr = settings.analysis_sr
+    check_access(ref, ev_cfg.access)
     keys = clips["clip_hash"].tolist()
     if variant is not None:
         keys = [variant.key(h) for h in keys]
-    report = (lambda d, t: progress(d, t, f"evidence {target_spec}")) if progress else None
+    report = (lambda d, t: progress(d, t, f"evidence {ref.spec}")) if progress else None
     failures: dict[int, str] = {}
     if settings.executor == "ray":
-        evidence, fp, computed = _extract_on_ray(ws, dataset, clips, keys, target_spec, config, ev_cfg, settings,
+        evidence, fp, computed = _extract_on_ray(ws, dataset, clips, keys, ref.spec, config, ev_cfg, settings,
                                                  variant=variant, progress=report, cancelled=cancelled, failures=failures,
                                                  info=info)
     elif settings.executor != "local":
         raise ValueError(f"unknown executor {settings.executor!r}; valid: local, ray")
     else:
-        target = get_target(target_spec, settings.device, config.loader_options())
-        choice = choose_language(ws, dataset, target, clips, settings)
-        if choice is not None and info is not None:
-            info["language"] = choice.to_dict()
-        if callable(getattr(target, "begin_run", None)):
-            target.begin_run()  # per-run state of a pooled target (an API target's request budget)
-        ok = [0]
+        from core.pipeline.target_memo import NeedsModel, StaleRecord, forget, known_target
 
-        def score(items: list[tuple[str, bytes, str]]):
-            return score_clips(target, items, ev_cfg, sr=sr, limits=settings.limits, variant=variant,
-                               batch_size=config.batch_size, on_inputs=on_inputs)
-
-        def compute(idx: list[int]):
-            out = score_isolated(stored_clips(ws, clips.iloc[idx]), score)
-            ok[0] += sum(not isinstance(e, str) for e in out)
-            bad = [e for e in out if isinstance(e, str)]
-            if bad and ok[0] == 0 and len(failures) + len(bad) >= min(MAX_FAILURES_BEFORE_ANY_SUCCESS, len(keys)):
-                raise EvidenceFailed(f"{target_spec}: every clip tried failed ({_reason_tally(list(failures.values()) + bad)})")
-            return out
-
-        fp = target.fingerprint
-        cfg_key, legacy = evidence_identity(ev_cfg, evidence_reads(target, ev_cfg.access), variant)
-        if info is not None:
-            info["evidence_key"] = cfg_key
-        evidence, computed = cached_evidence(
-            EvidenceCache(ws.cache_dir), fp, keys, cfg_key, sr, compute,
-            batch_size=config.batch_size, progress=report, cancelled=cancelled, failures=failures, legacy=legacy,
-        )
+        run = dict(ws=ws, dataset=dataset, ref=ref, config=config, ev_cfg=ev_cfg, settings=settings, clips=clips, keys=keys,
+                   variant=variant, progress=report, cancelled=cancelled, on_inputs=on_inputs, info=info, failures=failures)
+        options = config.loader_options()
+        known = known_target(ws, ref, settings.device, options)
+        try:
+            if known is None:
+                raise NeedsModel("no record")
+            evidence, fp, computed = _extract_local(known, **run)
+        except (NeedsModel, StaleRecord) as why:
+            if isinstance(why, StaleRecord):
+                forget(ws, ref, settings.device, options)
+            failures.clear()
+            evidence, fp, computed = _extract_local(get_target(ref, settings.device, options), **run)
     return _split_failures(clips, evidence, fp, computed, failures)
+
+
+def _extract_local(target, *, ws: Workspace, dataset: str, ref, config, ev_cfg, settings: Settings, clips: pd.DataFrame,
+                   keys: list[str], variant, progress, cancelled: Cancelled, on_inputs, info: dict | None,
+                   failures: dict[int, str]):
+    """:func:`extract_evidence` in this process. ``target`` is the loaded model, or a
+    :class:`~core.pipeline.target_memo.KnownTarget` standing in for it: the model is then
+    loaded only when a clip's evidence is missing, and must have the recorded fingerprint
+    (else :class:`~core.pipeline.target_memo.StaleRecord`). What a loaded model says about
+    itself is recorded for the next run."""
+    from core.pipeline.target_memo import NeedsModel, StaleRecord, remember
+    from core.runtime.cache import EvidenceCache, cached_evidence
+    from core.targets.base import evidence_reads
+
+    options = config.loader_options()
+    choice = choose_language(ws, dataset, target, clips, settings)
+    known = getattr(target, "known", False)
+    fp = target.fingerprint
+    if fp is None:
+        raise NeedsModel(f"{ref.spec}: no recorded fingerprint for this run's language")
+    reads = target.reads(ev_cfg.access) if known else evidence_reads(target, ev_cfg.access)
+    cfg_key, legacy = evidence_identity(ev_cfg, reads, variant)
+    model: list = [] if known else [target]
+
+    def loaded():
+        if not model:
+            real = get_target(ref, settings.device, options)
+            choose_language(ws, dataset, real, clips, settings)
+            if real.fingerprint != fp or evidence_reads(real, ev_cfg.access) != tuple(reads):
+                raise StaleRecord(f"{ref.spec}: the loaded model is not the recorded one")
+            model.append(real)
+            _remember(real)
+            if callable(getattr(real, "begin_run", None)):
+                real.begin_run()  # per-run state of a pooled target (an API target's request budget)
+        return model[0]
+
+    def _remember(real) -> None:
+        remember(ws, ref, settings.device, options, real,
+                 {a: list(evidence_reads(real, a)) for a in ref.access})
+
+    if not known:
+        _remember(target)
+        if callable(getattr(target, "begin_run", None)):
+            target.begin_run()
+    ok = [0]
+
+    def score(items: list[tuple[str, bytes, str]]):
+        return score_clips(loaded(), items, ev_cfg, sr=settings.analysis_sr, limits=settings.limits, variant=variant,
+                           batch_size=config.batch_size, on_inputs=on_inputs)
+
+    def compute(idx: list[int]):
+        loaded()  # a stale record stops the run here, before any clip is scored
+        out = score_isolated(stored_clips(ws, clips.iloc[idx]), score)
+        ok[0] += sum(not isinstance(e, str) for e in out)
+        bad = [e for e in out if isinstance(e, str)]
+        if bad and ok[0] == 0 and len(failures) + len(bad) >= min(MAX_FAILURES_BEFORE_ANY_SUCCESS, len(keys)):
+            raise EvidenceFailed(f"{ref.spec}: every clip tried failed ({_reason_tally(list(failures.values()) + bad)})")
+        return out
+
+    evidence, computed = cached_evidence(
+        EvidenceCache(ws.cache_dir), fp, keys, cfg_key, settings.analysis_sr, compute,
+        batch_size=config.batch_size, progress=progress, cancelled=cancelled, failures=failures, legacy=legacy,
+    )
+    if info is not None:
+        info["evidence_key"] = cfg_key
+        if choice is not None:
+            info["language"] = choice.to_dict()
+    return evidence, fp, computed
 
 
 def evidence_identity(ev_cfg, reads: tuple[str, ...], variant=None) -> tuple[dict, list[dict]]:

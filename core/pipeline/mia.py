@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from core.pipeline.common import Cancelled, Progress, check_labels, clip_grouping, provenance
+from core.pipeline.common import Cancelled, Progress, Resolved, check_labels, clip_grouping, provenance
 from core.pipeline.evidence import extract_evidence, failed_clips_warning
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
 from core.stages import MIAConfig
+
+if TYPE_CHECKING:
+    from core.targets.registry import TargetRef
 
 
 
@@ -50,13 +53,12 @@ def statistics_progress(progress: Progress | None, what: str = ""):
     return lambda done, total: progress(done, total, f"statistics: {what}label permutations (each refits every fold)")
 
 
-def transcript_check(target_spec: str, config: MIAConfig, clips: pd.DataFrame, evidence: list, language: dict | None):
+def transcript_check(target: TargetRef, config: MIAConfig, clips: pd.DataFrame, evidence: list, language: dict | None):
     """:func:`core.data.transcripts.transcript_check_of` of an audio-language target's own
     transcriptions (``generated`` mode or the outputs level), else None."""
     from core.data.transcripts import transcript_check_of
-    from core.targets.registry import target_family
 
-    if target_family(target_spec) != "audio-language" or (config.access != "outputs" and config.mode != "generated"):
+    if target.family != "audio-language" or (config.access != "outputs" and config.mode != "generated"):
         return None
     decoded = {ev.clip_hash: ev.text or "" for ev in evidence}
     return transcript_check_of(decoded, clips, language=(language or {}).get("text", ""))
@@ -65,27 +67,33 @@ def transcript_check(target_spec: str, config: MIAConfig, clips: pd.DataFrame, e
 def audit_mia(
     ws: Workspace,
     dataset: str,
-    target_spec: str,
+    target_spec: str | TargetRef,
     config: MIAConfig = MIAConfig(),
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
+    targets: Resolved | None = None,
 ) -> tuple[str, dict]:
-    """Per-sample MIA of ``target_spec`` on ``dataset``; stores and returns the run."""
+    """Per-sample MIA of ``target_spec`` (a spec or its
+    :class:`~core.targets.registry.TargetRef`) on ``dataset``; stores and returns the run.
+    ``targets``: the specs (the references') already resolved at the edge; others are
+    resolved here, once each."""
     from core.mia.aggregate import indicator_table, run_mia
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
+    targets = targets if targets is not None else Resolved()
+    target = targets.ref(target_spec)
     check_given_mode(ws, dataset, config.mode)
     check_labels(ws, dataset)
     ev_info: dict = {}
-    clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target_spec, config, settings=settings, progress=progress,
+    clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target, config, settings=settings, progress=progress,
                                                              cancelled=cancelled, info=ev_info)
-    transcripts = transcript_check(target_spec, config, clips, evidence, ev_info.get("language"))
+    transcripts = transcript_check(target, config, clips, evidence, ev_info.get("language"))
     table = indicator_table(evidence)
     ref = reference_indicators(ws, dataset, clips, table, fp, config, settings=settings, progress=progress, cancelled=cancelled,
-                               target_texts=target_texts_of(target_spec, config, evidence))
+                               target_texts=target_texts_of(target.family, config, evidence), targets=targets)
     if ref is not None:
         kept = set(ref.clips["clip_hash"])
         clips, table = ref.clips, table.loc[ref.clips["clip_hash"].tolist()]
@@ -147,10 +155,11 @@ def audit_mia(
     out["warnings"] = warnings
     prov = provenance(ws, dataset, target_fingerprint=fp, seed=config.seed, seconds=time.perf_counter() - t0)
     prov["evidence_key"] = ev_info["evidence_key"]  # what DI reads the evidence back under
+    prov["target_family"] = target.family
     if ref is not None:
         prov["reference_fingerprints"] = dict(ref.fingerprints)
         prov["reference_evidence_keys"] = dict(ref.evidence_keys)
-    run_id = ws.save_run("mia", dataset=dataset, target=target_spec, config=config.to_dict(), result=stored_result(out),
+    run_id = ws.save_run("mia", dataset=dataset, target=target.spec, config=config.to_dict(), result=stored_result(out),
                          provenance=prov, refs=refs, tables=mia_tables(out))
     return run_id, out
 
@@ -223,7 +232,8 @@ class ScoredText:
 
 def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, target_table: pd.DataFrame, target_fingerprint: str,
                          config: MIAConfig, *, settings: Settings | None = None, variant=None, progress: Progress | None = None,
-                         cancelled: Cancelled = lambda: False, target_texts: dict[str, str] | None = None) -> ReferenceIndicators | None:
+                         cancelled: Cancelled = lambda: False, target_texts: dict[str, str] | None = None,
+                         targets: Resolved | None = None) -> ReferenceIndicators | None:
     """Evidence of every reference model in ``config.references`` for ``clips`` (through
     the same cache and loading rules as the target; ``variant`` as in
     :func:`extract_evidence`), and the target's indicators ``target_table`` calibrated
@@ -263,7 +273,7 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     ev_keys: dict[str, dict] = {}
     for spec in config.references:
         info: dict = {}
-        rc, rev, rfp, n, bad = extract_evidence(ws, dataset, spec, ref_config, settings=settings, clips=ref_clips,
+        rc, rev, rfp, n, bad = extract_evidence(ws, dataset, (targets if targets is not None else Resolved()).ref(spec), ref_config, settings=settings, clips=ref_clips,
                                                 variant=ref_variant, progress=progress, cancelled=cancelled, info=info)
         ev_keys[spec] = info["evidence_key"]
         if rfp == target_fingerprint:
@@ -280,14 +290,12 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     return ReferenceIndicators(kept, calibrated, fps, computed, failed, ev_keys)
 
 
-def target_texts_of(target_spec: str, config: MIAConfig, evidence: list) -> dict[str, str] | None:
-    """The texts an audio-language target produced in ``generated`` mode (what its
-    references must score), else None. At the outputs access level nothing is scored: each
-    reference returns its own answers, compared with the same transcripts."""
-    from core.targets.registry import target_family
-
+def target_texts_of(family: str | None, config: MIAConfig, evidence: list) -> dict[str, str] | None:
+    """The texts an audio-language target (of ``family``) produced in ``generated`` mode
+    (what its references must score), else None. At the outputs access level nothing is
+    scored: each reference returns its own answers, compared with the same transcripts."""
     if (config.access == "outputs" or config.mode != "generated" or not config.references
-            or target_family(target_spec) != "audio-language"):
+            or family != "audio-language"):
         return None
     return {ev.clip_hash: ev.text or "" for ev in evidence}
 

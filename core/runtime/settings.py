@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.config import Config
-from core.runtime.hub_cache import is_hub_id, resolve_hub_id
 
 
 ASSETS_ENV = "OVERHEARD_ASSETS"
@@ -51,38 +50,6 @@ def check_http_spec(spec: str) -> None:
         raise ValueError(f"target {spec!r} has a query or fragment; name the API base only, e.g. http://127.0.0.1:8000/v1")
     if parts.path.rstrip("/").endswith("/audio/transcriptions"):
         raise ValueError(f"target {spec!r} names the transcription path; name the API base (without /audio/transcriptions)")
-
-
-def check_target_spec(spec: str) -> None:
-    """Refuse a target that cannot exist, before any model library is imported: an unknown
-    ``zoo:`` name (listing the shipped ones), a path that is not there, a hub id
-    (``owner/name``) that is not in the Hugging Face cache (naming the cache folder), or a
-    URL that cannot be an API base (no host, credentials in it).
-
-    Raises
-    ------
-    ValueError
-    """
-    if spec.startswith("zoo:"):
-        zoo = assets_dir() / "zoo"
-        name = spec.split(":", 1)[1]
-        if not (zoo / name / "card.json").is_file():
-            have = sorted(p.parent.name for p in zoo.glob("*/card.json")) if zoo.is_dir() else []
-            raise ValueError(f"unknown zoo target {spec!r}; shipped: {', '.join('zoo:' + h for h in have) or 'none'}")
-        return
-    if is_http_spec(spec):
-        check_http_spec(spec)
-        return
-    if Path(spec).expanduser().exists():
-        return
-    if is_hub_id(spec):
-        try:
-            resolve_hub_id(spec)
-        except FileNotFoundError as exc:
-            raise ValueError(str(exc)) from None
-        return
-    raise ValueError(f"target {spec!r} is neither zoo:<name>, an existing checkpoint folder, a cached hub id (owner/name) "
-                     "nor an http(s):// API base")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Targets: adapters that turn clips into raw evidence (see ``core.targets.base``)."""
 
 from core.targets.base import ClipInput, EvidenceConfig, Target, TargetInfo
-from core.targets.registry import list_targets, load_target, register_loader
+from core.targets.registry import Resolved, TargetRef, list_targets, load_target, register_loader, resolve_target
 
-__all__ = ["ClipInput", "EvidenceConfig", "Target", "TargetInfo", "list_targets", "load_target", "register_loader"]
+__all__ = ["ClipInput", "EvidenceConfig", "Resolved", "Target", "TargetInfo", "TargetRef", "list_targets", "load_target", "register_loader",
+           "resolve_target"]
 
 from core.targets import zoo as _zoo  # noqa: E402,F401  (registers the zoo: loader)
 from core.targets import local as _local  # noqa: E402,F401  (registers local checkpoint folders)

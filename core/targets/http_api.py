@@ -246,7 +246,14 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-@register_loader("http", matches=is_http_spec, family=lambda spec: "audio-language", access=("outputs",))
+def _http_family(spec: str) -> str:
+    """An API base transcribes: an audio-language target (a URL that cannot be a base is
+    refused here, before anything is sent)."""
+    check_http_spec(spec)
+    return "audio-language"
+
+
+@register_loader("http", matches=is_http_spec, family=_http_family, access=("outputs",))
 def _load(spec: str, *, device: str | None = None, **options: Any) -> HttpTranscriber:
     """An ``http(s)://`` API base as an outputs-only transcription target (``device`` unused)."""
     return HttpTranscriber(spec, **options)

@@ -20,7 +20,7 @@ def hub_family(spec: str) -> Family:
     return local_family(str(resolve_hub_id(spec)))
 
 
-@register_loader("hub", matches=is_hub_id, family=hub_family)
+@register_loader("hub", matches=is_hub_id, family=hub_family, locate=resolve_hub_id)
 def load_hub(spec: str, *, device: str | None = None, **options: Any) -> Target:
     """Load the cached snapshot of the hub id ``spec`` as its matching adapter.
 

@@ -9,14 +9,13 @@ import streamlit as st
 
 import core.pipeline  # noqa: F401  (registers the job kinds the pages submit)
 from core.runtime import jobs
-from core.runtime.settings import check_target_spec
 from core.runtime.store import Workspace
 from core.ui.common import job_panel, settings
 
 
 def check_typed_target(spec: str, roots: tuple[Path, ...]) -> str:
     """A target typed in the dashboard, checked before any model library is imported:
-    what :func:`check_target_spec` accepts, and, for a local folder, only one under the
+    what :func:`core.targets.resolve_target` accepts, and, for a local folder, only one under the
     allowed ``roots`` (``OVERHEARD_ROOTS``, see SECURITY.md). Returns the spec to run
     (a folder as its resolved absolute path).
 
@@ -26,17 +25,20 @@ def check_typed_target(spec: str, roots: tuple[Path, ...]) -> str:
         with a one-line reason.
     """
     from core.data.paths import resolve_under_roots
+    from core.targets import resolve_target
 
     spec = spec.strip()
     if not spec:
         raise ValueError("type a local checkpoint folder or a hub id")
-    check_target_spec(spec)
     if spec.startswith("zoo:") or not Path(spec).expanduser().exists():
-        return spec  # a zoo name or a hub id: nothing on disk to fence
-    try:
-        return str(resolve_under_roots(Path(spec).expanduser().resolve(), roots))
+        resolve_target(spec)
+        return spec  # a zoo name, a hub id or an API base: nothing on disk to fence
+    try:  # the fence first: nothing outside the allowed folders is read
+        folder = str(resolve_under_roots(Path(spec).expanduser().resolve(), roots))
     except (PermissionError, FileNotFoundError) as exc:
         raise ValueError(str(exc)) from None
+    resolve_target(folder)
+    return folder
 
 
 def run_targets(ws: Workspace, dataset: str | None) -> list[str]:

@@ -31,16 +31,25 @@ def _listing() -> list[TargetInfo]:
     return out
 
 
+def _entry(spec: str):
+    """The zoo entry ``spec`` names, built (its card is in the assets folder)."""
+    name = spec.split(":", 1)[1]
+    if name not in ZOO:
+        shipped = [t.spec for t in _listing() if t.available]
+        raise ValueError(f"unknown zoo target {spec!r}; shipped: {', '.join(shipped) or 'none'}")
+    entry = get_zoo(name)
+    if not (zoo_dir() / entry.name / "card.json").exists():
+        raise FileNotFoundError(f"{spec} is not built yet (no {zoo_dir() / entry.name}/card.json); "
+                                f"run `overheard zoo build --name {entry.name}`")
+    return entry
+
+
 @register_loader("zoo", matches=lambda spec: spec.startswith("zoo:"), listing=_listing,
-                 family=lambda spec: get_zoo(spec.split(":", 1)[1]).family)
+                 family=lambda spec: _entry(spec).family, locate=lambda spec: zoo_dir() / _entry(spec).name)
 def load_zoo(spec: str, *, device: str | None = None, **options) -> Target:
     """A built-in reference model ``zoo:<name>``, built under the assets folder."""
-    entry = get_zoo(spec.split(":", 1)[1])
+    entry = _entry(spec)
     folder = zoo_dir() / entry.name
-    if not (folder / "card.json").exists():
-        raise FileNotFoundError(
-            f"{spec} is not built yet (no {folder}/card.json); run `overheard zoo build --name {entry.name}`"
-        )
     takes_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(entry.load).parameters.values())
     if options and not takes_options:
         raise ValueError(f"{spec} takes no --target-option (got {', '.join(sorted(options))}); its settings are fixed by its card")
