@@ -45,6 +45,7 @@ from core.targets.diffusers_audio import _KINDS as PIPELINE_CLASSES
 from core.targets.local import MODEL_TYPES
 from core.targets.registry import _LOADERS
 from core.targets.zoo.registry import ZOO
+from core.recipes.zoo import TRAINERS
 
 P = inspect.Parameter
 
@@ -70,8 +71,10 @@ CONTRACTS: dict[str, tuple[Registry, Callable[[Any], str], Callables]] = {
     "model type": (MODEL_TYPES, lambda e: inspect.getdoc(e.load) or "", lambda e: [("load", e.load, 3)]),
     # encode(pipe, captions, device)
     "diffusers pipeline class": (PIPELINE_CLASSES, lambda e: inspect.getdoc(e.encode) or "", lambda e: [("encode", e.encode, 3)]),
-    # train(out_dir, *, micro=False, progress=None); load(model_dir, *, device=None)
-    "zoo model": (ZOO, lambda e: e.description, lambda e: [("train", e.train, 1), ("load", e.load, 1)]),
+    # load(model_dir, *, device=None)
+    "zoo model": (ZOO, lambda e: e.description, lambda e: [("load", e.load, 1)]),
+    # train(out_dir, *, micro=False, progress=None)
+    "zoo trainer": (TRAINERS, lambda e: inspect.getdoc(e) or "", lambda e: [("train", e, 1)]),
     # fn(ws, params, ctx)
     "job kind": (JOB_KINDS, lambda e: inspect.getdoc(e) or "", lambda e: [("fn", e, 3)]),
     # detect(tree); read(tree)
@@ -249,7 +252,7 @@ def test_adapter_loads_with_a_fingerprint_that_follows_the_evidence(adapter: str
 @pytest.mark.parametrize("name", list(ZOO))
 def test_zoo_model_builds_and_loads_with_a_stable_fingerprint(name: str, tmp_path: Path, monkeypatch) -> None:
     entry = ZOO.get(name)
-    entry.train(tmp_path / "zoo" / name, micro=True)
+    TRAINERS.get(name)(tmp_path / "zoo" / name, micro=True)
     monkeypatch.setenv("OVERHEARD_ASSETS", str(tmp_path))
     spec = f"zoo:{name}"
     first = load_target(spec, device="cpu")
