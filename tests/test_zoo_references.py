@@ -48,6 +48,7 @@ def test_every_catalogued_model_has_one_trainer_and_every_trainer_a_catalogued_m
     assert list(TRAINERS) == list(ZOO)
     with pytest.raises(UnknownName, match="unknown zoo model 'lalm-tiny'; valid: ar-large"):
         trainer("lalm-tiny")
+    assert main(["zoo", "build", "--name", "lalm-tiny"]) == 2  # one line: unknown zoo model, the valid ones
 
 
 @pytest.mark.parametrize("name", REFERENCES)

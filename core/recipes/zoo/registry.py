@@ -32,5 +32,7 @@ def trainer(name: str) -> Callable[[Trainer], Trainer]:
 
 
 def get_trainer(name: str) -> Trainer:
-    """The trainer of zoo entry ``name``; an unknown name raises, listing the valid ones."""
+    """The trainer of zoo entry ``name``; a name the catalogue does not list raises, listing
+    the catalogue (the message ``overheard zoo build --name`` has always given)."""
+    ZOO.get(name)
     return TRAINERS.get(name)
