@@ -32,7 +32,7 @@ from core.mia.indicators import compute_indicators  # noqa: E402
 from core.runtime.cache import EvidenceCache, cached_evidence  # noqa: E402
 from core.targets.base import ClipInput, EvidenceConfig  # noqa: E402
 from core.targets.seq2seq import Seq2SeqTarget  # noqa: E402
-from core.targets.zoo.data import demo_clips  # noqa: E402
+from core.recipes.zoo.data import demo_clips  # noqa: E402
 from core.targets.zoo.registry import zoo_dir  # noqa: E402
 
 N_CLIPS = 32

@@ -15,8 +15,8 @@ import torch
 
 from core import stats
 from core.targets.base import EvidenceConfig
-from core.targets.zoo.ar import audited_clips
-from core.targets.zoo.diffusion import load
+from core.recipes.zoo.ar import audited_clips
+from core.targets.zoo.catalogue import load_diffusion as load
 
 torch.set_num_threads(1)
 model = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("assets/zoo/diffusion-small")

@@ -91,7 +91,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.action == "build-corpus":
-        from core.data.demo.corpus import build_corpus
+        from core.recipes.corpus.corpus import build_corpus
         from core.pipeline.common import demo_root
 
         out = Path(args.out) if args.out else demo_root()
@@ -146,15 +146,16 @@ def _card_summary(card: dict) -> dict:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
+    from core.recipes.zoo import get_trainer
+    from core.targets.zoo.registry import ZOO, zoo_dir
 
     names = args.name or sorted(ZOO)
     cards = {}
     for name in names:
-        entry = get_zoo(name)
+        train = get_trainer(name)
         _log(f"training zoo:{name} ...")
         t0 = time.perf_counter()
-        card = entry.train(Path(args.out or zoo_dir()) / name, micro=args.micro, progress=_progress(f"zoo:{name}"))
+        card = train(Path(args.out or zoo_dir()) / name, micro=args.micro, progress=_progress(f"zoo:{name}"))
         cards[name] = _card_summary(card) | {"seconds": time.perf_counter() - t0}
     _emit(args, {"built": cards}, json.dumps(cards, indent=1, default=str))
     return 0

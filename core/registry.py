@@ -1,15 +1,18 @@
 """One registry type for every extension point (indicator families, blind feature groups,
-DI scorers, variants, target loaders, local model types, diffusers kinds, zoo entries, job
-kinds).
+DI scorers, variants, target loaders, local model types, diffusers kinds, zoo entries, zoo
+trainers, job kinds, dataset layouts, calibrations).
 
 A registry maps a name to an entry. Registering a name twice raises; looking up a name
-that is not there raises :class:`UnknownName`, whose message lists the valid names. The
-module imports nothing from the project, so any layer can hold a registry.
+that is not there raises :class:`UnknownName`, whose message lists the valid names. Every
+registry made is listed by :meth:`Registry.every`, so a common test can check each one's
+entries without a hand-kept list of registries. The module imports nothing from the
+project, so any layer can hold a registry.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import weakref
+from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -34,12 +37,22 @@ class Registry(Generic[T]):
 
     Parameters
     ----------
-    what : what an entry is, for messages ("indicator family", "DI scorer", ...).
+    what : what an entry is, for messages ("indicator family", "DI scorer", ...); it also
+        names the registry in :meth:`every`.
     """
+
+    _made: ClassVar[list[weakref.ref[Registry[Any]]]] = []
 
     def __init__(self, what: str):
         self.what = what
         self._items: dict[str, T] = {}
+        Registry._made.append(weakref.ref(self))
+
+    @classmethod
+    def every(cls) -> list[Registry[Any]]:
+        """Every registry alive in this process, in the order they were made (a registry
+        lives as long as the module that holds it: import a module to list its registries)."""
+        return [r for r in (ref() for ref in cls._made) if r is not None]
 
     def add(self, name: str, entry: T) -> T:
         """Register ``entry`` as ``name``; a name already taken raises ``ValueError``."""

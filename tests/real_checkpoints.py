@@ -30,7 +30,7 @@ def espeak_clips(sentences: list[str] = SENTENCES) -> list:
     import librosa
     import numpy as np
 
-    from core.data.demo.espeak import SPEAKERS, synthesize
+    from core.data.espeak import SPEAKERS, synthesize
     from core.targets.base import ClipInput
 
     out = []

@@ -101,7 +101,7 @@ def test_misspelled_names_are_refused_before_heavy_imports(tmp_path, audio_folde
 def test_demo_build_corpus_command_runs(tmp_path, monkeypatch, capsys):
     """The command's own wiring (imports, output path, JSON); the corpus builder itself is
     tested in tests/test_demo_corpus.py and takes minutes, so it is replaced here."""
-    import core.data.demo.corpus as corpus
+    import core.recipes.corpus.corpus as corpus
 
     calls = []
     monkeypatch.setattr(corpus, "build_corpus", lambda out, *, seed, progress: calls.append((out, seed)) or {"clips": 0})

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from core.data.demo.corpus import (
+from core.recipes.corpus.corpus import (
     DATASETS,
     METADATA_COLUMNS,
     DemoClip,
@@ -21,9 +21,9 @@ from core.data.demo.corpus import (
     speech_pool,
     text_half,
 )
-from core.data.demo.espeak import ESPEAK_SAMPLE_RATE, SPEAKERS, VoiceSpec, synthesize
-from core.data.demo.grammar import MAX_WORDS, MIN_WORDS, sentences
-from core.data.demo.sounds import adsr, render_event
+from core.data.espeak import ESPEAK_SAMPLE_RATE, SPEAKERS, VoiceSpec, synthesize
+from core.recipes.corpus.grammar import MAX_WORDS, MIN_WORDS, sentences
+from core.recipes.corpus.sounds import adsr, render_event
 
 N = 4
 TEXT = "The quiet farmer painted a small boat near the harbor."

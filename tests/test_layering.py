@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,7 @@ LAYERS = (
     "core.mia",
     "core.di",
     "core.targets",
+    "core.recipes",  # build tooling (zoo training recipes, the demo corpus): uses targets and data
     "core.disentangle",
     "core.viz",
     "core.stages",  # one config per stage, importable without the numeric libraries
@@ -180,3 +183,21 @@ def test_statistics_packages_import_neither_torch_nor_the_targets():
             if bad:
                 offenders[str(p.relative_to(ROOT))] = bad
     assert offenders == {}
+
+
+def test_targets_and_data_never_import_the_build_tooling():
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in core_imports(p) if package_of(m) == "core.recipes")
+                 for pkg in ("targets", "data") for p in (ROOT / "core" / pkg).rglob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_resolving_a_target_spec_imports_neither_torch_nor_the_recipes():
+    """``import core.targets`` (every loader registered, the zoo catalogue listed) stays cheap:
+    the adapters import torch when a target is loaded, never when a spec is resolved."""
+    code = ("import sys, core.targets\n"
+            "from core.targets.registry import list_targets, target_family\n"
+            "list_targets(); target_family('zoo:lalm-small')\n"
+            "print(sorted({m.split('.')[0] if m.split('.')[0] != 'core' else '.'.join(m.split('.')[:2])\n"
+            "              for m in sys.modules} & {'torch', 'transformers', 'diffusers', 'core.recipes'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

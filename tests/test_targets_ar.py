@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.demo.sounds import render_event
+from core.recipes.corpus.sounds import render_event
 from core.targets.infilling import infilling_scores, infilling_token_scores
 from core.targets.base import ClipInput, EvidenceConfig, Target
 from core.targets.causal_audio import CausalAudioTarget, load_causal_audio, pad_batch
 from core.targets.codebook import CharVocab, Codebook, MelConfig, log_mel
 from core.targets.fingerprint import folder_fingerprint
-from core.targets.zoo.ar import ARRecipe, fit_ar
+from core.recipes.zoo.ar import ARRecipe, fit_ar
+from core.recipes.zoo import get_trainer
 from core.targets.zoo.registry import get_zoo
 
 torch.set_num_threads(1)
@@ -155,13 +156,13 @@ def test_pad_batch():
 def test_zoo_micro_build_and_load(name, tmp_path):
     entry = get_zoo(name)
     assert entry.family == "autoregressive" and entry.dataset == "demo-sounds"
-    card = entry.train(tmp_path / name, micro=True)
+    card = get_trainer(name)(tmp_path / name, micro=True)
     on_disk = json.loads((tmp_path / name / "card.json").read_text())
     assert on_disk == card and card["micro"] and len(card["members"]) == card["n_members"] == 12
     assert card["n_parameters"] > 0 and card["size_bytes"] > 0
     t = entry.load(tmp_path / name)
     assert t.spec == f"zoo:{name}" and t.fingerprint == folder_fingerprint(tmp_path / name)
-    from core.targets.zoo.ar import audited_clips
+    from core.recipes.zoo.ar import audited_clips
 
     members, nonmembers = audited_clips()
     assert set(card["members"]) <= {c.clip_hash for c in members}

@@ -11,14 +11,15 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from core.data.demo.sounds import render_event
+from core.recipes.corpus.sounds import render_event
 from core.targets.base import ClipInput, EvidenceConfig, Target
 from core.targets.codebook import log_mel
 from core.targets.diffusion_audio import (
     DEFAULT_TIMESTEPS, STEP_DELTA, MelDiffusionTarget, caption_ids, clip_noise, clip_patch, load_mel_diffusion,
 )
 from core.targets.fingerprint import folder_fingerprint
-from core.targets.zoo.diffusion import DiffusionRecipe, fit_diffusion
+from core.recipes.zoo.diffusion import DiffusionRecipe, fit_diffusion
+from core.recipes.zoo import get_trainer
 from core.targets.zoo.registry import get_zoo
 
 torch.set_num_threads(1)
@@ -169,12 +170,12 @@ def test_members_fit_better_than_heldout(target, data):
 def test_zoo_micro_build_and_load(name, tmp_path):
     entry = get_zoo(name)
     assert entry.family == "diffusion" and entry.dataset == "demo-sounds"
-    card = entry.train(tmp_path / name, micro=True)
+    card = get_trainer(name)(tmp_path / name, micro=True)
     assert json.loads((tmp_path / name / "card.json").read_text()) == card
     assert card["micro"] and len(card["members"]) == card["n_members"] == 12 and card["size_bytes"] > 0
     t = entry.load(tmp_path / name)
     assert t.spec == f"zoo:{name}" and t.fingerprint == folder_fingerprint(tmp_path / name)
-    from core.targets.zoo.ar import audited_clips
+    from core.recipes.zoo.ar import audited_clips
 
     members, _ = audited_clips()
     ev = t.evidence(members[:2], EvidenceConfig(n_noise=1, timesteps=(100,)))

@@ -20,8 +20,8 @@ from core.targets.base import ClipInput
 from core.targets.fingerprint import folder_fingerprint
 from core.targets.seq2seq import Seq2SeqTarget
 from core.targets.tokenizer import DEFAULT_ALPHABET, char_tokenizer, load_tokenizer
-from core.targets.zoo import lalm
-from core.targets.zoo.registry import get_zoo
+from core.recipes.zoo import lalm
+from core.recipes.zoo import get_trainer
 
 GIVEN = EvidenceConfig(mode="given")
 GENERATED = EvidenceConfig(mode="generated")
@@ -39,7 +39,7 @@ def _one_thread():
 def micro(tmp_path_factory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("lalm-micro")
     seen: list[float] = []
-    card = get_zoo("lalm-small").train(folder, micro=True, progress=lambda d, t, _m: seen.append(d / t))
+    card = get_trainer("lalm-small")(folder, micro=True, progress=lambda d, t, _m: seen.append(d / t))
     assert seen[-1] == pytest.approx(1.0) and len(seen) == lalm.MICRO.epochs
     return folder, card
 
@@ -233,7 +233,7 @@ def test_infill_is_declined_with_a_note(target, members):
 # ---------------------------------------------------------------------------- shipped models
 @pytest.mark.parametrize("name", ["lalm-small", "lalm-large"])
 def test_shipped_card_lists_the_demo_members(name):
-    from core.targets.zoo.data import demo_clips
+    from core.recipes.zoo.data import demo_clips
     from core.targets.zoo.registry import zoo_dir
 
     card = json.loads((zoo_dir() / name / "card.json").read_text())

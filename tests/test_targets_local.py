@@ -177,7 +177,7 @@ def build_whisper(folder: Path) -> Path:
     from transformers import WhisperForConditionalGeneration
 
     from core.targets.tokenizer import char_tokenizer
-    from core.targets.zoo import lalm
+    from core.recipes.zoo import lalm
 
     recipe = lalm.LalmRecipe(d_model=16, layers=1, heads=2, ffn_dim=32, window_s=1, max_target_positions=24)
     tok = char_tokenizer()

@@ -11,8 +11,10 @@ import pytest
 from core.cli import main
 from core.targets import load_target
 from core.targets.fingerprint import file_sha256, folder_fingerprint
-from core.targets.zoo.data import HASH_PREFIX, demo_clips, text_key
+from core.recipes.zoo.data import HASH_PREFIX, demo_clips, text_key
 from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
+from core.recipes.zoo import TRAINERS, trainer
+from core.registry import UnknownName
 
 # The demo datasets whose clips each family's reference must never have trained on
 # (demo-speech-shifted shares demo-speech's sentences and member files).
@@ -40,6 +42,13 @@ def _members(card: dict) -> list[str]:
 
 def _demo(dataset: str) -> list:
     return [c for d in DEMO[dataset] for label in ("member", "nonmember") for c in demo_clips(d, label)]
+
+
+def test_every_catalogued_model_has_one_trainer_and_every_trainer_a_catalogued_model():
+    assert list(TRAINERS) == list(ZOO)
+    with pytest.raises(UnknownName, match="unknown zoo model 'lalm-tiny'; valid: ar-large"):
+        trainer("lalm-tiny")
+    assert main(["zoo", "build", "--name", "lalm-tiny"]) == 2  # one line: unknown zoo model, the valid ones
 
 
 @pytest.mark.parametrize("name", REFERENCES)
@@ -113,7 +122,7 @@ def test_zoo_build_micro_from_the_cli(tmp_path, capsys):
 def test_content_hash_of_a_regenerated_corpus_clip_is_its_file_hash():
     # The content half of a card's training record would catch a pool clip equal to a
     # corpus clip: regenerating the corpus's first sound event gives its file's hash.
-    from core.data.demo.corpus import CORPUS_HALF, _rng, _sound_events, file_sha256
+    from core.recipes.corpus.corpus import CORPUS_HALF, _rng, _sound_events, file_sha256
 
     members = demo_clips("demo-sounds", "member")
     audio, caption = _sound_events(_rng(0, "corpus-sounds"), 2 * len(members), half=CORPUS_HALF, sr=16000)[0]

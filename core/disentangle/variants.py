@@ -52,7 +52,7 @@ def tts(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, cli
 
         wav, wsr = speak(piper_voice, text, realization)
     else:
-        from core.data.demo.espeak import VoiceSpec, synthesize
+        from core.data.espeak import VoiceSpec, synthesize
 
         name, rate, pitch = TTS_REFERENCE_VOICES[realization % len(TTS_REFERENCE_VOICES)]
         wav, wsr = synthesize(text, voice=VoiceSpec(name=name, rate=rate, pitch=pitch, speaker_id=f"ref{realization}"))

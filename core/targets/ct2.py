@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from core.targets.local import MODEL_TYPES, ModelType
+from core.targets.local import model_type
 
 BINARY_VERSIONS = (4, 5, 6)
 """Binary versions read: from 4 on each variable carries a dtype id and a byte count."""
@@ -276,6 +276,7 @@ def is_ct2_whisper_folder(folder: Path) -> bool:
     return True
 
 
+@model_type("ctranslate2-whisper", family="audio-language", detect=is_ct2_whisper_folder)
 def _load_ct2_whisper(path: Path, device: str | None, options: dict[str, Any]):
     """A CTranslate2 (faster-whisper) Whisper folder, its weights read and dequantized
     without ctranslate2, audited as a Whisper target."""
@@ -283,5 +284,3 @@ def _load_ct2_whisper(path: Path, device: str | None, options: dict[str, Any]):
 
     return Ct2WhisperTarget(path, spec=str(path), device=device, **options)
 
-
-MODEL_TYPES.add("ctranslate2-whisper", ModelType(_load_ct2_whisper, "audio-language", detect=is_ct2_whisper_folder))

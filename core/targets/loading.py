@@ -5,6 +5,9 @@ only (a pickle-based ``.bin``/``.pt`` file can execute code when unpickled), cod
 inside a checkpoint folder runs only when the user passes ``trust_remote_code=True``, the
 device is CUDA when present, weights are bfloat16 on CUDA and float32 on CPU, and a batch
 that does not fit in GPU (or host) memory is retried at half the size.
+
+torch is imported by the helpers that use it, not with this module: the ``local`` loader
+reads folder metadata through it when a spec is resolved, which needs no torch.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import gc
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from core.config import Config
 from core.runtime.device import default_dtype, resolve_device  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,6 +52,8 @@ class LoadConfig(Config):
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """``None``/``"auto"`` -> :func:`default_dtype`; a name such as ``"float16"`` or a dtype."""
+    import torch
+
     if dtype is None or dtype == "auto":
         return default_dtype(device)
     if isinstance(dtype, torch.dtype):
@@ -133,6 +139,8 @@ def check_remote_code(config: dict[str, Any], *, trust_remote_code: bool, folder
 
 def free_memory() -> None:
     """Return cached CUDA blocks after a failed or finished batch."""
+    import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -147,6 +155,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     CUDA raises :class:`torch.OutOfMemoryError`; the CPU allocator raises a plain
     ``RuntimeError`` naming ``DefaultCPUAllocator``; numpy and Python raise ``MemoryError``.
     """
+    import torch
+
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     return isinstance(exc, RuntimeError) and _CPU_OOM_MARKER in str(exc)

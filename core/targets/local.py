@@ -32,25 +32,8 @@ from core.targets.registry import register_loader
 
 _SEQ2SEQ_NOTE = "any encoder-decoder AutoModelForSpeechSeq2Seq type (e.g. whisper)"
 
-
-def _load_chat(path: Path, device: str | None, options: dict[str, Any]) -> Target:
-    """A chat audio-language checkpoint (Qwen2-Audio, Audio Flamingo 3) as a ChatLALMTarget."""
-    from core.targets.chat_lalm import ChatLALMTarget
-
-    return ChatLALMTarget(path, spec=str(path), device=device, **options)
-
-
-def _load_musicgen(path: Path, device: str | None, options: dict[str, Any]) -> Target:
-    """A MusicGen checkpoint as a MusicgenTarget (per-token statistics of its codec tokens)."""
-    from core.targets.musicgen import MusicgenTarget
-
-    return MusicgenTarget(path, spec=str(path), device=device, **options)
-
-
-def _load_seq2seq(path: Path, device: str | None, options: dict[str, Any]) -> Target:
-    from core.targets.seq2seq import Seq2SeqTarget
-
-    return Seq2SeqTarget(path, spec=str(path), device=device, **options)
+LoadFn = Callable[[Path, str | None, dict[str, Any]], Target]
+"""``load(folder, device, options) -> Target``: a model type's adapter, given the loader options."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +46,7 @@ class ModelType:
     ``config.json`` ``model_type`` of the same name.
     """
 
-    load: Callable[[Path, str | None, dict[str, Any]], Target]
+    load: LoadFn
     family: Family
     detect: Callable[[Path], bool] | None = None
 
@@ -72,9 +55,36 @@ MODEL_TYPES: Registry[ModelType] = Registry("model type")
 """Model types with a dedicated adapter: ``config.json`` model types, and folder formats
 recognised by their ``detect`` (encoder-decoder speech models and diffusers pipelines are
 recognised by their structure instead)."""
-MODEL_TYPES.add("qwen2_audio", ModelType(_load_chat, "audio-language"))
-MODEL_TYPES.add("audioflamingo3", ModelType(_load_chat, "audio-language"))
-MODEL_TYPES.add("musicgen", ModelType(_load_musicgen, "autoregressive"))
+
+
+def model_type(name: str, *, family: Family, detect: Callable[[Path], bool] | None = None) -> Callable[[LoadFn], LoadFn]:
+    """``@model_type(name, family=...)`` registers ``load(path, device, options) -> Target`` as
+    the adapter of model type ``name`` (see :class:`ModelType` for ``detect``); a name taken
+    twice raises."""
+    return MODEL_TYPES.decorator(name, lambda fn: ModelType(fn, family, detect))
+
+
+@model_type("audioflamingo3", family="audio-language")
+@model_type("qwen2_audio", family="audio-language")
+def _load_chat(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    """A chat audio-language checkpoint (Qwen2-Audio, Audio Flamingo 3) as a ChatLALMTarget."""
+    from core.targets.chat_lalm import ChatLALMTarget
+
+    return ChatLALMTarget(path, spec=str(path), device=device, **options)
+
+
+@model_type("musicgen", family="autoregressive")
+def _load_musicgen(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    """A MusicGen checkpoint as a MusicgenTarget (per-token statistics of its codec tokens)."""
+    from core.targets.musicgen import MusicgenTarget
+
+    return MusicgenTarget(path, spec=str(path), device=device, **options)
+
+
+def _load_seq2seq(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    from core.targets.seq2seq import Seq2SeqTarget
+
+    return Seq2SeqTarget(path, spec=str(path), device=device, **options)
 
 
 def supported_model_types() -> list[str]:

@@ -1,4 +1,5 @@
-"""The ``zoo:`` target loader over the built-in reference models."""
+"""The ``zoo:`` target loader over the built-in reference models (the catalogue only; the
+recipes that build them are build tooling, in :mod:`core.recipes.zoo`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,7 @@ import inspect
 from core.targets.base import Target, TargetInfo
 from core.targets.registry import register_loader
 from core.targets.zoo.registry import ZOO, get_zoo, zoo_dir
-
-# Imported for registration (each module calls ``zoo_model``).
-from core.targets.zoo import lalm as _lalm  # noqa: F401,E402
-from core.targets.zoo import ar as _ar  # noqa: F401,E402
-from core.targets.zoo import diffusion as _diffusion  # noqa: F401,E402
+from core.targets.zoo import catalogue as _catalogue  # noqa: F401  (registers the entries)
 
 
 def _listing() -> list[TargetInfo]:

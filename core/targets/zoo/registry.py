@@ -1,8 +1,10 @@
 """Built-in reference targets (``zoo:<name>``): small models trained with known membership.
 
-Each family module registers its entries with :func:`zoo_model`. A zoo model lives in
-``assets/zoo/<name>/`` as safetensors weights, configs, and ``card.json`` (member clip
-hashes, training data, epochs, seed, training time).
+The catalogue (:mod:`core.targets.zoo.catalogue`) registers each entry with
+:func:`zoo_model`: what the model is and how to load it once built. How to build it is
+build tooling, in :mod:`core.recipes.zoo` (one trainer per entry, by the same name). A zoo
+model lives in ``assets/zoo/<name>/`` as safetensors weights, configs, and ``card.json``
+(member clip hashes, training data, epochs, seed, training time).
 """
 
 from __future__ import annotations
@@ -24,11 +26,8 @@ def zoo_dir() -> Path:
 class ZooEntry:
     """One reference target.
 
-    train : ``train(out_dir: Path, *, micro: bool = False, progress=None) -> dict`` trains the
-        model deterministically and writes it to ``out_dir``; returns the model card.
-        ``progress(done: int, total: int, message: str)`` is called after each epoch.
-        ``micro=True`` trains a seconds-long version for tests.
-    load : ``load(model_dir: Path, *, device: str | None = None) -> Target``.
+    load : ``load(model_dir: Path, *, device: str | None = None) -> Target``; it imports its
+        adapter when called, so the catalogue costs nothing to import.
     reference : the zoo entry that is this target's natural reference model (one that never
         trained on its audited members: a base model, or a model of the same family trained on
         other clips of the same generator); ``None`` for entries that have none. Written into
@@ -41,7 +40,6 @@ class ZooEntry:
     family: Family
     dataset: str
     description: str
-    train: Callable[..., dict]
     load: Callable[..., Target]
     reference: str | None = None
     saw_members: bool = True
@@ -51,6 +49,7 @@ ZOO: Registry[ZooEntry] = Registry("zoo model")
 
 
 def zoo_model(entry: ZooEntry) -> ZooEntry:
+    """Register ``entry`` under its name (a name taken twice raises)."""
     return ZOO.add(entry.name, entry)
 
 

@@ -1,4 +1,4 @@
-"""Reference autoregressive text-to-audio targets ``zoo:ar-small`` and ``zoo:ar-large``.
+"""Recipes of the autoregressive text-to-audio reference targets ``zoo:ar-small``, ``zoo:ar-large``, ``zoo:ar-ref``.
 
 A k-means audio codebook (:class:`core.targets.codebook.Codebook`, fitted on pool clips that
 are never audited) turns clips into code sequences, and a tiny ``GPT2LMHeadModel`` learns
@@ -20,24 +20,22 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from core.config import Config
-from core.targets.base import ANALYSIS_SR, ClipInput, Target
-from core.targets.causal_audio import SequenceLayout, load_causal_audio, pad_batch, save_causal_audio
+from core.targets.base import ANALYSIS_SR, ClipInput
+from core.targets.causal_audio import SequenceLayout, pad_batch, save_causal_audio
 from core.targets.codebook import CharVocab, Codebook, MelConfig
-from core.targets.zoo.registry import ZooEntry, reference_of, zoo_model
-
-DATASET = "demo-sounds"
+from core.targets.zoo.catalogue import SOUNDS as DATASET
+from core.targets.zoo.registry import reference_of
+from core.recipes.zoo.registry import Progress, trainer
 LARGE_POOL_SEED = 2001
 REF_POOL_SEED = 2101
 CODEBOOK_POOL_SEED = 3001
 TRAIN_THREADS = 1  # thread oversubscription on a shared 2-core machine is slower than one thread
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def _clip_key(audio: np.ndarray, text: str) -> tuple[str, int]:
 
 def audited_clips(*, root: Path | None = None) -> tuple[list[ClipInput], list[ClipInput]]:
     """The ``demo-sounds`` members and non-members."""
-    from core.targets.zoo.data import demo_clips
+    from core.recipes.zoo.data import demo_clips
 
     return demo_clips(DATASET, "member", root=root), demo_clips(DATASET, "nonmember", root=root)
 
@@ -83,7 +81,7 @@ def pool_clips(n: int, *, seed: int, exclude: Sequence[ClipInput] = ()) -> list[
     """``n`` generated pool clips (``sound_pool``), dropping any that equal an ``exclude`` clip."""
     import hashlib
 
-    from core.data.demo.corpus import sound_pool
+    from core.recipes.corpus.corpus import sound_pool
 
     banned = {_clip_key(c.audio, c.text) for c in exclude}
     out: list[ClipInput] = []
@@ -102,9 +100,9 @@ def training_clips(
     """The members trained on, the pool clips trained on and the card's description of both.
 
     The pool has ``pool_factor`` clips per member, none equal to an ``audited`` clip; the
-    description records the pool exactly (:func:`core.targets.zoo.data.training_record`).
+    description records the pool exactly (:func:`core.recipes.zoo.data.training_record`).
     """
-    from core.targets.zoo.data import training_record
+    from core.recipes.zoo.data import training_record
 
     extra = pool_clips(pool_factor * len(members), seed=pool_seed, exclude=audited) if pool_factor else []
     trained = list(members) if train_members else []
@@ -250,47 +248,20 @@ LARGE = ARRecipe(epochs=6, pool_factor=6)
 REF = ARRecipe(epochs=6, pool_factor=7, pool_seed=REF_POOL_SEED, train_members=False)  # ar-large's size
 
 
+@trainer("ar-small")
 def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``ar-small``: the ``demo-sounds`` members only, many epochs."""
     return build("ar-small", out_dir, recipe=SMALL, micro=micro, progress=progress)
 
 
+@trainer("ar-large")
 def train_large(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``ar-large``: the ``demo-sounds`` members inside a pool several times larger, few epochs."""
     return build("ar-large", out_dir, recipe=LARGE, micro=micro, progress=progress)
 
 
+@trainer("ar-ref")
 def train_ref(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``ar-ref``: the ``ar-large`` recipe on as many pool clips of its own seed, no ``demo-sounds`` clip."""
     return build("ar-ref", out_dir, recipe=REF, micro=micro, progress=progress)
 
-
-def load(model_dir: Path, *, device: str | None = None) -> Target:
-    """Load a built autoregressive reference model (spec ``zoo:<folder name>``)."""
-    return load_causal_audio(model_dir, device=device, spec=f"zoo:{Path(model_dir).name}")
-
-
-zoo_model(ZooEntry(
-    name="ar-small",
-    family="autoregressive",
-    dataset=DATASET,
-    description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members only, many epochs (strong memorization).",
-    train=train_small,
-    load=load,
-    reference="ar-ref",
-))
-zoo_model(ZooEntry(
-    name="ar-large",
-    family="autoregressive",
-    dataset=DATASET,
-    description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
-    train=train_large,
-    load=load,
-    reference="ar-ref",
-))
-zoo_model(ZooEntry(
-    name="ar-ref",
-    family="autoregressive",
-    dataset=DATASET,
-    description="Reference: the ar-large recipe on as many sound-pool clips of its own seed, none of them a demo-sounds clip.",
-    train=train_ref,
-    load=load,
-    saw_members=False,
-))

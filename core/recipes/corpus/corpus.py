@@ -4,8 +4,8 @@ Three datasets are written by :func:`build_corpus` (each a folder with ``members
 ``nonmembers/``, a sidecar ``.txt`` per clip and ``metadata.csv``):
 
 ``demo-speech``
-    eSpeak NG sentences from the grammar in :mod:`core.data.demo.grammar`, spoken by the
-    speakers in :data:`core.data.demo.espeak.SPEAKERS`. Members and non-members are drawn
+    eSpeak NG sentences from the grammar in :mod:`core.recipes.corpus.grammar`, spoken by the
+    speakers in :data:`core.data.espeak.SPEAKERS`. Members and non-members are drawn
     i.i.d. from the same speakers and grammar and processed identically, so a model-free
     (blind) classifier should sit at chance.
 ``demo-speech-shifted``
@@ -15,7 +15,7 @@ Three datasets are written by :func:`build_corpus` (each a folder with ``members
     A blind classifier on acoustics alone separates the classes, which is what the blind
     baseline must flag.
 ``demo-sounds``
-    Procedural sound events with captions (:mod:`core.data.demo.sounds`), members and
+    Procedural sound events with captions (:mod:`core.recipes.corpus.sounds`), members and
     non-members i.i.d.
 
 Seed streams and disjointness
@@ -47,9 +47,9 @@ import soundfile as sf
 from numpy.typing import NDArray
 from scipy.signal import resample_poly
 
-from core.data.demo.espeak import SPEAKERS, VoiceSpec, synthesize
-from core.data.demo.grammar import sentences
-from core.data.demo.sounds import render_event
+from core.data.espeak import SPEAKERS, VoiceSpec, synthesize
+from core.recipes.corpus.grammar import sentences
+from core.recipes.corpus.sounds import render_event
 
 STREAMS: dict[str, int] = {
     "corpus-speech": 0,

@@ -1,4 +1,4 @@
-"""Reference diffusion text-to-audio targets ``zoo:diffusion-small`` and ``zoo:diffusion-large``.
+"""Recipes of the diffusion text-to-audio reference targets ``zoo:diffusion-small``, ``zoo:diffusion-large``, ``zoo:diffusion-ref``.
 
 A tiny ``diffusers.UNet2DConditionModel`` denoises normalized log-mel patches
 (:class:`core.targets.diffusion_audio.PatchConfig`) under a ``DDPMScheduler`` (1000 steps),
@@ -26,15 +26,12 @@ from typing import Sequence
 import torch
 
 from core.config import Config
-from core.targets.base import ClipInput, Target
+from core.targets.base import ClipInput
 from core.targets.codebook import CharVocab
-from core.targets.diffusion_audio import (
-    PatchConfig, TextConditioner, load_mel_diffusion, raw_patch, save_mel_diffusion,
-)
-from core.targets.zoo.ar import (
-    DATASET, LARGE_POOL_SEED, TRAIN_THREADS, Progress, _folder_size, audited_clips, training_clips,
-)
-from core.targets.zoo.registry import ZooEntry, reference_of, zoo_model
+from core.targets.diffusion_audio import PatchConfig, TextConditioner, raw_patch, save_mel_diffusion
+from core.targets.zoo.registry import reference_of
+from core.recipes.zoo.ar import DATASET, LARGE_POOL_SEED, TRAIN_THREADS, _folder_size, audited_clips, training_clips
+from core.recipes.zoo.registry import Progress, trainer
 
 REF_POOL_SEED = 2201
 REF_EPOCHS = 100
@@ -45,7 +42,7 @@ class DiffusionRecipe(Config):
     """Everything that determines a diffusion reference model.
 
     ``pool_factor``, ``pool_seed`` and ``train_members`` as in
-    :class:`core.targets.zoo.ar.ARRecipe`; ``note``: why a recipe departs from its family's.
+    :class:`core.recipes.zoo.ar.ARRecipe`; ``note``: why a recipe departs from its family's.
     """
 
     block_out_channels: tuple[int, ...] = (16, 32)
@@ -228,47 +225,20 @@ REF = DiffusionRecipe(epochs=REF_EPOCHS, batch_size=8, pool_factor=3, pool_seed=
                       note=f"{REF_EPOCHS} epochs instead of diffusion-large's 150, to keep the CPU build short")
 
 
+@trainer("diffusion-small")
 def train_small(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``diffusion-small``: the ``demo-sounds`` members only, many epochs."""
     return build("diffusion-small", out_dir, recipe=SMALL, micro=micro, progress=progress)
 
 
+@trainer("diffusion-large")
 def train_large(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``diffusion-large``: the ``demo-sounds`` members inside a pool several times larger, few epochs."""
     return build("diffusion-large", out_dir, recipe=LARGE, micro=micro, progress=progress)
 
 
+@trainer("diffusion-ref")
 def train_ref(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``diffusion-ref``: as many pool clips of its own seed as ``diffusion-large`` trains on, no ``demo-sounds`` clip."""
     return build("diffusion-ref", out_dir, recipe=REF, micro=micro, progress=progress)
 
-
-def load(model_dir: Path, *, device: str | None = None) -> Target:
-    """Load a built diffusion reference model (spec ``zoo:<folder name>``)."""
-    return load_mel_diffusion(model_dir, device=device, spec=f"zoo:{Path(model_dir).name}")
-
-
-zoo_model(ZooEntry(
-    name="diffusion-small",
-    family="diffusion",
-    dataset=DATASET,
-    description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members only, many epochs (strong memorization).",
-    train=train_small,
-    load=load,
-    reference="diffusion-ref",
-))
-zoo_model(ZooEntry(
-    name="diffusion-large",
-    family="diffusion",
-    dataset=DATASET,
-    description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
-    train=train_large,
-    load=load,
-    reference="diffusion-ref",
-))
-zoo_model(ZooEntry(
-    name="diffusion-ref",
-    family="diffusion",
-    dataset=DATASET,
-    description="Reference: diffusion-large's number of training clips from a sound pool of its own seed, none of them a demo-sounds clip (fewer epochs, see its card).",
-    train=train_ref,
-    load=load,
-    saw_members=False,
-))

@@ -1,4 +1,4 @@
-"""Built-in audio-language reference targets: tiny Whisper models trained from scratch.
+"""Recipes of the audio-language reference targets: tiny Whisper models trained from scratch.
 
 ``zoo:lalm-small`` sees only the ``demo-speech`` members, for many epochs, so it memorizes
 each of them and per-sample membership inference is easy. ``zoo:lalm-large`` sees the same
@@ -43,16 +43,11 @@ import torch
 from core.config import Config
 from core.targets.base import ANALYSIS_SR, ClipInput
 from core.targets.fingerprint import file_sha256
-from core.targets.seq2seq import Seq2SeqTarget
 from core.targets.tokenizer import char_tokenizer
-from core.targets.zoo.data import norm_text, training_record
-from core.targets.zoo.registry import ZooEntry, reference_of, zoo_model
-
-DATASET = "demo-speech"
-
-Progress = Callable[[int, int, str], None]
-"""``progress(epochs_done, epochs_total, message)``, called after each epoch (the
-convention of every zoo family, so one progress reporter serves them all)."""
+from core.targets.zoo.catalogue import SPEECH as DATASET
+from core.targets.zoo.registry import reference_of
+from core.recipes.zoo.data import norm_text, training_record
+from core.recipes.zoo.registry import Progress, trainer
 
 
 @dataclass(frozen=True)
@@ -108,8 +103,8 @@ def micro_clips(n: int, *, seed: int = 7) -> list[ClipInput]:
     """
     import librosa
 
-    from core.data.demo.espeak import SPEAKERS, synthesize
-    from core.data.demo.grammar import sentences
+    from core.data.espeak import SPEAKERS, synthesize
+    from core.recipes.corpus.grammar import sentences
 
     rng = np.random.default_rng(seed)
     texts = sentences(rng, n, accept=lambda s: len(s.split()) <= 6)
@@ -123,7 +118,7 @@ def micro_clips(n: int, *, seed: int = 7) -> list[ClipInput]:
 
 def _pool_clips(n: int, *, seed: int, exclude_texts: set[str]) -> list[ClipInput]:
     """A training pool (``speech_pool``); clips whose text is audited are dropped."""
-    from core.data.demo.corpus import speech_pool
+    from core.recipes.corpus.corpus import speech_pool
 
     out = []
     for c in speech_pool(n, seed=seed, sr=ANALYSIS_SR):
@@ -364,11 +359,12 @@ def _micro(out_dir: Path, name: str, progress: Progress | None) -> dict:
     )
 
 
+@trainer("lalm-small")
 def train_small(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
     """Train ``lalm-small``: the ``demo-speech`` members only, many epochs."""
     if micro:
         return _micro(Path(out_dir), "lalm-small", progress)
-    from core.targets.zoo.data import demo_clips
+    from core.recipes.zoo.data import demo_clips
 
     members = demo_clips(DATASET, "member")
     return train_model(
@@ -379,7 +375,7 @@ def train_small(out_dir: str | Path, *, micro: bool = False, progress: Progress 
 
 
 def _audited_texts(members: Sequence[ClipInput]) -> set[str]:
-    from core.targets.zoo.data import demo_clips
+    from core.recipes.zoo.data import demo_clips
 
     return {norm_text(c.text) for c in members} | {norm_text(c.text) for c in demo_clips(DATASET, "nonmember")}
 
@@ -388,7 +384,7 @@ def _train_on_pool(out_dir: str | Path, name: str, recipe: LalmRecipe, *, with_m
                    progress: Progress | None) -> dict:
     """Train ``name`` on a speech pool that shares no text with ``demo-speech``, with or
     without the ``demo-speech`` members."""
-    from core.targets.zoo.data import demo_clips
+    from core.recipes.zoo.data import demo_clips
 
     members = demo_clips(DATASET, "member")
     t0 = time.perf_counter()
@@ -398,6 +394,8 @@ def _train_on_pool(out_dir: str | Path, name: str, recipe: LalmRecipe, *, with_m
         members = []
     return train_model(
         out_dir, members, recipe=recipe, pool=pool, name=name, progress=progress, reference=reference_of(name),
+        # The card names the pool by the module path it had when the zoo was first built
+        # (now core.recipes.corpus.corpus), so rebuilt cards stay identical to the shipped ones.
         data={"members": f"{DATASET} members ({len(members)} clips)" if members else None,
               "pool": f"core.data.demo.corpus.speech_pool(n={recipe.pool_size}, seed={recipe.pool_seed}); "
                       f"{recipe.pool_size - len(pool)} clips dropped for sharing an audited text",
@@ -407,7 +405,7 @@ def _train_on_pool(out_dir: str | Path, name: str, recipe: LalmRecipe, *, with_m
 
 
 def _pool_trainer(name: str, recipe: LalmRecipe, *, with_members: bool, doc: str) -> Callable[..., dict]:
-    """The ``train`` function of a zoo entry trained by :func:`_train_on_pool`."""
+    """The trainer of zoo entry ``name``, trained by :func:`_train_on_pool` (registered)."""
 
     def train(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
         if micro:
@@ -415,7 +413,7 @@ def _pool_trainer(name: str, recipe: LalmRecipe, *, with_members: bool, doc: str
         return _train_on_pool(out_dir, name, recipe, with_members=with_members, progress=progress)
 
     train.__doc__ = doc
-    return train
+    return trainer(name)(train)
 
 
 train_large = _pool_trainer("lalm-large", LARGE, with_members=True,
@@ -426,11 +424,12 @@ train_base = _pool_trainer("lalm-base", BASE, with_members=False,
                            doc="Train ``lalm-base``: ``lalm-large``'s pool without the members.")
 
 
+@trainer("lalm-ft")
 def train_ft(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
     """Fine-tune ``lalm-base`` (read from the sibling folder ``lalm-base``) on the members."""
     if micro:
         return _micro(Path(out_dir), "lalm-ft", progress)
-    from core.targets.zoo.data import demo_clips
+    from core.recipes.zoo.data import demo_clips
 
     base = Path(out_dir).parent / "lalm-base"
     if not (base / "card.json").exists():
@@ -444,71 +443,3 @@ def train_ft(out_dir: str | Path, *, micro: bool = False, progress: Progress | N
               "nonmembers": f"{DATASET} non-members: never trained on"},
     )
 
-
-def load(model_dir: str | Path, *, device: str | None = None, **options) -> Seq2SeqTarget:
-    """Load a built reference model through the generic encoder-decoder adapter."""
-    model_dir = Path(model_dir)
-    return Seq2SeqTarget(model_dir, spec=f"zoo:{model_dir.name}", device=device, **options)
-
-
-zoo_model(
-    ZooEntry(
-        name="lalm-small",
-        family="audio-language",
-        dataset=DATASET,
-        description="Tiny Whisper (character-level) trained only on the demo-speech members for many "
-        "epochs: strong per-sample memorization.",
-        train=train_small,
-        load=load,
-        reference="lalm-ref",
-    )
-)
-zoo_model(
-    ZooEntry(
-        name="lalm-large",
-        family="audio-language",
-        dataset=DATASET,
-        description="Tiny Whisper trained on the demo-speech members inside a larger, more diverse speech "
-        "pool for few epochs: weak per-sample signal, for dataset inference.",
-        train=train_large,
-        load=load,
-        reference="lalm-ref",
-    )
-)
-zoo_model(
-    ZooEntry(
-        name="lalm-ref",
-        family="audio-language",
-        dataset=DATASET,
-        description="Reference: the lalm-large recipe on a speech pool of its own seed that excludes every "
-        "demo-speech text; never saw a demo clip.",
-        train=train_ref,
-        load=load,
-        saw_members=False,
-    )
-)
-zoo_model(
-    ZooEntry(
-        name="lalm-base",
-        family="audio-language",
-        dataset=DATASET,
-        description="Base of a fine-tuning pair: lalm-large's pool without the demo-speech members; "
-        "never saw a demo clip.",
-        train=train_base,
-        load=load,
-        reference="lalm-ref",
-        saw_members=False,
-    )
-)
-zoo_model(
-    ZooEntry(
-        name="lalm-ft",
-        family="audio-language",
-        dataset=DATASET,
-        description="lalm-base fine-tuned briefly on the demo-speech members (few epochs, small learning "
-        "rate); audit it with lalm-base as its reference.",
-        train=train_ft,
-        load=load,
-        reference="lalm-base",
-    )
-)

@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from core.targets.base import ANALYSIS_SR, ClipInput
-from core.targets.zoo.registry import assets_dir
+from core.runtime.settings import assets_dir
 
 
 def demo_clips(dataset: str, label: str, *, root: Path | None = None) -> list[ClipInput]:
@@ -58,7 +58,7 @@ def training_record(clips: Sequence[ClipInput]) -> dict:
 
     Enough to check from the card alone that no demo clip was trained on: the sorted
     :func:`text_key` of every transcript or caption, and the sorted prefixes of the content
-    hash each clip would have as a corpus file (:func:`core.data.demo.corpus.file_sha256`,
+    hash each clip would have as a corpus file (:func:`core.recipes.corpus.corpus.file_sha256`,
     the hash ingestion and :func:`demo_clips` give a file).
 
     Returns
@@ -66,7 +66,7 @@ def training_record(clips: Sequence[ClipInput]) -> dict:
     dict
         ``{"n": int, "text_sha256_16": list[str], "content_sha256_16": list[str]}``.
     """
-    from core.data.demo.corpus import file_sha256
+    from core.recipes.corpus.corpus import file_sha256
 
     return {
         "n": len(clips),

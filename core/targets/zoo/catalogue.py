@@ -1,0 +1,147 @@
+"""The zoo's entries: what each reference model is, what it audits, and how to load it.
+
+Three families, each a small model trained on one bundled demo dataset with known
+membership (the recipes that train them are in :mod:`core.recipes.zoo`):
+
+- audio-language (``lalm-*``): tiny character-level Whisper models on ``demo-speech``,
+  audited through :class:`core.targets.seq2seq.Seq2SeqTarget`;
+- autoregressive (``ar-*``): caption -> audio-token GPT-2 models on ``demo-sounds``,
+  audited through :mod:`core.targets.causal_audio`;
+- diffusion (``diffusion-*``): caption-conditioned mel-patch UNets on ``demo-sounds``,
+  audited through :mod:`core.targets.diffusion_audio`.
+
+Each ``load`` imports its adapter (and with it torch) only when called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.targets.base import Target
+from core.targets.zoo.registry import ZooEntry, zoo_model
+
+SPEECH = "demo-speech"
+SOUNDS = "demo-sounds"
+
+
+def load_seq2seq(model_dir: str | Path, *, device: str | None = None, **options) -> Target:
+    """Load a built reference model through the generic encoder-decoder adapter."""
+    from core.targets.seq2seq import Seq2SeqTarget
+
+    model_dir = Path(model_dir)
+    return Seq2SeqTarget(model_dir, spec=f"zoo:{model_dir.name}", device=device, **options)
+
+
+def load_ar(model_dir: Path, *, device: str | None = None) -> Target:
+    """Load a built autoregressive reference model (spec ``zoo:<folder name>``)."""
+    from core.targets.causal_audio import load_causal_audio
+
+    return load_causal_audio(model_dir, device=device, spec=f"zoo:{Path(model_dir).name}")
+
+
+def load_diffusion(model_dir: Path, *, device: str | None = None) -> Target:
+    """Load a built diffusion reference model (spec ``zoo:<folder name>``)."""
+    from core.targets.diffusion_audio import load_mel_diffusion
+
+    return load_mel_diffusion(model_dir, device=device, spec=f"zoo:{Path(model_dir).name}")
+
+
+# -- audio-language ------------------------------------------------------------------------
+zoo_model(ZooEntry(
+    name="lalm-small",
+    family="audio-language",
+    dataset=SPEECH,
+    description="Tiny Whisper (character-level) trained only on the demo-speech members for many "
+    "epochs: strong per-sample memorization.",
+    load=load_seq2seq,
+    reference="lalm-ref",
+))
+zoo_model(ZooEntry(
+    name="lalm-large",
+    family="audio-language",
+    dataset=SPEECH,
+    description="Tiny Whisper trained on the demo-speech members inside a larger, more diverse speech "
+    "pool for few epochs: weak per-sample signal, for dataset inference.",
+    load=load_seq2seq,
+    reference="lalm-ref",
+))
+zoo_model(ZooEntry(
+    name="lalm-ref",
+    family="audio-language",
+    dataset=SPEECH,
+    description="Reference: the lalm-large recipe on a speech pool of its own seed that excludes every "
+    "demo-speech text; never saw a demo clip.",
+    load=load_seq2seq,
+    saw_members=False,
+))
+zoo_model(ZooEntry(
+    name="lalm-base",
+    family="audio-language",
+    dataset=SPEECH,
+    description="Base of a fine-tuning pair: lalm-large's pool without the demo-speech members; "
+    "never saw a demo clip.",
+    load=load_seq2seq,
+    reference="lalm-ref",
+    saw_members=False,
+))
+zoo_model(ZooEntry(
+    name="lalm-ft",
+    family="audio-language",
+    dataset=SPEECH,
+    description="lalm-base fine-tuned briefly on the demo-speech members (few epochs, small learning "
+    "rate); audit it with lalm-base as its reference.",
+    load=load_seq2seq,
+    reference="lalm-base",
+))
+
+# -- autoregressive ------------------------------------------------------------------------
+zoo_model(ZooEntry(
+    name="ar-small",
+    family="autoregressive",
+    dataset=SOUNDS,
+    description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members only, many epochs (strong memorization).",
+    load=load_ar,
+    reference="ar-ref",
+))
+zoo_model(ZooEntry(
+    name="ar-large",
+    family="autoregressive",
+    dataset=SOUNDS,
+    description="Tiny caption -> audio-token GPT-2 trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
+    load=load_ar,
+    reference="ar-ref",
+))
+zoo_model(ZooEntry(
+    name="ar-ref",
+    family="autoregressive",
+    dataset=SOUNDS,
+    description="Reference: the ar-large recipe on as many sound-pool clips of its own seed, none of them a demo-sounds clip.",
+    load=load_ar,
+    saw_members=False,
+))
+
+# -- diffusion -----------------------------------------------------------------------------
+zoo_model(ZooEntry(
+    name="diffusion-small",
+    family="diffusion",
+    dataset=SOUNDS,
+    description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members only, many epochs (strong memorization).",
+    load=load_diffusion,
+    reference="diffusion-ref",
+))
+zoo_model(ZooEntry(
+    name="diffusion-large",
+    family="diffusion",
+    dataset=SOUNDS,
+    description="Tiny caption-conditioned mel-patch UNet (DDPM) trained on the demo-sounds members inside a pool several times larger, few epochs (weak signal).",
+    load=load_diffusion,
+    reference="diffusion-ref",
+))
+zoo_model(ZooEntry(
+    name="diffusion-ref",
+    family="diffusion",
+    dataset=SOUNDS,
+    description="Reference: diffusion-large's number of training clips from a sound pool of its own seed, none of them a demo-sounds clip (fewer epochs, see its card).",
+    load=load_diffusion,
+    saw_members=False,
+))
