@@ -20,6 +20,7 @@ from typing import Callable, TypeVar, get_args, get_origin
 from core.config import default_of, field_types, is_options, user_settings
 from core.runtime.settings import Settings
 from core.config import decoding_text, language_text
+from core.records import record_of
 from core.runtime.store import Workspace
 from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
 
@@ -212,11 +213,7 @@ def cmd_mia(args: argparse.Namespace) -> int:
         _log("warning: --trust-remote-code runs Python code shipped in the checkpoint folder; the report records it")
     run_id, res = audit_mia(ws, args.dataset, _target(args), cfg, settings=settings, progress=_progress("mia"),
                              targets=args.targets)
-    keep = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "inference", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text",
-            "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings", "blind_correlation",
-            "blind_auc", "blind_verdict", "computed", "notes", "failed_clips", "uncalibrated", "calibration", "access",
-            "language", "transcript_check")
-    out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: res[k] for k in keep if k in res}
+    out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | record_of("mia").to_json(res)
     lo, hi = res["auc_ci"]
     p = res.get("auc_p_value")
     text = [f"MIA {args.target} on {args.dataset}: AUC {res['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}"
@@ -225,9 +222,14 @@ def cmd_mia(args: argparse.Namespace) -> int:
             f"  folds: {_folds_text(res.get('inference'))}",
             *("  " + t for t in res["tpr_at_fpr_text"]),
             f"  best single indicator: {res['best_indicator']} ({res['best_indicator_auc']:.3f}, selected on these clips)",
-            *_calibration_lines(res), *(f"  warning: {w}" for w in res["warnings"]), f"  run {run_id}"]
+            *_calibration_lines(res), *_detail_lines("mia", res), *(f"  warning: {w}" for w in res["warnings"]), f"  run {run_id}"]
     _emit(args, out, "\n".join(text))
     return 0
+
+
+def _detail_lines(kind: str, result: dict) -> list[str]:
+    """The record's detail fields (:mod:`core.records`), one line each."""
+    return [f"  {label}: {text}" for label, text in record_of(kind).rows(result)]
 
 
 def _calibration_lines(res: dict) -> list[str]:
@@ -257,15 +259,13 @@ def cmd_blind(args: argparse.Namespace) -> int:
     settings, ws = _workspace(args)
     cfg = config_from_args(BlindRunConfig, args)
     run_id, res = audit_blind(ws, args.dataset, cfg, settings=settings, progress=_progress("blind"))
-    keep = ("groups", "auc", "auc_ci", "auc_p_value", "inference", "verdict", "shift_detected", "n_members", "n_nonmembers",
-            "top_features", "warnings", "notes")
-    out = {"run_id": run_id, "dataset": args.dataset} | {k: res[k] for k in keep if k in res}
+    out = {"run_id": run_id, "dataset": args.dataset} | record_of("blind").to_json(res)
     pv = res.get("auc_p_value") or {}
     text = [f"blind baseline on {args.dataset} ({res['n_members']} members / {res['n_nonmembers']} non-members): "
             f"{res['verdict']['all']['sentence']}", f"  folds: {_folds_text((res.get('inference') or {}).get('all'))}"]
     text += [f"  {g:<10} AUC {a:.3f} (95% CI {res['auc_ci'][g][0]:.3f}-{res['auc_ci'][g][1]:.3f}"
              + ("" if pv.get(g) is None else f", p = {pv[g]:.2g}") + ")" for g, a in res["auc"].items()]
-    text += [f"  giveaway: {t['sentence']}" for t in res["top_features"][:3]]
+    text += [f"  giveaway: {t['sentence']}" for t in res["top_features"][:3]] + _detail_lines("blind", res)
     text += [f"  warning: {w}" for w in res.get("warnings", [])] + [f"  run {run_id}"]
     _emit(args, out, "\n".join(text))
     return 0
@@ -299,15 +299,14 @@ def cmd_disentangle(args: argparse.Namespace) -> int:
                            variant_options={c: o for c, o in variant_options.items() if o})
     run_id, res = audit_disentangle(ws, args.dataset, _target(args), cfg, settings=settings, progress=_progress("disentangle"),
                                      targets=args.targets)
-    out = {"run_id": run_id, "dataset": args.dataset, "target": args.target, "conditions": res["conditions"], "n": res["n"],
-           "details": {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()},
-           **{k: res[k] for k in ("language", "transcript_check", "warnings") if k in res}}
+    out = {"run_id": run_id, "dataset": args.dataset, "target": args.target} | record_of("disentangle").to_json(res)
+    out["details"] = {c: {k: v for k, v in d.items() if k != "description"} for c, d in res["details"].items()}
     lines = [f"disentanglement of {args.target} on {args.dataset} ({res['n']} clips):"]
     if res.get("language"):
         lines.append(f"  {language_text(res)}")
     for c, d in res["details"].items():
         lines.append(f"  {c:<10} " + (f"AUC {d['auc']:.3f} (95% CI {d['auc_ci'][0]:.3f}-{d['auc_ci'][1]:.3f}), {d['realizations']} realization(s)" if "auc" in d else f"skipped: {d['skipped']}"))
-    lines += [f"  warning: {w}" for w in res.get("warnings", [])]
+    lines += _detail_lines("disentangle", res) + [f"  warning: {w}" for w in res.get("warnings", [])]
     _emit(args, out, "\n".join(lines + [f"  run {run_id}"]))
     return 0
 
@@ -321,14 +320,11 @@ def cmd_di(args: argparse.Namespace) -> int:
         run_id, r = audit_di(ws, args.dataset, _target(args), cfg, settings=settings, progress=_progress("di"), targets=args.targets)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    keep = ("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate", "null_ci",
-            "mia_auc", "blind_auc", "blind_verdict", "n_suspects", "n_nonmembers", "warnings", "verdict", "comparison", "curve",
-            "failed_clips", "mia_run", "mia_mode", "uncalibrated", "calibration", "access", "language", "transcript_check")
     from core.di.curve import suspects_needed
 
     needed = "  suspects needed: " + ", ".join(f"{v} {what}" for v, what in suspects_needed(r))
-    _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | {k: r.get(k) for k in keep},
-          r["verdict"] + "\n" + needed + _di_calibration_text(r) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, _target(args).family)})")
+    _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | record_of("di").to_json(r),
+          r["verdict"] + "\n" + needed + _di_calibration_text(r) + "".join("\n" + line for line in _detail_lines("di", r)) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, _target(args).family)})")
     return 0
 
 

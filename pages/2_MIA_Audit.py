@@ -5,7 +5,7 @@ import streamlit as st
 from core.pipeline import MIAConfig
 from core.config import decoding_text
 from core.stages import at_access, family_of
-from core.ui import dataset_picker, failed_clips, page_setup
+from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
 from core.ui.runs import access_picker, language_picker, reference_picker, request_budget, run_controls, target_picker
@@ -41,6 +41,7 @@ if dataset and target:
         view.access_comparison(ws, run)
         view.calibration_comparison(run["result"])
         failed_clips(run["result"])
+        record_details(run)
         view.roc_and_scores(ws, run)
         view.indicator_table(run["result"])
         view.per_sample(ws, run, dataset)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.pipeline.blind import DEFAULT_GROUPS, BlindRunConfig
 from core.pipeline.crossdata import CrossDataConfig, latest_crossdata
-from core.ui import dataset_picker, page_setup
+from core.ui import dataset_picker, page_setup, record_details
 from core.ui import blind_view as view
 from core.ui.runs import run_controls
 
@@ -29,6 +29,7 @@ elif dataset:
         view.auc_and_roc(run["result"])
         view.giveaways(run["result"])
         view.score_histogram(ws, run)
+        record_details(run)
 
     view.match_tool(ws, dataset, config)
 

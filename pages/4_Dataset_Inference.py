@@ -5,7 +5,7 @@ import streamlit as st
 from core.pipeline.di import DIRunConfig
 from core.config import decoding_text
 from core.stages import at_access, family_of
-from core.ui import dataset_picker, failed_clips, page_setup
+from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import di_view as view
 from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
 
@@ -42,3 +42,4 @@ if dataset and target:
         view.curve(run["result"])
         view.score_distributions(ws, run)
         view.comparison(run["result"])
+        record_details(run)

@@ -6,7 +6,7 @@ from core.disentangle import variant_names
 from core.pipeline import DisentangleConfig, MIAConfig
 from core.config import decoding_text
 from core.stages import DEFAULT_CONDITIONS, at_access, family_of
-from core.ui import dataset_picker, failed_clips, page_setup
+from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import disentangle_view as view
 from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
 
@@ -34,5 +34,6 @@ if dataset and target and conditions:
         st.caption(f"Run `{run['id']}` · {run['result']['n']} clips · {decoding_text(run['config'].get('mia') or {}, run['result'], family_of(target))}")
         view.results(run["result"])
         failed_clips(run["result"])
+        record_details(run)
         view.listening_panel(ws, run, dataset, list(run["result"]["details"]),
                              run["config"].get("variant_options", {}))

@@ -47,6 +47,7 @@ LAYERS = (
     "core",  # core/__init__.py: the version only
     "core.registry",
     "core.config",  # config dataclasses: (de)serialisation and shared defaults
+    "core.records",  # what each stage's run record holds, for every surface
     "core.evidence",
     "core.stats",
     "core.runtime",

@@ -97,6 +97,8 @@ CONTRACTS: dict[str, tuple[Callable[[Any], str], Callables]] = {
     "job kind": (lambda e: inspect.getdoc(e) or "", lambda e: [("fn", e, 3)]),
     # detect(tree); read(tree)
     "dataset layout": (lambda e: e.summary, lambda e: [("detect", e.detect, 1), ("read", e.read, 1)]),
+    # each field's text(value)
+    "run record": (lambda e: e.description, lambda e: [(f"text of {f.key}", f.text, 1) for f in e.fields]),
 }
 
 ENTRIES = [pytest.param(reg, name, id=f"{reg}:{name}") for reg in CONTRACTS if reg in REGISTRIES for name in REGISTRIES[reg]]

@@ -161,6 +161,21 @@ def failed_clips(result: dict) -> None:
         st.dataframe(pd.DataFrame(failed)[cols], hide_index=True, width="stretch")
 
 
+def record_details(run: dict) -> None:
+    """The run record's detail fields (:mod:`core.records`), labelled as the CLI and the
+    report label them."""
+    import pandas as pd
+
+    from core.records import RECORDS
+
+    if run.get("kind") not in RECORDS:
+        return
+    rows = RECORDS.get(run["kind"]).rows(run["result"])
+    if rows:
+        with st.expander("Details of this run", expanded=False):
+            st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch")
+
+
 def blind_verdict_line(ws: Workspace, run: dict) -> None:
     """The verdict of the blind baseline a run was compared with (its ``refs``, never a newer
     one), linked to the Blind Baseline page; when none was run, say so and where to run it."""

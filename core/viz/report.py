@@ -19,6 +19,7 @@ from core.config import ACCESS_LEVELS, at_access, decoding_text
 from core.di.curve import suspects_needed
 from core.di.scorers import split_grouping
 from core.mia.links import BlindLink, blind_link
+from core.records import record_of
 from core.runtime.store import Workspace
 from core.viz import blind as vblind
 from core.viz import di as vdi
@@ -48,6 +49,12 @@ def _fig(fig: go.Figure, caption: str) -> str:
 
 def _table(rows: list[tuple[str, object]]) -> str:
     return "<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _details(kind: str, result: dict) -> str:
+    """The record's detail fields (:mod:`core.records`), as every surface shows them."""
+    rows = record_of(kind).rows(result)
+    return "<h3>Details</h3>" + _table(rows) if rows else ""
 
 
 def _warnings(ws: list[str]) -> str:
@@ -155,7 +162,7 @@ def _blind_section(ws: Workspace, run: dict) -> str:
     clips = ws.run_table(run, "clips")
     out += _fig(vblind.score_histogram(clips["score"].to_numpy(np.float64), clips["label"].to_numpy(np.int64)),
                 "Out-of-fold blind scores by label: overlapping histograms mean a fair comparison.")
-    return out + _warnings(r.get("warnings", [])) + _provenance(run)
+    return out + _details("blind", r) + _warnings(r.get("warnings", [])) + _provenance(run)
 
 
 def _opt(x, fmt: str) -> str:
@@ -237,7 +244,7 @@ def _mia_section(ws: Workspace, run: dict) -> str:
     out += _fig(vmia.roc_figure(roc, aucs), "ROC curves (log FPR) of the best single indicators and the cross-validated aggregate.")
     out += _fig(vmia.score_distributions(clips["score"].to_numpy(np.float64), clips["label"].to_numpy(np.int64), xlabel="out-of-fold membership probability"),
                 "Aggregate membership scores by label.")
-    return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
+    return out + _details("mia", r) + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
 def _fmt_r(x) -> str:
@@ -281,7 +288,7 @@ def _di_section(ws: Workspace, run: dict) -> str:
     out += _rows_table(di_calibration_rows(r), _REFERENCE_CAVEAT)
     out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),
                 "p-value against the number of suspects (log-log): median with 10–90% band; grey = the same test on non-members only.")
-    return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
+    return out + _details("di", r) + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
 def _disentangle_section(ws: Workspace, run: dict) -> str:
@@ -296,7 +303,7 @@ def _disentangle_section(ws: Workspace, run: dict) -> str:
                 + ", ".join(f"{_esc(c)} {u['auc']:.3f}" for c, u in uncal) + ".</p>")
     out += _fig(vdis.condition_bars(r["details"]), "MIA AUC with the audio replaced; a collapse to 0.5 means the signal needs this recording, not just its content.")
     out += _table([_access_row(run), *_blind_rows(blind_link(ws, run))])
-    return out + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
+    return out + _details("disentangle", r) + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
 
 
 def _section(fn, ws: Workspace, run: dict) -> str:

@@ -1,0 +1,158 @@
+"""What each stage's run record holds, described once for every surface.
+
+A stage's result is a dict stored with its run. :class:`RecordSpec` lists its fields, each
+with the label every surface names it by and how it reads as text. The CLI's ``--json``
+carries every field (:meth:`RecordSpec.to_json`); the fields marked ``detail`` are shown
+the same way, from :meth:`RecordSpec.rows`, in the CLI's text, in the "Details" of the
+stage's page and in the report's section. The headline of each surface (the AUC with its
+interval, the verdict, the figures) stays written for that surface; a new field needs only
+its producer and a line here to reach all four.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from core.registry import Registry
+
+
+def plain(value: Any) -> str:
+    """A value as one line: a float to 3 decimals, a list joined, a dict as compact JSON."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4) else f"{value:.3f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain(v) for v in value) if value else "none"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def interval(value: Any) -> str:
+    """A ``[lo, hi]`` pair."""
+    lo, hi = value
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+def clips_left_out(value: list[dict]) -> str:
+    """Failed clips: how many, and the first reason."""
+    if not value:
+        return "none"
+    first = value[0]
+    return f"{len(value)}; first: {first.get('path') or str(first.get('clip_hash', ''))[:12]}: {first.get('reason', '')}"
+
+
+def correlation(value: dict) -> str:
+    """A run's correlation with its linked blind run's scores."""
+    def r(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    return f"Pearson {r(value.get('pearson_r'))}, Spearman {r(value.get('spearman_rho'))} over {value.get('n')} clips"
+
+
+def transcripts(value: dict) -> str:
+    """The transcription check of an audio-language target's own decodes."""
+    parts = [f"median WER {who} {value[k]:.2f}" for who, k in (("members", "median_wer_members"), ("non-members", "median_wer"))
+             if value.get(k) is not None]
+    if value.get("n"):
+        parts.append(f"{value.get('degenerate', 0)} of {value['n']} hypotheses degenerate")
+    return ("; ".join(parts) or "checked") + ("; looks wrong" if value.get("looks_wrong") else "")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a run record: ``key`` in the result, the ``label`` every surface uses,
+    ``text(value)`` as one line; ``detail`` fields are shown by every surface's details
+    (the others are the surfaces' own headline, and the JSON's)."""
+
+    key: str
+    label: str
+    text: Callable[[Any], str] = plain
+    detail: bool = False
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """The fields of one stage's run record (see the module docstring)."""
+
+    kind: str
+    description: str
+    fields: tuple[Field, ...]
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.key for f in self.fields)
+
+    def to_json(self, result: dict) -> dict:
+        """Every field the result holds (what ``--json`` carries)."""
+        return {f.key: result[f.key] for f in self.fields if f.key in result}
+
+    def rows(self, result: dict) -> list[tuple[str, str]]:
+        """``(label, text)`` of every detail field the result holds (None and absent are left out)."""
+        return [(f.label, f.text(result[f.key])) for f in self.fields if f.detail and result.get(f.key) is not None]
+
+
+RECORDS: Registry[RecordSpec] = Registry("run record")
+
+
+def record(kind: str, description: str, *fields: Field) -> RecordSpec:
+    """Register the record of stage ``kind``."""
+    return RECORDS.add(kind, RecordSpec(kind, description, tuple(fields)))
+
+
+def record_of(kind: str) -> RecordSpec:
+    return RECORDS.get(kind)
+
+
+def _headline(*keys: str) -> tuple[Field, ...]:
+    return tuple(Field(k, k) for k in keys)
+
+
+COMMON = (
+    Field("computed", "clips whose evidence was computed (the others read from the cache)", detail=True),
+    Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
+    Field("notes", "evidence notes", detail=True),
+)
+
+record(
+    "mia", "per-sample membership inference",
+    *_headline("auc", "auc_ci", "auc_p_value", "inference", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr_text",
+               "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings",
+               "blind_verdict", "uncalibrated", "calibration", "access", "language"),
+    Field("auc_ci_method", "interval method", detail=True),
+    Field("blind_auc", "linked blind baseline's AUC", detail=True),
+    Field("blind_correlation", "correlation with the linked blind run's scores", correlation, detail=True),
+    Field("transcript_check", "transcription check", transcripts, detail=True),
+    *COMMON,
+)
+
+record(
+    "blind", "blind baseline: can metadata, text or acoustics alone tell members from non-members?",
+    *_headline("groups", "auc", "auc_ci", "auc_p_value", "inference", "verdict", "top_features", "warnings"),
+    Field("n_members", "members", detail=True),
+    Field("n_nonmembers", "non-members", detail=True),
+    Field("shift_detected", "distribution shift detected", detail=True),
+    Field("notes", "notes", detail=True),
+)
+
+record(
+    "di", "dataset inference: was the suspect set used?",
+    *_headline("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate",
+               "blind_auc", "blind_verdict", "warnings", "verdict", "comparison", "curve", "mia_run", "mia_mode",
+               "uncalibrated", "calibration", "access", "language", "transcript_check"),
+    Field("n_suspects", "suspects", detail=True),
+    Field("n_nonmembers", "known non-members", detail=True),
+    Field("mia_auc", "AUC of the MIA run read", detail=True),
+    Field("null_ci", "null check: 95% interval of its rejection rate", interval, detail=True),
+    Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
+)
+
+record(
+    "disentangle", "modality disentanglement: the MIA with the audio replaced",
+    *_headline("conditions", "details", "language", "transcript_check", "warnings"),
+    Field("n", "clips", detail=True),
+    Field("references", "references", detail=True),
+    Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
+)
