@@ -122,8 +122,8 @@ def test_every_surface_shows_the_same_counts(workspace: Workspace, messy: Path, 
     home = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     home.run()
     assert not home.exception
-    table = home.dataframe[0].value
-    assert (table["members"].iloc[0], table["nonmembers"].iloc[0], table["conflicts"].iloc[0]) == (s.members, s.nonmembers, s.conflicts)
+    table = home.table[0].value
+    assert (table["members (P)"].iloc[0], table["non-members (U)"].iloc[0], table["label conflicts (excluded)"].iloc[0]) == (s.members, s.nonmembers, s.conflicts)
 
     page = AppTest.from_file(str(ROOT / "pages/1_Dataset.py"), default_timeout=60)
     page.run()

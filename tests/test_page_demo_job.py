@@ -27,7 +27,7 @@ def test_fresh_workspace_loads_the_demo_in_a_job_once(workspace, monkeypatch):
     assert row["status"] == "done" and row["run_id"] == ",".join(DEMO_DATASETS)
     at.run()
     assert not at.exception and not any("in the background" in i.value for i in at.info)
-    assert set(at.dataframe[0].value["name"]) == set(DEMO_DATASETS)
+    assert set(at.table[0].value["name"]) == set(DEMO_DATASETS)
 
     for name in DEMO_DATASETS:  # the user removes the demo: it is not loaded again
         workspace.delete_dataset(name)

@@ -35,7 +35,7 @@ def _labels(at: AppTest, kind: str) -> list[str]:
 
 # The element that shows the page did its job on a workspace with runs (not its empty state).
 KEY_ELEMENT: dict[str, Callable[[AppTest], bool]] = {
-    "app.py": lambda at: at.dataframe[0].value["name"].tolist() == ["speech", "tones"],
+    "app.py": lambda at: at.table[0].value["name"].tolist() == ["speech", "tones"],
     "pages/1_Dataset.py": lambda at: len(at.get("audio")) == 1 and "Unique clips analysed" in _labels(at, "metric"),
     "pages/2_MIA_Audit.py": lambda at: any("model fingerprint" in c.value for c in at.caption) and len(at.get("plotly_chart")) > 0,
     "pages/3_Blind_Baseline.py": lambda at: any("groups metadata" in c.value for c in at.caption) and len(at.get("plotly_chart")) > 0,

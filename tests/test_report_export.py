@@ -71,3 +71,56 @@ def test_figure_image_exports_are_valid_files():
     svg = figure_bytes(fig, "svg", width=400, height=300).decode()
     assert re.search(r"<svg[^>]*>", svg)
     assert figure_bytes(fig, "pdf", width=400, height=300)[:5] == b"%PDF-"
+
+
+def _sleeping_exporter(monkeypatch):
+    """The image worker replaced by one that never finishes (a Chromium stalled by load)."""
+    import sys
+
+    import core.viz.export as export
+
+    monkeypatch.setattr(export, "_worker_argv", [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(export, "image_export_available", lambda: (True, ""))
+
+
+def test_image_export_is_stopped_after_its_time_limit(monkeypatch):
+    import time
+
+    from core.viz.export import ExportTimeout
+
+    _sleeping_exporter(monkeypatch)
+    t0 = time.monotonic()
+    with pytest.raises(ExportTimeout, match="SVG export did not finish within 0.5 s"):
+        figure_bytes(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), "svg", timeout_s=0.5)
+    assert time.monotonic() - t0 < 10  # returns, and the worker is stopped (the session checks none is left)
+
+
+def _export_page() -> None:
+    import plotly.graph_objects as go
+
+    from core.ui.export import show_figure
+
+    show_figure(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), key="roc", caption="a curve")
+
+
+def test_export_popover_times_out_with_a_message(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    import core.ui.common as common
+    import core.ui.export as ui_export
+
+    _sleeping_exporter(monkeypatch)
+    monkeypatch.setattr(ui_export, "image_export_available", lambda: (True, ""))
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("OVERHEARD_EXPORT_TIMEOUT_S", "0.5")
+    common._settings.clear()
+    at = AppTest.from_function(_export_page, default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["PNG", "SVG", "PDF"]  # rendered only when asked for
+    at.button(key="roc-make-svg").click().run()
+    assert not at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert "did not finish within 0.5 s" in msg and "Try again" in msg and "HTML" in msg, msg
+    assert not [d for d in at.get("download_button") if d.proto.label.startswith("Save")]
+    common._settings.clear()

@@ -85,8 +85,9 @@ class Settings(Config):
     and the current directory), ``OVERHEARD_ISOLATE_DECODE`` (``1``: decode each ingested
     file in a child process with a time and memory limit, see :class:`Limits`),
     ``OVERHEARD_EXECUTOR`` (``local`` or ``ray``: where evidence
-    extraction runs) and ``OVERHEARD_RAY_ADDRESS`` (the Ray cluster to join; unset: a local
-    Ray instance).
+    extraction runs), ``OVERHEARD_RAY_ADDRESS`` (the Ray cluster to join; unset: a local
+    Ray instance) and ``OVERHEARD_EXPORT_TIMEOUT_S`` (default 60: how long a PNG, SVG or PDF
+    export of a figure may take before it is stopped with a message).
     """
 
     workspace: Path = Path("workspace")
@@ -96,6 +97,7 @@ class Settings(Config):
     limits: Limits = field(default_factory=Limits)
     executor: str = "local"
     ray_address: str | None = None
+    export_timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls, workspace: str | Path | None = None) -> "Settings":
@@ -115,6 +117,7 @@ class Settings(Config):
             limits=Limits(isolate_decode=env.get("OVERHEARD_ISOLATE_DECODE", "0").strip().lower() in ("1", "true", "yes", "on")),
             executor=env.get("OVERHEARD_EXECUTOR", "local"),
             ray_address=env.get("OVERHEARD_RAY_ADDRESS") or None,
+            export_timeout_s=float(env.get("OVERHEARD_EXPORT_TIMEOUT_S", "60")),
         )
 
     def with_workspace(self, workspace: str | Path) -> "Settings":

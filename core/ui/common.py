@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace
@@ -26,14 +29,32 @@ def workspace() -> Workspace:
 def page_setup(title: str, icon: str = "🎧") -> Workspace:
     """First call of every page: config, sidebar, and the demo on a fresh workspace."""
     st.set_page_config(page_title=f"{title} · Overheard", page_icon=icon, layout="wide")
+    with st.sidebar:
+        _navigation()
     ws = workspace()
     if ws.datasets().query("status == 'ready'").empty and os.environ.get("OVERHEARD_AUTO_DEMO", "1") != "0":
         _demo_load(ws)
-    # pages/ discovery names the home page after its file (app.py); relabel it "Home"
-    st.html(_HOME_LABEL_CSS)
     with st.sidebar:
         st.caption(f"Workspace: `{ws.root}`")
     return ws
+
+
+_APP_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _navigation() -> None:
+    """The page list, drawn here because Streamlit's own (switched off in
+    ``.streamlit/config.toml``) names the home page after its file, "app", until a script
+    run could relabel it."""
+    links = [("app.py", "Home", ":material/home:")]
+    for page in sorted((_APP_ROOT / "pages").glob("*.py")):
+        links.append((f"pages/{page.name}", re.sub(r"^\d+_", "", page.stem).replace("_", " "), None))
+    try:
+        for path, label, icon in links:
+            st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        return  # a page run on its own (AppTest of one file) has no other pages to link to
+    st.divider()
 
 
 def _demo_load(ws: Workspace) -> None:
@@ -53,12 +74,6 @@ def _demo_load(ws: Workspace) -> None:
         st.info("Loading the built-in demo datasets in the background; the pages fill in when it is done.", icon="⏳")
     if row["status"] != "done":
         job_panel(ws, job_id)
-
-
-_HOME_LABEL_CSS = """<style>
-[data-testid="stSidebarNavLink"] span[label="app"] p { font-size: 0; }
-[data-testid="stSidebarNavLink"] span[label="app"] p::after { content: "Home"; font-size: 0.875rem; }
-</style>"""
 
 
 def empty_state(message: str) -> None:

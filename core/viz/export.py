@@ -4,7 +4,11 @@ standalone HTML; CSV and Parquet."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,6 +19,21 @@ MIME = {
     "png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html",
     "csv": "text/csv", "parquet": "application/vnd.apache.parquet",
 }
+
+DEFAULT_EXPORT_TIMEOUT_S = 60.0
+"""How long a PNG/SVG/PDF export may take (``OVERHEARD_EXPORT_TIMEOUT_S`` in the settings)."""
+
+# Only plotly is needed in the worker: it renders from the figure's JSON on stdin and never
+# imports this package, so it runs the same from any checkout or install.
+_WORKER = (
+    "import signal, sys, plotly.io as pio; signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)); a = sys.argv; fig = pio.from_json(sys.stdin.read()); "
+    "sys.stdout.buffer.write(fig.to_image(format=a[1], width=int(a[2]), height=int(a[3]), scale=float(a[4])))"
+)
+_worker_argv: list[str] = [sys.executable, "-c", _WORKER]
+
+
+class ExportTimeout(RuntimeError):
+    """A static-image export did not finish within its time limit (it was stopped)."""
 
 
 def image_export_available() -> tuple[bool, str]:
@@ -28,8 +47,20 @@ def image_export_available() -> tuple[bool, str]:
     return True, ""
 
 
-def figure_bytes(fig: go.Figure, fmt: str, *, width: int = 1000, height: int | None = None, scale: float = 2.0) -> bytes:
-    """The figure as ``fmt`` (png, svg, pdf or standalone html with plotly.js inline)."""
+def figure_bytes(fig: go.Figure, fmt: str, *, width: int = 1000, height: int | None = None, scale: float = 2.0,
+                 timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S) -> bytes:
+    """The figure as ``fmt`` (png, svg, pdf or standalone html with plotly.js inline).
+
+    PNG, SVG and PDF are rendered by kaleido's Chromium in a worker process that is stopped
+    after ``timeout_s`` seconds (a loaded machine can stall it for minutes).
+
+    Raises
+    ------
+    ExportTimeout
+        the worker did not finish in time; nothing is left running.
+    RuntimeError
+        no kaleido or Chromium, or the worker failed (its last error line).
+    """
     if fmt == "html":
         return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
     if fmt not in FIGURE_FORMATS:
@@ -38,7 +69,40 @@ def figure_bytes(fig: go.Figure, fmt: str, *, width: int = 1000, height: int | N
     if not ok:
         raise RuntimeError(why)
     h = height or int(fig.layout.height or 450)
-    return fig.to_image(format=fmt, width=width, height=h, scale=scale if fmt == "png" else 1.0)
+    args = [fmt, str(width), str(h), str(scale if fmt == "png" else 1.0)]
+    return _run_worker([*_worker_argv, *args], fig.to_json().encode("utf-8"), fmt=fmt, timeout_s=timeout_s)
+
+
+def _run_worker(argv: list[str], payload: bytes, *, fmt: str, timeout_s: float) -> bytes:
+    # its own session, so that a stop reaches the worker and whatever it started
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(payload, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        raise ExportTimeout(f"the {fmt.upper()} export did not finish within {timeout_s:g} s and was stopped") from None
+    except BaseException:
+        _stop(proc)
+        raise
+    if proc.returncode != 0:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"the {fmt.upper()} export failed: {lines[-1] if lines else f'exit status {proc.returncode}'}")
+    return out
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # SIGTERM first: the worker unwinds and kaleido closes the Chromium it launched (Chromium
+    # runs in a session of its own, which a signal to the worker's group does not reach)
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.communicate(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def table_bytes(df: pd.DataFrame, fmt: str) -> bytes:

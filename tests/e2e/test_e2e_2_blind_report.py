@@ -77,8 +77,12 @@ def test_export_figure_from_popover(app: App, blind_run):
     png_btn = app.page.get_by_role("button", name="PNG", exact=True)
     ok, _ = image_export_available()
     if ok:
-        with app.page.expect_download(timeout=60_000) as dl:
-            png_btn.click()
+        # rendered on request (under a time limit, with a spinner), then saved
+        png_btn.click()
+        save = app.page.get_by_role("button", name="Save blind-auc.png")
+        expect(save).to_be_visible(timeout=60_000)
+        with app.page.expect_download(timeout=30_000) as dl:
+            save.click()
         assert Path(dl.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         # without kaleido the static formats are offered disabled, with the reason
