@@ -12,7 +12,7 @@ from core.ui.runs import access_picker, language_picker, reference_picker, reque
 
 ws = page_setup("MIA Audit", "🔎")
 st.title("Per-sample membership inference")
-c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+c1, c2, c3, c4 = st.columns([2, 3, 1, 1])  # the target box is the widest: its labels name the training data
 with c1:
     dataset = dataset_picker(ws)
 with c2:

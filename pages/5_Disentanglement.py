@@ -12,7 +12,7 @@ from core.ui.runs import access_picker, reference_picker, run_controls, target_p
 
 ws = page_setup("Disentanglement", "🎛️")
 st.title("Modality disentanglement")
-c1, c2, c3 = st.columns([2, 2, 1])
+c1, c2, c3 = st.columns([2, 3, 1])  # the target box is the widest: its labels name the training data
 with c1:
     dataset = dataset_picker(ws)
 with c2:
