@@ -323,6 +323,11 @@ def cmd_di(args: argparse.Namespace) -> int:
     from core.di.curve import suspects_needed
 
     needed = "  suspects needed: " + ", ".join(f"{v} {what}" for v, what in suspects_needed(r))
+    if args.clips_csv:
+        from core.pipeline.di import flagged_table
+
+        flagged_table(ws, ws.load_run(run_id)).to_csv(args.clips_csv)
+        _log(f"per-clip p-values and flags written to {args.clips_csv}")
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | record_of("di").to_json(r),
           r["verdict"] + "\n" + needed + _di_calibration_text(r) + "".join("\n" + line for line in _detail_lines("di", r)) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, _target(args).family)})")
     return 0
@@ -655,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True)
     s.add_argument("--target", required=True, help=TARGET_HELP)
     add_config_flags(s, DIRunConfig)
+    s.add_argument("--clips-csv", metavar="PATH", help="write every tested suspect's conformal p-value, BH q-value and flag to this CSV")
     s.set_defaults(fn=cmd_di)
 
     s = sub.add_parser("report", parents=[common], help="write a self-contained HTML audit report")

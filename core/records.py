@@ -83,15 +83,26 @@ class RecordSpec:
     fields: tuple[Field, ...]
 
     def keys(self) -> tuple[str, ...]:
-        return tuple(f.key for f in self.fields)
+        """The result's top-level keys the record names (a path ``a/b`` names ``a``)."""
+        return tuple(dict.fromkeys(f.key.split("/")[0] for f in self.fields))
 
     def to_json(self, result: dict) -> dict:
         """Every field the result holds (what ``--json`` carries)."""
-        return {f.key: result[f.key] for f in self.fields if f.key in result}
+        return {k: result[k] for k in self.keys() if k in result}
 
     def rows(self, result: dict) -> list[tuple[str, str]]:
         """``(label, text)`` of every detail field the result holds (None and absent are left out)."""
-        return [(f.label, f.text(result[f.key])) for f in self.fields if f.detail and result.get(f.key) is not None]
+        return [(f.label, f.text(v)) for f in self.fields if f.detail and (v := lookup(result, f.key)) is not None]
+
+
+def lookup(result: dict, key: str) -> Any:
+    """``result[key]``, a path ``a/b`` read through nested dicts (None when absent)."""
+    value: Any = result
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 RECORDS: Registry[RecordSpec] = Registry("run record")
@@ -141,11 +152,17 @@ record(
     "di", "dataset inference: was the suspect set used?",
     *_headline("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate",
                "blind_auc", "blind_verdict", "warnings", "verdict", "comparison", "curve", "mia_run", "mia_mode",
-               "uncalibrated", "calibration", "access", "language", "transcript_check"),
+               "uncalibrated", "calibration", "access", "language", "transcript_check", "n_tested_suspects",
+               "n_tested_nonmembers", "which"),
     Field("n_suspects", "suspects", detail=True),
     Field("n_nonmembers", "known non-members", detail=True),
     Field("mia_auc", "AUC of the MIA run read", detail=True),
     Field("null_ci", "null check: 95% interval of its rejection rate", interval, detail=True),
+    Field("which/sentence", "share of the suspects used", detail=True),
+    Field("which/caveat", "caveat on the share and the flags", detail=True),
+    Field("which/flags/n_flagged", "clips flagged (conformal p-values, Benjamini-Hochberg)", detail=True),
+    Field("which/share/assumption", "what the share and the flags assume", detail=True),
+    Field("which/plan_sentence", "planner", detail=True),
     Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
 )
 

@@ -177,6 +177,7 @@ class DIRunConfig(Config):
     refit : refit the scorer for every curve resample (the band then includes the luck
         of the fit split; slower).
     compare : also run every scorer (for the comparison table).
+    fdr : false discovery rate q of the flagged clips (:mod:`core.di.which`).
     mia_mode : text mode of the MIA run to read (and to make when none exists yet).
     mia_run : id of the MIA run to read (default: the newest matching one).
     references : reference models of the MIA run to read (and to make): the test then runs
@@ -191,6 +192,7 @@ class DIRunConfig(Config):
     null_resamples: int = setting(200, help="runs of the null check (non-members against held-out non-members)")
     refit: bool = setting(False, help="refit the scorer for every curve resample (slower; the band includes the fit split's luck)")
     compare: bool = setting(False, help="also run every scorer")
+    fdr: float = setting(0.1, help="false discovery rate of the flagged clips (Benjamini-Hochberg over conformal p-values)")
     mia_mode: str = setting("generated", flag="mode", choices=TEXT_MODES, help="text mode of the MIA run to read (or make)")
     mia_run: str | None = setting(None, metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
     references: tuple[str, ...] = _references()

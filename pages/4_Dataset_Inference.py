@@ -39,6 +39,7 @@ if dataset and target:
         view.metrics(run["result"])
         view.calibration_comparison(run["result"])
         failed_clips(run["result"])
+        view.which(ws, run)
         view.curve(run["result"])
         view.score_distributions(ws, run)
         view.comparison(run["result"])

@@ -79,7 +79,7 @@ def test_shows_verdict_metrics_curve_and_comparison(env: Workspace) -> None:
     curve = json.loads(charts[0].proto.spec)
     assert curve["layout"]["xaxis"]["type"] == "log" and curve["layout"]["yaxis"]["type"] == "log"
     assert "suspects" in curve["layout"]["xaxis"]["title"]["text"]
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "scorer" in d.value.columns)  # the scorer comparison
     assert set(table["scorer"]) == {"control_split", "cross_fit", "normalized_sum"}
     assert any("how to read" in c.value or "dashed α line" in c.value for c in at.caption)
     # changing a setting tells the user the shown run is stale
@@ -100,7 +100,9 @@ def test_no_evidence_and_confounded_warning_are_visible(env: Workspace, tmp_path
     boxes = [m.value for m in at.markdown if 'class="di-verdict"' in m.value]
     assert len(boxes) == 1 and ">No evidence" in boxes[0] and verdict_style(False) in boxes[0] and not at.error
     assert any(w.value.startswith("confounded: the blind baseline") for w in at.warning)
-    assert len(at.warning) == len(out["warnings"])
+    # every warning once, and the blind verdict again beside the share and the flags
+    assert out["which"]["caveat"].startswith("the blind baseline reads 'confounded'")
+    assert len(at.warning) == len(out["warnings"]) + 1 and at.warning[-1].value.startswith("The blind baseline reads 'confounded'")
 
 
 def test_page_says_when_a_newer_mia_run_exists(env: Workspace) -> None:

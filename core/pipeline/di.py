@@ -491,6 +491,7 @@ def audit_di(
     first = tuple(w for w in (confound, wrong) if w)  # the caveats that can overturn the verdict come first
     res = dataclasses.replace(res, warnings=first + res.warnings + tuple(extra))
     out = res.to_dict()
+    out["which"] = which_of(res, config, [inp.p_clips[i] for i in res.p_index], blind_level)
     nc = res.null_check
     out.update({
         "min_suspects": curve.min_suspects,
@@ -575,12 +576,34 @@ CLIP_FIELDS = ("p_clips", "u_clips", "p_scores", "u_scores", "p_index", "u_index
 
 def stored_result(out: dict[str, Any]) -> dict[str, Any]:
     """A DI result without its per-clip fields (those go to :func:`di_table`)."""
-    return {k: v for k, v in out.items() if k not in CLIP_FIELDS}
+    stored = {k: v for k, v in out.items() if k not in CLIP_FIELDS}
+    if "which" in stored:
+        stored["which"] = {k: v for k, v in stored["which"].items() if k != "clips"}
+    return stored
+
+
+def which_of(res, config: DIRunConfig, clips: list[str], blind_level: str | None) -> dict[str, Any]:
+    """Which suspects were used and how many (:func:`core.di.which.which_and_how_much`):
+    per tested suspect (``clips``, in the result's order) its conformal p-value, BH q-value
+    and flag; the share bounds, the plan and the sentence, with the blind verdict beside
+    them when it is not "fair" (a P/U shift inflates these numbers like everything else)."""
+    from core.di.which import which_and_how_much
+
+    w = which_and_how_much(res, q=config.fdr, seed=config.seed).to_dict()
+    flags = w["flags"]
+    w["clips"] = {"clip_hash": clips, "p": flags.pop("p"), "q": flags.pop("q_values"), "flagged": flags.pop("flagged")}
+    flags.pop("index")
+    w["flagged_clips"] = [h for h, f in zip(clips, w["clips"]["flagged"]) if f]
+    if blind_level not in (None, "fair"):
+        w["caveat"] = (f"the blind baseline reads '{blind_level}': a difference between suspects and non-members that is not "
+                       "training inflates these numbers too")
+    return w
 
 
 def di_table(out: dict[str, Any]) -> pd.DataFrame:
     """The clips the t-test compared, suspects then non-members: ``side`` (P / U), their
-    ``score``, ``fold`` (which fitted scorer scored them) and ``row`` (input row)."""
+    ``score``, ``fold`` (which fitted scorer scored them) and ``row`` (input row); the
+    suspects' conformal ``p``, BH ``q`` and ``flagged`` (NaN / False for non-members)."""
     parts = []
     for side in ("p", "u"):
         parts.append(pd.DataFrame({
@@ -589,7 +612,26 @@ def di_table(out: dict[str, Any]) -> pd.DataFrame:
             "fold": np.asarray(out[f"{side}_group"], dtype=np.int64),
             "row": np.asarray(out[f"{side}_index"], dtype=np.int64),
         }, index=pd.Index(out[f"{side}_clips"], name="clip_hash")))
+    which = (out.get("which") or {}).get("clips")
+    if which is not None:
+        parts[0] = parts[0].assign(p=np.asarray(which["p"], dtype=np.float64), q=np.asarray(which["q"], dtype=np.float64),
+                                   flagged=np.asarray(which["flagged"], dtype=bool))
+        parts[1] = parts[1].assign(p=np.nan, q=np.nan, flagged=False)
     return pd.concat(parts)
+
+
+def flagged_table(ws: Workspace, run: dict) -> pd.DataFrame:
+    """The tested suspects of a DI run with their conformal ``p``, BH ``q``, ``flagged`` and
+    ``score``, their file ``path``, most significant first (empty without those columns: a
+    run made before the flags)."""
+    df = ws.run_table(run, "clips")
+    if "q" not in df:
+        return pd.DataFrame(columns=["path", "score", "p", "q", "flagged"], index=pd.Index([], name="clip_hash"))
+    suspects = df[df["side"] == "P"][["score", "p", "q", "flagged"]].astype({"flagged": bool})
+    clips = ws.analysis_clips(run["dataset"]).set_index("clip_hash")
+    paths = clips["path"].astype(str) if "path" in clips else pd.Series(dtype=str)
+    suspects.insert(0, "path", [paths.get(h, "") for h in suspects.index])
+    return suspects.sort_values(["q", "p", "score"], ascending=[True, True, False], kind="stable")
 
 
 def di_scores(ws: Workspace, run: dict) -> tuple[list[float | None], list[float | None]]:

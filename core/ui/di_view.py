@@ -8,7 +8,7 @@ import streamlit as st
 from core.di.scorers import split_grouping
 from core.stages import DIRunConfig
 from core.stats import format_p
-from core.ui.export import show_figure
+from core.ui.export import show_figure, table_downloads
 
 from core.viz import di as figs
 
@@ -89,6 +89,47 @@ def metrics(result: dict) -> None:
     c[3].metric("Per-sample MIA AUC", "n/a" if mia_auc is None else f"{mia_auc:.3f}", help="Aggregate AUC of the MIA run these indicators come from: DI can succeed where this is near 0.5.")
     c[3].caption(f"scorer {result['scorer']} over {len(result.get('indicators', []))} indicators; "
                  f"{split_grouping(result['scorer'], result.get('grouping'))}")
+
+
+def which(ws, run: dict) -> None:
+    """Which suspects were used and how many: the share with its bounds, the flagged clips
+    (each playable beside its score, p and q), the planner; the blind verdict beside them
+    when it is not "fair"."""
+    from core.pipeline.di import flagged_table
+
+    w = run["result"].get("which")
+    if not w:
+        return
+    st.subheader("Which of the suspects, and how many")
+    share, flags = w["share"], w["flags"]
+    c = st.columns(3)
+    c[0].metric("Share used, at least", f"{share['lower']:.0%}", help=f"{share['level']:.0%} lower confidence bound; assumes "
+                f"only that the known non-members are exchangeable with the unused suspects.")
+    c[1].metric("Share used, estimate", f"{share['estimate']:.0%}", help=f"Interval [{share['lower']:.0%}, {share['upper']:.0%}]: "
+                + share["assumption"] + ".")
+    c[2].metric(f"Clips flagged at FDR {flags['q']:.0%}", str(flags["n_flagged"]),
+                help="Conformal p-value of each suspect against its fold's tested non-members, Benjamini-Hochberg over all: "
+                     "on average at most this share of the flagged clips were not used.")
+    st.markdown(w["sentence"][0].upper() + w["sentence"][1:] + ".")
+    if w.get("caveat"):
+        st.warning(w["caveat"][0].upper() + w["caveat"][1:] + ".")
+    st.caption(f"Planner: {w['plan_sentence']}. Assumes {share['assumption']}.")
+    table = flagged_table(ws, run)
+    if table.empty:
+        return
+    flagged = table[table["flagged"]]
+    with st.expander(f"{len(flagged)} flagged clip(s), most significant first", expanded=bool(len(flagged))):
+        if flagged.empty:
+            st.caption("No clip is flagged at this FDR: the planner says how many known non-members flagging needs.")
+        event = st.dataframe(table.reset_index().drop(columns="clip_hash"), hide_index=True, width="stretch", height=260,
+                             on_select="rerun", selection_mode="single-row", key="di-flags")
+        st.caption("Every tested suspect, flagged ones first. Select a row to listen.")
+        table_downloads(table.reset_index(), key="di-flags-csv", name=f"{run['dataset']}-di-flags")
+        rows = event.selection.rows if event is not None else []
+        if rows:
+            row = table.iloc[rows[0]]
+            st.audio(ws.read_audio(table.index[rows[0]]))
+            st.caption(f"{row['path']} · score {row['score']:.3f} · p {row['p']:.3g} · q {row['q']:.3g}")
 
 
 def curve(result: dict) -> None:

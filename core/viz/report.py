@@ -286,9 +286,40 @@ def _di_section(ws: Workspace, run: dict) -> str:
         *_blind_rows(blind_link(ws, run)),
     ])
     out += _rows_table(di_calibration_rows(r), _REFERENCE_CAVEAT)
+    out += _which_section(ws, run)
     out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),
                 "p-value against the number of suspects (log-log): median with 10–90% band; grey = the same test on non-members only.")
     return out + _details("di", r) + _warnings(r.get("warnings", [])) + _failed(r) + _provenance(run)
+
+
+WHICH_METHOD = ("Each suspect's conformal p-value against the tested non-members of its scorer's fold (scored by a model "
+                "fitted on other clips), Benjamini-Hochberg over all suspects for the flags; the share's lower bound counts "
+                "the suspects below each p-value threshold beyond a simultaneous band for unused ones, computed from their "
+                "distribution-free joint law.")
+
+
+def _which_section(ws: Workspace, run: dict) -> str:
+    """Which suspects were used and how many, with the method, its assumption and the blind
+    verdict beside it."""
+    from core.pipeline.di import flagged_table
+
+    w = run["result"].get("which")
+    if not w:
+        return ""
+    out = "<h3>Which of the suspects, and how many</h3>"
+    out += f"<p><b>{_esc(w['sentence'][0].upper() + w['sentence'][1:])}.</b></p>"
+    rows = [("method", WHICH_METHOD), ("assumes", w["share"]["assumption"]),
+            ("blind baseline", run["result"].get("blind_verdict") or "not run"), ("planner", w["plan_sentence"])]
+    if w.get("caveat"):
+        rows.insert(0, ("caveat", w["caveat"]))
+    out += _table(rows)
+    flagged = flagged_table(ws, run)
+    flagged = flagged[flagged["flagged"]] if not flagged.empty else flagged
+    if not flagged.empty:
+        out += "<table><tr><th>flagged clip</th><th>score</th><th>p</th><th>q</th></tr>" + "".join(
+            f"<tr><td>{_esc(r.path or h[:12])}</td><td>{r.score:.3f}</td><td>{r.p:.3g}</td><td>{r.q:.3g}</td></tr>"
+            for h, r in flagged.iterrows()) + "</table>"
+    return out
 
 
 def _disentangle_section(ws: Workspace, run: dict) -> str:

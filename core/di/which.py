@@ -1,0 +1,282 @@
+"""Which of my clips, and how much of my set: per-clip flags with a false-discovery
+guarantee, confidence bounds on the share of suspects used, and a planner.
+
+Everything here reads the scores a dataset-inference scorer produced (:class:`DIResult`):
+each tested suspect and each tested non-member was scored by a model fitted on other clips
+(its fold's), so within a fold a suspect that was not used in training is exchangeable with
+the fold's tested non-members. That is the one assumption (with the known non-members
+drawn from the same distribution as the unused suspects); a shift between the suspects and
+the non-members that has nothing to do with training inflates every number here as it
+inflates the DI p-value, which is why the blind baseline's verdict is quoted beside them.
+
+- **Flags** (:func:`flag_clips`): each suspect's conformal p-value against its fold's tested
+  non-members, ``(1 + #{non-members scoring >= it}) / (1 + n)``, and Benjamini-Hochberg at
+  level q over all suspects (Bates et al., Ann. Statist. 2023).
+- **Share used** (:func:`share_bounds`): a lower confidence bound on the number of suspects
+  that are members, with no model of what a member looks like. The conformal p-values of
+  the unused suspects have a distribution-free joint law (the calibration scores cut the
+  line into Dirichlet spacings, and the unused suspects fall into them multinomially), so a
+  simultaneous upper band on how many unused suspects fall below each p-value threshold is
+  computed by simulation; the suspects observed below a threshold, less that band, are
+  members. Folds are combined by Bonferroni. The point estimate is Storey's (the suspects
+  above p = 1/2 are unused ones), and the upper end of its interval assumes exactly that:
+  every member scores above the non-members' median.
+- **Planner** (:func:`plan`): the suspects the Welch test needs, from the measured effect
+  (normal approximation of the test DI runs), and the non-members the flags need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import binom, norm
+
+from core.stats.conformal import benjamini_hochberg, conformal_pvalues
+
+DEFAULT_Q = 0.1
+DEFAULT_LEVEL = 0.95
+BAND_DRAWS = 4000
+
+
+@dataclass(frozen=True)
+class ClipFlags:
+    """Per-suspect conformal p-values, BH q-values and the flagged suspects.
+
+    ``index`` holds the rows of the suspect matrix each value belongs to (the tested suspects).
+    """
+
+    q: float
+    index: NDArray[np.int64]
+    pvalues: NDArray[np.float64]
+    qvalues: NDArray[np.float64]
+    flagged: NDArray[np.bool_]
+    n_calibration: tuple[int, ...]
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.flagged.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"q": self.q, "index": self.index.tolist(), "p": [float(v) for v in self.pvalues],
+                "q_values": [float(v) for v in self.qvalues], "flagged": [bool(v) for v in self.flagged],
+                "n_flagged": self.n_flagged, "n_calibration": list(self.n_calibration)}
+
+
+def _folds(p_group: NDArray[np.int64], u_group: NDArray[np.int64]) -> list[int]:
+    return sorted(set(np.unique(p_group).tolist()) & set(np.unique(u_group).tolist()))
+
+
+def fold_pvalues(p_scores: ArrayLike, u_scores: ArrayLike, p_group: ArrayLike, u_group: ArrayLike) -> tuple[
+        NDArray[np.float64], list[tuple[NDArray[np.int64], int]]]:
+    """Conformal p-value of every tested suspect against the tested non-members of its own
+    fold, and per fold (positions of its suspects, its number of calibration non-members)."""
+    p, u = np.asarray(p_scores, dtype=np.float64), np.asarray(u_scores, dtype=np.float64)
+    gp, gu = np.asarray(p_group, dtype=np.int64), np.asarray(u_group, dtype=np.int64)
+    out = np.full(p.size, np.nan)
+    folds = []
+    for g in _folds(gp, gu):
+        at = np.flatnonzero(gp == g)
+        calib = u[gu == g]
+        out[at] = conformal_pvalues(p[at], calib)
+        folds.append((at, int(calib.size)))
+    if np.isnan(out).any():
+        raise ValueError("a suspect's fold has no tested non-member to compare it with")
+    return out, folds
+
+
+def flag_clips(res: Any, q: float = DEFAULT_Q) -> ClipFlags:
+    """:class:`ClipFlags` of a :class:`~core.di.inference.DIResult` (or anything with its
+    ``p_scores``, ``u_scores``, ``p_group``, ``u_group``, ``p_index``) at FDR level ``q``."""
+    pv, folds = fold_pvalues(res.p_scores, res.u_scores, res.p_group, res.u_group)
+    flagged, qv = benjamini_hochberg(pv, q)
+    return ClipFlags(q, np.asarray(res.p_index, dtype=np.int64), pv, qv, flagged, tuple(n for _, n in folds))
+
+
+# -- the share used ------------------------------------------------------------------------
+def null_counts(n_cal: int, m: int, draws: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """``[draws, n_cal + 1]`` simulated counts ``V_k`` of ``m`` unused suspects whose conformal
+    p-value is at most ``k / (n_cal + 1)`` (k = 1 .. n_cal + 1), from their exact joint law."""
+    spacings = rng.dirichlet(np.ones(n_cal + 1), size=draws)  # the calibration scores cut [0, 1]
+    counts = rng.multinomial(m, spacings)  # [draws, n_cal + 1]; last bin = above every calibration score
+    out: NDArray[np.int64] = np.cumsum(counts[:, ::-1], axis=1)  # column k-1: p <= k / (n_cal + 1)
+    return out
+
+
+def null_band(n_cal: int, m: int, alpha: float, *, draws: int = BAND_DRAWS, seed: int = 0) -> NDArray[np.float64]:
+    """``b_k`` (k = 1 .. n_cal): with probability at least ``1 - alpha``, at most ``b_k`` of
+    ``m`` unused suspects have a conformal p-value ``<= k / (n_cal + 1)``, for every k at
+    once (whatever the score distribution). A standardized band, its width set by simulation."""
+    if m == 0:
+        return np.zeros(n_cal)
+    rng = np.random.default_rng([seed, n_cal, m])
+    v = null_counts(n_cal, m, draws, rng)[:, :n_cal].astype(np.float64)
+    t = np.arange(1, n_cal + 1) / (n_cal + 1)
+    sd = np.sqrt(m * t * (1 - t) * (1 + (m - 1) / (n_cal + 2)))
+    lam = float(np.quantile(((v - m * t) / sd).max(axis=1), 1 - alpha, method="higher"))
+    band: NDArray[np.float64] = m * t + lam * sd
+    return band
+
+
+def members_at_least(pvalues: ArrayLike, n_cal: int, alpha: float, *, seed: int = 0) -> int:
+    """A ``1 - alpha`` lower confidence bound on how many of these suspects (p-values against
+    ``n_cal`` calibration non-members) are members: ``max_k (R_k - b_k)``, with ``R_k`` the
+    suspects observed at ``p <= k / (n_cal + 1)`` and ``b_k`` the band of :func:`null_band`
+    for as many unused suspects as there are suspects (more unused ones only raise the
+    counts, so the bound holds whatever the share)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.size == 0:
+        return 0
+    k = np.arange(1, n_cal + 1)
+    observed = np.searchsorted(np.sort(p), k / (n_cal + 1) + 1e-12, side="right")
+    return int(max(0, math.ceil(float(np.max(observed - null_band(n_cal, p.size, alpha, seed=seed))) - 1e-9)))
+
+
+def _unused_at_least(above: int, n_cal: int, m: int, alpha: float, *, draws: int, seed: int) -> int:
+    """The fewest unused suspects that make ``above`` of them with p > 1/2 plausible (upper
+    tail at least ``alpha``): the count of unused suspects is at least this when no member
+    has p > 1/2."""
+    j = (n_cal + 1) // 2  # p <= j / (n_cal + 1) is "p <= 1/2"
+    r = 1.0 - np.random.default_rng([seed, n_cal, 17]).beta(j, n_cal + 1 - j, size=draws)  # P(p > 1/2 | calibration)
+    for m0 in range(above, m + 1):
+        if float(binom.sf(above - 1, m0, r).mean()) >= alpha:
+            return m0
+    return m
+
+
+@dataclass(frozen=True)
+class ShareBounds:
+    """How much of the suspect set was used.
+
+    ``lower``: a ``level`` lower confidence bound on the share of the tested suspects that are
+    members (assumes only exchangeability). ``estimate`` (Storey's) and ``upper`` also
+    assume that every member scores above the known non-members' median.
+    """
+
+    lower: float
+    estimate: float
+    upper: float
+    level: float
+    n_suspects: int
+    members_at_least: int
+
+    ASSUMPTION = ("the known non-members are exchangeable with the suspects that were not used; the estimate and the upper "
+                  "end also assume every member scores above the non-members' median")
+
+    def sentence(self, flags: ClipFlags | None = None) -> str:
+        """The sentence an auditor can quote."""
+        text = (f"at least {self.lower:.0%} of the {self.n_suspects} suspects were used ({self.level:.0%} lower bound); "
+                f"estimate {self.estimate:.0%} [{self.lower:.0%}, {self.upper:.0%}]")
+        if flags is not None:
+            text += f"; {flags.n_flagged} clip(s) flagged at FDR {flags.q:.0%}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lower": self.lower, "estimate": self.estimate, "upper": self.upper, "level": self.level,
+                "n_suspects": self.n_suspects, "members_at_least": self.members_at_least, "assumption": self.ASSUMPTION}
+
+
+def share_bounds(pvalues: ArrayLike, folds: list[tuple[NDArray[np.int64], int]], *, level: float = DEFAULT_LEVEL,
+                 seed: int = 0, draws: int = BAND_DRAWS) -> ShareBounds:
+    """:class:`ShareBounds` from the suspects' conformal p-values and their folds (as
+    :func:`fold_pvalues` returns them); each fold's bound at ``(1 - level) / n_folds``."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    alpha = (1 - level) / max(1, len(folds))
+    n1_lo = unused_lo = 0
+    unused_hat = 0.0
+    for at, n_cal in folds:
+        pg = p[at]
+        n1_lo += members_at_least(pg, n_cal, alpha, seed=seed)
+        j = (n_cal + 1) // 2
+        above = int((pg > j / (n_cal + 1) + 1e-12).sum())
+        unused_hat += above / (1 - j / (n_cal + 1))
+        unused_lo += _unused_at_least(above, n_cal, pg.size, alpha, draws=draws, seed=seed)
+    m = int(p.size)
+    lower = n1_lo / m if m else 0.0
+    upper = max(lower, 1 - unused_lo / m) if m else 0.0
+    estimate = float(np.clip(1 - unused_hat / m, lower, upper)) if m else 0.0
+    return ShareBounds(float(lower), estimate, float(upper), level, m, int(n1_lo))
+
+
+# -- the planner ---------------------------------------------------------------------------
+def _moments(res: Any) -> tuple[float, float, float]:
+    """The effect the Welch test sees: the suspects' mean score minus the non-members', and
+    their variances, averaged over the folds."""
+    p, u = np.asarray(res.p_scores, dtype=np.float64), np.asarray(res.u_scores, dtype=np.float64)
+    gp, gu = np.asarray(res.p_group), np.asarray(res.u_group)
+    parts = [(p[gp == g].mean() - u[gu == g].mean(), p[gp == g].var(ddof=1), u[gu == g].var(ddof=1)) for g in _folds(gp, gu)]
+    d, vp, vu = (float(np.mean([x[i] for x in parts])) for i in range(3))
+    return d, vp, vu
+
+
+def required_tested(d: float, vp: float, vu: float, alpha: float, power: float, *, n_u: int | None = None) -> float | None:
+    """Tested suspects for the one-sided test at ``alpha`` to reach ``power`` (normal
+    approximation): with as many non-members as suspects (``n_u`` None), else with ``n_u``.
+    None when the effect is not positive or the non-members alone cap the statistic below it."""
+    z = float(norm.ppf(1 - alpha) + norm.ppf(power))
+    if d <= 0:
+        return None
+    if n_u is None:
+        return max(2.0, (z / d) ** 2 * (vp + vu))
+    room = (d / z) ** 2 - vu / n_u if z > 0 else math.inf
+    if room <= 0:
+        return None
+    return max(2.0, vp / room)
+
+
+def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: ShareBounds | None = None) -> dict[str, Any]:
+    """How many suspects the test needs (median p < alpha, and 80% power), with all the
+    non-members at hand and with as many as suspects; and how many calibration non-members
+    the flags need at ``q`` (a member scoring above every one of them is flagged only when
+    ``1 / (n + 1) <= q * share``)."""
+    alpha = res.alpha if alpha is None else alpha
+    d, vp, vu = _moments(res)
+    tested_share = res.p_scores.size / max(1, res.n_suspects)  # a split scorer tests part of the suspects
+    n_u = int(res.u_scores.size)
+
+    def given(x: float | None) -> int | None:
+        return None if x is None else int(math.ceil(x / tested_share))
+
+    out: dict[str, Any] = {"effect": d, "sd_suspects": math.sqrt(vp), "sd_nonmembers": math.sqrt(vu), "alpha": alpha}
+    for power, name in ((0.5, "median"), (0.8, "power80")):
+        out[f"suspects_{name}"] = given(required_tested(d, vp, vu, alpha, power, n_u=n_u))
+        out[f"suspects_{name}_equal"] = given(required_tested(d, vp, vu, alpha, power))
+    if share is not None and share.estimate > 0:
+        per_fold = math.ceil(1 / (q * share.estimate) - 1)  # calibration non-members one fold needs
+        in_a_fold = n_u / max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group)))) / max(1, res.n_nonmembers)
+        out["nonmembers_for_flags"] = int(math.ceil(per_fold / in_a_fold))
+    return out
+
+
+def plan_sentence(p: dict[str, Any]) -> str:
+    def n(x: int | None) -> str:
+        return "not reachable with these non-members" if x is None else str(x)
+
+    text = (f"p < {p['alpha']:g} in half of the audits needs about {n(p['suspects_median'])} suspects "
+            f"({n(p['suspects_median_equal'])} with as many non-members), 80% power about {n(p['suspects_power80'])} "
+            f"({n(p['suspects_power80_equal'])})")
+    if p.get("nonmembers_for_flags") is not None:
+        text += f"; flagging clips needs at least {p['nonmembers_for_flags']} known non-members"
+    return text
+
+
+@dataclass(frozen=True)
+class WhichAndHowMuch:
+    flags: ClipFlags
+    share: ShareBounds
+    plan: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flags": self.flags.to_dict(), "share": self.share.to_dict(), "plan": self.plan,
+                "sentence": self.share.sentence(self.flags), "plan_sentence": plan_sentence(self.plan)}
+
+
+def which_and_how_much(res: Any, *, q: float = DEFAULT_Q, level: float = DEFAULT_LEVEL, seed: int = 0) -> WhichAndHowMuch:
+    """Flags, share bounds and plan of one dataset-inference result."""
+    pv, folds = fold_pvalues(res.p_scores, res.u_scores, res.p_group, res.u_group)
+    flags = flag_clips(res, q)
+    share = share_bounds(pv, folds, level=level, seed=seed)
+    return WhichAndHowMuch(flags, share, plan(res, q=q, share=share))
