@@ -92,18 +92,25 @@ def test_storey_estimate_and_interval():
     assert b.lower <= b.estimate <= b.upper and b.lower <= n1 / 60 <= b.upper
 
 
-def test_tested_needed_matches_a_search_of_the_power_function():
+def test_required_tested_matches_a_search_of_welchs_power():
+    """Over G equal folds DI's statistic is one fold's Welch statistic (sum of differences
+    over sum of standard errors), with that fold's degrees of freedom."""
+    from scipy.stats import t as t_dist
+
     d, vp, vu, alpha = 0.4, 1.0, 1.3, 0.01
     for power in (0.5, 0.8):
-        z = norm.ppf(1 - alpha)
+        for groups in (1, 2):
+            def reaches(n: int, n_u: int | None, power: float = power, groups: int = groups) -> bool:
+                n_p, n_n = n / groups, (n if n_u is None else n_u) / groups
+                if n_p < 2:
+                    return False
+                a, b = vp / n_p, vu / n_n
+                df = (a + b) ** 2 / (a**2 / (n_p - 1) + b**2 / (n_n - 1))
+                return bool(groups * d / (groups * np.sqrt(a + b)) >= t_dist.ppf(1 - alpha, df) + norm.ppf(power))
 
-        def pw(n: int, n_u: int | None) -> float:
-            return norm.cdf(d / np.sqrt(vp / n + vu / (n if n_u is None else n_u)) - z)
-
-        for n_u in (None, 400):
-            need = required_tested(d, vp, vu, alpha, power, n_u=n_u)
-            first = next(n for n in range(2, 100000) if pw(n, n_u) >= power - 1e-12)
-            assert abs(need - first) <= 1
+            for n_u in (None, 400):
+                first = next(n for n in range(2, 100000) if reaches(n, n_u))
+                assert required_tested(d, vp, vu, alpha, power, n_u=n_u, groups=groups) == first
     assert required_tested(d, vp, vu, alpha, 0.8, n_u=5) is None  # five non-members cannot carry the test
     assert required_tested(-0.1, vp, vu, alpha, 0.8) is None
 
@@ -136,6 +143,12 @@ def test_the_planner_and_the_flags_read_a_result():
     w = which_and_how_much(res, q=0.5).to_dict()
     assert w["flags"]["p"][0] == pytest.approx(1 / 4) and w["plan"]["suspects_median"] >= 2
     assert "suspects were used" in w["sentence"] and "suspects" in w["plan_sentence"]
+
+
+def test_the_measurement_script_runs_in_smoke_mode():
+    from bench.measure_which import main
+
+    assert main(["--smoke"]) == 0
 
 
 def test_the_cli_writes_every_suspects_p_and_q(tmp_path, monkeypatch, capsys):

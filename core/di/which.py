@@ -22,7 +22,8 @@ inflates the DI p-value, which is why the blind baseline's verdict is quoted bes
   above p = 1/2 are unused ones), and the upper end of its interval assumes exactly that:
   every member scores above the non-members' median.
 - **Planner** (:func:`plan`): the suspects the Welch test needs, from the measured effect
-  (normal approximation of the test DI runs), and the non-members the flags need.
+  and spreads (the Welch statistic with its degrees of freedom), and the non-members the
+  flags need.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import binom, norm
+from scipy.stats import t as t_dist
 
 from core.stats.conformal import benjamini_hochberg, conformal_pvalues
 
@@ -212,19 +214,36 @@ def _moments(res: Any) -> tuple[float, float, float]:
     return d, vp, vu
 
 
-def required_tested(d: float, vp: float, vu: float, alpha: float, power: float, *, n_u: int | None = None) -> float | None:
-    """Tested suspects for the one-sided test at ``alpha`` to reach ``power`` (normal
-    approximation): with as many non-members as suspects (``n_u`` None), else with ``n_u``.
-    None when the effect is not positive or the non-members alone cap the statistic below it."""
-    z = float(norm.ppf(1 - alpha) + norm.ppf(power))
-    if d <= 0:
+def _reaches(n: float, d: float, vp: float, vu: float, alpha: float, power: float, n_u: int | None, groups: int) -> bool:
+    """Whether ``n`` tested suspects reach ``power``: the statistic DI computes over
+    ``groups`` equal folds (:func:`core.di.welch.combine_groups`: with equal folds it is one
+    fold's Welch statistic), with that fold's degrees of freedom, shifted by the normal
+    quantile of ``power``."""
+    n_p, n_n = n / groups, (n if n_u is None else n_u) / groups
+    if n_p < 2 or n_n < 2:
+        return False
+    a, b = vp / n_p, vu / n_n
+    df = (a + b) ** 2 / (a * a / (n_p - 1) + b * b / (n_n - 1))
+    return d / math.sqrt(a + b) >= float(t_dist.ppf(1 - alpha, df) + norm.ppf(power))
+
+
+def required_tested(d: float, vp: float, vu: float, alpha: float, power: float, *, n_u: int | None = None,
+                    groups: int = 1, most: int = 1_000_000) -> int | None:
+    """The fewest tested suspects for DI's one-sided test at ``alpha`` to reach ``power``
+    over ``groups`` folds: with as many non-members as suspects (``n_u`` None), else with
+    ``n_u``. None when the effect is not positive or not even ``most`` suspects reach it."""
+    def reaches(n: int) -> bool:
+        return _reaches(n, d, vp, vu, alpha, power, n_u, groups)
+
+    if d <= 0 or not reaches(most):
         return None
-    if n_u is None:
-        return max(2.0, (z / d) ** 2 * (vp + vu))
-    room = (d / z) ** 2 - vu / n_u if z > 0 else math.inf
-    if room <= 0:
-        return None
-    return max(2.0, vp / room)
+    lo, hi = 1, 2
+    while not reaches(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # the statistic's margin grows with n: bisect the first n that reaches it
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    return hi
 
 
 def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: ShareBounds | None = None) -> dict[str, Any]:
@@ -237,13 +256,14 @@ def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: S
     tested_share = res.p_scores.size / max(1, res.n_suspects)  # a split scorer tests part of the suspects
     n_u = int(res.u_scores.size)
 
-    def given(x: float | None) -> int | None:
+    def given(x: int | None) -> int | None:
         return None if x is None else int(math.ceil(x / tested_share))
 
     out: dict[str, Any] = {"effect": d, "sd_suspects": math.sqrt(vp), "sd_nonmembers": math.sqrt(vu), "alpha": alpha}
+    groups = max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group))))
     for power, name in ((0.5, "median"), (0.8, "power80")):
-        out[f"suspects_{name}"] = given(required_tested(d, vp, vu, alpha, power, n_u=n_u))
-        out[f"suspects_{name}_equal"] = given(required_tested(d, vp, vu, alpha, power))
+        out[f"suspects_{name}"] = given(required_tested(d, vp, vu, alpha, power, n_u=n_u, groups=groups))
+        out[f"suspects_{name}_equal"] = given(required_tested(d, vp, vu, alpha, power, groups=groups))
     if share is not None and share.estimate > 0:
         per_fold = math.ceil(1 / (q * share.estimate) - 1)  # calibration non-members one fold needs
         in_a_fold = n_u / max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group)))) / max(1, res.n_nonmembers)
