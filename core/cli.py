@@ -19,7 +19,7 @@ from typing import Callable, TypeVar, get_args, get_origin
 
 from core.config import default_of, field_types, is_options, user_settings
 from core.runtime.settings import Settings
-from core.config import decoding_text, language_text
+from core.config import Listing, decoding_text, language_text
 from core.records import record_of
 from core.runtime.store import Workspace
 from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
@@ -287,13 +287,34 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variant_options(args: argparse.Namespace) -> dict[str, dict]:
+    """``--variant-option FAMILY.NAME=VALUE`` (each converted by the option's declared kind),
+    and the shorthands ``--piper-voice``, ``--tta-generator``, ``--tta-steps``."""
+    from core.disentangle import get_variant
+
+    out: dict[str, dict] = {}
+    for family, key, value in [("tts", "piper_voice", args.piper_voice), ("tta", "generator", args.tta_generator),
+                               ("tta", "steps", args.tta_steps)]:
+        if value:
+            out.setdefault(family, {})[key] = value
+    for item in args.variant_option or []:
+        name, eq, value = item.partition("=")
+        family, dot, key = name.partition(".")
+        if not (eq and dot and family and key):
+            raise CLIError(f"--variant-option {item!r}: expected FAMILY.NAME=VALUE, e.g. tta.steps=50")
+        specs = {o.name: o for o in get_variant(family).option_specs}
+        if key not in specs:
+            raise CLIError(f"variant {family} has no option {key!r}; valid: {', '.join(specs) or 'none'}")
+        out.setdefault(family, {})[key] = specs[key].parse(value)
+    return out
+
+
 def cmd_disentangle(args: argparse.Namespace) -> int:
     from core.pipeline.disentangle import audit_disentangle
 
     settings, ws = _workspace(args)
     settings = _executor_settings(args, settings)
-    variant_options = {"tts": {"piper_voice": args.piper_voice}, "tta": {"generator": args.tta_generator, "steps": args.tta_steps}}
-    variant_options = {c: {k: v for k, v in o.items() if v} for c, o in variant_options.items()}
+    variant_options = _variant_options(args)
     cfg = config_from_args(DisentangleConfig, args, target_options=_target_options(args),
                            max_realizations=max(1, min(3, args.max_realizations)),
                            variant_options={c: o for c, o in variant_options.items() if o})
@@ -324,7 +345,7 @@ def cmd_di(args: argparse.Namespace) -> int:
 
     needed = "  suspects needed: " + ", ".join(f"{v} {what}" for v, what in suspects_needed(r))
     if args.clips_csv:
-        from core.pipeline.di import flagged_table
+        from core.di.which import flagged_table
 
         flagged_table(ws, ws.load_run(run_id)).to_csv(args.clips_csv)
         _log(f"per-clip p-values and flags written to {args.clips_csv}")
@@ -504,8 +525,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         shown = default if not isinstance(default, tuple) else ",".join(map(str, default))
         help_ = f.metadata.get("help") or ""
         if not (default is None or isinstance(default, bool) or default == () or is_options(tp)):
-            help_ = f"{help_} (default: {shown})".strip()
-        kw: dict = {"dest": f.name, "help": help_.replace("%", "%%") or None}
+            help_ = help_.extended(f" (default: {shown})") if isinstance(help_, Listing) else f"{help_} (default: {shown})".strip()
+        kw: dict = {"dest": f.name, "help": (help_ if isinstance(help_, Listing) else help_.replace("%", "%%")) or None}
         args = [a for a in get_args(tp) if a is not type(None)]
         if tp is bool:
             kw |= {"action": "store_false" if default else "store_true", "default": default}
@@ -574,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--name", required=True)
     s.add_argument("--replace", action="store_true", help="replace an existing dataset of that name")
-    s.add_argument("--layout", default="auto", help="dataset layout: auto (detected), folders, librispeech, audiofolder, hf-datasets, commonvoice or lhotse")
+    s.add_argument("--layout", default="auto", help=Listing("dataset layout: {names} (auto: detected)", "core.data.layouts:layout_names"))
     pattern = "split name, folder glob or column=value; repeat or separate with commas"
     s.add_argument("--members", action="append", metavar="PATTERN", help=f"which items are members (P): {pattern}")
     s.add_argument("--nonmembers", action="append", metavar="PATTERN", help=f"which items are non-members (U): {pattern}")
@@ -653,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--piper-voice", metavar="VOICE.onnx", help="speak the tts condition with this local Piper voice instead of eSpeak NG")
     s.add_argument("--tta-generator", metavar="SPEC", help="text-to-audio model for the tta condition: zoo:<name> or a local diffusers pipeline folder (default zoo:diffusion-large)")
     s.add_argument("--tta-steps", type=int, help="sampling steps of the tta generator (default 25)")
+    s.add_argument("--variant-option", action="append", metavar="FAMILY.NAME=VALUE",
+                   help=Listing("an option of a condition's generator (repeatable): {names}", "core.disentangle.registry:option_names"))
     _executor_flags(s)
     s.set_defaults(fn=cmd_disentangle)
 

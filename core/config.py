@@ -80,6 +80,38 @@ class ConfigTypeError(ConfigError, TypeError):
     """A value whose type does not match its field."""
 
 
+class Listing(str):
+    """A help text that names a registry's entries, read when the help is shown: the
+    registry's module is imported then, not when the parser is built (a misspelled name
+    still answers before any heavy library loads). ``text`` holds ``{names}``; ``names``
+    is an importable ``"module:function"`` returning them."""
+
+    def __new__(cls, text: str, names: str) -> "Listing":
+        obj = super().__new__(cls, text)
+        obj._names = names
+        return obj
+
+    def extended(self, more: str) -> "Listing":
+        """The same listing with ``more`` appended to its text."""
+        return Listing(str(self) + more, self._names)
+
+    def render(self) -> str:
+        import importlib
+
+        module, _, fn = self._names.partition(":")
+        names = ", ".join(getattr(importlib.import_module(module), fn)())
+        return str.format(str(self), names=names).replace("%", "%%")  # argparse formats the help with %
+
+    def __mod__(self, params: Any) -> str:  # what argparse does to a help text
+        return self.render() % params
+
+    def strip(self, chars: str | None = None) -> str:
+        return self.render().strip(chars)
+
+    def __contains__(self, part: object) -> bool:
+        return isinstance(part, str) and part in self.render()
+
+
 def setting(
     default: Any = dataclasses.MISSING,
     *,

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import ACCESS_LEVELS, DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config, access_text, at_access, setting
+from core.config import (ACCESS_LEVELS, DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config, Listing, access_text, at_access,
+                         setting)
 from core.runtime.settings import GROUPINGS
 
 __all__ = [
@@ -45,6 +46,8 @@ def family_of(spec: str | None) -> str | None:
 
 
 DEFAULT_GROUPS = ("metadata", "text", "acoustic")
+GROUP_NAMES = "core.blind.registry:list_groups"
+"""Where the blind feature groups are listed (read when a help text is shown)."""
 """Blind feature groups of a blind-baseline run."""
 
 DEFAULT_CONDITIONS = ("original", "silence", "noise", "tts")
@@ -97,7 +100,7 @@ class BlindRunConfig(Config):
     together (``auto``: speakers, else sources); ``n_perm``: label permutations of the
     whole CV procedure for p-values and intervals (0: bootstrap intervals only)."""
 
-    groups: tuple[str, ...] = setting(DEFAULT_GROUPS, metavar="G1,G2", help="comma-separated feature groups")
+    groups: tuple[str, ...] = setting(DEFAULT_GROUPS, metavar="G1,G2", help=Listing("comma-separated feature groups: {names}", GROUP_NAMES))
     n_splits: int = _n_splits()
     n_boot: int = _n_boot()
     seed: int = _seed()
@@ -185,19 +188,19 @@ class DIRunConfig(Config):
     mia_access : access level of the MIA run to read (and to make): ``white-box`` or ``outputs``.
     """
 
-    scorer: str = setting("auto", help="auto, control_split, normalized_sum or cross_fit")
+    scorer: str = setting("auto", help=Listing("a registered scorer: {names}", "core.di.registry:scorer_names"))
     alpha: float = setting(0.01, help="significance level of the one-sided Welch test")
     seed: int = setting(0, help="seed of the scorer split, the null check and the curve's resamples")
     n_resamples: int = setting(200, help="resamples per size of the p-value curve")
     null_resamples: int = setting(200, help="runs of the null check (non-members against held-out non-members)")
     refit: bool = setting(False, help="refit the scorer for every curve resample (slower; the band includes the fit split's luck)")
     compare: bool = setting(False, help="also run every scorer")
-    fdr: float = setting(0.1, help="false discovery rate of the flagged clips (Benjamini-Hochberg over conformal p-values)")
     mia_mode: str = setting("generated", flag="mode", choices=TEXT_MODES, help="text mode of the MIA run to read (or make)")
     mia_run: str | None = setting(None, metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
     references: tuple[str, ...] = _references()
     mia_access: str = setting("white-box", flag="access", choices=ACCESS_LEVELS,
                               help="access level of the MIA run to read (or make): white-box or outputs")
+    fdr: float = setting(0.1, help="false discovery rate of the flagged clips (Benjamini-Hochberg over conformal p-values)")
 
     def __post_init__(self) -> None:
         from core.di import get_scorer
@@ -215,7 +218,7 @@ class DisentangleConfig(Config):
     the consistency checks of resynthesized clips."""
 
     conditions: tuple[str, ...] = setting(DEFAULT_CONDITIONS, metavar="C1,C2",
-                                          help="comma-separated from original,silence,noise,tts,tta")
+                                          help=Listing("comma-separated from {names}", "core.disentangle.registry:variant_names"))
     mia: MIAConfig = setting(MIAConfig(), help="the MIA run under each condition")
     max_realizations: int = setting(3, flag="realizations", metavar="N", help="resynthesis realizations per clip (1-3)")
     max_wer: float = setting(0.5, help="flag tts clips the audited model transcribes with a higher word error rate")
@@ -244,7 +247,7 @@ class CrossDataConfig(Config):
     """
 
     status: str = setting("member", choices=STATUSES, help="which subset of each dataset is compared")
-    groups: tuple[str, ...] = setting(("metadata", "acoustic"), help="comma-separated blind feature groups")
+    groups: tuple[str, ...] = setting(("metadata", "acoustic"), help=Listing("comma-separated blind feature groups: {names}", GROUP_NAMES))
     n_splits: int = _n_splits()
     seed: int = _seed()
     batch_size: int = setting(32, help="clips per acoustic-feature batch")

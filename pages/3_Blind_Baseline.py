@@ -14,7 +14,7 @@ c1, c2 = st.columns([2, 3])
 with c1:
     dataset = dataset_picker(ws)
 with c2:
-    groups = st.multiselect("Feature groups", list(DEFAULT_GROUPS), default=list(DEFAULT_GROUPS), key="blind-groups", help="metadata: duration, size, codec, speaking rate; text: transcript TF-IDF; acoustic: MFCC, spectrum, pitch, bandwidth, noise floor.")
+    groups = view.group_picker(DEFAULT_GROUPS)
 if dataset and not groups:
     st.info("Choose at least one feature group.")
 elif dataset:

@@ -24,7 +24,7 @@ import pytest
 from scipy.stats import norm
 
 from core.di import dataset_inference
-from core.di.which import (fold_pvalues, members_at_least, null_band, null_counts, share_bounds, required_tested,
+from core.di.which import (fold_pvalues, members_at_least, null_bands, null_counts, share_bounds, required_tested,
                            which_and_how_much)
 
 
@@ -43,19 +43,22 @@ def _conformal(s: np.ndarray, calib: np.ndarray) -> np.ndarray:
     return np.array([(1 + np.sum(calib >= x)) / (1 + calib.size) for x in s])
 
 
-def test_the_band_holds_its_level_on_real_scores_and_its_law_matches_the_definition():
-    n, m, alpha = 30, 25, 0.1
-    band = null_band(n, m, alpha)
-    k = np.arange(1, n + 1)
+def test_the_bands_hold_their_level_on_real_scores_and_their_law_matches_the_definition():
+    """Two folds (their own calibration sets and suspects) under one joint band: unused
+    suspects exceed it anywhere in either fold in at most alpha of the draws."""
+    folds, alpha, trials = [(30, 25), (24, 20)], 0.1, 400
+    bands = null_bands(folds, alpha)
     rng = np.random.default_rng(1)
     exceed = 0
-    trials = 400
     for _ in range(trials):  # unused suspects and calibration from a skewed score distribution
-        calib, s = rng.exponential(size=n), rng.exponential(size=m)
-        p = _conformal(s, calib)
-        counts = np.array([(p <= kk / (n + 1) + 1e-12).sum() for kk in k])
-        exceed += bool((counts > band).any())
+        hit = False
+        for (n, m), band in zip(folds, bands):
+            p = _conformal(rng.exponential(size=m), rng.exponential(size=n))
+            counts = np.array([(p <= kk / (n + 1) + 1e-12).sum() for kk in range(1, band.size + 1)])
+            hit |= bool((counts > band).any())
+        exceed += hit
     assert exceed / trials <= alpha + 2.5 * np.sqrt(alpha * (1 - alpha) / trials)
+    n, m = 30, 25
     v = null_counts(n, m, 20000, np.random.default_rng(2))
     np.testing.assert_allclose(v.mean(axis=0), m * np.arange(1, n + 2) / (n + 1), atol=0.15)
 

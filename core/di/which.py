@@ -17,8 +17,8 @@ inflates the DI p-value, which is why the blind baseline's verdict is quoted bes
   the unused suspects have a distribution-free joint law (the calibration scores cut the
   line into Dirichlet spacings, and the unused suspects fall into them multinomially), so a
   simultaneous upper band on how many unused suspects fall below each p-value threshold is
-  computed by simulation; the suspects observed below a threshold, less that band, are
-  members. Folds are combined by Bonferroni. The point estimate is Storey's (the suspects
+  computed by simulation (over every fold at once, thresholds up to p = 1/2); the
+  suspects observed below a threshold, less that band, are members. The point estimate is Storey's (the suspects
   above p = 1/2 are unused ones), and the upper end of its interval assumes exactly that:
   every member scores above the non-members' median.
 - **Planner** (:func:`plan`): the suspects the Welch test needs, from the measured effect
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import binom, norm
 from scipy.stats import t as t_dist
@@ -108,19 +109,38 @@ def null_counts(n_cal: int, m: int, draws: int, rng: np.random.Generator) -> NDA
     return out
 
 
+def null_bands(folds: list[tuple[int, int]], alpha: float, *, draws: int = BAND_DRAWS, seed: int = 0) -> list[NDArray[np.float64]]:
+    """One band per fold ``(n_cal, m)``: ``b_k`` (k = 1 .. K, the thresholds up to p = 1/2)
+    such that, with probability at least ``1 - alpha`` and for every fold and every k at
+    once, at most ``b_k`` of the fold's ``m`` unused suspects have a conformal p-value
+    ``<= k / (n_cal + 1)`` (whatever the score distribution). Each band is standardized;
+    their common width is set by simulating the folds together (their calibration sets and
+    suspects are disjoint, so their counts are independent)."""
+    rng = np.random.default_rng([seed, *[x for f in folds for x in f]])
+    zs, parts = [], []
+    for n_cal, m in folds:
+        top = max(1, (n_cal + 1) // 2)  # members sit at small p-values: thresholds past 1/2 add nothing
+        t = np.arange(1, top + 1) / (n_cal + 1)
+        sd = np.sqrt(max(m, 1) * t * (1 - t) * (1 + (max(m, 1) - 1) / (n_cal + 2)))
+        v = null_counts(n_cal, m, draws, rng)[:, :top].astype(np.float64)
+        zs.append(((v - m * t) / sd).max(axis=1))
+        parts.append((m * t, sd))
+    lam = float(np.quantile(np.max(np.stack(zs), axis=0), 1 - alpha, method="higher"))
+    return [mean + lam * sd for mean, sd in parts]
+
+
 def null_band(n_cal: int, m: int, alpha: float, *, draws: int = BAND_DRAWS, seed: int = 0) -> NDArray[np.float64]:
-    """``b_k`` (k = 1 .. n_cal): with probability at least ``1 - alpha``, at most ``b_k`` of
-    ``m`` unused suspects have a conformal p-value ``<= k / (n_cal + 1)``, for every k at
-    once (whatever the score distribution). A standardized band, its width set by simulation."""
-    if m == 0:
-        return np.zeros(n_cal)
-    rng = np.random.default_rng([seed, n_cal, m])
-    v = null_counts(n_cal, m, draws, rng)[:, :n_cal].astype(np.float64)
-    t = np.arange(1, n_cal + 1) / (n_cal + 1)
-    sd = np.sqrt(m * t * (1 - t) * (1 + (m - 1) / (n_cal + 2)))
-    lam = float(np.quantile(((v - m * t) / sd).max(axis=1), 1 - alpha, method="higher"))
-    band: NDArray[np.float64] = m * t + lam * sd
-    return band
+    """:func:`null_bands` of one fold."""
+    return null_bands([(n_cal, m)], alpha, draws=draws, seed=seed)[0]
+
+
+def _members_beyond(pvalues: NDArray[np.float64], n_cal: int, band: NDArray[np.float64]) -> int:
+    """``max_k (R_k - b_k)``, rounded up, with ``R_k`` the suspects at ``p <= k / (n_cal + 1)``."""
+    if pvalues.size == 0:
+        return 0
+    k = np.arange(1, band.size + 1)
+    observed = np.searchsorted(np.sort(pvalues), k / (n_cal + 1) + 1e-12, side="right")
+    return int(max(0, math.ceil(float(np.max(observed - band)) - 1e-9)))
 
 
 def members_at_least(pvalues: ArrayLike, n_cal: int, alpha: float, *, seed: int = 0) -> int:
@@ -130,11 +150,7 @@ def members_at_least(pvalues: ArrayLike, n_cal: int, alpha: float, *, seed: int 
     for as many unused suspects as there are suspects (more unused ones only raise the
     counts, so the bound holds whatever the share)."""
     p = np.asarray(pvalues, dtype=np.float64)
-    if p.size == 0:
-        return 0
-    k = np.arange(1, n_cal + 1)
-    observed = np.searchsorted(np.sort(p), k / (n_cal + 1) + 1e-12, side="right")
-    return int(max(0, math.ceil(float(np.max(observed - null_band(n_cal, p.size, alpha, seed=seed))) - 1e-9)))
+    return _members_beyond(p, n_cal, null_band(n_cal, p.size, alpha, seed=seed)) if p.size else 0
 
 
 def _unused_at_least(above: int, n_cal: int, m: int, alpha: float, *, draws: int, seed: int) -> int:
@@ -184,18 +200,20 @@ class ShareBounds:
 def share_bounds(pvalues: ArrayLike, folds: list[tuple[NDArray[np.int64], int]], *, level: float = DEFAULT_LEVEL,
                  seed: int = 0, draws: int = BAND_DRAWS) -> ShareBounds:
     """:class:`ShareBounds` from the suspects' conformal p-values and their folds (as
-    :func:`fold_pvalues` returns them); each fold's bound at ``(1 - level) / n_folds``."""
+    :func:`fold_pvalues` returns them): the lower bound from one band over every fold at
+    ``level``, the upper end from each fold's at ``(1 - level) / n_folds``."""
     p = np.asarray(pvalues, dtype=np.float64)
-    alpha = (1 - level) / max(1, len(folds))
-    n1_lo = unused_lo = 0
+    alpha = 1 - level
+    bands = null_bands([(n_cal, at.size) for at, n_cal in folds], alpha, draws=draws, seed=seed)
+    n1_lo = sum(_members_beyond(p[at], n_cal, band) for (at, n_cal), band in zip(folds, bands))
+    unused_lo = 0
     unused_hat = 0.0
-    for at, n_cal in folds:
+    for at, n_cal in folds:  # the upper end: each fold's unused count at alpha / n_folds
         pg = p[at]
-        n1_lo += members_at_least(pg, n_cal, alpha, seed=seed)
         j = (n_cal + 1) // 2
         above = int((pg > j / (n_cal + 1) + 1e-12).sum())
         unused_hat += above / (1 - j / (n_cal + 1))
-        unused_lo += _unused_at_least(above, n_cal, pg.size, alpha, draws=draws, seed=seed)
+        unused_lo += _unused_at_least(above, n_cal, pg.size, alpha / max(1, len(folds)), draws=draws, seed=seed)
     m = int(p.size)
     lower = n1_lo / m if m else 0.0
     upper = max(lower, 1 - unused_lo / m) if m else 0.0
@@ -300,3 +318,17 @@ def which_and_how_much(res: Any, *, q: float = DEFAULT_Q, level: float = DEFAULT
     flags = flag_clips(res, q)
     share = share_bounds(pv, folds, level=level, seed=seed)
     return WhichAndHowMuch(flags, share, plan(res, q=q, share=share))
+
+
+def flagged_table(ws: Any, run: dict[str, Any]) -> pd.DataFrame:
+    """The tested suspects of a DI run with their conformal ``p``, BH ``q``, ``flagged`` and
+    ``score``, their file ``path``, most significant first (empty without those columns: a
+    run made before the flags)."""
+    df = ws.run_table(run, "clips")
+    if "q" not in df:
+        return pd.DataFrame(columns=["path", "score", "p", "q", "flagged"], index=pd.Index([], name="clip_hash"))
+    suspects = df[df["side"] == "P"][["score", "p", "q", "flagged"]].astype({"flagged": bool})
+    clips = ws.analysis_clips(run["dataset"]).set_index("clip_hash")
+    paths = clips["path"].astype(str) if "path" in clips else pd.Series(dtype=str)
+    suspects.insert(0, "path", [paths.get(h, "") for h in suspects.index])
+    return suspects.sort_values(["q", "p", "score"], ascending=[True, True, False], kind="stable")

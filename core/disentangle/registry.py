@@ -23,6 +23,26 @@ MakeFn = Callable[..., NDArray[np.float32]]
 
 
 @dataclass(frozen=True)
+class VariantOption:
+    """One option of a variant family, as the CLI (``--variant-option FAMILY.NAME=VALUE``)
+    and the Disentanglement page offer it: ``kind`` converts a typed value (``str``,
+    ``int`` or ``float``); ``default`` is what the family uses when it is not given."""
+
+    name: str
+    label: str = ""
+    help: str = ""
+    kind: Literal["str", "int", "float"] = "str"
+    default: str | int | float | None = None
+
+    def parse(self, value: str) -> str | int | float:
+        """``value`` as this option's kind (a ``ValueError`` names the option)."""
+        try:
+            return {"str": str, "int": int, "float": float}[self.kind](value)
+        except ValueError:
+            raise ValueError(f"option {self.name} takes a {self.kind}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
 class VariantFamily:
     name: str
     make: MakeFn
@@ -38,16 +58,20 @@ class VariantFamily:
     ``caption`` (CLAP similarity to the caption, when a CLAP model is given), or None."""
     original: bool = False
     """The clip itself (no rendering; its evidence is the plain MIA's)."""
+    option_specs: tuple[VariantOption, ...] = ()
+    """How each of ``options`` is offered (its label, help, kind and default)."""
 
 
 _VARIANTS: Registry[VariantFamily] = Registry("variant")
 
 
 def register_variant(name: str, *, realizations: int = 1, description: str = "", needs_text: bool = False,
-                     options: tuple[str, ...] = (), identify: Callable[[dict], dict] | None = None,
+                     options: tuple[str | VariantOption, ...] = (), identify: Callable[[dict], dict] | None = None,
                      make_batch: Callable[..., list] | None = None, check: Literal["transcript", "caption"] | None = None,
                      original: bool = False) -> Callable[[MakeFn], MakeFn]:
-    """Register ``make`` under ``name``; ``options`` are the option names it accepts.
+    """Register ``make`` under ``name``; ``options`` are the options it accepts (a name, or
+    a :class:`VariantOption` that also says how to offer it): the CLI and the page offer
+    them with nothing else to edit.
 
     ``make_batch(audios, texts, *, sr, realization, clip_hashes, **options)``, when given,
     renders several clips at once (a generator model batches them); it must return what
@@ -57,7 +81,9 @@ def register_variant(name: str, *, realizations: int = 1, description: str = "",
     def deco(fn: MakeFn) -> MakeFn:
         if check not in (None, "transcript", "caption"):
             raise ValueError(f"check must be None, 'transcript' or 'caption', got {check!r}")
-        _VARIANTS.add(name, VariantFamily(name, fn, realizations, description, needs_text, identify, options, make_batch, check, original))
+        specs = tuple(o if isinstance(o, VariantOption) else VariantOption(o) for o in options)
+        _VARIANTS.add(name, VariantFamily(name, fn, realizations, description, needs_text, identify, tuple(o.name for o in specs),
+                                          make_batch, check, original, specs))
         return fn
 
     return deco
@@ -65,6 +91,13 @@ def register_variant(name: str, *, realizations: int = 1, description: str = "",
 
 def get_variant(name: str) -> VariantFamily:
     return _VARIANTS.get(name)
+
+
+def option_names() -> list[str]:
+    """``family.option`` for every registered variant option."""
+    import core.disentangle  # noqa: F401  (registers the built-ins)
+
+    return [f"{f.name}.{o.name}" for f in _VARIANTS.values() for o in f.option_specs]
 
 
 def variant_names() -> list[str]:

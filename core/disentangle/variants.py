@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from core.disentangle.registry import register_variant, seed_for
+from core.disentangle.registry import VariantOption, register_variant, seed_for
+from core.disentangle.tta import DEFAULT_GENERATOR, DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 TTS_REFERENCE_VOICES = (
     # eSpeak voices unrelated to any demo speaker (different variant, pitch and rate).
@@ -40,7 +41,9 @@ def _identify_tts(options: dict) -> dict:
     return identify_voice(options)
 
 
-@register_variant("tts", realizations=3, needs_text=True, check="transcript", options=("piper_voice",), identify=_identify_tts,
+@register_variant("tts", realizations=3, needs_text=True, check="transcript", identify=_identify_tts,
+                  options=(VariantOption("piper_voice", "Piper voice for speech (.onnx with its .onnx.json beside it; empty: "
+                                         "eSpeak NG reference voices)"),),
                   description="the transcript spoken by reference voices unrelated to the dataset "
                               "(eSpeak NG, or a local Piper voice with option piper_voice=PATH.onnx)")
 def tts(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str,
@@ -72,7 +75,14 @@ def _tta_batch(audios, texts, *, sr: int, realization: int, clip_hashes, **optio
                            seeds=[seed_for(h, realization, "tta") for h in clip_hashes], **options)
 
 
-@register_variant("tta", realizations=3, needs_text=True, check="caption", options=("generator", "steps", "guidance"), identify=_identify_tta,
+@register_variant("tta", realizations=3, needs_text=True, check="caption", identify=_identify_tta,
+                  options=(VariantOption("generator", "Text-to-audio generator for sounds (zoo:<name> or a local diffusers "
+                                         "pipeline folder)", "A generator trained on the audited clips can regenerate what it "
+                                         "memorized: prefer one unrelated to the audited model. Sound resynthesis takes about a "
+                                         "second per clip and realization on a CPU.", default=DEFAULT_GENERATOR),
+                           VariantOption("steps", "Sampling steps of the generator", kind="int", default=DEFAULT_STEPS),
+                           VariantOption("guidance", "Classifier-free guidance scale of the generator", kind="float",
+                                         default=DEFAULT_GUIDANCE)),
                   make_batch=_tta_batch,
                   description="the caption rendered by a text-to-audio model (default the zoo diffusion model "
                               "zoo:diffusion-large; option generator=PATH for a local diffusers pipeline), three seeds")

@@ -210,14 +210,15 @@ def infill_ref(stats: TokenStats, *, text: str | None = None) -> dict[str, float
 
 
 def token_indicator_keys(*, with_infill: bool = True) -> tuple[str, ...]:
-    """Every column key :func:`compute_indicators` can produce, in output order."""
-    keys = ["ppl", "entropy", "prob_gap", "prob_gap_log", "zlib"]
-    keys += [f"min_k@{k_label(k)}" for k in K_GRID]
-    keys += [f"max_k@{k_label(k)}" for k in K_GRID]
-    keys += [f"min_k_pp@{k_label(k)}" for k in K_GRID]
-    keys += [f"max_renyi[{a}]@{k_label(k)}" for a in RENYI_ORDERS for k in K_GRID]
-    if with_infill:
-        keys += [f"{fam}@{k_label(k)}" for fam in ("infill", "infill_ref") for k in K_GRID]
+    """Every column key the registered token indicator families produce, in output order
+    (read from the families themselves on a one-token sequence, so a new family's keys are
+    here without a list to keep)."""
+    one = np.ones(1)
+    stats = TokenStats(np.zeros(1, dtype=np.int64), -one, one, 0.5 * one, 0.25 * one, -one, one, one, one, one,
+                       infill=-one if with_infill else None, infill_ref=-one if with_infill else None)
+    keys: list[str] = []
+    for fam in families("tokens"):
+        keys += [k for k in fam.fn(stats, text="a") if k not in keys]
     return tuple(keys)
 
 

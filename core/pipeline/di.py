@@ -620,20 +620,6 @@ def di_table(out: dict[str, Any]) -> pd.DataFrame:
     return pd.concat(parts)
 
 
-def flagged_table(ws: Workspace, run: dict) -> pd.DataFrame:
-    """The tested suspects of a DI run with their conformal ``p``, BH ``q``, ``flagged`` and
-    ``score``, their file ``path``, most significant first (empty without those columns: a
-    run made before the flags)."""
-    df = ws.run_table(run, "clips")
-    if "q" not in df:
-        return pd.DataFrame(columns=["path", "score", "p", "q", "flagged"], index=pd.Index([], name="clip_hash"))
-    suspects = df[df["side"] == "P"][["score", "p", "q", "flagged"]].astype({"flagged": bool})
-    clips = ws.analysis_clips(run["dataset"]).set_index("clip_hash")
-    paths = clips["path"].astype(str) if "path" in clips else pd.Series(dtype=str)
-    suspects.insert(0, "path", [paths.get(h, "") for h in suspects.index])
-    return suspects.sort_values(["q", "p", "score"], ascending=[True, True, False], kind="stable")
-
-
 def di_scores(ws: Workspace, run: dict) -> tuple[list[float | None], list[float | None]]:
     """The suspects' and the non-members' scores a DI run's t-test compared."""
     df = ws.run_table(run, "clips")

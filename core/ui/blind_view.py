@@ -21,6 +21,16 @@ def _ci(ci) -> str:
     return f"[{ci[0]:.2f}–{ci[1]:.2f}]"
 
 
+def group_picker(default: tuple[str, ...]) -> list[str]:
+    """The feature groups to run: every registered group whose libraries are installed,
+    each described in the help by its registration."""
+    from core.blind.registry import get_group, list_groups
+
+    names = list_groups(available_only=True)
+    return st.multiselect("Feature groups", names, default=[g for g in default if g in names], key="blind-groups",
+                          help="; ".join(f"{g}: {get_group(g).description}" for g in names))
+
+
 def verdict(result: dict) -> tuple[str, str]:
     """(Streamlit level, sentence) of :func:`core.blind.verdict.blind_verdict`, the rule
     every surface uses: "error" when confounded, "warning" for a weak shift, "success"

@@ -95,7 +95,7 @@ def which(ws, run: dict) -> None:
     """Which suspects were used and how many: the share with its bounds, the flagged clips
     (each playable beside its score, p and q), the planner; the blind verdict beside them
     when it is not "fair"."""
-    from core.pipeline.di import flagged_table
+    from core.di.which import flagged_table
 
     w = run["result"].get("which")
     if not w:

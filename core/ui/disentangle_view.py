@@ -58,32 +58,36 @@ def results(result: dict) -> None:
 
 
 def variant_options_form(conditions: list[str], last_run: dict | None = None) -> tuple[dict, str | None]:
-    """Generator choices for the resynthesis conditions: (variant options, CLAP folder),
-    prefilled from the last run of this dataset and target (its id keys the inputs, so
-    they follow when the user picks another dataset or target)."""
-    from core.disentangle.tta import DEFAULT_GENERATOR
+    """The options of the chosen conditions' generators, as each variant family declares
+    them (:class:`core.disentangle.registry.VariantOption`), and the CLAP folder when a
+    condition is checked by caption: (variant options, CLAP folder). Prefilled from the last
+    run of this dataset and target (its id keys the inputs, so they follow when the user
+    picks another dataset or target), else the options' defaults."""
+    from core.disentangle import get_variant
 
     last = (last_run or {}).get("config", {})
     tag = (last_run or {}).get("id", "new")
     prev = last.get("variant_options", {})
+    families = [get_variant(c) for c in conditions]
+    offered = [(f, o) for f in families for o in f.option_specs]
+    captioned = any(f.check == "caption" for f in families)
     options: dict = {}
     clap = None
-    if not {"tts", "tta"} & set(conditions):
+    if not offered and not captioned:
         return options, clap
     with st.expander("Resynthesis generators", expanded=False):
-        if "tts" in conditions:
-            voice = st.text_input("Piper voice for speech (.onnx with its .onnx.json beside it; empty: eSpeak NG reference voices)",
-                                  value=prev.get("tts", {}).get("piper_voice", ""), key=f"dis-piper-{tag}").strip()
-            if voice:
-                options["tts"] = {"piper_voice": voice}
-        if "tta" in conditions:
-            gen = st.text_input("Text-to-audio generator for sounds (zoo:<name> or a local diffusers pipeline folder)",
-                                value=prev.get("tta", {}).get("generator", DEFAULT_GENERATOR), key=f"dis-tta-{tag}").strip()
-            options["tta"] = {"generator": gen or DEFAULT_GENERATOR}
+        for fam, opt in offered:
+            shown = prev.get(fam.name, {}).get(opt.name, opt.default)
+            raw = st.text_input(opt.label or f"{fam.name}: {opt.name}", value="" if shown is None else str(shown),
+                                help=opt.help or None, key=f"dis-{fam.name}-{opt.name}-{tag}").strip()
+            if raw:
+                try:
+                    options.setdefault(fam.name, {})[opt.name] = opt.parse(raw)
+                except ValueError as exc:
+                    st.error(str(exc))
+        if captioned:
             clap = st.text_input("CLAP model folder for the consistency check (optional)",
                                  value=last.get("clap_model") or "", key=f"dis-clap-{tag}").strip() or None
-            st.caption("A generator trained on the audited clips can regenerate what it memorized: prefer one unrelated "
-                       "to the audited model. Sound resynthesis takes about a second per clip and realization on a CPU.")
     return options, clap
 
 

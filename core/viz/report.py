@@ -301,7 +301,7 @@ WHICH_METHOD = ("Each suspect's conformal p-value against the tested non-members
 def _which_section(ws: Workspace, run: dict) -> str:
     """Which suspects were used and how many, with the method, its assumption and the blind
     verdict beside it."""
-    from core.pipeline.di import flagged_table
+    from core.di.which import flagged_table
 
     w = run["result"].get("which")
     if not w:
