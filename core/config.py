@@ -31,6 +31,8 @@ DEFAULT_N_BOOT = 1000
 
 DEFAULT_N_PERM = 200
 """Label permutations of the whole CV procedure (p-value and refit-including interval)."""
+DEFAULT_GEN_STEPS = 25
+"""Sampling steps of a generation (outputs access of a diffusion target, the tta variant)."""
 
 C = TypeVar("C", bound="Config")
 

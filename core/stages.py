@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import (ACCESS_LEVELS, DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config, Listing, access_text, at_access,
+from core.config import (ACCESS_LEVELS, DEFAULT_GEN_STEPS, DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config, Listing, access_text, at_access,
                          setting)
 from core.runtime.settings import GROUPINGS
 
@@ -136,7 +136,7 @@ class MIAConfig(Config):
     access: str = _access()
     n_perturb: int = setting(3, metavar="N", help="outputs access, audio-language: seeded perturbations per clip (noise, gain, speed in turn)")
     n_generations: int = setting(4, metavar="K", help="outputs access, text-to-audio: seeded generations per caption")
-    gen_steps: int = setting(25, metavar="S", help="outputs access, diffusion targets: sampling steps per generation")
+    gen_steps: int = setting(DEFAULT_GEN_STEPS, metavar="S", help="outputs access, diffusion targets: sampling steps per generation")
     output_clap: str = setting("", metavar="DIR", help="outputs access, text-to-audio: local CLAP folder for the clap_sim indicator")
     max_requests: int = setting(0, metavar="N", help="HTTP targets: most requests this run may send (0: no limit); "
                                                      "a spent budget stops the run, keeping what was answered")

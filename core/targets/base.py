@@ -8,7 +8,7 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from core.config import ACCESS_LEVELS, Config  # noqa: F401  (re-exported)
+from core.config import ACCESS_LEVELS, DEFAULT_GEN_STEPS, Config  # noqa: F401  (re-exported)
 from core.evidence import ClipEvidence
 
 Family = Literal["audio-language", "autoregressive", "diffusion"]
@@ -58,7 +58,7 @@ class EvidenceConfig(Config):
     access: Literal["white-box", "outputs"] = "white-box"
     n_perturb: int = 3
     n_generations: int = 4
-    gen_steps: int = 25
+    gen_steps: int = DEFAULT_GEN_STEPS
     clap_model: str = ""
 
     def cache_key(self, reads: Sequence[str] | None = None) -> dict:
@@ -201,7 +201,7 @@ class AudioGenerator(Protocol):
     fingerprint: str
 
     def generate(self, captions: Sequence[str], *, n_samples: Sequence[int], sr: int, seeds: Sequence[int],
-                 steps: int = 25) -> list[np.ndarray]:
+                 steps: int = DEFAULT_GEN_STEPS) -> list[np.ndarray]:
         """One generation per caption: mono float32 at ``sr``, ``n_samples[i]`` long (cut or
         padded), drawn from seed ``seeds[i]`` (the same seed gives the same audio)."""
         ...

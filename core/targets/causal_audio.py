@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.config import Config
+from core.config import DEFAULT_GEN_STEPS, Config
 from core.targets.base import ClipInput, EvidenceConfig, Family
 from core.targets.codebook import CharVocab, Codebook
 from core.evidence import ClipEvidence, TokenStats
@@ -278,7 +278,7 @@ class CausalAudioTarget:
         return (z * cb.std + cb.mean).T.numpy().astype(np.float32)
 
     def generate(self, captions: Sequence[str], *, n_samples: Sequence[int], sr: int, seeds: Sequence[int],
-                 steps: int = 25, temperature: float | None = None) -> list[np.ndarray]:
+                 steps: int = DEFAULT_GEN_STEPS, temperature: float | None = None) -> list[np.ndarray]:
         """One generation per caption (the :class:`core.targets.base.AudioGenerator` protocol).
 
         Codes are sampled after the caption (:meth:`sample_codes`, as many frames as

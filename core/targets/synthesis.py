@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from core.config import DEFAULT_GEN_STEPS
 from core.targets.codebook import MelConfig, mel_filters
 
 if TYPE_CHECKING:
     from core.targets.diffusion_audio import MelDiffusionTarget
 
-DEFAULT_STEPS = 25
+DEFAULT_STEPS = DEFAULT_GEN_STEPS
 DEFAULT_GUIDANCE = 3.0
 GRIFFIN_LIM_ITERS = 32
 SYNTH_HOP = 256
