@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.pipeline import MIAConfig
 from core.config import decoding_text
-from core.stages import at_access, family_of
+from core.stages import family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
@@ -29,7 +29,7 @@ if dataset and target:
         config = MIAConfig(mode=mode, references=references, access=access, max_requests=budget, target_options=language)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
-    run = ws.latest_run("mia", dataset, target, where=at_access(access))
+    run = view.shown_run(ws, dataset, target, access, mode)
     if run is None:
         st.info(f"No MIA run at the {access} level for this dataset and target yet: press **Run MIA**. "
                 "It runs in the background; you can leave the page.")

@@ -66,6 +66,18 @@ def test_mia_page_shows_the_stored_run(env):
     assert len(at.get("plotly_chart")) >= 2
 
 
+def test_mia_page_shows_the_run_of_the_chosen_text_mode_or_says_it_has_none(env):
+    _, mia, _ = env
+    at = AppTest.from_file(str(ROOT / "pages" / "2_MIA_Audit.py"), default_timeout=120)
+    at.run()
+    assert not [i for i in at.info if "mode yet" in i.value]  # the stored run is in the chosen (generated) mode
+    at.selectbox(key="mia-mode").set_value("given").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(i.value.startswith("No run in given mode yet: showing the newest at the white-box level (generated mode)")
+               for i in at.info)
+    assert {m.label: m.value for m in at.metric}["Aggregate AUC"] == f"{mia['auc']:.3f}"
+
+
 def test_disentanglement_page_plays_variants(env):
     _, _, dis = env
     at = AppTest.from_file(str(ROOT / "pages" / "5_Disentanglement.py"), default_timeout=120)

@@ -36,6 +36,24 @@ def mode_picker(ws: Workspace, dataset: str | None, access: str = "white-box") -
     return mode, True
 
 
+def shown_run(ws: Workspace, dataset: str, target: str, access: str, mode: str) -> dict | None:
+    """The run the page shows: the newest at ``access`` in the chosen text ``mode`` (the
+    mode is not read at the outputs level); else the newest at ``access``, said so."""
+    from core.stages import at_access
+
+    def chosen(c: dict) -> bool:
+        return at_access(access)(c) and (access == "outputs" or c.get("mode", "generated") == mode)
+
+    run = ws.latest_run("mia", dataset, target, where=chosen)
+    if run is not None:
+        return run
+    other = ws.latest_run("mia", dataset, target, where=at_access(access))
+    if other is not None:
+        st.info(f"No run in {mode} mode yet: showing the newest at the {access} level ({other['config'].get('mode', 'generated')} "
+                "mode). Press **Run MIA** for this mode.")
+    return other
+
+
 def headline(result: dict) -> None:
     wrong = (result.get("transcript_check") or {}).get("warning")
     if wrong:  # above the numbers it puts in doubt
