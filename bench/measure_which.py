@@ -26,19 +26,21 @@ DEFAULT_CELLS = ("zoo:lalm-small", "zoo:lalm-large", "zoo:lalm-large+ref", "zoo:
 N_KNOWN, N_SUSPECTS, Q = 60, 40, 0.1
 
 
-def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "cross_fit") -> list[dict]:
-    """Per share: FDP, no-flag rate, lower-bound coverage and means over ``draws`` mixtures."""
+def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "cross_fit", n_known: int = N_KNOWN,
+             n_suspects: int = N_SUSPECTS) -> list[dict]:
+    """Per share: FDP, no-flag rate, lower-bound coverage and means over ``draws`` mixtures
+    of ``n_suspects`` suspects tested against ``n_known`` known non-members."""
     from core.di import dataset_inference
     from core.di.which import which_and_how_much
 
     rng = np.random.default_rng(seed)
     rows = []
     for share in shares:
-        n1 = int(round(share * N_SUSPECTS))
+        n1 = int(round(share * n_suspects))
         fdp, none, covered, lower, estimate = [], 0, 0, [], []
         for i in range(draws):
             u = rng.permutation(U.shape[0])
-            known, pool = U[u[:N_KNOWN]], U[u[N_KNOWN:N_KNOWN + N_SUSPECTS - n1]]
+            known, pool = U[u[:n_known]], U[u[n_known:n_known + n_suspects - n1]]
             suspects = np.vstack([P[rng.choice(P.shape[0], n1, replace=False)], pool])
             res = dataset_inference(suspects, known, scorer=scorer, seed=i, null_check=False)
             w = which_and_how_much(res, q=Q, seed=i)

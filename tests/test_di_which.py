@@ -172,3 +172,21 @@ def test_the_cli_writes_every_suspects_p_and_q(tmp_path, monkeypatch, capsys):
     assert table["flagged"].sum() == out["which"]["flags"]["n_flagged"] and table["q"].is_monotonic_increasing
     assert set(out["which"]["flagged_clips"]) == set(table.index[table["flagged"]])
     assert out["which"]["share"]["lower"] <= out["which"]["share"]["estimate"]
+
+
+@pytest.mark.slow
+def test_on_the_zoo_the_flags_and_the_share_hold_with_ground_truth(tmp_path):
+    """lalm-small on half the demo (its evidence computed here): suspect sets at known
+    shares drawn from the run's indicators, 100 draws per share."""
+    from bench.measure_which import mixtures
+    from core.pipeline import MIAConfig, audit_mia
+    from core.pipeline.di import mia_run_inputs_both
+    from tests.conftest import demo_workspace
+
+    ws = demo_workspace(tmp_path, 50)
+    run_id, _ = audit_mia(ws, "speech", "zoo:lalm-small", MIAConfig(n_perm=0, n_boot=20))
+    inp = mia_run_inputs_both(ws, ws.load_run(run_id))[0][1]
+    rows = {r["share"]: r for r in mixtures(inp.P, inp.U, draws=100, shares=(0.0, 0.5, 1.0), n_known=30, n_suspects=20)}
+    assert rows[0.0]["no_flag_rate"] >= 0.9 and all(r["mean_fdp"] <= 0.1 + 0.05 for r in rows.values())
+    assert all(r["lower_coverage"] >= 0.95 - 0.05 for r in rows.values())
+    assert rows[1.0]["mean_lower"] >= 0.5 and rows[0.5]["mean_lower"] >= 0.1  # informative even at 15 calibration clips a fold
