@@ -158,12 +158,19 @@ class MIAConfig(Config):
             opts["max_requests"] = self.max_requests
         return opts
 
+    EVIDENCE_NAMES = {"clap_model": "output_clap"}
+    """The evidence settings this config names otherwise (evidence name -> field here)."""
+
     def evidence_config(self):
+        """The evidence settings of this run: every field of
+        :class:`~core.targets.base.EvidenceConfig`, read from the field of the same name
+        (or the one :attr:`EVIDENCE_NAMES` says)."""
+        import dataclasses
+
         from core.targets.base import EvidenceConfig
 
-        return EvidenceConfig(mode=self.mode, infill_m=self.infill_m, timesteps=tuple(self.timesteps), n_noise=self.n_noise, seed=self.seed,
-                              access=self.access, n_perturb=self.n_perturb, n_generations=self.n_generations,  # type: ignore[arg-type]
-                              gen_steps=self.gen_steps, clap_model=self.output_clap)
+        values = {f.name: getattr(self, self.EVIDENCE_NAMES.get(f.name, f.name)) for f in dataclasses.fields(EvidenceConfig)}
+        return EvidenceConfig(**values | {"timesteps": tuple(values["timesteps"])})
 
 
 @dataclass(frozen=True)

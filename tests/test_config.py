@@ -173,3 +173,20 @@ def test_access_text_names_what_was_read_for_the_targets_family() -> None:
     assert access_text(outputs, family_of("http://127.0.0.1:9/v1")) == speech  # a remote API transcribes
     unknown = access_text(outputs, family_of("/gone/checkpoint"))  # a stored run's target that no longer loads
     assert "2 perturbations" in unknown and "5 generations" in unknown
+
+
+def test_the_evidence_settings_of_an_mia_run_are_the_evidence_configs_own():
+    """MIAConfig holds every evidence setting under the same name (or the one it maps), with
+    the same default, so the evidence config is built, not copied field by field."""
+    import dataclasses
+
+    from core.targets.base import EvidenceConfig
+
+    assert MIAConfig().evidence_config() == EvidenceConfig()
+    changed = MIAConfig(mode="generated", infill_m=2, timesteps=(10, 20), n_noise=1, seed=5, access="outputs", n_perturb=2,
+                        n_generations=3, gen_steps=7, output_clap="/c")
+    ev = changed.evidence_config()
+    assert {f.name: getattr(ev, f.name) for f in dataclasses.fields(EvidenceConfig)} == {
+        "mode": "generated", "infill_m": 2, "timesteps": (10, 20), "n_noise": 1, "seed": 5, "access": "outputs", "n_perturb": 2,
+        "n_generations": 3, "gen_steps": 7, "clap_model": "/c"}
+    assert MIAConfig(mode="given").evidence_config().mode == "given"
