@@ -26,8 +26,8 @@ DEFAULT_CELLS = ("zoo:lalm-small", "zoo:lalm-large", "zoo:lalm-large+ref", "zoo:
 N_KNOWN, N_SUSPECTS, Q = 60, 40, 0.1
 
 
-def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "cross_fit", n_known: int = N_KNOWN,
-             n_suspects: int = N_SUSPECTS) -> list[dict]:
+def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "auto", n_known: int = N_KNOWN,
+             n_suspects: int = N_SUSPECTS, directions=None) -> list[dict]:
     """Per share: FDP, no-flag rate, lower-bound coverage and means over ``draws`` mixtures
     of ``n_suspects`` suspects tested against ``n_known`` known non-members."""
     from core.di import dataset_inference
@@ -42,7 +42,7 @@ def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "c
             u = rng.permutation(U.shape[0])
             known, pool = U[u[:n_known]], U[u[n_known:n_known + n_suspects - n1]]
             suspects = np.vstack([P[rng.choice(P.shape[0], n1, replace=False)], pool])
-            res = dataset_inference(suspects, known, scorer=scorer, seed=i, null_check=False)
+            res = dataset_inference(suspects, known, directions=directions, scorer=scorer, seed=i, null_check=False)
             w = which_and_how_much(res, q=Q, seed=i)
             flagged = w.flags.index[w.flags.flagged]
             fdp.append(float((flagged >= n1).sum()) / max(1, flagged.size))
@@ -56,7 +56,7 @@ def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "c
     return rows
 
 
-def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01) -> dict:
+def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "auto", directions=None) -> dict:
     """Half of the clips as a pilot: its predicted suspects (median p < alpha, all
     non-members) against the full data's p-value curve."""
     from core.di import dataset_inference, pvalue_curve
@@ -64,9 +64,9 @@ def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01) -> dict:
 
     rng = np.random.default_rng(seed)
     half_p, half_u = rng.permutation(P.shape[0])[: P.shape[0] // 2], rng.permutation(U.shape[0])[: U.shape[0] // 2]
-    pilot = dataset_inference(P[half_p], U[half_u], scorer="cross_fit", alpha=alpha, seed=seed, null_check=False)
+    pilot = dataset_inference(P[half_p], U[half_u], directions=directions, scorer=scorer, alpha=alpha, seed=seed, null_check=False)
     predicted = plan(pilot)["suspects_median"]
-    measured = pvalue_curve(P, U, scorer="cross_fit", alpha=alpha, seed=seed, n_resamples=100).min_suspects
+    measured = pvalue_curve(P, U, directions=directions, scorer=scorer, alpha=alpha, seed=seed, n_resamples=100).min_suspects
     ratio = None if predicted is None or measured is None else max(predicted, measured) / min(predicted, measured)
     return {"predicted": predicted, "measured": measured, "ratio": ratio}
 
@@ -86,7 +86,7 @@ def _inputs(ws, spec: str, access: str):
     run_id = run["id"] if run is not None else audit_mia(ws, dataset, name, MIAConfig(access=access, references=refs))[0]
     cal, uncal = mia_run_inputs_both(ws, ws.load_run(run_id))[0]
     inp = cal if cal is not None else uncal
-    return inp.P, inp.U
+    return inp.P, inp.U, inp.directions
 
 
 def synthetic(n: int = 100, d: int = 8, shift: float = 1.2, seed: int = 0):
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for cell in args.cells or DEFAULT_CELLS:
         spec, _, access = cell.partition("@")
-        P, U = _inputs(ws, spec, access or "white-box")
-        rows = mixtures(P, U, draws=args.draws)
+        P, U, directions = _inputs(ws, spec, access or "white-box")
+        rows = mixtures(P, U, draws=args.draws, directions=directions)
         out["cells"][cell] = rows
-        out["planner"][cell] = planner_check(P, U)
+        out["planner"][cell] = planner_check(P, U, directions=directions)
         for r in rows:
             print(f"| {spec} | {access or 'white-box'} | {r['share']:.0%} | {r['mean_fdp']:.3f} | {r['no_flag_rate']:.0%} | "
                   f"{r['lower_coverage']:.1%} | {r['mean_lower']:.0%} | {r['mean_estimate']:.0%} |", flush=True)
