@@ -158,6 +158,12 @@ class MIAConfig(Config):
             opts["max_requests"] = self.max_requests
         return opts
 
+    def decodes_text(self, family: str | None) -> bool:
+        """Whether this run's evidence holds the target's own text: an audio-language target
+        decoding (``generated`` mode) or answering (the outputs level). The transcription
+        check, the references' scored text and a resynthesis's consistency check read it."""
+        return family == "audio-language" and (self.access == "outputs" or self.mode == "generated")
+
     EVIDENCE_NAMES = {"clap_model": "output_clap"}
     """The evidence settings this config names otherwise (evidence name -> field here)."""
 

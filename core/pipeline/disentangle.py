@@ -55,7 +55,7 @@ def audit_disentangle(
     resolved = {c: Variant.of(families[c], 0, config.variant_options.get(c)).options for c in config.conditions}
     missing_text = int((clips["text"].fillna("").str.strip() == "").sum())
     # The audited model's own transcription checks resynthesized speech, when it transcribes.
-    transcribes = config.mia.mode == "generated" and target.family == "audio-language"
+    transcribes = config.mia.decodes_text(target.family)
     clap = _clap(config.clap_model, settings) if config.clap_model and any(f.check == "caption" for f in families.values()) else None
     conditions: dict[str, dict] = {}
     failed_clips: dict[str, dict] = {}  # clip hash -> why it could not be scored (first condition it failed in)

@@ -58,7 +58,7 @@ def transcript_check(target: TargetRef, config: MIAConfig, clips: pd.DataFrame, 
     transcriptions (``generated`` mode or the outputs level), else None."""
     from core.data.transcripts import transcript_check_of
 
-    if target.family != "audio-language" or (config.access != "outputs" and config.mode != "generated"):
+    if not config.decodes_text(target.family):
         return None
     decoded = {ev.clip_hash: ev.text or "" for ev in evidence}
     return transcript_check_of(decoded, clips, language=(language or {}).get("text", ""))
@@ -294,8 +294,7 @@ def target_texts_of(family: str | None, config: MIAConfig, evidence: list) -> di
     """The texts an audio-language target (of ``family``) produced in ``generated`` mode
     (what its references must score), else None. At the outputs access level nothing is
     scored: each reference returns its own answers, compared with the same transcripts."""
-    if (config.access == "outputs" or config.mode != "generated" or not config.references
-            or family != "audio-language"):
+    if config.access == "outputs" or not config.references or not config.decodes_text(family):
         return None
     return {ev.clip_hash: ev.text or "" for ev in evidence}
 
