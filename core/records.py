@@ -62,6 +62,16 @@ def transcripts(value: dict) -> str:
     return ("; ".join(parts) or "checked") + ("; looks wrong" if value.get("looks_wrong") else "")
 
 
+def excluded(value: list[dict]) -> str:
+    """Clips kept out of an audit: how many, of which label, and why."""
+    if not value:
+        return "none"
+    by_reason: dict[str, list[dict]] = {}
+    for c in value:
+        by_reason.setdefault(str(c.get("reason", "")), []).append(c)
+    return "; ".join(f"{len(cs)} ({sum(c.get('label') == 'non-member' for c in cs)} non-members): {r}" for r, cs in by_reason.items())
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of a run record: ``key`` in the result, the ``label`` every surface uses,
@@ -110,6 +120,9 @@ def _headline(*keys: str) -> tuple[Field, ...]:
     return tuple(Field(k, k) for k in keys)
 
 
+EXCLUDED = Field("excluded_clips", "clips kept out of the audit", excluded, detail=True)
+"""The clips a shadow reference trained on (:mod:`core.pipeline.reference`), left out before anything is computed."""
+
 COMMON = (
     Field("computed", "clips whose evidence was computed (the others read from the cache)", detail=True),
     Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
@@ -125,6 +138,7 @@ record(
     Field("blind_auc", "linked blind baseline's AUC", detail=True),
     Field("blind_correlation", "correlation with the linked blind run's scores", correlation, detail=True),
     Field("transcript_check", "transcription check", transcripts, detail=True),
+    EXCLUDED,
     *COMMON,
 )
 
@@ -146,6 +160,7 @@ record(
     Field("n_nonmembers", "known non-members", detail=True),
     Field("mia_auc", "AUC of the MIA run read", detail=True),
     Field("null_ci", "null check: 95% interval of its rejection rate", interval, detail=True),
+    EXCLUDED,
     Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
 )
 
@@ -154,5 +169,6 @@ record(
     *_headline("conditions", "details", "language", "transcript_check", "warnings"),
     Field("n", "clips", detail=True),
     Field("references", "references", detail=True),
+    EXCLUDED,
     Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
 )
