@@ -172,6 +172,7 @@ def advise_reference(
     base: str | TargetRef,
     *,
     n_nonmembers: int | None = None,
+    clip_hashes: Sequence[str] | None = None,
     seed: int = 0,
     n_boot: int = 2000,
     settings: Settings | None = None,
@@ -181,8 +182,9 @@ def advise_reference(
 ) -> dict[str, Any]:
     """Which reference fits ``target``, from known non-members only: the paired loss gap
     between ``target`` and its ``base`` (:func:`core.mia.advisor.fit_gap`) on the
-    transcripts of the dataset's known non-members (``n_nonmembers`` of them drawn as a
-    shadow build draws them with the same ``seed``, else all), and the recommendation
+    transcripts of the dataset's known non-members (exactly ``clip_hashes``, or
+    ``n_nonmembers`` of them drawn as a shadow build draws them with the same ``seed``,
+    else all), and the recommendation
     (:func:`core.mia.advisor.recommend`). Evidence goes through the cache (``given`` mode).
 
     Returns
@@ -203,7 +205,10 @@ def advise_reference(
     targets = targets if targets is not None else Resolved()
     tref, bref = targets.ref(target), targets.ref(base)
     clips = ws.analysis_clips(dataset)
-    chosen = choose_nonmembers(clips, n_nonmembers, seed=seed, keep=0) if n_nonmembers else clips[clips["y"] == 0]
+    if clip_hashes is not None:
+        chosen = _clips_by_hash(clips, clip_hashes)
+    else:
+        chosen = choose_nonmembers(clips, n_nonmembers, seed=seed, keep=0) if n_nonmembers else clips[clips["y"] == 0]
     if (chosen["text"].fillna("").astype(str).str.strip() == "").any():
         raise ValueError("the advisor compares target and base on the non-members' transcripts; some have none")
     config = MIAConfig(mode="given")
