@@ -9,7 +9,7 @@ is the audited dataset. The shadow is built once, through the CLI, on 4 non-memb
 - a killed build resumes after its last finished epoch, and ends with the weights of an
   uninterrupted one;
 - an MIA run with it as reference leaves those clips out before anything is computed and
-  says so in its record (JSON and text);
+  says so in its record (JSON and text), and so do dataset inference and disentanglement;
 - the advisor's gap and sign test agree with an independent computation (scipy).
 """
 
@@ -165,6 +165,10 @@ def test_an_audit_with_the_shadow_leaves_its_clips_out_and_says_so(setup):
                          "--n-resamples", "10", "--null-resamples", "10", "--json"))
     tested = ws.run_table(ws.load_run(di["run_id"]), "clips").index
     assert len(di["excluded_clips"]) == 4 and len(tested) and not set(tested) & set(trained)
+    # so does disentanglement
+    dis = json.loads(_cli(ws, "disentangle", "--dataset", "tiny", "--target", str(base), "--reference", str(shadow),
+                          "--conditions", "original", "--realizations", "1", *FAST, "--json"))
+    assert dis["n"] == 8 and sorted(c["clip_hash"] for c in dis["excluded_clips"]) == sorted(trained)
     # without the shadow nothing is left out
     plain = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), *FAST, "--json"))
     assert "excluded_clips" not in plain and plain["n_nonmembers"] == 8
