@@ -14,6 +14,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+SMOKE_MEASURES = ("measure_shadow.py",)
+"""Measurement scripts (``measure_*.py``, long, not ratios) that also have a ``--smoke``
+mode printing one ratio line: run with ``--smoke`` only, so they cannot rot either."""
+
+
+def scripts(smoke: bool) -> list[Path]:
+    """The scripts a run covers: every ``bench_*.py``, and with ``smoke`` the
+    :data:`SMOKE_MEASURES` too."""
+    extra = [HERE / n for n in SMOKE_MEASURES if (HERE / n).is_file()] if smoke else []
+    return sorted(HERE.glob("bench_*.py")) + extra
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the scripts; exit status 1 when any failed or printed no measurement.
@@ -21,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     smoke = "--smoke" in (sys.argv[1:] if argv is None else argv)
     results = []
     failed = []
-    for script in sorted(HERE.glob("bench_*.py")):
+    for script in scripts(smoke):
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run([sys.executable, str(script), *(["--smoke"] if smoke else [])], capture_output=True, text=True,
                               cwd=HERE.parent)

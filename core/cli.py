@@ -162,6 +162,42 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference_build(args: argparse.Namespace) -> int:
+    from core.pipeline.reference import build_shadow
+    from core.recipes.shadow import ShadowRecipe
+
+    settings, ws = _workspace(args)
+    recipe = config_from_args(ShadowRecipe, args)
+    if args.background:
+        from core.runtime import jobs
+
+        import core.pipeline.reference  # noqa: F401  (registers the job kind)
+
+        job_id = jobs.submit(ws, "shadow-reference", {"dataset": args.dataset, "base": args.base, "out": str(Path(args.out).resolve()),
+                                                      "n_nonmembers": args.nonmembers, "recipe": recipe.to_dict()})
+        _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
+        return 0
+    _log(f"fine-tuning {args.base} on {args.nonmembers} known non-members of {args.dataset} ...")
+    card = build_shadow(ws, args.dataset, args.targets.ref(args.base), args.out, n_nonmembers=args.nonmembers, recipe=recipe,
+                        settings=settings, progress=_progress("shadow"), targets=args.targets)
+    text = (f"shadow reference {args.out}: {args.base} fine-tuned on {card['n_clips']} known non-members of {args.dataset} "
+            f"({card['recipe']['epochs']} epoch(s), lr {card['recipe']['lr']:g}) in {card['train_time_s']:.1f} s, "
+            f"{card['clips_per_s']} clips/s; loss per token {card['loss_per_epoch'][0]:.4f} -> {card['loss_per_epoch'][-1]:.4f}; "
+            f"audits with --reference {args.out} leave those {card['n_clips']} clips out")
+    _emit(args, {"out": str(args.out)} | _card_summary(card) | {"trained_clip_hashes": card["trained_clip_hashes"]}, text)
+    return 0
+
+
+def cmd_reference_advise(args: argparse.Namespace) -> int:
+    from core.pipeline.reference import advise_reference
+
+    settings, ws = _workspace(args)
+    res = advise_reference(ws, args.dataset, _target(args), args.targets.ref(args.base), n_nonmembers=args.nonmembers,
+                           seed=args.seed, settings=settings, progress=_progress("advise"), targets=args.targets)
+    _emit(args, res, f"reference for {args.target} on {args.dataset}: {res['recommendation']}\n  {res['reason']}")
+    return 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     import core.pipeline  # noqa: F401  (registers the job kinds a resumed worker runs)
     from core.runtime import jobs
@@ -625,6 +661,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--micro", action="store_true", help="seconds-long versions on a few clips, to check the build path")
     s.set_defaults(fn=cmd_zoo)
 
+    from core.recipes.shadow import SUPPORTED, ShadowRecipe
+
+    s = sub.add_parser("reference", parents=[common], help="build a shadow reference, or ask which reference fits a target")
+    ref_sub = s.add_subparsers(dest="reference_action", required=True)
+    r = ref_sub.add_parser("build", parents=[common], help=f"fine-tune a base on known non-members (which then leave every audit "
+                                                          f"that uses it); bases: {SUPPORTED}")
+    r.add_argument("--base", required=True, help="the public base the audited fine-tune started from: " + TARGET_HELP)
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--nonmembers", type=int, required=True, metavar="N", help="known non-members to fine-tune on (drawn with --seed)")
+    r.add_argument("--out", required=True, metavar="DIR", help="new or empty folder for the checkpoint (a rerun resumes it)")
+    r.add_argument("--background", action="store_true", help="run as a background job (see `overheard jobs`)")
+    add_config_flags(r, ShadowRecipe)
+    r.set_defaults(fn=cmd_reference_build)
+    r = ref_sub.add_parser("advise", parents=[common], help="does the target need a shadow reference, its base, or none? "
+                                                           "(from known non-members only)")
+    r.add_argument("--target", required=True, help=TARGET_HELP)
+    r.add_argument("--base", required=True, help="the base the target was fine-tuned from")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--nonmembers", type=int, default=None, metavar="N",
+                   help="compare on N known non-members drawn as `reference build --seed` draws them (default: all)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the draw and of the bootstrap")
+    r.set_defaults(fn=cmd_reference_advise)
+
     s = sub.add_parser("jobs", parents=[common], help="list, resume or cancel background jobs")
     s.add_argument("--resume", metavar="JOB_ID")
     s.add_argument("--cancel", metavar="JOB_ID")
@@ -733,7 +792,7 @@ def _precheck(args: argparse.Namespace) -> None:
         _executor_settings(args, Settings.from_env(args.workspace))
     if getattr(args, "dataset", None):
         Workspace(Settings.from_env(args.workspace).workspace).dataset_id(args.dataset)
-    specs = [s for s in [getattr(args, "target", None), *(getattr(args, "references", None) or [])] if s]
+    specs = [s for s in [getattr(args, "target", None), getattr(args, "base", None), *(getattr(args, "references", None) or [])] if s]
     if specs:
         from core.targets import Resolved
 

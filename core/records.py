@@ -62,6 +62,16 @@ def transcripts(value: dict) -> str:
     return ("; ".join(parts) or "checked") + ("; looks wrong" if value.get("looks_wrong") else "")
 
 
+def excluded(value: list[dict]) -> str:
+    """Clips kept out of an audit: how many, of which label, and why."""
+    if not value:
+        return "none"
+    by_reason: dict[str, list[dict]] = {}
+    for c in value:
+        by_reason.setdefault(str(c.get("reason", "")), []).append(c)
+    return "; ".join(f"{len(cs)} ({sum(c.get('label') == 'non-member' for c in cs)} non-members): {r}" for r, cs in by_reason.items())
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of a run record: ``key`` in the result, the ``label`` every surface uses,
@@ -121,6 +131,9 @@ def _headline(*keys: str) -> tuple[Field, ...]:
     return tuple(Field(k, k) for k in keys)
 
 
+EXCLUDED = Field("excluded_clips", "clips kept out of the audit", excluded, detail=True)
+"""The clips a shadow reference trained on (:mod:`core.pipeline.reference`), left out before anything is computed."""
+
 COMMON = (
     Field("computed", "clips whose evidence was computed (the others read from the cache)", detail=True),
     Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
@@ -136,6 +149,7 @@ record(
     Field("blind_auc", "linked blind baseline's AUC", detail=True),
     Field("blind_correlation", "correlation with the linked blind run's scores", correlation, detail=True),
     Field("transcript_check", "transcription check", transcripts, detail=True),
+    EXCLUDED,
     *COMMON,
 )
 
@@ -163,6 +177,7 @@ record(
     Field("which/flags/n_flagged", "clips flagged (conformal p-values, Benjamini-Hochberg)", detail=True),
     Field("which/share/assumption", "what the share and the flags assume", detail=True),
     Field("which/plan_sentence", "planner", detail=True),
+    EXCLUDED,
     Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
 )
 
@@ -171,5 +186,6 @@ record(
     *_headline("conditions", "details", "language", "transcript_check", "warnings"),
     Field("n", "clips", detail=True),
     Field("references", "references", detail=True),
+    EXCLUDED,
     Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
 )

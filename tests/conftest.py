@@ -88,6 +88,20 @@ def demo_subset(dst: Path, n: int, dataset: str = "demo-speech") -> Path:
     """The first ``n`` clips per label of a demo dataset, copied with their metadata rows
     (speakers and transcripts included) into ``dst``: the demo's kind of data at the size
     a test's time budget allows."""
+    taken = {"member": 0, "nonmember": 0}
+
+    def first_n(row: dict) -> bool:
+        taken[row["label"]] = taken.get(row["label"], 0) + 1
+        return taken[row["label"]] <= n
+
+    copy_demo_rows(dst, dataset, first_n)
+    assert min(taken.values()) >= n, f"{dataset} has fewer than {n} clips per label"
+    return dst
+
+
+def copy_demo_rows(dst: Path, dataset: str, keep) -> Path:
+    """The clips of a bundled demo dataset whose metadata row satisfies ``keep(row)``
+    (rows in file order), copied with those rows into ``dst``, ready to ingest."""
     import csv
     import shutil
 
@@ -96,15 +110,14 @@ def demo_subset(dst: Path, n: int, dataset: str = "demo-speech") -> Path:
     src = assets_dir() / "demo" / dataset
     with open(src / "metadata.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    keep = [r for lab in ("member", "nonmember") for r in [r for r in rows if r["label"] == lab][:n]]
-    assert len(keep) == 2 * n, f"{dataset} has fewer than {n} clips per label"
-    for r in keep:
+    kept = [r for r in rows if keep(r)]
+    for r in kept:
         (dst / r["path"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / r["path"], dst / r["path"])
     with open(dst / "metadata.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(keep)
+        w.writerows(kept)
     return dst
 
 

@@ -1,5 +1,6 @@
-"""Every benchmark script runs in a tiny smoke mode and prints its measurement, so none can
-rot unnoticed between ``make bench`` runs; ``bench/run.py`` fails when a script does."""
+"""Every benchmark script (and each measurement script with a smoke mode) runs in a tiny
+smoke mode and prints its measurement, so none can rot unnoticed between ``make bench``
+runs; ``bench/run.py`` fails when a script does."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import SMOKE_MEASURES
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted((ROOT / "bench").glob("bench_*.py"))
+SCRIPTS = sorted((ROOT / "bench").glob("bench_*.py")) + [ROOT / "bench" / n for n in SMOKE_MEASURES]
+"""Every benchmark, and the measurement scripts with a smoke mode (``bench.run.SMOKE_MEASURES``)."""
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

@@ -512,7 +512,7 @@ def audit_di(
         "mia_mode": mia_run["config"].get("mode", "generated"),
         "access": mia_run["config"].get("access", "white-box"),
         "failed_clips": failed,
-        **{k: mia_run["result"][k] for k in ("language", "transcript_check") if k in mia_run["result"]},
+        **{k: mia_run["result"][k] for k in ("language", "transcript_check", "excluded_clips") if k in mia_run["result"]},
         "mia_auc": mia_run["result"].get("auc"),
         "indicator_source": source,
         "indicators": list(inp.keys),

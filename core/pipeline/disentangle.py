@@ -36,7 +36,7 @@ def audit_disentangle(
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
     from core.mia.calibration import split_columns
-    from core.pipeline.mia import reference_indicators, statistics_progress, target_texts_of
+    from core.pipeline.mia import audited_clips, reference_indicators, statistics_progress, target_texts_of
     from core.pipeline.common import check_labels, clip_grouping
     from core.stats import PermutationConfig
 
@@ -45,7 +45,8 @@ def audit_disentangle(
     target = targets.ref(target)
     settings = settings or Settings.from_env(ws.root)
     check_labels(ws, dataset)
-    clips = ws.analysis_clips(dataset)
+    clips, excluded = audited_clips(ws, dataset, config.mia.references, targets)
+    clips = ws.analysis_clips(dataset) if clips is None else clips
     y = clips["y"].to_numpy()
     groups, grouping = clip_grouping(clips, config.mia.grouping)
     plan = [(c, r) for c in config.conditions for r in range(min(get_variant(c).realizations, config.max_realizations))]
@@ -164,6 +165,8 @@ def audit_disentangle(
     }
     if ev_info.get("language"):
         out["language"] = ev_info["language"]
+    if excluded is not None:
+        out["excluded_clips"] = excluded
     original = next((c for c in decoded if families[c].original), None)
     if transcribes and original is not None:
         from core.data.transcripts import transcript_check_of

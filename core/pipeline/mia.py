@@ -87,9 +87,10 @@ def audit_mia(
     target = targets.ref(target_spec)
     check_given_mode(ws, dataset, config.mode)
     check_labels(ws, dataset)
+    audited, excluded = audited_clips(ws, dataset, config.references, targets)
     ev_info: dict = {}
     clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target, config, settings=settings, progress=progress,
-                                                             cancelled=cancelled, info=ev_info)
+                                                             cancelled=cancelled, info=ev_info, clips=audited)
     transcripts = transcript_check(target, config, clips, evidence, ev_info.get("language"))
     table = indicator_table(evidence)
     ref = reference_indicators(ws, dataset, clips, table, fp, config, settings=settings, progress=progress, cancelled=cancelled,
@@ -128,6 +129,8 @@ def audit_mia(
     out["notes"] = sorted({n for ev in evidence for n in ev.notes})
     out["computed"] = computed
     out["failed_clips"] = failed
+    if excluded is not None:
+        out["excluded_clips"] = excluded
     warnings = list(out.get("warnings", []))
     if ev_info.get("language"):
         out["language"] = ev_info["language"]
@@ -162,6 +165,33 @@ def audit_mia(
     run_id = ws.save_run("mia", dataset=dataset, target=target.spec, config=config.to_dict(), result=stored_result(out),
                          provenance=prov, refs=refs, tables=mia_tables(out))
     return run_id, out
+
+
+def audited_clips(ws: Workspace, dataset: str, references: tuple[str, ...], targets: Resolved | None = None
+                  ) -> tuple[pd.DataFrame | None, list[dict] | None]:
+    """The clips an audit with ``references`` may read, and those it must leave out: every
+    clip a shadow reference among them trained on
+    (:func:`core.pipeline.reference.exclude_trained`). ``(None, None)`` when no reference
+    is a shadow (the audit reads the whole dataset).
+
+    Raises
+    ------
+    ValueError
+        too few clips of a label would be left to audit.
+    """
+    from core.pipeline.common import MIN_PER_LABEL
+    from core.pipeline.reference import exclude_trained
+
+    if not references:
+        return None, None
+    clips, excluded = exclude_trained(ws.analysis_clips(dataset), references, targets)
+    if excluded is None:
+        return None, None
+    members, nonmembers = int((clips["y"] == 1).sum()), int((clips["y"] == 0).sum())
+    if min(members, nonmembers) < MIN_PER_LABEL:
+        raise ValueError(f"after leaving out the {len(excluded)} clip(s) a shadow reference trained on, {members} member and "
+                         f"{nonmembers} non-member clip(s) of {dataset!r} are left; an audit needs at least {MIN_PER_LABEL} of each")
+    return clips, excluded
 
 
 UNCALIBRATED_FIELDS = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr",

@@ -339,10 +339,19 @@ class Seq2SeqTarget(TwoStageTarget):
         return labels
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, feats: torch.Tensor, labels: Sequence[Sequence[int]]) -> list[TokenStats]:
-        """Stage 2: teacher-forced per-token statistics of ``labels`` (one batched pass)."""
-        from core.targets.token_stats import token_stats_batch
+    def teacher_forced(self, labels: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decoder's teacher-forced inputs for ``labels`` (one id list per clip, as
+        :meth:`_text_labels` or :meth:`_generate` return them), on the CPU.
 
+        Returns
+        -------
+        labels : ``[B, N]`` long, right-padded with the pad id.
+        decoder_input_ids : ``[B, N]`` the decoder start token then ``labels`` shifted right.
+        decoder_attention_mask : ``[B, N]`` bool, True over each row's own positions.
+        scored : ``[B, N]`` bool, the positions whose statistics are evidence (content
+            tokens and end-of-text; never padding or a task/language prefix). Training a
+            shadow reference takes its loss on the same positions.
+        """
         B = len(labels)
         N = max(1, max(len(l) for l in labels))
         lab = torch.full((B, N), self.pad_id, dtype=torch.long)
@@ -357,6 +366,13 @@ class Seq2SeqTarget(TwoStageTarget):
         dec_mask = valid.clone()
         dec_mask[:, 0] = True
         scored = valid & ~torch.isin(lab, torch.tensor(self._unscored, dtype=torch.long))
+        return lab, dec_in, dec_mask, scored
+
+    def _score(self, feats: torch.Tensor, labels: Sequence[Sequence[int]]) -> list[TokenStats]:
+        """Stage 2: teacher-forced per-token statistics of ``labels`` (one batched pass)."""
+        from core.targets.token_stats import token_stats_batch
+
+        lab, dec_in, dec_mask, scored = self.teacher_forced(labels)
         with torch.inference_mode():
             logits = self.model(
                 input_features=feats,

