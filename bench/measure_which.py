@@ -27,9 +27,12 @@ N_KNOWN, N_SUSPECTS, Q = 60, 40, 0.1
 
 
 def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "auto", n_known: int = N_KNOWN,
-             n_suspects: int = N_SUSPECTS, directions=None) -> list[dict]:
+             n_suspects: int = N_SUSPECTS, directions=None, evidence: str | None = None) -> list[dict]:
     """Per share: FDP, no-flag rate, lower-bound coverage and means over ``draws`` mixtures
-    of ``n_suspects`` suspects tested against ``n_known`` known non-members."""
+    of ``n_suspects`` suspects tested against ``n_known`` known non-members (``directions``
+    and the ``evidence`` kind as the MIA run gives them: ``auto`` follows the kind)."""
+    from core.di import ScorerConfig
+
     from core.di import dataset_inference
     from core.di.which import which_and_how_much
 
@@ -42,7 +45,8 @@ def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "a
             u = rng.permutation(U.shape[0])
             known, pool = U[u[:n_known]], U[u[n_known:n_known + n_suspects - n1]]
             suspects = np.vstack([P[rng.choice(P.shape[0], n1, replace=False)], pool])
-            res = dataset_inference(suspects, known, directions=directions, scorer=scorer, seed=i, null_check=False)
+            res = dataset_inference(suspects, known, directions=directions, scorer=scorer, seed=i, null_check=False,
+                                    config=ScorerConfig(evidence=evidence))
             w = which_and_how_much(res, q=Q, seed=i)
             flagged = w.flags.index[w.flags.flagged]
             fdp.append(float((flagged >= n1).sum()) / max(1, flagged.size))
@@ -56,17 +60,20 @@ def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "a
     return rows
 
 
-def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "auto", directions=None) -> dict:
+def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "auto", directions=None,
+                  evidence: str | None = None) -> dict:
     """Half of the clips as a pilot: its predicted suspects (median p < alpha, all
-    non-members) against the full data's p-value curve."""
-    from core.di import dataset_inference, pvalue_curve
+    non-members) against the full data's p-value curve (as ``overheard di`` measures it)."""
+    from core.di import ScorerConfig, dataset_inference, pvalue_curve
     from core.di.which import plan
 
     rng = np.random.default_rng(seed)
     half_p, half_u = rng.permutation(P.shape[0])[: P.shape[0] // 2], rng.permutation(U.shape[0])[: U.shape[0] // 2]
-    pilot = dataset_inference(P[half_p], U[half_u], directions=directions, scorer=scorer, alpha=alpha, seed=seed, null_check=False)
+    cfg = ScorerConfig(evidence=evidence)
+    pilot = dataset_inference(P[half_p], U[half_u], directions=directions, scorer=scorer, alpha=alpha, seed=seed, null_check=False,
+                              config=cfg)
     predicted = plan(pilot)["suspects_median"]
-    measured = pvalue_curve(P, U, directions=directions, scorer=scorer, alpha=alpha, seed=seed, n_resamples=100).min_suspects
+    measured = pvalue_curve(P, U, directions=directions, scorer=scorer, alpha=alpha, seed=seed, n_resamples=100, config=cfg).min_suspects
     ratio = None if predicted is None or measured is None else max(predicted, measured) / min(predicted, measured)
     return {"predicted": predicted, "measured": measured, "ratio": ratio}
 
@@ -86,7 +93,7 @@ def _inputs(ws, spec: str, access: str):
     run_id = run["id"] if run is not None else audit_mia(ws, dataset, name, MIAConfig(access=access, references=refs))[0]
     cal, uncal = mia_run_inputs_both(ws, ws.load_run(run_id))[0]
     inp = cal if cal is not None else uncal
-    return inp.P, inp.U, inp.directions
+    return inp.P, inp.U, inp.directions, inp.evidence
 
 
 def synthetic(n: int = 100, d: int = 8, shift: float = 1.2, seed: int = 0):
@@ -121,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for cell in args.cells or DEFAULT_CELLS:
         spec, _, access = cell.partition("@")
-        P, U, directions = _inputs(ws, spec, access or "white-box")
-        rows = mixtures(P, U, draws=args.draws, directions=directions)
+        P, U, directions, evidence = _inputs(ws, spec, access or "white-box")
+        rows = mixtures(P, U, draws=args.draws, directions=directions, evidence=evidence)
         out["cells"][cell] = rows
-        out["planner"][cell] = planner_check(P, U, directions=directions)
+        out["planner"][cell] = planner_check(P, U, directions=directions, evidence=evidence)
         for r in rows:
             print(f"| {spec} | {access or 'white-box'} | {r['share']:.0%} | {r['mean_fdp']:.3f} | {r['no_flag_rate']:.0%} | "
                   f"{r['lower_coverage']:.1%} | {r['mean_lower']:.0%} | {r['mean_estimate']:.0%} |", flush=True)

@@ -187,7 +187,7 @@ def test_on_the_zoo_the_flags_and_the_share_hold_with_ground_truth(tmp_path):
     run_id, _ = audit_mia(ws, "speech", "zoo:lalm-small", MIAConfig(n_perm=0, n_boot=20))
     inp = mia_run_inputs_both(ws, ws.load_run(run_id))[0][1]
     rows = {r["share"]: r for r in mixtures(inp.P, inp.U, draws=100, shares=(0.0, 0.5, 1.0), n_known=30, n_suspects=20,
-                                            directions=inp.directions)}
+                                            directions=inp.directions, evidence=inp.evidence)}
     assert rows[0.0]["no_flag_rate"] >= 0.9 and all(r["mean_fdp"] <= 0.1 + 0.05 for r in rows.values())
     assert all(r["lower_coverage"] >= 0.95 - 0.05 for r in rows.values())
     assert rows[1.0]["mean_lower"] >= 0.5 and rows[0.5]["mean_lower"] >= 0.1  # informative even at 15 calibration clips a fold
