@@ -270,6 +270,10 @@ def _objective(theta: NDArray[np.float64], eta: NDArray[np.float64], Y: NDArray[
     return f
 
 
+_ENTER = 8
+"""Coordinates at zero that one step of :func:`_nonneg_qp` may free."""
+
+
 def _nonneg_qp(H: NDArray[np.float64], g: NDArray[np.float64], th: NDArray[np.float64], *, tol: float = 1e-10, max_iter: int = 100) -> NDArray[np.float64]:
     """Per row, the minimiser of ``g (x - th) + 0.5 (x - th)' H (x - th)`` over ``x[:-1] >= 0``
     (the last coordinate, the intercept, is free).
@@ -297,7 +301,16 @@ def _nonneg_qp(H: NDArray[np.float64], g: NDArray[np.float64], th: NDArray[np.fl
                 break
         eps = np.minimum(1e-6, kkt.sum(1))
         fixed = np.zeros_like(x, dtype=bool)
-        fixed[:, :-1] = (x[:, :-1] <= eps[:, None]) & (r[:, :-1] > 0)
+        at_zero = x[:, :-1] <= eps[:, None]
+        fixed[:, :-1] = at_zero & (r[:, :-1] > 0)
+        # of the coordinates at zero whose gradient would raise them, only the _ENTER
+        # steepest enter at once: with correlated columns nearly all of them point the
+        # same way, most end at zero again, and one step over all would solve a system
+        # nearly as wide as the design
+        rising = np.where(at_zero & (r[:, :-1] <= 0), r[:, :-1], np.inf)
+        if rising.shape[1] > _ENTER:
+            cut = np.partition(rising, _ENTER - 1, axis=1)[:, _ENTER - 1:_ENTER]
+            fixed[:, :-1] |= np.isfinite(rising) & (rising > cut)
         free = ~fixed
         step = _free_solve(H, r, free)
         for _ in range(x.shape[1]):
@@ -305,10 +318,11 @@ def _nonneg_qp(H: NDArray[np.float64], g: NDArray[np.float64], th: NDArray[np.fl
             # by the projection alone, it would stall the arc search
             block = free & (x <= eps[:, None]) & (step > 0)
             block[:, -1] = False
-            if not block.any():
+            again = np.flatnonzero(block.any(axis=1))
+            if again.size == 0:
                 break
-            free &= ~block
-            step = _free_solve(H, r, free)
+            free[again] &= ~block[again]
+            step[again] = _free_solve(H[again], r[again], free[again])
         fixed = ~free
         dec_free = np.einsum("bj,bj->b", r, step)
         rfix = r * fixed
