@@ -141,7 +141,7 @@ Hessians); more label rows are fitted in consecutive batches."""
 _REFRESH_AFTER = 8.0
 """A fit recomputes its exact Hessian when its steps, at their observed rate of
 convergence, would need more iterations than this to reach the tolerance: one exact
-Hessian costs about as much as that many iterations of the shared-Hessian ones."""
+Hessian costs about as much as that many iterations with the updated one."""
 
 
 def fit_logreg_batched(
@@ -157,14 +157,17 @@ def fit_logreg_batched(
     Every fit starts where the intercept alone is optimal (``w = 0``, ``b`` = the log odds of
     its labels). There every probability equals the label share, so the exact Hessian is
     ``C pi (1 - pi) Z1' Z1`` plus the penalty: one Gram matrix serves every fit, and the
-    first step is an exact Newton step. Later steps reuse that Hessian (a fit without
-    signal stays near ``w = 0``, where it barely changes) and a fit recomputes its own,
-    ``Z1' diag(p (1 - p)) Z1``, only when its steps converge slowly or need the line search
-    (see ``_REFRESH_AFTER``). With ``nonneg`` each step solves the quadratic model on
-    ``w >= 0`` exactly (projected Newton in ``d + 1`` dimensions, :func:`_nonneg_qp`), so
-    finding which weights are zero costs no pass over the clips. An Armijo search along
-    the step keeps the objective decreasing; a fit stops when no coefficient moves by
-    ``tol`` or more. Everything is float64 and no ``[n, d^2]`` array is formed.
+    first step is an exact Newton step. Later steps keep that Hessian with a BFGS update
+    from each step and its change of gradient (a fit without signal stays near ``w = 0``,
+    where the Hessian barely changes, so two or three more steps converge); a fit
+    recomputes its own, ``Z1' diag(p (1 - p)) Z1``, only when its steps converge slowly
+    or need the line search (see ``_REFRESH_AFTER``). With ``nonneg`` each step solves
+    the quadratic model on ``w >= 0`` exactly (projected Newton in ``d + 1`` dimensions,
+    :func:`_nonneg_qp`), so finding which weights are zero costs no pass over the clips.
+    An Armijo search along the step keeps the objective decreasing; a fit stops when its
+    step, or the distance still to go at its observed rate of convergence, is below
+    ``tol`` in every coefficient. Everything is float64 and no ``[n, d^2]`` array is formed.
+    Each row's fit is the same whatever else is in the batch.
 
     Parameters
     ----------
@@ -217,18 +220,27 @@ class _SharedDesign:
         out[:, -1] = np.log(pi / (1 - pi))
         # the fits still running, compacted whenever some converge
         rows, theta = np.arange(B), out.copy()
-        H = C * (pi * (1 - pi))[:, None, None] * self.gram + np.diag(reg)
+        # per fit, the Hessian (non-negative fits: their steps solve a quadratic model) or
+        # its inverse; exact at the start, one per distinct prior
+        shares, which = np.unique(pi, return_inverse=True)
+        H0 = C * (shares * (1 - shares))[:, None, None] * self.gram + np.diag(reg)
+        M = (H0 if nonneg else np.linalg.inv(H0))[which.ravel()]
         eta = np.repeat(theta[:, -1:], n, axis=1)
         p = expit(eta)
         f = _objective(theta, eta, Y, reg, C)
         prev = np.full(B, np.inf)
         stale = np.zeros(B, dtype=bool)
+        last_theta = last_g = None
         for _ in range(max_iter):
             for b in np.flatnonzero(stale):
                 zw = Z1 * np.sqrt(C * p[b] * (1.0 - p[b]))[:, None]
-                H[b] = zw.T @ zw + np.diag(reg)
+                M[b] = zw.T @ zw + np.diag(reg)
+                if not nonneg:
+                    M[b] = np.linalg.inv(M[b])
             g = C * (p - Y) @ Z1 + reg * theta
-            delta = _nonneg_qp(H, g, theta) - theta if nonneg else -np.linalg.solve(H, g[..., None])[..., 0]
+            if last_theta is not None and last_g is not None:
+                _bfgs_update(M, theta - last_theta, g - last_g, inverse=not nonneg, skip=stale)
+            delta = _nonneg_qp(M, g, theta) - theta if nonneg else -np.matmul(M, g[..., None])[..., 0]
             slope = np.einsum("bj,bj->b", g, delta)
             t = np.ones(rows.size)
             cand = theta + delta
@@ -243,6 +255,7 @@ class _SharedDesign:
                 eta_new[bad] = cand[bad] @ Z1.T
                 f_new[bad] = _objective(cand[bad], eta_new[bad], Y[bad], reg, C)
             change = t * np.max(np.abs(delta), axis=1)
+            last_theta, last_g = theta, g
             theta, eta, f = cand, eta_new, f_new
             p = expit(eta)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -256,11 +269,36 @@ class _SharedDesign:
             if done.any():
                 out[rows[done]] = theta[done]
                 keep = ~done
-                rows, theta, eta, p, f, prev, stale, H, Y = (a[keep] for a in (rows, theta, eta, p, f, prev, stale, H, Y))
+                rows, theta, eta, p, f, prev, stale, M, Y, last_theta, last_g = (
+                    a[keep] for a in (rows, theta, eta, p, f, prev, stale, M, Y, last_theta, last_g))
                 if rows.size == 0:
                     break
         out[rows] = theta  # fits that reached max_iter
         return out
+
+
+def _bfgs_update(M: NDArray[np.float64], s: NDArray[np.float64], y: NDArray[np.float64], *, inverse: bool, skip: NDArray[np.bool_]) -> None:
+    """BFGS update, in place, of each row's Hessian ``M[b]`` (or of its inverse) with the
+    step ``s[b]`` and the change of gradient ``y[b]`` it made; rows in ``skip`` (just
+    recomputed) and rows without positive curvature along the step are left alone."""
+    sy = np.einsum("bj,bj->b", s, y)
+    ok = ~skip & (sy > 1e-12 * np.linalg.norm(s, axis=1) * np.linalg.norm(y, axis=1))
+    b = np.flatnonzero(ok)
+    if b.size == 0:
+        return
+    s, y, sy = s[b], y[b], sy[b]
+    coef = np.zeros((b.size, 2, 2))
+    if inverse:  # M <- (I - s y'/sy) M (I - y s'/sy) + s s'/sy = M + U coef U', U = [s, M y]
+        My = np.matmul(M[b], y[..., None])[..., 0]
+        U = np.stack([s, My], axis=2)
+        coef[:, 0, 0] = (1 + np.einsum("bj,bj->b", y, My) / sy) / sy
+        coef[:, 0, 1] = coef[:, 1, 0] = -1 / sy
+    else:  # M <- M - (M s)(M s)'/(s' M s) + y y'/sy = M + U coef U', U = [y, M s]
+        Ms = np.matmul(M[b], s[..., None])[..., 0]
+        U = np.stack([y, Ms], axis=2)
+        coef[:, 0, 0] = 1 / sy
+        coef[:, 1, 1] = -1 / np.einsum("bj,bj->b", s, Ms)
+    M[b] += U @ coef @ U.transpose(0, 2, 1)
 
 
 def _objective(theta: NDArray[np.float64], eta: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64], C: float) -> NDArray[np.float64]:
