@@ -226,8 +226,7 @@ class _SharedDesign:
         H0 = C * (shares * (1 - shares))[:, None, None] * self.gram + np.diag(reg)
         M = (H0 if nonneg else np.linalg.inv(H0))[which.ravel()]
         eta = np.repeat(theta[:, -1:], n, axis=1)
-        p = expit(eta)
-        f = _objective(theta, eta, Y, reg, C)
+        f, p = _objective(theta, eta, Y, reg, C)
         prev = np.full(B, np.inf)
         stale = np.zeros(B, dtype=bool)
         last_theta = last_g = None
@@ -245,7 +244,7 @@ class _SharedDesign:
             t = np.ones(rows.size)
             cand = theta + delta
             eta_new = cand @ Z1.T
-            f_new = _objective(cand, eta_new, Y, reg, C)
+            f_new, p_new = _objective(cand, eta_new, Y, reg, C)
             for _ in range(40):  # Armijo backtracking along the step (feasible: w >= 0 is convex)
                 bad = np.flatnonzero(f_new > f + 1e-4 * t * slope + 1e-12 * np.abs(f))
                 if bad.size == 0:
@@ -253,11 +252,10 @@ class _SharedDesign:
                 t[bad] *= 0.5
                 cand[bad] = theta[bad] + t[bad, None] * delta[bad]
                 eta_new[bad] = cand[bad] @ Z1.T
-                f_new[bad] = _objective(cand[bad], eta_new[bad], Y[bad], reg, C)
+                f_new[bad], p_new[bad] = _objective(cand[bad], eta_new[bad], Y[bad], reg, C)
             change = t * np.max(np.abs(delta), axis=1)
             last_theta, last_g = theta, g
-            theta, eta, f = cand, eta_new, f_new
-            p = expit(eta)
+            theta, eta, f, p = cand, eta_new, f_new, p_new
             with np.errstate(divide="ignore", invalid="ignore"):
                 rate = change / prev  # 0 after the first step (prev = inf), which has no rate yet
                 left = np.where(rate < 1, np.log(np.maximum(change, tol) / tol) / -np.log(np.maximum(rate, 1e-300)), np.inf)
@@ -301,11 +299,15 @@ def _bfgs_update(M: NDArray[np.float64], s: NDArray[np.float64], y: NDArray[np.f
     M[b] += U @ coef @ U.transpose(0, 2, 1)
 
 
-def _objective(theta: NDArray[np.float64], eta: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64], C: float) -> NDArray[np.float64]:
-    """``[B]`` penalised log-losses at coefficients ``theta [B, k]`` with ``eta = theta Z1'``."""
-    softplus = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+def _objective(theta: NDArray[np.float64], eta: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64],
+               C: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``[B]`` penalised log-losses at coefficients ``theta [B, k]`` with ``eta = theta Z1'``,
+    and the probabilities ``[B, n]`` there (both from one ``exp(-|eta|)``)."""
+    e = np.exp(-np.abs(eta))
+    softplus = np.maximum(eta, 0.0) + np.log1p(e)
     f: NDArray[np.float64] = 0.5 * (reg * theta * theta).sum(1) + C * (softplus - Y * eta).sum(1)
-    return f
+    p: NDArray[np.float64] = np.where(eta >= 0, 1.0, e) / (1.0 + e)
+    return f, p
 
 
 _ENTER = 8
@@ -533,7 +535,7 @@ def permuted_labels(y: NDArray[np.int64], block: NDArray[np.int64], n: int, rng:
     """``n`` label vectors, each a random permutation of ``y`` within every block."""
     order = np.argsort(block, kind="stable")
     keys = block[None, :] + rng.random((n, y.size))
-    perm = np.argsort(keys, axis=1, kind="stable")
+    perm = np.argsort(keys, axis=1)  # keys do not tie, so any sort gives this order
     out = np.empty((n, y.size), dtype=np.int64)
     out[:, order] = y[perm]
     return out
