@@ -4,7 +4,8 @@ solver they replaced (``bench/baseline_solver.py``), on cached-evidence-sized au
 Synthetic audits: ``n`` clips x 89 correlated indicators (one shared factor, ten
 speaker-like groups with their own offsets, noise) and a weak member shift on ten of them;
 speaker-grouped folds, 200 label permutations (all of them: no early stop). Each run is a
-fresh process, so its peak RSS is its own. Prints JSON lines:
+fresh process with one BLAS thread, so its peak RSS is its own and both solvers run alike.
+Prints JSON lines:
 
 - ``stats_mia_vs_baseline``: seconds of ``run_mia`` with the baseline solver / with the
   current one, at ``--ratio-n`` clips (goal 20);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -100,8 +102,11 @@ def measure(what: str, n: int, solver: str, n_perm: int, *, fresh: bool = True) 
     """``one_run`` in a fresh process (its own peak RSS), or here (``fresh=False``)."""
     if not fresh:
         return one_run(what, n, solver, n_perm)
+    # one BLAS thread for both solvers (the current one limits itself inside its fits
+    # anyway): the ratio is the algorithms', not how threads fare on a busy machine
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", what, str(n), solver, str(n_perm)],
-                         capture_output=True, text=True, cwd=ROOT, check=True)
+                         capture_output=True, text=True, cwd=ROOT, check=True, env=env)
     row: dict = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps({"measured": row}), file=sys.stderr, flush=True)
     return row
