@@ -138,11 +138,6 @@ _FIT_MEMORY = 256 * 2**20
 """Bytes one batch of fits may hold (``[B, n]`` working arrays and ``[B, d+1, d+1]``
 Hessians); more label rows are fitted in consecutive batches."""
 
-_REFRESH_AFTER = 8.0
-"""A fit recomputes its exact Hessian when its steps, at their observed rate of
-convergence, would need more iterations than this to reach the tolerance: one exact
-Hessian costs about as much as that many iterations with the updated one."""
-
 
 def fit_logreg_batched(
     Z: NDArray[np.float64], Y: NDArray[np.floating] | NDArray[np.integer], *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-7,
@@ -160,8 +155,8 @@ def fit_logreg_batched(
     first step is an exact Newton step. Later steps keep that Hessian with a BFGS update
     from each step and its change of gradient (a fit without signal stays near ``w = 0``,
     where the Hessian barely changes, so two or three more steps converge); a fit
-    recomputes its own, ``Z1' diag(p (1 - p)) Z1``, only when its steps converge slowly
-    or need the line search (see ``_REFRESH_AFTER``). With ``nonneg`` each step solves
+    recomputes its own, ``Z1' diag(p (1 - p)) Z1``, only after a step the line search had
+    to shorten. With ``nonneg`` each step solves
     the quadratic model on ``w >= 0`` exactly (projected Newton in ``d + 1`` dimensions,
     :func:`_nonneg_qp`), so finding which weights are zero costs no pass over the clips.
     An Armijo search along the step keeps the objective decreasing (certified, for most
@@ -233,11 +228,11 @@ class _SharedDesign:
         stale = np.zeros(B, dtype=bool)
         last_theta = last_g = None
         for _ in range(max_iter):
-            for b in np.flatnonzero(stale):
-                zw = Z1 * np.sqrt(C * p[b] * (1.0 - p[b]))[:, None]
-                M[b] = zw.T @ zw + np.diag(reg)
-                if not nonneg:
-                    M[b] = np.linalg.inv(M[b])
+            redo = np.flatnonzero(stale)
+            for c in range(0, redo.size, max(1, int(2**23 // (n * k)))):  # exact Hessians, in blocks of fits
+                b = redo[c:c + max(1, int(2**23 // (n * k)))]
+                exact = np.matmul(Z1.T[None] * (C * p[b] * (1.0 - p[b]))[:, None, :], Z1) + np.diag(reg)
+                M[b] = exact if nonneg else np.linalg.inv(exact)
             g = C * (p - Y) @ Z1 + reg * theta
             if last_theta is not None and last_g is not None:
                 _bfgs_update(M, theta - last_theta, g - last_g, inverse=not nonneg, skip=stale)
@@ -268,12 +263,11 @@ class _SharedDesign:
             last_theta, last_g = theta, g
             theta, eta, f, p = cand, eta_new, f_new, expit(eta_new)
             with np.errstate(divide="ignore", invalid="ignore"):
-                rate = change / prev  # 0 after the first step (prev = inf), which has no rate yet
-                left = np.where(rate < 1, np.log(np.maximum(change, tol) / tol) / -np.log(np.maximum(rate, 1e-300)), np.inf)
+                rate = change / prev
                 # converged: this step, or the distance still to go at the observed rate
                 # (the sum of the remaining steps), is below tol
                 done = (change < tol) | (np.isfinite(prev) & (rate < 0.5) & (change * rate / (1 - rate) < tol))
-            stale = (t < 1) | (left > _REFRESH_AFTER)
+            stale = t < 1  # the model overshot: recompute the exact Hessian
             prev = change
             if done.any():
                 out[rows[done]] = theta[done]
@@ -307,7 +301,11 @@ def _bfgs_update(M: NDArray[np.float64], s: NDArray[np.float64], y: NDArray[np.f
         U = np.stack([y, Ms], axis=2)
         coef[:, 0, 0] = 1 / sy
         coef[:, 1, 1] = -1 / np.einsum("bj,bj->b", s, Ms)
-    M[b] += U @ coef @ U.transpose(0, 2, 1)
+    update = U @ coef @ U.transpose(0, 2, 1)
+    if b.size == M.shape[0]:
+        M += update
+    else:
+        M[b] += update
 
 
 def _objective(theta: NDArray[np.float64], eta: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64], C: float) -> NDArray[np.float64]:
