@@ -68,3 +68,24 @@ def test_bootstrap_equals_ranking_every_resample(n: int, decimals: int) -> None:
     ranks = rankdata(np.concatenate([sp, sn], axis=1), axis=1)
     ref = (ranks[:, :pos.size].sum(1) - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size)
     np.testing.assert_allclose(bootstrap_auc(y, s, n_boot=300, seed=4), ref, rtol=0, atol=1e-12)
+
+
+def test_twins_of_opposite_labels_split_across_folds_read_below_the_null_and_are_flagged() -> None:
+    """No signal, but every member has a near-identical non-member twin: folds that split
+    twins predict each held-out clip from its twin (AUC far below 0.5, below the whole
+    permutation null), and the run says what that means; folds grouped by pair do not."""
+    import pandas as pd
+
+    from core.mia.aggregate import run_mia
+    from core.mia.indicators import token_indicator_keys
+
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.standard_normal((60, 8)), 2, axis=0) + 0.05 * rng.standard_normal((120, 8))
+    y = np.tile([1, 0], 60)
+    pair = np.repeat(np.arange(60), 2)
+    table = pd.DataFrame(X, columns=list(token_indicator_keys())[:8], index=pd.Index([f"c{i}" for i in range(120)], name="clip_hash"))
+    split = run_mia(table, y, n_boot=100)
+    assert split.auc < 0.4 and split.auc_ci[1] < 0.5 and split.auc_p_value > 0.9
+    assert any("below every AUC of the permutation null" in w for w in split.warnings)
+    grouped = run_mia(table, y, n_boot=100, groups=pair, grouping="pair")
+    assert abs(grouped.auc - 0.5) < 0.1 and not any("below every AUC of the permutation null" in w for w in grouped.warnings)

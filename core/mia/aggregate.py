@@ -333,6 +333,12 @@ def run_mia(
                 progress=progress)
     oof = cv.scores
     agg_auc = cv.auc
+    if cv.below_null:
+        warnings.append(
+            f"the aggregate AUC ({agg_auc:.3f}) is below every AUC of the permutation null: not evidence of "
+            "membership either way. Held-out clips read backwards, as when near-identical clips of opposite labels "
+            "(paired recordings, or evidence that keeps only each clip's length and loudness) are split across folds; "
+            "folds grouped by what pairs them remove it")
     curves[AGGREGATE] = roc(y, oof)
 
     finite_aucs = {k: v for k, v in indicator_auc.items() if math.isfinite(v)}
