@@ -152,11 +152,12 @@ def fit_logreg_batched(
     Every fit starts where the intercept alone is optimal (``w = 0``, ``b`` = the log odds of
     its labels). There every probability equals the label share, so the exact Hessian is
     ``C pi (1 - pi) Z1' Z1`` plus the penalty: one Gram matrix serves every fit, and the
-    first step is an exact Newton step. Later steps keep that Hessian with a BFGS update
-    from each step and its change of gradient (a fit without signal stays near ``w = 0``,
-    where the Hessian barely changes, so two or three more steps converge); a fit
-    recomputes its own, ``Z1' diag(p (1 - p)) Z1``, only after a step the line search had
-    to shorten. With ``nonneg`` each step solves
+    first step is an exact Newton step. Later steps keep that Hessian (a fit without
+    signal stays near ``w = 0``, where it barely changes, so two or three more steps
+    converge); unconstrained fits keep its inverse with a BFGS update from each step and
+    its change of gradient (their weights all move, and the updates halve their steps). A
+    fit recomputes its own Hessian, ``Z1' diag(p (1 - p)) Z1``, only after a step the line
+    search had to shorten. With ``nonneg`` each step solves
     the quadratic model on ``w >= 0`` exactly (projected Newton in ``d + 1`` dimensions,
     :func:`_nonneg_qp`), so finding which weights are zero costs no pass over the clips.
     An Armijo search along the step keeps the objective decreasing (certified, for most
@@ -234,8 +235,8 @@ class _SharedDesign:
                 exact = np.matmul(Z1.T[None] * (C * p[b] * (1.0 - p[b]))[:, None, :], Z1) + np.diag(reg)
                 M[b] = exact if nonneg else np.linalg.inv(exact)
             g = C * (p - Y) @ Z1 + reg * theta
-            if last_theta is not None and last_g is not None:
-                _bfgs_update(M, theta - last_theta, g - last_g, inverse=not nonneg, skip=stale)
+            if last_theta is not None and last_g is not None and not nonneg:
+                _bfgs_update(M, theta - last_theta, g - last_g, skip=stale)
             delta = _nonneg_qp(M, g, theta) - theta if nonneg else -np.matmul(M, g[..., None])[..., 0]
             slope = np.einsum("bj,bj->b", g, delta)
             t = np.ones(rows.size)
@@ -280,27 +281,22 @@ class _SharedDesign:
         return out
 
 
-def _bfgs_update(M: NDArray[np.float64], s: NDArray[np.float64], y: NDArray[np.float64], *, inverse: bool, skip: NDArray[np.bool_]) -> None:
-    """BFGS update, in place, of each row's Hessian ``M[b]`` (or of its inverse) with the
-    step ``s[b]`` and the change of gradient ``y[b]`` it made; rows in ``skip`` (just
-    recomputed) and rows without positive curvature along the step are left alone."""
+def _bfgs_update(M: NDArray[np.float64], s: NDArray[np.float64], y: NDArray[np.float64], *, skip: NDArray[np.bool_]) -> None:
+    """BFGS update, in place, of each row's inverse Hessian ``M[b]`` with the step ``s[b]``
+    and the change of gradient ``y[b]`` it made: ``M <- (I - s y'/sy) M (I - y s'/sy) + s
+    s'/sy``, a rank-2 change. Rows in ``skip`` (just recomputed) and rows without positive
+    curvature along the step are left alone."""
     sy = np.einsum("bj,bj->b", s, y)
     ok = ~skip & (sy > 1e-12 * np.linalg.norm(s, axis=1) * np.linalg.norm(y, axis=1))
     b = np.flatnonzero(ok)
     if b.size == 0:
         return
     s, y, sy = s[b], y[b], sy[b]
+    My = np.matmul(M[b], y[..., None])[..., 0]
+    U = np.stack([s, My], axis=2)  # M + U coef U'
     coef = np.zeros((b.size, 2, 2))
-    if inverse:  # M <- (I - s y'/sy) M (I - y s'/sy) + s s'/sy = M + U coef U', U = [s, M y]
-        My = np.matmul(M[b], y[..., None])[..., 0]
-        U = np.stack([s, My], axis=2)
-        coef[:, 0, 0] = (1 + np.einsum("bj,bj->b", y, My) / sy) / sy
-        coef[:, 0, 1] = coef[:, 1, 0] = -1 / sy
-    else:  # M <- M - (M s)(M s)'/(s' M s) + y y'/sy = M + U coef U', U = [y, M s]
-        Ms = np.matmul(M[b], s[..., None])[..., 0]
-        U = np.stack([y, Ms], axis=2)
-        coef[:, 0, 0] = 1 / sy
-        coef[:, 1, 1] = -1 / np.einsum("bj,bj->b", s, Ms)
+    coef[:, 0, 0] = (1 + np.einsum("bj,bj->b", y, My) / sy) / sy
+    coef[:, 0, 1] = coef[:, 1, 0] = -1 / sy
     update = U @ coef @ U.transpose(0, 2, 1)
     if b.size == M.shape[0]:
         M += update
