@@ -333,9 +333,9 @@ def run_mia(
                 progress=progress)
     oof = cv.scores
     agg_auc = cv.auc
-    if cv.below_null:
+    if cv.below_chance:
         warnings.append(
-            f"the aggregate AUC ({agg_auc:.3f}) is below every AUC of the permutation null: not evidence of "
+            f"the aggregate AUC ({agg_auc:.3f}) and its interval lie below 0.5: not evidence of "
             "membership either way. Held-out clips read backwards, as when near-identical clips of opposite labels "
             "(paired recordings, or evidence that keeps only each clip's length and loudness) are split across folds; "
             "folds grouped by what pairs them remove it")
