@@ -19,6 +19,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import auc as area_under_curve
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
@@ -30,7 +31,6 @@ from core.mia.registry import direction
 from core.stats import (
     PermutationConfig,
     TprAtFpr,
-    auc,
     correlation,
     cv_auc,
     make_folds,
@@ -95,6 +95,10 @@ class FiniteImputer(TransformerMixin, BaseEstimator):
     def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "FiniteImputer":
         X = np.asarray(X, dtype=np.float64)
         finite = np.isfinite(X)
+        if finite.all():  # the common case, without the NaN-aware (slower) reductions
+            self.median_, self.max_, self.min_ = np.median(X, axis=0), X.max(axis=0), X.min(axis=0)
+            self.n_features_in_ = X.shape[1]
+            return self
         masked = np.where(finite, X, np.nan)
         empty = ~finite.any(axis=0)
         safe = np.where(empty[None, :], 0.0, masked)
@@ -241,7 +245,9 @@ def _single_auc(
     yy, ss = y[ok], s[ok]
     if (yy == 1).sum() == 0 or (yy == 0).sum() == 0:
         return math.nan, None, int((~ok).sum())
-    return auc(yy, ss), roc(yy, ss), int((~ok).sum())
+    curve = roc(yy, ss)
+    # the area under that curve is the AUC (what roc_auc_score computes, from the same curve)
+    return float(area_under_curve(*curve)), curve, int((~ok).sum())
 
 
 def run_mia(
@@ -327,6 +333,12 @@ def run_mia(
                 progress=progress)
     oof = cv.scores
     agg_auc = cv.auc
+    if cv.below_chance:
+        warnings.append(
+            f"the aggregate AUC ({agg_auc:.3f}) and its interval lie below 0.5: not evidence of "
+            "membership either way. Held-out clips read backwards, as when near-identical clips of opposite labels "
+            "(paired recordings, or evidence that keeps only each clip's length and loudness) are split across folds; "
+            "folds grouped by what pairs them remove it")
     curves[AGGREGATE] = roc(y, oof)
 
     finite_aucs = {k: v for k, v in indicator_auc.items() if math.isfinite(v)}

@@ -11,8 +11,10 @@ whole procedure is refitted under label permutations instead:
   fold x group when groups mix labels), every fold is refitted and the AUC recomputed.
   Permuting within folds keeps the fold structure and every preprocessing fit unchanged,
   which makes the test exact for this procedure and lets all refits of one fold share one
-  design matrix: :func:`fit_logreg_batched` fits them together (Newton's method, the same
-  objective as scikit-learn's L2 ``LogisticRegression``).
+  design matrix and its Gram matrix: :func:`fit_logreg_batched` fits them together (the
+  same objective as scikit-learn's L2 ``LogisticRegression``, solved to the same
+  tolerance; the observed fit and every permuted one by the same steps from the same
+  start, so the test stays exact).
 - **p-value**: ``(1 + #{null AUC >= observed}) / (1 + B)``; permutations stop early (after
   ``min_perm``) once ``stop_after`` null AUCs reached the observed one, so a clearly large
   p-value costs little and no decision at 5% changes.
@@ -31,6 +33,7 @@ scaling, TF-IDF) is fitted without them, inside each training fold.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -43,6 +46,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from core.config import DEFAULT_N_BOOT, DEFAULT_N_PERM, DEFAULT_N_SPLITS, Config
 from core.stats.basic import auc_ci, n_folds_for
@@ -130,6 +134,11 @@ def make_folds(
 
 
 # -- batched logistic regression -------------------------------------------------------------
+_FIT_MEMORY = 256 * 2**20
+"""Bytes one batch of fits may hold (``[B, n]`` working arrays and ``[B, d+1, d+1]``
+Hessians); more label rows are fitted in consecutive batches."""
+
+
 def fit_logreg_batched(
     Z: NDArray[np.float64], Y: NDArray[np.floating] | NDArray[np.integer], *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-7,
     nonneg: bool = False,
@@ -137,15 +146,25 @@ def fit_logreg_batched(
     """Fit one L2 logistic regression per label row on a shared design, together.
 
     Minimises ``0.5 * |w|^2 + C * sum_i logloss(y_i, z_i w + b)`` (scikit-learn's
-    ``LogisticRegression(C=C)``; the intercept is not penalised) by Newton's method with
-    an Armijo backtracking search. With ``nonneg`` it is projected Newton (Bertsekas 1982):
-    coefficients at zero whose gradient pushes them below are held fixed, and each step is
-    projected back on ``w >= 0``.
+    ``LogisticRegression(C=C)``; the intercept is not penalised). With ``nonneg`` the
+    weights are constrained to ``w >= 0``.
 
-    Every fit's Hessian is ``Z1' diag(w_b) Z1``: one matrix product over the rows' outer
-    products (upper triangle, mirrored). The Newton direction is computed in float32;
-    gradients, objective and line search stay float64, so the fixed point is the float64
-    optimum.
+    Every fit starts where the intercept alone is optimal (``w = 0``, ``b`` = the log odds of
+    its labels). There every probability equals the label share, so the exact Hessian is
+    ``C pi (1 - pi) Z1' Z1`` plus the penalty: one Gram matrix serves every fit, and the
+    first step is an exact Newton step. Later steps keep that Hessian (a fit without
+    signal stays near ``w = 0``, where it barely changes, so two or three more steps
+    converge); unconstrained fits keep its inverse with a BFGS update from each step and
+    its change of gradient (their weights all move, and the updates halve their steps). A
+    fit recomputes its own Hessian, ``Z1' diag(p (1 - p)) Z1``, only after a step the line
+    search had to shorten. With ``nonneg`` each step solves
+    the quadratic model on ``w >= 0`` exactly (projected Newton in ``d + 1`` dimensions,
+    :func:`_nonneg_qp`), so finding which weights are zero costs no pass over the clips.
+    An Armijo search along the step keeps the objective decreasing (certified, for most
+    steps, by the log-loss's curvature bound without evaluating it); a fit stops when its
+    step, or the distance still to go at its observed rate of convergence, is below
+    ``tol`` in every coefficient. Everything is float64 and no ``[n, d^2]`` array is formed.
+    Each row's fit is the same whatever else is in the batch.
 
     Parameters
     ----------
@@ -157,66 +176,247 @@ def fit_logreg_batched(
     -------
     w : ``[B, d]`` coefficients; b : ``[B]`` intercepts.
     """
-    Z = np.asarray(Z, dtype=np.float64)
-    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
-    n, d = Z.shape
-    Z1 = np.hstack([Z, np.ones((n, 1))])
-    reg = np.ones(d + 1)
-    reg[-1] = 0.0
-    iu = np.triu_indices(d + 1)
-    outer = (Z1[:, iu[0]] * Z1[:, iu[1]]).astype(np.float32)
-    ridge = np.diag(reg + 1e-6).astype(np.float32)
-    eye = np.eye(d + 1, dtype=np.float32)
-    theta = np.zeros((Y.shape[0], d + 1))
-    f = _objective_rows(theta, Z1, Y, reg, C)
-    active = np.arange(Y.shape[0])
+    return _SharedDesign(Z).fit(Y, C=C, max_iter=max_iter, tol=tol, nonneg=nonneg)
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+class _SharedDesign:
+    """A design ``Z1 = [Z, 1]`` and its Gram matrix ``Z1' Z1``, computed once for every
+    batch of label rows fitted on it."""
+
+    def __init__(self, Z: NDArray[np.float64]) -> None:
+        Z = np.asarray(Z, dtype=np.float64)
+        self.Z1 = np.hstack([Z, np.ones((Z.shape[0], 1))])
+        self.gram = self.Z1.T @ self.Z1
+
+    def fit(self, Y: ArrayLike, *, C: float, max_iter: int = 100, tol: float = 1e-7, nonneg: bool = False) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``w [B, d]``, ``b [B]`` of :func:`fit_logreg_batched` for label rows ``Y [B, n]``."""
+        Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+        n, k = self.Z1.shape
+        rows = max(1, int(_FIT_MEMORY // (8 * (8 * n + 3 * k * k))))
+        theta = np.empty((Y.shape[0], k))
+        # one BLAS thread: the products here are many and small, and threads that wait on
+        # each other (worse on a busy machine) cost more than they save
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            for s in range(0, Y.shape[0], rows):
+                theta[s:s + rows] = self._fit_rows(Y[s:s + rows], C, max_iter, tol, nonneg)
+        return theta[:, :-1], theta[:, -1]
+
+    def _fit_rows(self, Y: NDArray[np.float64], C: float, max_iter: int, tol: float, nonneg: bool) -> NDArray[np.float64]:
+        Z1 = self.Z1
+        B, n = Y.shape
+        k = Z1.shape[1]
+        reg = np.ones(k)
+        reg[-1] = 0.0
+        pi = np.clip(Y.mean(axis=1), 1e-9, 1 - 1e-9)
+        out = np.zeros((B, k))
+        out[:, -1] = np.log(pi / (1 - pi))
+        # the fits still running, compacted whenever some converge
+        rows, theta = np.arange(B), out.copy()
+        # per fit, the Hessian (non-negative fits: their steps solve a quadratic model) or
+        # its inverse; exact at the start, one per distinct prior
+        shares, which = np.unique(pi, return_inverse=True)
+        H0 = C * (shares * (1 - shares))[:, None, None] * self.gram + np.diag(reg)
+        M = (H0 if nonneg else np.linalg.inv(H0))[which.ravel()]
+        eta = np.repeat(theta[:, -1:], n, axis=1)
+        p = expit(eta)
+        f = np.full(B, np.nan)  # objective values, computed only where a line search needs them
+        prev = np.full(B, np.inf)
+        stale = np.zeros(B, dtype=bool)
+        last_theta = last_g = None
+        for _ in range(max_iter):
+            redo = np.flatnonzero(stale)
+            for c in range(0, redo.size, max(1, int(2**23 // (n * k)))):  # exact Hessians, in blocks of fits
+                b = redo[c:c + max(1, int(2**23 // (n * k)))]
+                exact = np.matmul(Z1.T[None] * (C * p[b] * (1.0 - p[b]))[:, None, :], Z1) + np.diag(reg)
+                M[b] = exact if nonneg else np.linalg.inv(exact)
+            g = C * (p - Y) @ Z1 + reg * theta
+            if last_theta is not None and last_g is not None and not nonneg:
+                _bfgs_update(M, theta - last_theta, g - last_g, skip=stale)
+            delta = _nonneg_qp(M, g, theta) - theta if nonneg else -np.matmul(M, g[..., None])[..., 0]
+            slope = np.einsum("bj,bj->b", g, delta)
+            t = np.ones(rows.size)
+            cand = theta + delta
+            eta_new = cand @ Z1.T
+            f_new = np.full(rows.size, np.nan)
+            # Armijo's condition at the full step, certified without a pass over the clips:
+            # the log-loss curves at most 1/4, so f(theta + delta) - f(theta) <= slope +
+            # 0.5 delta' (C/4 Z1'Z1 + penalty) delta (Boehning and Lindsay 1988)
+            rise = slope + 0.5 * (0.25 * C * np.einsum("bj,bj->b", delta @ self.gram, delta) + (reg * delta * delta).sum(1))
+            check = np.flatnonzero(rise > 1e-4 * slope)
+            if check.size:  # otherwise, Armijo backtracking along the step (feasible: w >= 0 is convex)
+                unknown = check[np.isnan(f[check])]
+                f[unknown] = _objective(theta[unknown], eta[unknown], Y[unknown], reg, C)
+                f_new[check] = _objective(cand[check], eta_new[check], Y[check], reg, C)
+                for _ in range(40):
+                    bad = check[f_new[check] > f[check] + 1e-4 * t[check] * slope[check] + 1e-12 * np.abs(f[check])]
+                    if bad.size == 0:
+                        break
+                    t[bad] *= 0.5
+                    cand[bad] = theta[bad] + t[bad, None] * delta[bad]
+                    eta_new[bad] = cand[bad] @ Z1.T
+                    f_new[bad] = _objective(cand[bad], eta_new[bad], Y[bad], reg, C)
+            change = t * np.max(np.abs(delta), axis=1)
+            last_theta, last_g = theta, g
+            theta, eta, f, p = cand, eta_new, f_new, expit(eta_new)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rate = change / prev
+                # converged: this step, or the distance still to go at the observed rate
+                # (the sum of the remaining steps), is below tol
+                done = (change < tol) | (np.isfinite(prev) & (rate < 0.5) & (change * rate / (1 - rate) < tol))
+            stale = t < 1  # the model overshot: recompute the exact Hessian
+            prev = change
+            if done.any():
+                out[rows[done]] = theta[done]
+                keep = ~done
+                rows, theta, eta, p, f, prev, stale, M, Y, last_theta, last_g = (
+                    a[keep] for a in (rows, theta, eta, p, f, prev, stale, M, Y, last_theta, last_g))
+                if rows.size == 0:
+                    break
+        out[rows] = theta  # fits that reached max_iter
+        return out
+
+
+def _bfgs_update(M: NDArray[np.float64], s: NDArray[np.float64], y: NDArray[np.float64], *, skip: NDArray[np.bool_]) -> None:
+    """BFGS update, in place, of each row's inverse Hessian ``M[b]`` with the step ``s[b]``
+    and the change of gradient ``y[b]`` it made: ``M <- (I - s y'/sy) M (I - y s'/sy) + s
+    s'/sy``, a rank-2 change. Rows in ``skip`` (just recomputed) and rows without positive
+    curvature along the step are left alone."""
+    sy = np.einsum("bj,bj->b", s, y)
+    ok = ~skip & (sy > 1e-12 * np.linalg.norm(s, axis=1) * np.linalg.norm(y, axis=1))
+    b = np.flatnonzero(ok)
+    if b.size == 0:
+        return
+    s, y, sy = s[b], y[b], sy[b]
+    My = np.matmul(M[b], y[..., None])[..., 0]
+    U = np.stack([s, My], axis=2)  # M + U coef U'
+    coef = np.zeros((b.size, 2, 2))
+    coef[:, 0, 0] = (1 + np.einsum("bj,bj->b", y, My) / sy) / sy
+    coef[:, 0, 1] = coef[:, 1, 0] = -1 / sy
+    update = U @ coef @ U.transpose(0, 2, 1)
+    if b.size == M.shape[0]:
+        M += update
+    else:
+        M[b] += update
+
+
+def _objective(theta: NDArray[np.float64], eta: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64], C: float) -> NDArray[np.float64]:
+    """``[B]`` penalised log-losses at coefficients ``theta [B, k]`` with ``eta = theta Z1'``."""
+    softplus = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+    f: NDArray[np.float64] = 0.5 * (reg * theta * theta).sum(1) + C * (softplus - Y * eta).sum(1)
+    return f
+
+
+_ENTER = 8
+"""Coordinates at zero that one step of :func:`_nonneg_qp` may free."""
+
+
+def _nonneg_qp(H: NDArray[np.float64], g: NDArray[np.float64], th: NDArray[np.float64], *, tol: float = 1e-10, max_iter: int = 100) -> NDArray[np.float64]:
+    """Per row, the minimiser of ``g (x - th) + 0.5 (x - th)' H (x - th)`` over ``x[:-1] >= 0``
+    (the last coordinate, the intercept, is free).
+
+    Projected Newton (Bertsekas 1982) on the quadratic, from ``th``: coordinates at (or
+    within epsilon of) zero whose gradient pushes them below are held, the others take the
+    Newton step of the quadratic restricted to them, projected back, with an Armijo search
+    along the projection arc. ``[B, k]`` in, ``[B, k]`` out; no pass over the clips.
+    """
+    out: NDArray[np.float64] = th.copy()
+    rows, x, q = np.arange(th.shape[0]), th.copy(), np.zeros(th.shape[0])
     for _ in range(max_iter):
-        if active.size == 0:
-            break
-        th, yy = theta[active], Y[active]
-        p = expit(th @ Z1.T)
-        g = C * (p - yy) @ Z1 + reg * th
-        H = _hessians(Z1, C * p * (1.0 - p), iu, outer) + ridge
-        if nonneg:
-            fixed = np.zeros_like(th, dtype=bool)
-            fixed[:, :d] = (th[:, :d] <= 1e-12) & (g[:, :d] > 0)
-            free = ~fixed
-            H = H * (free[:, :, None] & free[:, None, :]) + eye * fixed[:, None, :]
-            g_step = g * free
-        else:
-            g_step = g
-        step = np.linalg.solve(H, g_step.astype(np.float32)[..., None])[..., 0].astype(np.float64)
-        t = np.ones(active.size)
-        f_old = f[active]
-        for _ in range(40):  # Armijo backtracking along the (projected) step
-            cand = th - t[:, None] * step
-            if nonneg:
-                cand[:, :d] = np.maximum(cand[:, :d], 0.0)
-            f_new = _objective_rows(cand, Z1, yy, reg, C)
-            bad = f_new > f_old - 1e-4 * np.einsum("bj,bj->b", g, th - cand) + 1e-12 * np.abs(f_old)
-            if not bad.any():
+        r = g + np.matmul(H, (x - th)[..., None])[..., 0]
+        proj = x - r
+        proj[:, :-1] = np.maximum(proj[:, :-1], 0.0)
+        kkt = np.abs(x - proj)
+        # optimal where the projected gradient vanishes (H >= I on the weights, so x is
+        # then within tol of the minimiser)
+        done = kkt.max(axis=1) <= tol
+        if done.any():
+            out[rows[done]] = x[done]
+            keep = ~done
+            rows, x, q, H, g, th, r, kkt = (a[keep] for a in (rows, x, q, H, g, th, r, kkt))
+            if rows.size == 0:
+                break
+        eps = np.minimum(1e-6, kkt.sum(1))
+        fixed = np.zeros_like(x, dtype=bool)
+        at_zero = x[:, :-1] <= eps[:, None]
+        fixed[:, :-1] = at_zero & (r[:, :-1] > 0)
+        # of the coordinates at zero whose gradient would raise them, only the _ENTER
+        # steepest enter at once: with correlated columns nearly all of them point the
+        # same way, most end at zero again, and one step over all would solve a system
+        # nearly as wide as the design
+        rising = np.where(at_zero & (r[:, :-1] <= 0), r[:, :-1], np.inf)
+        if rising.shape[1] > _ENTER:
+            cut = np.partition(rising, _ENTER - 1, axis=1)[:, _ENTER - 1:_ENTER]
+            fixed[:, :-1] |= np.isfinite(rising) & (rising > cut)
+        free = ~fixed
+        step = _free_solve(H, r, free)
+        for _ in range(x.shape[1]):
+            # a coordinate at zero that the joint step would push below is held too: moved
+            # by the projection alone, it would stall the arc search
+            block = free & (x <= eps[:, None]) & (step > 0)
+            block[:, -1] = False
+            again = np.flatnonzero(block.any(axis=1))
+            if again.size == 0:
+                break
+            free[again] &= ~block[again]
+            step[again] = _free_solve(H[again], r[again], free[again])
+        fixed = ~free
+        dec_free = np.einsum("bj,bj->b", r, step)
+        rfix = r * fixed
+        t = np.ones(rows.size)
+        cand = x - step
+        cand[:, :-1] = np.maximum(cand[:, :-1], 0.0)
+        q_new = _quadratic(H, g, cand - th)
+        for _ in range(40):
+            bad = np.flatnonzero(q_new > q - 1e-4 * (t * dec_free + np.einsum("bj,bj->b", rfix, x - cand)) + 1e-15 * (1.0 + np.abs(q)))
+            if bad.size == 0:
                 break
             t[bad] *= 0.5
-        change = np.max(np.abs(cand - th), axis=1)
-        theta[active] = cand
-        f[active] = f_new
-        active = active[change >= tol]
-    return theta[:, :d], theta[:, d]
+            c = x[bad] - t[bad, None] * step[bad]
+            c[:, :-1] = np.maximum(c[:, :-1], 0.0)
+            cand[bad] = c
+            q_new[bad] = _quadratic(H[bad], g[bad], c - th[bad])
+        stuck = np.max(np.abs(cand - x), axis=1) <= 1e-3 * tol
+        x, q = cand, q_new
+        if stuck.any():  # no coordinate moves: as close as the arc search gets
+            out[rows[stuck]] = x[stuck]
+            keep = ~stuck
+            rows, x, q, H, g, th = (a[keep] for a in (rows, x, q, H, g, th))
+            if rows.size == 0:
+                break
+    out[rows] = x
+    return out
 
 
-def _hessians(Z1: NDArray[np.float64], w: NDArray[np.float64], iu: tuple[NDArray[np.intp], NDArray[np.intp]], outer: NDArray[np.float32]) -> NDArray[np.float32]:
-    """``[B, d+1, d+1]`` matrices ``Z1' diag(w_b) Z1`` from the rows' outer products."""
-    k = Z1.shape[1]
-    H = np.empty((w.shape[0], k, k), dtype=outer.dtype)
-    H[:, iu[0], iu[1]] = w.astype(outer.dtype) @ outer
-    H[:, iu[1], iu[0]] = H[:, iu[0], iu[1]]
-    return H
+def _quadratic(H: NDArray[np.float64], g: NDArray[np.float64], dx: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``[B]`` values ``g dx + 0.5 dx' H dx`` per row."""
+    q: NDArray[np.float64] = np.einsum("bj,bj->b", g + 0.5 * np.matmul(H, dx[..., None])[..., 0], dx)
+    return q
 
 
-def _objective_rows(th: NDArray[np.float64], Z1: NDArray[np.float64], Y: NDArray[np.float64], reg: NDArray[np.float64], C: float) -> NDArray[np.float64]:
-    eta = th @ Z1.T
-    f: NDArray[np.float64] = 0.5 * (reg * th * th).sum(1) + C * (np.logaddexp(0.0, eta) - Y * eta).sum(1)
-    return f
+def _free_solve(H: NDArray[np.float64], r: NDArray[np.float64], free: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Per row: ``x[F] = H[F, F]^-1 r[F]`` over the free coordinates ``F``, 0 elsewhere: one
+    batched solve, padded to the largest free set (most weights of a fit without signal
+    sit at zero, so this is much smaller than ``[B, k, k]``)."""
+    B, k = r.shape
+    count = free.sum(1)
+    m = int(count.max())
+    # each row's coordinates reordered, free ones first: position of coordinate j, inverted
+    where = np.where(free, np.cumsum(free, axis=1), count[:, None] + np.cumsum(~free, axis=1)) - 1
+    order = np.empty((B, k), dtype=np.intp)
+    np.put_along_axis(order, where, np.broadcast_to(np.arange(k), (B, k)), 1)
+    order = order[:, :m]
+    valid = np.arange(m) < count[:, None]
+    Hr = np.where(valid[:, :, None] & valid[:, None, :], H[np.arange(B)[:, None, None], order[:, :, None], order[:, None, :]], np.eye(m))
+    rr = np.where(valid, np.take_along_axis(r, order, 1), 0.0)
+    x = np.linalg.solve(Hr, rr[..., None])[..., 0]
+    out = np.zeros((B, k))
+    out[np.arange(B)[:, None], order] = np.where(valid, x, 0.0)
+    return out
 
 
 def row_aucs(Y: NDArray[np.integer], S: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -269,13 +469,14 @@ def _split_pipeline(estimator: Any) -> tuple[Pipeline | None, float, bool]:
 
 class _FoldDesigns:
     """Per fold: the preprocessing fitted on its training clips (without labels) and the
-    resulting dense train/test designs, reduced to the training rows' span when wider."""
+    resulting dense train/test designs, reduced to the training rows' span when wider; the
+    training design with its Gram matrix, shared by every refit of the fold."""
 
     def __init__(self, X: NDArray[Any] | list[Any], folds: Folds, estimator: Any) -> None:
         pre, self.C, self.nonneg = _split_pipeline(estimator)
         Xa = X if not isinstance(X, list) else np.asarray(X, dtype=object)
         self.folds = folds
-        self.parts: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]] = []
+        self.parts: list[tuple[NDArray[np.int64], NDArray[np.int64], _SharedDesign, NDArray[np.float64]]] = []
         for train, test in folds.splits():
             if pre is None:
                 ztr, zte = np.asarray(Xa[train], dtype=np.float64), np.asarray(Xa[test], dtype=np.float64)
@@ -288,7 +489,7 @@ class _FoldDesigns:
                 keep = s > s.max() * 1e-10 if s.size else np.zeros(0, bool)
                 basis = vt[keep].T
                 ztr, zte = ztr @ basis, zte @ basis
-            self.parts.append((train, test, ztr, zte))
+            self.parts.append((train, test, _SharedDesign(ztr), zte))
 
     def scores(self, Y: NDArray[np.int64]) -> NDArray[np.float64]:
         """Out-of-fold membership probabilities ``[B, n]`` for label rows ``Y`` ``[B, n]``,
@@ -305,10 +506,10 @@ class _FoldDesigns:
         Y = np.atleast_2d(Y)
         out = np.empty(Y.shape, dtype=np.float64)
         for train, test, ztr, zte in self.parts:
-            w, b = fit_logreg_batched(ztr, Y[:, train], C=self.C, nonneg=self.nonneg)
+            w, b = ztr.fit(Y[:, train], C=self.C, nonneg=self.nonneg)
             pi = np.clip(Y[:, train].mean(axis=1), 1e-6, 1 - 1e-6)
-            # rounded: the float32 Newton directions leave the intercept ~1e-7 off its
-            # optimum, a residue that follows the prior and would break ties by fold
+            # rounded: a fit stops within its tolerance of the optimum, and the residue of
+            # the intercept follows the prior and would break ties by fold
             out[:, test] = expit(np.round(w @ zte.T + (b - np.log(pi / (1 - pi)))[:, None], 6))
         return out
 
@@ -335,7 +536,7 @@ def permuted_labels(y: NDArray[np.int64], block: NDArray[np.int64], n: int, rng:
     """``n`` label vectors, each a random permutation of ``y`` within every block."""
     order = np.argsort(block, kind="stable")
     keys = block[None, :] + rng.random((n, y.size))
-    perm = np.argsort(keys, axis=1, kind="stable")
+    perm = np.argsort(keys, axis=1)  # keys do not tie, so any sort gives this order
     out = np.empty((n, y.size), dtype=np.int64)
     out[:, order] = y[perm]
     return out
@@ -421,6 +622,15 @@ class CVAUC:
     bootstrap_ci: tuple[float, float] = (math.nan, math.nan)
     level: float = 0.95
     null_aucs: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def below_chance(self) -> bool:
+        """The interval lies below 0.5 (under the null, in at most ``(1 - level) / 2`` of
+        runs): held-out clips read backwards more than label-exchangeable folds allow. Not
+        evidence of membership: it is what near-identical clips of opposite labels split
+        across folds produce (each held-out clip is predicted from its twin of the other
+        label)."""
+        return self.null_aucs.size > 0 and self.ci[1] < 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return {
