@@ -272,3 +272,37 @@ def _shadow_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
                  recipe=ShadowRecipe.from_dict(params.get("recipe", {})), clip_hashes=params.get("clip_hashes"),
                  progress=ctx.progress, cancelled=ctx.cancelled)
     return str(params["out"])
+
+
+ADVICE_KIND = "advice"
+"""Run kind of a stored advisor answer (:func:`save_advice`); an MIA run with references
+carries the newest one for its dataset and target (:func:`latest_advice`)."""
+
+
+def save_advice(ws: Workspace, advice: dict[str, Any], *, n_nonmembers: int | None = None, seed: int = 0) -> str:
+    """Store an :func:`advise_reference` answer as a run (kind ``advice``); returns its id."""
+    from core.pipeline.common import provenance
+
+    return ws.save_run(ADVICE_KIND, dataset=advice["dataset"], target=advice["target"],
+                       config={"base": advice["base"], "n_nonmembers": n_nonmembers, "seed": seed}, result=advice,
+                       provenance=provenance(ws, advice["dataset"], seed=seed))
+
+
+def latest_advice(ws: Workspace, dataset: str, target: str) -> dict[str, Any] | None:
+    """The newest stored advisor answer for ``target`` on ``dataset``, as an MIA record
+    shows it (``recommendation``, ``reason``, ``base``, ``run``); None when the advisor was not asked."""
+    run = ws.latest_run(ADVICE_KIND, dataset, target)
+    if run is None:
+        return None
+    r = run["result"]
+    return {"recommendation": r["recommendation"], "reason": r["reason"], "base": r["base"], "run": run["id"]}
+
+
+@job_kind("reference-advice")
+def _advice_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """Ask the advisor (params: dataset, target, base, n_nonmembers, seed); returns the stored run's id."""
+    n = int(params["n_nonmembers"]) if params.get("n_nonmembers") else None
+    seed = int(params.get("seed", 0))
+    advice = advise_reference(ws, params["dataset"], params["target"], params["base"], n_nonmembers=n, seed=seed,
+                              progress=ctx.progress, cancelled=ctx.cancelled)
+    return save_advice(ws, advice, n_nonmembers=n, seed=seed)

@@ -12,6 +12,7 @@ from core.ui.common import job_panel, settings
 from core.ui.runs import active_job, check_typed_target
 
 SHADOW_KIND = "shadow-reference"
+ADVICE_KIND = "reference-advice"
 
 
 def _bases(target: str | None) -> list[str]:
@@ -85,6 +86,28 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         row = job_panel(ws, job_id) if job_id else None
         if row is not None and row["status"] == "done":
             st.success(f"Shadow reference ready: {row['run_id']}; pick it under Reference model(s).")
+        if target:
+            _advisor(ws, dataset, target, base, n, key)
+
+
+def _advisor(ws: Workspace, dataset: str, target: str, base: str | None, n: int, key: str) -> None:
+    """"Ask the advisor": does ``target`` need a shadow of ``base``, or is the base (or no
+    reference) enough? Compared on the ``n`` known non-members a shadow would take, as a job;
+    the newest answer is shown, and an MIA run with references records it."""
+    from core.pipeline.reference import latest_advice
+
+    st.markdown("**Does this target need a shadow?** The advisor compares the target and the base above on the "
+                "known non-members a shadow would train on (no suspect is read).")
+    job_id = active_job(ws, ADVICE_KIND, {"dataset": dataset, "target": target})
+    running = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
+    if st.button("Ask the advisor", key=f"{key}-advise", disabled=running or base is None):
+        jobs.submit(ws, ADVICE_KIND, {"dataset": dataset, "target": target, "base": base, "n_nonmembers": n, "seed": 0})
+        st.rerun()
+    if job_id:
+        job_panel(ws, job_id)
+    advice = latest_advice(ws, dataset, target)
+    if advice is not None:
+        st.info(f"Advisor (base {advice['base']}): **{advice['recommendation']}**. {advice['reason']}")
 
 
 def shadow_cards_caption(references: list[str] | tuple[str, ...], excluded: list[dict] | None) -> None:
