@@ -72,6 +72,11 @@ def excluded(value: list[dict]) -> str:
     return "; ".join(f"{len(cs)} ({sum(c.get('label') == 'non-member' for c in cs)} non-members): {r}" for r, cs in by_reason.items())
 
 
+def advice(value: dict) -> str:
+    """The advisor's answer an MIA run carries (:func:`core.pipeline.reference.latest_advice`)."""
+    return f"{value['recommendation']} (base {value['base']}; run {value['run']}): {value['reason']}"
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of a run record: ``key`` in the result, the ``label`` every surface uses,
@@ -150,6 +155,7 @@ record(
     Field("blind_correlation", "correlation with the linked blind run's scores", correlation, detail=True),
     Field("transcript_check", "transcription check", transcripts, detail=True),
     EXCLUDED,
+    Field("advice", "reference advisor (target vs base on known non-members)", advice, detail=True),
     *COMMON,
 )
 

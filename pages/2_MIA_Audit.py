@@ -8,6 +8,7 @@ from core.stages import family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
+from core.ui.shadow_view import shadow_builder
 from core.ui.runs import access_picker, language_picker, reference_picker, request_budget, run_controls, target_picker
 
 ws = page_setup("MIA Audit", "🔎")
@@ -22,7 +23,8 @@ with c3:
 with c4:
     mode, runnable = view.mode_picker(ws, dataset, access)
 if dataset and target:
-    references = reference_picker(target)
+    references = reference_picker(target, ws=ws)
+    shadow_builder(ws, dataset, target)
     budget = request_budget(target)
     language = language_picker(target)
     if runnable:

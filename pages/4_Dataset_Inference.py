@@ -7,6 +7,7 @@ from core.config import decoding_text
 from core.stages import at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import di_view as view
+from core.ui.shadow_view import shadow_builder
 from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
 
 ws = page_setup("Dataset Inference", "🧮")
@@ -20,7 +21,8 @@ with c3:
     access = access_picker(target, key="di-access")
 scorer, alpha, compare = view.controls()
 if dataset and target:
-    references = reference_picker(target)
+    references = reference_picker(target, ws=ws)
+    shadow_builder(ws, dataset, target, key="di-shadow")
     config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references, mia_access=access)
     params = {"dataset": dataset, "target": target, "config": config.to_dict()}
     run_controls(ws, "di", params, {"dataset": dataset, "target": target}, label="Run dataset inference")

@@ -65,6 +65,28 @@ def tone(freq: float, seconds: float = 0.5, sr: int = 16000, *, seed: int = 0) -
     return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+SHADOW_TEXTS = ["a red cat", "the sun is up", "we run home", "dogs bark", "it is cold", "my old hat", "a big ship", "the sea",
+                "one blue bird", "she sings", "rain falls", "a small box"]
+"""Transcripts of :func:`transcribed_tones`: the first 4 clips are members, the other 8 non-members."""
+
+
+def transcribed_tones(root: Path, dataset: str = "tiny"):
+    """A workspace under ``root/ws`` holding ``dataset``: 12 short tones with transcripts
+    (:data:`SHADOW_TEXTS`), 4 members and 8 known non-members, enough to build a shadow."""
+    from core.data.ingest import ingest_path
+    from core.runtime.store import Workspace
+
+    corpus = root / "corpus"
+    for i, text in enumerate(SHADOW_TEXTS):
+        label = "members" if i < 4 else "nonmembers"
+        (corpus / label).mkdir(parents=True, exist_ok=True)
+        sf.write(corpus / label / f"c{i:02d}.wav", tone(200 + 37 * i, 0.6, seed=i), 16000, subtype="PCM_16")
+        (corpus / label / f"c{i:02d}.txt").write_text(text + "\n", encoding="utf-8")
+    ws = Workspace(root / "ws")
+    ingest_path(ws, corpus, dataset)
+    return ws
+
+
 @pytest.fixture
 def audio_folder(tmp_path: Path) -> Path:
     """members/ + nonmembers/ with 4 + 4 short clips and sidecar transcripts."""

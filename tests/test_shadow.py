@@ -20,16 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from core.cli import main
 from core.runtime.store import Workspace
-from tests.conftest import tone
+from tests.conftest import transcribed_tones
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TEXTS = ["a red cat", "the sun is up", "we run home", "dogs bark", "it is cold", "my old hat", "a big ship", "the sea",
-         "one blue bird", "she sings", "rain falls", "a small box"]
 FAST = ["--n-boot", "20", "--n-perm", "0", "--n-splits", "2", "--mode", "given"]
 RECIPE = ["--epochs", "2", "--lr", "0.003", "--batch-size", "2", "--seed", "3"]
 
@@ -37,18 +34,10 @@ RECIPE = ["--epochs", "2", "--lr", "0.003", "--batch-size", "2", "--seed", "3"]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """(workspace, base folder, shadow folder, the CLI's JSON of the build)."""
-    from core.data.ingest import ingest_path
     from tests.multilingual_fixture import tiny_multilingual_whisper
 
     root = tmp_path_factory.mktemp("shadow")
-    corpus = root / "corpus"
-    for i, text in enumerate(TEXTS):
-        label = "members" if i < 4 else "nonmembers"
-        (corpus / label).mkdir(parents=True, exist_ok=True)
-        sf.write(corpus / label / f"c{i:02d}.wav", tone(200 + 37 * i, 0.6, seed=i), 16000, subtype="PCM_16")
-        (corpus / label / f"c{i:02d}.txt").write_text(text + "\n", encoding="utf-8")
-    ws = Workspace(root / "ws")
-    ingest_path(ws, corpus, "tiny")
+    ws = transcribed_tones(root)
     base = tiny_multilingual_whisper(root / "base", multilingual=False)
     shadow = root / "shadow"
     out = _cli(ws, "reference", "build", "--base", str(base), "--dataset", "tiny", "--nonmembers", "4", "--out", str(shadow),

@@ -131,6 +131,12 @@ def audit_mia(
     out["failed_clips"] = failed
     if excluded is not None:
         out["excluded_clips"] = excluded
+    if config.references:
+        from core.pipeline.reference import latest_advice
+
+        advice = latest_advice(ws, dataset, target.spec)  # a stored answer: nothing is scored here
+        if advice is not None:
+            out["advice"] = advice
     warnings = list(out.get("warnings", []))
     if ev_info.get("language"):
         out["language"] = ev_info["language"]

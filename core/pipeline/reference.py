@@ -128,6 +128,45 @@ def build_shadow(
         target.unload()
 
 
+REFERENCES_DIR = "references"
+"""Where the dashboard builds shadow references: ``<workspace>/references/<name>``."""
+
+
+def default_shadow_out(ws: Workspace, base: str, dataset: str) -> Path:
+    """``<workspace>/references/<base>-shadow-<dataset>`` (a zoo base by its name, a folder by its last part)."""
+    name = base.split(":", 1)[1] if base.startswith("zoo:") else Path(base.rstrip("/\\")).name
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{name}-shadow-{dataset}")
+    return ws.root / REFERENCES_DIR / safe
+
+
+def check_shadow_out(ws: Workspace, out: str | Path) -> Path:
+    """The output folder of a shadow built from the dashboard, resolved: a relative path is
+    taken under ``<workspace>/references``; it must lie inside the workspace.
+
+    Raises
+    ------
+    ValueError
+        a folder outside the workspace.
+    """
+    path = Path(str(out).strip()).expanduser()
+    if not str(out).strip():
+        raise ValueError("type an output folder for the shadow reference")
+    path = (path if path.is_absolute() else ws.root / REFERENCES_DIR / path).resolve()
+    root = ws.root.resolve()
+    if path == root or root not in path.parents:
+        raise ValueError(f"the shadow reference goes in a folder inside the workspace ({root}), not {path}")
+    return path
+
+
+def workspace_shadows(ws: Workspace) -> list[str]:
+    """Finished shadow references under ``<workspace>/references``, as folder specs, newest first."""
+    from core.recipes.shadow import read_card
+
+    folder = ws.root / REFERENCES_DIR
+    found = [p for p in folder.iterdir() if p.is_dir() and read_card(p) is not None] if folder.is_dir() else []
+    return [str(p.resolve()) for p in sorted(found, key=lambda p: (p / "card.json").stat().st_mtime, reverse=True)]
+
+
 # -- the clips a shadow trained on never enter an audit that uses it ----------------------------
 def trained_clips(references: Sequence[str], targets: Resolved | None = None) -> dict[str, str]:
     """clip hash -> why it leaves the audit, for every clip a reference among
@@ -233,3 +272,37 @@ def _shadow_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
                  recipe=ShadowRecipe.from_dict(params.get("recipe", {})), clip_hashes=params.get("clip_hashes"),
                  progress=ctx.progress, cancelled=ctx.cancelled)
     return str(params["out"])
+
+
+ADVICE_KIND = "advice"
+"""Run kind of a stored advisor answer (:func:`save_advice`); an MIA run with references
+carries the newest one for its dataset and target (:func:`latest_advice`)."""
+
+
+def save_advice(ws: Workspace, advice: dict[str, Any], *, n_nonmembers: int | None = None, seed: int = 0) -> str:
+    """Store an :func:`advise_reference` answer as a run (kind ``advice``); returns its id."""
+    from core.pipeline.common import provenance
+
+    return ws.save_run(ADVICE_KIND, dataset=advice["dataset"], target=advice["target"],
+                       config={"base": advice["base"], "n_nonmembers": n_nonmembers, "seed": seed}, result=advice,
+                       provenance=provenance(ws, advice["dataset"], seed=seed))
+
+
+def latest_advice(ws: Workspace, dataset: str, target: str) -> dict[str, Any] | None:
+    """The newest stored advisor answer for ``target`` on ``dataset``, as an MIA record
+    shows it (``recommendation``, ``reason``, ``base``, ``run``); None when the advisor was not asked."""
+    run = ws.latest_run(ADVICE_KIND, dataset, target)
+    if run is None:
+        return None
+    r = run["result"]
+    return {"recommendation": r["recommendation"], "reason": r["reason"], "base": r["base"], "run": run["id"]}
+
+
+@job_kind("reference-advice")
+def _advice_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
+    """Ask the advisor (params: dataset, target, base, n_nonmembers, seed); returns the stored run's id."""
+    n = int(params["n_nonmembers"]) if params.get("n_nonmembers") else None
+    seed = int(params.get("seed", 0))
+    advice = advise_reference(ws, params["dataset"], params["target"], params["base"], n_nonmembers=n, seed=seed,
+                              progress=ctx.progress, cancelled=ctx.cancelled)
+    return save_advice(ws, advice, n_nonmembers=n, seed=seed)

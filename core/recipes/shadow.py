@@ -104,6 +104,48 @@ def read_card(folder: str | Path) -> dict | None:
     return card if isinstance(card, dict) and card.get("kind") == CARD_KIND else None
 
 
+def card_line(card: dict, *, excluded: int | None = None) -> str:
+    """One line saying what a shadow reference is, from its card: the base, the recipe, how
+    many known non-members it trained on, and that they were kept out of the audit
+    (``excluded``: how many of them this audit's dataset held, when known)."""
+    recipe, base = card.get("recipe") or {}, card.get("base") or {}
+    n = card.get("n_clips", len(card.get("trained_clip_hashes") or ()))
+    lr = recipe.get("lr")
+    how = ", ".join(x for x in (f"{recipe['epochs']} epoch(s)" if "epochs" in recipe else "",
+                                f"lr {lr:g}" if isinstance(lr, (int, float)) else "",
+                                f"batch {recipe['batch_size']}" if "batch_size" in recipe else "") if x)
+    data = (card.get("dataset") or {}).get("name")
+    kept = "those clips were kept out of this audit" + (f" ({excluded} of them in this dataset)" if excluded is not None else "")
+    return (f"shadow of {base.get('spec', '?')} (fingerprint {str(base.get('fingerprint', '?'))[:12]})"
+            + (f", {how}" if how else "") + f"; trained on {n} known non-members" + (f" of {data}" if data else "") + f"; {kept}")
+
+
+def shadow_cards(references: Sequence[str]) -> dict[str, dict]:
+    """reference spec -> its shadow card, for each of ``references`` whose folder holds one
+    (a base, a zoo model or a folder no longer there has none). Reads metadata only."""
+    from core.targets import resolve_target
+
+    out: dict[str, dict] = {}
+    for spec in references:
+        try:
+            loc = resolve_target(spec).location
+        except (ValueError, FileNotFoundError, OSError):
+            continue
+        card = read_card(loc) if loc is not None and Path(loc).is_dir() else None
+        if card is not None:
+            out[spec] = card
+    return out
+
+
+def shadow_lines(references: Sequence[str], excluded: Sequence[dict] | None = None) -> list[str]:
+    """``"SPEC: <card line>"`` for each shadow among a run's ``references`` (what every
+    surface shows beside a calibrated result); ``excluded`` is the run's ``excluded_clips``,
+    counted per shadow by the content hashes its card lists."""
+    gone = {str(e.get("clip_hash")) for e in excluded or ()}
+    return [f"{spec}: {card_line(card, excluded=len(gone & {str(h) for h in card.get('trained_clip_hashes') or ()}))}"
+            for spec, card in shadow_cards(references).items()]
+
+
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")

@@ -114,6 +114,7 @@ def access_comparison(ws: Workspace, run: dict) -> None:
 
 def calibration_comparison(result: dict) -> None:
     """Calibrated and uncalibrated results side by side, and what the reference(s) bought."""
+    from core.ui.shadow_view import shadow_cards_caption
     from core.viz.report import calibration_rows
 
     rows = calibration_rows(result)
@@ -124,6 +125,7 @@ def calibration_comparison(result: dict) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(f"Calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); the headline above is the "
                "calibrated aggregate. A reference must not have trained on the suspects: one that did cancels the signal it shares.")
+    shadow_cards_caption(cal["references"], result.get("excluded_clips"))
 
 
 def roc_and_scores(ws: Workspace, run: dict) -> None:

@@ -190,14 +190,18 @@ def language_picker(target: str | None, *, key: str = "language") -> tuple[tuple
     return () if chosen == AUTO_LANGUAGE else (("language", chosen),)
 
 
-def reference_picker(target: str | None, *, key: str = "references") -> tuple[str, ...]:
+def reference_picker(target: str | None, *, key: str = "references", ws: Workspace | None = None) -> tuple[str, ...]:
     """"Reference model(s)": ready targets of the audited target's family (never the target
-    itself), plus local checkpoint folders typed one per line. Empty: no calibration."""
+    itself), the shadow references built in the workspace (``ws``), plus local checkpoint
+    folders typed one per line. Empty: no calibration."""
+    from core.pipeline.reference import workspace_shadows
     from core.targets import list_targets
 
     infos = [t for t in list_targets() if t.available and t.spec != target]
     family = next((t.family for t in list_targets() if t.spec == target), None)
     specs = [t.spec for t in infos if family is None or t.family == family]
+    if ws is not None and family in (None, "audio-language"):
+        specs += [s for s in workspace_shadows(ws) if s != target]
     chosen = st.multiselect("Reference model(s)", specs, key=key,
                             help="Models that did NOT train on the suspects (a base model, an earlier release, a model trained on "
                                  "public data). Each clip's indicators are calibrated against them; results are shown with and without.")

@@ -216,6 +216,14 @@ _REFERENCE_CAVEAT = ("Calibrated: each clip's indicators relative to the referen
                      "suspects (a reference that did cancels the signal it shares with the target).")
 
 
+def _shadow_note(result: dict) -> str:
+    """One caption line per shadow reference of a calibrated result, read from its card."""
+    from core.recipes.shadow import shadow_lines
+
+    refs = (result.get("calibration") or {}).get("references") or ()
+    return "".join(f"<p class=\"caption\">Shadow reference {_esc(line)}.</p>" for line in shadow_lines(refs, result.get("excluded_clips")))
+
+
 def _mia_section(ws: Workspace, run: dict) -> str:
     r = run["result"]
     out = f"<h2>2 · Per-sample membership inference — <code>{_esc(run['target'])}</code> · {_esc(_access_of(run))}</h2>"
@@ -234,7 +242,7 @@ def _mia_section(ws: Workspace, run: dict) -> str:
         c = link.correlation
         rows.append(("correlation with the linked blind run's scores", f"Pearson {_fmt_r(c['pearson_r'])}, Spearman {_fmt_r(c['spearman_rho'])} over {c['n']} clips"))
     out += _table(rows) + _inference_note(r.get("inference"))
-    out += _rows_table(calibration_rows(r), _REFERENCE_CAVEAT)
+    out += _rows_table(calibration_rows(r), _REFERENCE_CAVEAT) + _shadow_note(r)
     aucs = dict(r["indicators"])
     aucs["aggregate"] = r["auc"]
     roc = dict(r["roc"])

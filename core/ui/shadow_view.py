@@ -1,0 +1,119 @@
+"""Shadow references on the analysis pages: build one from the dataset's known non-members
+as a background job (:mod:`core.pipeline.reference`), and say what each shadow among a
+run's references is, from its card."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.runtime import jobs
+from core.runtime.store import Workspace
+from core.ui.common import job_panel, settings
+from core.ui.runs import active_job, check_typed_target
+
+SHADOW_KIND = "shadow-reference"
+ADVICE_KIND = "reference-advice"
+
+
+def _bases(target: str | None) -> list[str]:
+    """Built-in speech seq2seq models a shadow can start from (never the audited target)."""
+    from core.targets import list_targets
+
+    return [t.spec for t in list_targets() if t.available and t.family == "audio-language" and t.spec.startswith("zoo:lalm")
+            and t.spec != target]
+
+
+def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
+    """(base spec, error): a built-in model, or a typed local folder checked like a typed target."""
+    from core.pipeline.reference import check_supported
+    from core.targets import resolve_target
+
+    typed = st.text_input("…or a local base folder", key=f"{key}-base-typed", placeholder="/models/whisper-tiny.en",
+                          help="The public base the audited model was fine-tuned from: a Hugging Face or CTranslate2 Whisper "
+                               "folder under the allowed folders (OVERHEARD_ROOTS).")
+    options = _bases(target)
+    picked = st.selectbox("Base model", options, key=f"{key}-base", disabled=bool(typed.strip()) or not options)
+    try:
+        base = check_typed_target(typed, settings().roots) if typed.strip() else picked
+        if base is None:
+            return None, "no built-in speech model is built: type a base folder"
+        check_supported(resolve_target(base))
+    except ValueError as exc:
+        return None, str(exc)
+    return base, None
+
+
+def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str = "shadow") -> None:
+    """"Build a shadow reference": the base, the recipe and the output folder, a start
+    button, and the progress of the build; a finished one is offered by the reference picker."""
+    from core.pipeline.common import MIN_PER_LABEL
+    from core.pipeline.reference import check_shadow_out, default_shadow_out
+    from core.recipes.shadow import ShadowRecipe
+
+    job_id = active_job(ws, SHADOW_KIND, {"dataset": dataset})
+    running = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
+    with st.expander("Build a shadow reference", expanded=running):
+        st.caption("The base model fine-tuned here on some of this dataset's known non-members, with a recipe like the "
+                   "target's: it carries the target's domain adaptation and not its members. The clips it trains on leave "
+                   "every audit that uses it. See docs/references.md.")
+        base, error = _base_choice(target, key)
+        n_non = int((ws.analysis_clips(dataset)["y"] == 0).sum())
+        most = max(0, n_non - MIN_PER_LABEL)
+        c1, c2, c3 = st.columns(3)
+        default = ShadowRecipe()
+        n = int(c1.number_input("Known non-members", min_value=1, max_value=max(1, most), value=max(1, min(50, most // 3)),
+                                key=f"{key}-n", help=f"Drawn (seeded) from the {n_non} known non-members; at least "
+                                                     f"{MIN_PER_LABEL} stay for the audit."))
+        epochs = int(c2.number_input("Epochs", min_value=1, max_value=100, value=default.epochs, key=f"{key}-epochs"))
+        lr = float(c3.number_input("Learning rate", min_value=1e-8, max_value=1.0, value=default.lr, format="%.1e",
+                                   key=f"{key}-lr", help="1e-5 to 5e-5 for a released Whisper; 5e-4 for the zoo's models."))
+        out_default = str(default_shadow_out(ws, base, dataset)) if base else ""
+        out_text = st.text_input("Output folder", value=out_default, key=f"{key}-out-{out_default}",
+                                 help="Inside the workspace; a relative path is taken under <workspace>/references.")
+        try:
+            out = str(check_shadow_out(ws, out_text)) if base else None
+        except ValueError as exc:
+            out, error = None, error or str(exc)
+        if most < 1:
+            error = f"only {n_non} known non-members: none can be spared for a shadow"
+        if error:
+            st.caption(f"⚠ {error}")
+        recipe = ShadowRecipe(epochs=epochs, lr=lr)
+        params = {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "recipe": recipe.to_dict()}
+        if st.button("Build the shadow reference", key=f"{key}-start", disabled=running or error is not None):
+            jobs.submit(ws, SHADOW_KIND, params)
+            st.rerun()
+        row = job_panel(ws, job_id) if job_id else None
+        if row is not None and row["status"] == "done":
+            st.success(f"Shadow reference ready: {row['run_id']}; pick it under Reference model(s).")
+        if target:
+            _advisor(ws, dataset, target, base, n, key)
+
+
+def _advisor(ws: Workspace, dataset: str, target: str, base: str | None, n: int, key: str) -> None:
+    """"Ask the advisor": does ``target`` need a shadow of ``base``, or is the base (or no
+    reference) enough? Compared on the ``n`` known non-members a shadow would take, as a job;
+    the newest answer is shown, and an MIA run with references records it."""
+    from core.pipeline.reference import latest_advice
+
+    st.markdown("**Does this target need a shadow?** The advisor compares the target and the base above on the "
+                "known non-members a shadow would train on (no suspect is read).")
+    job_id = active_job(ws, ADVICE_KIND, {"dataset": dataset, "target": target})
+    running = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
+    if st.button("Ask the advisor", key=f"{key}-advise", disabled=running or base is None):
+        jobs.submit(ws, ADVICE_KIND, {"dataset": dataset, "target": target, "base": base, "n_nonmembers": n, "seed": 0})
+        st.rerun()
+    if job_id:
+        job_panel(ws, job_id)
+    advice = latest_advice(ws, dataset, target)
+    if advice is not None:
+        st.info(f"Advisor (base {advice['base']}): **{advice['recommendation']}**. {advice['reason']}")
+
+
+def shadow_cards_caption(references: list[str] | tuple[str, ...], excluded: list[dict] | None) -> None:
+    """One line per shadow among ``references``: its base, recipe, how many known
+    non-members it trained on, and that they were kept out of this audit."""
+    from core.recipes.shadow import shadow_lines
+
+    for line in shadow_lines(list(references), excluded):
+        st.caption(f"Shadow reference {line}.")

@@ -1,0 +1,130 @@
+"""Shadow references on the MIA Audit page (:mod:`core.ui.shadow_view`).
+
+A random-weight micro Whisper is the public base and another one (another seed) the
+audited "fine-tune"; the dataset has 4 members and 8 non-members with transcripts. The
+page's "Build a shadow reference" form submits a ``shadow-reference`` job with the chosen
+base, recipe and output folder; once the job has run, the folder is offered as a
+reference, and its card is one line on every surface that shows the reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runtime import jobs
+from core.runtime.store import Workspace
+from tests.conftest import transcribed_tones
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(workspace, base folder, target folder)."""
+    from tests.multilingual_fixture import tiny_multilingual_whisper
+
+    root = tmp_path_factory.mktemp("shadow-page")
+    ws = transcribed_tones(root)
+    base = tiny_multilingual_whisper(root / "models" / "base", multilingual=False)
+    target = tiny_multilingual_whisper(root / "models" / "ft", seed=1, multilingual=False)
+    return ws, base.resolve(), target.resolve()
+
+
+def _page(ws: Workspace, target: Path) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "2_MIA_Audit.py"), default_timeout=120)
+    at.session_state["_target_typed"] = [str(target)]
+    at.session_state["_target"] = str(target)
+    at.session_state["_target_user"] = True
+    return at.run()
+
+
+def _env(ws: Workspace, base: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("OVERHEARD_ROOTS", str(base.parents[1]))
+    monkeypatch.setenv("OVERHEARD_AUTO_DEMO", "0")
+    monkeypatch.setattr(jobs, "spawn", lambda ws, job_id: None)  # the test runs the job itself
+
+
+def _shadow(ws: Workspace, base: Path) -> Path:
+    """The shadow the form builds (built here when its test did not run first)."""
+    from core.pipeline.reference import build_shadow
+    from core.recipes.shadow import ShadowRecipe, read_card
+
+    out = ws.root.resolve() / "references" / "base-shadow-tiny"
+    if read_card(out) is None:
+        build_shadow(ws, "tiny", str(base), out, n_nonmembers=3, recipe=ShadowRecipe(epochs=2, lr=0.003))
+    return out
+
+
+def test_the_form_builds_a_shadow_and_the_picker_offers_it(setup, monkeypatch):
+    ws, base, target = setup
+    _env(ws, base, monkeypatch)
+    at = _page(ws, target)
+    assert not at.exception, [e.message for e in at.exception]
+    at.text_input(key="shadow-base-typed").input(str(base)).run()
+    at.number_input(key="shadow-n").set_value(3).run()
+    at.number_input(key="shadow-epochs").set_value(2).run()
+    at.number_input(key="shadow-lr").set_value(0.003).run()
+    assert not [c.value for c in at.caption if c.value.startswith("⚠")]
+    at.button(key="shadow-start").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    started = jobs.jobs(ws, kind="shadow-reference")
+    assert len(started) == 1
+    params = jobs.job(ws, started.iloc[0]["id"])["params"]
+    out = ws.root.resolve() / "references" / "base-shadow-tiny"
+    assert params["base"] == str(base) and params["out"] == str(out) and params["dataset"] == "tiny"
+    assert params["n_nonmembers"] == 3
+    assert params["recipe"]["epochs"] == 2 and params["recipe"]["lr"] == pytest.approx(0.003)
+    assert at.button(key="shadow-start").disabled  # one build at a time
+
+    assert jobs.run_job(ws, started.iloc[0]["id"]) == str(out)
+    at = _page(ws, target)
+    assert not at.exception, [e.message for e in at.exception]
+    assert str(out) in at.multiselect(key="references").options
+    assert any("Shadow reference ready" in s.value for s in at.success)
+
+
+def test_the_shadow_card_is_one_line_beside_the_calibrated_result(setup, monkeypatch):
+    from core.recipes.shadow import read_card, shadow_lines
+    from core.viz.report import _shadow_note
+
+    ws, base, _ = setup
+    out = _shadow(ws, base)
+    card = read_card(out)
+    excluded = [{"clip_hash": h, "reason": f"trained the shadow reference {out}"} for h in card["trained_clip_hashes"]]
+    (line,) = shadow_lines([str(out), "zoo:lalm-base"], excluded)  # a reference without a card has no line
+    assert line.startswith(f"{out}: shadow of {base}")
+    assert "2 epoch(s), lr 0.003, batch 8" in line and "trained on 3 known non-members of tiny" in line
+    assert line.endswith("those clips were kept out of this audit (3 of them in this dataset)")
+    note = _shadow_note({"calibration": {"references": [str(out)]}, "excluded_clips": excluded})
+    assert note.count("<p") == 1 and "3 known non-members" in note
+    assert _shadow_note({"calibration": {"references": ["zoo:lalm-base"]}}) == ""
+
+
+def test_the_advisor_answers_on_the_page_and_the_mia_run_records_it(setup, monkeypatch):
+    from core.pipeline import MIAConfig, audit_mia
+    from core.records import record_of
+
+    ws, base, target = setup
+    shadow = _shadow(ws, base)
+    _env(ws, base, monkeypatch)
+    at = _page(ws, target)
+    at.text_input(key="shadow-base-typed").input(str(base)).run()
+    at.number_input(key="shadow-n").set_value(3).run()
+    at.button(key="shadow-advise").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (job_id,) = jobs.jobs(ws, kind="reference-advice")["id"]
+    assert jobs.job(ws, job_id)["params"] == {"dataset": "tiny", "target": str(target), "base": str(base), "n_nonmembers": 3, "seed": 0}
+    run_id = jobs.run_job(ws, job_id)
+    advice = ws.load_run(run_id)["result"]
+    assert advice["recommendation"] in ("shadow", "base or none") and advice["clips"] == 3
+    at = _page(ws, target)
+    assert any(f"**{advice['recommendation']}**" in i.value for i in at.info)
+
+    _, res = audit_mia(ws, "tiny", str(target), MIAConfig(mode="given", references=(str(shadow),), n_boot=20, n_perm=0, n_splits=2))
+    assert res["advice"] == {"recommendation": advice["recommendation"], "reason": advice["reason"], "base": str(base), "run": run_id}
+    rows = dict(record_of("mia").rows(res))
+    assert rows["reference advisor (target vs base on known non-members)"].startswith(advice["recommendation"])
