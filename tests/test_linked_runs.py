@@ -140,7 +140,11 @@ def test_per_clip_tables_are_parquet_beside_the_record(linked: dict) -> None:
     assert di_scores(ws, stored) == (di["p_scores"], di["u_scores"])
     # the same DI result as an older version stored it (everything in the JSON) reads the same
     old_id = ws.save_run("di", dataset="speech", target=TARGET, config=stored["config"], result=di, provenance=stored["provenance"])
-    pd.testing.assert_frame_equal(ws.run_table(old_id, "clips"), t, check_dtype=False)
+    base = ["side", "score", "fold", "row"]  # what runs stored before the per-clip flags
+    pd.testing.assert_frame_equal(ws.run_table(old_id, "clips")[base], t[base], check_dtype=False)
+    # the suspects' conformal p, BH q and flag beside them (none for the non-members)
+    assert t.loc[t["side"] == "P", "p"].between(0, 1).all() and t.loc[t["side"] == "U", "p"].isna().all()
+    assert t["flagged"].tolist() == di["which"]["clips"]["flagged"] + [False] * len(di["u_clips"])
     ws.delete_run(old_id)
 
 

@@ -114,7 +114,7 @@ def test_a_killed_build_resumes_after_its_last_epoch_with_the_same_weights(setup
     out = tmp_path / "again"
     with pytest.raises(Killed):
         build_shadow(ws, "tiny", str(base), out, n_nonmembers=4, recipe=recipe, progress=kill_after_first)
-    assert (out / ".partial" / "state.pt").is_file() and not (out / "card.json").exists()
+    assert (out / ".partial" / "state.safetensors").is_file() and not (out / "card.json").exists()
     card = build_shadow(ws, "tiny", str(base), out, n_nonmembers=4, recipe=recipe, progress=lambda d, t, m: seen.append(m))
     assert [m.split(":")[0] for m in seen] == ["epoch 1/2", "epoch 2/2"]  # epoch 1 not repeated
     assert len(card["loss_per_epoch"]) == 2 and not (out / ".partial").exists()

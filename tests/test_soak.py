@@ -96,6 +96,7 @@ VOLATILE_TEXT = [
     re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?: UTC)?"),  # dates
     re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),  # plotly div ids
     re.compile(r"(?<=seconds</th><td>)[\d.]+(?=</td>)"),  # run times in the provenance tables
+    re.compile(r"(?<=read from the cache\)</th><td>)\d+(?=</td>)"),  # clips computed by this run (the rerun reads them)
 ]
 
 

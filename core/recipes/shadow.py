@@ -233,7 +233,7 @@ def train_shadow(
         return done_card
     state_dir = out / STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
-    state_path = state_dir / "state.pt"
+    state_path = state_dir / "state.safetensors"
 
     model = target.model
     device = target.device
@@ -260,7 +260,7 @@ def train_shadow(
         seconds, start_epoch = 0.0, 0
         if state_path.is_file():
             # our own state, read back without unpickling code (tensors and plain values only)
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            state = _read_state(state_path)
             if state.get("request") == digest:
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["optim"])
@@ -292,10 +292,10 @@ def train_shadow(
                 tot, count = tot + float(loss.detach()) * k, count + k
             losses.append(tot / max(1, count))
             seconds += time.perf_counter() - t0
-            tmp = state_path.with_name("state.pt.tmp")
-            torch.save({"request": digest, "epoch": epoch + 1, "model": model.state_dict(), "optim": opt.state_dict(),
-                        "sched": sched.state_dict(), "gen": gen.get_state(), "rng": torch.get_rng_state(),
-                        "losses": losses, "seconds": seconds}, tmp)
+            tmp = state_path.with_name(state_path.name + ".tmp")
+            _write_state(tmp, {"request": digest, "epoch": epoch + 1, "model": model.state_dict(), "optim": opt.state_dict(),
+                               "sched": sched.state_dict(), "gen": gen.get_state(), "rng": torch.get_rng_state(),
+                               "losses": losses, "seconds": seconds})
             os.replace(tmp, state_path)
             if progress is not None:
                 progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f} per token")
@@ -342,3 +342,44 @@ def _save(target: Any, out: Path) -> None:
     target.tokenizer.save_pretrained(str(out))
     for stale in out.glob("*.bin"):
         stale.unlink()
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """A training state as safetensors (every tensor: the model's, the optimizer's moments,
+    the random generators') with the plain values as JSON in its metadata: nothing that
+    reading it back could execute."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model/{k}": v.detach().cpu().clone() for k, v in state["model"].items()}  # tied weights saved apart
+    tensors |= {"gen": state["gen"], "rng": state["rng"]}
+    optim_values: dict[str, dict[str, Any]] = {}
+    for idx, per in state["optim"]["state"].items():
+        for key, value in per.items():
+            if hasattr(value, "detach"):
+                tensors[f"optim/{idx}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                optim_values.setdefault(str(idx), {})[key] = value
+    plain = {k: state[k] for k in ("request", "epoch", "losses", "seconds", "sched")} | {
+        "optim_groups": state["optim"]["param_groups"], "optim_values": optim_values}
+    save_file(tensors, str(path), metadata={"state": json.dumps(plain, default=float)})
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The state :func:`_write_state` wrote (``{}`` for a file it cannot read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            plain = json.loads((f.metadata() or {}).get("state", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception:  # noqa: BLE001 - a torn or foreign file: start over
+        return {}
+    optim: dict[str, Any] = {"state": {}, "param_groups": plain.get("optim_groups", [])}
+    for name, value in tensors.items():
+        if name.startswith("optim/"):
+            _, idx, key = name.split("/", 2)
+            optim["state"].setdefault(int(idx), {})[key] = value
+    for idx, values in (plain.get("optim_values") or {}).items():
+        optim["state"].setdefault(int(idx), {}).update(values)
+    model = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("model/")}
+    return {**plain, "model": model, "optim": optim, "gen": tensors.get("gen"), "rng": tensors.get("rng")}
