@@ -39,8 +39,10 @@ demo: install
 run: install chromium demo
 	$(VENV)/bin/overheard serve --port $(PORT)
 
+# two workers, each test file on one of them (module fixtures built once; Ray, servers and
+# browsers of one file never share a worker with themselves)
 test: dev chromium lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-fast: dev
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
