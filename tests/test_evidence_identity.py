@@ -34,15 +34,23 @@ CASES = [
 
 
 @pytest.mark.parametrize("target, dataset, access, unread, read", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
-def test_only_what_a_family_reads_runs_its_model_again(tmp_path, target, dataset, access, unread, read):
+def test_only_what_a_family_reads_runs_its_model_again(tmp_path, monkeypatch, target, dataset, access, unread, read):
+    import core.targets.registry as registry
+    from core.runtime.pool import POOL
+
     ws, name = demo_workspace(tmp_path, PER_LABEL, dataset), "speech"
     base = MIAConfig(access=access, **FAST)
     _, first = audit_mia(ws, name, target, base)
     assert first["computed"] == 2 * PER_LABEL
-    # the statistics' settings and the settings this family does not read: all from the cache
+    loads: list[str] = []
+    load = registry.TargetRef.load
+    monkeypatch.setattr(registry.TargetRef, "load", lambda self, **kw: loads.append(self.spec) or load(self, **kw))
+    POOL.clear()  # as in a new process: no model resident
+    # the statistics' settings and the settings this family does not read: all from the
+    # cache, and no model is loaded to find them there
     for change in ({"n_splits": 3, "n_boot": 30, "signed": False}, unread):
         _, again = audit_mia(ws, name, target, dataclasses.replace(base, **change))
-        assert again["computed"] == 0, change
+        assert again["computed"] == 0 and loads == [], change
     _, other = audit_mia(ws, name, target, dataclasses.replace(base, **read))
     assert other["computed"] == 2 * PER_LABEL, read
     run = ws.load_run(ws.latest_run("mia", name, target)["id"])
