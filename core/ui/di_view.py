@@ -160,6 +160,9 @@ def calibration_comparison(result: dict) -> None:
         st.subheader("With and without the reference model(s)")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.caption("The verdict above uses the calibrated indicators. A reference must not have trained on the suspects.")
+        from core.ui.shadow_view import shadow_cards_caption
+
+        shadow_cards_caption((result.get("calibration") or {}).get("references") or [], result.get("excluded_clips"))
 
 
 def comparison(result: dict) -> None:

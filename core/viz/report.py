@@ -293,7 +293,7 @@ def _di_section(ws: Workspace, run: dict) -> str:
          else "read from the MIA run's stored table"),
         *_blind_rows(blind_link(ws, run)),
     ])
-    out += _rows_table(di_calibration_rows(r), _REFERENCE_CAVEAT)
+    out += _rows_table(di_calibration_rows(r), _REFERENCE_CAVEAT) + _shadow_note(r)
     out += _which_section(ws, run)
     out += _fig(vdi.pvalue_curve_figure(r["curve"], alpha=r["alpha"], min_suspects=r.get("min_suspects"), null_curve=r.get("null_curve")),
                 "p-value against the number of suspects (log-log): median with 10–90% band; grey = the same test on non-members only.")
