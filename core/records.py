@@ -139,9 +139,11 @@ def _headline(*keys: str) -> tuple[Field, ...]:
 EXCLUDED = Field("excluded_clips", "clips kept out of the audit", excluded, detail=True)
 """The clips a shadow reference trained on (:mod:`core.pipeline.reference`), left out before anything is computed."""
 
+FAILED = Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True)
+
 COMMON = (
     Field("computed", "clips whose evidence was computed (the others read from the cache)", detail=True),
-    Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
+    FAILED,
     Field("notes", "evidence notes", detail=True),
 )
 
@@ -173,7 +175,7 @@ record(
     *_headline("p_value", "alpha", "scorer", "rejected", "min_suspects", "min_suspects_equal", "null_rejection_rate",
                "blind_auc", "blind_verdict", "warnings", "verdict", "comparison", "curve", "mia_run", "mia_mode",
                "uncalibrated", "calibration", "access", "language", "transcript_check", "n_tested_suspects",
-               "n_tested_nonmembers", "which"),
+               "n_tested_nonmembers"),
     Field("n_suspects", "suspects", detail=True),
     Field("n_nonmembers", "known non-members", detail=True),
     Field("mia_auc", "AUC of the MIA run read", detail=True),
@@ -184,7 +186,7 @@ record(
     Field("which/share/assumption", "what the share and the flags assume", detail=True),
     Field("which/plan_sentence", "planner", detail=True),
     EXCLUDED,
-    Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
+    FAILED,
 )
 
 record(
@@ -193,5 +195,5 @@ record(
     Field("n", "clips", detail=True),
     Field("references", "references", detail=True),
     EXCLUDED,
-    Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True),
+    FAILED,
 )

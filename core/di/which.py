@@ -95,8 +95,12 @@ def flag_clips(res: Any, q: float = DEFAULT_Q) -> ClipFlags:
     """:class:`ClipFlags` of a :class:`~core.di.inference.DIResult` (or anything with its
     ``p_scores``, ``u_scores``, ``p_group``, ``u_group``, ``p_index``) at FDR level ``q``."""
     pv, folds = fold_pvalues(res.p_scores, res.u_scores, res.p_group, res.u_group)
-    flagged, qv = benjamini_hochberg(pv, q)
-    return ClipFlags(q, np.asarray(res.p_index, dtype=np.int64), pv, qv, flagged, tuple(n for _, n in folds))
+    return _flags(res, pv, folds, q)
+
+
+def _flags(res: Any, pvalues: NDArray[np.float64], folds: list[tuple[NDArray[np.int64], int]], q: float) -> ClipFlags:
+    flagged, qv = benjamini_hochberg(pvalues, q)
+    return ClipFlags(q, np.asarray(res.p_index, dtype=np.int64), pvalues, qv, flagged, tuple(n for _, n in folds))
 
 
 # -- the share used ------------------------------------------------------------------------
@@ -315,7 +319,7 @@ class WhichAndHowMuch:
 def which_and_how_much(res: Any, *, q: float = DEFAULT_Q, level: float = DEFAULT_LEVEL, seed: int = 0) -> WhichAndHowMuch:
     """Flags, share bounds and plan of one dataset-inference result."""
     pv, folds = fold_pvalues(res.p_scores, res.u_scores, res.p_group, res.u_group)
-    flags = flag_clips(res, q)
+    flags = _flags(res, pv, folds, q)
     share = share_bounds(pv, folds, level=level, seed=seed)
     return WhichAndHowMuch(flags, share, plan(res, q=q, share=share))
 

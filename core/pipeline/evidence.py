@@ -235,15 +235,18 @@ def extract_evidence(
                    variant=variant, progress=report, cancelled=cancelled, on_inputs=on_inputs, info=info, failures=failures)
         options = config.loader_options()
         known = known_target(ws, ref, settings.device, options)
-        try:
-            if known is None:
-                raise NeedsModel("no record")
-            evidence, fp, computed = _extract_local(known, **run)
-        except (NeedsModel, StaleRecord) as why:
-            if isinstance(why, StaleRecord):
+        result = None
+        if known is not None:  # the record answers first; the model loads only if a clip needs it
+            try:
+                result = _extract_local(known, **run)
+            except NeedsModel:
+                pass
+            except StaleRecord:
                 forget(ws, ref, settings.device, options)
+        if result is None:
             failures.clear()
-            evidence, fp, computed = _extract_local(get_target(ref, settings.device, options), **run)
+            result = _extract_local(get_target(ref, settings.device, options), **run)
+        evidence, fp, computed = result
     return _split_failures(clips, evidence, fp, computed, failures)
 
 

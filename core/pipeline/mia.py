@@ -292,6 +292,7 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
 
     if not config.references:
         return None
+    targets = targets if targets is not None else Resolved()
     resolve_calibrations(config.calibrations, len(config.references))  # an unknown name fails before any model runs
     if len(set(config.references)) != len(config.references):
         raise ValueError(f"a reference is named twice: {', '.join(config.references)}")
@@ -309,7 +310,7 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     ev_keys: dict[str, dict] = {}
     for spec in config.references:
         info: dict = {}
-        rc, rev, rfp, n, bad = extract_evidence(ws, dataset, (targets if targets is not None else Resolved()).ref(spec), ref_config, settings=settings, clips=ref_clips,
+        rc, rev, rfp, n, bad = extract_evidence(ws, dataset, targets.ref(spec), ref_config, settings=settings, clips=ref_clips,
                                                 variant=ref_variant, progress=progress, cancelled=cancelled, info=info)
         ev_keys[spec] = info["evidence_key"]
         if rfp == target_fingerprint:
