@@ -55,7 +55,7 @@ def _page_labels(ws, kind: str, monkeypatch) -> set[str]:
             at.query_params["target"] = TARGET
         at.run()
         assert not at.exception, [e.message for e in at.exception]
-        return {str(v) for df in at.dataframe for v in df.value.iloc[:, 0]}
+        return {str(v) for df in [*at.dataframe, *at.table] for v in df.value.iloc[:, 0]}  # tables too: the details
     finally:
         _settings.clear()
 

@@ -187,8 +187,8 @@ def record_details(run: dict) -> None:
         return
     rows = RECORDS.get(run["kind"]).rows(run["result"])
     if rows:
-        with st.expander("Details of this run", expanded=False):
-            st.dataframe(pd.DataFrame(rows, columns=["", "value"]), hide_index=True, width="stretch")
+        with st.expander("Details of this run", expanded=False):  # a static table: long values wrap, never cut
+            st.table(pd.DataFrame(rows, columns=["", "value"]), hide_index=True)
 
 
 def blind_verdict_line(ws: Workspace, run: dict) -> None:

@@ -28,11 +28,13 @@ def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
     from core.pipeline.reference import check_supported
     from core.targets import resolve_target
 
-    typed = st.text_input("…or a local base folder", key=f"{key}-base-typed", placeholder="/models/whisper-tiny.en",
+    options = _bases(target)
+    c1, c2 = st.columns(2)  # the picker first, the typed folder beside it (as the target picker reads)
+    typed_now = str(st.session_state.get(f"{key}-base-typed", ""))
+    picked = c1.selectbox("Base model", options, key=f"{key}-base", disabled=bool(typed_now.strip()) or not options)
+    typed = c2.text_input("…or a local base folder", key=f"{key}-base-typed", placeholder="/models/whisper-tiny.en",
                           help="The public base the audited model was fine-tuned from: a Hugging Face or CTranslate2 Whisper "
                                "folder under the allowed folders (OVERHEARD_ROOTS).")
-    options = _bases(target)
-    picked = st.selectbox("Base model", options, key=f"{key}-base", disabled=bool(typed.strip()) or not options)
     try:
         base = check_typed_target(typed, settings().roots) if typed.strip() else picked
         if base is None:
