@@ -23,16 +23,57 @@ def original(audio: NDArray[np.float32], text: str, *, sr: int, realization: int
     return audio
 
 
-@register_variant("silence", description="zeros of the same length")
-def silence(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, **_) -> NDArray[np.float32]:
-    return np.zeros_like(audio)
+FIXED_SECONDS = 4.0
+"""Length of the silence and noise that replace every clip: the same for all clips, so
+these conditions carry nothing of the clip's audio (not even its duration, which the blind
+baseline reads: a length that differs by chance between members and non-members would
+otherwise enter the condition, and cross-validation can read such chance structure
+backwards)."""
+NOISE_LEVEL_DB = -26.0
+"""RMS of the replacing noise in dBFS (a typical speech level)."""
+
+_SECONDS = VariantOption("seconds", "Length in seconds, the same for every clip (0: each clip's own length, "
+                         "which carries its duration)", kind="float", default=FIXED_SECONDS)
 
 
-@register_variant("noise", realizations=3, description="Gaussian noise at the clip's RMS (fixed seeds)")
-def noise(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, **_) -> NDArray[np.float32]:
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
-    rng = np.random.default_rng(seed_for(clip_hash, realization, "noise"))
-    return (rng.standard_normal(audio.shape[0]) * rms).astype(np.float32)
+def _fixed_options(options: dict) -> dict:
+    """The defaults written out, so the cache key names the rendering (and never meets
+    evidence cached when these variants followed each clip's length)."""
+    out = {"seconds": FIXED_SECONDS, **options}
+    if float(out["seconds"]) < 0:
+        raise ValueError(f"option seconds must be >= 0, got {out['seconds']}")
+    return out
+
+
+def _noise_options(options: dict) -> dict:
+    return {"level_db": NOISE_LEVEL_DB, **_fixed_options(options)}
+
+
+def _length(audio: NDArray[np.float32], sr: int, seconds: float) -> int:
+    return int(audio.shape[0]) if float(seconds) == 0 else max(1, int(round(float(seconds) * sr)))
+
+
+@register_variant("silence", options=(_SECONDS,), identify=_fixed_options,
+                  description=f"zeros, {FIXED_SECONDS:g} s for every clip (option seconds=0: each clip's length)")
+def silence(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, seconds: float = FIXED_SECONDS,
+            **_) -> NDArray[np.float32]:
+    return np.zeros(_length(audio, sr, seconds), dtype=np.float32)
+
+
+@register_variant("noise", realizations=3, identify=_noise_options,
+                  options=(_SECONDS, VariantOption("level_db", "RMS of the noise in dBFS (with seconds=0 the clip's own RMS is used)",
+                                                   kind="float", default=NOISE_LEVEL_DB)),
+                  description=f"Gaussian noise, the same {FIXED_SECONDS:g} s at {NOISE_LEVEL_DB:g} dBFS for every clip "
+                              "(fixed seeds; option seconds=0: each clip's length and RMS)")
+def noise(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, seconds: float = FIXED_SECONDS,
+          level_db: float = NOISE_LEVEL_DB, **_) -> NDArray[np.float32]:
+    if float(seconds) == 0:  # each clip's own length and level, its own seed
+        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+        rng = np.random.default_rng(seed_for(clip_hash, realization, "noise"))
+        return (rng.standard_normal(audio.shape[0]) * rms).astype(np.float32)
+    # the same noise for every clip: a realization differs from another, a clip from another does not
+    rng = np.random.default_rng(seed_for("every-clip", realization, "noise"))
+    return (rng.standard_normal(_length(audio, sr, seconds)) * 10 ** (float(level_db) / 20)).astype(np.float32)
 
 
 def _identify_tts(options: dict) -> dict:
