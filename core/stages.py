@@ -73,6 +73,14 @@ def _n_boot() -> Any:
     return setting(DEFAULT_N_BOOT, metavar="B", help="bootstrap resamples of the AUC interval")
 
 
+def _check_inference(cfg: Any) -> None:
+    """The cross-validation and resampling settings every run with an AUC shares."""
+    bad = [f"{name} must be >= {low}, got {getattr(cfg, name)}" for name, low in (("n_splits", 2), ("n_boot", 1), ("n_perm", 0))
+           if getattr(cfg, name) < low]
+    if bad:
+        raise ValueError("; ".join(bad))
+
+
 def _n_perm() -> Any:
     return setting(DEFAULT_N_PERM, metavar="B",
                    help="label permutations of the whole CV procedure for the p-value and interval (0: bootstrap interval only)")
@@ -108,6 +116,9 @@ class BlindRunConfig(Config):
     grouping: str = _grouping()
     n_perm: int = _n_perm()
 
+    def __post_init__(self) -> None:
+        _check_inference(self)
+
 
 @dataclass(frozen=True)
 class MIAConfig(Config):
@@ -142,6 +153,7 @@ class MIAConfig(Config):
                                                      "a spent budget stops the run, keeping what was answered")
 
     def __post_init__(self) -> None:
+        _check_inference(self)
         if self.access not in ACCESS_LEVELS:
             raise ValueError(f"access must be one of {', '.join(ACCESS_LEVELS)}, got {self.access!r}")
         if self.access == "outputs" and self.mode == "given":
@@ -268,6 +280,7 @@ class CrossDataConfig(Config):
     n_boot: int = _n_boot()
 
     def __post_init__(self) -> None:
+        _check_inference(self)
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
         if not self.groups:

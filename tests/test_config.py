@@ -190,3 +190,12 @@ def test_the_evidence_settings_of_an_mia_run_are_the_evidence_configs_own():
         "mode": "generated", "infill_m": 2, "timesteps": (10, 20), "n_noise": 1, "seed": 5, "access": "outputs", "n_perturb": 2,
         "n_generations": 3, "gen_steps": 7, "clap_model": "/c"}
     assert MIAConfig(mode="given").evidence_config().mode == "given"
+
+
+@pytest.mark.parametrize("cls", [MIAConfig, BlindRunConfig, CrossDataConfig])
+@pytest.mark.parametrize("bad", [{"n_boot": 0}, {"n_splits": 1}, {"n_perm": -1}])
+def test_resampling_settings_that_give_no_interval_are_refused_by_name(cls, bad):
+    """No interval without a bootstrap resample, no folds below two: refused where the
+    settings are made, before any clip is computed (not an IndexError at the end)."""
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+        cls(**bad)
