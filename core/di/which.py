@@ -13,14 +13,13 @@ inflates the DI p-value, which is why the blind baseline's verdict is quoted bes
   non-members, ``(1 + #{non-members scoring >= it}) / (1 + n)``, and Benjamini-Hochberg at
   level q over all suspects (Bates et al., Ann. Statist. 2023).
 - **Share used** (:func:`share_bounds`): a lower confidence bound on the number of suspects
-  that are members, with no model of what a member looks like. The conformal p-values of
-  the unused suspects have a distribution-free joint law (the calibration scores cut the
-  line into Dirichlet spacings, and the unused suspects fall into them multinomially), so a
-  simultaneous upper band on how many unused suspects fall below each p-value threshold is
-  computed by simulation (over every fold at once, thresholds up to p = 1/2); the
-  suspects observed below a threshold, less that band, are members. The point estimate is Storey's (the suspects
-  above p = 1/2 are unused ones), and the upper end of its interval assumes exactly that:
-  every member scores above the non-members' median.
+  that are members, with no model of what a member looks like
+  (:func:`members_at_least`). Each suspect's rank among its fold's calibration non-members
+  is at most 1 for a member, and the unused suspects' ranks have a distribution-free joint
+  law (suspects and calibration are one exchangeable sample), so the observed sum of ranks
+  less one per member must be a plausible sum for the rest. The point estimate is Storey's
+  (the suspects above p = 1/2 are unused ones), and the upper end of its interval assumes
+  exactly that: every member scores above the non-members' median.
 - **Planner** (:func:`plan`): the suspects the Welch test needs, from the measured effect
   and spreads (the Welch statistic with its degrees of freedom), and the non-members the
   flags need.
@@ -42,7 +41,7 @@ from core.stats.conformal import benjamini_hochberg, conformal_pvalues
 
 DEFAULT_Q = 0.1
 DEFAULT_LEVEL = 0.95
-BAND_DRAWS = 4000
+NULL_DRAWS = 4000
 
 
 @dataclass(frozen=True)
@@ -104,59 +103,6 @@ def _flags(res: Any, pvalues: NDArray[np.float64], folds: list[tuple[NDArray[np.
 
 
 # -- the share used ------------------------------------------------------------------------
-def null_counts(n_cal: int, m: int, draws: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    """``[draws, n_cal + 1]`` simulated counts ``V_k`` of ``m`` unused suspects whose conformal
-    p-value is at most ``k / (n_cal + 1)`` (k = 1 .. n_cal + 1), from their exact joint law."""
-    spacings = rng.dirichlet(np.ones(n_cal + 1), size=draws)  # the calibration scores cut [0, 1]
-    counts = rng.multinomial(m, spacings)  # [draws, n_cal + 1]; last bin = above every calibration score
-    out: NDArray[np.int64] = np.cumsum(counts[:, ::-1], axis=1)  # column k-1: p <= k / (n_cal + 1)
-    return out
-
-
-def null_bands(folds: list[tuple[int, int]], alpha: float, *, draws: int = BAND_DRAWS, seed: int = 0) -> list[NDArray[np.float64]]:
-    """One band per fold ``(n_cal, m)``: ``b_k`` (k = 1 .. K, the thresholds up to p = 1/2)
-    such that, with probability at least ``1 - alpha`` and for every fold and every k at
-    once, at most ``b_k`` of the fold's ``m`` unused suspects have a conformal p-value
-    ``<= k / (n_cal + 1)`` (whatever the score distribution). Each band is standardized;
-    their common width is set by simulating the folds together (their calibration sets and
-    suspects are disjoint, so their counts are independent)."""
-    rng = np.random.default_rng([seed, *[x for f in folds for x in f]])
-    zs, parts = [], []
-    for n_cal, m in folds:
-        top = max(1, (n_cal + 1) // 2)  # members sit at small p-values: thresholds past 1/2 add nothing
-        t = np.arange(1, top + 1) / (n_cal + 1)
-        sd = np.sqrt(max(m, 1) * t * (1 - t) * (1 + (max(m, 1) - 1) / (n_cal + 2)))
-        v = null_counts(n_cal, m, draws, rng)[:, :top].astype(np.float64)
-        zs.append(((v - m * t) / sd).max(axis=1))
-        parts.append((m * t, sd))
-    lam = float(np.quantile(np.max(np.stack(zs), axis=0), 1 - alpha, method="higher"))
-    return [mean + lam * sd for mean, sd in parts]
-
-
-def null_band(n_cal: int, m: int, alpha: float, *, draws: int = BAND_DRAWS, seed: int = 0) -> NDArray[np.float64]:
-    """:func:`null_bands` of one fold."""
-    return null_bands([(n_cal, m)], alpha, draws=draws, seed=seed)[0]
-
-
-def _members_beyond(pvalues: NDArray[np.float64], n_cal: int, band: NDArray[np.float64]) -> int:
-    """``max_k (R_k - b_k)``, rounded up, with ``R_k`` the suspects at ``p <= k / (n_cal + 1)``."""
-    if pvalues.size == 0:
-        return 0
-    k = np.arange(1, band.size + 1)
-    observed = np.searchsorted(np.sort(pvalues), k / (n_cal + 1) + 1e-12, side="right")
-    return int(max(0, math.ceil(float(np.max(observed - band)) - 1e-9)))
-
-
-def members_at_least(pvalues: ArrayLike, n_cal: int, alpha: float, *, seed: int = 0) -> int:
-    """A ``1 - alpha`` lower confidence bound on how many of these suspects (p-values against
-    ``n_cal`` calibration non-members) are members: ``max_k (R_k - b_k)``, with ``R_k`` the
-    suspects observed at ``p <= k / (n_cal + 1)`` and ``b_k`` the band of :func:`null_band`
-    for as many unused suspects as there are suspects (more unused ones only raise the
-    counts, so the bound holds whatever the share)."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    return _members_beyond(p, n_cal, null_band(n_cal, p.size, alpha, seed=seed)) if p.size else 0
-
-
 def _unused_at_least(above: int, n_cal: int, m: int, alpha: float, *, draws: int, seed: int) -> int:
     """The fewest unused suspects that make ``above`` of them with p > 1/2 plausible (upper
     tail at least ``alpha``): the count of unused suspects is at least this when no member
@@ -166,6 +112,56 @@ def _unused_at_least(above: int, n_cal: int, m: int, alpha: float, *, draws: int
     for m0 in range(above, m + 1):
         if float(binom.sf(above - 1, m0, r).mean()) >= alpha:
             return m0
+    return m
+
+
+def rank_sum_draws(n_cal: int, m: int, draws: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    """``[draws, m + 1]``: for k = 0 .. m unused suspects, the sum of their calibration ranks
+    ``c_i / n_cal`` (``c_i``: calibration non-members scoring below suspect i) from their
+    exact joint law: suspects and calibration non-members are one exchangeable sample, so
+    i.i.d. uniforms draw it."""
+    out = np.zeros((draws, m + 1))
+    step = max(1, int(2**24 // max(1, m * n_cal)))
+    for d0 in range(0, draws, step):
+        d = min(step, draws - d0)
+        cal = rng.random((d, n_cal))
+        u = rng.random((d, m))
+        c = (u[:, :, None] > cal[:, None, :]).sum(axis=2)  # [d, m]
+        out[d0:d0 + d, 1:] = np.cumsum(c / max(n_cal, 1), axis=1)
+    return out
+
+
+def members_at_least(pvalues: ArrayLike, folds: list[tuple[NDArray[np.int64], int]], alpha: float, *,
+                     draws: int = NULL_DRAWS, seed: int = 0) -> int:
+    """A ``1 - alpha`` lower confidence bound on how many suspects are members, from the sum
+    of their calibration ranks.
+
+    A suspect's rank ``c_i / n_cal`` (the share of its fold's calibration non-members it
+    outscores) is at most 1 for a member, whatever members look like, and the unused
+    suspects' ranks have the exact joint law of :func:`rank_sum_draws`. So with ``m1``
+    members, ``T - m1`` (T: the observed sum of ranks) is at most the sum of ``m - m1``
+    unused ranks; a count ``m1`` that puts ``T - m1`` above that sum's ``1 - alpha`` quantile
+    is rejected, and the bound is the smallest count that is not. Members that are shifted
+    rather than extreme (every rank a little higher) move this sum where they barely move
+    the count of small p-values.
+
+    Several folds (a cross-fitted scorer) are not independent: each fold's model is fitted
+    on the other fold's clips, so their chance differences share a sign. Each fold gets its
+    own bound at ``alpha / n_folds`` and the bounds add up (a union bound, which holds under
+    any dependence).
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    if len(folds) != 1:
+        return sum(members_at_least(p, [f], alpha / len(folds), draws=draws, seed=seed) for f in folds)
+    (at, n_cal), = folds
+    m = int(at.size)
+    # the rank of each suspect from its p-value: p = (1 + n_cal - c) / (n_cal + 1)
+    total = float(np.sum(n_cal + 1 - (n_cal + 1) * p[at])) / max(n_cal, 1)
+    null = rank_sum_draws(n_cal, m, draws, np.random.default_rng([seed, 29, m, n_cal]))
+    quantiles = np.quantile(null, 1 - alpha, axis=0, method="higher")  # [m + 1]: k unused suspects
+    for m1 in range(m + 1):
+        if total - m1 <= float(quantiles[m - m1]) + 1e-9:
+            return m1
     return m
 
 
@@ -202,14 +198,13 @@ class ShareBounds:
 
 
 def share_bounds(pvalues: ArrayLike, folds: list[tuple[NDArray[np.int64], int]], *, level: float = DEFAULT_LEVEL,
-                 seed: int = 0, draws: int = BAND_DRAWS) -> ShareBounds:
+                 seed: int = 0, draws: int = NULL_DRAWS) -> ShareBounds:
     """:class:`ShareBounds` from the suspects' conformal p-values and their folds (as
-    :func:`fold_pvalues` returns them): the lower bound from one band over every fold at
-    ``level``, the upper end from each fold's at ``(1 - level) / n_folds``."""
+    :func:`fold_pvalues` returns them): the lower bound from :func:`members_at_least` over
+    every fold at ``level``, the upper end from each fold's at ``(1 - level) / n_folds``."""
     p = np.asarray(pvalues, dtype=np.float64)
     alpha = 1 - level
-    bands = null_bands([(n_cal, at.size) for at, n_cal in folds], alpha, draws=draws, seed=seed)
-    n1_lo = sum(_members_beyond(p[at], n_cal, band) for (at, n_cal), band in zip(folds, bands))
+    n1_lo = members_at_least(p, folds, alpha, draws=draws, seed=seed) if p.size else 0
     unused_lo = 0
     unused_hat = 0.0
     for at, n_cal in folds:  # the upper end: each fold's unused count at alpha / n_folds
