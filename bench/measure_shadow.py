@@ -2,7 +2,7 @@
 calibrated against the public base and calibrated against a shadow reference, with the
 shadow build's wall time and clips/s on this machine, and the reference advisor's answer.
 
-    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [tiny.en] [--n-perm B] [--smoke]
+    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [tiny.en] [ar] [diffusion] [--n-perm B] [--smoke]
 
 The split of issue #30 on ``demo-speech``: the 100 members and the non-members
 ``speech_0150``-``0199`` are audited (as the dataset ``demo-speech-split``); the shadow is
@@ -15,6 +15,14 @@ out of every audit that uses it; the advisor compares target and base on the sam
   members (the "target"; 1 epoch, learning rate 5e-5 by default), and a shadow with the same
   recipe on the 50 other non-members (``--shadow-lr``, ``--shadow-epochs``: a recipe off the
   target's).
+
+- ``ar`` / ``diffusion``: the text-to-audio families on the same split of ``demo-sounds``
+  (members and ``sound_0150``-``0199`` audited as ``demo-sounds-split``, the shadow on
+  ``sound_0100``-``0149``): targets ``zoo:ar-small`` and ``zoo:ar-large`` / ``zoo:diffusion-small``
+  and ``zoo:diffusion-large``, base ``zoo:ar-ref`` / ``zoo:diffusion-ref`` (the same generator's
+  sounds, none of them a demo clip: a same-domain situation), one shadow per family
+  (``--ar-lr``, ``--diffusion-lr``, ``--diffusion-epochs``). The advisor is asked for ``ar``
+  only (it reads token losses).
 
 ``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 10-clip
 workspace, and prints one JSON line (what ``tests/test_bench_smoke.py`` checks).
@@ -36,14 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SPLIT = "demo-speech-split"
+SOURCES = {"demo-speech": "speech", "demo-sounds": "sound"}
+"""Demo dataset -> the stem of its file names."""
 
 
-def _paths(lo: int, hi: int) -> set[str]:
-    return {f"nonmembers/speech_{i:04d}.flac" for i in range(lo, hi)}
+def _paths(lo: int, hi: int, source: str = "demo-speech") -> set[str]:
+    return {f"nonmembers/{SOURCES[source]}_{i:04d}.flac" for i in range(lo, hi)}
 
 
-def split_dataset(ws, name: str = SPLIT) -> str:
-    """Ingest the members and non-members 0150-0199 of the bundled ``demo-speech`` as ``name``
+def split_dataset(ws, name: str = SPLIT, source: str = "demo-speech") -> str:
+    """Ingest the members and non-members 0150-0199 of the bundled ``source`` as ``name``
     (the same audio, so the same content hashes and cached evidence)."""
     from core.data.ingest import ingest_path
     from tests.conftest import copy_demo_rows
@@ -51,7 +61,7 @@ def split_dataset(ws, name: str = SPLIT) -> str:
     if name in set(ws.datasets()["name"]):
         return name
     dst = Path(tempfile.mkdtemp(prefix="shadow-split-"))
-    copy_demo_rows(dst, "demo-speech", lambda r: r["label"] == "member" or r["path"] in _paths(150, 200))
+    copy_demo_rows(dst, source, lambda r: r["label"] == "member" or r["path"] in _paths(150, 200, source))
     ingest_path(ws, dst, name)
     shutil.rmtree(dst, ignore_errors=True)
     return name
@@ -100,35 +110,40 @@ def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: in
     return rows
 
 
-def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int) -> dict:
-    """Build the shadow (on demo-speech's 0100-0149), advise, compare; print and return."""
+def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int,
+            source: str = "demo-speech", split: str = SPLIT, advise: bool = True) -> dict:
+    """Build the shadow (on the ``source`` non-members 0100-0149; a finished one is reused),
+    advise, compare on ``split``; print and return."""
     from core.pipeline.reference import advise_reference, build_shadow
 
-    split_dataset(ws)
-    shadow_clips = hashes_of(ws, "demo-speech", _paths(100, 150))
+    split_dataset(ws, split, source)
+    shadow_clips = hashes_of(ws, source, _paths(100, 150, source))
     t0 = time.perf_counter()
-    card = build_shadow(ws, "demo-speech", base, shadow_dir, recipe=recipe, clip_hashes=shadow_clips,
+    card = build_shadow(ws, source, base, shadow_dir, recipe=recipe, clip_hashes=shadow_clips,
                         progress=lambda d, t, m: print(f"  shadow {d}/{t} {m}", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
-    advice = advise_reference(ws, "demo-speech", target, base, clip_hashes=shadow_clips)
-    rows = compare(ws, SPLIT, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples)
-    # the same audit on the whole of demo-speech leaves the shadow's clips out by itself: the same clips as the split
+    advice = advise_reference(ws, source, target, base, clip_hashes=shadow_clips) if advise else None
+    rows = compare(ws, split, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples)
+    # the same audit on the whole source dataset leaves the shadow's clips out by itself: the same clips as the split
     from core.pipeline import MIAConfig, audit_mia
 
-    _, whole = audit_mia(ws, "demo-speech", target, MIAConfig(references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000))
+    _, whole = audit_mia(ws, source, target, MIAConfig(references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000))
     out = {"name": name, "target": target, "base": base, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
            "shadow_train_s": card["train_time_s"], "shadow_clips_per_s": card["clips_per_s"], "shadow_wall_s": round(wall, 1),
-           "advice": advice["recommendation"], "advice_gap": advice["gap"], "rows": rows,
+           "shadow_loss_per_epoch": card["loss_per_epoch"],
+           "advice": advice and advice["recommendation"], "advice_gap": advice and advice["gap"], "rows": rows,
            "whole_dataset_vs_shadow": {"auc": round(whole["auc"], 3), "excluded": len(whole.get("excluded_clips") or [])}}
     print(json.dumps(out), flush=True)
     print(f"\n{name}: {target} (base {base}); shadow: {card['n_clips']} clips x {card['recipe']['epochs']} epoch(s) in "
-          f"{card['train_time_s']:.1f} s ({card['clips_per_s']} clips/s), advisor: {advice['recommendation']}")
+          f"{card['train_time_s']:.1f} s ({card['clips_per_s']} clips/s; this call {wall:.1f} s), "
+          f"advisor: {advice['recommendation'] if advice else 'not asked'}")
     print("| reference | MIA AUC [95% CI] | TPR@1%FPR | DI p | suspects needed | (equal U) | null rate |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['reference']} | {r['auc']:.3f} {r['auc_ci']} | {r['tpr_at_1pct_fpr']} | {r['di_p']:.2g} | "
               f"{r['suspects_needed'] or 'not reached'} | {r['suspects_needed_equal'] or 'not reached'} | {r['null_rate']} |")
-    print(f"<!-- {advice['reason']} -->", flush=True)
+    if advice:
+        print(f"<!-- {advice['reason']} -->", flush=True)
     return out
 
 
@@ -175,7 +190,7 @@ def smoke() -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("pairs", nargs="*", metavar="PAIR", help="zoo and/or tiny.en (default: zoo)")
+    ap.add_argument("pairs", nargs="*", metavar="PAIR", help="zoo, tiny.en, ar and/or diffusion (default: zoo)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--n-perm", type=int, default=100)
     ap.add_argument("--null-resamples", type=int, default=200)
@@ -183,10 +198,14 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=5e-5, help="tiny.en: learning rate of the target's and the shadow's recipe")
     ap.add_argument("--shadow-epochs", type=int, default=None, help="tiny.en: the shadow's epochs, when not the target's (a recipe off)")
     ap.add_argument("--shadow-lr", type=float, default=None, help="tiny.en: the shadow's learning rate, when not the target's")
+    ap.add_argument("--ar-lr", type=float, default=1e-3, help="ar: the shadow's learning rate (6 epochs, batches of 16)")
+    ap.add_argument("--diffusion-lr", type=float, default=5e-4, help="diffusion: the shadow's learning rate (batches of 8)")
+    ap.add_argument("--diffusion-epochs", type=int, default=20, help="diffusion: the shadow's epochs")
     a = ap.parse_args()
     a.pairs = a.pairs or ["zoo"]
-    if set(a.pairs) - {"zoo", "tiny.en"}:
-        ap.error(f"unknown pair(s) {', '.join(sorted(set(a.pairs) - {'zoo', 'tiny.en'}))}; valid: zoo, tiny.en")
+    valid = {"zoo", "tiny.en", "ar", "diffusion"}
+    if set(a.pairs) - valid:
+        ap.error(f"unknown pair(s) {', '.join(sorted(set(a.pairs) - valid))}; valid: {', '.join(sorted(valid))}")
     if a.smoke:
         return smoke()
     from core.pipeline import load_demo
@@ -194,7 +213,8 @@ def main() -> int:
     from core.runtime.store import Workspace
 
     ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/shadow-ws"))
-    load_demo(ws, names=("demo-speech",))
+    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "tiny.en"}), ("demo-sounds", {"ar", "diffusion"}))
+                              if pairs & set(a.pairs)))
     shadows = ws.root / "shadows"
     if "zoo" in a.pairs:
         measure(ws, "zoo same-domain pair", "zoo:lalm-ft", "zoo:lalm-base", shadows / "lalm-base-shadow",
@@ -214,6 +234,14 @@ def main() -> int:
         stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
         measure(ws, "Whisper tiny.en fine-tune", str(target), base, shadows / f"tiny.en-{tag}-shadow-{stag}", shadow_recipe,
                 n_perm=a.n_perm, null_resamples=a.null_resamples)
+    for family, lr, epochs, batch in (("ar", a.ar_lr, 6, 16), ("diffusion", a.diffusion_lr, a.diffusion_epochs, 8)):
+        if family not in a.pairs:
+            continue
+        recipe = ShadowRecipe(epochs=epochs, lr=lr, batch_size=batch, seed=1234)
+        shadow = shadows / f"{family}-ref-shadow-e{epochs}-lr{lr:g}"
+        for target in (f"zoo:{family}-small", f"zoo:{family}-large"):
+            measure(ws, f"zoo {family} pair", target, f"zoo:{family}-ref", shadow, recipe, n_perm=a.n_perm,
+                    null_resamples=a.null_resamples, source="demo-sounds", split="demo-sounds-split", advise=family == "ar")
     return 0
 
 

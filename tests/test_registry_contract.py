@@ -223,6 +223,30 @@ def _ct2(request, tmp: Path) -> Path:
     return tmp
 
 
+def _causal_audio(request, tmp: Path) -> Path:
+    from dataclasses import replace
+
+    from test_targets_ar import MICRO, _clips
+
+    from core.recipes.zoo.ar import fit_ar
+    from core.targets.codebook import Codebook
+
+    clips = _clips(4, 9)
+    fit_ar(clips, Codebook.fit([c.audio for c in clips], n_codes=MICRO.n_codes, seed=0), tmp, recipe=replace(MICRO, epochs=1))
+    return tmp
+
+
+def _mel_diffusion(request, tmp: Path) -> Path:
+    from dataclasses import replace
+
+    from test_targets_diffusion import MICRO, _clips
+
+    from core.recipes.zoo.diffusion import fit_diffusion
+
+    fit_diffusion(_clips(2, 9), tmp, recipe=replace(MICRO, epochs=1))
+    return tmp
+
+
 def _pipeline(kind: str):
     def build(request, tmp: Path) -> Path:
         import test_targets_diffusers as td
@@ -240,13 +264,16 @@ def _diffusers_options() -> dict:
 
 # adapter -> (build a tiny model folder, base loader options, an option that changes the evidence)
 # Options that change the evidence: the decoding budget or the prompt (what the text
-# tokens are), the compute dtype (the logits), the mel range (the denoising input).
-ADAPTERS: dict[str, tuple[Callable[[Any, Path], Path], Callable[[], dict], dict]] = {
+# tokens are), the compute dtype (the logits), the mel range (the denoising input). None:
+# the folder fixes every setting (the zoo's own layouts), and an option is refused.
+ADAPTERS: dict[str, tuple[Callable[[Any, Path], Path], Callable[[], dict], dict | None]] = {
     "seq2seq": (_seq2seq, dict, {"max_new_tokens": 2}),
     "qwen2_audio": (_chat("qwen2_audio"), dict, {"prompt": "Repeat what you hear."}),
     "audioflamingo3": (_chat("audioflamingo3"), dict, {"prompt": "Repeat what you hear."}),
     "musicgen": (_musicgen, dict, {"dtype": "bfloat16"}),
     "ctranslate2-whisper": (_ct2, dict, {"max_new_tokens": 2}),
+    "causal-audio": (_causal_audio, dict, None),
+    "mel-diffusion": (_mel_diffusion, dict, None),
     "AudioLDMPipeline": (_pipeline("AudioLDMPipeline"), _diffusers_options, {"fmax": 4000}),
     "MusicLDMPipeline": (_pipeline("MusicLDMPipeline"), _diffusers_options, {"fmax": 4000}),
     "AudioLDM2Pipeline": (_pipeline("AudioLDM2Pipeline"), _diffusers_options, {"fmax": 4000}),
@@ -269,6 +296,10 @@ def test_adapter_loads_with_a_fingerprint_that_follows_the_evidence(adapter: str
     opts = base()
     first = load_target(folder, device="cpu", **opts)
     assert load_target(folder, device="cpu", **opts).fingerprint == first.fingerprint
+    if changed is None:  # settings fixed by its folder: an option is refused, never silently ignored
+        with pytest.raises(ValueError, match="takes no --target-option"):
+            load_target(folder, device="cpu", batch_size=2)
+        return
     other = load_target(folder, device="cpu", **opts, **changed)
     assert other.fingerprint != first.fingerprint, f"{adapter}: {changed} changes the evidence but not the fingerprint"
 

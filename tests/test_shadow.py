@@ -126,13 +126,22 @@ def test_a_killed_build_resumes_after_its_last_epoch_with_the_same_weights(setup
         build_shadow(ws, "tiny", str(base), out, n_nonmembers=3, recipe=recipe)
 
 
-def test_other_families_and_too_many_nonmembers_are_refused_in_one_line(setup, tmp_path):
-    ws, base, _, _ = setup
-    for spec in ("zoo:ar-small", "zoo:diffusion-small"):
-        with pytest.raises(ValueError, match="speech seq2seq"):
-            from core.pipeline.reference import build_shadow
+def test_unsupported_bases_and_too_many_nonmembers_are_refused_in_one_line(setup, tmp_path):
+    from core.pipeline.reference import build_shadow
 
-            build_shadow(ws, "tiny", spec, tmp_path / "x", n_nonmembers=2)
+    ws, base, _, _ = setup
+    # a MusicGen checkpoint and a diffusers pipeline: families a shadow is built for, not these layouts
+    # (refused from their metadata, before any weights are read)
+    musicgen, pipeline = tmp_path / "musicgen", tmp_path / "pipeline"
+    musicgen.mkdir()
+    (musicgen / "config.json").write_text(json.dumps({"model_type": "musicgen"}))
+    pipeline.mkdir()
+    (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "AudioLDMPipeline"}))
+    for spec, what in ((musicgen, "not a caption -> audio-token"), (pipeline, "not a mel-patch diffusion")):
+        with pytest.raises(ValueError, match=f"{what} .*: shadow references can be built from speech seq2seq") as err:
+            build_shadow(ws, "tiny", str(spec), tmp_path / "x", n_nonmembers=2)
+        assert "\n" not in str(err.value) and "zoo:ar-*" in str(err.value) and "zoo:diffusion-*" in str(err.value)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="choose 1 to 6"):
         build_shadow(ws, "tiny", str(base), tmp_path / "y", n_nonmembers=7)
 

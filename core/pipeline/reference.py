@@ -55,10 +55,12 @@ def _clips_by_hash(clips: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:
     return picked
 
 
-def check_supported(ref: TargetRef) -> None:
-    """Refuse, before any weights load, a base a shadow cannot be built from: only speech
+def check_supported(ref: TargetRef):
+    """Refuse, before any weights load, a base a shadow cannot be built from; return the
+    :class:`~core.recipes.shadow_objectives.Objective` that fine-tunes it. Supported: speech
     seq2seq checkpoint folders (Hugging Face or CTranslate2 Whisper layouts, the zoo's
-    ``lalm-*``) are, for now.
+    ``lalm-*``), and the zoo's autoregressive (``ar-*``) and diffusion (``diffusion-*``)
+    layouts (a zoo model, a copy of one, a shadow built from one).
 
     Raises
     ------
@@ -66,13 +68,14 @@ def check_supported(ref: TargetRef) -> None:
         one line naming what is supported.
     """
     from core.recipes.shadow import SUPPORTED
-    from core.targets.ct2 import is_ct2_whisper_folder
-    from core.targets.seq2seq import is_seq2seq_folder
+    from core.recipes.shadow_objectives import objective_for
 
+    objective = objective_for(ref.family)
     loc = Path(ref.location) if ref.location is not None else None
-    if ref.family != "audio-language" or loc is None or not loc.is_dir() or not (is_seq2seq_folder(str(loc)) or is_ct2_whisper_folder(loc)):
-        what = f"a {ref.family} model" if ref.family != "audio-language" else "not a speech seq2seq checkpoint folder"
+    if objective is None or loc is None or not loc.is_dir() or not objective.accepts_folder(loc):
+        what = f"a {ref.family} model" if objective is None else f"not a {objective.folder_kind} checkpoint folder"
         raise ValueError(f"{ref.spec} is {what}: shadow references can be built from {SUPPORTED} only")
+    return objective
 
 
 def build_shadow(
@@ -100,7 +103,7 @@ def build_shadow(
     ------
     ValueError
         an unsupported base (one line naming what is supported), too few non-members, a
-        clip without a transcript, an output folder holding something else.
+        clip without a transcript or caption, an output folder holding something else.
     """
     from core.data.ingest import clips_fingerprint
     from core.pipeline.evidence import choose_language, clip_inputs, stored_clips
@@ -109,7 +112,7 @@ def build_shadow(
     recipe = recipe or ShadowRecipe()
     settings = settings or Settings.from_env(ws.root)
     ref = (targets if targets is not None else Resolved()).ref(base)
-    check_supported(ref)
+    objective = check_supported(ref)
     clips = ws.analysis_clips(dataset)
     if clip_hashes is not None:
         chosen, how = _clips_by_hash(clips, clip_hashes), f"{len(clip_hashes)} known non-members chosen by the caller"
@@ -117,7 +120,7 @@ def build_shadow(
         chosen = choose_nonmembers(clips, n_nonmembers, seed=recipe.seed)
         how = f"{n_nonmembers} of {int((clips['y'] == 0).sum())} known non-members, drawn with seed {recipe.seed} in content-hash order"
     # a fresh float32 copy, never the pooled model: training changes its weights
-    target = ref.load(device=None if settings.device in (None, "auto") else settings.device, dtype="float32")
+    target = ref.load(device=None if settings.device in (None, "auto") else settings.device, **objective.load_options)
     try:
         choose_language(ws, dataset, target, clips, settings)
         inputs = clip_inputs(stored_clips(ws, chosen), settings.analysis_sr, settings.limits)
@@ -198,6 +201,11 @@ def exclude_trained(clips: pd.DataFrame, references: Sequence[str],
 
 
 # -- the advisor ------------------------------------------------------------------------------
+ADVISOR_DIFFUSION = ("the reference advisor compares per-token losses, which a diffusion model has none of (not implemented "
+                     "for diffusion): build a shadow and compare the audits with and without it")
+"""Why the advisor refuses a diffusion target or base."""
+
+
 def clip_losses(evidence: list) -> dict[str, float]:
     """clip hash -> the clip's mean negative log-likelihood per scored token."""
     return {ev.clip_hash: float(-np.mean(ev.tokens.logprob)) for ev in evidence
@@ -235,7 +243,8 @@ def advise_reference(
     Raises
     ------
     ValueError
-        a non-member without a transcript, or fewer than two clips scored by both.
+        a diffusion target or base (:data:`ADVISOR_DIFFUSION`), a non-member without a
+        transcript, or fewer than two clips scored by both.
     """
     from core.mia.advisor import fit_gap, recommend
     from core.pipeline.evidence import extract_evidence
@@ -243,6 +252,8 @@ def advise_reference(
 
     targets = targets if targets is not None else Resolved()
     tref, bref = targets.ref(target), targets.ref(base)
+    if "diffusion" in (tref.family, bref.family):
+        raise ValueError(ADVISOR_DIFFUSION)
     clips = ws.analysis_clips(dataset)
     if clip_hashes is not None:
         chosen = _clips_by_hash(clips, clip_hashes)

@@ -7,13 +7,23 @@ then leave the audit carries the adaptation without the members (LiRA's "out" mo
 practical for fine-tunes). :func:`train_shadow` does the fine-tuning; choosing the clips,
 excluding them from audits and the job are in :mod:`core.pipeline.reference`.
 
-Supported here: speech seq2seq (Whisper-architecture) checkpoints, the ones
-:class:`core.targets.seq2seq.Seq2SeqTarget` audits (the zoo's ``lalm-*`` models, Hugging
-Face Whisper folders, CTranslate2 Whisper folders). The loss is the teacher-forced
-cross-entropy of each clip's transcript after the model's decoder prompt, on exactly the
-positions the adapter scores as evidence (:meth:`Seq2SeqTarget.teacher_forced`), with the
-adapter's own feature extraction and tokenization: what the shadow learns is what the
-audit reads.
+Supported here, one objective per family (:mod:`core.recipes.shadow_objectives`):
+
+- speech seq2seq (Whisper-architecture) checkpoints, the ones
+  :class:`core.targets.seq2seq.Seq2SeqTarget` audits (the zoo's ``lalm-*`` models, Hugging
+  Face Whisper folders, CTranslate2 Whisper folders): the teacher-forced cross-entropy of
+  each clip's transcript after the model's decoder prompt, on exactly the positions the
+  adapter scores as evidence (:meth:`Seq2SeqTarget.teacher_forced`);
+- autoregressive caption -> audio-token models in the zoo's layout
+  (:class:`core.targets.causal_audio.CausalAudioTarget`, ``ar-*``): the teacher-forced
+  cross-entropy of each clip's audio tokens given its caption;
+- caption-conditioned mel-patch diffusion models in the zoo's layout
+  (:class:`core.targets.diffusion_audio.MelDiffusionTarget`, ``diffusion-*``): the denoising
+  loss on each clip's patch given its caption, at seeded timesteps and noise.
+
+Each with the adapter's own feature extraction and tokenization: what the shadow learns is
+what the audit reads. The result is saved in the base's own layout, so it loads back as a
+target of the same family.
 
 torch is imported by the functions that train, not with this module, so the CLI can read
 :class:`ShadowRecipe` to build its options without loading a model library.
@@ -22,7 +32,6 @@ torch is imported by the functions that train, not with this module, so the CLI 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import platform
@@ -33,13 +42,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from core.config import Config, setting
+from core.recipes.shadow_objectives import OBJECTIVES
 
 Progress = Callable[[int, int, str], None]
 """``progress(epochs_done, epochs_total, message)``, after each epoch (as the zoo's trainers)."""
 
-SUPPORTED = ("speech seq2seq (Whisper-architecture) checkpoints: zoo:lalm-*, Hugging Face Whisper folders "
-             "and CTranslate2 (faster-whisper) Whisper folders")
-"""What a shadow can be built from today, as the refusal names it."""
+SUPPORTED = "; ".join(o.bases for o in OBJECTIVES)
+"""What a shadow can be built from today, as the refusal names it (read without loading a model library)."""
 
 CARD_KIND = "shadow-reference"
 STATE_DIR = ".partial"
@@ -55,7 +64,8 @@ class ShadowRecipe(Config):
 
     The fine-tuner's recipe is unknown to the auditor: guess one of the same kind (a few
     epochs; a learning rate near what fine-tunes of this base use, e.g. 1e-5 to 5e-5 for a
-    released Whisper, 5e-4 for the zoo's ``lalm-ft``).
+    released Whisper, 5e-4 for the zoo's ``lalm-ft``, about 1e-3 for the zoo's ``ar-*`` and
+    ``diffusion-*``, trained from scratch at 2e-3 to 3e-3).
     """
 
     epochs: int = setting(2, help="passes over the shadow's non-members")
@@ -76,13 +86,19 @@ def check_base(target: Any) -> None:
     Raises
     ------
     ValueError
-        ``target`` is not a speech seq2seq model (names what is supported).
+        no family's objective fine-tunes ``target`` (names what is supported).
     """
-    from core.targets.seq2seq import Seq2SeqTarget
+    _objective(target)
 
-    if not isinstance(target, Seq2SeqTarget):
+
+def _objective(target: Any):
+    from core.recipes.shadow_objectives import objective_of
+
+    objective = objective_of(target)
+    if objective is None:
         raise ValueError(f"{target.spec} is a {target.family} model ({type(target).__name__}): shadow references can be "
                          f"built from {SUPPORTED} only")
+    return objective
 
 
 def request_digest(base_fingerprint: str, recipe: ShadowRecipe, clip_hashes: Sequence[str]) -> str:
@@ -191,11 +207,11 @@ def train_shadow(
 
     Parameters
     ----------
-    target : a :class:`~core.targets.seq2seq.Seq2SeqTarget` loaded with float32 weights (it
-        is trained in place: never a pooled model another run reads). A multilingual model
-        must have its language chosen.
+    target : a target of a supported family (:data:`SUPPORTED`) loaded with float32 weights
+        (it is trained in place: never a pooled model another run reads). A multilingual
+        speech model must have its language chosen.
     clips : the non-members to train on (:class:`~core.targets.base.ClipInput`, each with
-        its transcript); their ``clip_hash`` values go into the card.
+        its transcript or caption); their ``clip_hash`` values go into the card.
     out_dir : a new or empty folder, or one holding a partial build of the same request
         (which resumes after its last finished epoch) or the finished one (returned as is).
     recipe : the fine-tuning recipe.
@@ -208,23 +224,26 @@ def train_shadow(
     -------
     dict
         The card, also written to ``out_dir/card.json`` (last: a folder with a card holds a
-        finished checkpoint): ``base`` (spec, fingerprint), ``recipe``,
-        ``trained_clip_hashes``, ``train_time_s``, ``clips_per_s`` and the losses per epoch.
+        finished checkpoint): ``family``, ``base`` (spec, fingerprint), ``recipe``,
+        ``trained_clip_hashes``, ``train_time_s``, ``clips_per_s`` and the losses per epoch
+        (and, for the text-to-audio families, the ``objective`` in words).
 
     Raises
     ------
     ValueError
-        an unsupported base, a clip without a transcript, a folder holding something else.
+        an unsupported base, a clip without a transcript or caption, a folder holding something else.
     """
+    import importlib
+
     import torch
 
-    check_base(target)
+    objective = _objective(target)
     if not clips:
         raise ValueError("a shadow reference needs at least one non-member clip to train on")
     empty = [c.clip_hash[:12] for c in clips if not str(c.text or "").strip()]
     if empty:
-        raise ValueError(f"{len(empty)} clip(s) have no transcript to train on (first: {empty[0]}); "
-                         "a speech shadow is fine-tuned on each clip's transcript")
+        raise ValueError(f"{len(empty)} clip(s) have no {objective.text} to train on (first: {empty[0]}); "
+                         f"{objective.kind} shadow is fine-tuned on each clip's {objective.text}")
     out = Path(out_dir)
     hashes = [c.clip_hash for c in clips]
     digest = request_digest(target.fingerprint, recipe, hashes)
@@ -235,8 +254,8 @@ def train_shadow(
     state_dir.mkdir(parents=True, exist_ok=True)
     state_path = state_dir / "state.safetensors"
 
-    model = target.model
-    device = target.device
+    model = objective.module(target)
+    device = torch.device(target.device)
     if next(model.parameters()).dtype != torch.float32:
         raise ValueError(f"{target.spec}: load the base with float32 weights to fine-tune it (got {next(model.parameters()).dtype})")
     autocast = device.type == "cuda"
@@ -245,10 +264,7 @@ def train_shadow(
     torch.set_num_threads(recipe.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        notes: list[list[str]] = [[] for _ in clips]
-        feats = torch.cat([target._encode(list(clips[s:s + recipe.batch_size]), notes[s:s + recipe.batch_size]).float().cpu()
-                           for s in range(0, len(clips), recipe.batch_size)])
-        labels = [target._text_labels(c.text, n) for c, n in zip(clips, notes)]
+        prep = objective.prepare(target, clips, recipe.batch_size)
         n = len(clips)
         steps_per_epoch = -(-n // recipe.batch_size)
         total_steps = steps_per_epoch * recipe.epochs
@@ -277,18 +293,12 @@ def train_shadow(
                 if cancelled():
                     raise InterruptedError
                 idx = order[s:s + recipe.batch_size].tolist()
-                lab, dec_in, dec_mask, scored = target.teacher_forced([labels[i] for i in idx])
-                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(input_features=feats[idx].to(device), decoder_input_ids=dec_in.to(device),
-                                   decoder_attention_mask=dec_mask.to(device, torch.long), use_cache=False).logits
-                mask = scored.to(device)
-                loss = torch.nn.functional.cross_entropy(logits.float()[mask], lab.to(device)[mask])
+                loss, k = objective.batch_loss(target, prep, idx, gen, device, autocast)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 sched.step()
-                k = int(mask.sum())
                 tot, count = tot + float(loss.detach()) * k, count + k
             losses.append(tot / max(1, count))
             seconds += time.perf_counter() - t0
@@ -298,25 +308,24 @@ def train_shadow(
                                "losses": losses, "seconds": seconds})
             os.replace(tmp, state_path)
             if progress is not None:
-                progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f} per token")
+                progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f} {objective.per}")
         model.eval()
-        _save(target, out)
+        objective.save(target, out)
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
         torch.set_num_threads(prev_threads)
-    from transformers import __version__ as tf_version
 
-    truncated = sum(any("truncated" in x for x in n_) for n_ in notes)
     result = {
         "name": out.name,
         "kind": CARD_KIND,
         "family": target.family,
-        "architecture": f"{type(model).__name__} (full fine-tuning of the base)",
+        "architecture": objective.architecture(target),
         "base": {"spec": target.spec, "fingerprint": target.fingerprint, "adapter": target.adapter},
         "recipe": recipe.to_dict(),
+        **({"objective": objective.describe} if objective.describe else {}),
         **(card or {}),
         "n_clips": n,
-        "n_truncated": truncated,
+        "n_truncated": prep.truncated,
         "trained_clip_hashes": hashes,
         "device": str(device),
         "precision": "float32 weights, bfloat16 forward" if autocast else "float32",
@@ -325,23 +334,12 @@ def train_shadow(
         "clips_per_s": round(n * recipe.epochs / seconds, 3) if seconds > 0 else None,
         "loss_per_epoch": [round(x, 5) for x in losses],
         "request": digest,
-        "versions": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version()},
+        "versions": {"torch": torch.__version__, **{lib: importlib.import_module(lib).__version__ for lib in objective.versions},
+                     "python": platform.python_version()},
     }
     _write_json(out / "card.json", result)
     shutil.rmtree(state_dir, ignore_errors=True)
     return result
-
-
-def _save(target: Any, out: Path) -> None:
-    """The ``save_pretrained`` layout (safetensors weights, configs, feature extractor,
-    tokenizer) that ``--reference DIR`` loads like any Whisper folder."""
-    model = target.model
-    kwargs = {"safe_serialization": True} if "safe_serialization" in inspect.signature(model.save_pretrained).parameters else {}
-    model.save_pretrained(str(out), **kwargs)
-    target.feature_extractor.save_pretrained(str(out))
-    target.tokenizer.save_pretrained(str(out))
-    for stale in out.glob("*.bin"):
-        stale.unlink()
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:

@@ -131,6 +131,7 @@ class CausalAudioTarget:
     """
 
     family: Family = "autoregressive"
+    adapter = "causal_audio"
     evidence_reads = ("infill_m",)
     """The evidence depends on the Infilling Score setting alone (never a mode or a seed)."""
 

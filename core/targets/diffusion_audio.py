@@ -163,6 +163,7 @@ class MelDiffusionTarget:
     """
 
     family: Family = "diffusion"
+    adapter = "mel_diffusion"
     evidence_reads = ("timesteps", "n_noise", "seed")
     """The evidence depends on the timesteps, the noise draws and their seed (never a text mode)."""
 

@@ -10,7 +10,9 @@ The folder's own metadata picks the adapter, so a user only ever passes a path:
   - an encoder-decoder speech-to-text type (Whisper and other
     ``AutoModelForSpeechSeq2Seq`` models) -> :class:`core.targets.seq2seq.Seq2SeqTarget`;
 - a format recognised by its files (a registered type's ``detect``): a CTranslate2
-  (faster-whisper) ``model.bin`` -> :mod:`core.targets.ct2_whisper`.
+  (faster-whisper) ``model.bin`` -> :mod:`core.targets.ct2_whisper`; the zoo's own layouts
+  (a copied zoo model, a shadow reference built from one): ``layout.json`` + codebook ->
+  :mod:`core.targets.causal_audio`, ``patch.json`` + ``unet/`` -> :mod:`core.targets.diffusion_audio`.
 
 Every checkpoint adapter enforces the same loading rules (:mod:`core.targets.loading`, applied
 once in :class:`core.targets.two_stage.TwoStageTarget`): safetensors only,
@@ -79,6 +81,45 @@ def _load_musicgen(path: Path, device: str | None, options: dict[str, Any]) -> T
     from core.targets.musicgen import MusicgenTarget
 
     return MusicgenTarget(path, spec=str(path), device=device, **options)
+
+
+def is_causal_audio_folder(folder: Path) -> bool:
+    """A folder written by :func:`core.targets.causal_audio.save_causal_audio` (the zoo's
+    ``ar-*`` models and shadows built from them): ``config.json``, ``layout.json`` and the
+    audio codebook."""
+    folder = Path(folder)
+    return all((folder / name).is_file() for name in ("config.json", "layout.json", "codebook.json"))
+
+
+def is_mel_diffusion_folder(folder: Path) -> bool:
+    """A folder written by :func:`core.targets.diffusion_audio.save_mel_diffusion` (the zoo's
+    ``diffusion-*`` models and shadows built from them): ``patch.json`` beside ``unet/``,
+    ``text_encoder/`` and ``scheduler/``."""
+    folder = Path(folder)
+    return (folder / "patch.json").is_file() and all((folder / sub).is_dir() for sub in ("unet", "text_encoder", "scheduler"))
+
+
+def _no_options(path: Path, options: dict[str, Any]) -> None:
+    if options:
+        raise ValueError(f"{path} takes no --target-option (got {', '.join(sorted(options))}); its settings are fixed by its folder")
+
+
+@model_type("causal-audio", family="autoregressive", detect=is_causal_audio_folder)
+def _load_causal_audio(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    """A caption -> audio-token GPT-2 folder (the zoo's ``ar-*`` layout) as a CausalAudioTarget."""
+    from core.targets.causal_audio import load_causal_audio
+
+    _no_options(path, options)
+    return load_causal_audio(path, device=device, spec=str(path))
+
+
+@model_type("mel-diffusion", family="diffusion", detect=is_mel_diffusion_folder)
+def _load_mel_diffusion(path: Path, device: str | None, options: dict[str, Any]) -> Target:
+    """A caption-conditioned mel-patch UNet folder (the zoo's ``diffusion-*`` layout) as a MelDiffusionTarget."""
+    from core.targets.diffusion_audio import load_mel_diffusion
+
+    _no_options(path, options)
+    return load_mel_diffusion(path, device=device, spec=str(path))
 
 
 def _load_seq2seq(path: Path, device: str | None, options: dict[str, Any]) -> Target:

@@ -16,30 +16,39 @@ ADVICE_KIND = "reference-advice"
 
 
 def _bases(target: str | None) -> list[str]:
-    """Built-in speech seq2seq models a shadow can start from (never the audited target)."""
+    """Built-in models a shadow can start from: of the audited target's family when it is
+    known (every family a shadow can be built for otherwise), never the target itself."""
+    from core.recipes.shadow_objectives import objective_for
     from core.targets import list_targets
+    from core.targets.registry import family_of
 
-    return [t.spec for t in list_targets() if t.available and t.family == "audio-language" and t.spec.startswith("zoo:lalm")
-            and t.spec != target]
+    family = family_of(target)
+    return [t.spec for t in list_targets() if t.available and objective_for(t.family) is not None
+            and (family is None or t.family == family) and t.spec != target]
 
 
 def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
     """(base spec, error): a built-in model, or a typed local folder checked like a typed target."""
     from core.pipeline.reference import check_supported
     from core.targets import resolve_target
+    from core.targets.registry import family_of
 
     options = _bases(target)
     c1, c2 = st.columns(2)  # the picker first, the typed folder beside it (as the target picker reads)
     typed_now = str(st.session_state.get(f"{key}-base-typed", ""))
     picked = c1.selectbox("Base model", options, key=f"{key}-base", disabled=bool(typed_now.strip()) or not options)
     typed = c2.text_input("…or a local base folder", key=f"{key}-base-typed", placeholder="/models/whisper-tiny.en",
-                          help="The public base the audited model was fine-tuned from: a Hugging Face or CTranslate2 Whisper "
-                               "folder under the allowed folders (OVERHEARD_ROOTS).")
+                          help="The public base the audited model was fine-tuned from, under the allowed folders "
+                               "(OVERHEARD_ROOTS): a Hugging Face or CTranslate2 Whisper folder, or a folder in the zoo's "
+                               "ar-* or diffusion-* layout.")
     try:
         base = check_typed_target(typed, settings().roots) if typed.strip() else picked
         if base is None:
-            return None, "no built-in speech model is built: type a base folder"
-        check_supported(resolve_target(base))
+            return None, "no built-in model of this family is built: type a base folder"
+        ref, family = resolve_target(base), family_of(target)
+        check_supported(ref)
+        if family is not None and ref.family != family:
+            return None, f"{base} is of the {ref.family} family and the target of the {family} family: a reference is of the target's family"
     except ValueError as exc:
         return None, str(exc)
     return base, None
@@ -49,8 +58,9 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
     """"Build a shadow reference": the base, the recipe and the output folder, a start
     button, and the progress of the build; a finished one is offered by the reference picker."""
     from core.pipeline.common import MIN_PER_LABEL
-    from core.pipeline.reference import check_shadow_out, default_shadow_out
+    from core.pipeline.reference import ADVISOR_DIFFUSION, check_shadow_out, default_shadow_out
     from core.recipes.shadow import ShadowRecipe
+    from core.targets.registry import family_of
 
     job_id = active_job(ws, SHADOW_KIND, {"dataset": dataset})
     running = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
@@ -68,7 +78,8 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
                                                      f"{MIN_PER_LABEL} stay for the audit."))
         epochs = int(c2.number_input("Epochs", min_value=1, max_value=100, value=default.epochs, key=f"{key}-epochs"))
         lr = float(c3.number_input("Learning rate", min_value=1e-8, max_value=1.0, value=default.lr, format="%.1e",
-                                   key=f"{key}-lr", help="1e-5 to 5e-5 for a released Whisper; 5e-4 for the zoo's models."))
+                                   key=f"{key}-lr", help="1e-5 to 5e-5 for a released Whisper; 5e-4 for the zoo's lalm-*; about 1e-3 for its "
+                                        "ar-* and diffusion-*."))
         out_default = str(default_shadow_out(ws, base, dataset)) if base else ""
         out_text = st.text_input("Output folder", value=out_default, key=f"{key}-out-{out_default}",
                                  help="Inside the workspace; a relative path is taken under <workspace>/references.")
@@ -88,7 +99,9 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         row = job_panel(ws, job_id) if job_id else None
         if row is not None and row["status"] == "done":
             st.success(f"Shadow reference ready: {row['run_id']}; pick it under Reference model(s).")
-        if target:
+        if target and family_of(target) == "diffusion":
+            st.caption(f"Reference advisor: {ADVISOR_DIFFUSION}.")
+        elif target:
             _advisor(ws, dataset, target, base, n, key)
 
 
