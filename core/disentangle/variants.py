@@ -32,8 +32,9 @@ backwards)."""
 NOISE_LEVEL_DB = -26.0
 """RMS of the replacing noise in dBFS (a typical speech level)."""
 
-_SECONDS = VariantOption("seconds", "Length in seconds, the same for every clip (0: each clip's own length, "
-                         "which carries its duration)", kind="float", default=FIXED_SECONDS)
+def _seconds(what: str) -> VariantOption:
+    return VariantOption("seconds", f"{what}: length in seconds, the same for every clip", kind="float", default=FIXED_SECONDS,
+                         help="0: each clip's own length, which carries its duration (a blind-baseline feature) into the condition")
 
 
 def _fixed_options(options: dict) -> dict:
@@ -53,7 +54,7 @@ def _length(audio: NDArray[np.float32], sr: int, seconds: float) -> int:
     return int(audio.shape[0]) if float(seconds) == 0 else max(1, int(round(float(seconds) * sr)))
 
 
-@register_variant("silence", options=(_SECONDS,), identify=_fixed_options,
+@register_variant("silence", options=(_seconds("Silence"),), identify=_fixed_options,
                   description=f"zeros, {FIXED_SECONDS:g} s for every clip (option seconds=0: each clip's length)")
 def silence(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, seconds: float = FIXED_SECONDS,
             **_) -> NDArray[np.float32]:
@@ -61,8 +62,8 @@ def silence(audio: NDArray[np.float32], text: str, *, sr: int, realization: int,
 
 
 @register_variant("noise", realizations=3, identify=_noise_options,
-                  options=(_SECONDS, VariantOption("level_db", "RMS of the noise in dBFS (with seconds=0 the clip's own RMS is used)",
-                                                   kind="float", default=NOISE_LEVEL_DB)),
+                  options=(_seconds("Noise"), VariantOption("level_db", "Noise: level in dBFS (RMS)", kind="float", default=NOISE_LEVEL_DB,
+                                                            help="unused with seconds=0, where each clip's own RMS is used")),
                   description=f"Gaussian noise, the same {FIXED_SECONDS:g} s at {NOISE_LEVEL_DB:g} dBFS for every clip "
                               "(fixed seeds; option seconds=0: each clip's length and RMS)")
 def noise(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, seconds: float = FIXED_SECONDS,

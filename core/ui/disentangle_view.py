@@ -75,7 +75,7 @@ def variant_options_form(conditions: list[str], last_run: dict | None = None) ->
     clap = None
     if not offered and not captioned:
         return options, clap
-    with st.expander("Resynthesis generators", expanded=False):
+    with st.expander("How the conditions render", expanded=False):
         for fam, opt in offered:
             shown = prev.get(fam.name, {}).get(opt.name, opt.default)
             raw = st.text_input(opt.label or f"{fam.name}: {opt.name}", value="" if shown is None else str(shown),
