@@ -189,7 +189,7 @@ def test_variant_is_deterministic_and_batch_invariant(name: str) -> None:
         assert len(batch) == len(audios)
         for a, b, src in zip(alone, batch, audios):
             assert a.dtype == np.float32 and a.ndim == 1 and a.size > 0
-            if not fam.needs_text:  # a rendering of the clip itself keeps its length (speech has its own)
+            if fam.keeps_length:  # a rendering of the clip itself (not silence, noise or speech of its own)
                 assert a.shape == src.shape
             # A generator batches in float32; its sampler and the phase reconstruction carry
             # rounding differences into the waveform (measured: at most 0.01 on a 0.5 peak at

@@ -60,6 +60,9 @@ class VariantFamily:
     """The clip itself (no rendering; its evidence is the plain MIA's)."""
     option_specs: tuple[VariantOption, ...] = ()
     """How each of ``options`` is offered (its label, help, kind and default)."""
+    keeps_length: bool = True
+    """A rendering has its clip's length (False: a length of its own, as the replacing
+    silence and noise, or a resynthesis of the words)."""
 
 
 _VARIANTS: Registry[VariantFamily] = Registry("variant")
@@ -68,10 +71,13 @@ _VARIANTS: Registry[VariantFamily] = Registry("variant")
 def register_variant(name: str, *, realizations: int = 1, description: str = "", needs_text: bool = False,
                      options: tuple[str | VariantOption, ...] = (), identify: Callable[[dict], dict] | None = None,
                      make_batch: Callable[..., list] | None = None, check: Literal["transcript", "caption"] | None = None,
-                     original: bool = False) -> Callable[[MakeFn], MakeFn]:
+                     original: bool = False, keeps_length: bool | None = None) -> Callable[[MakeFn], MakeFn]:
     """Register ``make`` under ``name``; ``options`` are the options it accepts (a name, or
     a :class:`VariantOption` that also says how to offer it): the CLI and the page offer
     them with nothing else to edit.
+
+    ``keeps_length``: whether a rendering has its clip's length (default: unless the
+    family renders from the text, ``needs_text``).
 
     ``make_batch(audios, texts, *, sr, realization, clip_hashes, **options)``, when given,
     renders several clips at once (a generator model batches them); it must return what
@@ -83,7 +89,8 @@ def register_variant(name: str, *, realizations: int = 1, description: str = "",
             raise ValueError(f"check must be None, 'transcript' or 'caption', got {check!r}")
         specs = tuple(o if isinstance(o, VariantOption) else VariantOption(o) for o in options)
         _VARIANTS.add(name, VariantFamily(name, fn, realizations, description, needs_text, identify, tuple(o.name for o in specs),
-                                          make_batch, check, original, specs))
+                                          make_batch, check, original, specs,
+                                          (not needs_text) if keeps_length is None else keeps_length))
         return fn
 
     return deco

@@ -54,14 +54,14 @@ def _length(audio: NDArray[np.float32], sr: int, seconds: float) -> int:
     return int(audio.shape[0]) if float(seconds) == 0 else max(1, int(round(float(seconds) * sr)))
 
 
-@register_variant("silence", options=(_seconds("Silence"),), identify=_fixed_options,
+@register_variant("silence", options=(_seconds("Silence"),), identify=_fixed_options, keeps_length=False,
                   description=f"zeros, {FIXED_SECONDS:g} s for every clip (option seconds=0: each clip's length)")
 def silence(audio: NDArray[np.float32], text: str, *, sr: int, realization: int, clip_hash: str, seconds: float = FIXED_SECONDS,
             **_) -> NDArray[np.float32]:
     return np.zeros(_length(audio, sr, seconds), dtype=np.float32)
 
 
-@register_variant("noise", realizations=3, identify=_noise_options,
+@register_variant("noise", realizations=3, identify=_noise_options, keeps_length=False,
                   options=(_seconds("Noise"), VariantOption("level_db", "Noise: level in dBFS (RMS)", kind="float", default=NOISE_LEVEL_DB,
                                                             help="unused with seconds=0, where each clip's own RMS is used")),
                   description=f"Gaussian noise, the same {FIXED_SECONDS:g} s at {NOISE_LEVEL_DB:g} dBFS for every clip "
