@@ -1,8 +1,9 @@
 """The fast paths of the permutation statistics give the answers of their slow definitions:
 the batched non-negative fits on wide, strongly correlated designs (where nearly every
 gradient points the same way) against scipy's bounded quasi-Newton, a fit alone against
-the same fit inside a batch (the observed and the permuted fits are one procedure), and
-the stratified bootstrap against re-ranking every resample."""
+the same fit inside a batch (the observed and the permuted fits are one procedure), the
+AUCs of many rows against ranking them, and the stratified bootstrap against re-ranking
+every resample."""
 
 from __future__ import annotations
 
@@ -53,6 +54,24 @@ def test_a_fit_alone_equals_the_same_fit_in_a_batch(nonneg: bool) -> None:
         w1, b1 = fit_logreg_batched(Z, Y[i:i + 1], nonneg=nonneg)
         np.testing.assert_allclose(w1[0], w[i], atol=1e-12)
         assert b1[0] == pytest.approx(b[i], abs=1e-12)
+
+
+def test_row_aucs_equal_ranking_with_long_runs_of_ties() -> None:
+    """One sort per row, runs of tied scores at their mean rank: the same statistic as
+    scipy's mid-ranks, also for a row whose scores all tie and rows sharing one label
+    vector."""
+    from core.stats import row_aucs
+
+    rng = np.random.default_rng(7)
+    y = (rng.random(3000) < 0.4).astype(int)
+    S = np.round(rng.standard_normal((6, 3000)), 1)
+    S[0] = 0.25  # every score tied
+    S[1, :2000] = 1.0  # one long run
+    for Y in (y, np.array([rng.permutation(y) for _ in range(6)])):
+        Yb = np.broadcast_to(Y, S.shape)
+        n1 = Yb.sum(1)
+        ref = ((rankdata(S, axis=1) * Yb).sum(1) - n1 * (n1 + 1) / 2) / (n1 * (3000 - n1))
+        np.testing.assert_array_equal(row_aucs(Y, S), ref)
 
 
 @pytest.mark.parametrize("n, decimals", [(30, 0), (301, 1), (2000, 6)])

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -422,14 +422,30 @@ def _free_solve(H: NDArray[np.float64], r: NDArray[np.float64], free: NDArray[np
 def row_aucs(Y: NDArray[np.integer], S: NDArray[np.float64]) -> NDArray[np.float64]:
     """AUC of each row: labels ``Y[b]`` against scores ``S[b]`` (Mann-Whitney, mid-ranks).
 
-    ``Y`` may be one label vector ``[n]`` shared by every row of ``S`` ``[B, n]``."""
+    ``Y`` may be one label vector ``[n]`` shared by every row of ``S`` ``[B, n]``. One sort
+    per row; a member's rank is its position in sorted order, or for a run of tied scores
+    the run's mean position. Every term is an integer or a half-integer, so the sum is
+    exact, whatever its order.
+    """
     S = np.atleast_2d(np.asarray(S, dtype=np.float64))
-    Y = np.broadcast_to(np.asarray(Y), S.shape)
-    n1 = Y.sum(1).astype(np.float64)
-    n0 = Y.shape[1] - n1
-    ranks: NDArray[np.float64] = rankdata(S, axis=1)
-    u: NDArray[np.float64] = (ranks * Y).sum(1) - n1 * (n1 + 1) / 2.0
-    aucs: NDArray[np.float64] = u / (n1 * n0)
+    B, n = S.shape
+    order = np.argsort(S, axis=1)
+    s = np.take_along_axis(S, order, 1)
+    member = np.take_along_axis(np.broadcast_to(np.asarray(Y, dtype=np.float64), S.shape), order, 1)
+    place = np.arange(1.0, n + 1)
+    u = member @ place
+    r, j = np.nonzero(s[:, 1:] == s[:, :-1])  # sorted positions j and j + 1 tie
+    if r.size:
+        f = r * n + j
+        run = np.r_[True, f[1:] != f[:-1] + 1]  # tied pairs that touch make one run
+        lo, hi = f[run], f[np.r_[run[1:], True]] + 1  # each run's first and last position
+        # per run, its members times its mean position less their own positions
+        m = np.r_[0.0, np.cumsum(member)]
+        mp = np.r_[0.0, np.cumsum(member * place)]
+        mean = (lo % n + hi % n) / 2.0 + 1.0
+        u += np.bincount(lo // n, weights=(m[hi + 1] - m[lo]) * mean - (mp[hi + 1] - mp[lo]), minlength=B)
+    n1 = member.sum(1)
+    aucs: NDArray[np.float64] = (u - n1 * (n1 + 1) / 2.0) / (n1 * (n - n1))
     return aucs
 
 
