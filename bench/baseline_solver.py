@@ -10,6 +10,8 @@ products, and every iteration refits every row's exact Hessian.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit
@@ -85,9 +87,16 @@ class BaselineDesign:
     """Stands in for ``core.stats.cv._SharedDesign`` so that ``cv_auc`` refits every fold
     with the baseline solver (``bench/bench_stats.py`` swaps it in)."""
 
-    def __init__(self, Z: NDArray[np.float64]) -> None:
+    def __init__(self, Z: NDArray[np.float64], scored: NDArray[np.float64] | None = None) -> None:
+        # ``scored`` (the current solver judges convergence on the out-of-fold scores) is
+        # not used: the baseline stops on its coefficients
         self.Z = np.asarray(Z, dtype=np.float64)
 
     def fit(self, Y: NDArray[np.floating] | NDArray[np.integer], *, C: float, max_iter: int = 100, tol: float = 1e-7,
             nonneg: bool = False) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         return fit_logreg_batched(self.Z, Y, C=C, max_iter=max_iter, tol=tol, nonneg=nonneg)
+
+    @staticmethod
+    def fit_many(designs: Sequence[BaselineDesign], Ys: Sequence[NDArray[np.floating] | NDArray[np.integer]], *, C: float, max_iter: int = 100,
+                 tol: float = 1e-7, nonneg: bool = False) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+        return [d.fit(Y, C=C, max_iter=max_iter, tol=tol, nonneg=nonneg) for d, Y in zip(designs, Ys)]

@@ -14,7 +14,14 @@ Prints JSON lines:
 - ``stats_blind_vs_baseline``: the same for ``run_blind`` (one numeric group: its own
   and the combined model, unconstrained);
 - ``stats_mia_large_seconds``: ``run_mia`` at the largest size (goal <= 30 s), with its
-  peak RSS and the growth factor from the ``--ratio-n`` size (goal <= 12 for 10x clips).
+  peak RSS and the growth factor from the ``--ratio-n`` size (goal <= 12 for 10x clips);
+- ``stats_small_vs_baseline``: small designs (100 clips x 30 independent indicators, the
+  level and power simulations of ``tests/test_stats_cv.py``): CPU seconds of ``run_mia``
+  on a few simulated null audits (default permutations, early stop included), baseline /
+  current, both in this process, alternating (goal >= 1: no slower); the blind
+  baseline's numeric model (``cv_auc``, 20 of the indicators) is in the detail.
+
+``same_auc`` compares each run's AUC to 4 decimals, ``same_p`` its p-value exactly.
 
 Usage: ``python bench/bench_stats.py [--sizes 200,2000,20000] [--ratio-n 2000] [--baseline-large]``
 (``--baseline-large`` also times the baseline at the largest size on 50 permutations and
@@ -59,6 +66,48 @@ def synthetic_audit(n: int, *, seed: int = 0, shift: float = 0.15) -> tuple[pd.D
     signs = np.array([direction(k) for k in keys])
     index = pd.Index([f"c{i}" for i in range(n)], name="clip_hash")
     return pd.DataFrame(X * signs, columns=keys, index=index), y, spk
+
+
+def small_designs(seeds: int = 8, repeats: int = 3) -> dict:
+    """CPU seconds of audits of 100 clips x 30 independent indicators, null data (``seeds``
+    of them): ``run_mia``, and ``cv_auc`` of the blind numeric model on 20 of the
+    indicators, with either solver: alternating, the best of ``repeats``, in this
+    process."""
+    import core.mia.aggregate as aggregate
+    import core.stats.cv as cv
+    from bench.baseline_solver import BaselineDesign
+    from core.blind.diagnostics import numeric_pipeline
+
+    keys = list(token_indicator_keys())[:30]
+    audits = []
+    for s in range(seeds):
+        rng = np.random.default_rng(s)
+        y = np.r_[np.ones(50, int), np.zeros(50, int)]
+        X = rng.standard_normal((100, len(keys)))
+        audits.append((pd.DataFrame(X, columns=keys, index=pd.Index([f"c{i}" for i in range(100)], name="clip_hash")), y))
+    current = cv._SharedDesign
+    best: dict[str, float] = {}
+    out: dict[str, list] = {}
+    try:
+        for _ in range(repeats):
+            for solver in ("baseline", "current"):
+                cv._SharedDesign = BaselineDesign if solver == "baseline" else current  # type: ignore[misc,assignment]
+                for what in ("mia", "blind"):
+                    c, res = time.process_time(), []
+                    for s, (table, y) in enumerate(audits):
+                        if what == "mia":
+                            r = aggregate.run_mia(table, y, n_boot=200, seed=s)
+                            res.append((round(r.auc, 4), r.auc_p_value))
+                        else:
+                            b = cv.cv_auc(table.to_numpy()[:, :20], y, estimator=numeric_pipeline(), folds=cv.make_folds(y, seed=s), n_boot=200, seed=s)
+                            res.append((round(b.auc, 4), b.p_value))
+                    key = f"{what}_{solver}"
+                    best[key] = min(best.get(key, np.inf), time.process_time() - c)
+                    out[key] = res
+    finally:
+        cv._SharedDesign = current  # type: ignore[misc]
+    return {"seconds": {key: round(v, 3) for key, v in best.items()},
+            "same_auc": all(out[f"{w}_baseline"] == out[f"{w}_current"] for w in ("mia", "blind"))}
 
 
 def one_run(what: str, n: int, solver: str, n_perm: int, repeats: int = 1) -> dict:
@@ -168,13 +217,22 @@ def main() -> None:
                                      "baseline_cv_cpu_s": old["cv_cpu_seconds"], "current_cv_cpu_s": new["cv_cpu_seconds"],
                                      "wall_ratio": round(old["cv_seconds"] / new["cv_seconds"], 1),
                                      f"run_{what}_cpu_ratio": round(old["cpu_seconds"] / new["cpu_seconds"], 1),
-                                     "same_auc": old["auc"] == new["auc"], **common,
+                                     "same_auc": old["auc"] == new["auc"], "same_p": old["p_value"] == new["p_value"], **common,
                                      "runs": [{key: v for key, v in r.items() if key != "what"} for r in table if r["what"] == what]}}))
     big, mid = pick("mia", large, "current"), pick("mia", args.ratio_n, "current")
     print(json.dumps({"name": "stats_mia_large_seconds", "ratio": big["seconds"], "goal": 30, "goal_op": "<=",
                       "detail": {"clips": large, "peak_rss_mb": big["peak_rss_mb"], "peak_rss_goal_mb": 2048,
                                  f"growth_vs_{mid['n']}": round(big["seconds"] / mid["seconds"], 2), "growth_goal": 12,
                                  "indicators": N_INDICATORS, "permutations": args.n_perm}}))
+    small = small_designs(seeds=2 if args.smoke else 8, repeats=1 if args.smoke else 3)
+    sec = small["seconds"]
+    print(json.dumps({"name": "stats_small_vs_baseline", "ratio": round(sec["mia_baseline"] / sec["mia_current"], 2), "goal": 1,
+                      "detail": {"clips": 100, "indicators": 30, "audits": 2 if args.smoke else 8,
+                                 "measured": "CPU seconds of run_mia on null audits (default permutations), best of 3, alternating",
+                                 "baseline_cpu_s": sec["mia_baseline"], "current_cpu_s": sec["mia_current"],
+                                 "blind_ratio": round(sec["blind_baseline"] / sec["blind_current"], 2),
+                                 "blind_baseline_cpu_s": sec["blind_baseline"], "blind_current_cpu_s": sec["blind_current"],
+                                 "same_auc": small["same_auc"]}}))
 
 
 if __name__ == "__main__":

@@ -142,6 +142,29 @@ def test_all_group_matches_reference_column_transformer():
     assert fpr[0] == 0 and tpr[-1] == 1
 
 
+def test_median_imputer_equals_scikit_learns():
+    """The blind model's imputer computes SimpleImputer's medians to the bit (even counts,
+    missing entries, a column without values), and still refuses infinities (the scaler
+    after it does)."""
+    from sklearn.impute import SimpleImputer
+
+    from core.blind.diagnostics import MedianImputer, numeric_pipeline
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 40, 41):
+        X = np.round(rng.standard_normal((n, 5)), 2)
+        X[rng.random((n, 5)) < 0.3] = np.nan
+        X[:, 4] = np.nan
+        test = np.where(rng.random((6, 5)) < 0.5, np.nan, rng.standard_normal((6, 5)))
+        ref = SimpleImputer(strategy="median", keep_empty_features=True).fit(X)
+        ours = MedianImputer().fit(X)
+        np.testing.assert_array_equal(ours.statistics_, ref.statistics_)
+        np.testing.assert_array_equal(ours.transform(test), ref.transform(test))
+        np.testing.assert_array_equal(ours.transform(X), ref.transform(X))
+    with pytest.raises(ValueError, match="infinity"):
+        numeric_pipeline().fit(np.array([[1.0, np.inf], [2.0, 3.0], [3.0, 4.0]]), [0, 1, 0])
+
+
 def test_sentences_use_group_medians_with_units():
     rng = np.random.default_rng(3)
     y = np.arange(80) % 2

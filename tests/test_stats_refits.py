@@ -1,8 +1,9 @@
 """The fast paths of the permutation statistics give the answers of their slow definitions:
 the batched non-negative fits on wide, strongly correlated designs (where nearly every
 gradient points the same way) against scipy's bounded quasi-Newton, a fit alone against
-the same fit inside a batch (the observed and the permuted fits are one procedure), and
-the stratified bootstrap against re-ranking every resample."""
+the same fit inside a batch (the observed and the permuted fits are one procedure) and
+against every fold's fits stepping together, the AUCs of many rows against ranking them,
+and the stratified bootstrap against re-ranking every resample."""
 
 from __future__ import annotations
 
@@ -45,14 +46,58 @@ def test_non_negative_fits_on_wide_correlated_designs_equal_the_reference(C: flo
         assert b[i] == pytest.approx(ref[-1], abs=1e-5)
 
 
-@pytest.mark.parametrize("nonneg", [True, False])
-def test_a_fit_alone_equals_the_same_fit_in_a_batch(nonneg: bool) -> None:
-    Z, Y = _correlated(1, 400, 30)
+@pytest.mark.parametrize("nonneg, n, d", [(True, 400, 30), (False, 400, 30), (True, 90, 12), (False, 90, 12)])
+def test_a_fit_alone_equals_the_same_fit_in_a_batch(nonneg: bool, n: int, d: int) -> None:
+    """Large designs and small ones (90 x 12: non-negative fits take Newton steps there)."""
+    Z, Y = _correlated(1, n, d)
     w, b = fit_logreg_batched(Z, Y, nonneg=nonneg)
     for i in (0, 3):
         w1, b1 = fit_logreg_batched(Z, Y[i:i + 1], nonneg=nonneg)
         np.testing.assert_allclose(w1[0], w[i], atol=1e-12)
         assert b1[0] == pytest.approx(b[i], abs=1e-12)
+
+
+def test_folds_fitted_together_equal_each_fitted_alone() -> None:
+    """Every fold's refits step together (one batch across designs of different sizes);
+    each equals its design's fits alone, and the out-of-fold rows that judge convergence
+    only decide when a fit stops: it ends within tolerance of scikit-learn's optimum."""
+    from sklearn.linear_model import LogisticRegression
+
+    from core.stats.cv import _SharedDesign
+
+    designs, Ys = [], []
+    for s, n in enumerate((300, 280, 320)):
+        Z, Y = _correlated(10 + s, n, 20)
+        designs.append(_SharedDesign(Z, Z[:40] + 0.1))
+        Ys.append(Y)
+    for nonneg in (False, True):
+        together = _SharedDesign.fit_many(designs, Ys, C=1.0, nonneg=nonneg)
+        for D, Y, (w, b) in zip(designs, Ys, together):
+            w1, b1 = _SharedDesign(D.Z, D.scored).fit(Y, C=1.0, nonneg=nonneg)
+            np.testing.assert_allclose(w, w1, atol=1e-12)
+            np.testing.assert_allclose(b, b1, atol=1e-12)
+    for D, Y, (w, b) in zip(designs, Ys, _SharedDesign.fit_many(designs, Ys, C=1.0)):
+        for i in (0, 4):
+            ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=20000).fit(D.Z, Y[i])
+            np.testing.assert_allclose(D.scored @ w[i] + b[i], ref.decision_function(D.scored), atol=1e-6)
+
+
+def test_row_aucs_equal_ranking_with_long_runs_of_ties() -> None:
+    """One sort per row, runs of tied scores at their mean rank: the same statistic as
+    scipy's mid-ranks, also for a row whose scores all tie and rows sharing one label
+    vector."""
+    from core.stats import row_aucs
+
+    rng = np.random.default_rng(7)
+    y = (rng.random(3000) < 0.4).astype(int)
+    S = np.round(rng.standard_normal((6, 3000)), 1)
+    S[0] = 0.25  # every score tied
+    S[1, :2000] = 1.0  # one long run
+    for Y in (y, np.array([rng.permutation(y) for _ in range(6)])):
+        Yb = np.broadcast_to(Y, S.shape)
+        n1 = Yb.sum(1)
+        ref = ((rankdata(S, axis=1) * Yb).sum(1) - n1 * (n1 + 1) / 2) / (n1 * (3000 - n1))
+        np.testing.assert_array_equal(row_aucs(Y, S), ref)
 
 
 @pytest.mark.parametrize("n, decimals", [(30, 0), (301, 1), (2000, 6)])

@@ -13,6 +13,7 @@ member".
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -23,8 +24,8 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
@@ -63,10 +64,48 @@ def _as_float(X: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(X, dtype=np.float64)
 
 
+class MedianImputer(TransformerMixin, BaseEstimator):
+    """Missing entries (NaN) -> the column's median over the training clips; a column
+    without any value -> 0.
+
+    What ``SimpleImputer(strategy="median", keep_empty_features=True)`` computes, to the
+    bit (the mean of the two middle values for an even count), at a fraction of the cost
+    on the training folds that the cross-validation and its permutation refits preprocess:
+    ``np.median`` partitions where the masked-array median sorts, and the medians are only
+    computed when first needed (a transform that meets a missing entry), which for
+    complete tables is never.
+    """
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> MedianImputer:
+        self.train_ = np.asarray(X, dtype=np.float64)
+        self.n_features_in_ = self.train_.shape[1]
+        self.__dict__.pop("statistics_", None)
+        return self
+
+    @functools.cached_property
+    def statistics_(self) -> NDArray[np.float64]:
+        X = self.train_
+        if not np.isnan(X).any():
+            return np.median(X, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+            median = np.nanmedian(X, axis=0)
+        return np.where(np.isnan(median), 0.0, median)
+
+    def transform(self, X: ArrayLike) -> NDArray[np.float64]:
+        X = np.array(X, dtype=np.float64, copy=True)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
+        rows, cols = np.nonzero(np.isnan(X))
+        if rows.size:
+            X[rows, cols] = self.statistics_[cols]
+        return X
+
+
 def _numeric_steps() -> list[tuple[str, object]]:
     return [
         ("float", FunctionTransformer(_as_float)),
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("impute", MedianImputer()),
         ("scale", StandardScaler()),
     ]
 

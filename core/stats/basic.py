@@ -72,11 +72,11 @@ def bootstrap_auc(
     block = max(1, int(2**21 // (n0 + n1 + 1)))
     for b0 in range(0, n_boot, block):
         b = np.arange(b0, min(b0 + block, n_boot))
-        drawn = np.bincount((np.arange(b.size)[:, None] * (n0 + 1) + 1 + slot[ineg[b]]).ravel(), minlength=b.size * (n0 + 1))
-        below = np.cumsum(drawn.reshape(b.size, n0 + 1), axis=1)  # below[:, m]: drawn among the m smallest
-        under = np.take_along_axis(below, lo[ip[b]], 1)
-        tied = np.take_along_axis(below, hi[ip[b]], 1) - under
-        u[b] = under.sum(1) + 0.5 * tied.sum(1)
+        row = (np.arange(b.size) * (n0 + 1))[:, None]  # where each resample's counts start
+        drawn = np.bincount((row + 1 + slot[ineg[b]]).ravel(), minlength=b.size * (n0 + 1))
+        below = np.cumsum(drawn.reshape(b.size, n0 + 1), axis=1).ravel()  # below[m]: drawn among the m smallest
+        under = below[row + lo[ip[b]]].sum(1)
+        u[b] = under + 0.5 * (below[row + hi[ip[b]]].sum(1) - under)
     aucs: NDArray[np.float64] = u / (n1 * n0)
     return aucs
 
