@@ -21,7 +21,7 @@ def fit_logreg_batched(
     Z: NDArray[np.float64], Y: NDArray[np.floating] | NDArray[np.integer], *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-7,
     nonneg: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Same signature and objective as :func:`core.stats.cv.fit_logreg_batched`."""
+    """Same signature and objective as :func:`core.stats.logreg.fit_logreg_batched`."""
     Z = np.asarray(Z, dtype=np.float64)
     Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
     n, d = Z.shape
@@ -84,7 +84,7 @@ def _objective_rows(th: NDArray[np.float64], Z1: NDArray[np.float64], Y: NDArray
 
 
 class BaselineDesign:
-    """Stands in for ``core.stats.cv._SharedDesign`` so that ``cv_auc`` refits every fold
+    """Stands in for ``core.stats.logreg._SharedDesign`` (as :mod:`core.stats.cv` names it) so that ``cv_auc`` refits every fold
     with the baseline solver (``bench/bench_stats.py`` swaps it in)."""
 
     def __init__(self, Z: NDArray[np.float64], scored: NDArray[np.float64] | None = None) -> None:

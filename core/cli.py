@@ -181,7 +181,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     _log(f"fine-tuning {args.base} on {args.nonmembers} known non-members of {args.dataset} ...")
     card = build_shadow(ws, args.dataset, args.targets.ref(args.base), args.out, n_nonmembers=args.nonmembers, recipe=recipe,
                         settings=settings, progress=_progress("shadow"), targets=args.targets)
-    per = getattr(objective_for(card["family"]), "per", "per token")
+    objective = objective_for(card["family"])
+    per = objective.per if objective is not None else "per token"
     text = (f"shadow reference {args.out}: {args.base} fine-tuned on {card['n_clips']} known non-members of {args.dataset} "
             f"({card['recipe']['epochs']} epoch(s), lr {card['recipe']['lr']:g}) in {card['train_time_s']:.1f} s, "
             f"{card['clips_per_s']} clips/s; loss {per} {card['loss_per_epoch'][0]:.4f} -> {card['loss_per_epoch'][-1]:.4f}; "

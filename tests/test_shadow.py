@@ -73,16 +73,24 @@ def _inputs(ws: Workspace, rows):
     return clip_inputs(stored_clips(ws, rows), s.analysis_sr, s.limits)
 
 
-def test_the_shadow_trains_on_the_drawn_nonmembers_loads_as_a_reference_and_fits_them(setup):
+def _card_of_drawn(ws, dataset: str, shadow, js: dict):
+    """(the dataset's clips, the shadow's card), checking that the card lists the 4
+    non-members drawn with seed 3, as the CLI said."""
     from core.pipeline.reference import choose_nonmembers
-    from core.targets import resolve_target
 
-    ws, base, shadow, js = setup
-    clips = ws.analysis_clips("tiny")
+    clips = ws.analysis_clips(dataset)
     drawn = choose_nonmembers(clips, 4, seed=3)
     card = json.loads((shadow / "card.json").read_text())
     assert card["trained_clip_hashes"] == drawn["clip_hash"].tolist() == js["trained_clip_hashes"]
     assert set(card["trained_clip_hashes"]) <= set(clips.loc[clips["y"] == 0, "clip_hash"])
+    return clips, card
+
+
+def test_the_shadow_trains_on_the_drawn_nonmembers_loads_as_a_reference_and_fits_them(setup):
+    from core.targets import resolve_target
+
+    ws, base, shadow, js = setup
+    clips, card = _card_of_drawn(ws, "tiny", shadow, js)
     assert card["kind"] == "shadow-reference" and card["base"]["spec"] == str(base) and len(card["base"]["fingerprint"]) >= 16
     assert card["recipe"] | {} == {"epochs": 2, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1}
     assert card["train_time_s"] > 0 and card["clips_per_s"] > 0 and len(card["loss_per_epoch"]) == 2

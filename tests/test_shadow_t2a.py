@@ -28,7 +28,7 @@ import pytest
 
 from core.runtime.store import Workspace
 from tests.conftest import demo_workspace
-from tests.test_shadow import _cli, _inputs
+from tests.test_shadow import _card_of_drawn, _cli, _inputs
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -78,16 +78,11 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_the_shadow_loads_as_its_family_and_its_card_lists_the_drawn_clips(ws, built):
-    from core.pipeline.reference import choose_nonmembers
     from core.recipes.shadow_objectives import objective_for
     from core.targets import load_target, resolve_target
 
     family, base, shadow, js = built
-    clips = ws.analysis_clips("sounds")
-    drawn = choose_nonmembers(clips, 4, seed=3)
-    card = json.loads((shadow / "card.json").read_text())
-    assert card["trained_clip_hashes"] == drawn["clip_hash"].tolist() == js["trained_clip_hashes"]
-    assert set(card["trained_clip_hashes"]) <= set(clips.loc[clips["y"] == 0, "clip_hash"])
+    clips, card = _card_of_drawn(ws, "sounds", shadow, js)
     assert card["kind"] == "shadow-reference" and card["family"] == family and card["objective"] == objective_for(family).describe
     assert card["base"]["spec"] == str(base) and card["base"]["fingerprint"] == resolve_target(str(base)).load().fingerprint
     assert card["recipe"] == {"epochs": 4, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1}

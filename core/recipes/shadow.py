@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from core.config import Config, setting
-from core.recipes.shadow_objectives import OBJECTIVES
+from core.recipes.shadow_objectives import OBJECTIVES, Objective, objective_of
 
 Progress = Callable[[int, int, str], None]
 """``progress(epochs_done, epochs_total, message)``, after each epoch (as the zoo's trainers)."""
@@ -80,20 +80,14 @@ class ShadowRecipe(Config):
             raise ValueError("a shadow recipe needs epochs, batch_size and threads >= 1, lr > 0 and weight_decay >= 0")
 
 
-def check_base(target: Any) -> None:
-    """Refuse, in one line, a base this module cannot fine-tune.
+def check_base(target: Any) -> Objective:
+    """The objective that fine-tunes the loaded ``target``; refused in one line when none does.
 
     Raises
     ------
     ValueError
         no family's objective fine-tunes ``target`` (names what is supported).
     """
-    _objective(target)
-
-
-def _objective(target: Any):
-    from core.recipes.shadow_objectives import objective_of
-
     objective = objective_of(target)
     if objective is None:
         raise ValueError(f"{target.spec} is a {target.family} model ({type(target).__name__}): shadow references can be "
@@ -237,7 +231,7 @@ def train_shadow(
 
     import torch
 
-    objective = _objective(target)
+    objective = check_base(target)
     if not clips:
         raise ValueError("a shadow reference needs at least one non-member clip to train on")
     empty = [c.clip_hash[:12] for c in clips if not str(c.text or "").strip()]

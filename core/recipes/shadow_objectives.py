@@ -83,7 +83,9 @@ class Objective:
         raise NotImplementedError
 
     def module(self, target: Any) -> torch.nn.Module:
-        raise NotImplementedError
+        """The trained weights (the target's model, unless the family trains more than one)."""
+        module: torch.nn.Module = target.model
+        return module
 
     def architecture(self, target: Any) -> str:
         raise NotImplementedError
@@ -125,9 +127,6 @@ class Seq2SeqObjective(Objective):
         from core.targets.seq2seq import is_seq2seq_folder
 
         return is_seq2seq_folder(str(folder)) or is_ct2_whisper_folder(folder)
-
-    def module(self, target: Any) -> torch.nn.Module:
-        return target.model
 
     def architecture(self, target: Any) -> str:
         return f"{type(target.model).__name__} (full fine-tuning of the base)"
@@ -184,9 +183,6 @@ class CausalAudioObjective(Objective):
         from core.targets.local import is_causal_audio_folder
 
         return is_causal_audio_folder(folder)
-
-    def module(self, target: Any) -> torch.nn.Module:
-        return target.model
 
     def architecture(self, target: Any) -> str:
         return f"{type(target.model).__name__} (full fine-tuning of the base; its codebook and sequence layout kept)"

@@ -4,6 +4,7 @@
 - :mod:`core.stats.cv`: cross-validated AUCs an auditor can defend: grouped stratified
   folds, the whole CV procedure refitted under label permutations (batched), a
   permutation p-value and an interval that holds its level.
+- :mod:`core.stats.logreg`: the batched logistic regression those refits use.
 """
 
 from core.stats.basic import (
@@ -22,7 +23,8 @@ from core.stats.basic import (
     small_sample_warning,
     tpr_at_fpr,
 )
-from core.stats.cv import CVAUC, Folds, PermutationConfig, cv_auc, fit_logreg_batched, make_folds, row_aucs
+from core.stats.cv import CVAUC, Folds, PermutationConfig, cv_auc, make_folds, row_aucs
+from core.stats.logreg import fit_logreg_batched
 
 __all__ = [
     "CVAUC", "Folds", "MIN_PER_CLASS_FOR_HONEST_AUC", "PermutationConfig", "TprAtFpr", "auc", "auc_ci",
