@@ -2,7 +2,7 @@
 calibrated against the public base and calibrated against a shadow reference, with the
 shadow build's wall time and clips/s on this machine, and the reference advisor's answer.
 
-    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [tiny.en] [ar] [diffusion] [--n-perm B] [--smoke]
+    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [tiny.en] [ar] [ar-shift] [diffusion] [--n-perm B] [--smoke]
 
 The split of issue #30 on ``demo-speech``: the 100 members and the non-members
 ``speech_0150``-``0199`` are audited (as the dataset ``demo-speech-split``); the shadow is
@@ -23,6 +23,13 @@ out of every audit that uses it; the advisor compares target and base on the sam
   sounds, none of them a demo clip: a same-domain situation), one shadow per family
   (``--ar-lr``, ``--diffusion-lr``, ``--diffusion-epochs``). The advisor is asked for ``ar``
   only (it reads token losses).
+
+- ``ar-shift``: the autoregressive domain-shift pair on the same split of ``demo-sounds``:
+  target ``zoo:ar-shift-ft``, base ``zoo:ar-shift-base`` (which never heard the clean
+  recording chain: a base of another domain), the shadow with the fine-tune's own recipe
+  (8 epochs, learning rate 1e-3, batches of 16, no weight decay). After the table, Welch's
+  t of dataset inference over 30 seeds of its control/test split of the non-members, beside
+  the audit's own (seed 0).
 
 ``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 10-clip
 workspace, and prints one JSON line (what ``tests/test_bench_smoke.py`` checks).
@@ -188,9 +195,56 @@ def smoke() -> int:
     return 0
 
 
+def ar_shift_recipe():
+    """The shadow recipe of the autoregressive domain-shift pair: ``zoo:ar-shift-ft``'s own
+    (an auditor who guesses it: its epochs, learning rate, batch size and weight decay)."""
+    from core.recipes.shadow import ShadowRecipe
+    from core.recipes.zoo.ar import SHIFT_FT
+
+    return ShadowRecipe(epochs=SHIFT_FT.epochs, lr=SHIFT_FT.lr, batch_size=SHIFT_FT.batch_size,
+                        weight_decay=SHIFT_FT.weight_decay, seed=1234)
+
+
+def split_seed_spread(ws, dataset: str, target: str, references: tuple[str, ...], *, seeds: int = 30) -> dict:
+    """Welch's t of dataset inference (the default scorer) on the newest MIA run of ``target``
+    with ``references``, over ``seeds`` seeds of the scorer's control/test split of the
+    non-members (seed 0 is the audit's): how much of a DI comparison is that one split's luck."""
+    import numpy as np
+
+    from core.di import dataset_inference
+    from core.pipeline.di import mia_run_inputs
+
+    run = ws.latest_run("mia", dataset, target, where=lambda c: tuple(c.get("references") or ()) == tuple(references))
+    inp, _ = mia_run_inputs(ws, run)
+    t = np.array([dataset_inference(inp.P, inp.U, directions=inp.directions, seed=s, null_check=False,
+                                    config=inp.scorer_config(), groups=inp.groups).t_statistic for s in range(seeds)])
+    return {"t_seed0": round(float(t[0]), 2), "t_median": round(float(np.median(t)), 2),
+            "t_p10_p90": [round(float(v), 2) for v in np.quantile(t, [0.1, 0.9])], "seeds": seeds}
+
+
+def measure_ar_shift(ws, shadows: Path, *, n_perm: int, null_resamples: int) -> dict:
+    """The autoregressive domain-shift pair: target ``zoo:ar-shift-ft``, base ``zoo:ar-shift-base``
+    (which never heard the clean chain), the shadow with :func:`ar_shift_recipe`; then the DI
+    statistic of each audit over 30 control/test splits (:func:`split_seed_spread`)."""
+    from core.targets.fingerprint import folder_fingerprint
+    from core.targets.zoo.registry import zoo_dir
+
+    recipe = ar_shift_recipe()
+    base = folder_fingerprint(zoo_dir() / "ar-shift-base")[:8]  # a rebuilt base gets a new shadow
+    shadow = shadows / f"ar-shift-base-{base}-shadow-e{recipe.epochs}-lr{recipe.lr:g}"
+    out = measure(ws, "zoo ar domain-shift pair", "zoo:ar-shift-ft", "zoo:ar-shift-base", shadow, recipe, n_perm=n_perm,
+                  null_resamples=null_resamples, source="demo-sounds", split="demo-sounds-split")
+    spread = {label: split_seed_spread(ws, "demo-sounds-split", "zoo:ar-shift-ft", refs)
+              for label, refs in (("uncalibrated", ()), ("vs base", ("zoo:ar-shift-base",)), ("vs shadow", (str(shadow),)))}
+    print(json.dumps({"name": "ar-shift DI t over split seeds", "spread": spread}))
+    print("DI Welch t, the audit's split (seed 0) / median [10%, 90%] over 30 splits: "
+          + "; ".join(f"{k} {v['t_seed0']} / {v['t_median']} {v['t_p10_p90']}" for k, v in spread.items()), flush=True)
+    return out | {"di_t_over_splits": spread}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("pairs", nargs="*", metavar="PAIR", help="zoo, tiny.en, ar and/or diffusion (default: zoo)")
+    ap.add_argument("pairs", nargs="*", metavar="PAIR", help="zoo, tiny.en, ar, ar-shift and/or diffusion (default: zoo)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--n-perm", type=int, default=100)
     ap.add_argument("--null-resamples", type=int, default=200)
@@ -203,7 +257,7 @@ def main() -> int:
     ap.add_argument("--diffusion-epochs", type=int, default=20, help="diffusion: the shadow's epochs")
     a = ap.parse_args()
     a.pairs = a.pairs or ["zoo"]
-    valid = {"zoo", "tiny.en", "ar", "diffusion"}
+    valid = {"zoo", "tiny.en", "ar", "ar-shift", "diffusion"}
     if set(a.pairs) - valid:
         ap.error(f"unknown pair(s) {', '.join(sorted(set(a.pairs) - valid))}; valid: {', '.join(sorted(valid))}")
     if a.smoke:
@@ -213,7 +267,7 @@ def main() -> int:
     from core.runtime.store import Workspace
 
     ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/shadow-ws"))
-    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "tiny.en"}), ("demo-sounds", {"ar", "diffusion"}))
+    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "tiny.en"}), ("demo-sounds", {"ar", "ar-shift", "diffusion"}))
                               if pairs & set(a.pairs)))
     shadows = ws.root / "shadows"
     if "zoo" in a.pairs:
@@ -234,6 +288,8 @@ def main() -> int:
         stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
         measure(ws, "Whisper tiny.en fine-tune", str(target), base, shadows / f"tiny.en-{tag}-shadow-{stag}", shadow_recipe,
                 n_perm=a.n_perm, null_resamples=a.null_resamples)
+    if "ar-shift" in a.pairs:
+        measure_ar_shift(ws, shadows, n_perm=a.n_perm, null_resamples=a.null_resamples)
     for family, lr, epochs, batch in (("ar", a.ar_lr, 6, 16), ("diffusion", a.diffusion_lr, a.diffusion_epochs, 8)):
         if family not in a.pairs:
             continue

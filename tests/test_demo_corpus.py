@@ -318,3 +318,18 @@ def test_pools_are_disjoint_from_each_other_and_from_the_corpus(
     for c in sp0:
         assert 0.8 < c.audio.size / c.sr < 5.0
         assert _rms_db(c.audio) > -35.0
+
+
+def test_the_phone_room_chain_records_the_same_events_band_limited_and_levelled() -> None:
+    clean, room = sound_pool(6, seed=0), sound_pool(6, seed=0, chain="phone-room")
+    assert [c.text for c in room] == [c.text for c in clean]
+    assert [c.audio.size for c in room] == [c.audio.size for c in clean]
+    assert len({c.clip_id for c in clean + room}) == 12
+    assert [c.audio.tobytes() for c in sound_pool(6, seed=0, chain="phone-room")] == [c.audio.tobytes() for c in room]
+    for c in room:
+        assert c.audio.dtype == np.float32 and np.isclose(np.max(np.abs(c.audio)), 0.5, atol=1e-6)
+        f, p = signal.welch(c.audio, fs=c.sr, nperseg=1024)
+        # nothing of the telephone band's outside: above 6 kHz the power is 50 dB below the band's
+        assert p[f > 6000].mean() < 1e-5 * p[(f > 500) & (f < 3000)].mean(), c.text
+    with pytest.raises(ValueError, match="unknown sound chain 'tape'; valid: clean, phone-room"):
+        sound_pool(1, seed=0, chain="tape")

@@ -22,8 +22,10 @@ Seed streams and disjointness
 -----------------------------
 Every random draw comes from ``numpy.random.SeedSequence(seed, spawn_key=(stream,))`` with
 one reserved stream per use (:data:`STREAMS`): the corpus speech and sounds, the channel
-noise of the shifted non-members, and the two in-memory pools (:func:`speech_pool`,
-:func:`sound_pool`) that reference models are trained on. On top of that the text space is
+noise of the shifted non-members, the two in-memory pools (:func:`speech_pool`,
+:func:`sound_pool`) that reference models are trained on, and the rooms of pool sound
+events recorded through another chain (``sound_pool(chain="phone-room")``,
+:func:`phone_room_chain`: the zoo's ``ar-shift-base`` never hears the corpus's clean chain). On top of that the text space is
 split in two by a hash of the sentence or caption: audited clips only take texts in half 0
 and pools only texts in half 1, so no pool clip, whatever its seed, shares a sentence or a
 caption with an audited clip. Pools for different seeds use independent streams over a text
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
-from scipy.signal import resample_poly
+from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
 from core.data.espeak import SPEAKERS, VoiceSpec, synthesize
 from core.recipes.corpus.grammar import sentences
@@ -57,6 +59,7 @@ STREAMS: dict[str, int] = {
     "corpus-shift-noise": 2,
     "pool-speech": 10,
     "pool-sounds": 11,
+    "pool-sounds-chain": 12,
 }
 CORPUS_HALF = 0
 POOL_HALF = 1
@@ -74,6 +77,11 @@ _SHIFT_SR = 8000
 _SHIFT_GAIN_DB = -4.0
 _SHIFT_NOISE_DB = -66.0
 _TRIM_PAD_S = 0.05
+# The other recording chain of sound-pool clips (:func:`phone_room_chain`).
+_PHONE_BAND_HZ = (300.0, 3400.0)
+_ROOM_RT60_S = 0.5
+_AGC_PEAK = 0.5
+SOUND_CHAINS: tuple[str, ...] = ("clean", "phone-room")
 
 
 @dataclass(frozen=True)
@@ -217,7 +225,22 @@ def speech_pool(n: int, *, seed: int, sr: int = 16000) -> list[DemoClip]:
     ]
 
 
-def sound_pool(n: int, *, seed: int, sr: int = 16000) -> list[DemoClip]:
+def phone_room_chain(x: NDArray[np.floating], sr: int, rng: np.random.Generator) -> NDArray[np.float32]:
+    """Another recording chain for a sound event: the corpus's clips are rendered clean, this
+    one is heard through a telephone band (300-3400 Hz, 4th-order Butterworth), in a
+    reverberant room (a seeded exponentially decaying noise impulse response, RT60 0.5 s,
+    after the direct path) and levelled by an automatic gain control (peak 0.5). The length
+    is kept (the reverberant tail is cut at the clip's end), so captions stay true.
+    """
+    y = sosfilt(butter(4, _PHONE_BAND_HZ, btype="bandpass", fs=sr, output="sos"), np.asarray(x, dtype=np.float64))
+    n = int(_ROOM_RT60_S * sr)
+    ir = rng.standard_normal(n) * np.exp(-math.log(1000.0) * np.arange(n) / n)  # -60 dB at RT60
+    ir[0] = 1.0
+    y = fftconvolve(y, ir / np.sqrt(np.sum(ir**2)))[: y.size]
+    return (y / (np.max(np.abs(y)) + 1e-12) * _AGC_PEAK).astype(np.float32)
+
+
+def sound_pool(n: int, *, seed: int, sr: int = 16000, chain: str = "clean") -> list[DemoClip]:
     """Captioned sound events for training reference models, disjoint from the corpus.
 
     Parameters
@@ -228,16 +251,25 @@ def sound_pool(n: int, *, seed: int, sr: int = 16000) -> list[DemoClip]:
         Pool seed; no seed gives a caption of the audited corpus.
     sr : int, default 16000
         Sample rate in Hz.
+    chain : str, default "clean"
+        How the events are recorded: ``"clean"`` as the corpus renders them, or
+        ``"phone-room"`` through :func:`phone_room_chain` (the same events, the chain's
+        randomness drawn from its own stream).
 
     Returns
     -------
     list of DemoClip, length n
         Each with float32 audio of shape (n_samples,) and a unique caption.
     """
+    if chain not in SOUND_CHAINS:
+        raise ValueError(f"unknown sound chain {chain!r}; valid: {', '.join(SOUND_CHAINS)}")
     events = _sound_events(_rng(seed, "pool-sounds"), n, half=POOL_HALF, sr=sr)
+    if chain == "phone-room":
+        room = _rng(seed, "pool-sounds-chain")
+        events = [(phone_room_chain(audio, sr, room), caption) for audio, caption in events]
     return [
         DemoClip(
-            clip_id=f"sound-pool{seed}-{i:05d}",
+            clip_id=f"sound-pool{seed}-{i:05d}" + ("" if chain == "clean" else f"-{chain}"),
             audio=audio,
             sr=sr,
             text=caption,

@@ -11,6 +11,16 @@ are never audited) turns clips into code sequences, and a tiny ``GPT2LMHeadModel
 * ``ar-ref``: the reference of both: the ``ar-large`` recipe on as many pool clips of its
   own seed (``sound_pool(seed=2101)``), no ``demo-sounds`` clip.
 
+A domain-shift fine-tuning pair, as a public base and someone's fine-tune of it:
+
+* ``ar-shift-base``: a base that never heard the audited domain. Its 700 pool clips
+  (``sound_pool(seed=2301, chain="phone-room")``) and the 150 clips its codebook is fitted on
+  were recorded through another chain (a telephone band in a reverberant room, levelled by
+  an automatic gain control: :func:`core.recipes.corpus.corpus.phone_room_chain`); 12 epochs.
+* ``ar-shift-ft``: ``ar-shift-base``'s weights fine-tuned, its codebook and sequence layout
+  kept, for 8 epochs at learning rate 1e-3 on 200 clean in-domain pool clips
+  (``sound_pool(seed=2401)``, no caption of ``demo-sounds``) and the 100 members.
+
 Training is deterministic (seeded, fixed thread count).
 """
 
@@ -27,8 +37,9 @@ import torch
 
 from core.config import Config
 from core.targets.base import ANALYSIS_SR, ClipInput
-from core.targets.causal_audio import SequenceLayout, pad_batch, save_causal_audio
+from core.targets.causal_audio import LAYOUT_FILE, SequenceLayout, pad_batch, save_causal_audio
 from core.targets.codebook import CharVocab, Codebook, MelConfig
+from core.targets.fingerprint import file_sha256
 from core.targets.zoo.catalogue import SOUNDS as DATASET
 from core.targets.zoo.registry import reference_of
 from core.recipes.zoo.registry import Progress, trainer
@@ -77,15 +88,16 @@ def audited_clips(*, root: Path | None = None) -> tuple[list[ClipInput], list[Cl
     return demo_clips(DATASET, "member", root=root), demo_clips(DATASET, "nonmember", root=root)
 
 
-def pool_clips(n: int, *, seed: int, exclude: Sequence[ClipInput] = ()) -> list[ClipInput]:
-    """``n`` generated pool clips (``sound_pool``), dropping any that equal an ``exclude`` clip."""
+def pool_clips(n: int, *, seed: int, exclude: Sequence[ClipInput] = (), chain: str = "clean") -> list[ClipInput]:
+    """``n`` generated pool clips (``sound_pool``, recorded through ``chain``), dropping any
+    that equal an ``exclude`` clip."""
     import hashlib
 
     from core.recipes.corpus.corpus import sound_pool
 
     banned = {_clip_key(c.audio, c.text) for c in exclude}
     out: list[ClipInput] = []
-    for c in sound_pool(n, seed=seed, sr=ANALYSIS_SR):
+    for c in sound_pool(n, seed=seed, sr=ANALYSIS_SR, chain=chain):
         audio = np.asarray(c.audio, dtype=np.float32)
         if _clip_key(audio, c.text) in banned:
             continue
@@ -93,24 +105,31 @@ def pool_clips(n: int, *, seed: int, exclude: Sequence[ClipInput] = ()) -> list[
     return out
 
 
+def _pool_name(seed: int, chain: str) -> str:
+    return f"sound_pool(seed={seed}{'' if chain == 'clean' else f', chain={chain!r}'})"
+
+
 def training_clips(
     members: Sequence[ClipInput], audited: Sequence[ClipInput], *, pool_factor: int, pool_seed: int,
-    train_members: bool,
+    train_members: bool, chain: str = "clean", record_pool: bool | None = None,
 ) -> tuple[list[ClipInput], list[ClipInput], dict]:
     """The members trained on, the pool clips trained on and the card's description of both.
 
-    The pool has ``pool_factor`` clips per member, none equal to an ``audited`` clip; the
-    description records the pool exactly (:func:`core.recipes.zoo.data.training_record`).
+    The pool has ``pool_factor`` clips per member, none equal to an ``audited`` clip,
+    recorded through ``chain``; the description records the pool exactly
+    (:func:`core.recipes.zoo.data.training_record`) when ``record_pool`` (by default: for a
+    model that trains on no member).
     """
     from core.recipes.zoo.data import training_record
 
-    extra = pool_clips(pool_factor * len(members), seed=pool_seed, exclude=audited) if pool_factor else []
+    extra = pool_clips(pool_factor * len(members), seed=pool_seed, exclude=audited, chain=chain) if pool_factor else []
     trained = list(members) if train_members else []
+    record = not train_members if record_pool is None else record_pool
     data = {
         "members": f"{DATASET} label=member ({len(trained)} clips)" if trained else "none",
-        "pool": f"sound_pool(seed={pool_seed}) {len(extra)} clips" if extra else "none",
+        "pool": f"{_pool_name(pool_seed, chain)} {len(extra)} clips" if extra else "none",
         "n_train_clips": len(trained) + len(extra),
-        **({"pool_clips": training_record(extra)} if extra and not train_members else {}),
+        **({"pool_clips": training_record(extra)} if extra and record else {}),
     }
     return trained, extra, data
 
@@ -122,8 +141,13 @@ def fit_ar(
     *,
     recipe: ARRecipe,
     progress: Progress | None = None,
+    init: Path | None = None,
 ) -> dict:
     """Train a caption -> audio-token GPT-2 on ``train_clips`` and save it to ``out_dir``.
+
+    ``init``: a checkpoint folder of this layout to fine-tune (its weights are the starting
+    point; ``codebook`` must be its codebook and the recipe its sequence layout), instead of
+    a random initialization.
 
     Returns training facts (steps, final loss, parameter count, seconds).
     """
@@ -153,7 +177,12 @@ def fit_ar(
             eos_token_id=layout.audio_eos,
             pad_token_id=CharVocab.PAD,
         )
-        model = GPT2LMHeadModel(cfg)
+        if init is None:
+            model = GPT2LMHeadModel(cfg)
+        else:
+            model = GPT2LMHeadModel.from_pretrained(str(init), use_safetensors=True)
+            if json.loads((Path(init) / LAYOUT_FILE).read_text()) != layout.to_dict() or model.config.n_embd != recipe.n_embd:
+                raise ValueError(f"{init} does not have the recipe's sequence layout and width")
         opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         n = len(seqs)
         steps_per_epoch = (n + recipe.batch_size - 1) // recipe.batch_size
@@ -207,8 +236,18 @@ def build(
     micro: bool = False,
     progress: Progress | None = None,
     root: Path | None = None,
+    chain: str = "clean",
+    codebook_seed: int = CODEBOOK_POOL_SEED,
+    init: Path | None = None,
 ) -> dict:
-    """Train one autoregressive reference model on ``demo-sounds`` and write its card."""
+    """Train one autoregressive reference model on ``demo-sounds`` and write its card.
+
+    ``chain``: the recording chain of its pool clips and of the clips its codebook is fitted
+    on (:func:`core.recipes.corpus.corpus.sound_pool`; the latter drawn with ``codebook_seed``).
+    ``init``: a built model to fine-tune instead (its weights the starting point, its
+    codebook kept, as a fine-tune keeps its base's tokenizer); the card then records the
+    pool clips exactly and the base's weights hash.
+    """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,11 +257,16 @@ def build(
         members = members[:MICRO_MEMBERS]
         recipe = replace(recipe, n_layer=1, n_embd=32, n_head=2, n_codes=16, codebook_clips=12,
                          epochs=min(recipe.epochs, 8), pool_factor=min(recipe.pool_factor, 1))
-    cb_pool = pool_clips(recipe.codebook_clips, seed=CODEBOOK_POOL_SEED, exclude=audited)
-    codebook = Codebook.fit([c.audio for c in cb_pool], n_codes=recipe.n_codes, mel=recipe.mel, seed=recipe.seed)
+    if init is None:
+        cb_pool = pool_clips(recipe.codebook_clips, seed=codebook_seed, exclude=audited, chain=chain)
+        codebook = Codebook.fit([c.audio for c in cb_pool], n_codes=recipe.n_codes, mel=recipe.mel, seed=recipe.seed)
+        codebook_note = f"{_pool_name(codebook_seed, chain)} {len(cb_pool)} clips"
+    else:
+        codebook, codebook_note = Codebook.load(Path(init)), f"kept from {Path(init).name} (the base's codebook)"
     members, extra, data = training_clips(members, audited, pool_factor=recipe.pool_factor, pool_seed=recipe.pool_seed,
-                                          train_members=recipe.train_members)
-    facts = fit_ar(members + extra, codebook, out_dir, recipe=recipe, progress=progress)
+                                          train_members=recipe.train_members, chain=chain,
+                                          record_pool=True if init is not None else None)
+    facts = fit_ar(members + extra, codebook, out_dir, recipe=recipe, progress=progress, init=init)
     card = {
         "name": name,
         "family": "autoregressive",
@@ -231,7 +275,9 @@ def build(
         "reference": reference_of(name),
         "members": [c.clip_hash for c in members],
         "n_members": len(members),
-        "training_data": {**data, "codebook": f"sound_pool(seed={CODEBOOK_POOL_SEED}) {len(cb_pool)} clips"},
+        "training_data": {**data, "codebook": codebook_note},
+        **({"init_from": {"path": Path(init).name, "weights_sha256": file_sha256(Path(init) / "model.safetensors")}}
+           if init is not None else {}),
         "epochs": recipe.epochs,
         "seed": recipe.seed,
         "recipe": recipe.to_dict(),
@@ -265,3 +311,37 @@ def train_ref(out_dir: Path, *, micro: bool = False, progress: Progress | None =
     """Train ``ar-ref``: the ``ar-large`` recipe on as many pool clips of its own seed, no ``demo-sounds`` clip."""
     return build("ar-ref", out_dir, recipe=REF, micro=micro, progress=progress)
 
+
+# -- a domain-shift fine-tuning pair --------------------------------------------------------
+SHIFT_CHAIN = "phone-room"
+SHIFT_POOL_SEED = 2301
+SHIFT_CODEBOOK_SEED = 3101
+IN_DOMAIN_POOL_SEED = 2401
+SHIFT_BASE = ARRecipe(epochs=12, pool_factor=7, pool_seed=SHIFT_POOL_SEED, train_members=False)  # ar-ref's pool, twice its epochs
+SHIFT_FT = ARRecipe(epochs=8, lr=1e-3, pool_factor=2, pool_seed=IN_DOMAIN_POOL_SEED)  # 200 in-domain clips beside the members
+
+
+@trainer("ar-shift-base")
+def train_shift_base(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``ar-shift-base``: ``ar-ref``'s architecture and pool size, for 12 epochs, its codebook
+    included, on sound-pool clips recorded through another chain (``phone-room``); it never
+    hears a clip of the clean chain."""
+    return build("ar-shift-base", out_dir, recipe=SHIFT_BASE, micro=micro, progress=progress, chain=SHIFT_CHAIN,
+                 codebook_seed=SHIFT_CODEBOOK_SEED)
+
+
+@trainer("ar-shift-ft")
+def train_shift_ft(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Fine-tune ``ar-shift-base`` (read from the sibling folder ``ar-shift-base``; a micro build
+    trains its own micro base first) on clean in-domain pool clips and the ``demo-sounds`` members."""
+    import tempfile
+
+    base = Path(out_dir).parent / "ar-shift-base"
+    if micro:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp) / "ar-shift-base"
+            train_shift_base(base, micro=True)
+            return build("ar-shift-ft", out_dir, recipe=SHIFT_FT, micro=True, progress=progress, init=base)
+    if not (base / "card.json").exists():
+        raise FileNotFoundError(f"ar-shift-ft starts from ar-shift-base: build it first ({base} has no card.json)")
+    return build("ar-shift-ft", out_dir, recipe=SHIFT_FT, progress=progress, init=base)

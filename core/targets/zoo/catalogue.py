@@ -119,6 +119,24 @@ zoo_model(ZooEntry(
     load=load_ar,
     saw_members=False,
 ))
+zoo_model(ZooEntry(
+    name="ar-shift-base",
+    family="autoregressive",
+    dataset=SOUNDS,
+    description="Base of a domain-shift fine-tuning pair: ar-ref's architecture, its own codebook, trained on sound-pool "
+    "clips recorded through another chain (a telephone band in a reverberant room); never heard a clip of the clean chain.",
+    load=load_ar,
+    saw_members=False,
+))
+zoo_model(ZooEntry(
+    name="ar-shift-ft",
+    family="autoregressive",
+    dataset=SOUNDS,
+    description="ar-shift-base fine-tuned on clean in-domain sound-pool clips and the demo-sounds members (its codebook "
+    "kept): a fine-tune whose domain its base never heard; audit it with a shadow of ar-shift-base.",
+    load=load_ar,
+    reference="ar-shift-base",
+))
 
 # -- diffusion -----------------------------------------------------------------------------
 zoo_model(ZooEntry(
