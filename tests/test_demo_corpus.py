@@ -21,7 +21,7 @@ from core.recipes.corpus.corpus import (
     speech_pool,
     text_half,
 )
-from core.data.espeak import ESPEAK_SAMPLE_RATE, SPEAKERS, VoiceSpec, synthesize
+from core.data.espeak import ESPEAK_SAMPLE_RATE, OTHER_SPEAKERS, SPEAKERS, VoiceSpec, synthesize
 from core.recipes.corpus.grammar import MAX_WORDS, MIN_WORDS, sentences
 from core.recipes.corpus.sounds import adsr, render_event
 
@@ -333,3 +333,18 @@ def test_the_phone_room_chain_records_the_same_events_band_limited_and_levelled(
         assert p[f > 6000].mean() < 1e-5 * p[(f > 500) & (f < 3000)].mean(), c.text
     with pytest.raises(ValueError, match="unknown sound chain 'tape'; valid: clean, phone-room"):
         sound_pool(1, seed=0, chain="tape")
+
+
+def test_pools_of_other_voices_through_the_hot_chain() -> None:
+    """The pool of a base that never heard the demo: the same sentences for a seed, spoken by
+    speakers the demo never uses, 20 dB hotter and clipped."""
+    demo_ids = {v.speaker_id for v in SPEAKERS}
+    assert not {(v.name, v.pitch, v.rate) for v in OTHER_SPEAKERS} & {(v.name, v.pitch, v.rate) for v in SPEAKERS}
+    assert len({v.speaker_id for v in OTHER_SPEAKERS}) == len(OTHER_SPEAKERS) and not {v.speaker_id for v in OTHER_SPEAKERS} & demo_ids
+    clean, hot = speech_pool(6, seed=3), speech_pool(6, seed=3, voices="other", chain="hot")
+    assert [c.text for c in hot] == [c.text for c in clean] and {c.speaker for c in hot} <= {v.speaker_id for v in OTHER_SPEAKERS}
+    for c, h in zip(clean, hot):
+        assert 12.0 < _rms_db(h.audio) - _rms_db(c.audio) <= 20.5
+        assert np.max(np.abs(h.audio)) == pytest.approx(0.98) and np.max(np.abs(c.audio)) < 0.98
+    with pytest.raises(ValueError, match="voices must be one of demo, other and chain one of clean, hot"):
+        speech_pool(1, seed=3, chain="tape")

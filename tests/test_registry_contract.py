@@ -279,7 +279,8 @@ ADAPTERS: dict[str, tuple[Callable[[Any, Path], Path], Callable[[], dict], dict 
     "AudioLDM2Pipeline": (_pipeline("AudioLDM2Pipeline"), _diffusers_options, {"fmax": 4000}),
 }
 # zoo models whose loader takes options, and one that changes the evidence; the others refuse options
-ZOO_OPTIONS: dict[str, dict] = {name: {"max_new_tokens": 2} for name in ("lalm-small", "lalm-large", "lalm-ref", "lalm-base", "lalm-ft")}
+ZOO_OPTIONS: dict[str, dict] = {name: {"max_new_tokens": 2} for name in (
+    "lalm-small", "lalm-large", "lalm-ref", "lalm-base", "lalm-ft", "lalm-shift-base", "lalm-shift-ft")}
 
 
 def test_every_adapter_has_a_tiny_model() -> None:

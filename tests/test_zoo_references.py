@@ -19,14 +19,16 @@ from core.registry import UnknownName
 # The demo datasets whose clips each family's reference must never have trained on
 # (demo-speech-shifted shares demo-speech's sentences and member files).
 DEMO = {"demo-speech": ("demo-speech", "demo-speech-shifted"), "demo-sounds": ("demo-sounds",)}
-REFERENCES = ["lalm-ref", "lalm-base", "ar-ref", "diffusion-ref"]
-NEW = REFERENCES + ["lalm-ft"]
+REFERENCES = ["lalm-ref", "lalm-base", "lalm-shift-base", "ar-ref", "diffusion-ref"]
+NEW = REFERENCES + ["lalm-ft", "lalm-shift-ft"]
 # folder_fingerprint (weights and configs, no adapter options) of the shipped models: a
 # rebuild or an edited file changes it and every cached evidence keyed by it.
 FINGERPRINTS = {
     "lalm-ref": "ea6388a10515a4e6",
     "lalm-base": "c104493856392962",
     "lalm-ft": "5a6b342f23576efb",
+    "lalm-shift-base": "2c0805cec3bca5a3",
+    "lalm-shift-ft": "f7c6fd5ab2c79aaa",
     "ar-ref": "9fdd6a895dfa389e",
     "diffusion-ref": "a01e60ac2f293723",
 }
@@ -77,6 +79,21 @@ def test_fine_tuned_model_starts_from_the_base_and_trains_on_the_members_only():
     assert {k: card["recipe"][k] for k in ("d_model", "layers", "heads", "ffn_dim", "window_s")} == {
         k: base["recipe"][k] for k in ("d_model", "layers", "heads", "ffn_dim", "window_s")
     }
+
+
+def test_domain_shift_pair_base_never_heard_the_domain_and_the_fine_tune_adds_in_domain_clips():
+    base, card = _card("lalm-shift-base"), _card("lalm-shift-ft")
+    assert "voices='other', chain='hot'" in base["data"]["pool"] and base["recipe"] == _card("lalm-base")["recipe"] | {"pool_seed": 1401}
+    assert card["init_from"] == {"path": "lalm-shift-base",
+                                 "weights_sha256": file_sha256(zoo_dir() / "lalm-shift-base" / "model.safetensors")}
+    assert card["member_hashes"] == [c.clip_hash for c in demo_clips("demo-speech", "member")]
+    # in-domain pool clips beside the members, none of them a demo clip or a demo text
+    pool, demo = card["pool_clips"], _demo("demo-speech")
+    assert card["data"]["n_pool"] == pool["n"] == 50 and card["data"]["n_train"] == 150
+    assert "voices='demo', chain='clean'" in card["data"]["pool"]
+    assert not {text_key(c.text) for c in demo} & set(pool["text_sha256_16"])
+    assert not {c.clip_hash[:HASH_PREFIX] for c in demo} & set(pool["content_sha256_16"])
+    assert card["recipe"]["lr"] < base["recipe"]["lr"] and card["epochs"] < base["epochs"]
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

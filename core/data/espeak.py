@@ -86,6 +86,23 @@ SPEAKERS: tuple[VoiceSpec, ...] = (
     VoiceSpec(name="en-gb-scotland+m2", rate=175, pitch=50, pitch_range=55, speaker_id="spk08"),
     VoiceSpec(name="en-us+m6", rate=205, pitch=55, pitch_range=60, speaker_id="spk09"),
 )
+"""The demo corpus's speakers (``demo-speech`` and the pools of the zoo's same-domain models)."""
+
+OTHER_SPEAKERS: tuple[VoiceSpec, ...] = (
+    VoiceSpec(name="en-us+m5", rate=170, pitch=42, pitch_range=50, speaker_id="oth00"),
+    VoiceSpec(name="en-us+f1", rate=190, pitch=62, pitch_range=55, speaker_id="oth01"),
+    VoiceSpec(name="en+m8", rate=165, pitch=38, pitch_range=45, speaker_id="oth02"),
+    VoiceSpec(name="en-gb-x-rp+Annie", rate=180, pitch=55, pitch_range=60, speaker_id="oth03"),
+    VoiceSpec(name="en+max", rate=175, pitch=45, pitch_range=65, speaker_id="oth04"),
+    VoiceSpec(name="en-gb-x-rp+robert", rate=200, pitch=33, pitch_range=40, speaker_id="oth05"),
+    VoiceSpec(name="en-us+steph", rate=185, pitch=58, pitch_range=50, speaker_id="oth06"),
+    VoiceSpec(name="en-gb-x-rp+paul", rate=160, pitch=47, pitch_range=55, speaker_id="oth07"),
+    VoiceSpec(name="en+linda", rate=195, pitch=72, pitch_range=60, speaker_id="oth08"),
+    VoiceSpec(name="en-us+quincy", rate=180, pitch=36, pitch_range=45, speaker_id="oth09"),
+)
+"""Speakers the demo never uses: the demo's accents with voice variants none of its speakers
+has (``m5``, ``m8``, ``f1`` and named formant variants) and other prosody, for the pools of
+zoo bases that never heard the demo's voices."""
 
 
 def _private_library_path() -> Path:

@@ -49,7 +49,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
-from core.data.espeak import SPEAKERS, VoiceSpec, synthesize
+from core.data.espeak import OTHER_SPEAKERS, SPEAKERS, VoiceSpec, synthesize
 from core.recipes.corpus.grammar import sentences
 from core.recipes.corpus.sounds import render_event
 
@@ -64,6 +64,11 @@ STREAMS: dict[str, int] = {
 CORPUS_HALF = 0
 POOL_HALF = 1
 
+VOICES: dict[str, tuple[VoiceSpec, ...]] = {"demo": SPEAKERS, "other": OTHER_SPEAKERS}
+"""The speaker sets a speech pool can be spoken by: the demo's own, or speakers it never uses."""
+CHAINS: tuple[str, ...] = ("clean", "hot")
+"""A speech pool's recording chain: the demo corpus's, or an overdriven one (:func:`_hot_chain`)."""
+
 DATASETS: tuple[str, ...] = ("demo-speech", "demo-speech-shifted", "demo-sounds")
 METADATA_COLUMNS: tuple[str, ...] = ("path", "label", "text", "speaker", "source", "split")
 SPEECH_SOURCE = "espeak-ng"
@@ -76,6 +81,8 @@ _SPEECH_RMS_DB = (-30.0, -25.0)
 _SHIFT_SR = 8000
 _SHIFT_GAIN_DB = -4.0
 _SHIFT_NOISE_DB = -66.0
+# The hot chain of speech pools: this much more gain than the corpus's level, then clipping.
+_HOT_GAIN_DB = 20.0
 _TRIM_PAD_S = 0.05
 # The other recording chain of sound-pool clips (:func:`phone_room_chain`).
 _PHONE_BAND_HZ = (300.0, 3400.0)
@@ -150,12 +157,12 @@ def _speak(text: str, voice: VoiceSpec) -> tuple[NDArray[np.float64], int]:
 
 
 def _speech_plan(
-    rng: np.random.Generator, n: int, *, half: int
+    rng: np.random.Generator, n: int, *, half: int, speakers: tuple[VoiceSpec, ...] = SPEAKERS
 ) -> list[tuple[str, VoiceSpec, float]]:
     texts = sentences(rng, n, accept=lambda s: text_half(s) == half)
-    voices = rng.integers(len(SPEAKERS), size=n)
+    voices = rng.integers(len(speakers), size=n)
     levels = rng.uniform(*_SPEECH_RMS_DB, size=n)
-    return [(t, SPEAKERS[int(v)], float(lv)) for t, v, lv in zip(texts, voices, levels)]
+    return [(t, speakers[int(v)], float(lv)) for t, v, lv in zip(texts, voices, levels)]
 
 
 def _clean_chain(
@@ -179,6 +186,16 @@ def _shifted_chain(
     return np.clip(y, -0.98, 0.98).astype(np.float32)
 
 
+def _hot_chain(
+    x: NDArray[np.float64], sr_in: int, rms_db: float, sr: int
+) -> NDArray[np.float32]:
+    # An overdriven capture: the level 20 dB above the corpus's (RMS -10 to -5 dBFS) and the
+    # peaks clipped at the ceiling (a few percent of the samples of a typical sentence).
+    y = _resample(x, sr_in, sr)
+    y = y * (10 ** ((rms_db + _HOT_GAIN_DB) / 20) / (float(np.sqrt(np.mean(y**2))) + 1e-12))
+    return np.clip(y, -0.98, 0.98).astype(np.float32)
+
+
 def _sound_events(
     rng: np.random.Generator, n: int, *, half: int, sr: int
 ) -> list[tuple[NDArray[np.float32], str]]:
@@ -193,7 +210,9 @@ def _sound_events(
     return out
 
 
-def speech_pool(n: int, *, seed: int, sr: int = 16000) -> list[DemoClip]:
+def speech_pool(
+    n: int, *, seed: int, sr: int = 16000, voices: str = "demo", chain: str = "clean"
+) -> list[DemoClip]:
     """Synthetic speech clips for training reference models, disjoint from the corpus.
 
     Parameters
@@ -205,17 +224,27 @@ def speech_pool(n: int, *, seed: int, sr: int = 16000) -> list[DemoClip]:
         gives a sentence of the audited corpus.
     sr : int, default 16000
         Output sample rate in Hz.
+    voices : {"demo", "other"}, default "demo"
+        Who speaks (:data:`VOICES`): the demo corpus's speakers, or speakers it never uses.
+    chain : {"clean", "hot"}, default "clean"
+        The recording chain (:data:`CHAINS`): the demo corpus's, or an overdriven one
+        (20 dB more gain, peaks clipped). The defaults give the pools the zoo has always
+        been trained on, clip for clip.
 
     Returns
     -------
     list of DemoClip, length n
         Each with float32 audio of shape (n_samples,), its sentence and speaker id.
     """
-    plan = _speech_plan(_rng(seed, "pool-speech"), n, half=POOL_HALF)
+    if voices not in VOICES or chain not in CHAINS:
+        raise ValueError(f"voices must be one of {', '.join(VOICES)} and chain one of {', '.join(CHAINS)}, "
+                         f"got {voices!r} and {chain!r}")
+    plan = _speech_plan(_rng(seed, "pool-speech"), n, half=POOL_HALF, speakers=VOICES[voices])
+    record = _clean_chain if chain == "clean" else _hot_chain
     return [
         DemoClip(
             clip_id=f"speech-pool{seed}-{i:05d}",
-            audio=_clean_chain(*_speak(text, voice), level, sr),
+            audio=record(*_speak(text, voice), level, sr),
             sr=sr,
             text=text,
             speaker=voice.speaker_id,

@@ -19,6 +19,17 @@ from their pools):
     A fine-tuning pair. ``lalm-base`` is ``lalm-large`` without the members (its pool
     only); ``lalm-ft`` starts from ``lalm-base``'s weights and is fine-tuned briefly on the
     members (few epochs, small learning rate). ``lalm-base`` is ``lalm-ft``'s reference.
+    The same-domain pair: the base already knows the demo's voices and recording chain, so
+    the fine-tune fits unseen demo clips no better than its base does.
+``zoo:lalm-shift-base`` and ``zoo:lalm-shift-ft``
+    A domain-shift pair, as a fine-tune of a public base trained on other data looks.
+    ``lalm-shift-base`` is ``lalm-base``'s recipe on a pool that never heard the demo's
+    domain: other voices (:data:`core.data.espeak.OTHER_SPEAKERS`) through a hot recording
+    chain (20 dB more gain, peaks clipped). ``lalm-shift-ft`` starts from it and is fine-tuned
+    briefly, at a small learning rate, on in-domain speech (demo voices, clean chain): the
+    members and 50 pool clips of the demo's domain that share no text with ``demo-speech``.
+    It adapts to the domain (its loss on unseen demo clips falls well below its base's),
+    which a base reference cannot calibrate away and a shadow reference can.
 
 Training is deterministic (fixed seeds, deterministic algorithms, fixed thread count), so a
 rebuild gives the same member list and, on the same software stack, the same weights.
@@ -84,6 +95,8 @@ LARGE = LalmRecipe(epochs=16, pool_size=1000)
 REF = replace(LARGE, pool_size=1100, pool_seed=1101)  # as many clips as lalm-large trains on
 BASE = replace(LARGE)  # lalm-large's pool, no members
 FT = replace(LARGE, epochs=4, lr=5e-4, warmup_steps=0, pool_size=0)  # brief and gentle: from lalm-base
+SHIFT_BASE = replace(BASE, pool_seed=1401)  # lalm-base's recipe on other voices through the hot chain
+SHIFT_FT = replace(LARGE, epochs=6, lr=1.25e-4, batch_size=8, warmup_steps=0, pool_size=50, pool_seed=1501)  # from lalm-shift-base
 MICRO = LalmRecipe(d_model=48, layers=1, heads=2, ffn_dim=96, window_s=3, max_target_positions=96,
                    epochs=150, batch_size=6, lr=5e-3, warmup_steps=5, threads=1)
 MICRO_MEMBERS = 6
@@ -116,12 +129,13 @@ def micro_clips(n: int, *, seed: int = 7) -> list[ClipInput]:
     return out
 
 
-def _pool_clips(n: int, *, seed: int, exclude_texts: set[str]) -> list[ClipInput]:
+def _pool_clips(n: int, *, seed: int, exclude_texts: set[str], voices: str = "demo",
+                chain: str = "clean") -> list[ClipInput]:
     """A training pool (``speech_pool``); clips whose text is audited are dropped."""
     from core.recipes.corpus.corpus import speech_pool
 
     out = []
-    for c in speech_pool(n, seed=seed, sr=ANALYSIS_SR):
+    for c in speech_pool(n, seed=seed, sr=ANALYSIS_SR, voices=voices, chain=chain):
         if norm_text(c.text) in exclude_texts:
             continue
         audio = np.asarray(c.audio, dtype=np.float32)
@@ -380,37 +394,95 @@ def _audited_texts(members: Sequence[ClipInput]) -> set[str]:
     return {norm_text(c.text) for c in members} | {norm_text(c.text) for c in demo_clips(DATASET, "nonmember")}
 
 
+@dataclass(frozen=True)
+class SpeechDomain:
+    """Who speaks a model's speech pool and through which recording chain
+    (:func:`core.recipes.corpus.corpus.speech_pool`'s ``voices`` and ``chain``)."""
+
+    voices: str = "demo"
+    chain: str = "clean"
+
+
+DEMO_DOMAIN = SpeechDomain()
+OTHER_DOMAIN = SpeechDomain(voices="other", chain="hot")
+
+
+def _synth_pool(recipe: LalmRecipe, domain: SpeechDomain, members: Sequence[ClipInput], *,
+                first_name: bool = False) -> tuple[list[ClipInput], dict]:
+    """The recipe's pool (no text of ``demo-speech``) and what a card says about it.
+
+    first_name : name the pool function by the module path it had when the zoo was first
+        built (``core.data.demo.corpus``, now :mod:`core.recipes.corpus.corpus`), so the
+        rebuilt cards of the models built then stay identical to the shipped ones.
+    """
+    t0 = time.perf_counter()
+    pool = _pool_clips(recipe.pool_size, seed=recipe.pool_seed, exclude_texts=_audited_texts(members),
+                       voices=domain.voices, chain=domain.chain)
+    call = (f"core.data.demo.corpus.speech_pool(n={recipe.pool_size}, seed={recipe.pool_seed})" if first_name
+            else f"core.recipes.corpus.corpus.speech_pool(n={recipe.pool_size}, seed={recipe.pool_seed}, "
+                 f"voices={domain.voices!r}, chain={domain.chain!r})")
+    return pool, {"pool": f"{call}; {recipe.pool_size - len(pool)} clips dropped for sharing an audited text",
+                  "pool_synthesis_time_s": round(time.perf_counter() - t0, 2)}
+
+
 def _train_on_pool(out_dir: str | Path, name: str, recipe: LalmRecipe, *, with_members: bool,
-                   progress: Progress | None) -> dict:
+                   progress: Progress | None, domain: SpeechDomain = DEMO_DOMAIN) -> dict:
     """Train ``name`` on a speech pool that shares no text with ``demo-speech``, with or
     without the ``demo-speech`` members."""
     from core.recipes.zoo.data import demo_clips
 
     members = demo_clips(DATASET, "member")
-    t0 = time.perf_counter()
-    pool = _pool_clips(recipe.pool_size, seed=recipe.pool_seed, exclude_texts=_audited_texts(members))
-    pool_time = round(time.perf_counter() - t0, 2)
+    # the demo-domain pool models (lalm-large, lalm-ref, lalm-base) are the first-built ones
+    pool, described = _synth_pool(recipe, domain, members, first_name=domain == DEMO_DOMAIN)
     if not with_members:
         members = []
     return train_model(
         out_dir, members, recipe=recipe, pool=pool, name=name, progress=progress, reference=reference_of(name),
-        # The card names the pool by the module path it had when the zoo was first built
-        # (now core.recipes.corpus.corpus), so rebuilt cards stay identical to the shipped ones.
         data={"members": f"{DATASET} members ({len(members)} clips)" if members else None,
-              "pool": f"core.data.demo.corpus.speech_pool(n={recipe.pool_size}, seed={recipe.pool_seed}); "
-                      f"{recipe.pool_size - len(pool)} clips dropped for sharing an audited text",
-              "pool_synthesis_time_s": pool_time,
+              **described,
               "nonmembers": f"{DATASET} non-members: never trained on"},
     )
 
 
-def _pool_trainer(name: str, recipe: LalmRecipe, *, with_members: bool, doc: str) -> Callable[..., dict]:
+def _pool_trainer(name: str, recipe: LalmRecipe, *, with_members: bool, doc: str,
+                  domain: SpeechDomain = DEMO_DOMAIN) -> Callable[..., dict]:
     """The trainer of zoo entry ``name``, trained by :func:`_train_on_pool` (registered)."""
 
     def train(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
         if micro:
             return _micro(Path(out_dir), name, progress)
-        return _train_on_pool(out_dir, name, recipe, with_members=with_members, progress=progress)
+        return _train_on_pool(out_dir, name, recipe, with_members=with_members, progress=progress, domain=domain)
+
+    train.__doc__ = doc
+    return trainer(name)(train)
+
+
+def _fine_tune(out_dir: str | Path, name: str, base_name: str, recipe: LalmRecipe, progress: Progress | None) -> dict:
+    """Fine-tune the sibling folder ``base_name`` on the ``demo-speech`` members and, when
+    the recipe has a pool, on that many in-domain pool clips (demo voices, clean chain)."""
+    from core.recipes.zoo.data import demo_clips
+
+    base = Path(out_dir).parent / base_name
+    if not (base / "card.json").exists():
+        raise FileNotFoundError(f"{name} starts from {base_name}: build it first ({base} has no card.json)")
+    members = demo_clips(DATASET, "member")
+    pool, described = _synth_pool(recipe, DEMO_DOMAIN, members) if recipe.pool_size else ([], {"pool": None})
+    base_card = json.loads((base / "card.json").read_text(encoding="utf-8"))
+    return train_model(
+        out_dir, members, recipe=recipe, pool=pool, name=name, progress=progress, init=base, reference=reference_of(name),
+        data={"members": f"{DATASET} members ({len(members)} clips)", **described,
+              "init": f"{base_name} weights (trained on {base_card['data']['pool']})",
+              "nonmembers": f"{DATASET} non-members: never trained on"},
+    )
+
+
+def _fine_tune_trainer(name: str, base_name: str, recipe: LalmRecipe, *, doc: str) -> Callable[..., dict]:
+    """The trainer of zoo entry ``name``, fine-tuned by :func:`_fine_tune` (registered)."""
+
+    def train(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+        if micro:
+            return _micro(Path(out_dir), name, progress)
+        return _fine_tune(out_dir, name, base_name, recipe, progress)
 
     train.__doc__ = doc
     return trainer(name)(train)
@@ -422,24 +494,11 @@ train_ref = _pool_trainer("lalm-ref", REF, with_members=False,
                           doc="Train ``lalm-ref``: the ``lalm-large`` recipe on a pool of its own seed, no demo clip.")
 train_base = _pool_trainer("lalm-base", BASE, with_members=False,
                            doc="Train ``lalm-base``: ``lalm-large``'s pool without the members.")
-
-
-@trainer("lalm-ft")
-def train_ft(out_dir: str | Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
-    """Fine-tune ``lalm-base`` (read from the sibling folder ``lalm-base``) on the members."""
-    if micro:
-        return _micro(Path(out_dir), "lalm-ft", progress)
-    from core.recipes.zoo.data import demo_clips
-
-    base = Path(out_dir).parent / "lalm-base"
-    if not (base / "card.json").exists():
-        raise FileNotFoundError(f"lalm-ft starts from lalm-base: build it first ({base} has no card.json)")
-    members = demo_clips(DATASET, "member")
-    base_card = json.loads((base / "card.json").read_text(encoding="utf-8"))
-    return train_model(
-        out_dir, members, recipe=FT, name="lalm-ft", progress=progress, init=base, reference=reference_of("lalm-ft"),
-        data={"members": f"{DATASET} members ({len(members)} clips)", "pool": None,
-              "init": f"lalm-base weights (trained on {base_card['data']['pool']})",
-              "nonmembers": f"{DATASET} non-members: never trained on"},
-    )
-
+train_ft = _fine_tune_trainer("lalm-ft", "lalm-base", FT,
+                              doc="Fine-tune ``lalm-base`` (read from the sibling folder ``lalm-base``) on the members.")
+train_shift_base = _pool_trainer("lalm-shift-base", SHIFT_BASE, with_members=False, domain=OTHER_DOMAIN,
+                                 doc="Train ``lalm-shift-base``: ``lalm-base``'s recipe on a pool of other voices "
+                                     "through the hot chain.")
+train_shift_ft = _fine_tune_trainer("lalm-shift-ft", "lalm-shift-base", SHIFT_FT,
+                                    doc="Fine-tune ``lalm-shift-base`` (read from the sibling folder) on the members "
+                                        "and in-domain pool clips.")

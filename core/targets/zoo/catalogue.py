@@ -93,6 +93,24 @@ zoo_model(ZooEntry(
     load=load_seq2seq,
     reference="lalm-base",
 ))
+zoo_model(ZooEntry(
+    name="lalm-shift-base",
+    family="audio-language",
+    dataset=SPEECH,
+    description="Base of a domain-shift fine-tuning pair: lalm-base's recipe on a speech pool of other "
+    "voices through a hot recording chain (20 dB more gain, peaks clipped); never heard the demo's voices or chain.",
+    load=load_seq2seq,
+    saw_members=False,
+))
+zoo_model(ZooEntry(
+    name="lalm-shift-ft",
+    family="audio-language",
+    dataset=SPEECH,
+    description="lalm-shift-base fine-tuned briefly on in-domain speech (demo voices, clean chain): the "
+    "demo-speech members and 50 pool clips; it adapts to the domain, so a shadow reference beats the base.",
+    load=load_seq2seq,
+    reference="lalm-shift-base",
+))
 
 # -- autoregressive ------------------------------------------------------------------------
 zoo_model(ZooEntry(
