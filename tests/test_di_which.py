@@ -235,3 +235,30 @@ def test_on_the_zoo_the_flags_and_the_share_hold_with_ground_truth(tmp_path):
     assert rows[0.0]["no_flag_rate"] >= 0.9 and all(r["mean_fdp"] <= 0.1 + 0.05 for r in rows.values())
     assert all(r["lower_coverage"] >= 0.95 - 0.05 for r in rows.values())
     assert rows[1.0]["mean_lower"] >= 0.5 and rows[0.5]["mean_lower"] >= 0.1  # informative even at 15 calibration clips a fold
+
+
+def test_the_planner_never_asks_for_fewer_suspects_than_dataset_inference_tests():
+    from core.di.curve import SMALLEST_DEFAULT_SIZE
+    from core.di.which import plan, plan_sentence
+
+    rng = np.random.default_rng(3)
+
+    def result(shift: float) -> SimpleNamespace:
+        p, u = rng.normal(shift, 1.0, 60), rng.normal(0.0, 1.0, 60)
+        return SimpleNamespace(p_scores=p, u_scores=u, p_group=np.zeros(60, int), u_group=np.zeros(60, int),
+                               alpha=0.01, n_suspects=60, n_nonmembers=60)
+
+    strong_res = result(4.0)
+    strong = plan(strong_res)
+    raw = required_tested(*_moments_of(strong_res), 0.01, 0.5, n_u=60)
+    assert raw is not None and raw < SMALLEST_DEFAULT_SIZE  # Welch alone would ask for fewer
+    assert strong["suspects_median"] == SMALLEST_DEFAULT_SIZE and "suspects_median" in strong["below_smallest"]
+    assert f"raised to {SMALLEST_DEFAULT_SIZE}" in plan_sentence(strong)
+    weak_res = result(0.5)
+    weak = plan(weak_res)
+    assert weak["below_smallest"] == [] and "raised" not in plan_sentence(weak)
+    assert weak["suspects_median"] == required_tested(*_moments_of(weak_res), 0.01, 0.5, n_u=60) > SMALLEST_DEFAULT_SIZE
+
+
+def _moments_of(res: SimpleNamespace) -> tuple[float, float, float]:
+    return (float(res.p_scores.mean() - res.u_scores.mean()), float(res.p_scores.var(ddof=1)), float(res.u_scores.var(ddof=1)))

@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import binom, norm
 from scipy.stats import t as t_dist
 
+from core.di.curve import SMALLEST_DEFAULT_SIZE
 from core.stats.conformal import benjamini_hochberg, conformal_pvalues
 
 DEFAULT_Q = 0.1
@@ -267,20 +268,33 @@ def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: S
     """How many suspects the test needs (median p < alpha, and 80% power), with all the
     non-members at hand and with as many as suspects; and how many calibration non-members
     the flags need at ``q`` (a member scoring above every one of them is flagged only when
-    ``1 / (n + 1) <= q * share``)."""
+    ``1 / (n + 1) <= q * share``).
+
+    No answer is below the smallest set dataset inference tests
+    (:data:`~core.di.curve.SMALLEST_DEFAULT_SIZE`): with fewer suspects Welch's test on
+    skewed scores no longer holds its level, so "2 suspects" would be advice to run a test
+    that rejects too often. ``below_smallest`` says which answers were raised to it."""
     alpha = res.alpha if alpha is None else alpha
     d, vp, vu = _moments(res)
     tested_share = res.p_scores.size / max(1, res.n_suspects)  # a split scorer tests part of the suspects
     n_u = int(res.u_scores.size)
 
-    def given(x: int | None) -> int | None:
-        return None if x is None else int(math.ceil(x / tested_share))
+    raised: list[str] = []
 
-    out: dict[str, Any] = {"effect": d, "sd_suspects": math.sqrt(vp), "sd_nonmembers": math.sqrt(vu), "alpha": alpha}
+    def given(x: int | None, name: str) -> int | None:
+        if x is None:
+            return None
+        n = int(math.ceil(x / tested_share))
+        if n < SMALLEST_DEFAULT_SIZE:
+            raised.append(name)
+        return max(n, SMALLEST_DEFAULT_SIZE)
+
+    out: dict[str, Any] = {"effect": d, "sd_suspects": math.sqrt(vp), "sd_nonmembers": math.sqrt(vu), "alpha": alpha,
+                           "smallest_tested": SMALLEST_DEFAULT_SIZE, "below_smallest": raised}
     groups = max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group))))
     for power, name in ((0.5, "median"), (0.8, "power80")):
-        out[f"suspects_{name}"] = given(required_tested(d, vp, vu, alpha, power, n_u=n_u, groups=groups))
-        out[f"suspects_{name}_equal"] = given(required_tested(d, vp, vu, alpha, power, groups=groups))
+        out[f"suspects_{name}"] = given(required_tested(d, vp, vu, alpha, power, n_u=n_u, groups=groups), f"suspects_{name}")
+        out[f"suspects_{name}_equal"] = given(required_tested(d, vp, vu, alpha, power, groups=groups), f"suspects_{name}_equal")
     if share is not None and share.estimate > 0:
         per_fold = math.ceil(1 / (q * share.estimate) - 1)  # calibration non-members one fold needs
         in_a_fold = n_u / max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group)))) / max(1, res.n_nonmembers)
@@ -295,6 +309,9 @@ def plan_sentence(p: dict[str, Any]) -> str:
     text = (f"p < {p['alpha']:g} in half of the audits needs about {n(p['suspects_median'])} suspects "
             f"({n(p['suspects_median_equal'])} with as many non-members), 80% power about {n(p['suspects_power80'])} "
             f"({n(p['suspects_power80_equal'])})")
+    if p.get("below_smallest"):
+        text += (f" (raised to {p['smallest_tested']}, the smallest set dataset inference tests: "
+                 "below it Welch's test rejects too often)")
     if p.get("nonmembers_for_flags") is not None:
         text += f"; flagging clips needs at least {p['nonmembers_for_flags']} known non-members"
     return text
