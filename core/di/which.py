@@ -310,8 +310,8 @@ def plan_sentence(p: dict[str, Any]) -> str:
             f"({n(p['suspects_median_equal'])} with as many non-members), 80% power about {n(p['suspects_power80'])} "
             f"({n(p['suspects_power80_equal'])})")
     if p.get("below_smallest"):
-        text += (f" (raised to {p['smallest_tested']}, the smallest set dataset inference tests: "
-                 "below it Welch's test rejects too often)")
+        text += (f" (answers below {p['smallest_tested']} raised to {p['smallest_tested']}, the smallest set dataset inference "
+                 "tests: below it Welch's test rejects too often)")
     if p.get("nonmembers_for_flags") is not None:
         text += f"; flagging clips needs at least {p['nonmembers_for_flags']} known non-members"
     return text
