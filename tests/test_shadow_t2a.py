@@ -78,14 +78,15 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_the_shadow_loads_as_its_family_and_its_card_lists_the_drawn_clips(ws, built):
-    from core.recipes.shadow_objectives import objective_for
+    from core.recipes.shadow_objectives import objective_for_folder
     from core.targets import load_target, resolve_target
 
     family, base, shadow, js = built
     clips, card = _card_of_drawn(ws, "sounds", shadow, js)
-    assert card["kind"] == "shadow-reference" and card["family"] == family and card["objective"] == objective_for(family).describe
+    assert card["kind"] == "shadow-reference" and card["family"] == family and card["objective"] == objective_for_folder(family, base).describe
     assert card["base"]["spec"] == str(base) and card["base"]["fingerprint"] == resolve_target(str(base)).load().fingerprint
-    assert card["recipe"] == {"epochs": 4, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1}
+    assert card["recipe"] == {"epochs": 4, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1,
+                              "lora_rank": 0, "lora_alpha": 16}
     assert card["train_time_s"] > 0 and card["clips_per_s"] > 0 and len(card["loss_per_epoch"]) == 4
     assert card["dataset"]["name"] == "sounds" and card["n_clips"] == 4 and card["n_truncated"] == 0
     assert not (shadow / ".partial").exists() and not list(shadow.rglob("*.bin"))
