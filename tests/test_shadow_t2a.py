@@ -198,3 +198,22 @@ def test_the_page_form_takes_a_base_of_the_targets_family_and_refuses_another(ws
     at.text_input(key="shadow-base-typed").input(str(other)).run()
     assert [c.value for c in at.caption if c.value.startswith("⚠")] == [
         f"⚠ {other} is of the autoregressive family and the target of the diffusion family: a reference is of the target's family"]
+
+
+def test_a_lora_build_of_the_zoo_layouts_saves_a_merged_checkpoint_of_the_same_layout(ws, built, tmp_path):
+    """LoRA on the zoo's layouts: GPT-2's Conv1D layers (its tied head left out), the UNet's and
+    caption encoder's linear layers; merged, the folder has the base's weights, changed."""
+    from core.pipeline.reference import build_shadow
+    from core.recipes.shadow import ShadowRecipe
+    from core.targets import load_target
+
+    family, base, _, _ = built
+    out = tmp_path / "lora"
+    card = build_shadow(ws, "sounds", str(base), out, n_nonmembers=4,
+                        recipe=ShadowRecipe(epochs=2, lr=0.01, batch_size=2, seed=3, lora_rank=2))
+    assert card["lora"]["rank"] == 2 and card["lora"]["layers"] > 0 and card["trained_param_count"] < card["param_count"]
+    a, b = _weights(base), _weights(out)
+    assert a.keys() == b.keys() and not [k for k in b if "lora" in k.lower()]
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    loaded = load_target(str(out))
+    assert type(loaded) is type(load_target(str(base))) and loaded.family == family

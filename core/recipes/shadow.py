@@ -398,8 +398,13 @@ def _add_lora(objective: Objective, model: Any, recipe: ShadowRecipe) -> tuple[A
     layers = objective.lora_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no linear layer for LoRA to adapt; build this shadow with --lora-rank 0")
+    from transformers.pytorch_utils import Conv1D
+
+    modules = dict(model.named_modules())
+    # GPT-2's Conv1D stores its weight transposed (peft would switch this on per layer, warning each time)
+    transposed = all(isinstance(modules[name], Conv1D) for name in layers)
     config = LoraConfig(r=recipe.lora_rank, lora_alpha=recipe.lora_alpha, lora_dropout=0.0, bias="none",
-                        target_modules=layers)
+                        target_modules=layers, fan_in_fan_out=transposed)
     peft_model = get_peft_model(model, config)
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return peft_model, {"rank": recipe.lora_rank, "alpha": recipe.lora_alpha, "dropout": 0.0, "bias": "none",
