@@ -295,7 +295,9 @@ def train_shadow(
         if recipe.lora_rank:
             peft_model, lora = _add_lora(objective, model, recipe)  # its initial A matrices drawn from the seed above
         trained = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-        params = [p for _, p in trained]
+        # full fine-tuning hands the optimizer every parameter, as builds before LoRA did (the
+        # frozen ones get no gradient and are skipped), so their resumable states still load
+        params = [p for _, p in trained] if lora is not None else list(model.parameters())
         opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, total_steps))
         gen = torch.Generator().manual_seed(recipe.seed)
@@ -377,7 +379,7 @@ def train_shadow(
         "device": str(device),
         "precision": "float32 weights, bfloat16 forward" if autocast else "float32",
         "param_count": int(sum(p.numel() for p in model.parameters())),
-        "trained_param_count": int(sum(p.numel() for p in params)),
+        "trained_param_count": int(sum(p.numel() for _, p in trained)),
         "train_time_s": round(seconds, 2),
         "clips_per_s": round(n * recipe.epochs / seconds, 3) if seconds > 0 else None,
         "loss_per_epoch": [round(x, 5) for x in losses],
