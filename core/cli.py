@@ -163,9 +163,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
-    from core.pipeline.reference import build_shadow
+    from core.pipeline.reference import build_shadow, check_supported
     from core.recipes.shadow import ShadowRecipe
-    from core.recipes.shadow_objectives import objective_for
 
     settings, ws = _workspace(args)
     recipe = config_from_args(ShadowRecipe, args)
@@ -179,12 +178,13 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
         _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
         return 0
     _log(f"fine-tuning {args.base} on {args.nonmembers} known non-members of {args.dataset} ...")
-    card = build_shadow(ws, args.dataset, args.targets.ref(args.base), args.out, n_nonmembers=args.nonmembers, recipe=recipe,
+    base = args.targets.ref(args.base)
+    per = check_supported(base).per  # the objective of the base's layout, which the build uses too
+    card = build_shadow(ws, args.dataset, base, args.out, n_nonmembers=args.nonmembers, recipe=recipe,
                         settings=settings, progress=_progress("shadow"), targets=args.targets)
-    objective = objective_for(card["family"])
-    per = objective.per if objective is not None else "per token"
+    how = f", LoRA rank {card['lora']['rank']}" if card.get("lora") else ""
     text = (f"shadow reference {args.out}: {args.base} fine-tuned on {card['n_clips']} known non-members of {args.dataset} "
-            f"({card['recipe']['epochs']} epoch(s), lr {card['recipe']['lr']:g}) in {card['train_time_s']:.1f} s, "
+            f"({card['recipe']['epochs']} epoch(s), lr {card['recipe']['lr']:g}{how}) in {card['train_time_s']:.1f} s, "
             f"{card['clips_per_s']} clips/s; loss {per} {card['loss_per_epoch'][0]:.4f} -> {card['loss_per_epoch'][-1]:.4f}; "
             f"audits with --reference {args.out} leave those {card['n_clips']} clips out")
     _emit(args, {"out": str(args.out)} | _card_summary(card) | {"trained_clip_hashes": card["trained_clip_hashes"]}, text)

@@ -9,6 +9,8 @@ reference, and its card is one line on every surface that shows the reference.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,7 @@ def test_the_form_builds_a_shadow_and_the_picker_offers_it(setup, monkeypatch):
     at.number_input(key="shadow-n").set_value(3).run()
     at.number_input(key="shadow-epochs").set_value(2).run()
     at.number_input(key="shadow-lr").set_value(0.003).run()
+    at.number_input(key="shadow-lora").set_value(2).run()  # LoRA adapters of rank 2, merged when saved
     assert not [c.value for c in at.caption if c.value.startswith("⚠")]
     at.button(key="shadow-start").click().run()
     assert not at.exception, [e.message for e in at.exception]
@@ -77,10 +80,12 @@ def test_the_form_builds_a_shadow_and_the_picker_offers_it(setup, monkeypatch):
     out = ws.root.resolve() / "references" / "base-shadow-tiny"
     assert params["base"] == str(base) and params["out"] == str(out) and params["dataset"] == "tiny"
     assert params["n_nonmembers"] == 3
-    assert params["recipe"]["epochs"] == 2 and params["recipe"]["lr"] == pytest.approx(0.003)
+    assert params["recipe"]["epochs"] == 2 and params["recipe"]["lr"] == pytest.approx(0.003) and params["recipe"]["lora_rank"] == 2
     assert at.button(key="shadow-start").disabled  # one build at a time
 
     assert jobs.run_job(ws, started.iloc[0]["id"]) == str(out)
+    card = json.loads((out / "card.json").read_text())
+    assert card["lora"]["rank"] == 2 and card["lora"]["merged"] and (out / "model.safetensors").is_file()
     at = _page(ws, target)
     assert not at.exception, [e.message for e in at.exception]
     assert str(out) in at.multiselect(key="references").options

@@ -92,7 +92,8 @@ def test_the_shadow_trains_on_the_drawn_nonmembers_loads_as_a_reference_and_fits
     ws, base, shadow, js = setup
     clips, card = _card_of_drawn(ws, "tiny", shadow, js)
     assert card["kind"] == "shadow-reference" and card["base"]["spec"] == str(base) and len(card["base"]["fingerprint"]) >= 16
-    assert card["recipe"] | {} == {"epochs": 2, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1}
+    assert card["recipe"] == {"epochs": 2, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1,
+                              "lora_rank": 0, "lora_alpha": 16}
     assert card["train_time_s"] > 0 and card["clips_per_s"] > 0 and len(card["loss_per_epoch"]) == 2
     assert (shadow / "model.safetensors").is_file() and not list(shadow.glob("*.bin")) and not (shadow / ".partial").exists()
     # a checkpoint folder like any other: resolved as a speech model, loaded, scoring the clips
@@ -138,17 +139,16 @@ def test_unsupported_bases_and_too_many_nonmembers_are_refused_in_one_line(setup
     from core.pipeline.reference import build_shadow
 
     ws, base, _, _ = setup
-    # a MusicGen checkpoint and a diffusers pipeline: families a shadow is built for, not these layouts
+    # a Stable Audio pipeline and a remote transcription API: families a shadow is built for, not these layouts
     # (refused from their metadata, before any weights are read)
-    musicgen, pipeline = tmp_path / "musicgen", tmp_path / "pipeline"
-    musicgen.mkdir()
-    (musicgen / "config.json").write_text(json.dumps({"model_type": "musicgen"}))
+    pipeline = tmp_path / "pipeline"
     pipeline.mkdir()
-    (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "AudioLDMPipeline"}))
-    for spec, what in ((musicgen, "not a caption -> audio-token"), (pipeline, "not a mel-patch diffusion")):
-        with pytest.raises(ValueError, match=f"{what} .*: shadow references can be built from speech seq2seq") as err:
+    (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "StableAudioPipeline"}))
+    for spec, what in ((pipeline, "not a mel-patch diffusion .* or diffusers AudioLDM / MusicLDM / AudioLDM 2 pipeline"),
+                       ("http://127.0.0.1:9/v1", "not a speech seq2seq or chat audio-language .*")):
+        with pytest.raises(ValueError, match=f"{what} checkpoint folder: shadow references can be built from speech seq2seq") as err:
             build_shadow(ws, "tiny", str(spec), tmp_path / "x", n_nonmembers=2)
-        assert "\n" not in str(err.value) and "zoo:ar-*" in str(err.value) and "zoo:diffusion-*" in str(err.value)
+        assert "\n" not in str(err.value) and all(x in str(err.value) for x in ("zoo:ar-*", "zoo:diffusion-*", "MusicGen", "Qwen2-Audio"))
     assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="choose 1 to 6"):
         build_shadow(ws, "tiny", str(base), tmp_path / "y", n_nonmembers=7)

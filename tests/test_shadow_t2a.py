@@ -78,14 +78,15 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_the_shadow_loads_as_its_family_and_its_card_lists_the_drawn_clips(ws, built):
-    from core.recipes.shadow_objectives import objective_for
+    from core.recipes.shadow_objectives import objective_for_folder
     from core.targets import load_target, resolve_target
 
     family, base, shadow, js = built
     clips, card = _card_of_drawn(ws, "sounds", shadow, js)
-    assert card["kind"] == "shadow-reference" and card["family"] == family and card["objective"] == objective_for(family).describe
+    assert card["kind"] == "shadow-reference" and card["family"] == family and card["objective"] == objective_for_folder(family, base).describe
     assert card["base"]["spec"] == str(base) and card["base"]["fingerprint"] == resolve_target(str(base)).load().fingerprint
-    assert card["recipe"] == {"epochs": 4, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1}
+    assert card["recipe"] == {"epochs": 4, "lr": 0.003, "batch_size": 2, "seed": 3, "weight_decay": 0.01, "threads": 1,
+                              "lora_rank": 0, "lora_alpha": 16}
     assert card["train_time_s"] > 0 and card["clips_per_s"] > 0 and len(card["loss_per_epoch"]) == 4
     assert card["dataset"]["name"] == "sounds" and card["n_clips"] == 4 and card["n_truncated"] == 0
     assert not (shadow / ".partial").exists() and not list(shadow.rglob("*.bin"))
@@ -197,3 +198,22 @@ def test_the_page_form_takes_a_base_of_the_targets_family_and_refuses_another(ws
     at.text_input(key="shadow-base-typed").input(str(other)).run()
     assert [c.value for c in at.caption if c.value.startswith("⚠")] == [
         f"⚠ {other} is of the autoregressive family and the target of the diffusion family: a reference is of the target's family"]
+
+
+def test_a_lora_build_of_the_zoo_layouts_saves_a_merged_checkpoint_of_the_same_layout(ws, built, tmp_path):
+    """LoRA on the zoo's layouts: GPT-2's Conv1D layers (its tied head left out), the UNet's and
+    caption encoder's linear layers; merged, the folder has the base's weights, changed."""
+    from core.pipeline.reference import build_shadow
+    from core.recipes.shadow import ShadowRecipe
+    from core.targets import load_target
+
+    family, base, _, _ = built
+    out = tmp_path / "lora"
+    card = build_shadow(ws, "sounds", str(base), out, n_nonmembers=4,
+                        recipe=ShadowRecipe(epochs=2, lr=0.01, batch_size=2, seed=3, lora_rank=2))
+    assert card["lora"]["rank"] == 2 and card["lora"]["layers"] > 0 and card["trained_param_count"] < card["param_count"]
+    a, b = _weights(base), _weights(out)
+    assert a.keys() == b.keys() and not [k for k in b if "lora" in k.lower()]
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    loaded = load_target(str(out))
+    assert type(loaded) is type(load_target(str(base))) and loaded.family == family

@@ -57,10 +57,13 @@ def _clips_by_hash(clips: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:
 
 def check_supported(ref: TargetRef):
     """Refuse, before any weights load, a base a shadow cannot be built from; return the
-    :class:`~core.recipes.shadow_objectives.Objective` that fine-tunes it. Supported: speech
-    seq2seq checkpoint folders (Hugging Face or CTranslate2 Whisper layouts, the zoo's
-    ``lalm-*``), and the zoo's autoregressive (``ar-*``) and diffusion (``diffusion-*``)
-    layouts (a zoo model, a copy of one, a shadow built from one).
+    :class:`~core.recipes.shadow_objectives.Objective` that fine-tunes it, picked by the
+    folder's layout among its family's (:func:`~core.recipes.shadow_objectives.objective_for_folder`):
+    speech seq2seq folders (Hugging Face or CTranslate2 Whisper layouts, the zoo's
+    ``lalm-*``), chat audio-language folders (Qwen2-Audio, Audio Flamingo 3), MusicGen
+    folders, diffusers pipelines (AudioLDM, MusicLDM, AudioLDM 2), and the zoo's
+    autoregressive (``ar-*``) and diffusion (``diffusion-*``) layouts (a zoo model, a copy of
+    one, a shadow built from one).
 
     Raises
     ------
@@ -68,12 +71,12 @@ def check_supported(ref: TargetRef):
         one line naming what is supported.
     """
     from core.recipes.shadow import SUPPORTED
-    from core.recipes.shadow_objectives import objective_for
+    from core.recipes.shadow_objectives import objective_for_folder, objectives_for
 
-    objective = objective_for(ref.family)
-    loc = Path(ref.location) if ref.location is not None else None
-    if objective is None or loc is None or not loc.is_dir() or not objective.accepts_folder(loc):
-        what = f"a {ref.family} model" if objective is None else f"not a {objective.folder_kind} checkpoint folder"
+    objective = objective_for_folder(ref.family, ref.location)
+    if objective is None:
+        kinds = [o.folder_kind for o in objectives_for(ref.family)]
+        what = f"a {ref.family} model" if not kinds else f"not a {' or '.join(kinds)} checkpoint folder"
         raise ValueError(f"{ref.spec} is {what}: shadow references can be built from {SUPPORTED} only")
     return objective
 

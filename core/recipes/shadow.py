@@ -7,7 +7,7 @@ then leave the audit carries the adaptation without the members (LiRA's "out" mo
 practical for fine-tunes). :func:`train_shadow` does the fine-tuning; choosing the clips,
 excluding them from audits and the job are in :mod:`core.pipeline.reference`.
 
-Supported here, one objective per family (:mod:`core.recipes.shadow_objectives`):
+Supported here, one objective per checkpoint layout (:mod:`core.recipes.shadow_objectives`):
 
 - speech seq2seq (Whisper-architecture) checkpoints, the ones
   :class:`core.targets.seq2seq.Seq2SeqTarget` audits (the zoo's ``lalm-*`` models, Hugging
@@ -19,7 +19,21 @@ Supported here, one objective per family (:mod:`core.recipes.shadow_objectives`)
   cross-entropy of each clip's audio tokens given its caption;
 - caption-conditioned mel-patch diffusion models in the zoo's layout
   (:class:`core.targets.diffusion_audio.MelDiffusionTarget`, ``diffusion-*``): the denoising
-  loss on each clip's patch given its caption, at seeded timesteps and noise.
+  loss on each clip's patch given its caption, at seeded timesteps and noise;
+- MusicGen checkpoints (:class:`core.targets.musicgen.MusicgenTarget`): the teacher-forced
+  cross-entropy of each clip's EnCodec codes, every codebook in the delay pattern, given its
+  caption;
+- chat audio-language checkpoints (:class:`core.targets.chat_lalm.ChatLALMTarget`,
+  Qwen2-Audio, Audio Flamingo 3): the teacher-forced cross-entropy of each clip's transcript
+  as the answer after the chat prompt;
+- diffusers pipelines (:class:`core.targets.diffusers_audio.DiffusersAudioTarget`, AudioLDM,
+  MusicLDM, AudioLDM 2): the denoising loss on each clip's VAE latent given its caption, the
+  UNet trained.
+
+Every weight is trained by default; ``ShadowRecipe.lora_rank`` trains LoRA adapters
+(``peft``) on the linear layers instead, for bases too large to fine-tune whole (a 7B
+audio-language model), and merges them into the weights before saving, so the shadow is an
+ordinary checkpoint of the base's layout either way.
 
 Each with the adapter's own feature extraction and tokenization: what the shadow learns is
 what the audit reads. The result is saved in the base's own layout, so it loads back as a
@@ -57,7 +71,8 @@ STATE_DIR = ".partial"
 
 @dataclass(frozen=True)
 class ShadowRecipe(Config):
-    """How the base is fine-tuned: full fine-tuning with AdamW, the learning rate decayed
+    """How the base is fine-tuned: every weight (or, with ``lora_rank`` > 0, LoRA adapters on
+    the linear layers, merged into the weights before saving) with AdamW, the learning rate decayed
     on a cosine from ``lr`` to 5% of it over the run (no warm-up), gradients clipped at
     norm 1, batches drawn in a seeded order. Deterministic on the CPU for a fixed thread
     count; on CUDA the weights stay float32 and the forward pass runs in bfloat16.
@@ -65,7 +80,8 @@ class ShadowRecipe(Config):
     The fine-tuner's recipe is unknown to the auditor: guess one of the same kind (a few
     epochs; a learning rate near what fine-tunes of this base use, e.g. 1e-5 to 5e-5 for a
     released Whisper, 5e-4 for the zoo's ``lalm-ft``, about 1e-3 for the zoo's ``ar-*`` and
-    ``diffusion-*``, trained from scratch at 2e-3 to 3e-3).
+    ``diffusion-*``, trained from scratch at 2e-3 to 3e-3). LoRA wants a larger rate than
+    full fine-tuning (1e-4 to 1e-3 is usual).
     """
 
     epochs: int = setting(2, help="passes over the shadow's non-members")
@@ -74,10 +90,15 @@ class ShadowRecipe(Config):
     seed: int = setting(0, help="seed of the non-member draw and of the batch order")
     weight_decay: float = setting(0.01, help="AdamW weight decay")
     threads: int = setting(1, help="CPU threads while training (results are reproducible for a fixed count)")
+    lora_rank: int = setting(0, help="0: full fine-tuning; R > 0: LoRA adapters of rank R (peft) on the model's linear layers, "
+                                     "merged into the weights before saving (for models too large to fine-tune whole)")
+    lora_alpha: int = setting(16, help="LoRA scale numerator (the update is scaled by alpha / rank); used with --lora-rank")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.threads < 1 or not self.lr > 0 or self.weight_decay < 0:
             raise ValueError("a shadow recipe needs epochs, batch_size and threads >= 1, lr > 0 and weight_decay >= 0")
+        if self.lora_rank < 0 or not self.lora_alpha > 0:
+            raise ValueError("a shadow recipe needs lora_rank >= 0 (0: full fine-tuning) and lora_alpha > 0")
 
 
 def check_base(target: Any) -> Objective:
@@ -98,7 +119,10 @@ def check_base(target: Any) -> Objective:
 def request_digest(base_fingerprint: str, recipe: ShadowRecipe, clip_hashes: Sequence[str]) -> str:
     """What identifies one build: the base, the recipe and the clips, in order. A rerun
     with the same digest resumes (or finds the build done); another digest is refused."""
-    text = json.dumps([base_fingerprint, recipe.to_dict(), list(clip_hashes)], sort_keys=True)
+    settings = recipe.to_dict()
+    if not recipe.lora_rank:  # the LoRA settings unused: digests of full fine-tunes stay those of builds made before them
+        settings = {k: v for k, v in settings.items() if not k.startswith("lora_")}
+    text = json.dumps([base_fingerprint, settings, list(clip_hashes)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -123,7 +147,8 @@ def card_line(card: dict, *, excluded: int | None = None) -> str:
     lr = recipe.get("lr")
     how = ", ".join(x for x in (f"{recipe['epochs']} epoch(s)" if "epochs" in recipe else "",
                                 f"lr {lr:g}" if isinstance(lr, (int, float)) else "",
-                                f"batch {recipe['batch_size']}" if "batch_size" in recipe else "") if x)
+                                f"batch {recipe['batch_size']}" if "batch_size" in recipe else "",
+                                f"LoRA rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "") if x)
     data = (card.get("dataset") or {}).get("name")
     kept = "those clips were kept out of this audit" + (f" ({excluded} of them in this dataset)" if excluded is not None else "")
     return (f"shadow of {base.get('spec', '?')} (fingerprint {str(base.get('fingerprint', '?'))[:12]})"
@@ -257,13 +282,23 @@ def train_shadow(
     prev_det, prev_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(recipe.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    frozen = [p for m in objective.frozen(target) for p in m.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    lora: dict[str, Any] | None = None
     try:
         prep = objective.prepare(target, clips, recipe.batch_size)
         n = len(clips)
         steps_per_epoch = -(-n // recipe.batch_size)
         total_steps = steps_per_epoch * recipe.epochs
         torch.manual_seed(recipe.seed)
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        if recipe.lora_rank:
+            peft_model, lora = _add_lora(objective, model, recipe)  # its initial A matrices drawn from the seed above
+        trained = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        # full fine-tuning hands the optimizer every parameter, as builds before LoRA did (the
+        # frozen ones get no gradient and are skipped), so their resumable states still load
+        params = [p for _, p in trained] if lora is not None else list(model.parameters())
+        opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, total_steps))
         gen = torch.Generator().manual_seed(recipe.seed)
         losses: list[float] = []
@@ -272,7 +307,13 @@ def train_shadow(
             # our own state, read back without unpickling code (tensors and plain values only)
             state = _read_state(state_path)
             if state.get("request") == digest:
-                model.load_state_dict(state["model"])
+                if lora is None:
+                    model.load_state_dict(state["model"])
+                else:  # the adapters only: the base weights are the loaded base's
+                    missing = {k for k, _ in trained} - set(state["model"])
+                    if missing:
+                        raise ValueError(f"{state_path}: the saved state lacks {len(missing)} LoRA weight(s); remove {state_dir}")
+                    model.load_state_dict(state["model"], strict=False)
                 opt.load_state_dict(state["optim"])
                 sched.load_state_dict(state["sched"])
                 gen.set_state(state["gen"])
@@ -290,33 +331,47 @@ def train_shadow(
                 loss, k = objective.batch_loss(target, prep, idx, gen, device, autocast)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
                 tot, count = tot + float(loss.detach()) * k, count + k
             losses.append(tot / max(1, count))
             seconds += time.perf_counter() - t0
             tmp = state_path.with_name(state_path.name + ".tmp")
-            _write_state(tmp, {"request": digest, "epoch": epoch + 1, "model": model.state_dict(), "optim": opt.state_dict(),
+            weights = model.state_dict() if lora is None else {k: p for k, p in trained}
+            _write_state(tmp, {"request": digest, "epoch": epoch + 1, "model": weights, "optim": opt.state_dict(),
                                "sched": sched.state_dict(), "gen": gen.get_state(), "rng": torch.get_rng_state(),
                                "losses": losses, "seconds": seconds})
             os.replace(tmp, state_path)
             if progress is not None:
                 progress(epoch + 1, recipe.epochs, f"epoch {epoch + 1}/{recipe.epochs}: loss {losses[-1]:.4f} {objective.per}")
+        if lora is not None:
+            # the adapters folded into the base weights: the saved shadow is an ordinary checkpoint
+            peft_model.merge_and_unload()
+            for p in model.parameters():
+                p.requires_grad_(True)
         model.eval()
         objective.save(target, out)
     finally:
+        for p in frozen:
+            p.requires_grad_(True)
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
         torch.set_num_threads(prev_threads)
 
+    how = "full fine-tuning" if lora is None else f"LoRA fine-tuning at rank {lora['rank']}, alpha {lora['alpha']:g},"
+    versions = {"torch": torch.__version__, **{lib: importlib.import_module(lib).__version__ for lib in objective.versions}}
+    if lora is not None:
+        versions["peft"] = importlib.import_module("peft").__version__
     result = {
         "name": out.name,
         "kind": CARD_KIND,
         "family": target.family,
-        "architecture": objective.architecture(target),
+        "architecture": objective.architecture(target, how),
         "base": {"spec": target.spec, "fingerprint": target.fingerprint, "adapter": target.adapter},
         "recipe": recipe.to_dict(),
         **({"objective": objective.describe} if objective.describe else {}),
+        **objective.card_extra(target),
+        **({"lora": lora} if lora is not None else {}),
         **(card or {}),
         "n_clips": n,
         "n_truncated": prep.truncated,
@@ -324,16 +379,38 @@ def train_shadow(
         "device": str(device),
         "precision": "float32 weights, bfloat16 forward" if autocast else "float32",
         "param_count": int(sum(p.numel() for p in model.parameters())),
+        "trained_param_count": int(sum(p.numel() for _, p in trained)),
         "train_time_s": round(seconds, 2),
         "clips_per_s": round(n * recipe.epochs / seconds, 3) if seconds > 0 else None,
         "loss_per_epoch": [round(x, 5) for x in losses],
         "request": digest,
-        "versions": {"torch": torch.__version__, **{lib: importlib.import_module(lib).__version__ for lib in objective.versions},
-                     "python": platform.python_version()},
+        "versions": versions | {"python": platform.python_version()},
     }
     _write_json(out / "card.json", result)
     shutil.rmtree(state_dir, ignore_errors=True)
     return result
+
+
+def _add_lora(objective: Objective, model: Any, recipe: ShadowRecipe) -> tuple[Any, dict[str, Any]]:
+    """LoRA adapters (``peft``) on the objective's layers of ``model``, injected in place (the
+    target's own modules now run through them); every other weight is frozen. Returns the
+    ``peft`` model (to merge the adapters with) and the settings the card records."""
+    from peft import LoraConfig, get_peft_model
+
+    layers = objective.lora_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no linear layer for LoRA to adapt; build this shadow with --lora-rank 0")
+    from transformers.pytorch_utils import Conv1D
+
+    modules = dict(model.named_modules())
+    # GPT-2's Conv1D stores its weight transposed (peft would switch this on per layer, warning each time)
+    transposed = all(isinstance(modules[name], Conv1D) for name in layers)
+    config = LoraConfig(r=recipe.lora_rank, lora_alpha=recipe.lora_alpha, lora_dropout=0.0, bias="none",
+                        target_modules=layers, fan_in_fan_out=transposed)
+    peft_model = get_peft_model(model, config)
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return peft_model, {"rank": recipe.lora_rank, "alpha": recipe.lora_alpha, "dropout": 0.0, "bias": "none",
+                        "layers": len(layers), "adapter_params": int(n_trained), "merged": True}
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:

@@ -300,13 +300,27 @@ class ChatLALMTarget(TwoStageTarget):
         return out
 
     def _score(self, encs: Sequence[dict[str, Any]], labels: Sequence[Sequence[int]]) -> list[TokenStats]:
-        """Stage 2: teacher-forced statistics of ``labels`` after each prompt (one pass).
+        """Stage 2: teacher-forced statistics of ``labels`` after each prompt (one pass)."""
+        from core.targets.token_stats import token_stats_batch
+
+        with torch.inference_mode():
+            return token_stats_batch(*self.teacher_forced(encs, labels))
+
+    def teacher_forced(self, encs: Sequence[dict[str, Any]], labels: Sequence[Sequence[int]]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One teacher-forced pass of ``labels`` (the answers' ids) after each clip's prompt
+        (:meth:`_encode` rows); gradients flow when called outside ``inference_mode``.
 
         The language-model head runs only on the hidden states that predict answer tokens:
         position ``len(prompt_b) - 1 + i`` predicts answer token ``i`` of row ``b``.
-        """
-        from core.targets.token_stats import token_stats_batch
 
+        Returns
+        -------
+        logits : ``[B, N, V]`` the logits that predict each answer token.
+        labels : ``[B, N]`` long, right-padded with the pad id.
+        valid : ``[B, N]`` bool, each row's own answer tokens (end-of-turn included): the
+            positions the evidence scores and a shadow reference trains on.
+        """
         rows = [list(e["ids"]) + list(l) for e, l in zip(encs, labels)]
         inputs = self._collate(rows, encs, left=False)
         B, N = len(labels), max(1, max(len(l) for l in labels))
@@ -318,9 +332,8 @@ class ChatLALMTarget(TwoStageTarget):
             lab[b, :n] = torch.tensor(list(l), dtype=torch.long)
             valid[b, :n] = True
             pos[b, :n] = torch.arange(len(e["ids"]) - 1, len(e["ids"]) - 1 + n)
-        with torch.inference_mode():
-            hidden = self.model.model(**inputs, use_cache=False).last_hidden_state  # [B, L, H]
-            pos_d = pos.to(hidden.device)
-            picked = hidden.gather(1, pos_d.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # [B, N, H]
-            logits = self.model.get_output_embeddings()(picked)  # [B, N, V]
-            return token_stats_batch(logits, lab.to(logits.device), valid.to(logits.device))
+        hidden = self.model.model(**inputs, use_cache=False).last_hidden_state  # [B, L, H]
+        pos_d = pos.to(hidden.device)
+        picked = hidden.gather(1, pos_d.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # [B, N, H]
+        logits = self.model.get_output_embeddings()(picked)  # [B, N, V]
+        return logits, lab.to(logits.device), valid.to(logits.device)

@@ -301,6 +301,7 @@ class DiffusersAudioTarget:
     """
 
     family: Family = "diffusion"
+    adapter = "diffusers_audio"
     evidence_reads = ("timesteps", "n_noise", "seed")
     """The evidence depends on the timesteps, the noise draws and their seed (never a text mode)."""
 
@@ -523,7 +524,7 @@ def load_pipeline_target(path: str | Path, *, device: str | None = None, **optio
     folder = Path(path)
     pipe, name, dev, dtype = load_pipeline(folder, device=device, dtype=opts.pop("dtype", None))
     fe = front_end_for(pipe, **{k: opts[k] for k in fe_keys if k in opts})
-    extra = {"adapter": "diffusers_audio", "version": ADAPTER_VERSION, "pipeline": name,
+    extra = {"adapter": DiffusersAudioTarget.adapter, "version": ADAPTER_VERSION, "pipeline": name,
              "dtype": str(dtype).replace("torch.", ""), "front_end": fe.to_dict()}
     return DiffusersAudioTarget(
         str(opts.get("spec") or folder), pipe, fe, folder_fingerprint(folder, extra),

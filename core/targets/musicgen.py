@@ -192,6 +192,22 @@ class MusicgenTarget(TwoStageTarget):
         """Statistics of every ``(codebook, frame)`` token of each clip, codebook-major."""
         from core.targets.token_stats import token_stats_batch
 
+        with torch.inference_mode():
+            return token_stats_batch(*self.teacher_forced(codes, captions))
+
+    def teacher_forced(self, codes: Sequence[torch.Tensor], captions: Sequence[str]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One teacher-forced pass over the delayed sequences of ``codes`` (``[K, T_b]`` per
+        clip) given ``captions``; gradients flow when called outside ``inference_mode``.
+
+        Returns
+        -------
+        logits : ``[B, K * T, V]`` the logits that predict each ``codes[k, t]`` (taken at the
+            un-delayed position ``delay_k + t``), codebook-major, ``T`` the batch's longest.
+        targets : ``[B, K * T]`` long, the codes (0 past a clip's end).
+        valid : ``[B, K * T]`` bool, the clip's own ``(codebook, frame)`` pairs: the tokens the
+            evidence scores (and a shadow reference trains on), never the delay padding.
+        """
         B, K = len(codes), self.num_codebooks
         Ts = [int(c.shape[1]) for c in codes]
         Tmax = max(1, max(Ts))
@@ -202,24 +218,22 @@ class MusicgenTarget(TwoStageTarget):
         valid = torch.zeros((B, K, Tmax), dtype=torch.bool, device=self.device)
         for b, c in enumerate(codes):
             T = Ts[b]
+            c = c.to(self.device)
             D[b, :, : T + self.n_delay] = self.delayed(c)
             dec_mask[b, : T + self.n_delay - 1] = 1
             tgt[b, :, :T] = c
             valid[b, :, :T] = True
         text = self.tokenizer(list(captions), padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            logits = self.model(
-                input_ids=text["input_ids"].to(self.device),
-                attention_mask=text["attention_mask"].to(self.device),
-                decoder_input_ids=D[:, :, :-1].reshape(B * K, L - 1),
-                decoder_attention_mask=dec_mask,
-                use_cache=False,
-            ).logits  # [B*K, L-1, V]
-            V = logits.shape[-1]
-            logits = logits.reshape(B, K, L - 1, V)
-            # codes[k, t] is predicted at delayed position delay_k + t.
-            pos = self.delays.to(logits.device)[:, None] + torch.arange(Tmax, device=logits.device)[None, :]
-            picked = logits.gather(2, pos[None, :, :, None].expand(B, K, Tmax, V))  # [B, K, Tmax, V]
-            return token_stats_batch(
-                picked.reshape(B, K * Tmax, V), tgt.reshape(B, K * Tmax), valid.reshape(B, K * Tmax)
-            )
+        logits = self.model(
+            input_ids=text["input_ids"].to(self.device),
+            attention_mask=text["attention_mask"].to(self.device),
+            decoder_input_ids=D[:, :, :-1].reshape(B * K, L - 1),
+            decoder_attention_mask=dec_mask,
+            use_cache=False,
+        ).logits  # [B*K, L-1, V]
+        V = logits.shape[-1]
+        logits = logits.reshape(B, K, L - 1, V)
+        # codes[k, t] is predicted at delayed position delay_k + t.
+        pos = self.delays.to(logits.device)[:, None] + torch.arange(Tmax, device=logits.device)[None, :]
+        picked = logits.gather(2, pos[None, :, :, None].expand(B, K, Tmax, V))  # [B, K, Tmax, V]
+        return picked.reshape(B, K * Tmax, V), tgt.reshape(B, K * Tmax), valid.reshape(B, K * Tmax)

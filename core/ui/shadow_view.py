@@ -16,15 +16,15 @@ ADVICE_KIND = "reference-advice"
 
 
 def _bases(target: str | None) -> list[str]:
-    """Built-in models a shadow can start from: of the audited target's family when it is
-    known (every family a shadow can be built for otherwise), never the target itself."""
-    from core.recipes.shadow_objectives import objective_for
-    from core.targets import list_targets
+    """Built-in models a shadow can start from (an objective fine-tunes their folder's
+    layout): of the audited target's family when it is known, never the target itself."""
+    from core.recipes.shadow_objectives import objective_for_folder
+    from core.targets import list_targets, resolve_target
     from core.targets.registry import family_of
 
     family = family_of(target)
-    return [t.spec for t in list_targets() if t.available and objective_for(t.family) is not None
-            and (family is None or t.family == family) and t.spec != target]
+    return [t.spec for t in list_targets() if t.available and (family is None or t.family == family) and t.spec != target
+            and objective_for_folder(t.family, resolve_target(t.spec).location) is not None]
 
 
 def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
@@ -39,8 +39,9 @@ def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
     picked = c1.selectbox("Base model", options, key=f"{key}-base", disabled=bool(typed_now.strip()) or not options)
     typed = c2.text_input("…or a local base folder", key=f"{key}-base-typed", placeholder="/models/whisper-tiny.en",
                           help="The public base the audited model was fine-tuned from, under the allowed folders "
-                               "(OVERHEARD_ROOTS): a Hugging Face or CTranslate2 Whisper folder, or a folder in the zoo's "
-                               "ar-* or diffusion-* layout.")
+                               "(OVERHEARD_ROOTS): a Hugging Face or CTranslate2 Whisper folder, a Qwen2-Audio or Audio "
+                               "Flamingo 3 folder, a MusicGen folder, a diffusers AudioLDM / MusicLDM / AudioLDM 2 "
+                               "pipeline, or a folder in the zoo's ar-* or diffusion-* layout.")
     try:
         base = check_typed_target(typed, settings().roots) if typed.strip() else picked
         if base is None:
@@ -71,7 +72,7 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         base, error = _base_choice(target, key)
         n_non = int((ws.analysis_clips(dataset)["y"] == 0).sum())
         most = max(0, n_non - MIN_PER_LABEL)
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         default = ShadowRecipe()
         n = int(c1.number_input("Known non-members", min_value=1, max_value=max(1, most), value=max(1, min(50, most // 3)),
                                 key=f"{key}-n", help=f"Drawn (seeded) from the {n_non} known non-members; at least "
@@ -80,6 +81,9 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         lr = float(c3.number_input("Learning rate", min_value=1e-8, max_value=1.0, value=default.lr, format="%.1e",
                                    key=f"{key}-lr", help="1e-5 to 5e-5 for a released Whisper; 5e-4 for the zoo's lalm-*; about 1e-3 for its "
                                         "ar-* and diffusion-*."))
+        rank = int(c4.number_input("LoRA rank", min_value=0, max_value=1024, value=default.lora_rank, key=f"{key}-lora",
+                                   help="0: every weight is fine-tuned. R > 0: LoRA adapters of rank R on the linear layers "
+                                        "(for a base too large to fine-tune whole), merged into the weights when saved."))
         out_default = str(default_shadow_out(ws, base, dataset)) if base else ""
         out_text = st.text_input("Output folder", value=out_default, key=f"{key}-out-{out_default}",
                                  help="Inside the workspace; a relative path is taken under <workspace>/references.")
@@ -91,7 +95,7 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
             error = f"only {n_non} known non-members: none can be spared for a shadow"
         if error:
             st.caption(f"⚠ {error}")
-        recipe = ShadowRecipe(epochs=epochs, lr=lr)
+        recipe = ShadowRecipe(epochs=epochs, lr=lr, lora_rank=rank)
         params = {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "recipe": recipe.to_dict()}
         if st.button("Build the shadow reference", key=f"{key}-start", disabled=running or error is not None):
             jobs.submit(ws, SHADOW_KIND, params)
