@@ -176,7 +176,7 @@ def audit_mia(
 def audited_clips(ws: Workspace, dataset: str, references: tuple[str, ...], targets: Resolved | None = None
                   ) -> tuple[pd.DataFrame | None, list[dict] | None]:
     """The clips an audit with ``references`` may read, and those it must leave out: every
-    clip a shadow reference among them trained on
+    clip a shadow reference among them trained on, or that was held out to choose its recipe
     (:func:`core.pipeline.reference.exclude_trained`). ``(None, None)`` when no reference
     is a shadow (the audit reads the whole dataset).
 
@@ -195,7 +195,7 @@ def audited_clips(ws: Workspace, dataset: str, references: tuple[str, ...], targ
         return None, None
     members, nonmembers = int((clips["y"] == 1).sum()), int((clips["y"] == 0).sum())
     if min(members, nonmembers) < MIN_PER_LABEL:
-        raise ValueError(f"after leaving out the {len(excluded)} clip(s) a shadow reference trained on, {members} member and "
+        raise ValueError(f"after leaving out the {len(excluded)} clip(s) a shadow reference trained on (or was chosen on), {members} member and "
                          f"{nonmembers} non-member clip(s) of {dataset!r} are left; an audit needs at least {MIN_PER_LABEL} of each")
     return clips, excluded
 

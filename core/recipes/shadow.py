@@ -140,7 +140,8 @@ def read_card(folder: str | Path) -> dict | None:
 
 def card_line(card: dict, *, excluded: int | None = None) -> str:
     """One line saying what a shadow reference is, from its card: the base, the recipe, how
-    many known non-members it trained on, and that they were kept out of the audit
+    many known non-members it trained on (and, for one chosen among a grid, on how many
+    held-out ones its recipe was chosen), and that they were kept out of the audit
     (``excluded``: how many of them this audit's dataset held, when known)."""
     recipe, base = card.get("recipe") or {}, card.get("base") or {}
     n = card.get("n_clips", len(card.get("trained_clip_hashes") or ()))
@@ -150,9 +151,13 @@ def card_line(card: dict, *, excluded: int | None = None) -> str:
                                 f"batch {recipe['batch_size']}" if "batch_size" in recipe else "",
                                 f"LoRA rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "") if x)
     data = (card.get("dataset") or {}).get("name")
+    held = len(card.get("heldout_clip_hashes") or ())
+    chosen = (f", its recipe chosen among {(card.get('recipe_selection') or {}).get('recipes', 'several')} on {held} other "
+              "held-out ones" if held else "")
     kept = "those clips were kept out of this audit" + (f" ({excluded} of them in this dataset)" if excluded is not None else "")
     return (f"shadow of {base.get('spec', '?')} (fingerprint {str(base.get('fingerprint', '?'))[:12]})"
-            + (f", {how}" if how else "") + f"; trained on {n} known non-members" + (f" of {data}" if data else "") + f"; {kept}")
+            + (f", {how}" if how else "") + f"; trained on {n} known non-members" + (f" of {data}" if data else "")
+            + f"{chosen}; {kept}")
 
 
 def shadow_cards(references: Sequence[str]) -> dict[str, dict]:
@@ -175,10 +180,12 @@ def shadow_cards(references: Sequence[str]) -> dict[str, dict]:
 def shadow_lines(references: Sequence[str], excluded: Sequence[dict] | None = None) -> list[str]:
     """``"SPEC: <card line>"`` for each shadow among a run's ``references`` (what every
     surface shows beside a calibrated result); ``excluded`` is the run's ``excluded_clips``,
-    counted per shadow by the content hashes its card lists."""
+    counted per shadow by the content hashes its card lists (trained on or held out)."""
     gone = {str(e.get("clip_hash")) for e in excluded or ()}
-    return [f"{spec}: {card_line(card, excluded=len(gone & {str(h) for h in card.get('trained_clip_hashes') or ()}))}"
-            for spec, card in shadow_cards(references).items()]
+    def left_out(card: dict) -> int:
+        return len(gone & {str(h) for key in ("trained_clip_hashes", "heldout_clip_hashes") for h in card.get(key) or ()})
+
+    return [f"{spec}: {card_line(card, excluded=left_out(card))}" for spec, card in shadow_cards(references).items()]
 
 
 def _write_json(path: Path, obj: dict) -> None:
