@@ -166,8 +166,11 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from core.pipeline.reference import build_shadow, check_supported
     from core.recipes.shadow import ShadowRecipe
 
+    epochs, lrs = list(args.epochs), list(args.lr)  # comma lists: more than one value makes a grid
+    if len(epochs) > 1 or len(lrs) > 1 or args.target or args.holdout is not None:
+        return _reference_grid(args, epochs, lrs)
     settings, ws = _workspace(args)
-    recipe = config_from_args(ShadowRecipe, args)
+    recipe = config_from_args(ShadowRecipe, args, epochs=epochs[0], lr=lrs[0])
     if args.background:
         from core.runtime import jobs
 
@@ -188,6 +191,50 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             f"{card['clips_per_s']} clips/s; loss {per} {card['loss_per_epoch'][0]:.4f} -> {card['loss_per_epoch'][-1]:.4f}; "
             f"audits with --reference {args.out} leave those {card['n_clips']} clips out")
     _emit(args, {"out": str(args.out)} | _card_summary(card) | {"trained_clip_hashes": card["trained_clip_hashes"]}, text)
+    return 0
+
+
+def _reference_grid(args: argparse.Namespace, epochs: list[int], lrs: list[float]) -> int:
+    """``reference build`` with a grid of recipes: one shadow per (epochs, lr) under
+    ``--out``, the one closest to ``--target`` on ``--holdout`` held-out non-members chosen."""
+    from core.pipeline.reference import build_shadow_grid, check_supported, recipe_grid
+    from core.recipes.shadow import ShadowRecipe
+
+    if not args.target:
+        raise CLIError("a grid of recipes (comma lists for --epochs/--lr, or --holdout) needs --target: the shadow is chosen "
+                       "by how closely its losses on held-out known non-members follow the target's")
+    if args.holdout is None:
+        raise CLIError("a grid of recipes needs --holdout H: the known non-members (besides --nonmembers) it chooses the shadow on")
+    settings, ws = _workspace(args)
+    recipes = recipe_grid(config_from_args(ShadowRecipe, args, epochs=epochs[0], lr=lrs[0]), epochs, lrs)
+    if args.background:
+        from core.runtime import jobs
+
+        import core.pipeline.reference  # noqa: F401  (registers the job kind)
+
+        job_id = jobs.submit(ws, "shadow-grid", {"dataset": args.dataset, "base": args.base, "target": args.target,
+                                                 "out": str(Path(args.out).resolve()), "n_nonmembers": args.nonmembers,
+                                                 "n_holdout": args.holdout, "recipes": [r.to_dict() for r in recipes]})
+        _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
+        return 0
+    check_supported(args.targets.ref(args.base))
+    _log(f"fine-tuning {args.base} with {len(recipes)} recipe(s) on {args.nonmembers} known non-members of {args.dataset}, "
+         f"choosing on {args.holdout} held-out ones ...")
+    rec = build_shadow_grid(ws, args.dataset, args.targets.ref(args.base), _target(args), args.out, recipes=recipes,
+                            n_nonmembers=args.nonmembers, n_holdout=args.holdout, settings=settings,
+                            progress=_progress("grid"), targets=args.targets)
+    lines = [f"shadow recipes for {args.target} on {args.holdout} held-out known non-members of {args.dataset} "
+             "(median gap: shadow loss - target loss, nats/token):",
+             f"  {'epochs':>6}  {'lr':>9}  {'median gap [95% CI]':>28}  {'train s':>8}"]
+    for i, r in enumerate(rec["recipes"]):
+        ci = f"{r['median_gap']:+.4f} [{r['gap_ci'][0]:+.4f}, {r['gap_ci'][1]:+.4f}]"
+        secs = "" if r.get("train_time_s") is None else f"{r['train_time_s']:.1f}"
+        lines.append(f"  {r['recipe']['epochs']:>6}  {r['recipe']['lr']:>9.3g}  {ci:>28}  {secs:>8}"
+                     + ("  <- chosen" if i == rec["chosen"] else ""))
+    lines.append(f"chosen: {rec['chosen_folder']} (record {Path(args.out) / 'selection.json'}); audits with --reference "
+                 f"{rec['chosen_folder']} leave its {len(rec['trained_clip_hashes'])} training and "
+                 f"{len(rec['heldout_clip_hashes'])} held-out clips out")
+    _emit(args, rec, "\n".join(lines))
     return 0
 
 
@@ -675,7 +722,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nonmembers", type=int, required=True, metavar="N", help="known non-members to fine-tune on (drawn with --seed)")
     r.add_argument("--out", required=True, metavar="DIR", help="new or empty folder for the checkpoint (a rerun resumes it)")
     r.add_argument("--background", action="store_true", help="run as a background job (see `overheard jobs`)")
+    r.add_argument("--target", help="the audited model, for a grid of recipes: the shadow whose losses on --holdout held-out "
+                                    "known non-members are closest to its is chosen; " + TARGET_HELP)
+    r.add_argument("--holdout", type=int, metavar="H", help="with a grid: known non-members (disjoint from --nonmembers) the "
+                                                            "shadows are compared with --target on; they leave every audit "
+                                                            "that uses the chosen shadow")
     add_config_flags(r, ShadowRecipe)
+    for action in r._actions:  # a comma list makes a grid (one shadow per epochs x lr, in folders under --out)
+        if action.dest in ("epochs", "lr"):
+            item = int if action.dest == "epochs" else float
+            action.type, action.default = _comma_list(item), [action.default]
+            action.metavar = "E[,E...]" if item is int else "LR[,LR...]"
+            action.help = f"{action.help}; a comma list (with --target and --holdout) builds a grid of recipes"
     r.set_defaults(fn=cmd_reference_build)
     r = ref_sub.add_parser("advise", parents=[common], help="does the target need a shadow reference, its base, or none? "
                                                            "(from known non-members only)")
