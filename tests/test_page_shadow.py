@@ -133,3 +133,32 @@ def test_the_advisor_answers_on_the_page_and_the_mia_run_records_it(setup, monke
     assert res["advice"] == {"recommendation": advice["recommendation"], "reason": advice["reason"], "base": str(base), "run": run_id}
     rows = dict(record_of("mia").rows(res))
     assert rows["reference advisor (target vs base on known non-members)"].startswith(advice["recommendation"])
+
+
+def test_the_form_builds_a_grid_and_the_picker_offers_the_chosen_shadow(setup, monkeypatch):
+    ws, base, target = setup
+    _env(ws, base, monkeypatch)
+    at = _page(ws, target)
+    at.text_input(key="shadow-base-typed").input(str(base)).run()
+    at.toggle(key="shadow-grid").set_value(True).run()
+    at.text_input(key="shadow-lr-grid").input("1e-4, 3e-3").run()
+    at.number_input(key="shadow-n").set_value(5).run()
+    at.number_input(key="shadow-holdout").set_value(2).run()  # 5 + 2 of the 8 non-members: too many
+    assert any("nonmembers + holdout at most 6" in c.value for c in at.caption if c.value.startswith("⚠")), [c.value for c in at.caption]
+    assert at.button(key="shadow-start").disabled
+    at.number_input(key="shadow-n").set_value(2).run()
+    at.number_input(key="shadow-holdout").set_value(3).run()
+    assert not [c.value for c in at.caption if c.value.startswith("⚠")]
+    at.button(key="shadow-start").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (job_id,) = jobs.jobs(ws, kind="shadow-grid")["id"]
+    params = jobs.job(ws, job_id)["params"]
+    out = ws.root.resolve() / "references" / "base-shadow-tiny-grid"
+    assert params["target"] == str(target) and params["out"] == str(out) and params["n_holdout"] == 3
+    assert [(r["epochs"], r["lr"]) for r in params["recipes"]] == [(2, 1e-4), (2, 3e-3)]
+    chosen = jobs.run_job(ws, job_id)
+    assert Path(chosen).parent == out
+    at = _page(ws, target)
+    assert not at.exception, [e.message for e in at.exception]
+    options = at.multiselect(key="references").options
+    assert chosen in options and not [o for o in options if o.startswith(str(out)) and o != chosen]

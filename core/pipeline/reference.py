@@ -170,11 +170,16 @@ def check_shadow_out(ws: Workspace, out: str | Path) -> Path:
 
 
 def workspace_shadows(ws: Workspace) -> list[str]:
-    """Finished shadow references under ``<workspace>/references``, as folder specs, newest first."""
+    """Finished shadow references under ``<workspace>/references`` (and the chosen shadow of
+    each grid there, :func:`build_shadow_grid`), as folder specs, newest first."""
     from core.recipes.shadow import read_card
 
     folder = ws.root / REFERENCES_DIR
     found = [p for p in folder.iterdir() if p.is_dir() and read_card(p) is not None] if folder.is_dir() else []
+    for grid in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ():
+        chosen = (read_selection(grid) or {}).get("chosen_folder")  # a grid's chosen shadow, not the others
+        if chosen and read_card(chosen) is not None:
+            found.append(Path(chosen))
     return [str(p.resolve()) for p in sorted(found, key=lambda p: (p / "card.json").stat().st_mtime, reverse=True)]
 
 
@@ -316,6 +321,35 @@ def recipe_grid(base: ShadowRecipe, epochs: Sequence[int], lrs: Sequence[float])
             if r not in out:
                 out.append(r)
     return out
+
+
+def parse_grid(epochs: str, lrs: str) -> tuple[list[int], list[float]]:
+    """The epochs and learning rates of a grid typed as comma lists (``"2,6,12"``, ``"1e-4,5e-4"``).
+
+    Raises
+    ------
+    ValueError
+        one line naming the list that is empty or holds something else than positive numbers.
+    """
+    def parse(text: str, kind: type, name: str) -> list:
+        try:
+            values = [kind(x.strip()) for x in str(text).split(",") if x.strip()]
+        except ValueError:
+            values = []
+        if not values or any(not v > 0 for v in values):
+            raise ValueError(f"type the grid's {name} as a comma list of positive numbers (got {text!r})")
+        return values
+
+    return parse(epochs, int, "epochs"), parse(lrs, float, "learning rates")
+
+
+def grid_table(record: dict) -> pd.DataFrame:
+    """One row per recipe of a selection record: epochs, learning rate, the median gap and its
+    interval (nats/token), the training time, and which one was chosen."""
+    return pd.DataFrame([{"epochs": r["recipe"]["epochs"], "lr": r["recipe"]["lr"], "median gap": round(r["median_gap"], 4),
+                          "95% CI": f"[{r['gap_ci'][0]:+.4f}, {r['gap_ci'][1]:+.4f}]", "train s": r.get("train_time_s"),
+                          "chosen": i == record.get("chosen"), "folder": r["folder"]}
+                         for i, r in enumerate(record.get("recipes") or ())])
 
 
 def read_selection(out: str | Path) -> dict | None:

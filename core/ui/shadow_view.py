@@ -12,6 +12,7 @@ from core.ui.common import job_panel, settings
 from core.ui.runs import active_job, check_typed_target
 
 SHADOW_KIND = "shadow-reference"
+GRID_KIND = "shadow-grid"
 ADVICE_KIND = "reference-advice"
 
 
@@ -59,32 +60,57 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
     """"Build a shadow reference": the base, the recipe and the output folder, a start
     button, and the progress of the build; a finished one is offered by the reference picker."""
     from core.pipeline.common import MIN_PER_LABEL
-    from core.pipeline.reference import ADVISOR_DIFFUSION, check_shadow_out, default_shadow_out
+    from core.pipeline.reference import (ADVISOR_DIFFUSION, check_shadow_out, default_shadow_out, grid_table, parse_grid,
+                                         read_selection, recipe_grid, split_nonmembers)
     from core.recipes.shadow import ShadowRecipe
     from core.targets.registry import family_of
 
-    job_id = active_job(ws, SHADOW_KIND, {"dataset": dataset})
-    running = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
+    grid = bool(target) and bool(st.session_state.get(f"{key}-grid"))
+    job_id = active_job(ws, GRID_KIND if grid else SHADOW_KIND, {"dataset": dataset})
+    running = any(j is not None and jobs.job(ws, j)["status"] in ("queued", "running")
+                  for j in (active_job(ws, SHADOW_KIND, {"dataset": dataset}), active_job(ws, GRID_KIND, {"dataset": dataset})))
     with st.expander("Build a shadow reference", expanded=running):
         st.caption("The base model fine-tuned here on some of this dataset's known non-members, with a recipe like the "
                    "target's: it carries the target's domain adaptation and not its members. The clips it trains on leave "
                    "every audit that uses it. See docs/references.md.")
         base, error = _base_choice(target, key)
-        n_non = int((ws.analysis_clips(dataset)["y"] == 0).sum())
+        clips = ws.analysis_clips(dataset)
+        n_non = int((clips["y"] == 0).sum())
         most = max(0, n_non - MIN_PER_LABEL)
+        st.toggle("Choose the recipe among a grid", key=f"{key}-grid", disabled=not target,
+                  help="One shadow per (epochs, learning rate) on the same non-members; the one whose losses on other, "
+                       "held-out known non-members are closest to the target's is chosen. The held-out clips leave every "
+                       "audit that uses it too.")
         c1, c2, c3, c4 = st.columns(4)
         default = ShadowRecipe()
         n = int(c1.number_input("Known non-members", min_value=1, max_value=max(1, most), value=max(1, min(50, most // 3)),
                                 key=f"{key}-n", help=f"Drawn (seeded) from the {n_non} known non-members; at least "
                                                      f"{MIN_PER_LABEL} stay for the audit."))
-        epochs = int(c2.number_input("Epochs", min_value=1, max_value=100, value=default.epochs, key=f"{key}-epochs"))
-        lr = float(c3.number_input("Learning rate", min_value=1e-8, max_value=1.0, value=default.lr, format="%.1e",
-                                   key=f"{key}-lr", help="1e-5 to 5e-5 for a released Whisper; 5e-4 for the zoo's lalm-*; about 1e-3 for its "
-                                        "ar-* and diffusion-*."))
-        rank = int(c4.number_input("LoRA rank", min_value=0, max_value=1024, value=default.lora_rank, key=f"{key}-lora",
-                                   help="0: every weight is fine-tuned. R > 0: LoRA adapters of rank R on the linear layers "
-                                        "(for a base too large to fine-tune whole), merged into the weights when saved."))
-        out_default = str(default_shadow_out(ws, base, dataset)) if base else ""
+        lr_help = "1e-5 to 5e-5 for a released Whisper; 5e-4 for the zoo's lalm-*; about 1e-3 for its ar-* and diffusion-*."
+        epochs_list: list[int] = []
+        lrs: list[float] = []
+        holdout = 0
+        if grid:
+            epochs_text = c2.text_input("Epochs (comma list)", value=f"{default.epochs}", key=f"{key}-epochs-grid")
+            lr_text = c3.text_input("Learning rates (comma list)", value=f"{default.lr:g}", key=f"{key}-lr-grid", help=lr_help)
+            holdout = int(c4.number_input("Held-out non-members", min_value=2, max_value=max(2, most), value=max(2, min(30, most // 3)),
+                                          key=f"{key}-holdout", help="Known non-members, besides those trained on, the "
+                                                                     "shadows are compared with the target on."))
+            try:
+                epochs_list, lrs = parse_grid(epochs_text, lr_text)
+                split_nonmembers(clips, n, holdout)
+            except ValueError as exc:
+                error = error or str(exc)
+            epochs, lr = (epochs_list or [default.epochs])[0], (lrs or [default.lr])[0]
+            rank = 0
+        else:
+            epochs = int(c2.number_input("Epochs", min_value=1, max_value=100, value=default.epochs, key=f"{key}-epochs"))
+            lr = float(c3.number_input("Learning rate", min_value=1e-8, max_value=1.0, value=default.lr, format="%.1e",
+                                       key=f"{key}-lr", help=lr_help))
+            rank = int(c4.number_input("LoRA rank", min_value=0, max_value=1024, value=default.lora_rank, key=f"{key}-lora",
+                                       help="0: every weight is fine-tuned. R > 0: LoRA adapters of rank R on the linear layers "
+                                            "(for a base too large to fine-tune whole), merged into the weights when saved."))
+        out_default = (str(default_shadow_out(ws, base, dataset)) + ("-grid" if grid else "")) if base else ""
         out_text = st.text_input("Output folder", value=out_default, key=f"{key}-out-{out_default}",
                                  help="Inside the workspace; a relative path is taken under <workspace>/references.")
         try:
@@ -96,13 +122,19 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         if error:
             st.caption(f"⚠ {error}")
         recipe = ShadowRecipe(epochs=epochs, lr=lr, lora_rank=rank)
-        params = {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "recipe": recipe.to_dict()}
-        if st.button("Build the shadow reference", key=f"{key}-start", disabled=running or error is not None):
-            jobs.submit(ws, SHADOW_KIND, params)
+        if grid:
+            kind, params = GRID_KIND, {"dataset": dataset, "base": base, "target": target, "out": out, "n_nonmembers": n,
+                                       "n_holdout": holdout, "recipes": [r.to_dict() for r in recipe_grid(recipe, epochs_list, lrs)]}
+        else:
+            kind, params = SHADOW_KIND, {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "recipe": recipe.to_dict()}
+        if st.button("Build the shadow reference" + (" grid" if grid else ""), key=f"{key}-start", disabled=running or error is not None):
+            jobs.submit(ws, kind, params)
             st.rerun()
         row = job_panel(ws, job_id) if job_id else None
         if row is not None and row["status"] == "done":
             st.success(f"Shadow reference ready: {row['run_id']}; pick it under Reference model(s).")
+        if grid and out and read_selection(out) is not None:
+            st.dataframe(grid_table(read_selection(out) or {}), hide_index=True)
         if target and family_of(target) == "diffusion":
             st.caption(f"Reference advisor: {ADVISOR_DIFFUSION}.")
         elif target:
