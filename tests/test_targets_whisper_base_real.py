@@ -73,3 +73,38 @@ def test_real_whisper_base_transcribes_espeak_speech_in_the_language_it_detects(
     assert not healthy.looks_wrong and healthy.degenerate == 0 and healthy.median_wer <= MAX_MEAN_WER
     wrong = check(french)
     assert wrong.looks_wrong and wrong.warning().startswith("the model's transcriptions look wrong")
+
+
+def test_a_shadow_of_the_ctranslate2_base_is_saved_in_the_hugging_face_layout_and_loads_back_multilingual(folder, clips, tmp_path):
+    """A fine-tune of the CTranslate2 folder (what ``overheard reference build`` and
+    ``bench.measure_shadow base`` write) is a ``save_pretrained`` folder that loads back as a
+    multilingual Whisper target with the same languages; after a step at a negligible rate it
+    scores each clip's transcript as the original does."""
+    import json
+
+    from core.recipes.shadow import ShadowRecipe, read_card, train_shadow
+    from core.targets import load_target
+    from core.targets.base import EvidenceConfig
+    from core.targets.language import LanguageChoice
+    from core.targets.seq2seq import Seq2SeqTarget
+
+    base = load_target(str(folder), device="cpu", dtype="float32")
+    base.set_language(LanguageChoice("en", "target option"))
+    given = EvidenceConfig(mode="given")
+    before = base.evidence(clips[:2], given, batch_size=2)
+    out = tmp_path / "shadow"
+    card = train_shadow(base, clips[:2], out, recipe=ShadowRecipe(epochs=1, lr=1e-12, batch_size=2))
+    assert card["base"]["adapter"] == base.adapter and read_card(out)["trained_clip_hashes"] == ["s0", "s1"]
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "preprocessor_config.json"} <= {
+        p.name for p in out.iterdir()} and not list(out.glob("*.bin")) and not (out / ".partial").exists()
+    assert json.loads((out / "generation_config.json").read_text())["is_multilingual"]
+
+    shadow = load_target(str(out), device="cpu")
+    assert isinstance(shadow, Seq2SeqTarget) and shadow.multilingual and shadow.needs_language
+    assert shadow.language_options() == base.language_options() and shadow.task_to_id == base.task_to_id
+    assert shadow.fingerprint != base.fingerprint
+    shadow.set_language(LanguageChoice("en", "target option"))
+    after = shadow.evidence(clips[:2], given, batch_size=2)
+    for b, a in zip(before, after):
+        assert a.text == b.text
+        np.testing.assert_allclose(a.tokens.logprob, b.tokens.logprob, atol=1e-3)
