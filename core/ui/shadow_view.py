@@ -58,9 +58,8 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
     """"Build a shadow reference": the base, the recipe and the output folder, a start
     button, and the progress of the build; a finished one is offered by the reference picker."""
     from core.pipeline.common import MIN_PER_LABEL
-    from core.pipeline.reference import ADVISOR_DIFFUSION, check_shadow_out, default_shadow_out
+    from core.pipeline.reference import check_shadow_out, default_shadow_out
     from core.recipes.shadow import ShadowRecipe
-    from core.targets.registry import family_of
 
     job_id = active_job(ws, SHADOW_KIND, {"dataset": dataset})
     running = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
@@ -99,9 +98,7 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         row = job_panel(ws, job_id) if job_id else None
         if row is not None and row["status"] == "done":
             st.success(f"Shadow reference ready: {row['run_id']}; pick it under Reference model(s).")
-        if target and family_of(target) == "diffusion":
-            st.caption(f"Reference advisor: {ADVISOR_DIFFUSION}.")
-        elif target:
+        if target:
             _advisor(ws, dataset, target, base, n, key)
 
 
