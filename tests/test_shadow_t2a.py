@@ -178,7 +178,8 @@ def test_the_page_offers_built_in_bases_of_the_targets_family():
     from core.ui.shadow_view import _bases
 
     assert _bases("zoo:ar-small") == ["zoo:ar-large", "zoo:ar-ref", "zoo:ar-shift-base", "zoo:ar-shift-ft"]
-    assert _bases("zoo:diffusion-large") == ["zoo:diffusion-small", "zoo:diffusion-ref"]
+    assert _bases("zoo:diffusion-large") == ["zoo:diffusion-small", "zoo:diffusion-ref", "zoo:diffusion-shift-base",
+                                             "zoo:diffusion-shift-ft"]
     assert "zoo:lalm-base" in _bases("zoo:lalm-ft") and not {s for s in _bases("zoo:lalm-ft") if not s.startswith("zoo:lalm")}
     assert {"zoo:ar-ref", "zoo:diffusion-ref", "zoo:lalm-base"} <= set(_bases(None))
 
