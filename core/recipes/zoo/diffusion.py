@@ -1,4 +1,5 @@
-"""Recipes of the diffusion text-to-audio reference targets ``zoo:diffusion-small``, ``zoo:diffusion-large``, ``zoo:diffusion-ref``.
+"""Recipes of the diffusion text-to-audio reference targets ``zoo:diffusion-small``, ``zoo:diffusion-large``, ``zoo:diffusion-ref``
+and the domain-shift pair ``zoo:diffusion-shift-base`` / ``zoo:diffusion-shift-ft``.
 
 A tiny ``diffusers.UNet2DConditionModel`` denoises normalized log-mel patches
 (:class:`core.targets.diffusion_audio.PatchConfig`) under a ``DDPMScheduler`` (1000 steps),
@@ -11,6 +12,19 @@ captions are replaced by the empty caption, so the unconditional prediction is m
 * ``diffusion-ref``: the reference of both: as many pool clips as ``diffusion-large``
   trains on, of its own seed (``sound_pool(seed=2201)``), no ``demo-sounds`` clip; fewer
   epochs than ``diffusion-large`` to keep its CPU build short (its card says so).
+
+A domain-shift fine-tuning pair, as a public base and someone's fine-tune of it:
+
+* ``diffusion-shift-base``: a base that never heard the audited domain: ``diffusion-ref``'s
+  architecture on as many pool clips of its own seed (``sound_pool(seed=2501,
+  chain="phone-room")``), recorded through another chain (a telephone band in a reverberant
+  room, levelled by an automatic gain control:
+  :func:`core.recipes.corpus.corpus.phone_room_chain`), 70 epochs; its patch normalization
+  is fitted on them.
+* ``diffusion-shift-ft``: ``diffusion-shift-base``'s weights fine-tuned, its scheduler and
+  patch normalization kept (as a latent diffusion fine-tune keeps its autoencoder), for 45
+  epochs at learning rate 2e-3 on 100 clean in-domain pool clips (``sound_pool(seed=2601)``,
+  no caption of ``demo-sounds``) and the 100 members.
 
 Training is deterministic (seeded, fixed thread count).
 """
