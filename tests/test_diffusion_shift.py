@@ -99,7 +99,8 @@ def test_a_fine_tune_of_another_architecture_is_refused(tmp_path):
                         init=base)
 
 
-@pytest.mark.slow  # builds a shadow and scores 200 clips with three diffusion models: about 15 min on 2 loaded cores
+@pytest.mark.slow  # builds a shadow and scores 200 clips with three diffusion models: over 10 min on 2 loaded cores
+@pytest.mark.timeout(2400)
 def test_a_shadow_of_the_base_beats_the_base_and_no_reference_and_the_advisor_says_so(tmp_path, torch_one_thread):
     from bench.measure_shadow import _paths, hashes_of, shift_recipe, split_dataset
     from core.pipeline import MIAConfig, audit_mia, load_demo

@@ -205,9 +205,9 @@ def test_the_page_form_takes_a_base_of_the_targets_family_and_refuses_another(ws
     at.session_state["_target_user"] = True
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    assert at.selectbox(key="shadow-base").options == ["zoo:diffusion-large", "zoo:diffusion-ref"]
-    assert any(c.value.startswith("Reference advisor: the reference advisor compares per-token losses") for c in at.caption)
-    assert not [b for b in at.button if b.key == "shadow-advise"]
+    assert at.selectbox(key="shadow-base").options == ["zoo:diffusion-large", "zoo:diffusion-ref", "zoo:diffusion-shift-base",
+                                                      "zoo:diffusion-shift-ft"]
+    assert [b for b in at.button if b.key == "shadow-advise"]  # the advisor compares diffusion pairs too
     at.text_input(key="shadow-base-typed").input(str(base)).run()
     assert not [c.value for c in at.caption if c.value.startswith("⚠")]
     at.button(key="shadow-start").click().run()
