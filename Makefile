@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 PORT ?= 8501
 export OVERHEARD_WORKSPACE ?= $(CURDIR)/workspace
 
-.PHONY: run test test-fast lint bench install dev chromium demo zoo corpus clean
+.PHONY: run test test-fast test-measurements lint bench install dev chromium demo zoo corpus clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ test: dev chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-fast: dev
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not measurement"
+
+# the tests that re-measure a documented figure on the zoo (minutes each; not in make test)
+test-measurements: dev
+	$(PY) -m pytest -q -p no:cacheprovider -m measurement
 
 # Static checks: ruff over the tree, mypy (strict) over core/stats, core/di and core/mia;
 # both configured in pyproject.toml.

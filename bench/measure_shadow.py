@@ -2,7 +2,7 @@
 calibrated against the public base and calibrated against a shadow reference, with the
 shadow build's wall time and clips/s on this machine, and the reference advisor's answer.
 
-    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [shift] [tiny.en] [base] [ar] [ar-shift] [diffusion] [--mode M] [--n-perm B] [--smoke]
+    OVERHEARD_WORKSPACE=DIR python -m bench.measure_shadow [zoo] [shift] [tiny.en] [base] [ar] [ar-shift] [diffusion] [diffusion-shift] [--mode M] [--n-perm B] [--smoke]
 
 The split of issue #30 on ``demo-speech``: the 100 members and the non-members
 ``speech_0150``-``0199`` are audited (as the dataset ``demo-speech-split``); the shadow is
@@ -27,8 +27,7 @@ out of every audit that uses it; the advisor compares target and base on the sam
   ``sound_0100``-``0149``): targets ``zoo:ar-small`` and ``zoo:ar-large`` / ``zoo:diffusion-small``
   and ``zoo:diffusion-large``, base ``zoo:ar-ref`` / ``zoo:diffusion-ref`` (the same generator's
   sounds, none of them a demo clip: a same-domain situation), one shadow per family
-  (``--ar-lr``, ``--diffusion-lr``, ``--diffusion-epochs``). The advisor is asked for ``ar``
-  only (it reads token losses).
+  (``--ar-lr``, ``--diffusion-lr``, ``--diffusion-epochs``).
 
 - ``ar-shift``: the autoregressive domain-shift pair on the same split of ``demo-sounds``:
   target ``zoo:ar-shift-ft``, base ``zoo:ar-shift-base`` (which never heard the clean
@@ -36,6 +35,10 @@ out of every audit that uses it; the advisor compares target and base on the sam
   (8 epochs, learning rate 1e-3, batches of 16, no weight decay). After the table, Welch's
   t of dataset inference over 30 seeds of its control/test split of the non-members, beside
   the audit's own (seed 0).
+- ``diffusion-shift``: the diffusion domain-shift pair, the same way: target
+  ``zoo:diffusion-shift-ft``, base ``zoo:diffusion-shift-base`` (which never heard the clean
+  chain), the shadow with the fine-tune's own recipe (its epochs, learning rate and batch
+  size, no weight decay); the advisor compares the two models' denoising losses.
 
 ``--mode`` is the text mode of every audit (``generated``, the default, or ``given``: each
 clip's transcript scored; the advisor always compares in ``given`` mode).
@@ -66,7 +69,7 @@ ZOO_PAIRS = {"zoo": ("zoo same-domain pair", "lalm-ft", "lalm-base"),
 """The zoo's fine-tuning pairs: bench name -> (title, target, base)."""
 REAL_PAIRS = {"tiny.en": ("Whisper tiny.en", "tiny_en_folder"), "base": ("Whisper base", "whisper_base_folder")}
 """Real pretrained checkpoints: bench name -> (title, the function of ``tests/real_checkpoints.py`` that gives its folder)."""
-PAIRS = (*ZOO_PAIRS, *REAL_PAIRS, "ar", "ar-shift", "diffusion")
+PAIRS = (*ZOO_PAIRS, *REAL_PAIRS, "ar", "ar-shift", "diffusion", "diffusion-shift")
 
 
 def _paths(lo: int, hi: int, source: str = "demo-speech") -> set[str]:
@@ -240,14 +243,22 @@ def smoke() -> int:
     return 0
 
 
-def ar_shift_recipe():
-    """The shadow recipe of the autoregressive domain-shift pair: ``zoo:ar-shift-ft``'s own
-    (an auditor who guesses it: its epochs, learning rate, batch size and weight decay)."""
+def shift_recipe(family: str):
+    """The shadow recipe of a text-to-audio domain-shift pair (``family``: ``ar`` or
+    ``diffusion``): the fine-tune ``zoo:<family>-shift-ft``'s own (an auditor who guesses it:
+    its epochs, learning rate, batch size and weight decay; the diffusion recipes train
+    without weight decay)."""
     from core.recipes.shadow import ShadowRecipe
-    from core.recipes.zoo.ar import SHIFT_FT
+    from core.recipes.zoo import ar, diffusion
 
-    return ShadowRecipe(epochs=SHIFT_FT.epochs, lr=SHIFT_FT.lr, batch_size=SHIFT_FT.batch_size,
-                        weight_decay=SHIFT_FT.weight_decay, seed=1234)
+    ft = {"ar": ar.SHIFT_FT, "diffusion": diffusion.SHIFT_FT}[family]
+    return ShadowRecipe(epochs=ft.epochs, lr=ft.lr, batch_size=ft.batch_size, weight_decay=getattr(ft, "weight_decay", 0.0),
+                        seed=1234)
+
+
+def ar_shift_recipe():
+    """The shadow recipe of the autoregressive domain-shift pair (:func:`shift_recipe`)."""
+    return shift_recipe("ar")
 
 
 def split_seed_spread(ws, dataset: str, target: str, references: tuple[str, ...], *, seeds: int = 30) -> dict:
@@ -267,21 +278,23 @@ def split_seed_spread(ws, dataset: str, target: str, references: tuple[str, ...]
             "t_p10_p90": [round(float(v), 2) for v in np.quantile(t, [0.1, 0.9])], "seeds": seeds}
 
 
-def measure_ar_shift(ws, shadows: Path, *, n_perm: int, null_resamples: int) -> dict:
-    """The autoregressive domain-shift pair: target ``zoo:ar-shift-ft``, base ``zoo:ar-shift-base``
-    (which never heard the clean chain), the shadow with :func:`ar_shift_recipe`; then the DI
-    statistic of each audit over 30 control/test splits (:func:`split_seed_spread`)."""
+def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples: int) -> dict:
+    """A text-to-audio domain-shift pair (``family``: ``ar`` or ``diffusion``): target
+    ``zoo:<family>-shift-ft``, base ``zoo:<family>-shift-base`` (which never heard the clean
+    chain), the shadow with :func:`shift_recipe`; then the DI statistic of each audit over 30
+    control/test splits (:func:`split_seed_spread`)."""
     from core.targets.fingerprint import folder_fingerprint
     from core.targets.zoo.registry import zoo_dir
 
-    recipe = ar_shift_recipe()
-    base = folder_fingerprint(zoo_dir() / "ar-shift-base")[:8]  # a rebuilt base gets a new shadow
-    shadow = shadows / f"ar-shift-base-{base}-shadow-e{recipe.epochs}-lr{recipe.lr:g}"
-    out = measure(ws, "zoo ar domain-shift pair", "zoo:ar-shift-ft", "zoo:ar-shift-base", shadow, recipe, n_perm=n_perm,
+    recipe = shift_recipe(family)
+    target, base = f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base"
+    tag = folder_fingerprint(zoo_dir() / f"{family}-shift-base")[:8]  # a rebuilt base gets a new shadow
+    shadow = shadows / f"{family}-shift-base-{tag}-shadow-e{recipe.epochs}-lr{recipe.lr:g}"
+    out = measure(ws, f"zoo {family} domain-shift pair", target, base, shadow, recipe, n_perm=n_perm,
                   null_resamples=null_resamples, source="demo-sounds", split="demo-sounds-split")
-    spread = {label: split_seed_spread(ws, "demo-sounds-split", "zoo:ar-shift-ft", refs)
-              for label, refs in (("uncalibrated", ()), ("vs base", ("zoo:ar-shift-base",)), ("vs shadow", (str(shadow),)))}
-    print(json.dumps({"name": "ar-shift DI t over split seeds", "spread": spread}))
+    spread = {label: split_seed_spread(ws, "demo-sounds-split", target, refs)
+              for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (str(shadow),)))}
+    print(json.dumps({"name": f"{family}-shift DI t over split seeds", "spread": spread}))
     print("DI Welch t, the audit's split (seed 0) / median [10%, 90%] over 30 splits: "
           + "; ".join(f"{k} {v['t_seed0']} / {v['t_median']} {v['t_p10_p90']}" for k, v in spread.items()), flush=True)
     return out | {"di_t_over_splits": spread}
@@ -338,7 +351,8 @@ def main() -> int:
     from core.runtime.store import Workspace
 
     ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/shadow-ws"))
-    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "shift", *REAL_PAIRS}), ("demo-sounds", {"ar", "ar-shift", "diffusion"}))
+    load_demo(ws, names=tuple(n for n, pairs in (("demo-speech", {"zoo", "shift", *REAL_PAIRS}),
+                                                 ("demo-sounds", {"ar", "ar-shift", "diffusion", "diffusion-shift"}))
                               if pairs & set(a.pairs)))
     shadows = ws.root / "shadows"
     for pair, (name, target, base) in ZOO_PAIRS.items():
@@ -348,8 +362,9 @@ def main() -> int:
     for pair, (title, folder_of) in REAL_PAIRS.items():
         if pair in a.pairs:
             measure_real(ws, shadows, pair, title, folder_of, a)
-    if "ar-shift" in a.pairs:
-        measure_ar_shift(ws, shadows, n_perm=a.n_perm, null_resamples=a.null_resamples)
+    for family in ("ar", "diffusion"):
+        if f"{family}-shift" in a.pairs:
+            measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples)
     for family, lr, epochs, batch in (("ar", a.ar_lr, 6, 16), ("diffusion", a.diffusion_lr, a.diffusion_epochs, 8)):
         if family not in a.pairs:
             continue
@@ -357,7 +372,7 @@ def main() -> int:
         shadow = shadows / f"{family}-ref-shadow-e{epochs}-lr{lr:g}"
         for target in (f"zoo:{family}-small", f"zoo:{family}-large"):
             measure(ws, f"zoo {family} pair", target, f"zoo:{family}-ref", shadow, recipe, n_perm=a.n_perm,
-                    null_resamples=a.null_resamples, source="demo-sounds", split="demo-sounds-split", advise=family == "ar")
+                    null_resamples=a.null_resamples, source="demo-sounds", split="demo-sounds-split")
     return 0
 
 

@@ -63,11 +63,12 @@ def _trained(ws: Workspace, hashes: list[str]):
     return _inputs(ws, ws.analysis_clips("sounds").set_index("clip_hash").loc[hashes].reset_index())
 
 
-def _losses(folder: Path, clips) -> np.ndarray:
-    """Per-clip loss the audit reads: mean audio-token NLL, or mean conditional denoising loss."""
+def _losses(folder: Path, clips, config: dict | None = None) -> np.ndarray:
+    """Per-clip loss the audit reads: mean audio-token NLL, or mean conditional denoising loss
+    (at ``LOSS_CONFIG``'s timesteps and draws unless ``config`` says others)."""
     from core.targets import EvidenceConfig, load_target
 
-    ev = load_target(str(folder)).evidence(clips, EvidenceConfig(mode="given", **LOSS_CONFIG))
+    ev = load_target(str(folder)).evidence(clips, EvidenceConfig(mode="given", **(LOSS_CONFIG if config is None else config)))
     return np.array([-np.mean(e.tokens.logprob) if e.tokens is not None else e.diffusion.loss_cond.mean() for e in ev])
 
 
@@ -150,18 +151,36 @@ def test_the_shipped_zoo_ar_ref_is_a_base_through_the_cli(ws, tmp_path):
     assert card["base"]["spec"] == "zoo:ar-ref" and card["family"] == "autoregressive" and len(card["trained_clip_hashes"]) == 3
 
 
-def test_the_advisor_refuses_a_diffusion_pair_in_one_line(ws):
+def test_the_advisors_gap_is_the_familys_own_loss_compared_per_clip(ws, built):
+    """Token families compare mean token losses, diffusion models mean conditional denoising
+    losses (at the evidence's default timesteps and noise draws): here the shadow against its
+    base on the 4 clips it trained on, which it fits better."""
     from core.pipeline.reference import advise_reference
 
-    with pytest.raises(ValueError, match="per-token losses, which a diffusion model has none of"):
-        advise_reference(ws, "sounds", "zoo:diffusion-small", "zoo:diffusion-ref")
+    family, base, shadow, js = built
+    hashes = js["trained_clip_hashes"]
+    out = advise_reference(ws, "sounds", str(shadow), str(base), clip_hashes=hashes)
+    xs = _trained(ws, hashes)
+    t, b = _losses(shadow, xs, config={}), _losses(base, xs, config={})
+    g = out["gap"]
+    assert g["n"] == out["clips"] == 4 and g["n_better"] == int((b - t > 0).sum()) > 0
+    assert g["gap"] == pytest.approx(float(np.mean(b - t)), rel=1e-6) and g["base_loss"] == pytest.approx(float(b.mean()), rel=1e-6)
+    assert ("denoising MSE" if family == "diffusion" else "nats/token") in out["reason"]
+
+
+def test_the_advisor_refuses_a_diffusion_target_with_a_token_base_in_one_line(ws):
+    from core.pipeline.reference import advise_reference
+
+    with pytest.raises(ValueError, match="a diffusion target and a token-model base .* have no loss in common"):
+        advise_reference(ws, "sounds", "zoo:diffusion-small", "zoo:ar-ref")
 
 
 def test_the_page_offers_built_in_bases_of_the_targets_family():
     from core.ui.shadow_view import _bases
 
     assert _bases("zoo:ar-small") == ["zoo:ar-large", "zoo:ar-ref", "zoo:ar-shift-base", "zoo:ar-shift-ft"]
-    assert _bases("zoo:diffusion-large") == ["zoo:diffusion-small", "zoo:diffusion-ref"]
+    assert _bases("zoo:diffusion-large") == ["zoo:diffusion-small", "zoo:diffusion-ref", "zoo:diffusion-shift-base",
+                                             "zoo:diffusion-shift-ft"]
     assert "zoo:lalm-base" in _bases("zoo:lalm-ft") and not {s for s in _bases("zoo:lalm-ft") if not s.startswith("zoo:lalm")}
     assert {"zoo:ar-ref", "zoo:diffusion-ref", "zoo:lalm-base"} <= set(_bases(None))
 
@@ -187,9 +206,9 @@ def test_the_page_form_takes_a_base_of_the_targets_family_and_refuses_another(ws
     at.session_state["_target_user"] = True
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    assert at.selectbox(key="shadow-base").options == ["zoo:diffusion-large", "zoo:diffusion-ref"]
-    assert any(c.value.startswith("Reference advisor: the reference advisor compares per-token losses") for c in at.caption)
-    assert not [b for b in at.button if b.key == "shadow-advise"]
+    assert at.selectbox(key="shadow-base").options == ["zoo:diffusion-large", "zoo:diffusion-ref", "zoo:diffusion-shift-base",
+                                                      "zoo:diffusion-shift-ft"]
+    assert [b for b in at.button if b.key == "shadow-advise"]  # the advisor compares diffusion pairs too
     at.text_input(key="shadow-base-typed").input(str(base)).run()
     assert not [c.value for c in at.caption if c.value.startswith("⚠")]
     at.button(key="shadow-start").click().run()

@@ -10,7 +10,9 @@ the base (or no reference) is enough, and a shadow only adds the noise of its ow
 
 The comparison is paired, per clip: ``d_i = loss_base(i) - loss_target(i)``, each loss the
 clip's mean negative log-likelihood per scored token (the transcript's tokens, scored
-teacher-forced by both models). Reported: the mean gap with a seeded percentile bootstrap
+teacher-forced by both models), or for a diffusion model the clip's mean denoising loss
+(the squared error of the predicted noise, conditioned on the caption, averaged over the
+evidence's fixed timesteps and seeded noise draws: the same draws for both models). Reported: the mean gap with a seeded percentile bootstrap
 interval, the gap relative to the base's loss, and a one-sided exact sign test (the target
 fits better than the base on more clips than chance).
 """
@@ -100,14 +102,21 @@ def fit_gap(target_loss: ArrayLike, base_loss: ArrayLike, *, n_boot: int = 2000,
                   n_better=better, sign_p=sign_test_greater(better, int(d.size)))
 
 
-def recommend(gap: FitGap, *, alpha: float = ALPHA, min_relative: float = SHADOW_MIN_RELATIVE_GAP) -> tuple[str, str]:
+TOKEN_UNIT = "nats/token"
+DENOISING_UNIT = "denoising MSE"
+"""The loss's unit as the advisor's reason says it: token families, diffusion."""
+
+
+def recommend(gap: FitGap, *, alpha: float = ALPHA, min_relative: float = SHADOW_MIN_RELATIVE_GAP,
+              unit: str = TOKEN_UNIT) -> tuple[str, str]:
     """``("shadow" | "base or none", why)``: a shadow when the target fits the non-members
     better than its base, significantly (sign test at ``alpha`` and a bootstrap interval
-    above 0) and by at least ``min_relative`` of the base's loss."""
+    above 0) and by at least ``min_relative`` of the base's loss; ``unit`` names the loss
+    in ``why``."""
     significant = gap.sign_p < alpha and gap.gap_ci[0] > 0
     large = gap.relative_gap >= min_relative
     where = (f"the target's loss on {gap.n} known non-members is {gap.target_loss:.3f} against the base's {gap.base_loss:.3f} "
-             f"nats/token (gap {gap.gap:+.3f} [{gap.gap_ci[0]:+.3f}, {gap.gap_ci[1]:+.3f}], {gap.relative_gap:+.1%} of the base's; "
+             f"{unit} (gap {gap.gap:+.3f} [{gap.gap_ci[0]:+.3f}, {gap.gap_ci[1]:+.3f}], {gap.relative_gap:+.1%} of the base's; "
              f"better on {gap.n_better}/{gap.n}, sign test p = {gap.sign_p:.2g})")
     if significant and large:
         return "shadow", (f"{where}: the target adapted to this data's domain beyond its base, which a base reference "

@@ -490,15 +490,22 @@ def build_shadow_grid(
 
 
 # -- the advisor ------------------------------------------------------------------------------
-ADVISOR_DIFFUSION = ("the reference advisor compares per-token losses, which a diffusion model has none of (not implemented "
-                     "for diffusion): build a shadow and compare the audits with and without it")
-"""Why the advisor refuses a diffusion target or base."""
+ADVISOR_MIXED = ("the reference advisor compares the same loss under both models: per-token losses, or a diffusion model's "
+                 "denoising loss; a diffusion target and a token-model base (or the reverse) have no loss in common")
+"""Why the advisor refuses a target and base of which only one is a diffusion model."""
 
 
 def clip_losses(evidence: list) -> dict[str, float]:
-    """clip hash -> the clip's mean negative log-likelihood per scored token."""
-    return {ev.clip_hash: float(-np.mean(ev.tokens.logprob)) for ev in evidence
-            if ev.tokens is not None and len(ev.tokens.logprob)}
+    """clip hash -> the clip's loss: its mean negative log-likelihood per scored token, or for
+    diffusion evidence its mean denoising loss conditioned on the caption (over the
+    evidence's timesteps and noise draws)."""
+    out: dict[str, float] = {}
+    for ev in evidence:
+        if ev.tokens is not None and len(ev.tokens.logprob):
+            out[ev.clip_hash] = float(-np.mean(ev.tokens.logprob))
+        elif ev.diffusion is not None and ev.diffusion.loss_cond.size:
+            out[ev.clip_hash] = float(np.mean(ev.diffusion.loss_cond))
+    return out
 
 
 def advise_reference(
@@ -518,7 +525,8 @@ def advise_reference(
 ) -> dict[str, Any]:
     """Which reference fits ``target``, from known non-members only: the paired loss gap
     between ``target`` and its ``base`` (:func:`core.mia.advisor.fit_gap`) on the
-    transcripts of the dataset's known non-members (exactly ``clip_hashes``, or
+    transcripts (diffusion: the denoising loss of the clips under their captions,
+    :func:`clip_losses`) of the dataset's known non-members (exactly ``clip_hashes``, or
     ``n_nonmembers`` of them drawn as a shadow build draws them with the same ``seed``,
     else all), and the recommendation
     (:func:`core.mia.advisor.recommend`). Evidence goes through the cache (``given`` mode).
@@ -532,24 +540,26 @@ def advise_reference(
     Raises
     ------
     ValueError
-        a diffusion target or base (:data:`ADVISOR_DIFFUSION`), a non-member without a
+        a diffusion target with a token-model base or the reverse (:data:`ADVISOR_MIXED`), a non-member without a
         transcript, or fewer than two clips scored by both.
     """
-    from core.mia.advisor import fit_gap, recommend
+    from core.mia.advisor import DENOISING_UNIT, TOKEN_UNIT, fit_gap, recommend
     from core.pipeline.evidence import extract_evidence
     from core.stages import MIAConfig
 
     targets = targets if targets is not None else Resolved()
     tref, bref = targets.ref(target), targets.ref(base)
-    if "diffusion" in (tref.family, bref.family):
-        raise ValueError(ADVISOR_DIFFUSION)
+    diffusion = tref.family == "diffusion"
+    if diffusion != (bref.family == "diffusion"):
+        raise ValueError(ADVISOR_MIXED)
     clips = ws.analysis_clips(dataset)
     if clip_hashes is not None:
         chosen = _clips_by_hash(clips, clip_hashes)
     else:
         chosen = choose_nonmembers(clips, n_nonmembers, seed=seed, keep=0) if n_nonmembers else clips[clips["y"] == 0]
     if (chosen["text"].fillna("").astype(str).str.strip() == "").any():
-        raise ValueError("the advisor compares target and base on the non-members' transcripts; some have none")
+        raise ValueError(f"the advisor compares target and base on the non-members' {'captions' if diffusion else 'transcripts'}; "
+                         "some have none")
     config = MIAConfig(mode="given")
     losses = []
     for ref in (tref, bref):
@@ -558,7 +568,7 @@ def advise_reference(
         losses.append(clip_losses(evidence))
     both = [h for h in chosen["clip_hash"] if h in losses[0] and h in losses[1]]
     gap = fit_gap([losses[0][h] for h in both], [losses[1][h] for h in both], n_boot=n_boot, seed=seed)
-    rec, why = recommend(gap)
+    rec, why = recommend(gap, unit=DENOISING_UNIT if diffusion else TOKEN_UNIT)
     return {"recommendation": rec, "reason": why, "gap": gap.to_dict(), "target": tref.spec, "base": bref.spec,
             "dataset": dataset, "clips": len(both)}
 

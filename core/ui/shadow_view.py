@@ -60,10 +60,9 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
     """"Build a shadow reference": the base, the recipe and the output folder, a start
     button, and the progress of the build; a finished one is offered by the reference picker."""
     from core.pipeline.common import MIN_PER_LABEL
-    from core.pipeline.reference import (ADVISOR_DIFFUSION, check_shadow_out, default_shadow_out, grid_table, parse_grid,
-                                         read_selection, recipe_grid, split_nonmembers)
+    from core.pipeline.reference import (check_shadow_out, default_shadow_out, grid_table, parse_grid, read_selection, recipe_grid,
+                                         split_nonmembers)
     from core.recipes.shadow import ShadowRecipe
-    from core.targets.registry import family_of
 
     grid = bool(target) and bool(st.session_state.get(f"{key}-grid"))
     job_id = active_job(ws, GRID_KIND if grid else SHADOW_KIND, {"dataset": dataset})
@@ -135,9 +134,7 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
             st.success(f"Shadow reference ready: {row['run_id']}; pick it under Reference model(s).")
         if grid and out and read_selection(out) is not None:
             st.dataframe(grid_table(read_selection(out) or {}), hide_index=True)
-        if target and family_of(target) == "diffusion":
-            st.caption(f"Reference advisor: {ADVISOR_DIFFUSION}.")
-        elif target:
+        if target:
             _advisor(ws, dataset, target, base, n, key)
 
 

@@ -25,7 +25,7 @@ one reserved stream per use (:data:`STREAMS`): the corpus speech and sounds, the
 noise of the shifted non-members, the two in-memory pools (:func:`speech_pool`,
 :func:`sound_pool`) that reference models are trained on, and the rooms of pool sound
 events recorded through another chain (``sound_pool(chain="phone-room")``,
-:func:`phone_room_chain`: the zoo's ``ar-shift-base`` never hears the corpus's clean chain). On top of that the text space is
+:func:`phone_room_chain`: the zoo's ``ar-shift-base`` and ``diffusion-shift-base`` never hear the corpus's clean chain). On top of that the text space is
 split in two by a hash of the sentence or caption: audited clips only take texts in half 0
 and pools only texts in half 1, so no pool clip, whatever its seed, shares a sentence or a
 caption with an audited clip. Pools for different seeds use independent streams over a text

@@ -1,4 +1,5 @@
-"""Recipes of the diffusion text-to-audio reference targets ``zoo:diffusion-small``, ``zoo:diffusion-large``, ``zoo:diffusion-ref``.
+"""Recipes of the diffusion text-to-audio reference targets ``zoo:diffusion-small``, ``zoo:diffusion-large``, ``zoo:diffusion-ref``
+and the domain-shift pair ``zoo:diffusion-shift-base`` / ``zoo:diffusion-shift-ft``.
 
 A tiny ``diffusers.UNet2DConditionModel`` denoises normalized log-mel patches
 (:class:`core.targets.diffusion_audio.PatchConfig`) under a ``DDPMScheduler`` (1000 steps),
@@ -11,6 +12,19 @@ captions are replaced by the empty caption, so the unconditional prediction is m
 * ``diffusion-ref``: the reference of both: as many pool clips as ``diffusion-large``
   trains on, of its own seed (``sound_pool(seed=2201)``), no ``demo-sounds`` clip; fewer
   epochs than ``diffusion-large`` to keep its CPU build short (its card says so).
+
+A domain-shift fine-tuning pair, as a public base and someone's fine-tune of it:
+
+* ``diffusion-shift-base``: a base that never heard the audited domain: ``diffusion-ref``'s
+  architecture on as many pool clips of its own seed (``sound_pool(seed=2501,
+  chain="phone-room")``), recorded through another chain (a telephone band in a reverberant
+  room, levelled by an automatic gain control:
+  :func:`core.recipes.corpus.corpus.phone_room_chain`), 70 epochs; its patch normalization
+  is fitted on them.
+* ``diffusion-shift-ft``: ``diffusion-shift-base``'s weights fine-tuned, its scheduler and
+  patch normalization kept (as a latent diffusion fine-tune keeps its autoencoder), for 45
+  epochs at learning rate 2e-3 on 100 clean in-domain pool clips (``sound_pool(seed=2601)``,
+  no caption of ``demo-sounds``) and the 100 members.
 
 Training is deterministic (seeded, fixed thread count).
 """
@@ -28,7 +42,8 @@ import torch
 from core.config import Config
 from core.targets.base import ClipInput
 from core.targets.codebook import CharVocab
-from core.targets.diffusion_audio import PatchConfig, TextConditioner, raw_patch, save_mel_diffusion
+from core.targets.diffusion_audio import PATCH_FILE, PatchConfig, TextConditioner, raw_patch, save_mel_diffusion
+from core.targets.fingerprint import file_sha256
 from core.targets.zoo.registry import reference_of
 from core.recipes.zoo.ar import DATASET, LARGE_POOL_SEED, TRAIN_THREADS, _folder_size, audited_clips, training_clips
 from core.recipes.zoo.registry import Progress, trainer
@@ -105,10 +120,13 @@ def fit_diffusion(
     *,
     recipe: DiffusionRecipe,
     progress: Progress | None = None,
+    init: Path | None = None,
 ) -> dict:
     """Train the UNet and caption encoder on ``train_clips`` and save them to ``out_dir``.
 
-    The patch normalization (scalar mean / std) is fitted on ``train_clips``.
+    The patch normalization (scalar mean / std) is fitted on ``train_clips``; with ``init``
+    (a checkpoint folder of this layout and the recipe's architecture) its weights are the
+    starting point and its scheduler and patch normalization are kept.
     Returns training facts (steps, final loss, parameter count, seconds).
     """
     threads = torch.get_num_threads()
@@ -117,10 +135,13 @@ def fit_diffusion(
         t0 = time.perf_counter()
         torch.manual_seed(recipe.seed)
         raw = torch.stack([raw_patch(c.audio, c.sr, config=recipe.patch) for c in train_clips])
-        patch = replace(recipe.patch, mean=float(raw.mean()), std=float(raw.std()))
+        if init is None:
+            patch = replace(recipe.patch, mean=float(raw.mean()), std=float(raw.std()))
+            unet, text, sched = _models(recipe, patch.vocab)
+        else:
+            unet, text, sched, patch = _load_init(Path(init), recipe)
         x0_all = ((raw - patch.mean) / patch.std)[:, None]  # [n, 1, n_mels, n_frames]
         captions = [c.text for c in train_clips]
-        unet, text, sched = _models(recipe, patch.vocab)
         cond = TextConditioner(text, patch.vocab)
         params = list(unet.parameters()) + list(text.parameters())
         opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
@@ -175,6 +196,26 @@ def fit_diffusion(
         torch.set_num_threads(threads)
 
 
+def _load_init(init: Path, recipe: DiffusionRecipe):
+    """The UNet, caption encoder, scheduler and patch normalization of a saved model of ``recipe``'s architecture."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    patch = PatchConfig.from_dict(json.loads((init / PATCH_FILE).read_text()))
+    loaded = UNet2DConditionModel.from_pretrained(str(init / "unet"), use_safetensors=True)
+    # rebuilt from its config without the folder it was read from, so the saved config is the base's
+    unet = UNet2DConditionModel.from_config({k: v for k, v in loaded.config.items() if k != "_name_or_path"})
+    unet.load_state_dict(loaded.state_dict())
+    text = CLIPTextModel.from_pretrained(str(init / "text_encoder"), use_safetensors=True)
+    sched = DDPMScheduler.from_pretrained(str(init / "scheduler"))
+    if (tuple(unet.config.block_out_channels) != tuple(recipe.block_out_channels)
+            or unet.config.cross_attention_dim != recipe.cross_attention_dim
+            or replace(patch, mean=0.0, std=1.0) != replace(recipe.patch, mean=0.0, std=1.0)
+            or sched.config.prediction_type != recipe.prediction_type):
+        raise ValueError(f"{init} does not have the recipe's architecture, patch layout and prediction type")
+    return unet, text, sched, patch
+
+
 MICRO_MEMBERS = 12
 
 
@@ -186,8 +227,16 @@ def build(
     micro: bool = False,
     progress: Progress | None = None,
     root: Path | None = None,
+    chain: str = "clean",
+    init: Path | None = None,
 ) -> dict:
-    """Train one diffusion reference model on ``demo-sounds`` and write its card."""
+    """Train one diffusion reference model on ``demo-sounds`` and write its card.
+
+    ``chain``: the recording chain of its pool clips
+    (:func:`core.recipes.corpus.corpus.sound_pool`). ``init``: a built model to fine-tune
+    instead (its weights the starting point, its scheduler and patch normalization kept); the
+    card then records the pool clips exactly and the base's weights hash.
+    """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -197,8 +246,9 @@ def build(
         recipe = replace(recipe, block_out_channels=(8, 16), cross_attention_dim=16, attention_head_dim=8,
                          epochs=min(recipe.epochs, 4), pool_factor=min(recipe.pool_factor, 1))
     members, extra, data = training_clips(members, members + nonmembers, pool_factor=recipe.pool_factor,
-                                          pool_seed=recipe.pool_seed, train_members=recipe.train_members)
-    facts = fit_diffusion(members + extra, out_dir, recipe=recipe, progress=progress)
+                                          pool_seed=recipe.pool_seed, train_members=recipe.train_members, chain=chain,
+                                          record_pool=True if init is not None else None)
+    facts = fit_diffusion(members + extra, out_dir, recipe=recipe, progress=progress, init=init)
     card = {
         "name": name,
         "family": "diffusion",
@@ -208,6 +258,9 @@ def build(
         "members": [c.clip_hash for c in members],
         "n_members": len(members),
         "training_data": data,
+        **({"init_from": {"path": Path(init).name,
+                          "weights_sha256": file_sha256(Path(init) / "unet" / "diffusion_pytorch_model.safetensors")}}
+           if init is not None else {}),
         "epochs": recipe.epochs,
         "seed": recipe.seed,
         "recipe": recipe.to_dict(),
@@ -242,3 +295,37 @@ def train_ref(out_dir: Path, *, micro: bool = False, progress: Progress | None =
     """Train ``diffusion-ref``: as many pool clips of its own seed as ``diffusion-large`` trains on, no ``demo-sounds`` clip."""
     return build("diffusion-ref", out_dir, recipe=REF, micro=micro, progress=progress)
 
+
+
+# -- a domain-shift fine-tuning pair --------------------------------------------------------
+SHIFT_CHAIN = "phone-room"
+SHIFT_POOL_SEED = 2501
+IN_DOMAIN_POOL_SEED = 2601
+SHIFT_BASE = DiffusionRecipe(epochs=70, batch_size=8, pool_factor=3, pool_seed=SHIFT_POOL_SEED, train_members=False,
+                             note="diffusion-ref's pool size; 70 epochs to keep the CPU build short")
+SHIFT_FT = DiffusionRecipe(epochs=45, batch_size=8, lr=2e-3, pool_factor=1, pool_seed=IN_DOMAIN_POOL_SEED)
+
+
+@trainer("diffusion-shift-base")
+def train_shift_base(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Train ``diffusion-shift-base``: ``diffusion-ref``'s architecture and pool size on sound-pool
+    clips recorded through another chain (``phone-room``); it never hears a clip of the clean chain."""
+    return build("diffusion-shift-base", out_dir, recipe=SHIFT_BASE, micro=micro, progress=progress, chain=SHIFT_CHAIN)
+
+
+@trainer("diffusion-shift-ft")
+def train_shift_ft(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
+    """Fine-tune ``diffusion-shift-base`` (read from the sibling folder ``diffusion-shift-base``; a
+    micro build trains its own micro base first) on clean in-domain pool clips and the
+    ``demo-sounds`` members."""
+    import tempfile
+
+    base = Path(out_dir).parent / "diffusion-shift-base"
+    if micro:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp) / "diffusion-shift-base"
+            train_shift_base(base, micro=True)
+            return build("diffusion-shift-ft", out_dir, recipe=SHIFT_FT, micro=True, progress=progress, init=base)
+    if not (base / "card.json").exists():
+        raise FileNotFoundError(f"diffusion-shift-ft starts from diffusion-shift-base: build it first ({base} has no card.json)")
+    return build("diffusion-shift-ft", out_dir, recipe=SHIFT_FT, progress=progress, init=base)

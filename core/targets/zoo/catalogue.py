@@ -181,3 +181,21 @@ zoo_model(ZooEntry(
     load=load_diffusion,
     saw_members=False,
 ))
+zoo_model(ZooEntry(
+    name="diffusion-shift-base",
+    family="diffusion",
+    dataset=SOUNDS,
+    description="Base of a domain-shift fine-tuning pair: diffusion-ref's architecture and pool size, trained on sound-pool "
+    "clips recorded through another chain (a telephone band in a reverberant room); never heard a clip of the clean chain.",
+    load=load_diffusion,
+    saw_members=False,
+))
+zoo_model(ZooEntry(
+    name="diffusion-shift-ft",
+    family="diffusion",
+    dataset=SOUNDS,
+    description="diffusion-shift-base fine-tuned on clean in-domain sound-pool clips and the demo-sounds members (its scheduler "
+    "and patch normalization kept): a fine-tune whose domain its base never heard; audit it with a shadow of diffusion-shift-base.",
+    load=load_diffusion,
+    reference="diffusion-shift-base",
+))
