@@ -334,14 +334,8 @@ def train_shift_base(out_dir: Path, *, micro: bool = False, progress: Progress |
 def train_shift_ft(out_dir: Path, *, micro: bool = False, progress: Progress | None = None) -> dict:
     """Fine-tune ``ar-shift-base`` (read from the sibling folder ``ar-shift-base``; a micro build
     trains its own micro base first) on clean in-domain pool clips and the ``demo-sounds`` members."""
-    import tempfile
+    from core.recipes.zoo.data import from_sibling_base
 
-    base = Path(out_dir).parent / "ar-shift-base"
-    if micro:
-        with tempfile.TemporaryDirectory() as tmp:
-            base = Path(tmp) / "ar-shift-base"
-            train_shift_base(base, micro=True)
-            return build("ar-shift-ft", out_dir, recipe=SHIFT_FT, micro=True, progress=progress, init=base)
-    if not (base / "card.json").exists():
-        raise FileNotFoundError(f"ar-shift-ft starts from ar-shift-base: build it first ({base} has no card.json)")
-    return build("ar-shift-ft", out_dir, recipe=SHIFT_FT, progress=progress, init=base)
+    return from_sibling_base(out_dir, "ar-shift-ft", "ar-shift-base", micro=micro, train_base=train_shift_base,
+                             fine_tune=lambda base, m: build("ar-shift-ft", out_dir, recipe=SHIFT_FT, micro=m, progress=progress,
+                                                             init=base))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -73,3 +73,21 @@ def training_record(clips: Sequence[ClipInput]) -> dict:
         "text_sha256_16": sorted(text_key(c.text) for c in clips),
         "content_sha256_16": sorted(file_sha256(np.asarray(c.audio, dtype=np.float32), c.sr)[:HASH_PREFIX] for c in clips),
     }
+
+
+def from_sibling_base(out_dir: str | Path, name: str, base_name: str, *, micro: bool,
+                      train_base: Callable[..., Any], fine_tune: Callable[[Path, bool], dict]) -> dict:
+    """A zoo fine-tune of the base built beside it: ``fine_tune(base folder, micro)`` with the
+    sibling folder ``base_name`` of ``out_dir`` (refused in one line when it was not built), or,
+    for a micro build, with a micro base ``train_base`` builds first in a scratch folder."""
+    import tempfile
+
+    if micro:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp) / base_name
+            train_base(base, micro=True)
+            return fine_tune(base, True)
+    base = Path(out_dir).parent / base_name
+    if not (base / "card.json").exists():
+        raise FileNotFoundError(f"{name} starts from {base_name}: build it first ({base} has no card.json)")
+    return fine_tune(base, False)

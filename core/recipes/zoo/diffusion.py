@@ -318,14 +318,8 @@ def train_shift_ft(out_dir: Path, *, micro: bool = False, progress: Progress | N
     """Fine-tune ``diffusion-shift-base`` (read from the sibling folder ``diffusion-shift-base``; a
     micro build trains its own micro base first) on clean in-domain pool clips and the
     ``demo-sounds`` members."""
-    import tempfile
+    from core.recipes.zoo.data import from_sibling_base
 
-    base = Path(out_dir).parent / "diffusion-shift-base"
-    if micro:
-        with tempfile.TemporaryDirectory() as tmp:
-            base = Path(tmp) / "diffusion-shift-base"
-            train_shift_base(base, micro=True)
-            return build("diffusion-shift-ft", out_dir, recipe=SHIFT_FT, micro=True, progress=progress, init=base)
-    if not (base / "card.json").exists():
-        raise FileNotFoundError(f"diffusion-shift-ft starts from diffusion-shift-base: build it first ({base} has no card.json)")
-    return build("diffusion-shift-ft", out_dir, recipe=SHIFT_FT, progress=progress, init=base)
+    return from_sibling_base(out_dir, "diffusion-shift-ft", "diffusion-shift-base", micro=micro, train_base=train_shift_base,
+                             fine_tune=lambda base, m: build("diffusion-shift-ft", out_dir, recipe=SHIFT_FT, micro=m, progress=progress,
+                                                             init=base))
