@@ -197,7 +197,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
 def _reference_grid(args: argparse.Namespace, epochs: list[int], lrs: list[float]) -> int:
     """``reference build`` with a grid of recipes: one shadow per (epochs, lr) under
     ``--out``, the one closest to ``--target`` on ``--holdout`` held-out non-members chosen."""
-    from core.pipeline.reference import build_shadow_grid, check_supported, recipe_grid
+    from core.pipeline.reference import check_supported
+    from core.pipeline.shadow_grid import build_shadow_grid, recipe_grid
     from core.recipes.shadow import ShadowRecipe
 
     if not args.target:

@@ -59,7 +59,7 @@ def setup(tmp_path_factory):
 
 
 def test_each_recipe_is_one_shadow_on_the_same_clips_and_a_rerun_trains_none(setup):
-    from core.pipeline.reference import build_shadow_grid, recipe_folder, split_nonmembers
+    from core.pipeline.shadow_grid import build_shadow_grid, recipe_folder, split_nonmembers
     from core.recipes.shadow import ShadowRecipe, read_card
 
     ws, base, target, out, js = setup
@@ -96,7 +96,7 @@ def test_the_chosen_recipe_is_the_closest_to_the_target_on_the_held_out_clips(se
 
 
 def test_ties_go_to_the_cheaper_recipe():
-    from core.pipeline.reference import choose_recipe
+    from core.pipeline.shadow_grid import choose_recipe
 
     rows = [{"abs_gap": 0.2, "recipe": {"epochs": 6, "lr": 1e-4}}, {"abs_gap": 0.1, "recipe": {"epochs": 12, "lr": 1e-4}},
             {"abs_gap": 0.1, "recipe": {"epochs": 6, "lr": 5e-4}}, {"abs_gap": 0.1, "recipe": {"epochs": 6, "lr": 2e-4}}]
@@ -105,7 +105,7 @@ def test_ties_go_to_the_cheaper_recipe():
 
 
 def test_an_audit_with_the_chosen_shadow_leaves_out_its_training_and_held_out_clips(setup):
-    from core.pipeline.reference import read_selection
+    from core.pipeline.shadow_grid import read_selection
     from core.recipes.shadow import read_card, shadow_lines
 
     ws, _, target, out, js = setup
@@ -135,7 +135,7 @@ def test_the_cli_prints_the_table_and_the_chosen_folder(setup):
 
 def test_a_grid_without_a_target_or_with_too_many_clips_is_refused_by_name(setup, tmp_path, capsys):
     from core.cli import main
-    from core.pipeline.reference import build_shadow_grid
+    from core.pipeline.shadow_grid import build_shadow_grid
     from core.recipes.shadow import ShadowRecipe
 
     ws, base, target, _, _ = setup

@@ -17,3 +17,4 @@ from core.pipeline.ingest import ingest_params, ingest_report, stage_uploads
 __all__ = ["ingest_params", "ingest_report", "stage_uploads", "CrossDataConfig", "cross_dataset_matrix", "DIRunConfig", "audit_di", "compare_scorers", "DisentangleConfig", "audit_disentangle", "render_variant", "BlindRunConfig", "audit_blind", "match_dataset", "DEMO_DATASETS", "demo_root", "MIAConfig", "audit_mia", "extract_evidence", "get_target", "load_demo", "package_versions", "provenance"]
 
 from core.pipeline import reference as _reference  # noqa: E402,F401  (registers the shadow-reference job kind)
+from core.pipeline import shadow_grid as _shadow_grid  # noqa: E402,F401  (registers the shadow-grid job kind)

@@ -60,8 +60,8 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
     """"Build a shadow reference": the base, the recipe and the output folder, a start
     button, and the progress of the build; a finished one is offered by the reference picker."""
     from core.pipeline.common import MIN_PER_LABEL
-    from core.pipeline.reference import (check_shadow_out, default_shadow_out, grid_table, parse_grid, read_selection, recipe_grid,
-                                         split_nonmembers)
+    from core.pipeline.reference import check_shadow_out, default_shadow_out
+    from core.pipeline.shadow_grid import grid_table, parse_grid, read_selection, recipe_grid, split_nonmembers
     from core.recipes.shadow import ShadowRecipe
 
     grid = bool(target) and bool(st.session_state.get(f"{key}-grid"))
