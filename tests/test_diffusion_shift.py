@@ -18,44 +18,15 @@ losses on those 50 clips, asks for it first.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from core.recipes.zoo.data import HASH_PREFIX, demo_clips, text_key
-from core.targets.fingerprint import file_sha256, folder_fingerprint
-from core.targets.zoo.registry import get_zoo, zoo_dir
+from core.recipes.zoo.data import demo_clips
+from core.targets.fingerprint import file_sha256
+from core.targets.zoo.registry import zoo_dir
+from tests.test_zoo_shift_pairs import SOUNDS
+from tests.test_zoo_shift_pairs import zoo_card as _card
 
-SOUNDS = "demo-sounds"
-# folder_fingerprint of the shipped pair (weights and configs): a rebuild or an edited file
-# changes it and every cached evidence keyed by it.
-FINGERPRINTS = {"diffusion-shift-base": "e484f1357c46429a", "diffusion-shift-ft": "8a88644a24fe3af1"}
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
-
-
-def _card(name: str) -> dict:
-    return json.loads((zoo_dir() / name / "card.json").read_text(encoding="utf-8"))
-
-
-def _demo() -> list:
-    return [c for label in ("member", "nonmember") for c in demo_clips(SOUNDS, label)]
-
-
-@pytest.mark.parametrize("name", sorted(FINGERPRINTS))
-def test_the_pair_is_shipped_listed_and_keeps_its_fingerprint(name):
-    entry = get_zoo(name)
-    assert entry.family == "diffusion" and entry.dataset == SOUNDS
-    assert _card(name)["reference"] == entry.reference and entry.saw_members == (name == "diffusion-shift-ft")
-    assert folder_fingerprint(zoo_dir() / name) == FINGERPRINTS[name]
-
-
-@pytest.mark.parametrize("name", sorted(FINGERPRINTS))
-def test_no_pool_clip_of_the_pair_is_an_audited_clip_or_shares_its_caption(name):
-    demo = _demo()
-    pool = _card(name)["training_data"]["pool_clips"]
-    assert pool["n"] == len(pool["text_sha256_16"]) == len(pool["content_sha256_16"]) > 0
-    assert not {text_key(c.text) for c in demo} & set(pool["text_sha256_16"])
-    assert not {c.clip_hash[:HASH_PREFIX] for c in demo} & set(pool["content_sha256_16"])
 
 
 def test_the_base_never_heard_the_clean_chain():

@@ -24,7 +24,7 @@ from typing import Any
 from math import comb
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 SHADOW_MIN_RELATIVE_GAP = 0.10
 """Smallest relative gap (the target's loss on non-members at least 10% below the base's)
@@ -69,6 +69,18 @@ class FitGap:
         return asdict(self) | {"gap_ci": list(self.gap_ci)}
 
 
+def paired_losses(first: ArrayLike, second: ArrayLike, what: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Two models' per-clip losses on the same clips, as flat float arrays; refused (naming
+    ``what``) when their lengths differ, there are fewer than two clips or a loss is not finite."""
+    a = np.asarray(first, dtype=np.float64).reshape(-1)
+    b = np.asarray(second, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"{what} needs two equal-length loss vectors of at least 2 clips, got {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"{what}: a per-clip loss is not finite")
+    return a, b
+
+
 def fit_gap(target_loss: ArrayLike, base_loss: ArrayLike, *, n_boot: int = 2000, seed: int = 0,
             level: float = 0.95) -> FitGap:
     """Compare per-clip losses of the target and its base on the same non-members.
@@ -85,12 +97,7 @@ def fit_gap(target_loss: ArrayLike, base_loss: ArrayLike, *, n_boot: int = 2000,
     ValueError
         shapes differ, fewer than two clips, or a loss is not finite.
     """
-    t = np.asarray(target_loss, dtype=np.float64).reshape(-1)
-    b = np.asarray(base_loss, dtype=np.float64).reshape(-1)
-    if t.shape != b.shape or t.size < 2:
-        raise ValueError(f"fit_gap needs two equal-length loss vectors of at least 2 clips, got {t.size} and {b.size}")
-    if not (np.isfinite(t).all() and np.isfinite(b).all()):
-        raise ValueError("fit_gap: a per-clip loss is not finite")
+    t, b = paired_losses(target_loss, base_loss, "fit_gap")
     d = b - t
     rng = np.random.default_rng(seed)
     boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
