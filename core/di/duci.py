@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from core.stats.conformal import conformal_pvalues
+
 GAMMAS = (0.05, 0.1, 0.2, 0.3, 0.5)
 """Conformal levels the attack may flag at (chosen on the shadow)."""
 MIN_SEPARATION = 0.1
@@ -84,9 +86,7 @@ def _fpr(gamma: float, n: int) -> float:
 
 def _flag_rate(scores: NDArray[np.float64], calibration: NDArray[np.float64], gamma: float) -> float:
     """Share of ``scores`` whose conformal p-value against ``calibration`` is at most ``gamma``."""
-    c = np.sort(calibration)
-    at_least = c.size - np.searchsorted(c, scores, side="left")
-    return float(np.mean((1.0 + at_least) / (1.0 + c.size) <= gamma + 1e-12))
+    return float(np.mean(conformal_pvalues(scores, calibration) <= gamma + 1e-12))
 
 
 def _choose(shadow_in: NDArray[np.float64], shadow_cal: NDArray[np.float64], gammas: tuple[float, ...]) -> tuple[float, float, float]:
