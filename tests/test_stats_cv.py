@@ -83,6 +83,35 @@ def test_observed_cv_auc_equals_a_scikit_learn_loop() -> None:
     assert r.p_value < 0.05 and r.n_perm == 100
 
 
+def test_fold_preprocessing_in_numpy_equals_scikit_learn_fitting_each_fold() -> None:
+    """The blind baseline's imputation and scaling, fitted per fold in numpy, give the
+    designs scikit-learn's own fit_transform gives: missing entries in training and test
+    rows, a constant column, an all-missing one, a nearly constant one."""
+    from sklearn.base import clone
+
+    from core.blind.diagnostics import numeric_pipeline
+    from core.stats.cv import _FoldDesigns, _fold_steps, _split_pipeline
+
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((90, 7)) * np.r_[1, 3, 0.1, 1, 1, 1, 1] + 5.0
+    X[:, 3] = 2.0  # constant
+    X[:, 4] = np.nan  # never measured
+    X[:, 5] = 1e8 + 1e-9 * rng.standard_normal(90)  # constant to rounding
+    X[rng.random((90, 7)) < 0.08] = np.nan
+    y = np.r_[np.ones(45, int), np.zeros(45, int)]
+    folds = make_folds(y, n_splits=5, seed=3)
+    est = numeric_pipeline()
+    pre, _, _ = _split_pipeline(est)
+    assert _fold_steps(pre) is not None  # the numpy path is taken
+    designs = _FoldDesigns(X, folds, est)
+    for (tr, te), (_, _, D, zte) in zip(folds.splits(), designs.parts):
+        p = clone(pre)
+        np.testing.assert_allclose(D.Z, p.fit_transform(X[tr]), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(zte, p.transform(X[te]), rtol=1e-12, atol=1e-12)
+    # a step it does not know takes scikit-learn's path
+    assert _fold_steps(make_pipeline(StandardScaler(with_mean=False), LogisticRegression())[:-1]) is None
+
+
 def test_hanley_mcneil_at_half_is_the_exact_null_sd() -> None:
     n1, n0 = 37, 53
     assert hanley_mcneil_se(0.5, n1, n0) == pytest.approx(np.sqrt((n1 + n0 + 1) / (12 * n1 * n0)))

@@ -27,7 +27,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 from core import stats
 from core.blind.describe import giveaway_sentence
@@ -58,10 +58,6 @@ class BlindConfig(Config):
     C: float = 1.0
     top_k: int = 10
     ngram_range: tuple[int, int] = (1, 2)
-
-
-def _as_float(X: ArrayLike) -> NDArray[np.float64]:
-    return np.asarray(X, dtype=np.float64)
 
 
 class MedianImputer(TransformerMixin, BaseEstimator):
@@ -101,11 +97,18 @@ class MedianImputer(TransformerMixin, BaseEstimator):
             X[rows, cols] = self.statistics_[cols]
         return X
 
+    def fold_apply(self, train: NDArray[np.float64], test: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Fitted on a fold's ``train`` rows, applied to them and to its ``test`` rows (the
+        cross-validation's numpy path, :func:`core.stats.cv._fold_steps`)."""
+        if not (np.isnan(train).any() or np.isnan(test).any()):
+            return train, test
+        fitted = MedianImputer().fit(train)
+        return fitted.transform(train), fitted.transform(test)
+
 
 def _numeric_steps() -> list[tuple[str, object]]:
     return [
-        ("float", FunctionTransformer(_as_float)),
-        ("impute", MedianImputer()),
+        ("impute", MedianImputer()),  # it reads its input as floats
         ("scale", StandardScaler()),
     ]
 
