@@ -46,15 +46,22 @@ def test_non_negative_fits_on_wide_correlated_designs_equal_the_reference(C: flo
         assert b[i] == pytest.approx(ref[-1], abs=1e-5)
 
 
-@pytest.mark.parametrize("nonneg, n, d", [(True, 400, 30), (False, 400, 30), (True, 90, 12), (False, 90, 12)])
+@pytest.mark.parametrize("nonneg, n, d", [(True, 400, 30), (False, 400, 30), (True, 90, 12), (False, 90, 12), (False, 2000, 89)])
 def test_a_fit_alone_equals_the_same_fit_in_a_batch(nonneg: bool, n: int, d: int) -> None:
-    """Large designs and small ones (90 x 12: non-negative fits take Newton steps there)."""
+    """Large designs and small ones (90 x 12: non-negative fits take Newton steps there).
+    Non-negative fits agree to rounding. Unconstrained fits take their first passes in
+    single precision, which rounds differently in batches of different sizes: they agree
+    within a tenth of the tolerance they are solved to (1e-7 of a decision value), every
+    clip's decision value compared."""
     Z, Y = _correlated(1, n, d)
     w, b = fit_logreg_batched(Z, Y, nonneg=nonneg)
     for i in (0, 3):
         w1, b1 = fit_logreg_batched(Z, Y[i:i + 1], nonneg=nonneg)
-        np.testing.assert_allclose(w1[0], w[i], atol=1e-12)
-        assert b1[0] == pytest.approx(b[i], abs=1e-12)
+        if nonneg:
+            np.testing.assert_allclose(w1[0], w[i], atol=1e-12)
+            assert b1[0] == pytest.approx(b[i], abs=1e-12)
+        else:
+            assert np.abs(Z @ (w1[0] - w[i]) + b1[0] - b[i]).max() < 1e-8
 
 
 def test_folds_fitted_together_equal_each_fitted_alone() -> None:

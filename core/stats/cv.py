@@ -14,7 +14,8 @@ whole procedure is refitted under label permutations instead:
   design matrix: :func:`core.stats.logreg.fit_logreg_batched` fits them together, and every fold's at once
   (the same objective as scikit-learn's L2 ``LogisticRegression``, solved to the same
   tolerance; the observed fit and every permuted one by the same steps from the same
-  start, so the test stays exact).
+  start, so the test stays exact: the first passes of an unconstrained fit run in single
+  precision, whose rounding depends on the batch by less than a tenth of the tolerance).
 - **p-value**: ``(1 + #{null AUC >= observed}) / (1 + B)``; permutations stop early (after
   ``min_perm``) once ``stop_after`` null AUCs reached the observed one, so a clearly large
   p-value costs little and no decision at 5% changes.
@@ -470,7 +471,8 @@ def cv_auc(
     rng = np.random.default_rng([seed, 7919])
     if progress is not None:
         progress(0, permutations.n_perm)
-    # the observed labels are refitted with the first chunk (a fit is the same in any batch)
+    # the observed labels are refitted with the first chunk (a fit is the same in any batch,
+    # to a tenth of its tolerance)
     Yp = permuted_labels(y, block, min(permutations.chunk, permutations.n_perm), rng)
     S = designs.scores(np.vstack([y[None, :], Yp]))
     scores, S = S[0], S[1:]
