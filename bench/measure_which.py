@@ -62,8 +62,9 @@ def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "a
 
 def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "auto", directions=None,
                   evidence: str | None = None, pilots: int = 1) -> dict:
-    """Half of the clips as a pilot: its predicted suspects (median p < alpha, all
-    non-members) against the full data's p-value curve (as ``overheard di`` measures it).
+    """Half of the clips as a pilot: its predicted suspects (median p < alpha) for the
+    full data's known non-members (the study it plans), against the full data's p-value
+    curve (as ``overheard di`` measures it, with all of them).
     The pilot of ``seed`` is the headline; ``pilots`` > 1 draws more halves (seeds
     ``seed + 1``, ...) and reports the median prediction and the spread, since one pilot
     is one draw of its own noise."""
@@ -77,7 +78,7 @@ def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "au
         half_p, half_u = rng.permutation(P.shape[0])[: P.shape[0] // 2], rng.permutation(U.shape[0])[: U.shape[0] // 2]
         res = dataset_inference(P[half_p], U[half_u], directions=directions, scorer=scorer, alpha=alpha, seed=s, null_check=False,
                                 config=cfg)
-        return plan(res)["suspects_median"]
+        return plan(res, nonmembers=U.shape[0])["suspects_median"]
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else max(a, b) / min(a, b)

@@ -206,6 +206,7 @@ class DIRunConfig(Config):
         of the fit split; slower).
     compare : also run every scorer (for the comparison table).
     fdr : false discovery rate q of the flagged clips (:mod:`core.di.which`).
+    plan_nonmembers : the planner's known non-members in all (default: this run's).
     mia_mode : text mode of the MIA run to read (and to make when none exists yet).
     mia_run : id of the MIA run to read (default: the newest matching one).
     references : reference models of the MIA run to read (and to make): the test then runs
@@ -226,9 +227,14 @@ class DIRunConfig(Config):
     mia_access: str = setting("white-box", flag="access", choices=ACCESS_LEVELS,
                               help="access level of the MIA run to read (or make): white-box or outputs")
     fdr: float = setting(0.1, help="false discovery rate of the flagged clips (Benjamini-Hochberg over conformal p-values)")
+    plan_nonmembers: int | None = setting(None, metavar="N",
+                                          help="plan the suspects needed for a study with N known non-members (default: this run's)")
 
     def __post_init__(self) -> None:
         from core.di import get_scorer
+
+        if self.plan_nonmembers is not None and self.plan_nonmembers < 2:
+            raise ValueError(f"plan_nonmembers must be at least 2, got {self.plan_nonmembers}")
 
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import norm
+from scipy.stats import t as t_dist
 
 from core.di import dataset_inference
 from core.di.which import (fold_pvalues, members_at_least, rank_sum_draws, share_bounds, required_tested,
@@ -262,3 +263,38 @@ def test_the_planner_never_asks_for_fewer_suspects_than_dataset_inference_tests(
 
 def _moments_of(res: SimpleNamespace) -> tuple[float, float, float]:
     return (float(res.p_scores.mean() - res.u_scores.mean()), float(res.p_scores.var(ddof=1)), float(res.u_scores.var(ddof=1)))
+
+
+def test_the_planner_plans_for_the_non_members_of_the_study():
+    """``nonmembers``: the suspects needed with that many known non-members in all, of which
+    the run's tested share is tested (the Welch condition solved with that count); the
+    run's own count gives the default answer, more non-members never ask for more
+    suspects, and the sentence says which count it planned for."""
+    from core.di.which import plan, plan_sentence
+
+    rng = np.random.default_rng(5)
+    p, u = rng.normal(1.5, 1.0, 40), rng.normal(0.0, 1.5, 30)
+    # a split scorer: 40 of 80 suspects and 30 of 60 non-members tested
+    res = SimpleNamespace(p_scores=p, u_scores=u, p_group=np.zeros(40, int), u_group=np.zeros(30, int),
+                          alpha=0.01, n_suspects=80, n_nonmembers=60)
+    assert plan(res, nonmembers=60)["suspects_median"] == plan(res)["suspects_median"]
+    d, vp, vu = _moments_of(res)
+    for total in (20, 60, 200):  # with 20, no number of suspects is enough
+        got = plan(res, nonmembers=total)
+        tested = round(total * 30 / 60)
+        # the smallest n tested suspects whose median Welch statistic clears the one-sided
+        # critical value, found by walking n up (the formula written out)
+        def clears(n: int, tested: int = tested) -> bool:
+            a, b = vp / n, vu / tested
+            df = (a + b) ** 2 / (a * a / (n - 1) + b * b / (tested - 1))
+            return bool(d / np.sqrt(a + b) >= t_dist.ppf(0.99, df))
+
+        n = next((n for n in range(2, 5000) if clears(n)), None)
+        expected = None if n is None else max(5, int(np.ceil(n / 0.5)))
+        assert got["suspects_median"] == expected, total
+        assert got["nonmembers"] == total and f"with {total} known non-members" in plan_sentence(got)
+    assert plan(res, nonmembers=20)["suspects_median"] is None
+    assert plan(res, nonmembers=200)["suspects_median"] <= plan(res, nonmembers=60)["suspects_median"]
+    assert "with the non-members at hand" in plan_sentence(plan(res))
+    with pytest.raises(ValueError, match="at least 2"):
+        plan(res, nonmembers=1)

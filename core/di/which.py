@@ -264,11 +264,13 @@ def required_tested(d: float, vp: float, vu: float, alpha: float, power: float, 
     return hi
 
 
-def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: ShareBounds | None = None) -> dict[str, Any]:
+def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: ShareBounds | None = None,
+         nonmembers: int | None = None) -> dict[str, Any]:
     """How many suspects the test needs (median p < alpha, and 80% power), with all the
-    non-members at hand and with as many as suspects; and how many calibration non-members
-    the flags need at ``q`` (a member scoring above every one of them is flagged only when
-    ``1 / (n + 1) <= q * share``).
+    non-members at hand (or ``nonmembers`` known non-members in all, the study being
+    planned: of them the same share is tested as in this run) and with as many as
+    suspects; and how many calibration non-members the flags need at ``q`` (a member
+    scoring above every one of them is flagged only when ``1 / (n + 1) <= q * share``).
 
     No answer is below the smallest set dataset inference tests
     (:data:`~core.di.curve.SMALLEST_DEFAULT_SIZE`): with fewer suspects Welch's test on
@@ -278,6 +280,10 @@ def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: S
     d, vp, vu = _moments(res)
     tested_share = res.p_scores.size / max(1, res.n_suspects)  # a split scorer tests part of the suspects
     n_u = int(res.u_scores.size)
+    if nonmembers is not None:
+        if nonmembers < 2:
+            raise ValueError(f"plan for at least 2 known non-members, got {nonmembers}")
+        n_u = max(2, int(round(nonmembers * res.u_scores.size / max(1, res.n_nonmembers))))
 
     raised: list[str] = []
 
@@ -290,14 +296,16 @@ def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: S
         return max(n, SMALLEST_DEFAULT_SIZE)
 
     out: dict[str, Any] = {"effect": d, "sd_suspects": math.sqrt(vp), "sd_nonmembers": math.sqrt(vu), "alpha": alpha,
-                           "smallest_tested": SMALLEST_DEFAULT_SIZE, "below_smallest": raised}
+                           "smallest_tested": SMALLEST_DEFAULT_SIZE, "below_smallest": raised,
+                           "nonmembers": int(res.n_nonmembers) if nonmembers is None else int(nonmembers),
+                           "nonmembers_planned": nonmembers is not None}
     groups = max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group))))
     for power, name in ((0.5, "median"), (0.8, "power80")):
         out[f"suspects_{name}"] = given(required_tested(d, vp, vu, alpha, power, n_u=n_u, groups=groups), f"suspects_{name}")
         out[f"suspects_{name}_equal"] = given(required_tested(d, vp, vu, alpha, power, groups=groups), f"suspects_{name}_equal")
     if share is not None and share.estimate > 0:
         per_fold = math.ceil(1 / (q * share.estimate) - 1)  # calibration non-members one fold needs
-        in_a_fold = n_u / max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group)))) / max(1, res.n_nonmembers)
+        in_a_fold = res.u_scores.size / max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group)))) / max(1, res.n_nonmembers)
         out["nonmembers_for_flags"] = int(math.ceil(per_fold / in_a_fold))
     return out
 
@@ -306,7 +314,8 @@ def plan_sentence(p: dict[str, Any]) -> str:
     def n(x: int | None) -> str:
         return "not reachable with these non-members" if x is None else str(x)
 
-    text = (f"p < {p['alpha']:g} in half of the audits needs about {n(p['suspects_median'])} suspects "
+    known = f"with {p['nonmembers']} known non-members" if p.get("nonmembers_planned") else "with the non-members at hand"
+    text = (f"p < {p['alpha']:g} in half of the audits needs about {n(p['suspects_median'])} suspects {known} "
             f"({n(p['suspects_median_equal'])} with as many non-members), 80% power about {n(p['suspects_power80'])} "
             f"({n(p['suspects_power80_equal'])})")
     if p.get("below_smallest"):
@@ -328,12 +337,13 @@ class WhichAndHowMuch:
                 "sentence": self.share.sentence(self.flags), "plan_sentence": plan_sentence(self.plan)}
 
 
-def which_and_how_much(res: Any, *, q: float = DEFAULT_Q, level: float = DEFAULT_LEVEL, seed: int = 0) -> WhichAndHowMuch:
+def which_and_how_much(res: Any, *, q: float = DEFAULT_Q, level: float = DEFAULT_LEVEL, seed: int = 0,
+                       plan_nonmembers: int | None = None) -> WhichAndHowMuch:
     """Flags, share bounds and plan of one dataset-inference result."""
     pv, folds = fold_pvalues(res.p_scores, res.u_scores, res.p_group, res.u_group)
     flags = _flags(res, pv, folds, q)
     share = share_bounds(pv, folds, level=level, seed=seed)
-    return WhichAndHowMuch(flags, share, plan(res, q=q, share=share))
+    return WhichAndHowMuch(flags, share, plan(res, q=q, share=share, nonmembers=plan_nonmembers))
 
 
 def flagged_table(ws: Any, run: dict[str, Any]) -> pd.DataFrame:

@@ -589,7 +589,7 @@ def which_of(res, config: DIRunConfig, clips: list[str], blind_level: str | None
     them when it is not "fair" (a P/U shift inflates these numbers like everything else)."""
     from core.di.which import which_and_how_much
 
-    w = which_and_how_much(res, q=config.fdr, seed=config.seed).to_dict()
+    w = which_and_how_much(res, q=config.fdr, seed=config.seed, plan_nonmembers=config.plan_nonmembers).to_dict()
     flags = w["flags"]
     w["clips"] = {"clip_hash": clips, "p": flags.pop("p"), "q": flags.pop("q_values"), "flagged": flags.pop("flagged")}
     flags.pop("index")
