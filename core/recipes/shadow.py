@@ -150,6 +150,11 @@ def card_line(card: dict, *, excluded: int | None = None) -> str:
                                 f"lr {lr:g}" if isinstance(lr, (int, float)) else "",
                                 f"batch {recipe['batch_size']}" if "batch_size" in recipe else "",
                                 f"LoRA rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "") if x)
+    member = card.get("shadow_set") or {}
+    if member:  # one of several shadows (LiRA's spread): which one, and what differs between them
+        other = "the same clips as the others" if member.get("vary") == "seed" else "its own disjoint draw of clips"
+        how += (f"; shadow {int(member.get('index', 0)) + 1} of {member.get('shadows', '?')} of a set "
+                f"(seed {recipe.get('seed', '?')}, {other})")
     data = (card.get("dataset") or {}).get("name")
     held = len(card.get("heldout_clip_hashes") or ())
     chosen = (f", its recipe chosen among {(card.get('recipe_selection') or {}).get('recipes', 'several')} on {held} other "
