@@ -139,8 +139,9 @@ def read_card(folder: str | Path) -> dict | None:
 
 
 def card_line(card: dict, *, excluded: int | None = None) -> str:
-    """One line saying what a shadow reference is, from its card: the base, the recipe, how
-    many known non-members it trained on (and, for one chosen among a grid, on how many
+    """One line saying what a shadow reference is, from its card: the base, the recipe (and,
+    for one of a set of shadows, which one, its seed and whether the set shares its clips),
+    how many known non-members it trained on (and, for one chosen among a grid, on how many
     held-out ones its recipe was chosen), and that they were kept out of the audit
     (``excluded``: how many of them this audit's dataset held, when known)."""
     recipe, base = card.get("recipe") or {}, card.get("base") or {}
