@@ -42,6 +42,12 @@ out of every audit that uses it; the advisor compares target and base on the sam
 
 ``--mode`` is the text mode of every audit (``generated``, the default, or ``given``: each
 clip's transcript scored; the advisor always compares in ``given`` mode).
+
+``--shadows K`` (``zoo``, ``shift``): after the table, K shadows of the same recipe on the
+same 50 clips (``--vary seed``: seeds ``seed`` to ``seed + K - 1``) or on disjoint draws of
+50 // K of them (``--vary subset``; ``--vary both`` measures the two sets), and the audits of
+the split against the set's first shadow alone (``resid``) and against all K with ``resid``,
+with ``lira`` and with both (the default for two or more references).
 ``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 10-clip
 workspace, and prints one JSON line (what ``tests/test_bench_smoke.py`` checks).
 """
@@ -119,22 +125,38 @@ def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int 
     return card
 
 
-def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: int, null_resamples: int, n_boot: int = 1000,
-            di_resamples: int = 100, mode: str = "generated") -> list[dict]:
-    """One row per reference choice (none, base, shadow): MIA AUC and DI suspects needed."""
+def audit_row(ws, dataset: str, target: str, label: str, refs: tuple[str, ...], *, n_perm: int, null_resamples: int,
+              n_boot: int = 1000, di_resamples: int = 100, mode: str = "generated", calibrations: tuple[str, ...] = ()) -> dict:
+    """One audit: the MIA run with ``refs`` (and ``calibrations``; default the run's own) and
+    dataset inference on that run; MIA AUC and DI suspects needed."""
     from core.pipeline import MIAConfig, audit_mia
     from core.pipeline.di import DIRunConfig, audit_di
 
-    rows = []
-    for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (shadow,))):
-        _, mia = audit_mia(ws, dataset, target, MIAConfig(mode=mode, references=refs, n_perm=n_perm, n_boot=n_boot))
-        _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=mode, references=refs, null_resamples=null_resamples,
-                                                          n_resamples=di_resamples))
-        rows.append({"reference": label, "auc": round(mia["auc"], 3), "auc_ci": [round(v, 3) for v in mia["auc_ci"]],
-                     "tpr_at_1pct_fpr": mia["tpr_at_1pct_fpr"], "di_p": di["p_value"], "suspects_needed": di["min_suspects"],
-                     "suspects_needed_equal": di["min_suspects_equal"], "null_rate": di["null_rejection_rate"],
-                     "n": mia["n_members"] + mia["n_nonmembers"], "excluded": len(mia.get("excluded_clips") or [])})
-    return rows
+    run_id, mia = audit_mia(ws, dataset, target, MIAConfig(mode=mode, references=refs, n_perm=n_perm, n_boot=n_boot,
+                                                           calibrations=calibrations))
+    _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=mode, mia_run=run_id, references=refs,
+                                                      null_resamples=null_resamples, n_resamples=di_resamples))
+    return {"reference": label, "calibrations": (mia.get("calibration") or {}).get("calibrations"), "auc": round(mia["auc"], 3),
+            "auc_ci": [round(v, 3) for v in mia["auc_ci"]], "tpr_at_1pct_fpr": mia["tpr_at_1pct_fpr"], "di_p": di["p_value"],
+            "suspects_needed": di["min_suspects"], "suspects_needed_equal": di["min_suspects_equal"],
+            "null_rate": di["null_rejection_rate"], "n": mia["n_members"] + mia["n_nonmembers"],
+            "excluded": len(mia.get("excluded_clips") or [])}
+
+
+def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: int, null_resamples: int, n_boot: int = 1000,
+            di_resamples: int = 100, mode: str = "generated") -> list[dict]:
+    """One row per reference choice (none, base, shadow): MIA AUC and DI suspects needed."""
+    return [audit_row(ws, dataset, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, n_boot=n_boot,
+                      di_resamples=di_resamples, mode=mode)
+            for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (shadow,)))]
+
+
+def print_rows(rows: list[dict]) -> None:
+    print("| reference | MIA AUC [95% CI] | TPR@1%FPR | DI p | suspects needed | (equal U) | null rate |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['reference']} | {r['auc']:.3f} {r['auc_ci']} | {r['tpr_at_1pct_fpr']} | {r['di_p']:.2g} | "
+              f"{r['suspects_needed'] or 'not reached'} | {r['suspects_needed_equal'] or 'not reached'} | {r['null_rate']} |")
 
 
 def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int,
@@ -164,15 +186,46 @@ def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, 
     print(f"\n{name}, {mode} mode: {target} (base {base}); shadow: {card['n_clips']} clips x {card['recipe']['epochs']} epoch(s) in "
           f"{card['train_time_s']:.1f} s ({card['clips_per_s']} clips/s; this call {wall:.1f} s), "
           f"advisor: {advice['recommendation'] if advice else 'not asked'}")
-    print("| reference | MIA AUC [95% CI] | TPR@1%FPR | DI p | suspects needed | (equal U) | null rate |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['reference']} | {r['auc']:.3f} {r['auc_ci']} | {r['tpr_at_1pct_fpr']} | {r['di_p']:.2g} | "
-              f"{r['suspects_needed'] or 'not reached'} | {r['suspects_needed_equal'] or 'not reached'} | {r['null_rate']} |")
+    print_rows(rows)
     print(gains_line(rows))
     if advice:
         print(f"<!-- {advice['reason']} -->", flush=True)
     return out
+
+
+def measure_set(ws, name: str, target: str, out: Path, base: str, recipe, *, shadows: int, vary: str, n_perm: int,
+                null_resamples: int, source: str = "demo-speech", split: str = SPLIT, mode: str = "generated") -> dict:
+    """``shadows`` shadows of ``recipe`` on the ``source`` non-members 0100-0149 (a finished
+    set is reused): the same 50 clips with seeds ``seed + i`` (``vary="seed"``) or disjoint
+    draws of 50 // ``shadows`` (``vary="subset"``); the audits of ``split`` against the
+    first shadow alone (``resid``) and against all of them with ``resid``, ``lira`` and both;
+    and, on the whole ``source`` dataset, the clips the set leaves out. Print and return."""
+    from core.pipeline import MIAConfig, audit_mia
+    from core.pipeline.shadow_set import build_shadow_set
+
+    pool = hashes_of(ws, source, _paths(100, 150, source))
+    n = len(pool) if vary == "seed" else len(pool) // shadows
+    t0 = time.perf_counter()
+    rec = build_shadow_set(ws, source, base, out, n_nonmembers=n, shadows=shadows, vary=vary, recipe=recipe, clip_hashes=pool,
+                           progress=lambda d, t, m: print(f"  shadows {d}/{t} {m}", file=sys.stderr, flush=True))
+    wall = time.perf_counter() - t0
+    folders = tuple(str(out / f) for f in rec["folders"])
+    kw = {"n_perm": n_perm, "null_resamples": null_resamples, "mode": mode}
+    rows = [audit_row(ws, split, target, f"s0 alone ({n} clips), resid", folders[:1], calibrations=("resid",), **kw)]
+    for cals in (("resid",), ("lira",), ("resid", "lira")):
+        rows.append(audit_row(ws, split, target, f"{shadows} shadows, {'+'.join(cals)}", folders, calibrations=cals, **kw))
+    _, whole = audit_mia(ws, source, target, MIAConfig(mode=mode, references=folders, n_perm=0, n_boot=200))
+    out_rec = {"name": name, "target": target, "base": base, "mode": mode, "shadows": shadows, "vary": vary, "clips_each": n,
+               "seeds": [r["seed"] for r in rec["shadows"]], "train_s": [r["train_time_s"] for r in rec["shadows"]],
+               "set_wall_s": round(wall, 1), "rows": rows,
+               "whole_dataset_vs_set": {"excluded": len(whole.get("excluded_clips") or []),
+                                        "union_trained": len(rec["trained_clip_hashes"])}}
+    print(json.dumps(out_rec), flush=True)
+    print(f"\n{name}, {mode} mode, {shadows} shadows ({'the same' if vary == 'seed' else 'disjoint draws of'} {n} clips, seeds "
+          f"{', '.join(map(str, out_rec['seeds']))}; training {', '.join(f'{t:.1f}' for t in out_rec['train_s'])} s; this call "
+          f"{wall:.1f} s); the whole dataset's audit left out {out_rec['whole_dataset_vs_set']['excluded']} clips")
+    print_rows(rows)
+    return out_rec
 
 
 def gains_line(rows: list[dict]) -> str:
@@ -204,12 +257,14 @@ def zoo_shadow_recipe(name: str):
 
 def smoke() -> int:
     """The whole path on a micro Whisper: target = base fine-tuned on the members, shadow on
-    2 non-members, the three audits; one JSON line."""
+    2 non-members, the three audits, and an audit against a set of 2 shadows on disjoint
+    non-members with ``lira``; one JSON line."""
     import numpy as np
     import soundfile as sf
 
     from core.data.ingest import ingest_path
     from core.pipeline.reference import advise_reference, build_shadow, choose_nonmembers
+    from core.pipeline.shadow_set import build_shadow_set
     from core.recipes.shadow import ShadowRecipe
     from core.runtime.store import Workspace
     from tests.multilingual_fixture import tiny_multilingual_whisper
@@ -236,6 +291,10 @@ def smoke() -> int:
         advice = advise_reference(ws, "tiny", str(target), base, clip_hashes=card["trained_clip_hashes"], n_boot=100)
         chosen = choose_nonmembers(ws.analysis_clips("tiny"), 2, seed=recipe.seed)
         assert chosen["clip_hash"].tolist() == card["trained_clip_hashes"] and rows[2]["excluded"] == 2
+        pair = build_shadow_set(ws, "tiny", base, root / "set", n_nonmembers=1, shadows=2, vary="subset", recipe=recipe)
+        rows.append(audit_row(ws, "tiny", str(target), "2 shadows, lira", tuple(str(root / "set" / f) for f in pair["folders"]),
+                              calibrations=("lira",), n_perm=0, null_resamples=10, n_boot=20, di_resamples=10))
+        assert rows[3]["excluded"] == 2 and rows[3]["calibrations"] == ["lira"]
         first, last = card["loss_per_epoch"][0], card["loss_per_epoch"][-1]
         print(json.dumps({"name": "shadow_build_smoke", "ratio": round(first / last, 4), "goal": 1.0,
                           "detail": {"loss_first_over_last_epoch": round(first / last, 4), "clips_per_s": card["clips_per_s"],
@@ -340,6 +399,9 @@ def main() -> int:
     ap.add_argument("--ar-lr", type=float, default=1e-3, help="ar: the shadow's learning rate (6 epochs, batches of 16)")
     ap.add_argument("--diffusion-lr", type=float, default=5e-4, help="diffusion: the shadow's learning rate (batches of 8)")
     ap.add_argument("--diffusion-epochs", type=int, default=20, help="diffusion: the shadow's epochs")
+    ap.add_argument("--shadows", type=int, default=1, metavar="K", help="zoo, shift: also measure K shadows of the recipe (K >= 2)")
+    ap.add_argument("--vary", choices=("seed", "subset", "both"), default="seed",
+                    help="with --shadows: the same clips (seed), disjoint draws (subset), or both sets")
     a = ap.parse_args()
     a.pairs = a.pairs or ["zoo"]
     if set(a.pairs) - set(PAIRS):
@@ -359,6 +421,10 @@ def main() -> int:
         if pair in a.pairs:
             measure(ws, name, f"zoo:{target}", f"zoo:{base}", shadows / f"{base}-shadow", zoo_shadow_recipe(target),
                     n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
+            for vary in (("seed", "subset") if a.vary == "both" else (a.vary,)) if a.shadows > 1 else ():
+                measure_set(ws, name, f"zoo:{target}", shadows / f"{base}-shadows{a.shadows}-{vary}", f"zoo:{base}",
+                            zoo_shadow_recipe(target), shadows=a.shadows, vary=vary, n_perm=a.n_perm,
+                            null_resamples=a.null_resamples, mode=a.mode)
     for pair, (title, folder_of) in REAL_PAIRS.items():
         if pair in a.pairs:
             measure_real(ws, shadows, pair, title, folder_of, a)

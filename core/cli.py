@@ -167,10 +167,20 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from core.recipes.shadow import ShadowRecipe
 
     epochs, lrs = list(args.epochs), list(args.lr)  # comma lists: more than one value makes a grid
-    if len(epochs) > 1 or len(lrs) > 1 or args.target or args.holdout is not None:
+    grid = len(epochs) > 1 or len(lrs) > 1 or args.target or args.holdout is not None
+    if args.shadows < 1:
+        raise CLIError(f"--shadows is the number of shadows to build: 1 or more, got {args.shadows}")
+    if grid and args.shadows > 1:
+        raise CLIError("--shadows builds several shadows of one recipe, a grid chooses a recipe: build the grid first, then "
+                       "several shadows with the chosen recipe")
+    if args.vary != "seed" and args.shadows < 2:
+        raise CLIError(f"--vary {args.vary} says what differs between several shadows: give --shadows K (2 or more)")
+    if grid:
         return _reference_grid(args, epochs, lrs)
     settings, ws = _workspace(args)
     recipe = config_from_args(ShadowRecipe, args, epochs=epochs[0], lr=lrs[0])
+    if args.shadows > 1:
+        return _reference_set(args, settings, ws, recipe)
     if args.background:
         from core.runtime import jobs
 
@@ -191,6 +201,37 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             f"{card['clips_per_s']} clips/s; loss {per} {card['loss_per_epoch'][0]:.4f} -> {card['loss_per_epoch'][-1]:.4f}; "
             f"audits with --reference {args.out} leave those {card['n_clips']} clips out")
     _emit(args, {"out": str(args.out)} | _card_summary(card) | {"trained_clip_hashes": card["trained_clip_hashes"]}, text)
+    return 0
+
+
+def _reference_set(args: argparse.Namespace, settings: Settings, ws: Workspace, recipe) -> int:
+    """``reference build --shadows K``: K shadows of one recipe under ``--out`` (``s0`` ...),
+    differing by seed, on the same clips or (``--vary subset``) on disjoint draws."""
+    from core.pipeline.shadow_set import build_shadow_set, set_draws
+
+    set_draws(ws.analysis_clips(args.dataset), args.nonmembers, args.shadows, vary=args.vary, seed=recipe.seed)  # too few: now
+    if args.background:
+        from core.runtime import jobs
+
+        job_id = jobs.submit(ws, "shadow-set", {"dataset": args.dataset, "base": args.base, "out": str(Path(args.out).resolve()),
+                                                "n_nonmembers": args.nonmembers, "shadows": args.shadows, "vary": args.vary,
+                                                "recipe": recipe.to_dict()})
+        _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
+        return 0
+    clips = "the same" if args.vary == "seed" else "disjoint draws of"
+    _log(f"fine-tuning {args.base} {args.shadows} times on {clips} {args.nonmembers} known non-members of {args.dataset} ...")
+    rec = build_shadow_set(ws, args.dataset, args.targets.ref(args.base), args.out, n_nonmembers=args.nonmembers,
+                           shadows=args.shadows, vary=args.vary, recipe=recipe, settings=settings,
+                           progress=_progress("shadows"), targets=args.targets)
+    each = " ".join(f"--reference {Path(args.out) / f}" for f in rec["folders"])
+    secs = sum(r["train_time_s"] or 0.0 for r in rec["shadows"])
+    text = (f"{args.shadows} shadow references in {args.out} ({', '.join(rec['folders'])}): {args.base} fine-tuned with seeds "
+            f"{', '.join(str(r['seed']) for r in rec['shadows'])} on {clips} {args.nonmembers} known non-members of "
+            f"{args.dataset} ({recipe.epochs} epoch(s), lr {recipe.lr:g}), {secs:.1f} s of training in all\n"
+            f"audits with --reference {args.out} (the set's folder stands for its shadows: {each}) leave the "
+            f"{len(rec['trained_clip_hashes'])} clips any of them trained on out; with two or more references the default "
+            "calibrations are resid and lira" + "".join(f"\nwarning: {w}" for w in rec["warnings"]))
+    _emit(args, {"out": str(args.out)} | rec, text)
     return 0
 
 
@@ -723,6 +764,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nonmembers", type=int, required=True, metavar="N", help="known non-members to fine-tune on (drawn with --seed)")
     r.add_argument("--out", required=True, metavar="DIR", help="new or empty folder for the checkpoint (a rerun resumes it)")
     r.add_argument("--background", action="store_true", help="run as a background job (see `overheard jobs`)")
+    r.add_argument("--shadows", type=int, default=1, metavar="K",
+                   help="build K shadows of the recipe (K fine-tunings), in folders s0 ... under --out, shadow i with seed "
+                        "--seed + i (its batch order, noise draws, dropout): two or more feed LiRA's per-clip spread "
+                        "(calibrations resid and lira by default); --reference DIR then stands for all of them, and every "
+                        "audit leaves out the clips any of them trained on (default: 1, one shadow in --out)")
+    r.add_argument("--vary", choices=("seed", "subset"), default="seed",
+                   help="with --shadows: seed (default), every shadow on the same --nonmembers clips, only the seed differs; "
+                        "subset, each on its own disjoint draw of N known non-members (N x K are left out of the audit)")
     r.add_argument("--target", help="the audited model, for a grid of recipes: the shadow whose losses on --holdout held-out "
                                     "known non-members are closest to its is chosen; " + TARGET_HELP)
     r.add_argument("--holdout", type=int, metavar="H", help="with a grid: known non-members (disjoint from --nonmembers) the "
@@ -854,6 +903,10 @@ def _precheck(args: argparse.Namespace) -> None:
         _executor_settings(args, Settings.from_env(args.workspace))
     if getattr(args, "dataset", None):
         Workspace(Settings.from_env(args.workspace).workspace).dataset_id(args.dataset)
+    if getattr(args, "references", None):  # a folder holding a set of shadows stands for each of them
+        from core.pipeline.shadow_set import expand_references
+
+        args.references = list(expand_references(args.references))
     specs = [s for s in [getattr(args, "target", None), getattr(args, "base", None), *(getattr(args, "references", None) or [])] if s]
     if specs:
         from core.targets import Resolved

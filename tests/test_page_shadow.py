@@ -162,3 +162,37 @@ def test_the_form_builds_a_grid_and_the_picker_offers_the_chosen_shadow(setup, m
     assert not at.exception, [e.message for e in at.exception]
     options = at.multiselect(key="references").options
     assert chosen in options and not [o for o in options if o.startswith(str(out)) and o != chosen]
+
+
+def test_the_form_builds_several_shadows_and_the_picker_offers_the_set_as_one_choice(setup, monkeypatch):
+    ws, base, target = setup
+    _env(ws, base, monkeypatch)
+    at = _page(ws, target)
+    at.text_input(key="shadow-base-typed").input(str(base)).run()
+    at.number_input(key="shadow-n").set_value(3).run()
+    at.number_input(key="shadow-epochs").set_value(1).run()
+    at.number_input(key="shadow-lr").set_value(0.003).run()
+    at.number_input(key="shadow-k").set_value(3).run()
+    at.radio(key="shadow-vary").set_value("subset").run()  # 3 disjoint draws of 3 of the 8 non-members: too many
+    assert any("nonmembers x shadows at most 6" in c.value for c in at.caption if c.value.startswith("⚠")), [c.value for c in at.caption]
+    assert at.button(key="shadow-start").disabled
+    at.number_input(key="shadow-n").set_value(2).run()
+    assert not [c.value for c in at.caption if c.value.startswith("⚠")]
+    at.button(key="shadow-start").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (job_id,) = jobs.jobs(ws, kind="shadow-set")["id"]
+    params = jobs.job(ws, job_id)["params"]
+    out = ws.root.resolve() / "references" / "base-shadow-tiny-3shadows"
+    assert params["out"] == str(out) and params["shadows"] == 3 and params["vary"] == "subset" and params["n_nonmembers"] == 2
+    assert params["recipe"]["epochs"] == 1 and params["recipe"]["lr"] == pytest.approx(0.003)
+    assert jobs.run_job(ws, job_id) == str(out)
+    at = _page(ws, target)
+    assert not at.exception, [e.message for e in at.exception]
+    options = at.multiselect(key="references").options
+    assert str(out) in options and not [o for o in options if o.startswith(f"{out}/")]  # one choice, not its shadows
+    # picked, it stands for its three shadows in the run's configuration
+    at.multiselect(key="references").set_value([str(out)]).run()
+    at.button(key="start-mia").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (mia_job,) = jobs.jobs(ws, kind="mia")["id"]
+    assert jobs.job(ws, mia_job)["params"]["config"]["references"] == [str(out / f"s{i}") for i in range(3)]

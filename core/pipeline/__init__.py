@@ -18,3 +18,4 @@ __all__ = ["ingest_params", "ingest_report", "stage_uploads", "CrossDataConfig",
 
 from core.pipeline import reference as _reference  # noqa: E402,F401  (registers the shadow-reference job kind)
 from core.pipeline import shadow_grid as _shadow_grid  # noqa: E402,F401  (registers the shadow-grid job kind)
+from core.pipeline import shadow_set as _shadow_set  # noqa: E402,F401  (registers the shadow-set job kind)

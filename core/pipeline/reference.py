@@ -1,6 +1,7 @@
 """Shadow references as operations: build one from a workspace dataset's known
 non-members, keep those clips out of every audit that uses it (and the clips a grid of
-recipes was chosen on, :mod:`core.pipeline.shadow_grid`), and advise which reference fits
+recipes was chosen on, :mod:`core.pipeline.shadow_grid`; with several shadows,
+:mod:`core.pipeline.shadow_set`, the union of their clips), and advise which reference fits
 a target (its base, a shadow, or none).
 
 The fine-tuning itself is :mod:`core.recipes.shadow`; the advisor's statistic is
@@ -43,7 +44,7 @@ def choose_nonmembers(clips: pd.DataFrame, n: int, *, seed: int = 0, keep: int =
     return non.iloc[idx].reset_index(drop=True)
 
 
-def _clips_by_hash(clips: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:
+def clips_by_hash(clips: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:
     """The rows of ``hashes`` (in that order), each a known non-member of the dataset."""
     rows = clips.set_index("clip_hash")
     missing = [h for h in hashes if h not in rows.index]
@@ -92,6 +93,7 @@ def build_shadow(
     recipe: ShadowRecipe | None = None,
     clip_hashes: Sequence[str] | None = None,
     selection: str | None = None,
+    card: dict | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
@@ -102,7 +104,9 @@ def build_shadow(
 
     The clips are ``n_nonmembers`` drawn by :func:`choose_nonmembers` with the recipe's
     seed, or exactly ``clip_hashes`` (known non-members) when given (``selection``: how
-    the caller chose them, in words, for the card). A rerun of the same
+    the caller chose them, in words, for the card). ``card``: what the caller adds to the
+    card (a set of shadows, :mod:`core.pipeline.shadow_set`, records the shadow's place in
+    it). A rerun of the same
     request resumes after the last finished epoch; a finished one returns its card.
 
     Raises
@@ -121,7 +125,7 @@ def build_shadow(
     objective = check_supported(ref)
     clips = ws.analysis_clips(dataset)
     if clip_hashes is not None:
-        chosen = _clips_by_hash(clips, clip_hashes)
+        chosen = clips_by_hash(clips, clip_hashes)
         how = selection or f"{len(clip_hashes)} known non-members chosen by the caller"
     else:
         chosen = choose_nonmembers(clips, n_nonmembers, seed=recipe.seed)
@@ -133,7 +137,7 @@ def build_shadow(
         inputs = clip_inputs(stored_clips(ws, chosen), settings.analysis_sr, settings.limits)
         return train_shadow(target, inputs, out, recipe=recipe, progress=progress, cancelled=cancelled, card={
             "dataset": {"name": dataset, "fingerprint": clips_fingerprint(clips), "selection": how,
-                        "paths": chosen["path"].astype(str).tolist()}})
+                        "paths": chosen["path"].astype(str).tolist()}, **(card or {})})
     finally:
         target.unload()
 
@@ -169,19 +173,26 @@ def check_shadow_out(ws: Workspace, out: str | Path) -> Path:
 
 
 def workspace_shadows(ws: Workspace) -> list[str]:
-    """Finished shadow references under ``<workspace>/references`` (and the chosen shadow of
-    each grid there, :func:`~core.pipeline.shadow_grid.build_shadow_grid`), as folder specs, newest first."""
+    """Finished shadow references under ``<workspace>/references`` (the chosen shadow of each
+    grid there, :func:`~core.pipeline.shadow_grid.build_shadow_grid`, and each finished set
+    of shadows as its folder, :func:`~core.pipeline.shadow_set.build_shadow_set`), as
+    folder specs, newest first."""
     from core.pipeline.shadow_grid import read_selection
+    from core.pipeline.shadow_set import SET_FILE, read_shadow_set
 
     from core.recipes.shadow import read_card
 
     folder = ws.root / REFERENCES_DIR
-    found = [p for p in folder.iterdir() if p.is_dir() and read_card(p) is not None] if folder.is_dir() else []
-    for grid in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ():
-        chosen = (read_selection(grid) or {}).get("chosen_folder")  # a grid's chosen shadow, not the others
-        if chosen and read_card(chosen) is not None:
-            found.append(Path(chosen))
-    return [str(p.resolve()) for p in sorted(found, key=lambda p: (p / "card.json").stat().st_mtime, reverse=True)]
+    found: list[tuple[Path, Path]] = []  # (the spec's folder, the file whose age orders it)
+    for p in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ():
+        chosen = (read_selection(p) or {}).get("chosen_folder")  # a grid's chosen shadow, not the others
+        if read_card(p) is not None:
+            found.append((p, p / "card.json"))
+        elif chosen and read_card(chosen) is not None:
+            found.append((Path(chosen), Path(chosen) / "card.json"))
+        elif read_shadow_set(p) is not None:  # a set: one entry, expanded to its shadows when picked
+            found.append((p, p / SET_FILE))
+    return [str(p.resolve()) for p, f in sorted(found, key=lambda pf: pf[1].stat().st_mtime, reverse=True)]
 
 
 # -- the clips a shadow trained on (or was chosen on) never enter an audit that uses it --------------
@@ -287,7 +298,7 @@ def advise_reference(
         raise ValueError(ADVISOR_MIXED)
     clips = ws.analysis_clips(dataset)
     if clip_hashes is not None:
-        chosen = _clips_by_hash(clips, clip_hashes)
+        chosen = clips_by_hash(clips, clip_hashes)
     else:
         chosen = choose_nonmembers(clips, n_nonmembers, seed=seed, keep=0) if n_nonmembers else clips[clips["y"] == 0]
     if (chosen["text"].fillna("").astype(str).str.strip() == "").any():

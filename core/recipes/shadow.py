@@ -139,8 +139,9 @@ def read_card(folder: str | Path) -> dict | None:
 
 
 def card_line(card: dict, *, excluded: int | None = None) -> str:
-    """One line saying what a shadow reference is, from its card: the base, the recipe, how
-    many known non-members it trained on (and, for one chosen among a grid, on how many
+    """One line saying what a shadow reference is, from its card: the base, the recipe (and,
+    for one of a set of shadows, which one, its seed and whether the set shares its clips),
+    how many known non-members it trained on (and, for one chosen among a grid, on how many
     held-out ones its recipe was chosen), and that they were kept out of the audit
     (``excluded``: how many of them this audit's dataset held, when known)."""
     recipe, base = card.get("recipe") or {}, card.get("base") or {}
@@ -150,6 +151,11 @@ def card_line(card: dict, *, excluded: int | None = None) -> str:
                                 f"lr {lr:g}" if isinstance(lr, (int, float)) else "",
                                 f"batch {recipe['batch_size']}" if "batch_size" in recipe else "",
                                 f"LoRA rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "") if x)
+    member = card.get("shadow_set") or {}
+    if member:  # one of several shadows (LiRA's spread): which one, and what differs between them
+        other = "the same clips as the others" if member.get("vary") == "seed" else "its own disjoint draw of clips"
+        how += (f"; shadow {int(member.get('index', 0)) + 1} of {member.get('shadows', '?')} of a set "
+                f"(seed {recipe.get('seed', '?')}, {other})")
     data = (card.get("dataset") or {}).get("name")
     held = len(card.get("heldout_clip_hashes") or ())
     chosen = (f", its recipe chosen among {(card.get('recipe_selection') or {}).get('recipes', 'several')} on {held} other "

@@ -193,8 +193,10 @@ def language_picker(target: str | None, *, key: str = "language") -> tuple[tuple
 def reference_picker(target: str | None, *, key: str = "references", ws: Workspace | None = None) -> tuple[str, ...]:
     """"Reference model(s)": ready targets of the audited target's family (never the target
     itself), the shadow references built in the workspace (``ws``), plus local checkpoint
-    folders typed one per line. Empty: no calibration."""
+    folders typed one per line. A set of shadows is one choice, returned as its shadows
+    (:func:`~core.pipeline.shadow_set.expand_references`). Empty: no calibration."""
     from core.pipeline.reference import workspace_shadows
+    from core.pipeline.shadow_set import expand_references
     from core.targets import list_targets
 
     infos = [t for t in list_targets() if t.available and t.spec != target]
@@ -207,7 +209,14 @@ def reference_picker(target: str | None, *, key: str = "references", ws: Workspa
                                  "public data). Each clip's indicators are calibrated against them; results are shown with and without.")
     folders = st.text_area("Reference checkpoint folder(s)", key=f"{key}-folders", height=68,
                            placeholder="/path/to/model (one per line, optional)")
-    return tuple(chosen) + tuple(line.strip() for line in folders.splitlines() if line.strip())
+    picked = tuple(chosen) + tuple(line.strip() for line in folders.splitlines() if line.strip())
+    out: list[str] = []
+    for spec in picked:
+        try:
+            out += expand_references([spec])
+        except ValueError as exc:  # an unfinished set of shadows: said, and left out
+            st.caption(f"⚠ {exc}")
+    return tuple(out)
 
 
 def active_job(ws: Workspace, kind: str, match: dict) -> str | None:

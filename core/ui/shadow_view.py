@@ -1,6 +1,8 @@
 """Shadow references on the analysis pages: build one from the dataset's known non-members
-as a background job (:mod:`core.pipeline.reference`), and say what each shadow among a
-run's references is, from its card."""
+as a background job (:mod:`core.pipeline.reference`; a grid of recipes,
+:mod:`core.pipeline.shadow_grid`; several shadows of one recipe,
+:mod:`core.pipeline.shadow_set`), and say what each shadow among a run's references is,
+from its card."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from core.ui.runs import active_job, check_typed_target
 
 SHADOW_KIND = "shadow-reference"
 GRID_KIND = "shadow-grid"
+SET_KIND = "shadow-set"
+VARY_LABELS = {"seed": "the same non-members (seeds differ)", "subset": "its own disjoint non-members"}
 ADVICE_KIND = "reference-advice"
 
 
@@ -57,17 +61,20 @@ def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
 
 
 def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str = "shadow") -> None:
-    """"Build a shadow reference": the base, the recipe and the output folder, a start
-    button, and the progress of the build; a finished one is offered by the reference picker."""
+    """"Build a shadow reference": the base, the recipe, how many shadows (several feed
+    LiRA's per-clip spread) and the output folder, a start button, and the progress of the
+    build; a finished one (or set) is offered by the reference picker."""
     from core.pipeline.common import MIN_PER_LABEL
     from core.pipeline.reference import check_shadow_out, default_shadow_out
     from core.pipeline.shadow_grid import grid_table, parse_grid, read_selection, recipe_grid, split_nonmembers
+    from core.pipeline.shadow_set import set_draws
     from core.recipes.shadow import ShadowRecipe
 
     grid = bool(target) and bool(st.session_state.get(f"{key}-grid"))
-    job_id = active_job(ws, GRID_KIND if grid else SHADOW_KIND, {"dataset": dataset})
+    several = not grid and int(st.session_state.get(f"{key}-k", 1)) > 1
+    job_id = active_job(ws, GRID_KIND if grid else SET_KIND if several else SHADOW_KIND, {"dataset": dataset})
     running = any(j is not None and jobs.job(ws, j)["status"] in ("queued", "running")
-                  for j in (active_job(ws, SHADOW_KIND, {"dataset": dataset}), active_job(ws, GRID_KIND, {"dataset": dataset})))
+                  for j in (active_job(ws, kind, {"dataset": dataset}) for kind in (SHADOW_KIND, GRID_KIND, SET_KIND)))
     with st.expander("Build a shadow reference", expanded=running):
         st.caption("The base model fine-tuned here on some of this dataset's known non-members, with a recipe like the "
                    "target's: it carries the target's domain adaptation and not its members. The clips it trains on leave "
@@ -109,7 +116,21 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
             rank = int(c4.number_input("LoRA rank", min_value=0, max_value=1024, value=default.lora_rank, key=f"{key}-lora",
                                        help="0: every weight is fine-tuned. R > 0: LoRA adapters of rank R on the linear layers "
                                             "(for a base too large to fine-tune whole), merged into the weights when saved."))
-        out_default = (str(default_shadow_out(ws, base, dataset)) + ("-grid" if grid else "")) if base else ""
+        k, vary = 1, "seed"
+        if not grid:
+            d1, d2 = st.columns(2)
+            k = int(d1.number_input("Shadows", min_value=1, max_value=50, value=1, key=f"{key}-k",
+                                    help="K shadows of this recipe, each with its own seed (K fine-tunings): two or more give "
+                                         "LiRA's per-clip spread (calibrations resid and lira). Picked as one reference."))
+            vary = d2.radio("Each shadow trains on", list(VARY_LABELS), format_func=VARY_LABELS.get, key=f"{key}-vary",
+                            disabled=k < 2, horizontal=True,
+                            help="Disjoint draws take K x the non-members above, all of which leave the audit.")
+            if k > 1:
+                try:
+                    set_draws(clips, n, k, vary=vary)
+                except ValueError as exc:
+                    error = error or str(exc)
+        out_default = (str(default_shadow_out(ws, base, dataset)) + ("-grid" if grid else f"-{k}shadows" if k > 1 else "")) if base else ""
         out_text = st.text_input("Output folder", value=out_default, key=f"{key}-out-{out_default}",
                                  help="Inside the workspace; a relative path is taken under <workspace>/references.")
         try:
@@ -124,9 +145,13 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         if grid:
             kind, params = GRID_KIND, {"dataset": dataset, "base": base, "target": target, "out": out, "n_nonmembers": n,
                                        "n_holdout": holdout, "recipes": [r.to_dict() for r in recipe_grid(recipe, epochs_list, lrs)]}
+        elif k > 1:
+            kind, params = SET_KIND, {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "shadows": k, "vary": vary,
+                                      "recipe": recipe.to_dict()}
         else:
             kind, params = SHADOW_KIND, {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "recipe": recipe.to_dict()}
-        if st.button("Build the shadow reference" + (" grid" if grid else ""), key=f"{key}-start", disabled=running or error is not None):
+        label = "Build the shadow reference" + (" grid" if grid else f"s ({k})" if k > 1 else "")
+        if st.button(label, key=f"{key}-start", disabled=running or error is not None):
             jobs.submit(ws, kind, params)
             st.rerun()
         row = job_panel(ws, job_id) if job_id else None
