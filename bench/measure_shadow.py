@@ -43,9 +43,9 @@ out of every audit that uses it; the advisor compares target and base on the sam
 ``--mode`` is the text mode of every audit (``generated``, the default, or ``given``: each
 clip's transcript scored; the advisor always compares in ``given`` mode).
 
-``--shadows K`` (``zoo``, ``shift``): after the table, K shadows of the same recipe on the
-same 50 clips (``--vary seed``: seeds ``seed`` to ``seed + K - 1``) or on disjoint draws of
-50 // K of them (``--vary subset``; ``--vary both`` measures the two sets), and the audits of
+``--shadows K`` (``zoo``, ``shift``, ``ar-shift``, ``diffusion-shift``): after the table, K
+shadows of the same recipe on the same 50 clips (``--vary seed``: seeds ``seed`` to ``seed +
+K - 1``) or on disjoint draws of 50 // K of them (``--vary subset``; ``--vary both`` measures the two sets), and the audits of
 the split against the set's first shadow alone (``resid``) and against all K with ``resid``,
 with ``lira`` and with both (the default for two or more references).
 ``--smoke`` runs the same path in seconds on a random-weight micro Whisper and a 10-clip
@@ -431,6 +431,11 @@ def main() -> int:
     for family in ("ar", "diffusion"):
         if f"{family}-shift" in a.pairs:
             measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples)
+            for vary in (("seed", "subset") if a.vary == "both" else (a.vary,)) if a.shadows > 1 else ():
+                measure_set(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft",
+                            shadows / f"{family}-shift-base-shadows{a.shadows}-{vary}", f"zoo:{family}-shift-base",
+                            shift_recipe(family), shadows=a.shadows, vary=vary, n_perm=a.n_perm, null_resamples=a.null_resamples,
+                            source="demo-sounds", split="demo-sounds-split")
     for family, lr, epochs, batch in (("ar", a.ar_lr, 6, 16), ("diffusion", a.diffusion_lr, a.diffusion_epochs, 8)):
         if family not in a.pairs:
             continue
