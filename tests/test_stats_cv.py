@@ -84,9 +84,10 @@ def test_observed_cv_auc_equals_a_scikit_learn_loop() -> None:
 
 
 def test_fold_preprocessing_in_numpy_equals_scikit_learn_fitting_each_fold() -> None:
-    """The blind baseline's imputation and scaling, fitted per fold in numpy, give the
-    designs scikit-learn's own fit_transform gives: missing entries in training and test
-    rows, a constant column, an all-missing one, a nearly constant one."""
+    """The blind baseline's imputation and scaling and the MIA aggregate's (with infinite
+    values and clipping), fitted per fold in numpy, give the designs scikit-learn's own
+    fit_transform gives: missing entries in training and test rows, a constant column, an
+    all-missing one, a nearly constant one."""
     from sklearn.base import clone
 
     from core.blind.diagnostics import numeric_pipeline
@@ -100,14 +101,20 @@ def test_fold_preprocessing_in_numpy_equals_scikit_learn_fitting_each_fold() -> 
     X[rng.random((90, 7)) < 0.08] = np.nan
     y = np.r_[np.ones(45, int), np.zeros(45, int)]
     folds = make_folds(y, n_splits=5, seed=3)
-    est = numeric_pipeline()
-    pre, _, _ = _split_pipeline(est)
-    assert _fold_steps(pre) is not None  # the numpy path is taken
-    designs = _FoldDesigns(X, folds, est)
-    for (tr, te), (_, _, D, zte) in zip(folds.splits(), designs.parts):
-        p = clone(pre)
-        np.testing.assert_allclose(D.Z, p.fit_transform(X[tr]), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(zte, p.transform(X[te]), rtol=1e-12, atol=1e-12)
+    # the MIA aggregate's imputation of non-finite values, scaling and clipping too
+    Xm = X.copy()
+    Xm[rng.random((90, 7)) < 0.03] = np.inf
+    Xm[rng.random((90, 7)) < 0.03] = -np.inf
+    Xm[:, 0] *= 50.0  # standardized values beyond the clip
+    Xm[3, 0] = 1e4
+    for est, data in ((numeric_pipeline(), X), (mia_classifier(), Xm)):
+        pre, _, _ = _split_pipeline(est)
+        assert _fold_steps(pre) is not None  # the numpy path is taken
+        designs = _FoldDesigns(data, folds, est)
+        for (tr, te), (_, _, D, zte) in zip(folds.splits(), designs.parts):
+            p = clone(pre)
+            np.testing.assert_allclose(D.Z, p.fit_transform(data[tr]), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(zte, p.transform(data[te]), rtol=1e-12, atol=1e-12)
     # a step it does not know takes scikit-learn's path
     assert _fold_steps(make_pipeline(StandardScaler(with_mean=False), LogisticRegression())[:-1]) is None
 

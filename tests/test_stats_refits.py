@@ -141,3 +141,22 @@ def test_twins_of_opposite_labels_split_across_folds_read_below_the_null_and_are
     assert any("its interval lie below 0.5" in w for w in split.warnings)
     grouped = run_mia(table, y, n_boot=100, groups=pair, grouping="pair")
     assert abs(grouped.auc - 0.5) < 0.1 and not any("its interval lie below 0.5" in w for w in grouped.warnings)
+
+
+def test_the_roc_curve_equals_scikit_learns() -> None:
+    """``core.stats.roc`` (numpy) gives scikit-learn's ``roc_curve`` points bit for bit: ties,
+    rounded scores, collinear points dropped, tiny and large sets."""
+    from sklearn.metrics import roc_curve
+
+    from core.stats import roc
+
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        n = int(rng.integers(2, 400))
+        y = rng.integers(0, 2, n)
+        y[:2] = (1, 0)
+        s = np.round(rng.standard_normal(n) * rng.choice([0.5, 3.0, 100.0]), int(rng.integers(0, 3)))
+        fpr, tpr = roc(y, s)
+        ref_fpr, ref_tpr, _ = roc_curve(y, s)
+        np.testing.assert_array_equal(fpr, ref_fpr)
+        np.testing.assert_array_equal(tpr, ref_tpr)

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import auc as area_under_curve
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 from core.config import DEFAULT_N_BOOT, DEFAULT_N_SPLITS
 from core.mia import diffusion as _diffusion  # noqa: F401  (registers diffusion families)
@@ -122,9 +122,28 @@ class FiniteImputer(TransformerMixin, BaseEstimator):
         X[neg] = self.min_[cols[neg]]
         return X
 
+    def fold_apply(self, train: NDArray[np.float64], test: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Fitted on a fold's ``train`` rows, applied to them and to its ``test`` rows (the
+        cross-validation's numpy path, :func:`core.stats.cv._fold_steps`)."""
+        if np.isfinite(train).all() and np.isfinite(test).all():
+            return train, test
+        fitted = FiniteImputer().fit(train)
+        return fitted.transform(train), fitted.transform(test)
 
-def _clip_standardized(X: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.clip(X, -STANDARDIZED_CLIP, STANDARDIZED_CLIP)
+
+class ClipStandardized(TransformerMixin, BaseEstimator):
+    """Standardized values clipped to +-:data:`STANDARDIZED_CLIP` (no state: one clip that
+    sits far out cannot dominate a fit)."""
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "ClipStandardized":
+        self.n_features_in_ = np.shape(X)[1]
+        return self
+
+    def transform(self, X: ArrayLike) -> NDArray[np.float64]:
+        return np.clip(np.asarray(X, dtype=np.float64), -STANDARDIZED_CLIP, STANDARDIZED_CLIP)
+
+    def fold_apply(self, train: NDArray[np.float64], test: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        return self.transform(train), self.transform(test)
 
 
 def mia_classifier(C: float = AGGREGATE_C, *, signed: bool = True) -> Pipeline:
@@ -144,7 +163,7 @@ def mia_classifier(C: float = AGGREGATE_C, *, signed: bool = True) -> Pipeline:
         [
             ("impute", FiniteImputer()),
             ("scale", StandardScaler()),
-            ("clip", FunctionTransformer(_clip_standardized)),
+            ("clip", ClipStandardized()),
             ("logreg", lr),
         ]
     )
