@@ -20,10 +20,12 @@ with c2:
 with c3:
     access = access_picker(target, key="di-access")
 scorer, alpha, compare = view.controls()
+plan_nonmembers = view.plan_control()
 if dataset and target:
     references = reference_picker(target, ws=ws)
     shadow_builder(ws, dataset, target, key="di-shadow")
-    config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references, mia_access=access)
+    config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references, mia_access=access,
+                         plan_nonmembers=plan_nonmembers)
     params = {"dataset": dataset, "target": target, "config": config.to_dict()}
     run_controls(ws, "di", params, {"dataset": dataset, "target": target}, label="Run dataset inference")
     run = ws.latest_run("di", dataset, target, where=at_access(access, "mia_access"))
@@ -35,7 +37,7 @@ if dataset and target:
         mia_access = {"access": run["result"].get("access", "white-box"), "mode": run["result"].get("mia_mode", "generated")}
         st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` ({decoding_text(mia_access, run['result'], family_of(target))}) · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
         view.upstream_notice(ws, run)
-        if (cfg["scorer"], cfg["alpha"], cfg["compare"]) != (scorer, alpha, compare):
+        if (cfg["scorer"], cfg["alpha"], cfg["compare"], cfg.get("plan_nonmembers")) != (scorer, alpha, compare, plan_nonmembers):
             st.info("The settings above differ from this run's: press **Run dataset inference** to update it.")
         view.verdict(run["result"])
         view.metrics(run["result"])

@@ -87,6 +87,22 @@ def test_shows_verdict_metrics_curve_and_comparison(env: Workspace) -> None:
     assert any("settings above differ" in i.value for i in at.info)
 
 
+def test_the_planner_plans_for_the_non_members_the_user_asks_for(env: Workspace) -> None:
+    """A run made with N known non-members to plan for says so under the flags; the input
+    holding another N says the shown run is stale."""
+    save_mia(env, "synth", shift=0.6)
+    _, out = audit_di(env, "synth", TARGET, DIRunConfig(n_resamples=20, null_resamples=20, plan_nonmembers=300))
+    assert "with 300 known non-members" in out["which"]["plan_sentence"]
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    at.number_input(key="di-plan-nonmembers").set_value(300).run()
+    assert any("with 300 known non-members" in c.value for c in at.caption)
+    assert not any("settings above differ" in i.value for i in at.info)
+    at.number_input(key="di-plan-nonmembers").set_value(50).run()
+    assert any("settings above differ" in i.value for i in at.info)
+
+
 def test_no_evidence_and_confounded_warning_are_visible(env: Workspace, tmp_path: Path) -> None:
     ingest_path(env, write_corpus(tmp_path / "shift", n=40, shifted=True), "shifted")
     save_mia(env, "shifted", shift=0.0)

@@ -31,6 +31,15 @@ def controls() -> tuple[str, float, bool]:
     return scorer, alpha, compare
 
 
+def plan_control() -> int | None:
+    """The known non-members the planner plans for (None: the run's own)."""
+    c, _ = st.columns([1, 2])
+    n = c.number_input("Plan for N known non-members (0: this run's)", min_value=0, value=0, step=10, key="di-plan-nonmembers",
+                        help="How many suspects the test needs if the study has N known non-members in all (0: as many as "
+                             "this run has). The planner's answer is under the flagged clips.")
+    return int(n) if n and n >= 2 else None
+
+
 def upstream_notice(ws, run: dict) -> None:
     """The runs this DI run used (its ``refs``): say so when the MIA run it read is deleted
     or is no longer the one a new run would read, and show the verdict of the blind run it
