@@ -16,7 +16,7 @@ from core.pipeline.common import MIN_PER_LABEL, Cancelled, Progress, Resolved
 from core.pipeline.reference import build_shadow, check_supported, clip_losses
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
-from core.runtime.store import Workspace
+from core.runtime.store import Workspace, write_json
 
 if TYPE_CHECKING:
     from core.recipes.shadow import ShadowRecipe
@@ -162,15 +162,6 @@ def read_selection(out: str | Path) -> dict | None:
     return rec if isinstance(rec, dict) and rec.get("kind") == SELECTION_KIND else None
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    import json
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_shadow_grid(
     ws: Workspace,
     dataset: str,
@@ -274,7 +265,7 @@ def build_shadow_grid(
               "chosen_folder": rows[chosen]["folder"], "trained_clip_hashes": train["clip_hash"].tolist(),
               "heldout_clip_hashes": heldout}
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / SELECTION_FILE, record)
+    write_json(out / SELECTION_FILE, record)
     # the chosen shadow's card says which clips chose it: an audit that uses it leaves them out too
     folder = Path(rows[chosen]["folder"])
     card = read_card(folder) or {}
@@ -283,7 +274,7 @@ def build_shadow_grid(
     card["recipe_selection"] = {"record": str((out / SELECTION_FILE).resolve()), "target": tref.spec,
                                 "statistic": GRID_STATISTIC, "median_gap": rows[chosen]["median_gap"],
                                 "gap_ci": rows[chosen]["gap_ci"], "recipes": total}
-    _write_json(folder / "card.json", card)
+    write_json(folder / "card.json", card)
     return record
 
 

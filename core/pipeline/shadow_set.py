@@ -13,7 +13,6 @@ them trained on (:func:`core.pipeline.reference.trained_clips`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -24,7 +23,7 @@ from core.pipeline.common import MIN_PER_LABEL, Cancelled, Progress, Resolved
 from core.pipeline.reference import clips_by_hash, build_shadow, check_supported, choose_nonmembers
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
-from core.runtime.store import Workspace
+from core.runtime.store import Workspace, write_json
 
 if TYPE_CHECKING:
     from core.recipes.shadow import ShadowRecipe
@@ -128,12 +127,6 @@ def expand_references(specs: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_shadow_set(
     ws: Workspace,
     dataset: str,
@@ -221,7 +214,7 @@ def build_shadow_set(
               "seed": recipe.seed, "n_nonmembers": n_nonmembers, "recipe": recipe.to_dict(), "shadows": rows,
               "folders": [r["folder"] for r in rows], "trained_clip_hashes": list(union), "warnings": warnings}
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / SET_FILE, record)
+    write_json(out / SET_FILE, record)
     return record
 
 

@@ -57,6 +57,7 @@ from typing import Any, Callable, Sequence
 
 from core.config import Config, setting
 from core.recipes.shadow_objectives import OBJECTIVES, Objective, objective_of
+from core.runtime.store import write_json
 
 Progress = Callable[[int, int, str], None]
 """``progress(epochs_done, epochs_total, message)``, after each epoch (as the zoo's trainers)."""
@@ -192,12 +193,6 @@ def shadow_lines(references: Sequence[str], excluded: Sequence[dict] | None = No
         return len(gone & {str(h) for key in ("trained_clip_hashes", "heldout_clip_hashes") for h in card.get(key) or ()})
 
     return [f"{spec}: {card_line(card, excluded=left_out(card))}" for spec, card in shadow_cards(references).items()]
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _check_out(out: Path, digest: str) -> dict | None:
@@ -399,7 +394,7 @@ def train_shadow(
         "request": digest,
         "versions": versions | {"python": platform.python_version()},
     }
-    _write_json(out / "card.json", result)
+    write_json(out / "card.json", result)
     shutil.rmtree(state_dir, ignore_errors=True)
     return result
 

@@ -24,7 +24,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -115,6 +115,11 @@ class RunRef:
             return f"The {self.stage} run {self.run_id} this run used has been deleted: its numbers cannot be shown"
         tail = f"; a newer {self.stage} run exists ({self.newer}), which this result has not seen" if self.newer else ""
         return f"Linked {self.stage} run: {self.run_id}{tail}"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """``obj`` as indented JSON at ``path``, written atomically (:func:`atomic_write`)."""
+    atomic_write(path, json.dumps(obj, indent=2).encode("utf-8"))
 
 
 def atomic_write(path: Path, data: bytes) -> None:
