@@ -214,7 +214,7 @@ def _standardize(train: NDArray[np.float64], test: NDArray[np.float64]) -> tuple
     var = ((train - mean) ** 2).mean(axis=0)
     n, eps = train.shape[0], np.finfo(np.float64).eps
     scale = np.sqrt(var)
-    scale[(var <= n * eps * var + (n * mean * eps) ** 2) | (scale < 10 * eps)] = 1.0
+    scale[var <= n * eps * var + (n * mean * eps) ** 2] = 1.0
     return (train - mean) / scale, (test - mean) / scale
 
 
