@@ -7,7 +7,6 @@ logs and progress on stderr).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -15,21 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TypeVar, get_args, get_origin
+from typing import Callable
 
-from core.config import default_of, field_types, is_options, user_settings
+from core.cli_flags import CLIError, _comma_list, _key_values, add_config_flags, config_from_args, flag_of  # noqa: F401  (flag_of: the CLI's API)
 from core.runtime.settings import Settings
 from core.config import Listing, decoding_text, language_text
 from core.records import record_of
 from core.runtime.store import Workspace
 from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
-
-C = TypeVar("C")
-
-
-class CLIError(Exception):
-    """A user-facing failure: printed as one line, exit code 2."""
-
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -305,21 +297,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     cols = ["id", "kind", "status", "progress", "total", "message", "error"]
     _emit(args, {"jobs": df[cols].to_dict("records") if not df.empty else []}, df[cols].to_string(index=False) if not df.empty else "no jobs")
     return 0
-
-
-def _key_values(items: list[str] | None, flag: str) -> tuple[tuple[str, object], ...]:
-    """``KEY=VALUE`` pairs of a repeatable option, sorted by key; values read as JSON when
-    they parse (numbers, booleans), else as strings."""
-    out = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--{flag} expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except ValueError:
-            out[key.strip()] = raw
-    return tuple(sorted(out.items()))
 
 
 def _target_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
@@ -606,91 +583,6 @@ def _executor_flags(s: argparse.ArgumentParser) -> None:
                    help="where evidence extraction runs (default $OVERHEARD_EXECUTOR or local); ray needs the [ray] extra")
     s.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to join (ray://HOST:10001, HOST:6379 or auto; default $OVERHEARD_RAY_ADDRESS, else a local Ray)")
-
-
-# -- flags from config fields --------------------------------------------------------------
-def flag_of(f: dataclasses.Field) -> str:
-    """The option of a config field: its metadata's ``flag``, else the field name with
-    dashes; a bool that defaults to True is turned off by ``--no-<name>``."""
-    name = f.metadata.get("flag") or f.name.replace("_", "-")
-    if f.default is True and not f.metadata.get("flag"):
-        name = "no-" + name
-    return "--" + name
-
-
-def _comma_list(item_type: type) -> Callable[[str], list]:
-    def parse(text: str) -> list:
-        try:
-            return [item_type(x.strip()) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__} values, got {text!r}") from None
-
-    parse.__name__ = f"comma-separated {item_type.__name__} list"
-    return parse
-
-
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One option per user setting of the config dataclass ``cls`` (nested configs' fields
-    flattened): the flag from the field name, the help from its metadata, the default the
-    field's own. Bools are switches; tuples are comma-separated lists; an option field
-    (``tuple[tuple[str, X], ...]``) is a repeatable ``KEY=VALUE``. The destination is the
-    field name, so :func:`config_from_args` reads the values back.
-
-    Raises
-    ------
-    ValueError
-        two fields (after flattening) with the same name.
-    """
-    taken = {a.dest for a in parser._actions}
-    for f in user_settings(cls):
-        tp = field_types(cls)[f.name]
-        if dataclasses.is_dataclass(tp):
-            add_config_flags(parser, tp)
-            continue
-        if f.name in taken:
-            raise ValueError(f"{cls.__name__}.{f.name}: a flag with this destination exists already")
-        default = default_of(f)
-        shown = default if not isinstance(default, tuple) else ",".join(map(str, default))
-        help_ = f.metadata.get("help") or ""
-        if not (default is None or isinstance(default, bool) or default == () or is_options(tp)):
-            help_ = help_.extended(f" (default: {shown})") if isinstance(help_, Listing) else f"{help_} (default: {shown})".strip()
-        kw: dict = {"dest": f.name, "help": (help_ if isinstance(help_, Listing) else help_.replace("%", "%%")) or None}
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if tp is bool:
-            kw |= {"action": "store_false" if default else "store_true", "default": default}
-        elif is_options(tp):
-            kw |= {"action": "append", "default": None, "metavar": f.metadata.get("metavar") or "KEY=VALUE"}
-        elif f.metadata.get("repeatable"):
-            kw |= {"action": "append", "default": None, "metavar": f.metadata.get("metavar")}
-        else:
-            if get_origin(tp) is tuple:
-                kw["type"] = _comma_list(args[0])
-            elif len(args) == 1 and get_origin(tp) is not None:  # X | None
-                kw["type"] = args[0]
-            elif tp in (int, float):
-                kw["type"] = tp
-            kw |= {"default": default, "metavar": f.metadata.get("metavar"), "choices": f.metadata.get("choices")}
-        parser.add_argument(flag_of(f), **{k: v for k, v in kw.items() if v is not None or k == "default"})
-
-
-def config_from_args(cls: type[C], args: argparse.Namespace, **overrides) -> C:
-    """The ``cls`` config of parsed options made by :func:`add_config_flags`; ``overrides``
-    (by field name, at any nesting depth) replace what the options say."""
-    d: dict = {}
-    for f in user_settings(cls):
-        tp = field_types(cls)[f.name]
-        if f.name in overrides:
-            continue
-        if dataclasses.is_dataclass(tp):
-            d[f.name] = config_from_args(tp, args, **overrides)
-        elif is_options(tp):
-            d[f.name] = _key_values(getattr(args, f.name), flag_of(f)[2:])
-        elif f.metadata.get("repeatable"):
-            d[f.name] = tuple(getattr(args, f.name) or ())
-        else:
-            d[f.name] = getattr(args, f.name)
-    own = {k: v for k, v in overrides.items() if k in field_types(cls)}
-    return cls.from_dict(d | own)
 
 
 def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings:
