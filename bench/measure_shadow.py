@@ -417,11 +417,13 @@ def main() -> int:
                                                  ("demo-sounds", {"ar", "ar-shift", "diffusion", "diffusion-shift"}))
                               if pairs & set(a.pairs)))
     shadows = ws.root / "shadows"
+    # the shadow sets each pair measures after its table (none for a single shadow)
+    set_varies = (("seed", "subset") if a.vary == "both" else (a.vary,)) if a.shadows > 1 else ()
     for pair, (name, target, base) in ZOO_PAIRS.items():
         if pair in a.pairs:
             measure(ws, name, f"zoo:{target}", f"zoo:{base}", shadows / f"{base}-shadow", zoo_shadow_recipe(target),
                     n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
-            for vary in (("seed", "subset") if a.vary == "both" else (a.vary,)) if a.shadows > 1 else ():
+            for vary in set_varies:
                 measure_set(ws, name, f"zoo:{target}", shadows / f"{base}-shadows{a.shadows}-{vary}", f"zoo:{base}",
                             zoo_shadow_recipe(target), shadows=a.shadows, vary=vary, n_perm=a.n_perm,
                             null_resamples=a.null_resamples, mode=a.mode)
@@ -431,7 +433,7 @@ def main() -> int:
     for family in ("ar", "diffusion"):
         if f"{family}-shift" in a.pairs:
             measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples)
-            for vary in (("seed", "subset") if a.vary == "both" else (a.vary,)) if a.shadows > 1 else ():
+            for vary in set_varies:
                 measure_set(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft",
                             shadows / f"{family}-shift-base-shadows{a.shadows}-{vary}", f"zoo:{family}-shift-base",
                             shift_recipe(family), shadows=a.shadows, vary=vary, n_perm=a.n_perm, null_resamples=a.null_resamples,
