@@ -5,6 +5,8 @@
   folds, the whole CV procedure refitted under label permutations (batched), a
   permutation p-value and an interval that holds its level.
 - :mod:`core.stats.logreg`: the batched logistic regression those refits use.
+  Its unconstrained fits are in :mod:`core.stats.logreg_unconstrained`, what both kinds
+  share in :mod:`core.stats.logreg_common`.
 """
 
 from core.stats.basic import (
