@@ -62,6 +62,7 @@ LAYERS = (
     "core.stages",  # one config per stage, importable without the numeric libraries
     "core.pipeline",
     "core.ui",
+    "core.cli_flags",  # the command line's options made from config dataclasses
     "core.cli",
 )
 """Each package may import only itself and the packages listed before it."""
