@@ -27,10 +27,11 @@ N_KNOWN, N_SUSPECTS, Q = 60, 40, 0.1
 
 
 def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "auto", n_known: int = N_KNOWN,
-             n_suspects: int = N_SUSPECTS, directions=None, evidence: str | None = None) -> list[dict]:
+             n_suspects: int = N_SUSPECTS, directions=None, config=None) -> list[dict]:
     """Per share: FDP, no-flag rate, lower-bound coverage and means over ``draws`` mixtures
     of ``n_suspects`` suspects tested against ``n_known`` known non-members (``directions``
-    and the ``evidence`` kind as the MIA run gives them: ``auto`` follows the kind)."""
+    and the scorer ``config`` as the MIA run's inputs give it: ``auto`` follows their
+    evidence kind and keys)."""
     from core.di import ScorerConfig
 
     from core.di import dataset_inference
@@ -46,7 +47,7 @@ def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "a
             known, pool = U[u[:n_known]], U[u[n_known:n_known + n_suspects - n1]]
             suspects = np.vstack([P[rng.choice(P.shape[0], n1, replace=False)], pool])
             res = dataset_inference(suspects, known, directions=directions, scorer=scorer, seed=i, null_check=False,
-                                    config=ScorerConfig(evidence=evidence))
+                                    config=config if config is not None else ScorerConfig())
             w = which_and_how_much(res, q=Q, seed=i)
             flagged = w.flags.index[w.flags.flagged]
             fdp.append(float((flagged >= n1).sum()) / max(1, flagged.size))
@@ -61,7 +62,7 @@ def mixtures(P, U, *, draws: int, shares=SHARES, seed: int = 0, scorer: str = "a
 
 
 def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "auto", directions=None,
-                  evidence: str | None = None, pilots: int = 1) -> dict:
+                  config=None, pilots: int = 1) -> dict:
     """Half of the clips as a pilot: its predicted suspects (median p < alpha) for the
     full data's known non-members (the study it plans), against the full data's p-value
     curve (as ``overheard di`` measures it, with all of them).
@@ -71,7 +72,7 @@ def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "au
     from core.di import ScorerConfig, dataset_inference, pvalue_curve
     from core.di.which import plan
 
-    cfg = ScorerConfig(evidence=evidence)
+    cfg = config if config is not None else ScorerConfig()
 
     def pilot(s: int) -> int | None:
         rng = np.random.default_rng(s)
@@ -111,7 +112,7 @@ def _inputs(ws, spec: str, access: str):
     run_id = run["id"] if run is not None else audit_mia(ws, dataset, name, MIAConfig(access=access, references=refs))[0]
     cal, uncal = mia_run_inputs_both(ws, ws.load_run(run_id))[0]
     inp = cal if cal is not None else uncal
-    return inp.P, inp.U, inp.directions, inp.evidence
+    return inp.P, inp.U, inp.directions, inp.scorer_config()
 
 
 def synthetic(n: int = 100, d: int = 8, shift: float = 1.2, seed: int = 0):
@@ -148,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for cell in args.cells or DEFAULT_CELLS:
         spec, _, access = cell.partition("@")
-        P, U, directions, evidence = _inputs(ws, spec, access or "white-box")
-        rows = [] if args.planner_only else mixtures(P, U, draws=args.draws, directions=directions, evidence=evidence)
+        P, U, directions, config = _inputs(ws, spec, access or "white-box")
+        rows = [] if args.planner_only else mixtures(P, U, draws=args.draws, directions=directions, config=config)
         out["cells"][cell] = rows
-        out["planner"][cell] = planner_check(P, U, directions=directions, evidence=evidence, pilots=args.pilots)
+        out["planner"][cell] = planner_check(P, U, directions=directions, config=config, pilots=args.pilots)
         for r in rows:
             print(f"| {spec} | {access or 'white-box'} | {r['share']:.0%} | {r['mean_fdp']:.3f} | {r['no_flag_rate']:.0%} | "
                   f"{r['lower_coverage']:.1%} | {r['mean_lower']:.0%} | {r['mean_estimate']:.0%} |", flush=True)

@@ -468,7 +468,8 @@ def _di_calibration_text(r: dict) -> str:
         return ""
     need = unc["min_suspects"] if unc["min_suspects"] is not None else "not reached"
     factor = cal["gain"].get("suspects_factor")
-    return (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated: {p_clause(unc['p_value'])}, "
+    other = f" (scorer {unc['scorer']})" if unc.get("scorer") and unc["scorer"] != r.get("scorer") else ""
+    return (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated{other}: {p_clause(unc['p_value'])}, "
             f"suspects needed {need}" + ("" if factor is None else f"; the reference(s) cut the suspects needed {factor:.3g}-fold"))
 
 

@@ -14,11 +14,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.di import ScoredSplit, dataset_inference, null_check, register_scorer, scorer_names
+from core.di import ScoredSplit, ScorerConfig, dataset_inference, null_check, register_scorer, scorer_names
 from core.di import registry as di_registry
 
 D = 6
 DIRS = np.ones(D)
+CFG = ScorerConfig(keys=("loss_mean",) + tuple(f"x{i}" for i in range(1, D)))  # mean_loss reads the first column
 N_NULL = 400
 ALPHA = 0.05
 LO, HI = stats.binom.ppf(0.0005, N_NULL, ALPHA), stats.binom.isf(0.0005, N_NULL, ALPHA)
@@ -39,7 +40,7 @@ def _null_pvalues(scorer: str, seed: int) -> np.ndarray:
     return np.array(
         [
             dataset_inference(
-                features(rng, 60), features(rng, 80), directions=DIRS, scorer=scorer, alpha=ALPHA, seed=i, null_check=False
+                features(rng, 60), features(rng, 80), directions=DIRS, scorer=scorer, alpha=ALPHA, seed=i, null_check=False, config=CFG
             ).p_value
             for i in range(N_NULL)
         ]
@@ -61,7 +62,7 @@ def test_power_on_a_shifted_alternative(scorer: str) -> None:
     p = np.array(
         [
             dataset_inference(
-                features(rng, 150, shift=0.5), features(rng, 200), directions=DIRS, scorer=scorer, seed=i, null_check=False
+                features(rng, 150, shift=0.5), features(rng, 200), directions=DIRS, scorer=scorer, seed=i, null_check=False, config=CFG
             ).p_value
             for i in range(40)
         ]
@@ -72,7 +73,7 @@ def test_power_on_a_shifted_alternative(scorer: str) -> None:
 @pytest.mark.parametrize("scorer", scorer_names())
 def test_null_check_rate_is_alpha_for_every_scorer(scorer: str) -> None:
     U = features(np.random.default_rng(13), 160)
-    nc = null_check(U, directions=DIRS, scorer=scorer, n_suspects=60, n_resamples=N_NULL, alpha=ALPHA, seed=1)
+    nc = null_check(U, directions=DIRS, scorer=scorer, n_suspects=60, n_resamples=N_NULL, alpha=ALPHA, seed=1, config=CFG)
     assert nc.n_nonmembers == 100 and nc.p_values.shape == (N_NULL,)
     assert LO <= nc.rejections <= HI
     assert not nc.over_rejects

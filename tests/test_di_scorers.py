@@ -12,6 +12,8 @@ from core.di import ScorerConfig, get_scorer, register_scorer, resolve_auto, sco
 
 D = 5
 DIRS = np.array([1.0, -1.0, 1.0, 1.0, -1.0])
+KEYS = ("zlib", "loss_mean", "loss@t10", "cond_gap@t10", "step_error@t10")  # mean_loss reads "loss_mean"
+CFG = ScorerConfig(keys=KEYS)
 
 
 def _data(seed: int = 0, n_p: int = 41, n_u: int = 57) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +41,7 @@ def test_duplicate_registration_raises() -> None:
 @pytest.mark.parametrize("directions", [None, DIRS])
 def test_every_scorer_tests_only_held_out_clips(name: str, directions: np.ndarray | None) -> None:
     P, U = _data()
-    split = get_scorer(name).fn(P, U, directions=directions, seed=3, config=ScorerConfig())
+    split = get_scorer(name).fn(P, U, directions=directions, seed=3, config=CFG)
     assert split.p_scores.shape == split.p_index.shape == split.p_group.shape
     assert split.u_scores.shape == split.u_index.shape == split.u_group.shape
     assert np.all(np.isfinite(split.p_scores)) and np.all(np.isfinite(split.u_scores))
@@ -53,20 +55,23 @@ def test_every_scorer_tests_only_held_out_clips(name: str, directions: np.ndarra
     # every clip is either tested or used for fitting; nothing is dropped
     assert set(split.p_index) | set(np.concatenate(split.fit_p_index)) == set(range(len(P)))
     assert set(split.u_index) | set(np.concatenate(split.fit_u_index)) == set(range(len(U)))
-    again = get_scorer(name).fn(P, U, directions=directions, seed=3, config=ScorerConfig())
+    again = get_scorer(name).fn(P, U, directions=directions, seed=3, config=CFG)
     np.testing.assert_array_equal(again.p_scores, split.p_scores)
-    other = get_scorer(name).fn(P, U, directions=directions, seed=4, config=ScorerConfig())
-    assert not np.array_equal(other.u_index, split.u_index)
+    if np.concatenate(split.fit_u_index).size:  # a scorer that spends clips draws them by seed
+        other = get_scorer(name).fn(P, U, directions=directions, seed=4, config=CFG)
+        assert not np.array_equal(other.u_index, split.u_index)
+    else:  # one that fits nothing tests every clip
+        assert split.p_index.size == len(P) and split.u_index.size == len(U)
 
 
-@pytest.mark.parametrize("name", ["control_split", "normalized_sum"])
+@pytest.mark.parametrize("name", ["control_split", "normalized_sum", "mean_loss"])
 def test_changing_a_tested_clip_changes_only_its_own_score(name: str) -> None:
     P, U = _data(1)
-    split = get_scorer(name).fn(P, U, directions=DIRS, seed=0, config=ScorerConfig())
+    split = get_scorer(name).fn(P, U, directions=DIRS, seed=0, config=CFG)
     P2, U2 = P.copy(), U.copy()
     P2[split.p_index[0]] += 50.0
     U2[split.u_index[0]] -= 50.0
-    moved = get_scorer(name).fn(P2, U2, directions=DIRS, seed=0, config=ScorerConfig())
+    moved = get_scorer(name).fn(P2, U2, directions=DIRS, seed=0, config=CFG)
     np.testing.assert_allclose(moved.p_scores[1:], split.p_scores[1:], rtol=1e-12)
     np.testing.assert_allclose(moved.u_scores[1:], split.u_scores[1:], rtol=1e-12)
     assert moved.p_scores[0] != split.p_scores[0]
@@ -134,6 +139,46 @@ def test_auto_resolution() -> None:
     P, U = _data(6)
     assert get_scorer("auto").fn(P, U, directions=DIRS, seed=0, config=cfg).scorer == "normalized_sum"
     assert get_scorer("auto").fn(P, U, directions=None, seed=0, config=cfg).scorer == "control_split"
+
+
+def test_mean_loss_is_the_calibrated_loss_column_every_clip_tested() -> None:
+    P, U = _data(8)
+    keys = ("loss_mean", "resid:loss_mean", "resid:zlib", "zlib", "ppl")
+    split = get_scorer("mean_loss").fn(P, U, directions=DIRS, seed=0, config=ScorerConfig(keys=keys))
+    # the calibrated column wins over the raw one; lower loss = member, so the score is its negative
+    np.testing.assert_array_equal(split.p_scores, -P[:, 1])
+    np.testing.assert_array_equal(split.u_scores, -U[:, 1])
+    assert split.p_index.tolist() == list(range(len(P))) and split.u_index.tolist() == list(range(len(U)))
+    assert split.n_groups == 1 and split.fit_p_index[0].size == split.fit_u_index[0].size == 0
+    raw = get_scorer("mean_loss").fn(P, U, directions=None, seed=0, config=ScorerConfig(keys=("zlib", "ppl", "x", "y", "z")))
+    np.testing.assert_array_equal(raw.p_scores, -P[:, 1])  # no direction given: a loss is lower for members
+    with pytest.raises(ValueError, match="mean-loss indicator"):
+        get_scorer("mean_loss").fn(P, U, directions=DIRS, seed=0, config=ScorerConfig(keys=("a", "b", "c", "d", "e")))
+    with pytest.raises(ValueError, match="mean-loss indicator.*unnamed"):
+        get_scorer("mean_loss").fn(P, U, directions=DIRS, seed=0, config=ScorerConfig())
+    with pytest.raises(ValueError, match="2 keys for 5"):
+        get_scorer("mean_loss").fn(P, U, directions=DIRS, seed=0, config=ScorerConfig(keys=("loss_mean", "x")))
+
+
+def test_mean_loss_p_value_is_scipys_welch_test_on_the_column() -> None:
+    from scipy import stats
+
+    from core.di import dataset_inference
+
+    P, U = _data(9, n_p=37, n_u=61)
+    res = dataset_inference(P, U, directions=DIRS, scorer="mean_loss", null_check=False, config=CFG)
+    ref = stats.ttest_ind(-P[:, 1], -U[:, 1], equal_var=False, alternative="greater")
+    assert res.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert res.n_tested_suspects == 37 and res.n_tested_nonmembers == 61
+
+
+def test_auto_takes_the_calibrated_loss_for_calibrated_diffusion_runs_only() -> None:
+    calibrated = ("loss@t10", "loss_mean", "resid:loss@t10", "resid:loss_mean")
+    assert resolve_auto(4, np.full(4, -1.0), ScorerConfig(evidence="diffusion", keys=calibrated)) == "mean_loss"
+    assert resolve_auto(2, np.full(2, -1.0), ScorerConfig(evidence="diffusion", keys=calibrated[:2])) == "control_split"
+    assert resolve_auto(2, None, ScorerConfig(evidence="diffusion")) == "control_split"
+    tokens = ("ppl", "zlib", "resid:ppl", "resid:zlib")
+    assert resolve_auto(4, np.ones(4), ScorerConfig(evidence="tokens", keys=tokens)) == "normalized_sum"
 
 
 def test_scorers_refuse_too_few_clips() -> None:

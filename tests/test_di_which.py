@@ -232,7 +232,7 @@ def test_on_the_zoo_the_flags_and_the_share_hold_with_ground_truth(tmp_path):
     run_id, _ = audit_mia(ws, "speech", "zoo:lalm-small", MIAConfig(n_perm=0, n_boot=20))
     inp = mia_run_inputs_both(ws, ws.load_run(run_id))[0][1]
     rows = {r["share"]: r for r in mixtures(inp.P, inp.U, draws=100, shares=(0.0, 0.5, 1.0), n_known=30, n_suspects=20,
-                                            directions=inp.directions, evidence=inp.evidence)}
+                                            directions=inp.directions, config=inp.scorer_config())}
     assert rows[0.0]["no_flag_rate"] >= 0.9 and all(r["mean_fdp"] <= 0.1 + 0.05 for r in rows.values())
     assert all(r["lower_coverage"] >= 0.95 - 0.05 for r in rows.values())
     assert rows[1.0]["mean_lower"] >= 0.5 and rows[0.5]["mean_lower"] >= 0.1  # informative even at 15 calibration clips a fold
@@ -298,3 +298,30 @@ def test_the_planner_plans_for_the_non_members_of_the_study():
     assert "with the non-members at hand" in plan_sentence(plan(res))
     with pytest.raises(ValueError, match="at least 2"):
         plan(res, nonmembers=1)
+
+
+def test_a_scorer_fixed_in_advance_bounds_the_share_on_every_suspect_and_non_member():
+    """mean_loss fits nothing: one fold, every suspect tested against every non-member, and
+    the share bound is higher than the learned control split's on the same sets (which
+    tests half of each), with coverage kept."""
+    from core.di import ScorerConfig
+
+    cfg = ScorerConfig(keys=("resid:loss_mean", "resid:loss@t10", "zlib"))
+    d = np.sqrt(2) * norm.ppf(0.92)  # members at AUC 0.92 on the mean loss (lower = member)
+    rng = np.random.default_rng(5)
+    fixed, learned = [], []
+    for i in range(30):
+        m1 = 20
+        loss_p = np.r_[rng.normal(-d, 1, m1), rng.normal(0, 1, 20)]
+        P = np.column_stack([loss_p, loss_p + rng.normal(0, 1, 40), rng.normal(0, 1, 40)])
+        loss_u = rng.normal(0, 1, 60)
+        U = np.column_stack([loss_u, loss_u + rng.normal(0, 1, 60), rng.normal(0, 1, 60)])
+        dirs = np.array([-1.0, -1.0, 1.0])
+        res = dataset_inference(P, U, directions=dirs, scorer="mean_loss", seed=i, null_check=False, config=cfg)
+        w = which_and_how_much(res, seed=i)
+        assert w.flags.n_calibration == (60,) and w.flags.index.tolist() == list(range(40))
+        assert w.share.members_at_least <= m1 + 5  # (coverage is checked over many draws above)
+        fixed.append(w.share.lower)
+        split = dataset_inference(P, U, directions=dirs, scorer="control_split", seed=i, null_check=False, config=cfg)
+        learned.append(which_and_how_much(split, seed=i).share.lower)
+    assert np.mean(fixed) >= 0.2 and np.mean(fixed) > np.mean(learned) + 0.05

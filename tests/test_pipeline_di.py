@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from core.data.ingest import ingest_path
-from core.di import dataset_inference, pvalue_curve, scorer_names
+from core.di import ScorerConfig, dataset_inference, pvalue_curve, scorer_names
 from core.mia.aggregate import run_mia
 from core.mia.registry import direction
 from core.pipeline.blind import BlindRunConfig, audit_blind
@@ -158,10 +158,12 @@ def test_di_inputs_drops_empty_and_fills_partial_columns(ws: Workspace) -> None:
 def test_compare_scorers_matches_each_scorer(ws: Workspace) -> None:
     mia_id = save_mia(ws, "synth", shift=0.5, seed=3)
     P, U, s = _direct(ws, mia_id)
-    rows = compare_scorers(P, U, directions=s, n_resamples=40, null_resamples=40)
+    cfg = ScorerConfig(keys=tuple(KEYS))  # mean_loss finds its column by key
+    rows = compare_scorers(P, U, directions=s, n_resamples=40, null_resamples=40, config=cfg)
     assert [r["scorer"] for r in rows] == [n for n in scorer_names() if n != "auto"]
+    assert not any("error" in r for r in rows)
     for r in rows:
-        ref = dataset_inference(P, U, directions=s, scorer=r["scorer"], null_resamples=40)
+        ref = dataset_inference(P, U, directions=s, scorer=r["scorer"], null_resamples=40, config=cfg)
         assert r["p_value"] == pytest.approx(ref.p_value, rel=1e-12)
         assert r["null_rejection_rate"] == pytest.approx(ref.null_check.rate)
         assert 0.0 <= r["null_ci_low"] <= r["null_rejection_rate"] <= r["null_ci_high"] <= 1.0

@@ -37,7 +37,10 @@ class ScorerConfig(Config):
     std_floor : lower bound on a standard deviation used to standardize.
     evidence : the indicators' evidence kind, ``"tokens"`` or ``"diffusion"`` (None:
         unknown); ``auto`` follows the design: normalized sum for token targets, control
-        split for diffusion targets.
+        split for diffusion targets, the calibrated loss for diffusion targets calibrated
+        against a reference.
+    keys : the indicators' keys, column by column, when known (the pipeline sets them);
+        ``mean_loss`` finds its column by key.
     """
 
     C: float = 1.0
@@ -45,6 +48,7 @@ class ScorerConfig(Config):
     auto_max_features: int = 8
     std_floor: float = 1e-6
     evidence: str | None = None
+    keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fit_fraction < 1.0:

@@ -250,6 +250,58 @@ def normalized_sum(
     return _single_group("normalized_sum", score(P), score(U[ut]), pt, ut, np.zeros(0, dtype=np.int64), uc, tuple(notes))
 
 
+CALIBRATED_LOSS_KEYS = ("resid:loss_mean", "resid:ppl")
+MEAN_LOSS_KEYS = CALIBRATED_LOSS_KEYS + ("loss_mean", "ppl")
+
+
+def mean_loss_column(keys: tuple[str, ...], *, calibrated_only: bool = False) -> int | None:
+    """The column of the clip's mean loss, calibrated against the reference(s) when the
+    run has them (``resid:loss_mean`` for denoising evidence, ``resid:ppl`` for token
+    evidence; else ``loss_mean``, ``ppl``), or None."""
+    for key in CALIBRATED_LOSS_KEYS if calibrated_only else MEAN_LOSS_KEYS:
+        if key in keys:
+            return keys.index(key)
+    return None
+
+
+@register_scorer(
+    "mean_loss",
+    description="The clip's mean loss, calibrated against the reference(s) when the run has them "
+    "(resid:loss_mean, resid:ppl), fixed in advance: nothing is fitted, so every suspect is tested "
+    "against every non-member.",
+)
+def mean_loss(
+    P: NDArray[np.float64],
+    U: NDArray[np.float64],
+    *,
+    directions: NDArray[np.float64] | None,
+    seed: int,
+    config: ScorerConfig,
+) -> ScoredSplit:
+    """One indicator chosen before any clip is read: the clip's mean loss, less the
+    reference's when the run was calibrated against one (lower = member, so the score is
+    its negative).
+
+    With a reference, the loss a clip's difficulty explains is removed and what is left is
+    the memorization the reference-calibrated loss attack reads; without one it is the
+    plain loss attack. No weight is learnt, so no clip is spent on fitting: every suspect
+    is tested against every non-member (the flags and the share bound then rest on all of
+    them, :mod:`core.di.which`).
+    """
+    col = mean_loss_column(tuple(config.keys))
+    if col is None:
+        raise ValueError(
+            f"mean_loss needs a mean-loss indicator ({', '.join(MEAN_LOSS_KEYS)}); these indicators are "
+            f"{list(config.keys) or 'unnamed'}"
+        )
+    if P.shape[1] != len(config.keys) or U.shape[1] != len(config.keys):
+        raise ValueError(f"mean_loss: {len(config.keys)} keys for {P.shape[1]} indicator columns")
+    sign = -1.0 if directions is None else float(directions[col])  # lower loss = member
+    pt, ut = np.arange(P.shape[0], dtype=np.int64), np.arange(U.shape[0], dtype=np.int64)
+    none = np.zeros(0, dtype=np.int64)
+    return _single_group("mean_loss", sign * P[:, col], sign * U[:, col], pt, ut, none, none)
+
+
 @register_scorer(
     "cross_fit",
     description="Two-fold cross-fitted linear scorer: every clip scored by the model fitted "
@@ -343,7 +395,11 @@ def resolve_auto(n_features: int, directions: NDArray[np.float64] | None, config
     and autoregressive models, whose indicators' member direction is known) get
     ``normalized_sum``, and so do output-only indicators (error rates, similarities: their
     direction is known too); diffusion targets get ``control_split`` (learned weights over
-    per-timestep losses whose useful combination is not known in advance). Measured on the
+    per-timestep losses whose useful combination is not known in advance), except when
+    the run is calibrated against a reference: then the calibrated mean loss is the
+    statistic known in advance, and ``mean_loss`` tests it on every clip where
+    ``control_split`` would spend half of them learning weights (measured on the zoo's
+    diffusion targets: docs/di.md). Measured on the
     reference targets, the normalized sum also needs the fewest suspects for the weak
     token targets (README, "What the built-in demo shows").
 
@@ -353,13 +409,13 @@ def resolve_auto(n_features: int, directions: NDArray[np.float64] | None, config
     if config.evidence in ("tokens", "outputs") and directions is not None:
         return "normalized_sum"
     if config.evidence == "diffusion":
-        return "control_split"
+        return "mean_loss" if mean_loss_column(tuple(config.keys), calibrated_only=True) is not None else "control_split"
     if directions is not None and n_features <= config.auto_max_features:
         return "normalized_sum"
     return "control_split"
 
 
-@register_scorer("auto", description="normalized_sum for token targets (audio-language, autoregressive), control_split for diffusion targets.", uses_groups=True)
+@register_scorer("auto", description="normalized_sum for token targets (audio-language, autoregressive), control_split for diffusion targets (mean_loss when calibrated against a reference).", uses_groups=True)
 def auto(
     P: NDArray[np.float64],
     U: NDArray[np.float64],

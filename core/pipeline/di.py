@@ -64,7 +64,7 @@ class DIInputs:
         """Scorer options for these indicators (``auto`` then follows their evidence kind)."""
         from core.di import ScorerConfig
 
-        return ScorerConfig(evidence=self.evidence)
+        return ScorerConfig(evidence=self.evidence, keys=self.keys)
 
 
 def di_inputs(mia_result: dict[str, Any]) -> DIInputs:

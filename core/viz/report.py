@@ -194,12 +194,14 @@ def di_calibration_rows(result: dict) -> list[dict[str, str]]:
     factor = cal.get("gain", {}).get("suspects_factor")
 
     def row(name: str, r: dict) -> dict[str, str]:
-        return {"": name, "p-value": _opt(r.get("p_value"), ".3g"), "rejected": "yes" if r.get("rejected") else "no",
-                "suspects needed": str(r.get("min_suspects") or "not reached"),
+        return {"": name, "scorer": str(r.get("scorer") or ""), "p-value": _opt(r.get("p_value"), ".3g"),
+                "rejected": "yes" if r.get("rejected") else "no", "suspects needed": str(r.get("min_suspects") or "not reached"),
                 "null rejection rate": _opt(r.get("null_rejection_rate"), ".1%")}
 
+    # each side names its scorer: auto resolves per side (a calibrated diffusion run reads
+    # the calibrated mean loss, its uncalibrated side the learned control split)
     return [row(f"calibrated ({', '.join(cal['references'])})", result), row("uncalibrated", unc),
-            {"": "gain", "p-value": "", "rejected": "",
+            {"": "gain", "scorer": "", "p-value": "", "rejected": "",
              "suspects needed": "n/a" if factor is None else ("only calibrated reaches alpha" if factor == float("inf") else f"{factor:.3g}x fewer"),
              "null rejection rate": ""}]
 
