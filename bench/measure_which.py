@@ -9,6 +9,7 @@ mean, and the mean estimate. Then the planner: half of the demo as a pilot predi
 suspects needed, compared with what the full demo's p-value curve measures.
 
 usage: python -m bench.measure_which [--smoke] [--draws N] [--pilots K] [--planner-only] [--workspace DIR] [target[@access] ...]
+       python -m bench.measure_which --ceiling [--draws N]   (the bound's best case on binormal scores)
 (default: zoo:lalm-small, zoo:lalm-large, zoo:lalm-large with its reference, zoo:ar-small,
 zoo:diffusion-small, white-box; add @outputs for the outputs level)
 """
@@ -97,6 +98,32 @@ def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "au
     return out
 
 
+def binormal_ceiling(aucs=(0.84, 0.88, 0.92), sizes=((40, 60), (100, 100)), shares=(0.5, 1.0), *, draws: int = 100,
+                     seed: int = 0) -> list[dict]:
+    """The share bound's best case: a score fixed in advance (nothing fitted, every suspect
+    tested against every known non-member, one fold) on binormal scores whose members
+    separate at each AUC. Mean lower bound per (AUC, suspects, known non-members, share):
+    what no scorer of evidence that weak can exceed."""
+    from scipy.stats import norm
+
+    from core.di.which import members_at_least
+    from core.stats.conformal import conformal_pvalues
+
+    rows = []
+    for auc in aucs:
+        d = float(np.sqrt(2) * norm.ppf(auc))
+        for m, n in sizes:
+            for share in shares:
+                rng = np.random.default_rng([seed, m, n])
+                m1, lower = int(round(share * m)), []
+                for i in range(draws):
+                    s = np.r_[rng.normal(d, 1.0, m1), rng.normal(0.0, 1.0, m - m1)]
+                    p = conformal_pvalues(s, rng.normal(0.0, 1.0, n))
+                    lower.append(members_at_least(p, [(np.arange(m), n)], 0.05, draws=2000, seed=i) / m)
+                rows.append({"auc": auc, "suspects": m, "known": n, "share": share, "mean_lower": float(np.mean(lower))})
+    return rows
+
+
 def _inputs(ws, spec: str, access: str):
     from core.pipeline import MIAConfig, audit_mia
     from core.pipeline.di import mia_run_inputs_both
@@ -131,13 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workspace", default="/tmp/overheard-which")
     ap.add_argument("--pilots", type=int, default=1, help="pilot halves drawn for the planner (the first is the headline)")
     ap.add_argument("--planner-only", action="store_true", help="skip the mixtures: the planner's rows alone")
+    ap.add_argument("--ceiling", action="store_true", help="the share bound's best case on binormal scores, by AUC and set size")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.smoke:
         P, U = synthetic()
         rows = mixtures(P, U, draws=3, shares=(0.0, 0.5))
+        ceiling = binormal_ceiling(aucs=(0.9,), sizes=((20, 30),), draws=3)
         print(json.dumps({"bench": "which", "smoke": True, "cells": {"synthetic": rows}, "planner": planner_check(P, U, pilots=2),
-                          "seconds": round(time.perf_counter() - t0, 1)}))
+                          "ceiling": ceiling, "seconds": round(time.perf_counter() - t0, 1)}))
+        return 0
+    if args.ceiling:
+        print("| per-clip AUC | suspects | known non-members | true share | mean 95% lower bound |\n|---|---|---|---|---|")
+        for r in binormal_ceiling(draws=args.draws):
+            print(f"| {r['auc']:.2f} | {r['suspects']} | {r['known']} | {r['share']:.0%} | {r['mean_lower']:.0%} |", flush=True)
         return 0
     from core.pipeline import load_demo
     from core.runtime.store import Workspace
