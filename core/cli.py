@@ -463,6 +463,8 @@ def _di_calibration_text(r: dict) -> str:
     """The uncalibrated test of a calibrated DI run beside it."""
     from core.stats import p_clause
 
+    from core.mia.calibration import suspects_gain_text
+
     cal, unc = r.get("calibration"), r.get("uncalibrated")
     if not cal or not unc:
         return ""
@@ -470,7 +472,7 @@ def _di_calibration_text(r: dict) -> str:
     factor = cal["gain"].get("suspects_factor")
     other = f" (scorer {unc['scorer']})" if unc.get("scorer") and unc["scorer"] != r.get("scorer") else ""
     return (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated{other}: {p_clause(unc['p_value'])}, "
-            f"suspects needed {need}" + ("" if factor is None else f"; the reference(s) cut the suspects needed {factor:.3g}-fold"))
+            f"suspects needed {need}" + ("" if factor is None else f"; suspects needed with the reference(s): {suspects_gain_text(factor)}"))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

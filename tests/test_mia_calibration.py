@@ -163,6 +163,13 @@ def test_suspects_gain() -> None:
     assert suspects_gain(None, 80) is None
 
 
+def test_suspects_gain_in_words() -> None:
+    from core.mia.calibration import suspects_gain_text
+
+    assert [suspects_gain_text(suspects_gain(c, u)) for c, u in ((20, 80), (5, 5), (10, 5), (20, None), (None, 80))] == [
+        "4x fewer", "as many", "2x more", "only calibrated reaches alpha", "n/a (the calibrated test does not reach alpha)"]
+
+
 def test_default_calibrations_follow_the_number_of_references() -> None:
     from core.mia.calibration import resolve_calibrations
 

@@ -376,11 +376,20 @@ def cross_fit(
     )
 
 
+def scorer_reads(scorer: str, keys: list[str] | tuple[str, ...]) -> str:
+    """What the scorer read, in words: ``mean_loss`` its one column, the others every indicator."""
+    if scorer == "mean_loss" and (col := mean_loss_column(tuple(keys))) is not None:
+        return f"the indicator {keys[col]}"
+    return f"{len(keys)} indicators"
+
+
 def split_grouping(scorer: str, grouping: str | None) -> str:
     """How the scorer's fit/test split treated groups, in words (page and report).
 
     A run may still note that too few groups forced a clip-by-clip split (its warnings).
     """
+    if scorer == "mean_loss":
+        return "nothing fitted: every suspect and every non-member tested"
     if not grouping or grouping == "none":
         return "fit/test split clip by clip (no speaker or source known)"
     if get_scorer(scorer).uses_groups:

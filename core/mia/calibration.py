@@ -287,3 +287,14 @@ def suspects_gain(calibrated: int | None, uncalibrated: int | None) -> float | N
     if uncalibrated is None:
         return float("inf")
     return float(uncalibrated) / float(calibrated)
+
+
+def suspects_gain_text(factor: float | None) -> str:
+    """:func:`suspects_gain` in words, the same on the page, in the report and the CLI."""
+    if factor is None:
+        return "n/a (the calibrated test does not reach alpha)"
+    if factor == float("inf"):
+        return "only calibrated reaches alpha"
+    if factor == 1:
+        return "as many"
+    return f"{factor:.3g}x fewer" if factor > 1 else f"{1 / factor:.3g}x more"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.di.scorers import split_grouping
+from core.di.scorers import scorer_reads, split_grouping
 from core.stages import DIRunConfig
 from core.stats import format_p
 from core.ui.export import show_figure, table_downloads
@@ -96,7 +96,7 @@ def metrics(result: dict) -> None:
         c[2].caption(f"95% CI {lo:.1%}–{hi:.1%} over {nc['n_resamples']} runs (target ≈ {result['alpha']:g})")
     mia_auc = result.get("mia_auc")
     c[3].metric("Per-sample MIA AUC", "n/a" if mia_auc is None else f"{mia_auc:.3f}", help="Aggregate AUC of the MIA run these indicators come from: DI can succeed where this is near 0.5.")
-    c[3].caption(f"scorer {result['scorer']} over {len(result.get('indicators', []))} indicators; "
+    c[3].caption(f"scorer {result['scorer']} over {scorer_reads(result['scorer'], result.get('indicators', []))}; "
                  f"{split_grouping(result['scorer'], result.get('grouping'))}")
 
 

@@ -18,6 +18,7 @@ from core import __version__
 from core.config import ACCESS_LEVELS, at_access, decoding_text
 from core.di.curve import suspects_needed
 from core.di.scorers import split_grouping
+from core.mia.calibration import suspects_gain_text
 from core.mia.links import BlindLink, blind_link
 from core.records import record_of
 from core.runtime.store import Workspace
@@ -202,7 +203,7 @@ def di_calibration_rows(result: dict) -> list[dict[str, str]]:
     # the calibrated mean loss, its uncalibrated side the learned control split)
     return [row(f"calibrated ({', '.join(cal['references'])})", result), row("uncalibrated", unc),
             {"": "gain", "scorer": "", "p-value": "", "rejected": "",
-             "suspects needed": "n/a" if factor is None else ("only calibrated reaches alpha" if factor == float("inf") else f"{factor:.3g}x fewer"),
+             "suspects needed": suspects_gain_text(factor),
              "null rejection rate": ""}]
 
 
