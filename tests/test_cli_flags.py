@@ -120,3 +120,25 @@ def test_generic_rules_for_a_new_config():
     assert config_from_args(Knobs, parser.parse_args(["--no-use-cache", "--max-items", "3", "--ratio", "2"])) == Knobs(False, 3, 2.0)
     with pytest.raises(ValueError, match="Knobs.use_cache"):
         add_config_flags(parser, Knobs)
+
+
+def test_no_help_text_shows_an_escaped_percent() -> None:
+    """Every subcommand's --help renders: a help text written with ``%%`` (escaped once by
+    hand and once by :func:`core.cli_flags.add_config_flags`) would print ``%%``."""
+    import argparse
+
+    from core.cli import build_parser
+
+    def parsers(p: argparse.ArgumentParser):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    seen = 0
+    for p in parsers(build_parser()):
+        text = p.format_help()
+        assert "%%" not in text, p.prog
+        seen += 1
+    assert seen > 10

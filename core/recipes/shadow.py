@@ -86,7 +86,7 @@ class ShadowRecipe(Config):
     """
 
     epochs: int = setting(2, help="passes over the shadow's non-members")
-    lr: float = setting(1e-5, help="peak learning rate (cosine decay to 5%% of it)")
+    lr: float = setting(1e-5, help="peak learning rate (cosine decay to 5% of it)")
     batch_size: int = setting(8, help="clips per optimizer step")
     seed: int = setting(0, help="seed of the non-member draw and of the batch order")
     weight_decay: float = setting(0.01, help="AdamW weight decay")
