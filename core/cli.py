@@ -179,14 +179,15 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
         import core.pipeline.reference  # noqa: F401  (registers the job kind)
 
         job_id = jobs.submit(ws, "shadow-reference", {"dataset": args.dataset, "base": args.base, "out": str(Path(args.out).resolve()),
-                                                      "n_nonmembers": args.nonmembers, "recipe": recipe.to_dict()})
+                                                      "n_nonmembers": args.nonmembers, "recipe": recipe.to_dict(),
+                                                      "options": dict(_target_options(args))})
         _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
         return 0
     _log(f"fine-tuning {args.base} on {args.nonmembers} known non-members of {args.dataset} ...")
     base = args.targets.ref(args.base)
     per = check_supported(base).per  # the objective of the base's layout, which the build uses too
     card = build_shadow(ws, args.dataset, base, args.out, n_nonmembers=args.nonmembers, recipe=recipe,
-                        settings=settings, progress=_progress("shadow"), targets=args.targets)
+                        settings=settings, progress=_progress("shadow"), targets=args.targets, options=dict(_target_options(args)))
     how = f", LoRA rank {card['lora']['rank']}" if card.get("lora") else ""
     text = (f"shadow reference {args.out}: {args.base} fine-tuned on {card['n_clips']} known non-members of {args.dataset} "
             f"({card['recipe']['epochs']} epoch(s), lr {card['recipe']['lr']:g}{how}) in {card['train_time_s']:.1f} s, "
@@ -207,14 +208,14 @@ def _reference_set(args: argparse.Namespace, settings: Settings, ws: Workspace, 
 
         job_id = jobs.submit(ws, "shadow-set", {"dataset": args.dataset, "base": args.base, "out": str(Path(args.out).resolve()),
                                                 "n_nonmembers": args.nonmembers, "shadows": args.shadows, "vary": args.vary,
-                                                "recipe": recipe.to_dict()})
+                                                "recipe": recipe.to_dict(), "options": dict(_target_options(args))})
         _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
         return 0
     clips = "the same" if args.vary == "seed" else "disjoint draws of"
     _log(f"fine-tuning {args.base} {args.shadows} times on {clips} {args.nonmembers} known non-members of {args.dataset} ...")
     rec = build_shadow_set(ws, args.dataset, args.targets.ref(args.base), args.out, n_nonmembers=args.nonmembers,
                            shadows=args.shadows, vary=args.vary, recipe=recipe, settings=settings,
-                           progress=_progress("shadows"), targets=args.targets)
+                           progress=_progress("shadows"), targets=args.targets, options=dict(_target_options(args)))
     each = " ".join(f"--reference {Path(args.out) / f}" for f in rec["folders"])
     secs = sum(r["train_time_s"] or 0.0 for r in rec["shadows"])
     text = (f"{args.shadows} shadow references in {args.out} ({', '.join(rec['folders'])}): {args.base} fine-tuned with seeds "
@@ -248,7 +249,8 @@ def _reference_grid(args: argparse.Namespace, epochs: list[int], lrs: list[float
 
         job_id = jobs.submit(ws, "shadow-grid", {"dataset": args.dataset, "base": args.base, "target": args.target,
                                                  "out": str(Path(args.out).resolve()), "n_nonmembers": args.nonmembers,
-                                                 "n_holdout": args.holdout, "recipes": [r.to_dict() for r in recipes]})
+                                                 "n_holdout": args.holdout, "recipes": [r.to_dict() for r in recipes],
+                                                 "options": dict(_target_options(args))})
         _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
         return 0
     check_supported(args.targets.ref(args.base))
@@ -256,7 +258,7 @@ def _reference_grid(args: argparse.Namespace, epochs: list[int], lrs: list[float
          f"choosing on {args.holdout} held-out ones ...")
     rec = build_shadow_grid(ws, args.dataset, args.targets.ref(args.base), _target(args), args.out, recipes=recipes,
                             n_nonmembers=args.nonmembers, n_holdout=args.holdout, settings=settings,
-                            progress=_progress("grid"), targets=args.targets)
+                            progress=_progress("grid"), targets=args.targets, options=dict(_target_options(args)))
     lines = [f"shadow recipes for {args.target} on {args.holdout} held-out known non-members of {args.dataset} "
              "(median gap: shadow loss - target loss, nats/token):",
              f"  {'epochs':>6}  {'lr':>9}  {'median gap [95% CI]':>28}  {'train s':>8}"]
@@ -277,7 +279,8 @@ def cmd_reference_advise(args: argparse.Namespace) -> int:
 
     settings, ws = _workspace(args)
     res = advise_reference(ws, args.dataset, _target(args), args.targets.ref(args.base), n_nonmembers=args.nonmembers,
-                           seed=args.seed, settings=settings, progress=_progress("advise"), targets=args.targets)
+                           seed=args.seed, settings=settings, progress=_progress("advise"), targets=args.targets,
+                           options=dict(_target_options(args)))
     _emit(args, res, f"reference for {args.target} on {args.dataset}: {res['recommendation']}\n  {res['reason']}")
     return 0
 
@@ -672,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--holdout", type=int, metavar="H", help="with a grid: known non-members (disjoint from --nonmembers) the "
                                                             "shadows are compared with --target on; they leave every audit "
                                                             "that uses the chosen shadow")
+    r.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the base's loader, as the audit will pass it to the target and its references "
+                        "(e.g. prompt=\"Describe the audio.\", language=de; repeatable); with a grid, the target's too")
     add_config_flags(r, ShadowRecipe)
     for action in r._actions:  # a comma list makes a grid (one shadow per epochs x lr, in folders under --out)
         if action.dest in ("epochs", "lr"):
@@ -688,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nonmembers", type=int, default=None, metavar="N",
                    help="compare on N known non-members drawn as `reference build --seed` draws them (default: all)")
     r.add_argument("--seed", type=int, default=0, help="seed of the draw and of the bootstrap")
+    r.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the loaders of the target and the base, as an audit passes it (repeatable)")
     r.set_defaults(fn=cmd_reference_advise)
 
     s = sub.add_parser("jobs", parents=[common], help="list, resume or cancel background jobs")

@@ -154,6 +154,28 @@ def test_unsupported_bases_and_too_many_nonmembers_are_refused_in_one_line(setup
         build_shadow(ws, "tiny", str(base), tmp_path / "y", n_nonmembers=7)
 
 
+def test_the_bases_loader_options_reach_its_loader_and_the_card(setup, tmp_path):
+    """``reference build --target-option``: the base loads with the options an audit will pass
+    (recorded on the card), an option the loader does not know fails the build, and remote
+    code is refused."""
+    from core.pipeline.reference import build_shadow
+
+    ws, base, _, _ = setup
+    out = tmp_path / "with-options"
+    js = json.loads(_cli(ws, "reference", "build", "--base", str(base), "--dataset", "tiny", "--nonmembers", "2", "--out",
+                         str(out), "--epochs", "1", "--lr", "0.003", "--batch-size", "2", "--target-option", "max_new_tokens=7",
+                         "--json"))
+    assert js["out"] == str(out)
+    assert json.loads((out / "card.json").read_text())["loader_options"] == {"max_new_tokens": "7"}
+    advice = json.loads(_cli(ws, "reference", "advise", "--target", str(out), "--base", str(base), "--dataset", "tiny",
+                             "--target-option", "max_new_tokens=7", "--json"))
+    assert advice["recommendation"] in ("shadow", "base or none") and advice["clips"] == 8
+    with pytest.raises(TypeError, match="no_such_option"):
+        build_shadow(ws, "tiny", str(base), tmp_path / "bad", n_nonmembers=2, options={"no_such_option": 1})
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        build_shadow(ws, "tiny", str(base), tmp_path / "code", n_nonmembers=2, options={"trust_remote_code": True})
+
+
 def test_an_audit_with_the_shadow_leaves_its_clips_out_and_says_so(setup):
     ws, base, shadow, _ = setup
     trained = json.loads((shadow / "card.json").read_text())["trained_clip_hashes"]

@@ -11,7 +11,7 @@ The fine-tuning itself is :mod:`core.recipes.shadow`; the advisor's statistic is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -98,9 +98,15 @@ def build_shadow(
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
     targets: Resolved | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict:
     """Fine-tune ``base`` on known non-members of ``dataset`` into the checkpoint folder
     ``out`` (:func:`core.recipes.shadow.train_shadow`); returns its card.
+
+    ``options``: the base's loader options (``--target-option``: a chat model's ``prompt``,
+    a multilingual model's ``language``), as an audit applies them to the target and its
+    references; the card records them. What the training objective needs (float32
+    weights) wins over them.
 
     The clips are ``n_nonmembers`` drawn by :func:`choose_nonmembers` with the recipe's
     seed, or exactly ``clip_hashes`` (known non-members) when given (``selection``: how
@@ -131,15 +137,32 @@ def build_shadow(
         chosen = choose_nonmembers(clips, n_nonmembers, seed=recipe.seed)
         how = f"{n_nonmembers} of {int((clips['y'] == 0).sum())} known non-members, drawn with seed {recipe.seed} in content-hash order"
     # a fresh float32 copy, never the pooled model: training changes its weights
-    target = ref.load(device=None if settings.device in (None, "auto") else settings.device, **objective.load_options)
+    opts = check_loader_options(options)
+    target = ref.load(device=None if settings.device in (None, "auto") else settings.device, **(opts | objective.load_options))
     try:
         choose_language(ws, dataset, target, clips, settings)
         inputs = clip_inputs(stored_clips(ws, chosen), settings.analysis_sr, settings.limits)
         return train_shadow(target, inputs, out, recipe=recipe, progress=progress, cancelled=cancelled, card={
             "dataset": {"name": dataset, "fingerprint": clips_fingerprint(clips), "selection": how,
-                        "paths": chosen["path"].astype(str).tolist()}, **(card or {})})
+                        "paths": chosen["path"].astype(str).tolist()},
+            **({"loader_options": {k: str(v) for k, v in opts.items()}} if opts else {}), **(card or {})})
     finally:
         target.unload()
+
+
+def check_loader_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Loader options for a shadow build or the advisor, as a dict.
+
+    Raises
+    ------
+    ValueError
+        ``trust_remote_code``: a shadow build never runs code from a checkpoint folder.
+    """
+    opts = dict(options or {})
+    if opts.get("trust_remote_code"):
+        raise ValueError("a shadow build does not run Python code from a checkpoint folder (trust_remote_code)")
+    opts.pop("trust_remote_code", None)
+    return opts
 
 
 REFERENCES_DIR = "references"
@@ -266,8 +289,10 @@ def advise_reference(
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
     targets: Resolved | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Which reference fits ``target``, from known non-members only: the paired loss gap
+    """Which reference fits ``target``, from known non-members only (``options``: loader
+    options of both models, as an audit applies them): the paired loss gap
     between ``target`` and its ``base`` (:func:`core.mia.advisor.fit_gap`) on the
     transcripts (diffusion: the denoising loss of the clips under their captions,
     :func:`clip_losses`) of the dataset's known non-members (exactly ``clip_hashes``, or
@@ -304,7 +329,7 @@ def advise_reference(
     if (chosen["text"].fillna("").astype(str).str.strip() == "").any():
         raise ValueError(f"the advisor compares target and base on the non-members' {'captions' if diffusion else 'transcripts'}; "
                          "some have none")
-    config = MIAConfig(mode="given")
+    config = MIAConfig(mode="given", target_options=tuple(check_loader_options(options).items()))
     losses = []
     for ref in (tref, bref):
         _, evidence, _, _, _ = extract_evidence(ws, dataset, ref, config, settings=settings, clips=chosen.reset_index(drop=True),
@@ -324,7 +349,7 @@ def _shadow_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
 
     build_shadow(ws, params["dataset"], params["base"], params["out"], n_nonmembers=int(params.get("n_nonmembers", 0)),
                  recipe=ShadowRecipe.from_dict(params.get("recipe", {})), clip_hashes=params.get("clip_hashes"),
-                 progress=ctx.progress, cancelled=ctx.cancelled)
+                 progress=ctx.progress, cancelled=ctx.cancelled, options=params.get("options"))
     return str(params["out"])
 
 
@@ -358,5 +383,5 @@ def _advice_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
     n = int(params["n_nonmembers"]) if params.get("n_nonmembers") else None
     seed = int(params.get("seed", 0))
     advice = advise_reference(ws, params["dataset"], params["target"], params["base"], n_nonmembers=n, seed=seed,
-                              progress=ctx.progress, cancelled=ctx.cancelled)
+                              progress=ctx.progress, cancelled=ctx.cancelled, options=params.get("options"))
     return save_advice(ws, advice, n_nonmembers=n, seed=seed)

@@ -7,13 +7,13 @@ leaves out the held-out clips too (:data:`core.pipeline.reference.HELDOUT_REASON
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from core.pipeline.common import MIN_PER_LABEL, Cancelled, Progress, Resolved
-from core.pipeline.reference import build_shadow, check_supported, clip_losses
+from core.pipeline.reference import build_shadow, check_loader_options, check_supported, clip_losses
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace, write_json
@@ -177,8 +177,10 @@ def build_shadow_grid(
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
     targets: Resolved | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One shadow of ``base`` per recipe of ``recipes``, all on the same ``n_nonmembers``
+    """One shadow of ``base`` per recipe of ``recipes`` (``options``: loader options of the
+    base and the target, as an audit applies them), all on the same ``n_nonmembers``
     known non-members, and the one whose losses on ``n_holdout`` other known non-members
     come closest to ``target``'s (:data:`GRID_STATISTIC`).
 
@@ -236,7 +238,7 @@ def build_shadow_grid(
            f"{n_holdout} held out to choose the recipe")
     total = len(recipes)
     report = progress or (lambda done, tot, msg: None)
-    config = MIAConfig(mode="given")
+    config = MIAConfig(mode="given", target_options=tuple(check_loader_options(options).items()))
 
     def losses_of(spec: Any) -> dict[str, float]:
         _, evidence, _, _, _ = extract_evidence(ws, dataset, spec, config, settings=settings, clips=held, cancelled=cancelled)
@@ -249,7 +251,7 @@ def build_shadow_grid(
         name = f"recipe {i + 1}/{total} ({recipe.epochs} epoch(s), lr {recipe.lr:g})"
         folder = out / recipe_folder(recipe)
         card = build_shadow(ws, dataset, bref, folder, recipe=recipe, clip_hashes=train["clip_hash"].tolist(), selection=how,
-                            settings=settings, cancelled=cancelled, targets=targets,
+                            settings=settings, cancelled=cancelled, targets=targets, options=options,
                             progress=lambda d, t, m, i=i, name=name: report(i, total, f"{name}: {m}"))
         shadow_losses = losses_of(str(folder))
         both = [h for h in held["clip_hash"] if h in target_losses and h in shadow_losses]
@@ -289,5 +291,5 @@ def _shadow_grid_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
     record = build_shadow_grid(ws, params["dataset"], params["base"], params["target"], params["out"],
                                recipes=[ShadowRecipe.from_dict(r) for r in params["recipes"]],
                                n_nonmembers=int(params["n_nonmembers"]), n_holdout=int(params["n_holdout"]),
-                               progress=ctx.progress, cancelled=ctx.cancelled)
+                               progress=ctx.progress, cancelled=ctx.cancelled, options=params.get("options"))
     return str(record["chosen_folder"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -142,8 +142,9 @@ def build_shadow_set(
     progress: Progress | None = None,
     cancelled: Cancelled = lambda: False,
     targets: Resolved | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``shadows`` shadows of ``base`` with one recipe, each an ordinary shadow folder
+    """``shadows`` shadows of ``base`` with one recipe (``options``: the base's loader options), each an ordinary shadow folder
     ``out/s<i>`` built by :func:`~core.pipeline.reference.build_shadow` (a finished one is
     reused, a partial one resumes), and the set's record :data:`SET_FILE` in ``out``.
 
@@ -203,7 +204,7 @@ def build_shadow_set(
         name = shadow_folder(i)
         own = replace(recipe, seed=recipe.seed + i)
         card = build_shadow(ws, dataset, bref, out / name, recipe=own, clip_hashes=drawn["clip_hash"].tolist(), selection=how,
-                            settings=settings, cancelled=cancelled, targets=targets,
+                            settings=settings, cancelled=cancelled, targets=targets, options=options,
                             card={"shadow_set": {"index": i, "shadows": shadows, "vary": vary, "draw_seed": recipe.seed}},
                             progress=lambda d, t, m, i=i: report(i * recipe.epochs + d, total, f"shadow {i + 1} of {shadows}, {m}"))
         report((i + 1) * recipe.epochs, total, f"shadow {i + 1} of {shadows} ready ({card.get('train_time_s')} s of training)")
@@ -226,5 +227,6 @@ def _shadow_set_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
 
     build_shadow_set(ws, params["dataset"], params["base"], params["out"], n_nonmembers=int(params["n_nonmembers"]),
                      shadows=int(params["shadows"]), vary=str(params.get("vary", "seed")),
-                     recipe=ShadowRecipe.from_dict(params.get("recipe", {})), progress=ctx.progress, cancelled=ctx.cancelled)
+                     recipe=ShadowRecipe.from_dict(params.get("recipe", {})), progress=ctx.progress, cancelled=ctx.cancelled,
+                     options=params.get("options"))
     return str(params["out"])
