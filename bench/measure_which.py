@@ -11,7 +11,7 @@ suspects needed, compared with what the full demo's p-value curve measures.
 usage: python -m bench.measure_which [--smoke] [--draws N] [--pilots K] [--planner-only] [--workspace DIR] [target[@access] ...]
        python -m bench.measure_which --ceiling [--draws N]   (the bound's best case on binormal scores)
 (default: zoo:lalm-small, zoo:lalm-large, zoo:lalm-large with its reference, zoo:ar-small,
-zoo:diffusion-small, white-box; add @outputs for the outputs level)
+zoo:diffusion-small alone and with its reference, white-box; add @outputs for the outputs level)
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 SHARES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-DEFAULT_CELLS = ("zoo:lalm-small", "zoo:lalm-large", "zoo:lalm-large+ref", "zoo:ar-small", "zoo:diffusion-small")
+DEFAULT_CELLS = ("zoo:lalm-small", "zoo:lalm-large", "zoo:lalm-large+ref", "zoo:ar-small", "zoo:diffusion-small",
+                 "zoo:diffusion-small+ref")
 N_KNOWN, N_SUSPECTS, Q = 60, 40, 0.1
 
 
