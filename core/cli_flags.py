@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from typing import Callable, TypeVar, get_args, get_origin
 
-from core.config import Listing, default_of, field_types, is_options, user_settings
+from core.config import Listing, default_of, field_types, is_options, key_values, user_settings
 
 C = TypeVar("C")
 
@@ -19,18 +18,11 @@ class CLIError(Exception):
 
 
 def _key_values(items: list[str] | None, flag: str) -> tuple[tuple[str, object], ...]:
-    """``KEY=VALUE`` pairs of a repeatable option, sorted by key; values read as JSON when
-    they parse (numbers, booleans), else as strings."""
-    out = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--{flag} expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except ValueError:
-            out[key.strip()] = raw
-    return tuple(sorted(out.items()))
+    """``KEY=VALUE`` pairs of a repeatable option (:func:`core.config.key_values`)."""
+    try:
+        return key_values(items, f"--{flag}")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 # -- flags from config fields --------------------------------------------------------------

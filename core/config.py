@@ -347,3 +347,21 @@ __all__ = [
     "to_dict",
     "user_settings",
 ]
+
+
+def key_values(items: list[str] | tuple[str, ...] | None, what: str = "an option") -> tuple[tuple[str, object], ...]:
+    """``KEY=VALUE`` pairs (a repeatable option, or lines a user typed), sorted by key;
+    values read as JSON when they parse (numbers, booleans, quoted strings), else as
+    strings. Raises ``ValueError`` naming ``what`` for an item without ``=`` or a key."""
+    import json
+
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return tuple(sorted(out.items()))

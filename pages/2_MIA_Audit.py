@@ -9,7 +9,8 @@ from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
 from core.ui.shadow_view import shadow_builder
-from core.ui.runs import access_picker, language_picker, reference_picker, request_budget, run_controls, target_picker
+from core.ui.runs import (access_picker, language_picker, loader_options_input, merged_options, reference_picker, request_budget,
+                          run_controls, target_picker)
 
 ws = page_setup("MIA Audit", "🔎")
 st.title("Per-sample membership inference")
@@ -24,11 +25,13 @@ with c4:
     mode, runnable = view.mode_picker(ws, dataset, access)
 if dataset and target:
     references = reference_picker(target, ws=ws)
-    shadow_builder(ws, dataset, target)
     budget = request_budget(target)
     language = language_picker(target)
-    if runnable:
-        config = MIAConfig(mode=mode, references=references, access=access, max_requests=budget, target_options=language)
+    loader = loader_options_input(key="mia-loader-options")
+    options = None if loader is None else merged_options(loader, language)  # the language picker wins over a typed one
+    shadow_builder(ws, dataset, target, options=options or ())
+    if runnable and options is not None:
+        config = MIAConfig(mode=mode, references=references, access=access, max_requests=budget, target_options=options)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
     run = view.shown_run(ws, dataset, target, access, mode)

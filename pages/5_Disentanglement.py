@@ -8,7 +8,7 @@ from core.config import decoding_text
 from core.stages import DEFAULT_CONDITIONS, at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import disentangle_view as view
-from core.ui.runs import access_picker, reference_picker, run_controls, target_picker
+from core.ui.runs import access_picker, loader_options_input, reference_picker, run_controls, target_picker
 
 ws = page_setup("Disentanglement", "🎛️")
 st.title("Modality disentanglement")
@@ -25,8 +25,11 @@ conditions = st.multiselect("Conditions", variant_names(), default=[c for c in d
 options, clap = view.variant_options_form(conditions, last)
 if dataset and target and conditions:
     references = reference_picker(target)
-    config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(references=references, access=access), variant_options=options, clap_model=clap)
-    run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
+    loader = loader_options_input(key="dis-loader-options")
+    if loader is not None:
+        config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(references=references, access=access, target_options=loader),
+                                   variant_options=options, clap_model=clap)
+        run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
     run = last
     if run is None:
         st.info("No disentanglement run yet for this dataset and target: press **Run disentanglement**.")

@@ -143,3 +143,22 @@ def test_mia_page_quotes_the_blind_verdict_its_run_was_compared_with(env):
     verdict = ws.load_run(blind_id)["result"]["verdict"]["all"]
     line = next(c.value for c in at.caption if c.value.startswith("Blind baseline checked"))
     assert f"run `{blind_id}`" in line and verdict["sentence"] in line and "[Blind Baseline](/Blind_Baseline?dataset=demo-speech)" in line
+
+
+def test_loader_options_reach_the_mia_run_and_unreadable_ones_run_nothing(env, monkeypatch):
+    from core.runtime import jobs
+
+    sent: list = []
+    monkeypatch.setattr(jobs, "submit", lambda ws, kind, params, **kw: sent.append((kind, params)) or "job-x")
+    at = AppTest.from_file(str(ROOT / "pages" / "2_MIA_Audit.py"), default_timeout=120)
+    at.run()
+    at.text_area(key="mia-loader-options").input('prompt="Describe the audio."\nbatch_size=4\n').run()
+    assert not at.exception and not at.error
+    at.button(key="start-mia").click().run()
+    kind, params = sent[-1]
+    assert kind == "mia" and params["target"] == "zoo:lalm-small"
+    assert params["config"]["target_options"] == {"batch_size": 4, "prompt": "Describe the audio."}
+    for text, why in (("no equals sign", "expects KEY=VALUE"), ("trust_remote_code=true", "never runs Python code")):
+        at.text_area(key="mia-loader-options").input(text).run()
+        assert any(why in e.value for e in at.error), [e.value for e in at.error]
+        assert not any(b.key == "start-mia" for b in at.button)  # nothing runs on options it cannot take

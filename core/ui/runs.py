@@ -190,6 +190,38 @@ def language_picker(target: str | None, *, key: str = "language") -> tuple[tuple
     return () if chosen == AUTO_LANGUAGE else (("language", chosen),)
 
 
+def loader_options_input(*, key: str = "loader-options") -> tuple[tuple[str, object], ...] | None:
+    """"Loader options": ``KEY=VALUE`` lines for the target's loader (and its references'),
+    as ``--target-option`` takes them on the command line; None (with the reason shown)
+    when a line cannot be read or asks for remote code."""
+    from core.config import key_values
+
+    with st.expander("Loader options"):
+        text = st.text_area("KEY=VALUE, one per line", key=key, height=80,
+                            placeholder='prompt="Describe the audio."\nbatch_size=16',
+                            help="Options for the loader of the target and of its references, as `--target-option` takes "
+                                 "them: a chat model's task prompt, a batch size, a speech model's max_new_tokens. Values "
+                                 "read as JSON when they parse (numbers, true/false, quoted text), else as text.")
+    try:
+        options = key_values([line for line in text.splitlines() if line.strip()], "a loader option")
+    except ValueError as exc:
+        st.error(str(exc), icon="⚠️")
+        return None
+    if "trust_remote_code" in dict(options):
+        st.error("The dashboard never runs Python code from a checkpoint folder: use the command line's --trust-remote-code.",
+                 icon="⚠️")
+        return None
+    return options
+
+
+def merged_options(*parts: tuple[tuple[str, object], ...]) -> tuple[tuple[str, object], ...]:
+    """Loader options from several inputs, sorted by key; a later part wins on a key."""
+    out: dict[str, object] = {}
+    for part in parts:
+        out.update(dict(part))
+    return tuple(sorted(out.items()))
+
+
 def reference_picker(target: str | None, *, key: str = "references", ws: Workspace | None = None) -> tuple[str, ...]:
     """"Reference model(s)": ready targets of the audited target's family (never the target
     itself), the shadow references built in the workspace (``ws``), plus local checkpoint

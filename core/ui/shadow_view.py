@@ -60,10 +60,13 @@ def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
     return base, None
 
 
-def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str = "shadow") -> None:
+def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str = "shadow",
+                   options: tuple[tuple[str, object], ...] = ()) -> None:
     """"Build a shadow reference": the base, the recipe, how many shadows (several feed
     LiRA's per-clip spread) and the output folder, a start button, and the progress of the
-    build; a finished one (or set) is offered by the reference picker."""
+    build; a finished one (or set) is offered by the reference picker. ``options``: the
+    page's loader options, which the base (and the advisor's two models) load with, as the
+    audit will load the target and its references."""
     from core.pipeline.common import MIN_PER_LABEL
     from core.pipeline.reference import check_shadow_out, default_shadow_out
     from core.pipeline.shadow_grid import grid_table, parse_grid, read_selection, recipe_grid, split_nonmembers
@@ -150,6 +153,8 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
                                       "recipe": recipe.to_dict()}
         else:
             kind, params = SHADOW_KIND, {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "recipe": recipe.to_dict()}
+        if options:
+            params["options"] = dict(options)
         label = "Build the shadow reference" + (" grid" if grid else f"s ({k})" if k > 1 else "")
         if st.button(label, key=f"{key}-start", disabled=running or error is not None):
             jobs.submit(ws, kind, params)
@@ -160,10 +165,11 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         if grid and out and read_selection(out) is not None:
             st.dataframe(grid_table(read_selection(out) or {}), hide_index=True)
         if target:
-            _advisor(ws, dataset, target, base, n, key)
+            _advisor(ws, dataset, target, base, n, key, options)
 
 
-def _advisor(ws: Workspace, dataset: str, target: str, base: str | None, n: int, key: str) -> None:
+def _advisor(ws: Workspace, dataset: str, target: str, base: str | None, n: int, key: str,
+             options: tuple[tuple[str, object], ...] = ()) -> None:
     """"Ask the advisor": does ``target`` need a shadow of ``base``, or is the base (or no
     reference) enough? Compared on the ``n`` known non-members a shadow would take, as a job;
     the newest answer is shown, and an MIA run with references records it."""
@@ -174,7 +180,8 @@ def _advisor(ws: Workspace, dataset: str, target: str, base: str | None, n: int,
     job_id = active_job(ws, ADVICE_KIND, {"dataset": dataset, "target": target})
     running = job_id is not None and jobs.job(ws, job_id)["status"] in ("queued", "running")
     if st.button("Ask the advisor", key=f"{key}-advise", disabled=running or base is None):
-        jobs.submit(ws, ADVICE_KIND, {"dataset": dataset, "target": target, "base": base, "n_nonmembers": n, "seed": 0})
+        jobs.submit(ws, ADVICE_KIND, {"dataset": dataset, "target": target, "base": base, "n_nonmembers": n, "seed": 0}
+                    | ({"options": dict(options)} if options else {}))
         st.rerun()
     if job_id:
         job_panel(ws, job_id)
