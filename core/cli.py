@@ -16,39 +16,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from core.cli_common import TARGET_HELP, _card_summary, _emit, _log, _progress, _target, _target_options, _workspace
 from core.cli_flags import CLIError, _comma_list, _key_values, add_config_flags, config_from_args, flag_of  # noqa: F401  (flag_of: the CLI's API)
+from core.cli_reference import add_reference_parser
 from core.runtime.settings import Settings
 from core.config import Listing, decoding_text, language_text
 from core.records import record_of
 from core.runtime.store import Workspace
 from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _progress(prefix: str) -> Callable[[int, int, str], None]:
-    last = [0.0]
-
-    def report(done: int, total: int, message: str = "") -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 0.5:
-            last[0] = now
-            _log(f"{prefix} {done}/{total} {message}")
-
-    return report
-
-
-def _emit(args: argparse.Namespace, obj: dict, text: str) -> None:
-    if args.json:
-        print(json.dumps(obj, default=str))
-    else:
-        print(text)
-
-
-def _workspace(args: argparse.Namespace) -> tuple[Settings, Workspace]:
-    settings = Settings.from_env(args.workspace)
-    return settings, Workspace(settings.workspace)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -133,11 +108,6 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _card_summary(card: dict) -> dict:
-    """A model card without its per-clip lists (member and pool hashes, per-epoch losses)."""
-    return {k: _card_summary(v) if isinstance(v, dict) else v for k, v in card.items() if not isinstance(v, list)}
-
-
 def cmd_zoo(args: argparse.Namespace) -> int:
     from core.recipes.zoo import get_trainer
     from core.targets.zoo.registry import ZOO, zoo_dir
@@ -151,137 +121,6 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         card = train(Path(args.out or zoo_dir()) / name, micro=args.micro, progress=_progress(f"zoo:{name}"))
         cards[name] = _card_summary(card) | {"seconds": time.perf_counter() - t0}
     _emit(args, {"built": cards}, json.dumps(cards, indent=1, default=str))
-    return 0
-
-
-def cmd_reference_build(args: argparse.Namespace) -> int:
-    from core.pipeline.reference import build_shadow, check_supported
-    from core.recipes.shadow import ShadowRecipe
-
-    epochs, lrs = list(args.epochs), list(args.lr)  # comma lists: more than one value makes a grid
-    grid = len(epochs) > 1 or len(lrs) > 1 or args.target or args.holdout is not None
-    if args.shadows < 1:
-        raise CLIError(f"--shadows is the number of shadows to build: 1 or more, got {args.shadows}")
-    if grid and args.shadows > 1:
-        raise CLIError("--shadows builds several shadows of one recipe, a grid chooses a recipe: build the grid first, then "
-                       "several shadows with the chosen recipe")
-    if args.vary != "seed" and args.shadows < 2:
-        raise CLIError(f"--vary {args.vary} says what differs between several shadows: give --shadows K (2 or more)")
-    if grid:
-        return _reference_grid(args, epochs, lrs)
-    settings, ws = _workspace(args)
-    recipe = config_from_args(ShadowRecipe, args, epochs=epochs[0], lr=lrs[0])
-    if args.shadows > 1:
-        return _reference_set(args, settings, ws, recipe)
-    if args.background:
-        from core.runtime import jobs
-
-        import core.pipeline.reference  # noqa: F401  (registers the job kind)
-
-        job_id = jobs.submit(ws, "shadow-reference", {"dataset": args.dataset, "base": args.base, "out": str(Path(args.out).resolve()),
-                                                      "n_nonmembers": args.nonmembers, "recipe": recipe.to_dict(),
-                                                      "options": dict(_target_options(args))})
-        _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
-        return 0
-    _log(f"fine-tuning {args.base} on {args.nonmembers} known non-members of {args.dataset} ...")
-    base = args.targets.ref(args.base)
-    per = check_supported(base).per  # the objective of the base's layout, which the build uses too
-    card = build_shadow(ws, args.dataset, base, args.out, n_nonmembers=args.nonmembers, recipe=recipe,
-                        settings=settings, progress=_progress("shadow"), targets=args.targets, options=dict(_target_options(args)))
-    how = f", LoRA rank {card['lora']['rank']}" if card.get("lora") else ""
-    text = (f"shadow reference {args.out}: {args.base} fine-tuned on {card['n_clips']} known non-members of {args.dataset} "
-            f"({card['recipe']['epochs']} epoch(s), lr {card['recipe']['lr']:g}{how}) in {card['train_time_s']:.1f} s, "
-            f"{card['clips_per_s']} clips/s; loss {per} {card['loss_per_epoch'][0]:.4f} -> {card['loss_per_epoch'][-1]:.4f}; "
-            f"audits with --reference {args.out} leave those {card['n_clips']} clips out")
-    _emit(args, {"out": str(args.out)} | _card_summary(card) | {"trained_clip_hashes": card["trained_clip_hashes"]}, text)
-    return 0
-
-
-def _reference_set(args: argparse.Namespace, settings: Settings, ws: Workspace, recipe) -> int:
-    """``reference build --shadows K``: K shadows of one recipe under ``--out`` (``s0`` ...),
-    differing by seed, on the same clips or (``--vary subset``) on disjoint draws."""
-    from core.pipeline.shadow_set import build_shadow_set, set_draws
-
-    set_draws(ws.analysis_clips(args.dataset), args.nonmembers, args.shadows, vary=args.vary, seed=recipe.seed)  # too few: now
-    if args.background:
-        from core.runtime import jobs
-
-        job_id = jobs.submit(ws, "shadow-set", {"dataset": args.dataset, "base": args.base, "out": str(Path(args.out).resolve()),
-                                                "n_nonmembers": args.nonmembers, "shadows": args.shadows, "vary": args.vary,
-                                                "recipe": recipe.to_dict(), "options": dict(_target_options(args))})
-        _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
-        return 0
-    clips = "the same" if args.vary == "seed" else "disjoint draws of"
-    _log(f"fine-tuning {args.base} {args.shadows} times on {clips} {args.nonmembers} known non-members of {args.dataset} ...")
-    rec = build_shadow_set(ws, args.dataset, args.targets.ref(args.base), args.out, n_nonmembers=args.nonmembers,
-                           shadows=args.shadows, vary=args.vary, recipe=recipe, settings=settings,
-                           progress=_progress("shadows"), targets=args.targets, options=dict(_target_options(args)))
-    each = " ".join(f"--reference {Path(args.out) / f}" for f in rec["folders"])
-    secs = sum(r["train_time_s"] or 0.0 for r in rec["shadows"])
-    text = (f"{args.shadows} shadow references in {args.out} ({', '.join(rec['folders'])}): {args.base} fine-tuned with seeds "
-            f"{', '.join(str(r['seed']) for r in rec['shadows'])} on {clips} {args.nonmembers} known non-members of "
-            f"{args.dataset} ({recipe.epochs} epoch(s), lr {recipe.lr:g}), {secs:.1f} s of training in all\n"
-            f"audits with --reference {args.out} (the set's folder stands for its shadows: {each}) leave the "
-            f"{len(rec['trained_clip_hashes'])} clips any of them trained on out; with two or more references the default "
-            "calibrations are resid and lira" + "".join(f"\nwarning: {w}" for w in rec["warnings"]))
-    _emit(args, {"out": str(args.out)} | rec, text)
-    return 0
-
-
-def _reference_grid(args: argparse.Namespace, epochs: list[int], lrs: list[float]) -> int:
-    """``reference build`` with a grid of recipes: one shadow per (epochs, lr) under
-    ``--out``, the one closest to ``--target`` on ``--holdout`` held-out non-members chosen."""
-    from core.pipeline.reference import check_supported
-    from core.pipeline.shadow_grid import build_shadow_grid, recipe_grid
-    from core.recipes.shadow import ShadowRecipe
-
-    if not args.target:
-        raise CLIError("a grid of recipes (comma lists for --epochs/--lr, or --holdout) needs --target: the shadow is chosen "
-                       "by how closely its losses on held-out known non-members follow the target's")
-    if args.holdout is None:
-        raise CLIError("a grid of recipes needs --holdout H: the known non-members (besides --nonmembers) it chooses the shadow on")
-    settings, ws = _workspace(args)
-    recipes = recipe_grid(config_from_args(ShadowRecipe, args, epochs=epochs[0], lr=lrs[0]), epochs, lrs)
-    if args.background:
-        from core.runtime import jobs
-
-        import core.pipeline.reference  # noqa: F401  (registers the job kind)
-
-        job_id = jobs.submit(ws, "shadow-grid", {"dataset": args.dataset, "base": args.base, "target": args.target,
-                                                 "out": str(Path(args.out).resolve()), "n_nonmembers": args.nonmembers,
-                                                 "n_holdout": args.holdout, "recipes": [r.to_dict() for r in recipes],
-                                                 "options": dict(_target_options(args))})
-        _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
-        return 0
-    check_supported(args.targets.ref(args.base))
-    _log(f"fine-tuning {args.base} with {len(recipes)} recipe(s) on {args.nonmembers} known non-members of {args.dataset}, "
-         f"choosing on {args.holdout} held-out ones ...")
-    rec = build_shadow_grid(ws, args.dataset, args.targets.ref(args.base), _target(args), args.out, recipes=recipes,
-                            n_nonmembers=args.nonmembers, n_holdout=args.holdout, settings=settings,
-                            progress=_progress("grid"), targets=args.targets, options=dict(_target_options(args)))
-    lines = [f"shadow recipes for {args.target} on {args.holdout} held-out known non-members of {args.dataset} "
-             "(median gap: shadow loss - target loss, nats/token):",
-             f"  {'epochs':>6}  {'lr':>9}  {'median gap [95% CI]':>28}  {'train s':>8}"]
-    for i, r in enumerate(rec["recipes"]):
-        ci = f"{r['median_gap']:+.4f} [{r['gap_ci'][0]:+.4f}, {r['gap_ci'][1]:+.4f}]"
-        secs = "" if r.get("train_time_s") is None else f"{r['train_time_s']:.1f}"
-        lines.append(f"  {r['recipe']['epochs']:>6}  {r['recipe']['lr']:>9.3g}  {ci:>28}  {secs:>8}"
-                     + ("  <- chosen" if i == rec["chosen"] else ""))
-    lines.append(f"chosen: {rec['chosen_folder']} (record {Path(args.out) / 'selection.json'}); audits with --reference "
-                 f"{rec['chosen_folder']} leave its {len(rec['trained_clip_hashes'])} training and "
-                 f"{len(rec['heldout_clip_hashes'])} held-out clips out")
-    _emit(args, rec, "\n".join(lines))
-    return 0
-
-
-def cmd_reference_advise(args: argparse.Namespace) -> int:
-    from core.pipeline.reference import advise_reference
-
-    settings, ws = _workspace(args)
-    res = advise_reference(ws, args.dataset, _target(args), args.targets.ref(args.base), n_nonmembers=args.nonmembers,
-                           seed=args.seed, settings=settings, progress=_progress("advise"), targets=args.targets,
-                           options=dict(_target_options(args)))
-    _emit(args, res, f"reference for {args.target} on {args.dataset}: {res['recommendation']}\n  {res['reason']}")
     return 0
 
 
@@ -300,15 +139,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     cols = ["id", "kind", "status", "progress", "total", "message", "error"]
     _emit(args, {"jobs": df[cols].to_dict("records") if not df.empty else []}, df[cols].to_string(index=False) if not df.empty else "no jobs")
     return 0
-
-
-def _target_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
-    """``--target-option KEY=VALUE`` pairs (see :func:`_key_values`); remote code is only
-    ever allowed by its own flag."""
-    out = _key_values(getattr(args, "target_options", None) or getattr(args, "target_option", None), "target-option")
-    if "trust_remote_code" in dict(out):
-        raise CLIError("use --trust-remote-code, not a target option, to run code from a checkpoint folder")
-    return out
 
 
 def cmd_mia(args: argparse.Namespace) -> int:
@@ -603,11 +433,6 @@ def _executor_settings(args: argparse.Namespace, settings: Settings) -> Settings
 
 
 
-TARGET_HELP = ("zoo:<name>, a local checkpoint folder (Hugging Face or CTranslate2/faster-whisper), "
-               "a hub id (owner/name[@revision]) already in the local Hugging Face cache, "
-               "or an http(s):// transcription API base (outputs access only; key in $OVERHEARD_API_KEY)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option given before the sub-command is not reset by the sub-parser.
@@ -651,52 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--micro", action="store_true", help="seconds-long versions on a few clips, to check the build path")
     s.set_defaults(fn=cmd_zoo)
 
-    from core.recipes.shadow import SUPPORTED, ShadowRecipe
-
-    s = sub.add_parser("reference", parents=[common], help="build a shadow reference, or ask which reference fits a target")
-    ref_sub = s.add_subparsers(dest="reference_action", required=True)
-    r = ref_sub.add_parser("build", parents=[common], help=f"fine-tune a base on known non-members (which then leave every audit "
-                                                          f"that uses it); bases: {SUPPORTED}")
-    r.add_argument("--base", required=True, help="the public base the audited fine-tune started from: " + TARGET_HELP)
-    r.add_argument("--dataset", required=True)
-    r.add_argument("--nonmembers", type=int, required=True, metavar="N", help="known non-members to fine-tune on (drawn with --seed)")
-    r.add_argument("--out", required=True, metavar="DIR", help="new or empty folder for the checkpoint (a rerun resumes it)")
-    r.add_argument("--background", action="store_true", help="run as a background job (see `overheard jobs`)")
-    r.add_argument("--shadows", type=int, default=1, metavar="K",
-                   help="build K shadows of the recipe (K fine-tunings), in folders s0 ... under --out, shadow i with seed "
-                        "--seed + i (its batch order, noise draws, dropout): two or more feed LiRA's per-clip spread "
-                        "(calibrations resid and lira by default); --reference DIR then stands for all of them, and every "
-                        "audit leaves out the clips any of them trained on (default: 1, one shadow in --out)")
-    r.add_argument("--vary", choices=("seed", "subset"), default="seed",
-                   help="with --shadows: seed (default), every shadow on the same --nonmembers clips, only the seed differs; "
-                        "subset, each on its own disjoint draw of N known non-members (N x K are left out of the audit)")
-    r.add_argument("--target", help="the audited model, for a grid of recipes: the shadow whose losses on --holdout held-out "
-                                    "known non-members are closest to its is chosen; " + TARGET_HELP)
-    r.add_argument("--holdout", type=int, metavar="H", help="with a grid: known non-members (disjoint from --nonmembers) the "
-                                                            "shadows are compared with --target on; they leave every audit "
-                                                            "that uses the chosen shadow")
-    r.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the base's loader, as the audit will pass it to the target and its references "
-                        "(e.g. prompt=\"Describe the audio.\", language=de; repeatable); with a grid, the target's too")
-    add_config_flags(r, ShadowRecipe)
-    for action in r._actions:  # a comma list makes a grid (one shadow per epochs x lr, in folders under --out)
-        if action.dest in ("epochs", "lr"):
-            item = int if action.dest == "epochs" else float
-            action.type, action.default = _comma_list(item), [action.default]
-            action.metavar = "E[,E...]" if item is int else "LR[,LR...]"
-            action.help = f"{action.help}; a comma list (with --target and --holdout) builds a grid of recipes"
-    r.set_defaults(fn=cmd_reference_build)
-    r = ref_sub.add_parser("advise", parents=[common], help="does the target need a shadow reference, its base, or none? "
-                                                           "(from known non-members only)")
-    r.add_argument("--target", required=True, help=TARGET_HELP)
-    r.add_argument("--base", required=True, help="the base the target was fine-tuned from")
-    r.add_argument("--dataset", required=True)
-    r.add_argument("--nonmembers", type=int, default=None, metavar="N",
-                   help="compare on N known non-members drawn as `reference build --seed` draws them (default: all)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the draw and of the bootstrap")
-    r.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the loaders of the target and the base, as an audit passes it (repeatable)")
-    r.set_defaults(fn=cmd_reference_advise)
+    add_reference_parser(sub, common)
 
     s = sub.add_parser("jobs", parents=[common], help="list, resume or cancel background jobs")
     s.add_argument("--resume", metavar="JOB_ID")
@@ -817,11 +597,6 @@ def _precheck(args: argparse.Namespace) -> None:
         args.targets = Resolved()
         for spec in specs:
             args.targets.ref(spec)
-
-
-def _target(args: argparse.Namespace):
-    """The command's target as resolved by :func:`_precheck`."""
-    return args.targets.ref(args.target)
 
 
 def _write_traceback(args: argparse.Namespace) -> str:
