@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import types
 import typing
 from collections.abc import Mapping
@@ -332,6 +333,22 @@ def default_of(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
+def key_values(items: list[str] | tuple[str, ...] | None, what: str = "an option") -> tuple[tuple[str, object], ...]:
+    """``KEY=VALUE`` pairs (a repeatable option, or lines a user typed), sorted by key;
+    values read as JSON when they parse (numbers, booleans, quoted strings), else as
+    strings. Raises ``ValueError`` naming ``what`` for an item without ``=`` or a key."""
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return tuple(sorted(out.items()))
+
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -343,25 +360,9 @@ __all__ = [
     "field_types",
     "from_dict",
     "is_options",
+    "key_values",
     "setting",
     "to_dict",
     "user_settings",
 ]
 
-
-def key_values(items: list[str] | tuple[str, ...] | None, what: str = "an option") -> tuple[tuple[str, object], ...]:
-    """``KEY=VALUE`` pairs (a repeatable option, or lines a user typed), sorted by key;
-    values read as JSON when they parse (numbers, booleans, quoted strings), else as
-    strings. Raises ``ValueError`` naming ``what`` for an item without ``=`` or a key."""
-    import json
-
-    out = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except ValueError:
-            out[key.strip()] = raw
-    return tuple(sorted(out.items()))

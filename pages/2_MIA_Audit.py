@@ -9,8 +9,8 @@ from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
 from core.ui.shadow_view import shadow_builder
-from core.ui.runs import (access_picker, language_picker, loader_options_input, merged_options, reference_picker, request_budget,
-                          run_controls, target_picker)
+from core.ui.runs import (access_picker, language_picker, loader_options_input, reference_picker, request_budget, run_controls,
+                          target_picker)
 
 ws = page_setup("MIA Audit", "🔎")
 st.title("Per-sample membership inference")
@@ -27,8 +27,7 @@ if dataset and target:
     references = reference_picker(target, ws=ws)
     budget = request_budget(target)
     language = language_picker(target)
-    loader = loader_options_input(key="mia-loader-options")
-    options = None if loader is None else merged_options(loader, language)  # the language picker wins over a typed one
+    options = loader_options_input(key="mia-loader-options", chosen=language)
     shadow_builder(ws, dataset, target, options=options or ())
     if runnable and options is not None:
         config = MIAConfig(mode=mode, references=references, access=access, max_requests=budget, target_options=options)

@@ -120,6 +120,7 @@ class ScorerInfo:
     fn: ScorerFn
     description: str = ""
     uses_groups: bool = False
+    splits: bool = True
 
     def score(self, P: NDArray[np.float64], U: NDArray[np.float64], *,
               groups: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None, **kwargs: Any) -> ScoredSplit:
@@ -136,9 +137,10 @@ class ScorerInfo:
 _REGISTRY: Registry[ScorerInfo] = Registry("DI scorer")
 
 
-def register_scorer(name: str, *, description: str = "", uses_groups: bool = False) -> Callable[[F], F]:
+def register_scorer(name: str, *, description: str = "", uses_groups: bool = False, splits: bool = True) -> Callable[[F], F]:
     """Decorator registering a scorer function under ``name``; ``uses_groups``: it keeps
-    speaker / source groups on one side of its fit/test split (it takes ``groups``).
+    speaker / source groups on one side of its fit/test split (it takes ``groups``);
+    ``splits=False``: it spends no clip on fitting or standardizing (every clip is tested).
 
     Raises
     ------
@@ -147,7 +149,7 @@ def register_scorer(name: str, *, description: str = "", uses_groups: bool = Fal
     """
 
     def deco(fn: F) -> F:
-        _REGISTRY.add(name, ScorerInfo(name=name, fn=fn, description=description, uses_groups=uses_groups))
+        _REGISTRY.add(name, ScorerInfo(name=name, fn=fn, description=description, uses_groups=uses_groups, splits=splits))
         return fn
 
     return deco

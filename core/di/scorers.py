@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.pipeline import Pipeline
 
-from core.di.registry import ScoredSplit, ScorerConfig, get_scorer, register_scorer
+from core.di.registry import ScoredSplit, ScorerConfig, get_scorer, register_scorer, scorer_names
 from core.stats import default_classifier
 
 MIN_PER_SIDE = 2
@@ -269,6 +269,7 @@ def mean_loss_column(keys: tuple[str, ...], *, calibrated_only: bool = False) ->
     description="The clip's mean loss, calibrated against the reference(s) when the run has them "
     "(resid:loss_mean, resid:ppl), fixed in advance: nothing is fitted, so every suspect is tested "
     "against every non-member.",
+    splits=False,
 )
 def mean_loss(
     P: NDArray[np.float64],
@@ -388,7 +389,7 @@ def split_grouping(scorer: str, grouping: str | None) -> str:
 
     A run may still note that too few groups forced a clip-by-clip split (its warnings).
     """
-    if scorer == "mean_loss":
+    if scorer in scorer_names() and not get_scorer(scorer).splits:  # a stored run may name a scorer no longer registered
         return "nothing fitted: every suspect and every non-member tested"
     if not grouping or grouping == "none":
         return "fit/test split clip by clip (no speaker or source known)"

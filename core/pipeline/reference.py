@@ -165,6 +165,14 @@ def check_loader_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return opts
 
 
+def scoring_config(options: Mapping[str, Any] | None = None):
+    """The MIA settings the advisor and a grid read models' losses with: each clip's
+    transcript (or caption) scored, ``given`` mode, the models loaded with ``options``."""
+    from core.stages import MIAConfig
+
+    return MIAConfig(mode="given", target_options=tuple(check_loader_options(options).items()))
+
+
 REFERENCES_DIR = "references"
 """Where the dashboard builds shadow references: ``<workspace>/references/<name>``."""
 
@@ -314,7 +322,6 @@ def advise_reference(
     """
     from core.mia.advisor import DENOISING_UNIT, TOKEN_UNIT, fit_gap, recommend
     from core.pipeline.evidence import extract_evidence
-    from core.stages import MIAConfig
 
     targets = targets if targets is not None else Resolved()
     tref, bref = targets.ref(target), targets.ref(base)
@@ -329,7 +336,7 @@ def advise_reference(
     if (chosen["text"].fillna("").astype(str).str.strip() == "").any():
         raise ValueError(f"the advisor compares target and base on the non-members' {'captions' if diffusion else 'transcripts'}; "
                          "some have none")
-    config = MIAConfig(mode="given", target_options=tuple(check_loader_options(options).items()))
+    config = scoring_config(options)
     losses = []
     for ref in (tref, bref):
         _, evidence, _, _, _ = extract_evidence(ws, dataset, ref, config, settings=settings, clips=chosen.reset_index(drop=True),

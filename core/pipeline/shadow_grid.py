@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.pipeline.common import MIN_PER_LABEL, Cancelled, Progress, Resolved
-from core.pipeline.reference import build_shadow, check_loader_options, check_supported, clip_losses
+from core.pipeline.reference import build_shadow, check_supported, clip_losses, scoring_config
 from core.runtime.jobs import JobContext, job_kind
 from core.runtime.settings import Settings
 from core.runtime.store import Workspace, write_json
@@ -212,7 +212,6 @@ def build_shadow_grid(
     """
     from core.pipeline.evidence import extract_evidence
     from core.recipes.shadow import read_card
-    from core.stages import MIAConfig
 
     if not recipes:
         raise ValueError("a grid of shadow recipes needs at least one recipe")
@@ -238,7 +237,7 @@ def build_shadow_grid(
            f"{n_holdout} held out to choose the recipe")
     total = len(recipes)
     report = progress or (lambda done, tot, msg: None)
-    config = MIAConfig(mode="given", target_options=tuple(check_loader_options(options).items()))
+    config = scoring_config(options)
 
     def losses_of(spec: Any) -> dict[str, float]:
         _, evidence, _, _, _ = extract_evidence(ws, dataset, spec, config, settings=settings, clips=held, cancelled=cancelled)

@@ -190,10 +190,12 @@ def language_picker(target: str | None, *, key: str = "language") -> tuple[tuple
     return () if chosen == AUTO_LANGUAGE else (("language", chosen),)
 
 
-def loader_options_input(*, key: str = "loader-options") -> tuple[tuple[str, object], ...] | None:
+def loader_options_input(*, key: str = "loader-options",
+                         chosen: tuple[tuple[str, object], ...] = ()) -> tuple[tuple[str, object], ...] | None:
     """"Loader options": ``KEY=VALUE`` lines for the target's loader (and its references'),
-    as ``--target-option`` takes them on the command line; None (with the reason shown)
-    when a line cannot be read or asks for remote code."""
+    as ``--target-option`` takes them on the command line, with the options ``chosen``
+    elsewhere on the page (the language picker's) winning on their keys; None (with the
+    reason shown) when a line cannot be read or asks for remote code."""
     from core.config import key_values
 
     with st.expander("Loader options"):
@@ -211,15 +213,7 @@ def loader_options_input(*, key: str = "loader-options") -> tuple[tuple[str, obj
         st.error("The dashboard never runs Python code from a checkpoint folder: use the command line's --trust-remote-code.",
                  icon="⚠️")
         return None
-    return options
-
-
-def merged_options(*parts: tuple[tuple[str, object], ...]) -> tuple[tuple[str, object], ...]:
-    """Loader options from several inputs, sorted by key; a later part wins on a key."""
-    out: dict[str, object] = {}
-    for part in parts:
-        out.update(dict(part))
-    return tuple(sorted(out.items()))
+    return tuple(sorted((dict(options) | dict(chosen)).items()))
 
 
 def reference_picker(target: str | None, *, key: str = "references", ws: Workspace | None = None) -> tuple[str, ...]:
