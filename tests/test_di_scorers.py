@@ -172,6 +172,45 @@ def test_mean_loss_p_value_is_scipys_welch_test_on_the_column() -> None:
     assert res.n_tested_suspects == 37 and res.n_tested_nonmembers == 61
 
 
+def test_pooled_sum_standardizes_on_every_clip_and_tests_every_clip() -> None:
+    from scipy import stats
+
+    from core.di import dataset_inference
+
+    P, U = _data(10, n_p=33, n_u=52)
+    split = get_scorer("pooled_sum").fn(P, U, directions=DIRS, seed=5, config=CFG)
+    # a loop over the formula: z-scores over the pooled clips, direction-aligned, summed
+    pooled = np.vstack([P, U])
+    expected = np.zeros(len(pooled))
+    for j in range(D):
+        mu = sum(pooled[:, j]) / len(pooled)
+        sd = np.sqrt(sum((v - mu) ** 2 for v in pooled[:, j]) / (len(pooled) - 1))
+        expected += DIRS[j] * (pooled[:, j] - mu) / sd
+    np.testing.assert_allclose(split.p_scores, expected[: len(P)], rtol=1e-12)
+    np.testing.assert_allclose(split.u_scores, expected[len(P):], rtol=1e-12)
+    assert split.p_index.tolist() == list(range(len(P))) and split.u_index.tolist() == list(range(len(U)))
+    assert split.fit_p_index[0].size == split.fit_u_index[0].size == 0
+    # no seeded split: any seed gives the same scores
+    np.testing.assert_array_equal(get_scorer("pooled_sum").fn(P, U, directions=DIRS, seed=99, config=CFG).p_scores, split.p_scores)
+    # labels unused: moving a clip from one side to the other leaves every clip's score unchanged
+    moved = get_scorer("pooled_sum").fn(P[1:], np.vstack([U, P[:1]]), directions=DIRS, seed=0, config=CFG)
+    np.testing.assert_allclose(np.r_[moved.u_scores[-1], moved.p_scores], split.p_scores, rtol=1e-12)
+    # the p-value is scipy's Welch test on those scores
+    res = dataset_inference(P, U, directions=DIRS, scorer="pooled_sum", null_check=False, config=CFG)
+    ref = stats.ttest_ind(expected[: len(P)], expected[len(P):], equal_var=False, alternative="greater")
+    assert res.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert res.n_tested_suspects == 33 and res.n_tested_nonmembers == 52
+
+
+def test_pooled_sum_warns_without_directions_and_on_constant_indicator() -> None:
+    P, U = _data(11)
+    P[:, 3], U[:, 3] = 2.0, 2.0
+    split = get_scorer("pooled_sum").fn(P, U, directions=None, seed=0, config=CFG)
+    text = " ".join(split.notes)
+    assert "no directions" in text and "[3]" in text
+    assert np.all(np.isfinite(split.p_scores)) and np.all(np.isfinite(split.u_scores))
+
+
 def test_auto_takes_the_calibrated_loss_for_calibrated_diffusion_runs_only() -> None:
     calibrated = ("loss@t10", "loss_mean", "resid:loss@t10", "resid:loss_mean")
     assert resolve_auto(4, np.full(4, -1.0), ScorerConfig(evidence="diffusion", keys=calibrated)) == "mean_loss"
@@ -187,3 +226,17 @@ def test_scorers_refuse_too_few_clips() -> None:
         with pytest.raises(ValueError, match="at least 4"):
             get_scorer(name).fn(P, U, directions=None, seed=0, config=ScorerConfig())
 
+
+
+def test_the_scorer_comparison_script_runs_in_smoke_mode(capsys) -> None:
+    import json
+
+    from bench.measure_scorers import main
+
+    assert main(["--smoke"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["synthetic"]
+    assert set(out) == {"normalized_sum", "pooled_sum"}
+    pooled = out["pooled_sum"]
+    # pooled_sum draws no split: its one number is its median
+    assert pooled["needed_seed0"] == pooled["needed_median"]
+    assert all(0.0 <= r <= 1.0 for s in out.values() for r in s["null_rate"].values())

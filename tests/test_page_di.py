@@ -80,7 +80,7 @@ def test_shows_verdict_metrics_curve_and_comparison(env: Workspace) -> None:
     assert curve["layout"]["xaxis"]["type"] == "log" and curve["layout"]["yaxis"]["type"] == "log"
     assert "suspects" in curve["layout"]["xaxis"]["title"]["text"]
     table = next(d.value for d in at.dataframe if "scorer" in d.value.columns)  # the scorer comparison
-    assert set(table["scorer"]) == {"control_split", "cross_fit", "normalized_sum", "mean_loss"}
+    assert set(table["scorer"]) == {"control_split", "cross_fit", "normalized_sum", "pooled_sum", "mean_loss"}
     assert any("how to read" in c.value or "dashed α line" in c.value for c in at.caption)
     # changing a setting tells the user the shown run is stale
     at.selectbox(key="di-scorer").set_value("control_split").run()

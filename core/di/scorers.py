@@ -20,6 +20,8 @@ them (see its body).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.pipeline import Pipeline
@@ -205,6 +207,32 @@ def control_split(
     )
 
 
+def _z_sum(
+    X: NDArray[np.float64], directions: NDArray[np.float64] | None, config: ScorerConfig, name: str, where: str
+) -> tuple[Callable[[NDArray[np.float64]], NDArray[np.float64]], tuple[str, ...]]:
+    """The normalized sum's score: each indicator z-scored with the mean and standard
+    deviation (floored at ``config.std_floor``) of the clips ``X``, aligned to its
+    direction (all "higher = member" when none are given, with a note) and summed; and the
+    notes, naming ``name`` and saying ``where`` an indicator was constant."""
+    notes: list[str] = []
+    if directions is None:
+        directions = np.ones(X.shape[1])
+        notes.append(f"{name}: no directions given; assuming higher = member for every indicator")
+    mu = X.mean(axis=0)
+    sd = X.std(axis=0, ddof=1)
+    flat = np.flatnonzero(sd < config.std_floor)
+    if flat.size:
+        notes.append(f"{name}: indicator(s) {flat.tolist()} constant {where}")
+    sd = np.maximum(sd, config.std_floor)
+    signs = directions
+
+    def score(A: NDArray[np.float64]) -> NDArray[np.float64]:
+        z: NDArray[np.float64] = (((A - mu) / sd) * signs).sum(axis=1)
+        return z
+
+    return score, tuple(notes)
+
+
 @register_scorer(
     "normalized_sum",
     description="Direction-aligned indicators standardized by a control half of U and summed; "
@@ -225,29 +253,48 @@ def normalized_sum(
     suspects drawn from the same distribution. Nothing is fitted on P, so every suspect is
     tested.
     """
-    notes: list[str] = []
-    if directions is None:
-        directions = np.ones(P.shape[1])
-        notes.append("normalized_sum: no directions given; assuming higher = member for every indicator")
     rng = np.random.default_rng(seed)
     # Registered without groups: nothing is fitted on labels, and a control half drawn by
     # whole groups would leave the tested non-members with only half of the speakers
     # while every suspect is tested, which makes the clip-level Welch test anti-conservative
     # when speakers are shared (measured: 8.5% rejections at alpha = 0.05, 0.5% ungrouped).
     uc, ut = _split(U.shape[0], config.fit_fraction, rng, "non-members")
-    mu = U[uc].mean(axis=0)
-    sd = U[uc].std(axis=0, ddof=1)
-    flat = np.flatnonzero(sd < config.std_floor)
-    if flat.size:
-        notes.append(f"normalized_sum: indicator(s) {flat.tolist()} constant on the control non-members")
-    sd = np.maximum(sd, config.std_floor)
-
-    def score(X: NDArray[np.float64]) -> NDArray[np.float64]:
-        z: NDArray[np.float64] = (((X - mu) / sd) * directions).sum(axis=1)
-        return z
-
+    score, notes = _z_sum(U[uc], directions, config, "normalized_sum", "on the control non-members")
     pt = np.arange(P.shape[0], dtype=np.int64)
-    return _single_group("normalized_sum", score(P), score(U[ut]), pt, ut, np.zeros(0, dtype=np.int64), uc, tuple(notes))
+    return _single_group("normalized_sum", score(P), score(U[ut]), pt, ut, np.zeros(0, dtype=np.int64), uc, notes)
+
+
+@register_scorer(
+    "pooled_sum",
+    description="Direction-aligned indicators standardized on every clip (suspects and non-members pooled, "
+    "labels unused) and summed; every suspect tested against every non-member.",
+    splits=False,
+)
+def pooled_sum(
+    P: NDArray[np.float64],
+    U: NDArray[np.float64],
+    *,
+    directions: NDArray[np.float64] | None,
+    seed: int,
+    config: ScorerConfig,
+) -> ScoredSplit:
+    """The normalized sum with its z-scores taken over all clips, suspects and non-members
+    pooled, instead of over a control half of the non-members.
+
+    The standardization reads no label: it is the same function of the pooled clips
+    whichever of them are suspects, so under H0 (suspects drawn from the non-members'
+    distribution) the suspect and non-member scores stay exchangeable and no clip has to be
+    set aside. Every suspect is tested against every non-member, and the result does not
+    depend on a seeded split (``seed`` is unused). It differs from the audio-generative DI
+    paper's scorer (``normalized_sum``), which standardizes on held-out non-members.
+    """
+    del seed  # nothing is drawn
+    score, notes = _z_sum(np.vstack([P, U]), directions, config, "pooled_sum", "over the clips")
+    none = np.zeros(0, dtype=np.int64)
+    return _single_group(
+        "pooled_sum", score(P), score(U), np.arange(P.shape[0], dtype=np.int64),
+        np.arange(U.shape[0], dtype=np.int64), none, none, notes,
+    )
 
 
 CALIBRATED_LOSS_KEYS = ("resid:loss_mean", "resid:ppl")
