@@ -274,7 +274,7 @@ def cmd_di(args: argparse.Namespace) -> int:
     from core.pipeline.di import audit_di
 
     settings, ws = _workspace(args)
-    cfg = config_from_args(DIRunConfig, args)
+    cfg = config_from_args(DIRunConfig, args, target_options=_target_options(args))
     try:
         run_id, r = audit_di(ws, args.dataset, _target(args), cfg, settings=settings, progress=_progress("di"), targets=args.targets)
     except ValueError as exc:

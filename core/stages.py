@@ -92,6 +92,11 @@ def _references() -> Any:
                         "repeatable): indicators are also calibrated against it")
 
 
+def _target_options() -> Any:
+    return setting((), flag="target-option", metavar="KEY=VALUE",
+                   help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
+
+
 def _access() -> Any:
     return setting("white-box", choices=ACCESS_LEVELS,
                    help="white-box (token statistics, denoising losses) or outputs (only what the model returns, as an API gives)")
@@ -132,9 +137,7 @@ class MIAConfig(Config):
     n_boot: int = _n_boot()
     seed: int = _seed()
     batch_size: int = setting(8, help="clips per evidence batch (halved on CUDA out-of-memory)")
-    target_options: tuple[tuple[str, object], ...] = setting(
-        (), flag="target-option", metavar="KEY=VALUE",
-        help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
+    target_options: tuple[tuple[str, object], ...] = _target_options()
     trust_remote_code: bool = setting(False, help="allow Python code from the checkpoint folder (off by default; recorded in the report)")
     grouping: str = _grouping()
     n_perm: int = _n_perm()
@@ -212,6 +215,8 @@ class DIRunConfig(Config):
     references : reference models of the MIA run to read (and to make): the test then runs
         on the calibrated indicators, with the uncalibrated result beside it.
     mia_access : access level of the MIA run to read (and to make): ``white-box`` or ``outputs``.
+    target_options : loader options of the MIA run to read (and to make); empty: read the
+        newest run whatever its options, make one with none.
     """
 
     scorer: str = setting("auto", help=Listing("a registered scorer: {names}", "core.di.registry:scorer_names"))
@@ -229,6 +234,7 @@ class DIRunConfig(Config):
     fdr: float = setting(0.1, help="false discovery rate of the flagged clips (Benjamini-Hochberg over conformal p-values)")
     plan_nonmembers: int | None = setting(None, metavar="N",
                                           help="plan the suspects needed for a study with N known non-members (default: this run's)")
+    target_options: tuple[tuple[str, object], ...] = _target_options()
 
     def __post_init__(self) -> None:
         from core.di import get_scorer

@@ -143,7 +143,7 @@ def test_stored_keys_are_unchanged():
                                                    "variant_options", "clap_model", "min_clap"]
     assert list(BlindRunConfig().to_dict()) == ["groups", "n_splits", "n_boot", "seed", "batch_size", "grouping", "n_perm"]
     assert list(DIRunConfig().to_dict()) == ["scorer", "alpha", "seed", "n_resamples", "null_resamples", "refit", "compare",
-                                             "mia_mode", "mia_run", "references", "mia_access", "fdr", "plan_nonmembers"]
+                                             "mia_mode", "mia_run", "references", "mia_access", "fdr", "plan_nonmembers", "target_options"]
 
 
 def test_white_box_evidence_keys_are_unchanged_by_the_outputs_settings():

@@ -81,6 +81,9 @@ def test_shows_verdict_metrics_curve_and_comparison(env: Workspace) -> None:
     assert "suspects" in curve["layout"]["xaxis"]["title"]["text"]
     table = next(d.value for d in at.dataframe if "scorer" in d.value.columns)  # the scorer comparison
     assert set(table["scorer"]) == {"control_split", "cross_fit", "normalized_sum", "pooled_sum", "mean_loss"}
+    for row in out["comparison"]:  # suspects needed in the words every surface uses
+        shown = table.loc[table["scorer"] == row["scorer"], "min_suspects"].item()
+        assert shown == ("" if "error" in row else "not reached" if row["min_suspects"] is None else str(row["min_suspects"]))
     assert any("how to read" in c.value or "dashed α line" in c.value for c in at.caption)
     # changing a setting tells the user the shown run is stale
     at.selectbox(key="di-scorer").set_value("control_split").run()
@@ -148,3 +151,21 @@ def test_the_cli_and_the_report_name_both_suspects_needed_numbers(env: Workspace
     html_report = build_report(env, "synth", TARGET)
     assert html.escape(f"suspects needed (median p < alpha), {NEEDED_ALL}") in html_report
     assert html.escape(f"suspects needed (median p < alpha), {NEEDED_EQUAL}") in html_report
+
+
+def test_loader_options_reach_the_di_job_and_unreadable_ones_run_nothing(env: Workspace, monkeypatch) -> None:
+    # the MIA run dataset inference makes (or reads) is loaded with the page's loader options
+    from core.runtime import jobs
+
+    sent: list = []
+    monkeypatch.setattr(jobs, "submit", lambda ws, kind, params, **kw: sent.append((kind, params)) or "job-x")
+    at = _run()
+    at.text_area(key="di-loader-options").input("batch_size=4\n").run()
+    assert not at.exception and not at.error
+    at.button(key="start-di").click().run()
+    kind, params = sent[-1]
+    assert kind == "di" and params["config"]["target_options"] == {"batch_size": 4}
+    assert DIRunConfig.from_dict(params["config"]).target_options == (("batch_size", 4),)
+    at.text_area(key="di-loader-options").input("trust_remote_code=true").run()
+    assert any("never runs Python code" in e.value for e in at.error)
+    assert not any(b.key == "start-di" for b in at.button)

@@ -219,6 +219,19 @@ def test_di_reads_the_mia_run_of_its_mode_and_records_it(tmp_path):
     with pytest.raises(ValueError, match="not an MIA run of zoo:lalm-large"):
         audit_di(ws, "speech", "zoo:lalm-large", DIRunConfig(mia_run=gen_id))
     assert latest_mia(ws, "speech", "zoo:lalm-small", "given")["id"] == given_id
+    # loader options: a DI run given them reads (or makes) an MIA run loaded with exactly them
+    opts = DIRunConfig(n_resamples=20, null_resamples=20, mia_mode="given", target_options=(("batch_size", 4),))
+    _, r = audit_di(ws, "speech", "zoo:lalm-small", opts)
+    made = ws.load_run(r["mia_run"])
+    assert r["mia_run"] != given_id and made["config"]["target_options"] == {"batch_size": 4}
+    _, again = audit_di(ws, "speech", "zoo:lalm-small", opts)
+    assert again["mia_run"] == r["mia_run"]  # read, not made again
+    other = DIRunConfig(n_resamples=20, null_resamples=20, mia_mode="given", target_options=(("batch_size", 2),))
+    assert latest_mia(ws, "speech", "zoo:lalm-small", "given", options=other.target_options) is None
+    assert latest_mia(ws, "speech", "zoo:lalm-small", "given", options={"batch_size": 4})["id"] == r["mia_run"]
+    # without options, the newest run of the mode is read whatever its options
+    _, r = audit_di(ws, "speech", "zoo:lalm-small", DIRunConfig(n_resamples=20, null_resamples=20, mia_mode="given"))
+    assert r["mia_run"] == made["id"]
 
 
 def test_di_splits_by_the_mia_runs_speakers_and_says_so(ws: Workspace) -> None:

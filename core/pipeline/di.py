@@ -13,6 +13,7 @@ them apart without the model makes any verdict suspect.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any
 
@@ -157,18 +158,28 @@ def headline(result: dict[str, Any]) -> str:
     )
 
 
+def _options_key(options: Any) -> tuple[tuple[str, str], ...]:
+    """Loader options (pairs, or the mapping a stored run's config holds) as a comparable key."""
+    pairs = options.items() if isinstance(options, dict) else (options or ())
+    return tuple(sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in pairs))
+
+
 def latest_mia(ws: Workspace, dataset: str, target: str, mode: str | None = None,
-               references: tuple[str, ...] | None = None, access: str | None = None) -> dict | None:
+               references: tuple[str, ...] | None = None, access: str | None = None,
+               options: Any = None) -> dict | None:
     """The newest MIA run of (dataset, target) that scored the dataset as it is now (same
     clips and labels) and, when ``mode`` is given, with that text mode, when
     ``references`` is given, calibrated against exactly those reference models (``()``:
-    uncalibrated), and when ``access`` is given, at that access level; None when none does."""
+    uncalibrated), when ``access`` is given, at that access level, and when ``options``
+    is given (pairs or a mapping), loaded with exactly those loader options; None when none
+    does."""
     from core.pipeline.common import current_run
 
     def where(cfg: dict) -> bool:
         return ((mode is None or cfg.get("mode", "generated") == mode)
                 and (references is None or tuple(cfg.get("references") or ()) == tuple(references))
-                and (access is None or cfg.get("access", "white-box") == access))
+                and (access is None or cfg.get("access", "white-box") == access)
+                and (options is None or _options_key(cfg.get("target_options")) == _options_key(options)))
 
     return current_run(ws, "mia", dataset, target, where=where)
 
@@ -178,7 +189,8 @@ def _mia_run_for(ws: Workspace, dataset: str, target: str, config: "DIRunConfig"
     to belong to this dataset and target), else :func:`latest_mia` in ``config.mia_mode``
     with ``config.references``."""
     if not config.mia_run:
-        return latest_mia(ws, dataset, target, config.mia_mode, config.references, config.mia_access)
+        return latest_mia(ws, dataset, target, config.mia_mode, config.references, config.mia_access,
+                          config.target_options or None)
     try:
         run = ws.load_run(config.mia_run)
     except KeyError:
@@ -218,7 +230,7 @@ def audit_di(
         from core.pipeline.mia import MIAConfig, audit_mia
 
         mia_id, _ = audit_mia(ws, dataset, target_ref, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references,
-                                                              access=config.mia_access),
+                                                              access=config.mia_access, target_options=config.target_options),
                               settings=settings, progress=progress, cancelled=cancelled, targets=targets)
         mia_run = ws.load_run(mia_id)
     step = lambda i, msg: progress(i, 4, msg) if progress else None  # noqa: E731

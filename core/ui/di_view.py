@@ -50,7 +50,7 @@ def upstream_notice(ws, run: dict) -> None:
     ref = ws.run_ref(run, "mia")
     mode = run["result"].get("mia_mode", run["config"].get("mia_mode", "generated"))
     current = latest_mia(ws, run["dataset"], run["target"], mode, tuple(run["config"].get("references") or ()),
-                         run["result"].get("access", "white-box"))
+                         run["result"].get("access", "white-box"), run["config"].get("target_options") or None)
     if ref.status == "deleted":
         st.warning(ref.describe() + ".")
     if current is None:
@@ -184,11 +184,14 @@ def comparison(result: dict) -> None:
     for c in ("null_rejection_rate", "null_ci_low", "null_ci_high"):
         if c in df:
             df[c] = df[c] * 100
+    if "min_suspects" in df:  # in the words every other surface uses; blank where the scorer could not run
+        df["min_suspects"] = ["" if r.get("error") else "not reached" if r.get("min_suspects") is None else str(r["min_suspects"])
+                              for r in rows]
     cols = {
         "scorer": st.column_config.TextColumn("scorer"),
         "p_value": st.column_config.NumberColumn("p-value", format="%.2e"),
         "rejected": st.column_config.CheckboxColumn("p < α"),
-        "min_suspects": st.column_config.NumberColumn("suspects needed"),
+        "min_suspects": st.column_config.TextColumn("suspects needed"),
         "null_rejection_rate": st.column_config.NumberColumn("null rejection (%)", format="%.1f"),
         "null_ci_low": st.column_config.NumberColumn("null 95% CI low (%)", format="%.1f"),
         "null_ci_high": st.column_config.NumberColumn("null 95% CI high (%)", format="%.1f"),
