@@ -32,7 +32,7 @@ class DIConfig(Config):
 
     Attributes
     ----------
-    scorer : registered scorer name (``auto``, ``control_split``, ``normalized_sum``, ``cross_fit``).
+    scorer : registered scorer name (``auto``, ``control_split``, ``normalized_sum``, ``pooled_sum``, ``cross_fit``, ``mean_loss``).
     alpha : significance level of the one-sided Welch test.
     seed : seed of the scorer's fit/test split and of the null check.
     null_check : run the null check; None = when there are enough non-members.
@@ -181,7 +181,7 @@ def dataset_inference(
     nonmember_features : ``[n_u, d]`` the same indicators of known non-members, drawn from
         the same distribution as the suspects would be if unused.
     directions : ``[d]`` +1 where a higher indicator means member, -1 where lower does;
-        used by ``normalized_sum`` (and by ``auto`` to choose it).
+        used by ``normalized_sum`` and ``pooled_sum`` (and by ``auto`` to choose the first).
     scorer : registered scorer name; see :func:`core.di.scorer_names`.
     alpha : significance level of the one-sided Welch t-test.
     seed : seed of the scorer's fit/test split and of the null check.
