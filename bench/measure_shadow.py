@@ -321,20 +321,33 @@ def ar_shift_recipe():
 
 
 def split_seed_spread(ws, dataset: str, target: str, references: tuple[str, ...], *, seeds: int = 30) -> dict:
-    """Welch's t of dataset inference (the default scorer) on the newest MIA run of ``target``
-    with ``references``, over ``seeds`` seeds of the scorer's control/test split of the
-    non-members (seed 0 is the audit's): how much of a DI comparison is that one split's luck."""
+    """Welch's t of dataset inference (the default scorer) and its suspects needed, on the
+    newest MIA run of ``target`` with ``references``, over ``seeds`` seeds of the scorer's
+    control/test split of the non-members (seed 0 is the audit's): how much of a DI
+    comparison is that one split's luck; beside them the split-free ``pooled_sum``'s p and
+    suspects needed (one number: it draws no split)."""
     import numpy as np
 
     from core.di import dataset_inference
+    from core.di.curve import pvalue_curve
     from core.pipeline.di import mia_run_inputs
 
     run = ws.latest_run("mia", dataset, target, where=lambda c: tuple(c.get("references") or ()) == tuple(references))
     inp, _ = mia_run_inputs(ws, run)
-    t = np.array([dataset_inference(inp.P, inp.U, directions=inp.directions, seed=s, null_check=False,
-                                    config=inp.scorer_config(), groups=inp.groups).t_statistic for s in range(seeds)])
+    kw = dict(directions=inp.directions, config=inp.scorer_config(), groups=inp.groups)
+    t = np.array([dataset_inference(inp.P, inp.U, seed=s, null_check=False, **kw).t_statistic for s in range(seeds)])
+    need = np.array([pvalue_curve(inp.P, inp.U, seed=s, n_resamples=100, **kw).min_suspects or 10**6 for s in range(seeds)])
+    pooled = dataset_inference(inp.P, inp.U, scorer="pooled_sum", null_check=False, **kw)
+    pooled_need = pvalue_curve(inp.P, inp.U, scorer="pooled_sum", n_resamples=100, **kw).min_suspects
+
+    def shown(v: float) -> int | None:
+        return None if v >= 10**6 else int(v)
+
     return {"t_seed0": round(float(t[0]), 2), "t_median": round(float(np.median(t)), 2),
-            "t_p10_p90": [round(float(v), 2) for v in np.quantile(t, [0.1, 0.9])], "seeds": seeds}
+            "t_p10_p90": [round(float(v), 2) for v in np.quantile(t, [0.1, 0.9])], "seeds": seeds,
+            "needed_seed0": shown(float(need[0])), "needed_median": shown(float(np.median(need))),
+            "needed_p10_p90": [shown(float(np.quantile(need, q, method="lower"))) for q in (0.1, 0.9)],
+            "pooled_sum_p": float(pooled.p_value), "pooled_sum_needed": pooled_need}
 
 
 def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples: int) -> dict:
@@ -356,6 +369,10 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
     print(json.dumps({"name": f"{family}-shift DI t over split seeds", "spread": spread}))
     print("DI Welch t, the audit's split (seed 0) / median [10%, 90%] over 30 splits: "
           + "; ".join(f"{k} {v['t_seed0']} / {v['t_median']} {v['t_p10_p90']}" for k, v in spread.items()), flush=True)
+    print("DI suspects needed, the audit's split / median [10%, 90%] over 30 splits / pooled_sum (p): "
+          + "; ".join(f"{k} {v['needed_seed0'] or 'not reached'} / {v['needed_median'] or 'not reached'} "
+                      f"[{v['needed_p10_p90'][0] or 'not reached'}, {v['needed_p10_p90'][1] or 'not reached'}] / "
+                      f"{v['pooled_sum_needed'] or 'not reached'} ({v['pooled_sum_p']:.2g})" for k, v in spread.items()), flush=True)
     return out | {"di_t_over_splits": spread}
 
 
