@@ -72,6 +72,16 @@ def excluded(value: list[dict]) -> str:
     return "; ".join(f"{len(cs)} ({sum(c.get('label') == 'non-member' for c in cs)} non-members): {r}" for r, cs in by_reason.items())
 
 
+def over_splits(value: dict) -> str:
+    """The spread of a DI run's "suspects needed" over other fit/test splits
+    (:func:`core.di.curve.needed_over_splits`)."""
+    def n(v: Any) -> str:
+        return "not reached" if v is None else str(v)
+
+    return (f"median {n(value['median'])} [10%: {n(value['p10'])}, 90%: {n(value['p90'])}] over {value['splits']} "
+            f"splits of the clips the scorer fits on and tests (this run's split: {n(value['needed'][0])})")
+
+
 def advice(value: dict) -> str:
     """The advisor's answer an MIA run carries (:func:`core.pipeline.reference.latest_advice`)."""
     return f"{value['recommendation']} (base {value['base']}; run {value['run']}): {value['reason']}"
@@ -180,6 +190,7 @@ record(
     Field("n_nonmembers", "known non-members", detail=True),
     Field("mia_auc", "AUC of the MIA run read", detail=True),
     Field("null_ci", "null check: 95% interval of its rejection rate", interval, detail=True),
+    Field("needed_over_splits", "suspects needed over other splits", over_splits, detail=True),
     Field("which/sentence", "share of the suspects used", detail=True),
     Field("which/caveat", "caveat on the share and the flags", detail=True),
     Field("which/flags/n_flagged", "clips flagged (conformal p-values, Benjamini-Hochberg)", detail=True),

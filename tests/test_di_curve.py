@@ -147,3 +147,25 @@ def test_sizes_are_validated() -> None:
         pvalue_curve(P, U, scorer="control_split", sizes=[5, 48], n_resamples=5)
     with pytest.raises(ValueError, match="sizes must lie"):
         pvalue_curve(P, U, scorer="cross_fit", sizes=[3, 10], n_resamples=5)
+
+
+def test_needed_over_splits_redraws_the_split_and_takes_order_statistics() -> None:
+    from core.di import needed_over_splits
+
+    P, U = _data(21, n_p=60, n_u=60, shift=0.35)
+    d = np.ones(D)
+    out = needed_over_splits(P, U, directions=d, scorer="normalized_sum", seed=3, n_resamples=40, splits=12)
+    loop = [pvalue_curve(P, U, directions=d, scorer="normalized_sum", seed=3 + i, n_resamples=40).min_suspects
+            for i in range(12)]
+    assert out is not None and out["needed"] == loop and out["splits"] == 12 and out["seed"] == 3
+    assert len(set(loop)) > 1  # the split moves the number: the reason this exists
+    ranked = sorted(n if n is not None else 10**9 for n in loop)  # "not reached" above every size
+    for key, q in (("median", 0.5), ("p10", 0.1), ("p90", 0.9)):
+        v = ranked[int(np.floor(q * (len(ranked) - 1)))]  # numpy's "lower" order statistic
+        assert out[key] == (None if v == 10**9 else v)
+    # a scorer that draws no split has one number, and nothing to spread
+    assert needed_over_splits(P, U, directions=d, scorer="pooled_sum", n_resamples=20, splits=3) is None
+    # "not reached" on every split reads as None throughout
+    Z = _data(22, n_p=30, n_u=30, shift=0.0)
+    flat = needed_over_splits(*Z, directions=d, scorer="normalized_sum", n_resamples=20, splits=5)
+    assert flat is not None and flat["needed"] == [None] * 5 and flat["median"] is None and flat["p10"] is None

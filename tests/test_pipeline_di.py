@@ -92,6 +92,11 @@ def test_run_equals_direct_dataset_inference_and_is_stored(ws: Workspace) -> Non
     assert out["null_rejection_rate"] == pytest.approx(ref.null_check.rate)
     curve = pvalue_curve(P, U, directions=s, alpha=0.01, seed=0, n_resamples=60)
     assert out["min_suspects"] == curve.min_suspects
+    # the spread over other splits: the run's own split first, the rest redrawn
+    from core.di import needed_over_splits
+
+    spread = needed_over_splits(P, U, directions=s, alpha=0.01, seed=0, n_resamples=60)
+    assert out["needed_over_splits"] == spread and spread["needed"][0] == curve.min_suspects
     assert [c["n"] for c in out["curve"]] == curve.n.tolist()
     assert set(out["curve"][0]) >= {"n", "p_median", "p_lo", "p_hi"}
     assert out["mia_run"] == mia_id and out["indicators"] == list(KEYS)
@@ -101,6 +106,8 @@ def test_run_equals_direct_dataset_inference_and_is_stored(ws: Workspace) -> Non
     assert DIRunConfig.from_dict(stored["config"]) == FAST
     for key in ("alpha", "verdict", "warnings", "headline", "null_ci"):
         assert key in out
+    _, pooled = audit_di(ws, "synth", TARGET, DIRunConfig(scorer="pooled_sum", n_resamples=60, null_resamples=20))
+    assert "needed_over_splits" not in pooled  # no split drawn, nothing to spread
 
 
 def test_shifted_table_rejects_iid_table_does_not(ws: Workspace) -> None:

@@ -8,7 +8,7 @@ Public entry points: :func:`dataset_inference` (verdict with a null check),
 """
 
 from core.di import scorers as _scorers  # noqa: F401  (registers the scorers)
-from core.di.curve import DICurve, pvalue_curve
+from core.di.curve import DICurve, needed_over_splits, pvalue_curve
 from core.di.inference import DIConfig, DIResult, dataset_inference
 from core.di.nullcheck import NullCheck, clopper_pearson, null_check
 from core.di.registry import ScoredSplit, ScorerConfig, get_scorer, register_scorer, scorer_names
@@ -27,6 +27,7 @@ __all__ = [
     "dataset_inference",
     "get_scorer",
     "grouped_welch",
+    "needed_over_splits",
     "null_check",
     "pvalue_curve",
     "register_scorer",

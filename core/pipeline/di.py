@@ -218,7 +218,7 @@ def audit_di(
     :func:`core.pipeline.mia.audit_mia` first when there is none. The run read is recorded
     (``mia_run``, its mode), so a re-run upstream never silently changes this one.
     """
-    from core.di import dataset_inference, pvalue_curve
+    from core.di import dataset_inference, needed_over_splits, pvalue_curve
 
     t0 = time.perf_counter()
     target_ref, target = target, getattr(target, "spec", target)  # a spec or its TargetRef; runs are found by spec
@@ -257,6 +257,11 @@ def audit_di(
         seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg, equal_nonmembers=True,
         groups=inp.groups,
     )
+    # the spread of "suspects needed" over other splits (a refit curve has it in its band already)
+    spread = None if config.refit else needed_over_splits(
+        inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
+        n_resamples=config.n_resamples, config=scfg, groups=inp.groups,
+    )
     step(2, "dataset inference: null curve")
     null_curve = _null_curve(inp.U, inp.directions, config, scfg, None if inp.groups is None else inp.groups[1])
 
@@ -288,6 +293,7 @@ def audit_di(
         "min_suspects": curve.min_suspects,
         "min_suspects_equal": paper.min_suspects,
         "min_suspects_equal_max": int(paper.n.max()),
+        **({"needed_over_splits": spread} if spread is not None else {}),
         "evidence": inp.evidence,
         "grouping": inp.grouping,
         "null_rejection_rate": None if nc is None else nc.rate,

@@ -81,13 +81,16 @@ def metrics(result: dict) -> None:
     c[0].metric("p-value", format_p(result["p_value"]), help="One-sided Welch t-test, H1: the suspects score higher than the non-members.")
     c[0].caption(f"t = {result['t_statistic']:.2f}, df = {result['df']:.0f}, α = {result['alpha']:g}")
     from core.di.curve import suspects_needed
+    from core.records import over_splits
 
     needed = suspects_needed(result)  # both numbers, each named: they answer two questions
     c[1].metric("Suspects needed", " · ".join(v for v, _ in needed),
                 help="Smallest number of tested suspects from which the median p-value stays below α: against all held-out "
                      "non-members, then with as many non-members as suspects.")
+    spread = result.get("needed_over_splits")
     c[1].caption("; ".join(f"{v} {what}" for v, what in needed)
-                 + f" ({result['n_tested_suspects']} suspects tested vs {result['n_tested_nonmembers']} non-members)")
+                 + f" ({result['n_tested_suspects']} suspects tested vs {result['n_tested_nonmembers']} non-members)"
+                 + (f". Over other splits: {over_splits(spread)}" if spread else ""))
     rate = result.get("null_rejection_rate")
     c[2].metric("Null rejection rate", "not run" if rate is None else f"{rate:.1%}", help="Share of non-member-only runs the test rejected; it should be about α.")
     if result.get("null_ci"):
