@@ -76,12 +76,16 @@ def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "au
 
     cfg = config if config is not None else ScorerConfig()
 
+    ranges: list = []
+
     def pilot(s: int) -> int | None:
         rng = np.random.default_rng(s)
         half_p, half_u = rng.permutation(P.shape[0])[: P.shape[0] // 2], rng.permutation(U.shape[0])[: U.shape[0] // 2]
         res = dataset_inference(P[half_p], U[half_u], directions=directions, scorer=scorer, alpha=alpha, seed=s, null_check=False,
                                 config=cfg)
-        return plan(res, nonmembers=U.shape[0])["suspects_median"]
+        got = plan(res, nonmembers=U.shape[0])
+        ranges.append(got["suspects_median_range"])
+        return got["suspects_median"]
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else max(a, b) / min(a, b)
@@ -89,7 +93,13 @@ def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "au
     predictions = [pilot(seed + i) for i in range(pilots)]
     predicted = predictions[0]
     measured = pvalue_curve(P, U, directions=directions, scorer=scorer, alpha=alpha, seed=seed, n_resamples=100, config=cfg).min_suspects
-    out = {"predicted": predicted, "measured": measured, "ratio": ratio(predicted, measured)}
+    out = {"predicted": predicted, "measured": measured, "ratio": ratio(predicted, measured), "range": ranges[0]}
+
+    def covers(r: list) -> bool:  # the pilot's range of plans holds what the whole data measures
+        lo, hi = r
+        return measured is not None and lo is not None and lo <= measured and (hi is None or measured <= hi)
+
+    out["range_covers"] = sum(covers(r) for r in ranges)
     if pilots > 1:
         # a pilot that saw no effect asks for infinitely many: it counts, at the top
         m = float(np.median([np.inf if p is None else p for p in predictions]))
@@ -191,13 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print(f"| {spec} | {access or 'white-box'} | {r['share']:.0%} | {r['mean_fdp']:.3f} | {r['no_flag_rate']:.0%} | "
                   f"{r['lower_coverage']:.1%} | {r['mean_lower']:.0%} | {r['mean_estimate']:.0%} |", flush=True)
-    print("\n| target | planner (half the demo) | measured (all of it) | ratio | median of the pilots [range] | its ratio | pilots within 1.5x |"
-          "\n|---|---|---|---|---|---|---|")
+    print("\n| target | planner (half the demo) | its range | measured (all of it) | ratio | median of the pilots [range] | its ratio "
+          "| pilots within 1.5x | pilots whose range holds the measured |"
+          "\n|---|---|---|---|---|---|---|---|---|")
     for cell, p in out["planner"].items():
         spread = [x for x in p.get("pilots", []) if x is not None]
-        print(f"| {cell} | {p['predicted']} | {p['measured']} | {p['ratio'] and round(p['ratio'], 2)} | "
+        lo, hi = p["range"]
+        print(f"| {cell} | {p['predicted']} | {lo}-{hi if hi is not None else 'any'} | {p['measured']} | {p['ratio'] and round(p['ratio'], 2)} | "
               f"{p.get('median_predicted')} [{min(spread, default=None)}, {max(spread, default=None)}] | "
-              f"{p.get('median_ratio') and round(p['median_ratio'], 2)} | {p.get('within_1_5')}/{len(p.get('pilots', [1]))} |")
+              f"{p.get('median_ratio') and round(p['median_ratio'], 2)} | {p.get('within_1_5')}/{len(p.get('pilots', [1]))} | "
+              f"{p['range_covers']}/{len(p.get('pilots', [1]))} |")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out))
     return 0

@@ -261,6 +261,35 @@ def test_the_planner_never_asks_for_fewer_suspects_than_dataset_inference_tests(
     assert weak["suspects_median"] == required_tested(*_moments_of(weak_res), 0.01, 0.5, n_u=60) > SMALLEST_DEFAULT_SIZE
 
 
+def test_the_planners_range_follows_the_interval_of_the_effect_and_holds_the_truth_at_its_rate():
+    """The range of plans: the suspects needed at the two ends of the effect's 80% normal
+    interval (the estimate plus and minus 1.2816 standard errors); and over pilots drawn from
+    one population, it holds the plan the true effect gives in about 80% of them."""
+    from core.di.which import plan, plan_sentence
+
+    def result(rng: np.random.Generator, n: int) -> SimpleNamespace:
+        p, u = rng.normal(0.6, 1.0, n), rng.normal(0.0, 1.0, n)
+        return SimpleNamespace(p_scores=p, u_scores=u, p_group=np.zeros(n, int), u_group=np.zeros(n, int),
+                               alpha=0.01, n_suspects=n, n_nonmembers=n)
+
+    res = result(np.random.default_rng(2), 50)
+    got = plan(res)
+    d, vp, vu = _moments_of(res)
+    se = np.sqrt(vp / 50 + vu / 50)
+    lo, hi = (required_tested(d + k * 1.2815515655446004 * se, vp, vu, 0.01, 0.5, n_u=50) for k in (1, -1))
+    assert got["suspects_median_range"] == [max(lo, 5), None if hi is None else max(hi, 5)]
+    assert got["suspects_median_range"][0] <= got["suspects_median"] <= got["suspects_median_range"][1]
+    assert "80% interval supports" in plan_sentence(got)
+    # the plan of the true effect (0.6, unit spreads, 50 non-members) is held by ~80% of pilots
+    truth = required_tested(0.6, 1.0, 1.0, 0.01, 0.5, n_u=50)
+    rng = np.random.default_rng(9)
+    held = 0
+    for _ in range(300):
+        a, b = plan(result(rng, 50))["suspects_median_range"]
+        held += a is not None and a <= truth and (b is None or truth <= b)  # None at the low end: no effect at all
+    assert 0.72 <= held / 300 <= 0.88, held
+
+
 def _moments_of(res: SimpleNamespace) -> tuple[float, float, float]:
     return (float(res.p_scores.mean() - res.u_scores.mean()), float(res.p_scores.var(ddof=1)), float(res.u_scores.var(ddof=1)))
 

@@ -264,6 +264,10 @@ def required_tested(d: float, vp: float, vu: float, alpha: float, power: float, 
     return hi
 
 
+PLAN_RANGE = 0.8
+"""Coverage of the interval of the effect the planner reports its range of suspects from."""
+
+
 def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: ShareBounds | None = None,
          nonmembers: int | None = None) -> dict[str, Any]:
     """How many suspects the test needs (median p < alpha, and 80% power), with all the
@@ -303,6 +307,14 @@ def plan(res: Any, *, alpha: float | None = None, q: float = DEFAULT_Q, share: S
     for power, name in ((0.5, "median"), (0.8, "power80")):
         out[f"suspects_{name}"] = given(required_tested(d, vp, vu, alpha, power, n_u=n_u, groups=groups), f"suspects_{name}")
         out[f"suspects_{name}_equal"] = given(required_tested(d, vp, vu, alpha, power, groups=groups), f"suspects_{name}_equal")
+    # The effect is this run's estimate: its 80% interval (normal, from the tested clips'
+    # spreads) gives the range of plans it supports. A larger effect asks for fewer suspects.
+    se = math.sqrt(vp / max(1, res.p_scores.size) + vu / max(1, res.u_scores.size))
+    z = float(norm.ppf(1 - (1 - PLAN_RANGE) / 2))
+    ends = [required_tested(d + sign * z * se, vp, vu, alpha, 0.5, n_u=n_u, groups=groups) for sign in (1, -1)]
+    out["suspects_median_range"] = [None if n is None else max(int(math.ceil(n / tested_share)), SMALLEST_DEFAULT_SIZE)
+                                    for n in ends]
+    out["plan_range"] = PLAN_RANGE
     if share is not None and share.estimate > 0:
         per_fold = math.ceil(1 / (q * share.estimate) - 1)  # calibration non-members one fold needs
         in_a_fold = res.u_scores.size / max(1, len(_folds(np.asarray(res.p_group), np.asarray(res.u_group)))) / max(1, res.n_nonmembers)
@@ -318,6 +330,11 @@ def plan_sentence(p: dict[str, Any]) -> str:
     text = (f"p < {p['alpha']:g} in half of the audits needs about {n(p['suspects_median'])} suspects {known} "
             f"({n(p['suspects_median_equal'])} with as many non-members), 80% power about {n(p['suspects_power80'])} "
             f"({n(p['suspects_power80_equal'])})")
+    if p.get("suspects_median_range") and p["suspects_median"] is not None:
+        lo, hi = p["suspects_median_range"]
+        upto = f"{lo} to {hi}" if hi is not None else f"{lo} or more (its lower end shows no effect)"
+        text += (f"; the effect measured here is an estimate, and its {p['plan_range']:.0%} interval supports "
+                 f"{upto} suspects for the median")
     if p.get("below_smallest"):
         text += (f" (answers below {p['smallest_tested']} raised to {p['smallest_tested']}, the smallest set dataset inference "
                  "tests: below it Welch's test rejects too often)")
