@@ -332,9 +332,10 @@ def plan_sentence(p: dict[str, Any]) -> str:
             f"({n(p['suspects_power80_equal'])})")
     if p.get("suspects_median_range") and p["suspects_median"] is not None:
         lo, hi = p["suspects_median_range"]
-        upto = f"{lo} to {hi}" if hi is not None else f"{lo} or more (its lower end shows no effect)"
-        text += (f"; the effect measured here is an estimate, and its {p['plan_range']:.0%} interval supports "
-                 f"{upto} suspects for the median")
+        text += f"; the effect measured here is an estimate, and its {p['plan_range']:.0%} interval supports "
+        text += (f"{lo} to {hi} suspects for the median" if hi is not None else
+                 f"at least {lo} suspects for the median (at its lower end no number of suspects is enough with these "
+                 "non-members)")
     if p.get("below_smallest"):
         text += (f" (answers below {p['smallest_tested']} raised to {p['smallest_tested']}, the smallest set dataset inference "
                  "tests: below it Welch's test rejects too often)")
