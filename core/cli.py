@@ -304,8 +304,17 @@ def _di_calibration_text(r: dict) -> str:
     need = unc["min_suspects"] if unc["min_suspects"] is not None else "not reached"
     factor = cal["gain"].get("suspects_factor")
     other = f" (scorer {unc['scorer']})" if unc.get("scorer") and unc["scorer"] != r.get("scorer") else ""
-    return (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated{other}: {p_clause(unc['p_value'])}, "
+    text = (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated{other}: {p_clause(unc['p_value'])}, "
             f"suspects needed {need}" + ("" if factor is None else f"; suspects needed with the reference(s): {suspects_gain_text(factor)}"))
+    if "suspects_factor_over_splits" in cal["gain"]:
+        from core.pipeline.di import typical_needed
+
+        def n(v: int | None) -> str:
+            return "not reached" if v is None else str(v)
+
+        text += (f"\n  over redrawn splits (median): {n(typical_needed(r))} calibrated, {n(typical_needed(unc))} uncalibrated; "
+                 f"with the reference(s): {suspects_gain_text(cal['gain']['suspects_factor_over_splits'])}")
+    return text
 
 
 def cmd_report(args: argparse.Namespace) -> int:

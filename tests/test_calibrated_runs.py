@@ -76,6 +76,19 @@ def test_di_with_references_tests_calibrated_indicators_beside_uncalibrated(runs
     assert di["calibration"]["references"] == [REFERENCE]
     assert ws.load_run(di_id)["provenance"]["reference_fingerprints"] == ws.load_run(runs["cal_id"])["provenance"]["reference_fingerprints"]
     assert "uncalibrated" not in plain and "reference_fingerprints" not in ws.load_run(plain_id)["provenance"]
+    # both sides drew a split (normalized_sum): each carries its spread over redrawn splits, the
+    # uncalibrated one the plain run's, and the gain is also read on the medians
+    from core.mia.calibration import suspects_gain, suspects_gain_text
+    from core.viz.report import OVER_SPLITS, di_calibration_rows
+
+    assert di["uncalibrated"]["needed_over_splits"] == plain["needed_over_splits"]
+    medians = (di["needed_over_splits"]["median"], plain["needed_over_splits"]["median"])
+    assert di["calibration"]["gain"]["suspects_factor_over_splits"] == suspects_gain(*medians)
+    rows = di_calibration_rows(di)
+    sp = di["needed_over_splits"]
+    shown = lambda v: "not reached" if v is None else str(v)  # noqa: E731
+    assert rows[0][OVER_SPLITS] == f"{shown(sp['median'])} [{shown(sp['p10'])}, {shown(sp['p90'])}]"
+    assert rows[2][OVER_SPLITS] == suspects_gain_text(suspects_gain(*medians))
 
 
 def test_reference_that_is_the_target_is_refused(runs: dict) -> None:

@@ -337,6 +337,9 @@ def audit_di(
             "gain": {"suspects_factor": suspects_gain(curve.min_suspects, out["uncalibrated"]["min_suspects"]),
                      "mia_auc": _minus(mia_run["result"].get("auc"), (mia_run["result"].get("uncalibrated") or {}).get("auc"))},
         }
+        if "needed_over_splits" in out or "needed_over_splits" in out["uncalibrated"]:  # a side's number is one split's draw
+            out["calibration"]["gain"]["suspects_factor_over_splits"] = suspects_gain(typical_needed(out),
+                                                                                      typical_needed(out["uncalibrated"]))
     step(4, "dataset inference: done")
     prov = provenance(ws, dataset, target_fingerprint=mia_run["provenance"].get("model_fingerprint"), seed=config.seed, seconds=time.perf_counter() - t0)
     prov["mia_run"] = mia_run["id"]
@@ -353,8 +356,9 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 def uncalibrated_di(inp: DIInputs, config: DIRunConfig) -> dict[str, Any]:
     """The same test on the uncalibrated indicators of a calibrated run, for the side by
-    side: p-value, verdict, suspects needed, null check, the p-value curve."""
-    from core.di import dataset_inference, pvalue_curve
+    side: p-value, verdict, suspects needed (and over redrawn splits), null check, the
+    p-value curve."""
+    from core.di import dataset_inference, needed_over_splits, pvalue_curve
 
     scfg = inp.scorer_config()
     res = dataset_inference(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
@@ -362,9 +366,21 @@ def uncalibrated_di(inp: DIInputs, config: DIRunConfig) -> dict[str, Any]:
     curve = pvalue_curve(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
                          n_resamples=config.n_resamples, refit=config.refit, config=scfg, groups=inp.groups)
     nc = res.null_check
+    spread = None if config.refit else needed_over_splits(
+        inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
+        n_resamples=config.n_resamples, config=scfg, groups=inp.groups,
+    )
     return {"p_value": float(res.p_value), "rejected": bool(res.rejected), "min_suspects": curve.min_suspects,
             "n_tested_suspects": res.n_tested_suspects, "scorer": res.scorer,
-            "null_rejection_rate": None if nc is None else nc.rate, "curve": _curve_rows(curve)}
+            "null_rejection_rate": None if nc is None else nc.rate, "curve": _curve_rows(curve),
+            **({"needed_over_splits": spread} if spread is not None else {})}
+
+
+def typical_needed(result: dict[str, Any]) -> int | None:
+    """The suspects needed a DI result would typically show: the median over redrawn splits
+    when its scorer draws one, else its one number."""
+    spread = result.get("needed_over_splits")
+    return spread["median"] if spread else result.get("min_suspects")
 
 
 CLIP_FIELDS = ("p_clips", "u_clips", "p_scores", "u_scores", "p_index", "u_index", "p_group", "u_group")

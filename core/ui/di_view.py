@@ -171,7 +171,11 @@ def calibration_comparison(result: dict) -> None:
     if rows:
         st.subheader("With and without the reference model(s)")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        st.caption("The verdict above uses the calibrated indicators. A reference must not have trained on the suspects.")
+        from core.viz.report import OVER_SPLITS
+
+        st.caption("The verdict above uses the calibrated indicators. A reference must not have trained on the suspects."
+                   + (" The median over splits redraws the clips a scorer fits or standardizes on, so one split's luck does not "
+                      "decide the gain." if OVER_SPLITS in rows[0] else ""))
         from core.ui.shadow_view import shadow_cards_caption
 
         shadow_cards_caption((result.get("calibration") or {}).get("references") or [], result.get("excluded_clips"))

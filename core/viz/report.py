@@ -182,7 +182,9 @@ def calibration_rows(result: dict) -> list[dict[str, str]]:
         return {"": name, "AUC": _opt(r.get("auc"), ".3f"), "95% CI": _fmt_ci(r.get("auc_ci")),
                 "TPR at 1% FPR": _opt(r.get("tpr_at_1pct_fpr"), ".1%"), "best single indicator": str(r.get("best_indicator"))}
 
-    return [row(f"calibrated ({', '.join(cal['references'])})", result), row("uncalibrated", unc),
+    # a reference folder by its last part (the page's caption and the report's provenance give the path)
+    names = ", ".join(r.rstrip("/").rsplit("/", 1)[-1] for r in cal["references"])
+    return [row(f"calibrated ({names})", result), row("uncalibrated", unc),
             {"": "gain", "AUC": _opt(gain.get("auc"), "+.3f"), "95% CI": "", "TPR at 1% FPR": _opt(gain.get("tpr_at_1pct_fpr"), "+.1%"),
              "best single indicator": ""}]
 
@@ -192,19 +194,33 @@ def di_calibration_rows(result: dict) -> list[dict[str, str]]:
     cal, unc = result.get("calibration"), result.get("uncalibrated")
     if not cal or not unc:
         return []
-    factor = cal.get("gain", {}).get("suspects_factor")
+    gain = cal.get("gain", {})
+    splits = "suspects_factor_over_splits" in gain  # a side drew a split: its spread is shown beside it
+
+    def n(v: int | None) -> str:
+        return "not reached" if v is None else str(v)
 
     def row(name: str, r: dict) -> dict[str, str]:
-        return {"": name, "scorer": str(r.get("scorer") or ""), "p-value": _opt(r.get("p_value"), ".3g"),
-                "rejected": "yes" if r.get("rejected") else "no", "suspects needed": str(r.get("min_suspects") or "not reached"),
-                "null rejection rate": _opt(r.get("null_rejection_rate"), ".1%")}
+        out = {"": name, "scorer": str(r.get("scorer") or ""), "p-value": _opt(r.get("p_value"), ".3g"),
+               "rejected": "yes" if r.get("rejected") else "no", "suspects needed": n(r.get("min_suspects"))}
+        if splits:
+            sp = r.get("needed_over_splits")
+            out[OVER_SPLITS] = f"{n(sp['median'])} [{n(sp['p10'])}, {n(sp['p90'])}]" if sp else f"{n(r.get('min_suspects'))} (no split drawn)"
+        return out | {"null rejection rate": _opt(r.get("null_rejection_rate"), ".1%")}
 
     # each side names its scorer: auto resolves per side (a calibrated diffusion run reads
     # the calibrated mean loss, its uncalibrated side the learned control split)
-    return [row(f"calibrated ({', '.join(cal['references'])})", result), row("uncalibrated", unc),
-            {"": "gain", "scorer": "", "p-value": "", "rejected": "",
-             "suspects needed": suspects_gain_text(factor),
-             "null rejection rate": ""}]
+    last = {"": "gain", "scorer": "", "p-value": "", "rejected": "", "suspects needed": suspects_gain_text(gain.get("suspects_factor"))}
+    if splits:
+        last[OVER_SPLITS] = suspects_gain_text(gain["suspects_factor_over_splits"])
+    # a reference folder by its last part (the page's caption and the report's provenance give the path)
+    names = ", ".join(r.rstrip("/").rsplit("/", 1)[-1] for r in cal["references"])
+    return [row(f"calibrated ({names})", result), row("uncalibrated", unc),
+            last | {"null rejection rate": ""}]
+
+
+OVER_SPLITS = "median over 30 splits [10%, 90%]"
+"""The side-by-side's column of the suspects needed over redrawn fit/test splits."""
 
 
 def _rows_table(rows: list[dict[str, str]], caption: str) -> str:
