@@ -218,7 +218,7 @@ def audit_di(
     :func:`core.pipeline.mia.audit_mia` first when there is none. The run read is recorded
     (``mia_run``, its mode), so a re-run upstream never silently changes this one.
     """
-    from core.di import dataset_inference, needed_over_splits, pvalue_curve
+    from core.di import dataset_inference, pvalue_curve
 
     t0 = time.perf_counter()
     target_ref, target = target, getattr(target, "spec", target)  # a spec or its TargetRef; runs are found by spec
@@ -257,11 +257,7 @@ def audit_di(
         seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg, equal_nonmembers=True,
         groups=inp.groups,
     )
-    # the spread of "suspects needed" over other splits (a refit curve has it in its band already)
-    spread = None if config.refit else needed_over_splits(
-        inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
-        n_resamples=config.n_resamples, config=scfg, groups=inp.groups,
-    )
+    spread = _over_splits(inp, config)
     step(2, "dataset inference: null curve")
     null_curve = _null_curve(inp.U, inp.directions, config, scfg, None if inp.groups is None else inp.groups[1])
 
@@ -358,7 +354,7 @@ def uncalibrated_di(inp: DIInputs, config: DIRunConfig) -> dict[str, Any]:
     """The same test on the uncalibrated indicators of a calibrated run, for the side by
     side: p-value, verdict, suspects needed (and over redrawn splits), null check, the
     p-value curve."""
-    from core.di import dataset_inference, needed_over_splits, pvalue_curve
+    from core.di import dataset_inference, pvalue_curve
 
     scfg = inp.scorer_config()
     res = dataset_inference(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
@@ -366,14 +362,23 @@ def uncalibrated_di(inp: DIInputs, config: DIRunConfig) -> dict[str, Any]:
     curve = pvalue_curve(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
                          n_resamples=config.n_resamples, refit=config.refit, config=scfg, groups=inp.groups)
     nc = res.null_check
-    spread = None if config.refit else needed_over_splits(
-        inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
-        n_resamples=config.n_resamples, config=scfg, groups=inp.groups,
-    )
+    spread = _over_splits(inp, config)
     return {"p_value": float(res.p_value), "rejected": bool(res.rejected), "min_suspects": curve.min_suspects,
             "n_tested_suspects": res.n_tested_suspects, "scorer": res.scorer,
             "null_rejection_rate": None if nc is None else nc.rate, "curve": _curve_rows(curve),
             **({"needed_over_splits": spread} if spread is not None else {})}
+
+
+def _over_splits(inp: DIInputs, config: DIRunConfig) -> dict[str, Any] | None:
+    """The spread of a test's "suspects needed" over redrawn fit/test splits
+    (:func:`core.di.curve.needed_over_splits`); None for a split-free scorer, and for a
+    refit curve, whose band has that spread already."""
+    from core.di import needed_over_splits
+
+    if config.refit:
+        return None
+    return needed_over_splits(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
+                              seed=config.seed, n_resamples=config.n_resamples, config=inp.scorer_config(), groups=inp.groups)
 
 
 def typical_needed(result: dict[str, Any]) -> int | None:
