@@ -21,7 +21,7 @@ from core.cli_flags import CLIError, _comma_list, _key_values, add_config_flags,
 from core.cli_reference import add_reference_parser
 from core.runtime.settings import Settings
 from core.config import Listing, decoding_text, language_text
-from core.records import record_of
+from core.records import needed_text, record_of
 from core.runtime.store import Workspace
 from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
 
@@ -301,7 +301,7 @@ def _di_calibration_text(r: dict) -> str:
     cal, unc = r.get("calibration"), r.get("uncalibrated")
     if not cal or not unc:
         return ""
-    need = unc["min_suspects"] if unc["min_suspects"] is not None else "not reached"
+    need = needed_text(unc["min_suspects"])
     factor = cal["gain"].get("suspects_factor")
     other = f" (scorer {unc['scorer']})" if unc.get("scorer") and unc["scorer"] != r.get("scorer") else ""
     text = (f"\n  calibrated against {', '.join(cal['references'])}; uncalibrated{other}: {p_clause(unc['p_value'])}, "
@@ -309,10 +309,8 @@ def _di_calibration_text(r: dict) -> str:
     if "suspects_factor_over_splits" in cal["gain"]:
         from core.pipeline.di import typical_needed
 
-        def n(v: int | None) -> str:
-            return "not reached" if v is None else str(v)
-
-        text += (f"\n  over redrawn splits (median): {n(typical_needed(r))} calibrated, {n(typical_needed(unc))} uncalibrated; "
+        text += (f"\n  over redrawn splits (median): {needed_text(typical_needed(r))} calibrated, "
+                 f"{needed_text(typical_needed(unc))} uncalibrated; "
                  f"with the reference(s): {suspects_gain_text(cal['gain']['suspects_factor_over_splits'])}")
     return text
 

@@ -31,6 +31,11 @@ def plain(value: Any) -> str:
     return str(value)
 
 
+def needed_text(value: int | None) -> str:
+    """A "suspects needed" number as every surface says it: "not reached" for None."""
+    return "not reached" if value is None else str(value)
+
+
 def interval(value: Any) -> str:
     """A ``[lo, hi]`` pair."""
     lo, hi = value
@@ -75,9 +80,7 @@ def excluded(value: list[dict]) -> str:
 def over_splits(value: dict) -> str:
     """The spread of a DI run's "suspects needed" over other fit/test splits
     (:func:`core.di.curve.needed_over_splits`)."""
-    def n(v: Any) -> str:
-        return "not reached" if v is None else str(v)
-
+    n = needed_text
     return (f"median {n(value['median'])} [10%: {n(value['p10'])}, 90%: {n(value['p90'])}] over {value['splits']} "
             f"splits of the clips the scorer fits on and tests (this run's split: {n(value['needed'][0])})")
 

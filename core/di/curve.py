@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from core.di.registry import ScoredSplit, ScorerConfig, get_scorer
 from core.di.scorers import MIN_PER_SIDE, check_features, encode_groups
 from core.di.welch import combine_groups, welch_from_moments
+from core.records import needed_text
 
 DEFAULT_N_SIZES = 30
 SMALLEST_DEFAULT_SIZE = 5
@@ -105,12 +106,9 @@ def suspects_needed(result: Any) -> list[tuple[str, str]]:
     curve against all held-out non-members, and with as many non-members as suspects (absent
     from runs made before it existed)."""
 
-    def n(v: Any) -> str:
-        return "not reached" if v is None else str(v)
-
-    out = [(n(result.get("min_suspects")), NEEDED_ALL)]
+    out = [(needed_text(result.get("min_suspects")), NEEDED_ALL)]
     if "min_suspects_equal" in result:
-        out.append((n(result.get("min_suspects_equal")), NEEDED_EQUAL))
+        out.append((needed_text(result.get("min_suspects_equal")), NEEDED_EQUAL))
     return out
 
 

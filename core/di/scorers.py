@@ -215,8 +215,8 @@ def _z_sum(
     direction (all "higher = member" when none are given, with a note) and summed; and the
     notes, naming ``name`` and saying ``where`` an indicator was constant."""
     notes: list[str] = []
+    signs = np.ones(X.shape[1]) if directions is None else directions
     if directions is None:
-        directions = np.ones(X.shape[1])
         notes.append(f"{name}: no directions given; assuming higher = member for every indicator")
     mu = X.mean(axis=0)
     sd = X.std(axis=0, ddof=1)
@@ -224,7 +224,6 @@ def _z_sum(
     if flat.size:
         notes.append(f"{name}: indicator(s) {flat.tolist()} constant {where}")
     sd = np.maximum(sd, config.std_floor)
-    signs = directions
 
     def score(A: NDArray[np.float64]) -> NDArray[np.float64]:
         z: NDArray[np.float64] = (((A - mu) / sd) * signs).sum(axis=1)

@@ -192,8 +192,9 @@ def comparison(result: dict) -> None:
         if c in df:
             df[c] = df[c] * 100
     if "min_suspects" in df:  # in the words every other surface uses; blank where the scorer could not run
-        df["min_suspects"] = ["" if r.get("error") else "not reached" if r.get("min_suspects") is None else str(r["min_suspects"])
-                              for r in rows]
+        from core.records import needed_text
+
+        df["min_suspects"] = ["" if r.get("error") else needed_text(r.get("min_suspects")) for r in rows]
     cols = {
         "scorer": st.column_config.TextColumn("scorer"),
         "p_value": st.column_config.NumberColumn("p-value", format="%.2e"),

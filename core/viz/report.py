@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,11 +17,11 @@ from plotly.offline import get_plotlyjs
 
 from core import __version__
 from core.config import ACCESS_LEVELS, at_access, decoding_text
-from core.di.curve import suspects_needed
+from core.di.curve import DEFAULT_SPLITS, suspects_needed
 from core.di.scorers import split_grouping
 from core.mia.calibration import suspects_gain_text
 from core.mia.links import BlindLink, blind_link
-from core.records import record_of
+from core.records import needed_text, record_of
 from core.runtime.store import Workspace
 from core.viz import blind as vblind
 from core.viz import di as vdi
@@ -182,9 +183,7 @@ def calibration_rows(result: dict) -> list[dict[str, str]]:
         return {"": name, "AUC": _opt(r.get("auc"), ".3f"), "95% CI": _fmt_ci(r.get("auc_ci")),
                 "TPR at 1% FPR": _opt(r.get("tpr_at_1pct_fpr"), ".1%"), "best single indicator": str(r.get("best_indicator"))}
 
-    # a reference folder by its last part (the page's caption and the report's provenance give the path)
-    names = ", ".join(r.rstrip("/").rsplit("/", 1)[-1] for r in cal["references"])
-    return [row(f"calibrated ({names})", result), row("uncalibrated", unc),
+    return [row(f"calibrated ({reference_names(cal['references'])})", result), row("uncalibrated", unc),
             {"": "gain", "AUC": _opt(gain.get("auc"), "+.3f"), "95% CI": "", "TPR at 1% FPR": _opt(gain.get("tpr_at_1pct_fpr"), "+.1%"),
              "best single indicator": ""}]
 
@@ -196,9 +195,7 @@ def di_calibration_rows(result: dict) -> list[dict[str, str]]:
         return []
     gain = cal.get("gain", {})
     splits = "suspects_factor_over_splits" in gain  # a side drew a split: its spread is shown beside it
-
-    def n(v: int | None) -> str:
-        return "not reached" if v is None else str(v)
+    n = needed_text
 
     def row(name: str, r: dict) -> dict[str, str]:
         out = {"": name, "scorer": str(r.get("scorer") or ""), "p-value": _opt(r.get("p_value"), ".3g"),
@@ -213,13 +210,17 @@ def di_calibration_rows(result: dict) -> list[dict[str, str]]:
     last = {"": "gain", "scorer": "", "p-value": "", "rejected": "", "suspects needed": suspects_gain_text(gain.get("suspects_factor"))}
     if splits:
         last[OVER_SPLITS] = suspects_gain_text(gain["suspects_factor_over_splits"])
-    # a reference folder by its last part (the page's caption and the report's provenance give the path)
-    names = ", ".join(r.rstrip("/").rsplit("/", 1)[-1] for r in cal["references"])
-    return [row(f"calibrated ({names})", result), row("uncalibrated", unc),
+    return [row(f"calibrated ({reference_names(cal['references'])})", result), row("uncalibrated", unc),
             last | {"null rejection rate": ""}]
 
 
-OVER_SPLITS = "median over 30 splits [10%, 90%]"
+def reference_names(references: Sequence[str]) -> str:
+    """References by name, a folder by its last part (the page's caption and the report's
+    provenance give the path)."""
+    return ", ".join(r.rstrip("/").rsplit("/", 1)[-1] for r in references)
+
+
+OVER_SPLITS = f"median over {DEFAULT_SPLITS} splits [10%, 90%]"
 """The side-by-side's column of the suspects needed over redrawn fit/test splits."""
 
 
