@@ -31,34 +31,26 @@ DEFAULT_CELLS = ("zoo:lalm-small", "zoo:lalm-large", "zoo:lalm-large+ref", "zoo:
 
 def compare(P, U, directions, config, *, seeds: int, draws: int, n_resamples: int = 100) -> dict:
     """Both scorers on one set of indicators (see the module docstring)."""
-    from core.di import dataset_inference, null_check
-    from core.di.curve import pvalue_curve
+    from core.di import dataset_inference, needed_over_splits, null_check, pvalue_curve
 
     out = {}
     for scorer in SCORERS:
-        need = [pvalue_curve(P, U, directions=directions, scorer=scorer, seed=s, n_resamples=n_resamples,
-                             config=config).min_suspects for s in range(seeds if scorer == "normalized_sum" else 1)]
-        # "not reached" sorts above every size
-        big = np.array([n if n is not None else 10**6 for n in need])
+        kw = dict(directions=directions, scorer=scorer, n_resamples=n_resamples, config=config)
+        spread = needed_over_splits(P, U, splits=seeds, **kw)  # None for a scorer that draws no split
+        own = spread["needed"][0] if spread else pvalue_curve(P, U, **kw).min_suspects
         p = dataset_inference(P, U, directions=directions, scorer=scorer, seed=0, null_check=False, config=config).p_value
         nulls = {}
         for alpha in (0.01, 0.05):
             nc = null_check(U, directions=directions, scorer=scorer, n_suspects=min(50, len(U) // 2), n_resamples=draws,
                             alpha=alpha, seed=11, config=config)
             nulls[f"{alpha:g}"] = nc.rejections / draws
-
-        def shown(v: float) -> int | None:
-            return None if v >= 10**6 else int(v)
-
-        out[scorer] = {"p": float(p), "needed_seed0": need[0], "needed_median": shown(float(np.median(big))),
-                       "needed_p10_p90": [shown(float(np.quantile(big, q, method="lower"))) for q in (0.1, 0.9)],
-                       "null_rate": nulls}
+        out[scorer] = {"p": float(p), "needed_seed0": own, "needed_median": spread["median"] if spread else own,
+                       "needed_p10_p90": [spread["p10"], spread["p90"]] if spread else [own, own], "null_rate": nulls}
     return out
 
 
 def _row(label: str, res: dict) -> str:
-    def n(v):
-        return "not reached" if v is None else str(v)
+    from core.records import needed_text as n
 
     a, b = res["normalized_sum"], res["pooled_sum"]
     return (f"| {label} | {a['p']:.2g} | {n(a['needed_seed0'])} | {n(a['needed_median'])} "
@@ -72,8 +64,9 @@ HEADER = ("| cell | normalized_sum p | suspects needed, split 0 | median [10%, 9
 
 def run_cells(ws, dataset: str, target: str):
     """Every MIA run of ``target`` on ``dataset`` in ``ws``, the newest per (references,
-    calibrations, text mode): ``(label, inputs)``."""
+    calibrations, text mode): ``(label, P, U, directions, scorer config)``."""
     from core.pipeline.di import mia_run_inputs_both
+    from core.viz.report import reference_names
 
     newest: dict = {}
     for rid in list(ws.runs("mia", dataset, target)["id"])[::-1]:  # oldest first: the newest stays
@@ -83,8 +76,8 @@ def run_cells(ws, dataset: str, target: str):
     for (refs, cals, mode), run in newest.items():
         cal, uncal = mia_run_inputs_both(ws, run)[0]
         inp = cal if cal is not None else uncal
-        names = ", ".join(r.rstrip("/").rsplit("/", 1)[-1] for r in refs) or "none"
-        yield f"{mode}, references: {names}" + (f" ({'+'.join(cals)})" if cals else ""), inp
+        label = f"{mode}, references: {reference_names(refs) or 'none'}" + (f" ({'+'.join(cals)})" if cals else "")
+        yield label, inp.P, inp.U, inp.directions, inp.scorer_config()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,29 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         from core.pipeline import load_demo
 
         load_demo(ws)
-        cells = []
-        for cell in args.cells or DEFAULT_CELLS:
-            spec, _, access = cell.partition("@")
-            P, U, d, cfg = _inputs(ws, spec, access or "white-box")
-            cells.append((cell, _Inputs(P, U, d, cfg)))
+        cells = [(cell, *_inputs(ws, cell.partition("@")[0], cell.partition("@")[2] or "white-box"))
+                 for cell in args.cells or DEFAULT_CELLS]
     print(HEADER, flush=True)
     results = {}
-    for label, inp in cells:
-        res = compare(inp.P, inp.U, inp.directions, inp.scorer_config(), seeds=args.seeds, draws=args.draws)
+    for label, P, U, directions, config in cells:
+        res = compare(P, U, directions, config, seeds=args.seeds, draws=args.draws)
         results[label] = res
         print(_row(label, res), flush=True)
     print(json.dumps({"bench": "scorers", "cells": results, "seconds": round(time.perf_counter() - t0, 1)}), file=sys.stderr)
     return 0
-
-
-class _Inputs:
-    """A zoo cell's indicators in the shape :func:`run_cells` yields."""
-
-    def __init__(self, P, U, directions, config) -> None:
-        self.P, self.U, self.directions, self._config = P, U, directions, config
-
-    def scorer_config(self):
-        return self._config
 
 
 if __name__ == "__main__":

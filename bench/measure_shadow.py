@@ -328,25 +328,22 @@ def split_seed_spread(ws, dataset: str, target: str, references: tuple[str, ...]
     suspects needed (one number: it draws no split)."""
     import numpy as np
 
-    from core.di import dataset_inference
-    from core.di.curve import pvalue_curve
+    from core.di import dataset_inference, needed_over_splits, pvalue_curve
     from core.pipeline.di import mia_run_inputs
 
     run = ws.latest_run("mia", dataset, target, where=lambda c: tuple(c.get("references") or ()) == tuple(references))
     inp, _ = mia_run_inputs(ws, run)
     kw = dict(directions=inp.directions, config=inp.scorer_config(), groups=inp.groups)
     t = np.array([dataset_inference(inp.P, inp.U, seed=s, null_check=False, **kw).t_statistic for s in range(seeds)])
-    need = np.array([pvalue_curve(inp.P, inp.U, seed=s, n_resamples=100, **kw).min_suspects or 10**6 for s in range(seeds)])
+    need = needed_over_splits(inp.P, inp.U, n_resamples=100, splits=seeds, **kw)
     pooled = dataset_inference(inp.P, inp.U, scorer="pooled_sum", null_check=False, **kw)
     pooled_need = pvalue_curve(inp.P, inp.U, scorer="pooled_sum", n_resamples=100, **kw).min_suspects
-
-    def shown(v: float) -> int | None:
-        return None if v >= 10**6 else int(v)
-
+    if need is None:  # the audit's scorer draws no split (a calibrated diffusion run's mean_loss): one number
+        own = pvalue_curve(inp.P, inp.U, n_resamples=100, **kw).min_suspects
+        need = {"needed": [own], "median": own, "p10": own, "p90": own}
     return {"t_seed0": round(float(t[0]), 2), "t_median": round(float(np.median(t)), 2),
             "t_p10_p90": [round(float(v), 2) for v in np.quantile(t, [0.1, 0.9])], "seeds": seeds,
-            "needed_seed0": shown(float(need[0])), "needed_median": shown(float(np.median(need))),
-            "needed_p10_p90": [shown(float(np.quantile(need, q, method="lower"))) for q in (0.1, 0.9)],
+            "needed_seed0": need["needed"][0], "needed_median": need["median"], "needed_p10_p90": [need["p10"], need["p90"]],
             "pooled_sum_p": float(pooled.p_value), "pooled_sum_needed": pooled_need}
 
 
