@@ -143,8 +143,11 @@ def _inputs(ws, spec: str, access: str):
     name, _, ref = spec.partition("+")
     dataset = get_zoo(name.split(":", 1)[1]).dataset
     refs = (f"zoo:{reference_of(name.split(':', 1)[1])}",) if ref else ()
-    def same(c: dict) -> bool:  # a run of this cell already in the workspace is read, not made again
-        return c.get("access", "white-box") == access and tuple(c.get("references") or ()) == refs
+    default_mode = MIAConfig().mode
+
+    def same(c: dict) -> bool:  # a run of this cell (default text mode) already in the workspace is read, not made again
+        return (c.get("access", "white-box") == access and tuple(c.get("references") or ()) == refs
+                and c.get("mode", default_mode) == default_mode and not c.get("target_options"))
 
     run = ws.latest_run("mia", dataset, name, where=same)
     run_id = run["id"] if run is not None else audit_mia(ws, dataset, name, MIAConfig(access=access, references=refs))[0]
