@@ -172,6 +172,8 @@ def _detail_lines(kind: str, result: dict) -> list[str]:
 
 def _calibration_lines(res: dict) -> list[str]:
     """The uncalibrated result of a calibrated MIA run beside it, and the gain."""
+    from core.mia.calibration import gain_text
+
     cal, unc = res.get("calibration"), res.get("uncalibrated")
     if not cal or not unc:
         return []
@@ -180,7 +182,7 @@ def _calibration_lines(res: dict) -> list[str]:
     tpr = "n/a" if gain.get("tpr_at_1pct_fpr") is None else f"{gain['tpr_at_1pct_fpr']:+.3f}"
     return [f"  calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); "
             f"uncalibrated AUC {unc['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}), {unc['tpr_at_fpr_text'][0]}",
-            f"  gain from the reference(s): AUC {gain['auc']:+.3f}, TPR at 1% FPR {tpr}"]
+            f"  gain from the reference(s): AUC {gain_text(gain)}, TPR at 1% FPR {tpr}"]
 
 
 def _folds_text(inf: dict | None) -> str:

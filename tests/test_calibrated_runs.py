@@ -64,6 +64,33 @@ def test_calibrated_run_records_references_and_the_uncalibrated_result(runs: dic
     assert latest_mia(ws, "speech", TARGET, "given", ())["id"] == runs["target_id"]
 
 
+def test_the_auc_gain_has_a_paired_interval_widened_by_both_aggregates_refits(runs: dict) -> None:
+    """DeLong's paired variance from the pair loop of tests/test_stats_paired_auc.py, plus what
+    each aggregate's permutation null spreads beyond the exact null variance of a fixed
+    score's AUC, (n + 1) / (12 n1 n0); the same words on the CLI and in the report."""
+    from scipy.stats import norm
+
+    from core.cli import _calibration_lines
+    from core.viz.report import calibration_rows
+    from tests.test_stats_paired_auc import delong_by_pairs
+
+    ws, cal = runs["ws"], runs["cal"]
+    run, target_run = ws.load_run(runs["cal_id"]), ws.load_run(runs["target_id"])
+    clips = ws.run_table(run, "clips")
+    y = clips["label"].to_numpy()
+    diff, se_fixed = delong_by_pairs(y, clips["score"].to_numpy(), clips["score_uncalibrated"].to_numpy())
+    n1, n0 = int(y.sum()), int((1 - y).sum())
+    chance = (n1 + n0 + 1) / (12 * n1 * n0)
+    sds = (cal["inference"]["null_sd"], target_run["result"]["inference"]["null_sd"])
+    se = np.sqrt(se_fixed**2 + sum(max(0.0, sd**2 - chance) for sd in sds))
+    gain = cal["calibration"]["gain"]
+    assert gain["auc"] == pytest.approx(diff) and gain["auc_se"] == pytest.approx(se) and se > se_fixed
+    assert gain["auc_ci"] == pytest.approx([diff - 1.959964 * se, diff + 1.959964 * se], abs=1e-6)
+    assert gain["auc_p_value"] == pytest.approx(2 * norm.sf(abs(diff) / se))
+    words = f"[{gain['auc_ci'][0]:+.3f}, {gain['auc_ci'][1]:+.3f}], p = {gain['auc_p_value']:.2g}"
+    assert words in _calibration_lines(cal)[1] and calibration_rows(cal)[-1]["95% CI"] == words
+
+
 def test_di_with_references_tests_calibrated_indicators_beside_uncalibrated(runs: dict) -> None:
     ws = runs["ws"]
     di_id, di = audit_di(ws, "speech", TARGET, DIRunConfig(**(SMALL_DI.to_dict() | {"references": (REFERENCE,)})))

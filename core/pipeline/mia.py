@@ -115,11 +115,13 @@ def audit_mia(
         table = pd.concat([table, ref.calibrated], axis=1)
     out = res.to_dict()
     if ref is not None:
-        from core.mia.calibration import calibration_gain
+        from core.mia.calibration import auc_gain_test, calibration_gain
 
         out["uncalibrated"] = uncalibrated_summary(uncal.to_dict())
         out["scores_uncalibrated"] = {str(k): float(v) for k, v in uncal.scores.items()}
-        out["calibration"] = ref.describe() | {"gain": calibration_gain(out, out["uncalibrated"])}
+        tested = auc_gain_test(y, res.scores.to_numpy(), uncal.scores.reindex(res.scores.index).to_numpy(),
+                               calibrated_null_sd=res.inference.get("null_sd"), uncalibrated_null_sd=uncal.inference.get("null_sd"))
+        out["calibration"] = ref.describe() | {"gain": calibration_gain(out, out["uncalibrated"]) | (tested or {})}
     out["access"] = config.access
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}

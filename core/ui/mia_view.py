@@ -124,7 +124,9 @@ def calibration_comparison(result: dict) -> None:
     st.subheader("With and without the reference model(s)")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(f"Calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); the headline above is the "
-               "calibrated aggregate. A reference must not have trained on the suspects: one that did cancels the signal it shares.")
+               "calibrated aggregate. The gain's interval and p-value compare the two aggregates on the same clips (DeLong's paired "
+               "test, widened by each aggregate's refit noise: conservative). A reference must not have trained on the suspects: "
+               "one that did cancels the signal it shares.")
     shadow_cards_caption(cal["references"], result.get("excluded_clips"))
 
 

@@ -19,7 +19,7 @@ from core import __version__
 from core.config import ACCESS_LEVELS, at_access, decoding_text
 from core.di.curve import DEFAULT_SPLITS, suspects_needed
 from core.di.scorers import split_grouping
-from core.mia.calibration import suspects_gain_text
+from core.mia.calibration import gain_interval_text, suspects_gain_text
 from core.mia.links import BlindLink, blind_link
 from core.records import needed_text, record_of
 from core.runtime.store import Workspace
@@ -184,8 +184,8 @@ def calibration_rows(result: dict) -> list[dict[str, str]]:
                 "TPR at 1% FPR": _opt(r.get("tpr_at_1pct_fpr"), ".1%"), "best single indicator": str(r.get("best_indicator"))}
 
     return [row(f"calibrated ({reference_names(cal['references'])})", result), row("uncalibrated", unc),
-            {"": "gain", "AUC": _opt(gain.get("auc"), "+.3f"), "95% CI": "", "TPR at 1% FPR": _opt(gain.get("tpr_at_1pct_fpr"), "+.1%"),
-             "best single indicator": ""}]
+            {"": "gain", "AUC": _opt(gain.get("auc"), "+.3f"), "95% CI": gain_interval_text(gain),
+             "TPR at 1% FPR": _opt(gain.get("tpr_at_1pct_fpr"), "+.1%"), "best single indicator": ""}]
 
 
 def di_calibration_rows(result: dict) -> list[dict[str, str]]:
