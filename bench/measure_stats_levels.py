@@ -2,7 +2,12 @@
 README quotes; the slow tests in ``tests/test_stats_cv.py`` assert the thresholds on the
 same simulations).
 
-    python bench/measure_stats_levels.py [--runs 150]
+    python bench/measure_stats_levels.py [--runs 150] [--gain-runs 1000] [--only gain]
+
+``--only gain``: only the level of the calibration gain's test (``core.mia.calibration.auc_gain_test``),
+against DeLong's paired test on the fixed out-of-fold scores, over ``--gain-runs`` simulated
+audits whose two aggregates have the same expected AUC (``tests/test_mia_calibration_gain.py``
+asserts it on 200).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from test_mia_calibration_gain import gain_p_values  # noqa: E402
 from test_stats_cv import _nested_speakers, _sim, _speaker_data, _table  # noqa: E402
 
 from core.blind.diagnostics import numeric_pipeline  # noqa: E402
@@ -28,9 +34,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=150)
     ap.add_argument("--power-runs", type=int, default=100)
+    ap.add_argument("--gain-runs", type=int, default=1000)
+    ap.add_argument("--only", choices=("gain",), default=None, help="only the calibration gain's level")
     args = ap.parse_args()
     out: dict[str, float] = {}
     t0 = time.perf_counter()
+    plain, widened = gain_p_values(args.gain_runs, seed=1)
+    out |= {"calibration_gain_delong_fixed_scores_p_below_0.05": float((plain < 0.05).mean()),
+            "calibration_gain_widened_p_below_0.05": float((widened < 0.05).mean())}
+    if args.only == "gain":
+        print(json.dumps(out | {"seconds": round(time.perf_counter() - t0, 1)}, indent=1))
+        return
     cover = boot = reject = 0
     for s in range(args.runs):
         X, y = _sim(s, 0.0)

@@ -299,7 +299,8 @@ def auc_gain_test(labels: Any, calibrated_scores: Any, uncalibrated_scores: Any,
     permuted labels) measures its AUC's spread with refits; what it has beyond the
     fixed-score spread at chance (Hanley and McNeil's at 0.5) is added to the variance, for
     both aggregates as if independent. That rejects in 1.9% of the same runs: conservative
-    (``tests/test_mia_calibration_gain.py`` counts it).
+    (``bench/measure_stats_levels.py --only gain``; ``tests/test_mia_calibration_gain.py``
+    asserts it on 200).
 
     None without both null spreads (a run without permutations) or with fewer than two clips
     of a label among the clips both aggregates scored.
