@@ -40,6 +40,11 @@ out of every audit that uses it; the advisor compares target and base on the sam
   chain), the shadow with the fine-tune's own recipe (its epochs, learning rate and batch
   size, no weight decay); the advisor compares the two models' denoising losses.
 
+``--swap`` (``ar-shift``, ``diffusion-shift``): the same comparison on the second split of
+the non-members, the shadow trained on ``0150``-``0199`` and the audit testing ``0100``-``0149``
+(one split's 50 non-members move the AUC by several hundredths). ``--n-noise K``: noise
+draws per timestep of each diffusion audit (the MIA default is 4).
+
 ``--mode`` is the text mode of every audit (``generated``, the default, or ``given``: each
 clip's transcript scored; the advisor always compares in ``given`` mode).
 
@@ -82,16 +87,26 @@ def _paths(lo: int, hi: int, source: str = "demo-speech") -> set[str]:
     return {f"nonmembers/{SOURCES[source]}_{i:04d}.flac" for i in range(lo, hi)}
 
 
-def split_dataset(ws, name: str = SPLIT, source: str = "demo-speech") -> str:
-    """Ingest the members and non-members 0150-0199 of the bundled ``source`` as ``name``
-    (the same audio, so the same content hashes and cached evidence)."""
+SHADOW_HALF, AUDIT_HALF = (100, 150), (150, 200)
+"""The non-members (file numbers, end excluded) the shadow trains on and those the audit tests;
+``--swap`` exchanges them."""
+
+
+def halves(swap: bool = False) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(the shadow's non-members, the audited non-members), exchanged with ``swap``."""
+    return (AUDIT_HALF, SHADOW_HALF) if swap else (SHADOW_HALF, AUDIT_HALF)
+
+
+def split_dataset(ws, name: str = SPLIT, source: str = "demo-speech", audit: tuple[int, int] = AUDIT_HALF) -> str:
+    """Ingest the members and the non-members ``audit`` (0150-0199) of the bundled ``source``
+    as ``name`` (the same audio, so the same content hashes and cached evidence)."""
     from core.data.ingest import ingest_path
     from tests.conftest import copy_demo_rows
 
     if name in set(ws.datasets()["name"]):
         return name
     dst = Path(tempfile.mkdtemp(prefix="shadow-split-"))
-    copy_demo_rows(dst, source, lambda r: r["label"] == "member" or r["path"] in _paths(150, 200, source))
+    copy_demo_rows(dst, source, lambda r: r["label"] == "member" or r["path"] in _paths(*audit, source))
     ingest_path(ws, dst, name)
     shutil.rmtree(dst, ignore_errors=True)
     return name
@@ -126,28 +141,32 @@ def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int 
 
 
 def audit_row(ws, dataset: str, target: str, label: str, refs: tuple[str, ...], *, n_perm: int, null_resamples: int,
-              n_boot: int = 1000, di_resamples: int = 100, mode: str = "generated", calibrations: tuple[str, ...] = ()) -> dict:
-    """One audit: the MIA run with ``refs`` (and ``calibrations``; default the run's own) and
-    dataset inference on that run; MIA AUC and DI suspects needed."""
+              n_boot: int = 1000, di_resamples: int = 100, mode: str = "generated", calibrations: tuple[str, ...] = (),
+              n_noise: int | None = None) -> dict:
+    """One audit: the MIA run with ``refs`` (and ``calibrations``; default the run's own;
+    ``n_noise`` noise draws per timestep for a diffusion target, default the run's) and dataset
+    inference on that run; MIA AUC and DI suspects needed."""
+    from core.mia.calibration import gain_text
     from core.pipeline import MIAConfig, audit_mia
     from core.pipeline.di import DIRunConfig, audit_di
 
     run_id, mia = audit_mia(ws, dataset, target, MIAConfig(mode=mode, references=refs, n_perm=n_perm, n_boot=n_boot,
-                                                           calibrations=calibrations))
+                                                           calibrations=calibrations, **({"n_noise": n_noise} if n_noise else {})))
     _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=mode, mia_run=run_id, references=refs,
                                                       null_resamples=null_resamples, n_resamples=di_resamples))
     return {"reference": label, "calibrations": (mia.get("calibration") or {}).get("calibrations"), "auc": round(mia["auc"], 3),
             "auc_ci": [round(v, 3) for v in mia["auc_ci"]], "tpr_at_1pct_fpr": mia["tpr_at_1pct_fpr"], "di_p": di["p_value"],
             "suspects_needed": di["min_suspects"], "suspects_needed_equal": di["min_suspects_equal"],
             "null_rate": di["null_rejection_rate"], "n": mia["n_members"] + mia["n_nonmembers"],
-            "excluded": len(mia.get("excluded_clips") or [])}
+            "excluded": len(mia.get("excluded_clips") or []),
+            "auc_gain": gain_text(mia["calibration"]["gain"]) if mia.get("calibration") else None}
 
 
 def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: int, null_resamples: int, n_boot: int = 1000,
-            di_resamples: int = 100, mode: str = "generated") -> list[dict]:
+            di_resamples: int = 100, mode: str = "generated", n_noise: int | None = None) -> list[dict]:
     """One row per reference choice (none, base, shadow): MIA AUC and DI suspects needed."""
     return [audit_row(ws, dataset, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, n_boot=n_boot,
-                      di_resamples=di_resamples, mode=mode)
+                      di_resamples=di_resamples, mode=mode, n_noise=n_noise)
             for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (shadow,)))]
 
 
@@ -160,30 +179,35 @@ def print_rows(rows: list[dict]) -> None:
 
 
 def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int,
-            source: str = "demo-speech", split: str = SPLIT, advise: bool = True, mode: str = "generated") -> dict:
-    """Build the shadow (on the ``source`` non-members 0100-0149; a finished one is reused),
-    advise, compare on ``split`` in text ``mode``; print and return."""
+            source: str = "demo-speech", split: str = SPLIT, advise: bool = True, mode: str = "generated", swap: bool = False,
+            n_noise: int | None = None) -> dict:
+    """Build the shadow (on the ``source`` non-members 0100-0149, with ``swap`` 0150-0199; a
+    finished one is reused), advise, compare on ``split`` (the members and the other half of
+    the non-members) in text ``mode``; print and return."""
     from core.pipeline.reference import advise_reference, build_shadow
 
-    split_dataset(ws, split, source)
-    shadow_clips = hashes_of(ws, source, _paths(100, 150, source))
+    own, audited = halves(swap)
+    split_dataset(ws, split, source, audited)
+    shadow_clips = hashes_of(ws, source, _paths(*own, source))
     t0 = time.perf_counter()
     card = build_shadow(ws, source, base, shadow_dir, recipe=recipe, clip_hashes=shadow_clips,
                         progress=lambda d, t, m: print(f"  shadow {d}/{t} {m}", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     advice = advise_reference(ws, source, target, base, clip_hashes=shadow_clips) if advise else None
-    rows = compare(ws, split, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples, mode=mode)
+    rows = compare(ws, split, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples, mode=mode, n_noise=n_noise)
     # the same audit on the whole source dataset leaves the shadow's clips out by itself: the same clips as the split
     from core.pipeline import MIAConfig, audit_mia
 
-    _, whole = audit_mia(ws, source, target, MIAConfig(mode=mode, references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000))
-    out = {"name": name, "target": target, "base": base, "mode": mode, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
+    _, whole = audit_mia(ws, source, target, MIAConfig(mode=mode, references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000,
+                                                       **({"n_noise": n_noise} if n_noise else {})))
+    out = {"name": name, "target": target, "base": base, "mode": mode, "shadow_nonmembers": list(own), "audited_nonmembers": list(audited),
+           "n_noise": n_noise, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
            "shadow_train_s": card["train_time_s"], "shadow_clips_per_s": card["clips_per_s"], "shadow_wall_s": round(wall, 1),
            "shadow_loss_per_epoch": card["loss_per_epoch"],
            "advice": advice and advice["recommendation"], "advice_gap": advice and advice["gap"], "rows": rows,
            "whole_dataset_vs_shadow": {"auc": round(whole["auc"], 3), "excluded": len(whole.get("excluded_clips") or [])}}
     print(json.dumps(out), flush=True)
-    print(f"\n{name}, {mode} mode: {target} (base {base}); shadow: {card['n_clips']} clips x {card['recipe']['epochs']} epoch(s) in "
+    print(f"\n{name}, {mode} mode: {target} (base {base}); audited non-members {audited[0]:04d}-{audited[1] - 1:04d}; shadow: {card['n_clips']} clips x {card['recipe']['epochs']} epoch(s) in "
           f"{card['train_time_s']:.1f} s ({card['clips_per_s']} clips/s; this call {wall:.1f} s), "
           f"advisor: {advice['recommendation'] if advice else 'not asked'}")
     print_rows(rows)
@@ -240,7 +264,7 @@ def gains_line(rows: list[dict]) -> str:
             return f"not reached -> {shadow['suspects_needed']}"
         return f"{other['suspects_needed'] / shadow['suspects_needed']:.1f}x fewer"
 
-    return (f"shadow vs none: AUC {shadow['auc'] - none['auc']:+.3f}, suspects needed {ratio(none)}; "
+    return (f"shadow vs none: AUC {shadow['auc_gain'] or format(shadow['auc'] - none['auc'], '+.3f')}, suspects needed {ratio(none)}; "
             f"vs base: AUC {shadow['auc'] - base['auc']:+.3f}, suspects needed {ratio(base)}; "
             f"null rates {', '.join(str(r['null_rate']) for r in rows)}")
 
@@ -347,21 +371,25 @@ def split_seed_spread(ws, dataset: str, target: str, references: tuple[str, ...]
             "pooled_sum_p": float(pooled.p_value), "pooled_sum_needed": pooled_need}
 
 
-def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples: int) -> dict:
+def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples: int, swap: bool = False,
+                  n_noise: int | None = None) -> dict:
     """A text-to-audio domain-shift pair (``family``: ``ar`` or ``diffusion``): target
     ``zoo:<family>-shift-ft``, base ``zoo:<family>-shift-base`` (which never heard the clean
     chain), the shadow with :func:`shift_recipe`; then the DI statistic of each audit over 30
-    control/test splits (:func:`split_seed_spread`)."""
+    control/test splits (:func:`split_seed_spread`). ``swap``: the shadow trains on the other
+    half of the non-members and the audit tests the half it trained on otherwise (the same
+    comparison on a second split, with a shadow of its own)."""
     from core.targets.fingerprint import folder_fingerprint
     from core.targets.zoo.registry import zoo_dir
 
     recipe = shift_recipe(family)
     target, base = f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base"
     tag = folder_fingerprint(zoo_dir() / f"{family}-shift-base")[:8]  # a rebuilt base gets a new shadow
-    shadow = shadows / f"{family}-shift-base-{tag}-shadow-e{recipe.epochs}-lr{recipe.lr:g}"
+    shadow = shadows / f"{family}-shift-base-{tag}-shadow-e{recipe.epochs}-lr{recipe.lr:g}{'-swapped' if swap else ''}"
+    split = "demo-sounds-split" + ("-swapped" if swap else "")
     out = measure(ws, f"zoo {family} domain-shift pair", target, base, shadow, recipe, n_perm=n_perm,
-                  null_resamples=null_resamples, source="demo-sounds", split="demo-sounds-split")
-    spread = {label: split_seed_spread(ws, "demo-sounds-split", target, refs)
+                  null_resamples=null_resamples, source="demo-sounds", split=split, swap=swap, n_noise=n_noise)
+    spread = {label: split_seed_spread(ws, split, target, refs)
               for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (str(shadow),)))}
     print(json.dumps({"name": f"{family}-shift DI t over split seeds", "spread": spread}))
     print("DI Welch t, the audit's split (seed 0) / median [10%, 90%] over 30 splits: "
@@ -413,6 +441,10 @@ def main() -> int:
     ap.add_argument("--ar-lr", type=float, default=1e-3, help="ar: the shadow's learning rate (6 epochs, batches of 16)")
     ap.add_argument("--diffusion-lr", type=float, default=5e-4, help="diffusion: the shadow's learning rate (batches of 8)")
     ap.add_argument("--diffusion-epochs", type=int, default=20, help="diffusion: the shadow's epochs")
+    ap.add_argument("--swap", action="store_true",
+                    help="ar-shift, diffusion-shift: the shadow trains on non-members 0150-0199 and the audit tests 0100-0149")
+    ap.add_argument("--n-noise", type=int, default=None, metavar="K",
+                    help="ar-shift, diffusion-shift: noise draws per timestep of every diffusion audit (default: the MIA default, 4)")
     ap.add_argument("--shadows", type=int, default=1, metavar="K", help="zoo, shift: also measure K shadows of the recipe (K >= 2)")
     ap.add_argument("--vary", choices=("seed", "subset", "both"), default="seed",
                     help="with --shadows: the same clips (seed), disjoint draws (subset), or both sets")
@@ -446,7 +478,8 @@ def main() -> int:
             measure_real(ws, shadows, pair, title, folder_of, a)
     for family in ("ar", "diffusion"):
         if f"{family}-shift" in a.pairs:
-            measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples)
+            measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples, swap=a.swap,
+                          n_noise=a.n_noise)
             for vary in set_varies:
                 measure_set(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft",
                             shadows / f"{family}-shift-base-shadows{a.shadows}-{vary}", f"zoo:{family}-shift-base",

@@ -36,3 +36,15 @@ def test_the_runner_fails_when_a_script_fails(tmp_path, monkeypatch, capsys):
     assert "failed: bench_broken.py" in capsys.readouterr().err
     (tmp_path / "bench_broken.py").unlink()
     assert run.main(["--smoke"]) == 0 and not (tmp_path / "results.json").exists()
+
+
+def test_the_swapped_split_audits_the_half_of_the_non_members_the_shadow_trains_on_otherwise(tmp_path):
+    from bench.measure_shadow import _paths, halves, split_dataset
+    from core.runtime.store import Workspace
+
+    (own, audited), (own_swapped, audited_swapped) = halves(), halves(swap=True)
+    assert (own, audited) == ((100, 150), (150, 200)) and (own_swapped, audited_swapped) == (audited, own)
+    ws = Workspace(tmp_path / "ws")
+    clips = ws.analysis_clips(split_dataset(ws, "swapped", "demo-sounds", audited_swapped))
+    assert set(clips.loc[clips["y"] == 0, "path"]) == _paths(100, 150, "demo-sounds")
+    assert int((clips["y"] == 1).sum()) == 100 and len(clips) == 150
