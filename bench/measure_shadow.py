@@ -40,7 +40,7 @@ out of every audit that uses it; the advisor compares target and base on the sam
   chain), the shadow with the fine-tune's own recipe (its epochs, learning rate and batch
   size, no weight decay); the advisor compares the two models' denoising losses.
 
-``--swap`` (``ar-shift``, ``diffusion-shift``): the same comparison on the second split of
+``--swap`` (``zoo``, ``shift``, ``ar-shift``, ``diffusion-shift``): the same comparison on the second split of
 the non-members, the shadow trained on ``0150``-``0199`` and the audit testing ``0100``-``0149``
 (one split's 50 non-members move the AUC by several hundredths). ``--n-noise K``: noise
 draws per timestep of each diffusion audit (the MIA default is 4).
@@ -442,7 +442,7 @@ def main() -> int:
     ap.add_argument("--diffusion-lr", type=float, default=5e-4, help="diffusion: the shadow's learning rate (batches of 8)")
     ap.add_argument("--diffusion-epochs", type=int, default=20, help="diffusion: the shadow's epochs")
     ap.add_argument("--swap", action="store_true",
-                    help="ar-shift, diffusion-shift: the shadow trains on non-members 0150-0199 and the audit tests 0100-0149")
+                    help="zoo, shift, ar-shift, diffusion-shift: the shadow trains on non-members 0150-0199 and the audit tests 0100-0149")
     ap.add_argument("--n-noise", type=int, default=None, metavar="K",
                     help="ar-shift, diffusion-shift: noise draws per timestep of every diffusion audit (default: the MIA default, 4)")
     ap.add_argument("--shadows", type=int, default=1, metavar="K", help="zoo, shift: also measure K shadows of the recipe (K >= 2)")
@@ -467,8 +467,9 @@ def main() -> int:
     set_varies = (("seed", "subset") if a.vary == "both" else (a.vary,)) if a.shadows > 1 else ()
     for pair, (name, target, base) in ZOO_PAIRS.items():
         if pair in a.pairs:
-            measure(ws, name, f"zoo:{target}", f"zoo:{base}", shadows / f"{base}-shadow", zoo_shadow_recipe(target),
-                    n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
+            swapped = "-swapped" if a.swap else ""
+            measure(ws, name, f"zoo:{target}", f"zoo:{base}", shadows / f"{base}-shadow{swapped}", zoo_shadow_recipe(target),
+                    n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode, split=SPLIT + swapped, swap=a.swap)
             for vary in set_varies:
                 measure_set(ws, name, f"zoo:{target}", shadows / f"{base}-shadows{a.shadows}-{vary}", f"zoo:{base}",
                             zoo_shadow_recipe(target), shadows=a.shadows, vary=vary, n_perm=a.n_perm,
