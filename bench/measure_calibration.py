@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from core.mia.calibration import gain_text
 from core.pipeline import MIAConfig, audit_mia, load_demo
 from core.pipeline.di import DIRunConfig, audit_di
 from core.runtime.store import Workspace
@@ -49,8 +50,8 @@ def main() -> None:
     ws = Workspace(os.environ.get("OVERHEARD_WORKSPACE", "/tmp/calib-ws"))
     load_demo(ws)
     print("| target | reference(s) | dataset | MIA AUC uncal. [95% CI] | MIA AUC cal. [95% CI] | TPR@1%FPR uncal. / cal. "
-          "| DI p uncal. / cal. | suspects needed uncal. / cal. | null rate cal. (200 draws) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| AUC gain [95% CI], p | DI p uncal. / cal. | suspects needed uncal. / cal. | null rate cal. (200 draws) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     aucs: dict[tuple[str, tuple[str, ...], str], tuple[float, float | None]] = {}
     for case in args.cases:
         target, refs, dataset = parse(case)
@@ -64,6 +65,7 @@ def main() -> None:
         print(f"| {target} | {', '.join(refs) or '—'} | {dataset} | {unc['auc']:.3f} {[round(v, 3) for v in unc['auc_ci']]} | "
               + (f"{mia['auc']:.3f} {[round(v, 3) for v in mia['auc_ci']]}" if refs else "—")
               + f" | {fmt(unc['tpr_at_1pct_fpr'], '.0%')} / {fmt(mia['tpr_at_1pct_fpr'], '.0%') if refs else '—'} "
+              f"| {gain_text(mia['calibration']['gain']) if refs else '—'} "
               f"| {dunc['p_value']:.2g} / {fmt(di['p_value'], '.2g') if refs else '—'} "
               f"| {dunc['min_suspects'] or 'not reached'} / {(di['min_suspects'] or 'not reached') if refs else '—'} "
               f"| {fmt(di['null_rejection_rate'], '.1%')} |")
