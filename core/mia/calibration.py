@@ -43,11 +43,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy.special import logsumexp
-from scipy.stats import norm
 
 from core.mia.registry import CALIBRATION_SEP, direction
 from core.registry import Registry
-from core.stats import format_p, paired_auc_difference
+from core.stats import format_p, normal_test, paired_auc_difference
 from core.stats.cv import hanley_mcneil_se
 
 SIGMA_FLOOR = 1e-6
@@ -318,10 +317,9 @@ def auc_gain_test(labels: Any, calibrated_scores: Any, uncalibrated_scores: Any,
     chance = hanley_mcneil_se(0.5, n1, n0) ** 2
     refits = sum(max(0.0, float(sd) ** 2 - chance) for sd in (calibrated_null_sd, uncalibrated_null_sd))
     se = float(np.sqrt(paired.se**2 + refits))
-    z = float(norm.ppf(0.5 + level / 2.0))
-    p = 1.0 if se <= 1e-12 else float(min(1.0, 2.0 * norm.sf(abs(paired.diff) / se)))
-    return {"auc": paired.diff, "auc_ci": [paired.diff - z * se, paired.diff + z * se], "auc_p_value": p, "auc_se": se,
-            "auc_se_fixed_scores": paired.se, "auc_method": GAIN_METHOD}
+    ci, p = normal_test(paired.diff, se, level)
+    return {"auc": paired.diff, "auc_ci": list(ci), "auc_p_value": p, "auc_se": se, "auc_se_fixed_scores": paired.se,
+            "auc_method": GAIN_METHOD}
 
 
 def gain_interval_text(gain: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from core.stats.basic import (
     cv_scores,
     default_classifier,
     n_folds_for,
+    normal_test,
     paired_auc_difference,
     roc,
     small_sample_warning,
@@ -34,5 +35,5 @@ from core.stats.logreg import fit_logreg_batched
 __all__ = [
     "CVAUC", "Folds", "MIN_PER_CLASS_FOR_HONEST_AUC", "PermutationConfig", "TprAtFpr", "auc", "auc_ci",
     "bootstrap_auc", "correlation", "cv_auc", "cv_scores", "default_classifier", "fit_logreg_batched", "format_p", "p_clause",
-    "make_folds", "n_folds_for", "PairedAUC", "paired_auc_difference", "roc", "row_aucs", "small_sample_warning", "tpr_at_fpr",
+    "make_folds", "n_folds_for", "normal_test", "PairedAUC", "paired_auc_difference", "roc", "row_aucs", "small_sample_warning", "tpr_at_fpr",
 ]

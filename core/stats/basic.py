@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import norm, rankdata
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -106,19 +107,21 @@ class PairedAUC:
     se: float
     auc_a: float
     auc_b: float
-    method: str = "DeLong paired"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"diff": self.diff, "ci": list(self.ci), "p_value": self.p_value, "se": self.se, "auc_a": self.auc_a,
-                "auc_b": self.auc_b, "method": self.method}
+
+def normal_test(diff: float, se: float, level: float = 0.95) -> tuple[tuple[float, float], float]:
+    """The normal interval ``diff +- z * se`` at ``level`` and the two-sided p-value of
+    "the difference is 0"; a zero ``se`` gives the point and p = 1."""
+    if se <= 1e-12:
+        return (diff, diff), 1.0
+    z = float(norm.ppf(0.5 + level / 2.0))
+    return (diff - z * se, diff + z * se), float(min(1.0, 2.0 * norm.sf(abs(diff) / se)))
 
 
 def _placements(pos: NDArray[np.float64], neg: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """DeLong's structural components of one score: for each member the fraction of
     non-members it outranks (ties one half), and for each non-member the fraction of members
     that outrank it; from midranks (Sun and Xu 2014), ``O(n log n)``."""
-    from scipy.stats import rankdata
-
     n1, n0 = pos.size, neg.size
     both = rankdata(np.concatenate([pos, neg]))
     v10 = (both[:n1] - rankdata(pos)) / n0
@@ -131,12 +134,10 @@ def paired_auc_difference(y: ArrayLike, s_a: ArrayLike, s_b: ArrayLike, *, level
     (DeLong, DeLong and Clarke-Pearson 1988): the variance of the difference is
     ``c' (S10 / n1 + S01 / n0) c`` with ``c = (1, -1)`` and ``S10``, ``S01`` the 2 x 2
     covariances of the two scores' structural components over the members and over the
-    non-members. The interval is normal (``diff +- z * se``); the p-value two-sided.
+    non-members. The interval is normal (:func:`normal_test`); the p-value two-sided.
 
     The two scores may be on any scales; ties count one half, as in the AUC itself.
     """
-    from scipy.stats import norm
-
     y, a = _check_binary(y, s_a)
     _, b = _check_binary(y, s_b)
     n1, n0 = int((y == 1).sum()), int((y == 0).sum())
@@ -146,14 +147,10 @@ def paired_auc_difference(y: ArrayLike, s_a: ArrayLike, s_b: ArrayLike, *, level
     vb10, vb01 = _placements(b[y == 1], b[y == 0])
     auc_a, auc_b = float(va10.mean()), float(vb10.mean())
     d10, d01 = va10 - vb10, va01 - vb01  # c' S c is the variance of the components' difference
-    var = float(d10.var(ddof=1) / n1 + d01.var(ddof=1) / n0)
-    se = float(np.sqrt(max(var, 0.0)))
+    se = float(np.sqrt(max(float(d10.var(ddof=1) / n1 + d01.var(ddof=1) / n0), 0.0)))
     diff = auc_a - auc_b
-    if se <= 1e-12:
-        return PairedAUC(diff, (diff, diff), 1.0, 0.0, auc_a, auc_b)
-    z = float(norm.ppf(0.5 + level / 2.0))
-    p = float(2.0 * norm.sf(abs(diff) / se))
-    return PairedAUC(diff, (diff - z * se, diff + z * se), min(p, 1.0), se, auc_a, auc_b)
+    ci, p = normal_test(diff, se, level)
+    return PairedAUC(diff, ci, p, se, auc_a, auc_b)
 
 
 @dataclass(frozen=True)
