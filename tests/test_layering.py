@@ -65,6 +65,7 @@ LAYERS = (
     "core.cli_flags",  # the command line's options made from config dataclasses
     "core.cli_common",  # what every command shares: output, workspace, the resolved target
     "core.cli_reference",  # `overheard reference`: shadow references and the advisor
+    "core.cli_serve",  # `overheard serve` and `serve-api`: the servers and their clean stop
     "core.cli",
 )
 """Each package may import only itself and the packages listed before it."""

@@ -388,8 +388,10 @@ def test_cli_serve_defaults_to_loopback(monkeypatch):
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(cli.subprocess, "Popen", Started)
-    monkeypatch.setattr(cli.os, "killpg", lambda pid, sig: None)
+    from core import cli_serve  # where the serve command lives
+
+    monkeypatch.setattr(cli_serve.subprocess, "Popen", Started)
+    monkeypatch.setattr(cli_serve.os, "killpg", lambda pid, sig: None)
     args.workspace, args.json = None, False
     assert cli.cmd_serve(args) == 0
     cmd = seen["cmd"]
