@@ -169,3 +169,13 @@ def test_needed_over_splits_redraws_the_split_and_takes_order_statistics() -> No
     Z = _data(22, n_p=30, n_u=30, shift=0.0)
     flat = needed_over_splits(*Z, directions=d, scorer="normalized_sum", n_resamples=20, splits=5)
     assert flat is not None and flat["needed"] == [None] * 5 and flat["median"] is None and flat["p10"] is None
+
+
+def test_needed_over_splits_reuses_the_runs_own_curve_as_its_first_split() -> None:
+    from core.di import needed_over_splits
+
+    P, U = _data(23, n_p=50, n_u=50, shift=0.4)
+    d = np.ones(D)
+    own = pvalue_curve(P, U, directions=d, scorer="normalized_sum", seed=4, n_resamples=30)
+    kw = dict(directions=d, scorer="normalized_sum", seed=4, n_resamples=30, splits=4)
+    assert needed_over_splits(P, U, first=own, **kw) == needed_over_splits(P, U, **kw)

@@ -257,7 +257,7 @@ def audit_di(
         seed=config.seed, n_resamples=config.n_resamples, refit=config.refit, config=scfg, equal_nonmembers=True,
         groups=inp.groups,
     )
-    spread = _over_splits(inp, config)
+    spread = _over_splits(inp, config, curve)
     step(2, "dataset inference: null curve")
     null_curve = _null_curve(inp.U, inp.directions, config, scfg, None if inp.groups is None else inp.groups[1])
 
@@ -362,23 +362,25 @@ def uncalibrated_di(inp: DIInputs, config: DIRunConfig) -> dict[str, Any]:
     curve = pvalue_curve(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha, seed=config.seed,
                          n_resamples=config.n_resamples, refit=config.refit, config=scfg, groups=inp.groups)
     nc = res.null_check
-    spread = _over_splits(inp, config)
+    spread = _over_splits(inp, config, curve)
     return {"p_value": float(res.p_value), "rejected": bool(res.rejected), "min_suspects": curve.min_suspects,
             "n_tested_suspects": res.n_tested_suspects, "scorer": res.scorer,
             "null_rejection_rate": None if nc is None else nc.rate, "curve": _curve_rows(curve),
             **({"needed_over_splits": spread} if spread is not None else {})}
 
 
-def _over_splits(inp: DIInputs, config: DIRunConfig) -> dict[str, Any] | None:
+def _over_splits(inp: DIInputs, config: DIRunConfig, curve: Any) -> dict[str, Any] | None:
     """The spread of a test's "suspects needed" over redrawn fit/test splits
-    (:func:`core.di.curve.needed_over_splits`); None for a split-free scorer, and for a
-    refit curve, whose band has that spread already."""
+    (:func:`core.di.curve.needed_over_splits`), ``curve`` (the run's own, drawn with
+    ``config.seed``) its first; None for a split-free scorer, and for a refit curve, whose
+    band has that spread already."""
     from core.di import needed_over_splits
 
     if config.refit:
         return None
     return needed_over_splits(inp.P, inp.U, directions=inp.directions, scorer=config.scorer, alpha=config.alpha,
-                              seed=config.seed, n_resamples=config.n_resamples, config=inp.scorer_config(), groups=inp.groups)
+                              seed=config.seed, n_resamples=config.n_resamples, config=inp.scorer_config(), groups=inp.groups,
+                              first=curve)
 
 
 def typical_needed(result: dict[str, Any]) -> int | None:
