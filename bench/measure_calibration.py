@@ -17,6 +17,7 @@ import os
 from core.mia.calibration import gain_text
 from core.pipeline import MIAConfig, audit_mia, load_demo
 from core.pipeline.di import DIRunConfig, audit_di
+from core.records import needed_text
 from core.runtime.store import Workspace
 
 DEFAULT_CASES = (
@@ -67,7 +68,7 @@ def main() -> None:
               + f" | {fmt(unc['tpr_at_1pct_fpr'], '.0%')} / {fmt(mia['tpr_at_1pct_fpr'], '.0%') if refs else '—'} "
               f"| {gain_text(mia['calibration']['gain']) if refs else '—'} "
               f"| {dunc['p_value']:.2g} / {fmt(di['p_value'], '.2g') if refs else '—'} "
-              f"| {dunc['min_suspects'] or 'not reached'} / {(di['min_suspects'] or 'not reached') if refs else '—'} "
+              f"| {needed_text(dunc['min_suspects'])} / {needed_text(di['min_suspects']) if refs else '—'} "
               f"| {fmt(di['null_rejection_rate'], '.1%')} |")
         if dataset.endswith("-shifted") and (target, refs, dataset.removesuffix("-shifted")) in aucs:
             base = aucs[(target, refs, dataset.removesuffix("-shifted"))]

@@ -72,6 +72,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.records import needed_text  # noqa: E402  (light: the wording every surface uses)
+
 SPLIT = "demo-speech-split"
 SOURCES = {"demo-speech": "speech", "demo-sounds": "sound"}
 """Demo dataset -> the stem of its file names."""
@@ -175,7 +177,7 @@ def print_rows(rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['reference']} | {r['auc']:.3f} {r['auc_ci']} | {r['tpr_at_1pct_fpr']} | {r['di_p']:.2g} | "
-              f"{r['suspects_needed'] or 'not reached'} | {r['suspects_needed_equal'] or 'not reached'} | {r['null_rate']} |")
+              f"{needed_text(r['suspects_needed'])} | {needed_text(r['suspects_needed_equal'])} | {r['null_rate']} |")
 
 
 def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int,
@@ -395,9 +397,9 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
     print("DI Welch t, the audit's split (seed 0) / median [10%, 90%] over 30 splits: "
           + "; ".join(f"{k} {v['t_seed0']} / {v['t_median']} {v['t_p10_p90']}" for k, v in spread.items()), flush=True)
     print("DI suspects needed, the audit's split / median [10%, 90%] over 30 splits / pooled_sum (p): "
-          + "; ".join(f"{k} {v['needed_seed0'] or 'not reached'} / {v['needed_median'] or 'not reached'} "
-                      f"[{v['needed_p10_p90'][0] or 'not reached'}, {v['needed_p10_p90'][1] or 'not reached'}] / "
-                      f"{v['pooled_sum_needed'] or 'not reached'} ({v['pooled_sum_p']:.2g})" for k, v in spread.items()), flush=True)
+          + "; ".join(f"{k} {needed_text(v['needed_seed0'])} / {needed_text(v['needed_median'])} "
+                      f"[{needed_text(v['needed_p10_p90'][0])}, {needed_text(v['needed_p10_p90'][1])}] / "
+                      f"{needed_text(v['pooled_sum_needed'])} ({v['pooled_sum_p']:.2g})" for k, v in spread.items()), flush=True)
     return out | {"di_t_over_splits": spread}
 
 

@@ -76,21 +76,19 @@ def planner_check(P, U, *, seed: int = 0, alpha: float = 0.01, scorer: str = "au
 
     cfg = config if config is not None else ScorerConfig()
 
-    ranges: list = []
-
-    def pilot(s: int) -> int | None:
+    def pilot(s: int) -> dict:
         rng = np.random.default_rng(s)
         half_p, half_u = rng.permutation(P.shape[0])[: P.shape[0] // 2], rng.permutation(U.shape[0])[: U.shape[0] // 2]
         res = dataset_inference(P[half_p], U[half_u], directions=directions, scorer=scorer, alpha=alpha, seed=s, null_check=False,
                                 config=cfg)
-        got = plan(res, nonmembers=U.shape[0])
-        ranges.append(got["suspects_median_range"])
-        return got["suspects_median"]
+        return plan(res, nonmembers=U.shape[0])
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else max(a, b) / min(a, b)
 
-    predictions = [pilot(seed + i) for i in range(pilots)]
+    plans = [pilot(seed + i) for i in range(pilots)]
+    predictions = [p["suspects_median"] for p in plans]
+    ranges = [p["suspects_median_range"] for p in plans]
     predicted = predictions[0]
     measured = pvalue_curve(P, U, directions=directions, scorer=scorer, alpha=alpha, seed=seed, n_resamples=100, config=cfg).min_suspects
     out = {"predicted": predicted, "measured": measured, "ratio": ratio(predicted, measured), "range": ranges[0]}
