@@ -45,6 +45,11 @@ the non-members, the shadow trained on ``0150``-``0199`` and the audit testing `
 (one split's 50 non-members move the AUC by several hundredths). ``--n-noise K``: noise
 draws per timestep of each diffusion audit (the MIA default is 4).
 
+``--cross-fit`` (``zoo``, ``shift``, ``ar-shift``, ``diffusion-shift``): instead of the table, the
+whole dataset (the members and all 100 non-members) audited uncalibrated, against the base,
+and against the two splits' shadows cross-fitted (each clip calibrated against the shadow
+that never trained on it; a suspect against the one its content hash picks).
+
 ``--mode`` is the text mode of every audit (``generated``, the default, or ``given``: each
 clip's transcript scored; the advisor always compares in ``given`` mode).
 
@@ -144,17 +149,19 @@ def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int 
 
 def audit_row(ws, dataset: str, target: str, label: str, refs: tuple[str, ...], *, n_perm: int, null_resamples: int,
               n_boot: int = 1000, di_resamples: int = 100, mode: str = "generated", calibrations: tuple[str, ...] = (),
-              n_noise: int | None = None) -> dict:
+              n_noise: int | None = None, cross_fit: bool = False) -> dict:
     """One audit: the MIA run with ``refs`` (and ``calibrations``; default the run's own;
-    ``n_noise`` noise draws per timestep for a diffusion target, default the run's) and dataset
-    inference on that run; MIA AUC and DI suspects needed."""
+    ``n_noise`` noise draws per timestep for a diffusion target, default the run's;
+    ``cross_fit``: the shadows cross-fitted) and dataset inference on that run; MIA AUC and
+    DI suspects needed."""
     from core.mia.calibration import gain_text
     from core.pipeline import MIAConfig, audit_mia
     from core.pipeline.di import DIRunConfig, audit_di
 
     run_id, mia = audit_mia(ws, dataset, target, MIAConfig(mode=mode, references=refs, n_perm=n_perm, n_boot=n_boot,
-                                                           calibrations=calibrations, **({"n_noise": n_noise} if n_noise else {})))
-    _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=mode, mia_run=run_id, references=refs,
+                                                           calibrations=calibrations, cross_fit=cross_fit,
+                                                           **({"n_noise": n_noise} if n_noise else {})))
+    _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=mode, mia_run=run_id, references=refs, cross_fit=cross_fit,
                                                       null_resamples=null_resamples, n_resamples=di_resamples))
     return {"reference": label, "calibrations": (mia.get("calibration") or {}).get("calibrations"), "auc": round(mia["auc"], 3),
             "auc_ci": [round(v, 3) for v in mia["auc_ci"]], "tpr_at_1pct_fpr": mia["tpr_at_1pct_fpr"], "di_p": di["p_value"],
@@ -283,8 +290,8 @@ def zoo_shadow_recipe(name: str):
 
 def smoke() -> int:
     """The whole path on a micro Whisper: target = base fine-tuned on the members, shadow on
-    2 non-members, the three audits, and an audit against a set of 2 shadows on disjoint
-    non-members with ``lira``; one JSON line."""
+    2 non-members, the three audits, and two audits against a set of 2 shadows on disjoint
+    non-members: with ``lira``, and cross-fitted; one JSON line."""
     import numpy as np
     import soundfile as sf
 
@@ -321,6 +328,9 @@ def smoke() -> int:
         rows.append(audit_row(ws, "tiny", str(target), "2 shadows, lira", tuple(str(root / "set" / f) for f in pair["folders"]),
                               calibrations=("lira",), n_perm=0, null_resamples=10, n_boot=20, di_resamples=10))
         assert rows[3]["excluded"] == 2 and rows[3]["calibrations"] == ["lira"]
+        rows.append(audit_row(ws, "tiny", str(target), "2 shadows, cross-fitted", tuple(str(root / "set" / f) for f in pair["folders"]),
+                              cross_fit=True, n_perm=0, null_resamples=10, n_boot=20, di_resamples=10))
+        assert rows[4]["excluded"] == 0 and rows[4]["n"] == len(texts)
         first, last = card["loss_per_epoch"][0], card["loss_per_epoch"][-1]
         print(json.dumps({"name": "shadow_build_smoke", "ratio": round(first / last, 4), "goal": 1.0,
                           "detail": {"loss_first_over_last_epoch": round(first / last, 4), "clips_per_s": card["clips_per_s"],
@@ -381,13 +391,10 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
     control/test splits (:func:`split_seed_spread`). ``swap``: the shadow trains on the other
     half of the non-members and the audit tests the half it trained on otherwise (the same
     comparison on a second split, with a shadow of its own)."""
-    from core.targets.fingerprint import folder_fingerprint
-    from core.targets.zoo.registry import zoo_dir
 
     recipe = shift_recipe(family)
     target, base = f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base"
-    tag = folder_fingerprint(zoo_dir() / f"{family}-shift-base")[:8]  # a rebuilt base gets a new shadow
-    shadow = shadows / f"{family}-shift-base-{tag}-shadow-e{recipe.epochs}-lr{recipe.lr:g}{'-swapped' if swap else ''}"
+    shadow = shift_shadow_folder(shadows, family, swap)
     split = "demo-sounds-split" + ("-swapped" if swap else "")
     out = measure(ws, f"zoo {family} domain-shift pair", target, base, shadow, recipe, n_perm=n_perm,
                   null_resamples=null_resamples, source="demo-sounds", split=split, swap=swap, n_noise=n_noise)
@@ -401,6 +408,43 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
                       f"[{needed_text(v['needed_p10_p90'][0])}, {needed_text(v['needed_p10_p90'][1])}] / "
                       f"{needed_text(v['pooled_sum_needed'])} ({v['pooled_sum_p']:.2g})" for k, v in spread.items()), flush=True)
     return out | {"di_t_over_splits": spread}
+
+
+def measure_cross_fit(ws, name: str, target: str, base: str, folders: tuple[Path, Path], recipe, *, n_perm: int,
+                      null_resamples: int, source: str = "demo-sounds", mode: str = "generated") -> dict:
+    """A domain-shift pair audited on the whole of ``source`` (the 100 members and all 100
+    non-members) against its two shadows cross-fitted: the shadow of each split (``folders``:
+    on ``0100``-``0149`` and on ``0150``-``0199``, as the split and ``--swap`` build them; a
+    finished one is reused), each non-member calibrated against the shadow of the other
+    half, each member against one of the two, chosen by its content hash. Beside it the
+    uncalibrated audit and the one against the base, on the same 200 clips."""
+    from core.pipeline.reference import build_shadow
+
+    for swap, folder in zip((False, True), folders):
+        own, _ = halves(swap)
+        build_shadow(ws, source, base, folder, recipe=recipe, clip_hashes=hashes_of(ws, source, _paths(*own, source)))
+    pair = tuple(str(f) for f in folders)
+    rows = [audit_row(ws, source, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, cross_fit=cf, mode=mode)
+            for label, refs, cf in (("uncalibrated", (), False), ("vs base", (base,), False),
+                                    ("vs 2 shadows, cross-fitted", pair, True))]
+    out = {"name": f"{name}, cross-fitted shadows", "target": target, "base": base, "mode": mode, "shadows": list(pair), "rows": rows}
+    print(json.dumps(out), flush=True)
+    print(f"\n{out['name']}, {mode} mode: {target} (base {base}) on all of {source}; shadows "
+          f"{', '.join(Path(p).name for p in pair)}")
+    print_rows(rows)
+    print(gains_line(rows), flush=True)
+    return out
+
+
+def shift_shadow_folder(shadows: Path, family: str, swap: bool) -> Path:
+    """Where :func:`measure_shift` builds the shadow of a text-to-audio shift pair (one per
+    build of its base and per split)."""
+    from core.targets.fingerprint import folder_fingerprint
+    from core.targets.zoo.registry import zoo_dir
+
+    recipe = shift_recipe(family)
+    tag = folder_fingerprint(zoo_dir() / f"{family}-shift-base")[:8]  # a rebuilt base gets a new shadow
+    return shadows / f"{family}-shift-base-{tag}-shadow-e{recipe.epochs}-lr{recipe.lr:g}{'-swapped' if swap else ''}"
 
 
 def measure_real(ws, shadows: Path, pair: str, title: str, folder_of: str, a: argparse.Namespace) -> dict:
@@ -447,6 +491,9 @@ def main() -> int:
                     help="zoo, shift, ar-shift, diffusion-shift: the shadow trains on non-members 0150-0199 and the audit tests 0100-0149")
     ap.add_argument("--n-noise", type=int, default=None, metavar="K",
                     help="ar-shift, diffusion-shift: noise draws per timestep of every diffusion audit (default: the MIA default, 4)")
+    ap.add_argument("--cross-fit", action="store_true",
+                    help="zoo, shift, ar-shift, diffusion-shift: instead, audit all of the dataset against the two splits' shadows, "
+                         "cross-fitted")
     ap.add_argument("--shadows", type=int, default=1, metavar="K", help="zoo, shift: also measure K shadows of the recipe (K >= 2)")
     ap.add_argument("--vary", choices=("seed", "subset", "both"), default="seed",
                     help="with --shadows: the same clips (seed), disjoint draws (subset), or both sets")
@@ -468,6 +515,11 @@ def main() -> int:
     # the shadow sets each pair measures after its table (none for a single shadow)
     set_varies = (("seed", "subset") if a.vary == "both" else (a.vary,)) if a.shadows > 1 else ()
     for pair, (name, target, base) in ZOO_PAIRS.items():
+        if pair in a.pairs and a.cross_fit:
+            measure_cross_fit(ws, name, f"zoo:{target}", f"zoo:{base}", (shadows / f"{base}-shadow", shadows / f"{base}-shadow-swapped"),
+                              zoo_shadow_recipe(target), n_perm=a.n_perm, null_resamples=a.null_resamples, source="demo-speech",
+                              mode=a.mode)
+            continue
         if pair in a.pairs:
             swapped = "-swapped" if a.swap else ""
             measure(ws, name, f"zoo:{target}", f"zoo:{base}", shadows / f"{base}-shadow{swapped}", zoo_shadow_recipe(target),
@@ -481,6 +533,11 @@ def main() -> int:
             measure_real(ws, shadows, pair, title, folder_of, a)
     for family in ("ar", "diffusion"):
         if f"{family}-shift" in a.pairs:
+            if a.cross_fit:
+                measure_cross_fit(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base",
+                                  (shift_shadow_folder(shadows, family, False), shift_shadow_folder(shadows, family, True)),
+                                  shift_recipe(family), n_perm=a.n_perm, null_resamples=a.null_resamples)
+                continue
             measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples, swap=a.swap,
                           n_noise=a.n_noise)
             for vary in set_varies:

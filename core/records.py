@@ -90,6 +90,13 @@ def advice(value: dict) -> str:
     return f"{value['recommendation']} (base {value['base']}; run {value['run']}): {value['reason']}"
 
 
+def cross_fit(value: dict) -> str:
+    """A cross-fitted run's shadows (:func:`core.pipeline.mia.cross_fit_summary`)."""
+    own = "; ".join(f"{spec}: {v['non_members']} non-member(s), {v['members']} member(s)" for spec, v in value["trained_on"].items())
+    return (f"each clip calibrated against the {value['per_clip']} of the {value['shadows']} shadows that never trained on it; "
+            f"the shadows' own clips audited ({own})")
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of a run record: ``key`` in the result, the ``label`` every surface uses,
@@ -150,6 +157,7 @@ def _headline(*keys: str) -> tuple[Field, ...]:
 
 
 EXCLUDED = Field("excluded_clips", "clips kept out of the audit", excluded, detail=True)
+CROSS_FIT = Field("calibration/cross_fit", "cross-fitted shadows", cross_fit, detail=True)
 """The clips a shadow reference trained on (:mod:`core.pipeline.reference`), left out before anything is computed."""
 
 FAILED = Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True)
@@ -170,6 +178,7 @@ record(
     Field("blind_correlation", "correlation with the linked blind run's scores", correlation, detail=True),
     Field("transcript_check", "transcription check", transcripts, detail=True),
     EXCLUDED,
+    CROSS_FIT,
     Field("advice", "reference advisor (target vs base on known non-members)", advice, detail=True),
     *COMMON,
 )
@@ -200,6 +209,7 @@ record(
     Field("which/share/assumption", "what the share and the flags assume", detail=True),
     Field("which/plan_sentence", "planner", detail=True),
     EXCLUDED,
+    CROSS_FIT,
     FAILED,
 )
 

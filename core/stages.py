@@ -92,6 +92,11 @@ def _references() -> Any:
                         "repeatable): indicators are also calibrated against it")
 
 
+def _cross_fit() -> Any:
+    return setting(False, help="with two or more shadow references trained on disjoint clips: audit the clips they trained on "
+                               "too, each clip calibrated against the shadows that never trained on it (m - 1 of m)")
+
+
 def _target_options() -> Any:
     return setting((), flag="target-option", metavar="KEY=VALUE",
                    help="option for the target's loader, e.g. prompt=\"Describe the audio.\" or batch_size=16 (repeatable)")
@@ -147,6 +152,7 @@ class MIAConfig(Config):
     calibrations: tuple[str, ...] = setting((), flag="calibration", metavar="C1,C2",
                                             help="calibrations against the references: diff, resid, lira, rmia "
                                                  "(default: resid; resid,lira with two or more references)")
+    cross_fit: bool = _cross_fit()
     access: str = _access()
     n_perturb: int = setting(3, metavar="N", help="outputs access, audio-language: seeded perturbations per clip (noise, gain, speed in turn)")
     n_generations: int = setting(4, metavar="K", help="outputs access, text-to-audio: seeded generations per caption")
@@ -163,6 +169,8 @@ class MIAConfig(Config):
             raise ValueError("access 'outputs' reads what the model returns: mode 'given' (scoring the transcript) needs white-box access")
         if self.n_perturb < 0 or self.n_generations < 1 or self.gen_steps < 1 or self.max_requests < 0:
             raise ValueError("n_perturb must be >= 0, n_generations and gen_steps >= 1, max_requests >= 0")
+        if self.cross_fit and len(self.references) < 2:
+            raise ValueError(f"cross-fitting needs two or more shadow references, got {len(self.references)}")
 
     def loader_options(self) -> dict:
         """Options for the target's loader; remote code only when asked for explicitly."""
@@ -214,6 +222,7 @@ class DIRunConfig(Config):
     mia_run : id of the MIA run to read (default: the newest matching one).
     references : reference models of the MIA run to read (and to make): the test then runs
         on the calibrated indicators, with the uncalibrated result beside it.
+    cross_fit : read (and make) an MIA run whose shadow references are cross-fitted.
     mia_access : access level of the MIA run to read (and to make): ``white-box`` or ``outputs``.
     target_options : loader options of the MIA run to read (and to make); empty: read the
         newest run whatever its options, make one with none.
@@ -229,6 +238,7 @@ class DIRunConfig(Config):
     mia_mode: str = setting("generated", flag="mode", choices=TEXT_MODES, help="text mode of the MIA run to read (or make)")
     mia_run: str | None = setting(None, metavar="RUN_ID", help="read this MIA run (default: the newest of this dataset, target and mode)")
     references: tuple[str, ...] = _references()
+    cross_fit: bool = _cross_fit()
     mia_access: str = setting("white-box", flag="access", choices=ACCESS_LEVELS,
                               help="access level of the MIA run to read (or make): white-box or outputs")
     fdr: float = setting(0.1, help="false discovery rate of the flagged clips (Benjamini-Hochberg over conformal p-values)")

@@ -9,7 +9,7 @@ from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
 from core.ui.shadow_view import shadow_builder
-from core.ui.runs import (access_picker, language_picker, loader_options_input, reference_picker, request_budget, run_controls,
+from core.ui.runs import (access_picker, cross_fit_picker, language_picker, loader_options_input, reference_picker, request_budget, run_controls,
                           target_picker)
 
 ws = page_setup("MIA Audit", "🔎")
@@ -25,12 +25,13 @@ with c4:
     mode, runnable = view.mode_picker(ws, dataset, access)
 if dataset and target:
     references = reference_picker(target, ws=ws)
+    cross_fit = cross_fit_picker(references)
     budget = request_budget(target)
     language = language_picker(target)
     options = loader_options_input(key="mia-loader-options", chosen=language)
     shadow_builder(ws, dataset, target, options=options or ())
     if runnable and options is not None:
-        config = MIAConfig(mode=mode, references=references, access=access, max_requests=budget, target_options=options)
+        config = MIAConfig(mode=mode, references=references, cross_fit=cross_fit, access=access, max_requests=budget, target_options=options)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
     run = view.shown_run(ws, dataset, target, access, mode)

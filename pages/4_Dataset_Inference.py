@@ -8,7 +8,7 @@ from core.stages import at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import di_view as view
 from core.ui.shadow_view import shadow_builder
-from core.ui.runs import access_picker, language_picker, loader_options_input, reference_picker, run_controls, target_picker
+from core.ui.runs import access_picker, cross_fit_picker, language_picker, loader_options_input, reference_picker, run_controls, target_picker
 
 ws = page_setup("Dataset Inference", "🧮")
 st.title("Dataset inference")
@@ -23,10 +23,11 @@ scorer, alpha, compare = view.controls()
 plan_nonmembers = view.plan_control()
 if dataset and target:
     references = reference_picker(target, ws=ws)
+    cross_fit = cross_fit_picker(references)
     options = loader_options_input(key="di-loader-options", chosen=language_picker(target, key="di-language"))
     shadow_builder(ws, dataset, target, key="di-shadow", options=options or ())
     if options is not None:
-        config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references, mia_access=access,
+        config = DIRunConfig(scorer=scorer, alpha=alpha, compare=compare, references=references, cross_fit=cross_fit, mia_access=access,
                              plan_nonmembers=plan_nonmembers, target_options=options)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "di", params, {"dataset": dataset, "target": target}, label="Run dataset inference")

@@ -135,15 +135,16 @@ def test_an_older_runs_config_dicts_still_load():
 
 
 def test_stored_keys_are_unchanged():
-    """The dicts runs store (and evidence cache keys are built from) keep their keys and shapes."""
+    """The dicts runs store (and evidence cache keys are built from) keep their keys and shapes
+    (a key added since, such as ``cross_fit``, reads its default from a run stored before it)."""
     assert list(MIAConfig().to_dict()) == ["mode", "infill_m", "timesteps", "n_noise", "n_splits", "n_boot", "seed", "batch_size",
                                            "target_options", "trust_remote_code", "grouping", "n_perm", "signed", "references", "calibrations",
-                                           "access", "n_perturb", "n_generations", "gen_steps", "output_clap", "max_requests"]
+                                           "cross_fit", "access", "n_perturb", "n_generations", "gen_steps", "output_clap", "max_requests"]
     assert list(DisentangleConfig().to_dict()) == ["conditions", "mia", "max_realizations", "max_wer", "drop_inconsistent",
                                                    "variant_options", "clap_model", "min_clap"]
     assert list(BlindRunConfig().to_dict()) == ["groups", "n_splits", "n_boot", "seed", "batch_size", "grouping", "n_perm"]
     assert list(DIRunConfig().to_dict()) == ["scorer", "alpha", "seed", "n_resamples", "null_resamples", "refit", "compare",
-                                             "mia_mode", "mia_run", "references", "mia_access", "fdr", "plan_nonmembers", "target_options"]
+                                             "mia_mode", "mia_run", "references", "cross_fit", "mia_access", "fdr", "plan_nonmembers", "target_options"]
 
 
 def test_white_box_evidence_keys_are_unchanged_by_the_outputs_settings():

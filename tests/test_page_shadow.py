@@ -196,3 +196,42 @@ def test_the_form_builds_several_shadows_and_the_picker_offers_the_set_as_one_ch
     assert not at.exception, [e.message for e in at.exception]
     (mia_job,) = jobs.jobs(ws, kind="mia")["id"]
     assert jobs.job(ws, mia_job)["params"]["config"]["references"] == [str(out / f"s{i}") for i in range(3)]
+
+
+def test_with_a_set_of_disjoint_shadows_the_page_offers_to_cross_fit_them_and_shows_it(setup, monkeypatch):
+    from core.pipeline.shadow_set import build_shadow_set, read_shadow_set
+    from core.recipes.shadow import ShadowRecipe
+
+    ws, base, target = setup
+    _env(ws, base, monkeypatch)
+    out = ws.root.resolve() / "references" / "base-shadow-tiny-3shadows"
+    if read_shadow_set(out) is None:  # the set the form builds above, when that test did not run first
+        build_shadow_set(ws, "tiny", str(base), out, n_nonmembers=2, shadows=3, vary="subset",
+                         recipe=ShadowRecipe(epochs=1, lr=0.003))
+    at = _page(ws, target)
+    at.multiselect(key="references").set_value([str(_shadow(ws, base))]).run()
+    assert not [c for c in at.checkbox if c.key == "cross-fit"]  # one shadow: nothing to cross-fit
+    at.multiselect(key="references").set_value([str(out)]).run()
+    at.checkbox(key="cross-fit").check().run()
+    for job_id in jobs.jobs(ws, kind="mia")["id"]:  # a job an earlier test left queued holds the button
+        jobs.run_job(ws, job_id)
+    at = _page(ws, target)
+    at.multiselect(key="references").set_value([str(out)]).run()
+    at.checkbox(key="cross-fit").check().run()
+    at.button(key="start-mia").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job_id = jobs.jobs(ws, kind="mia")["id"].iloc[0]
+    config = jobs.job(ws, job_id)["params"]["config"]
+    assert config["cross_fit"] is True and config["references"] == [str(out / f"s{i}") for i in range(3)]
+    run_id = jobs.run_job(ws, job_id)
+    at = _page(ws, target)
+    assert not at.exception, [e.message for e in at.exception]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Cross-fitted shadows: each clip calibrated against the 2 of the 3 shadows that never trained on it" in captions
+    assert "those clips were audited, each calibrated against the other shadows (cross-fitted)" in captions
+    from core.viz.report import _shadow_note
+
+    note = _shadow_note(ws.load_run(run_id)["result"])  # the report says the same
+    assert "Cross-fitted shadows: each clip calibrated against the 2 of the 3 shadows" in note and "kept out" not in note
+    details = [t.value for t in at.table]  # the run's details: the same line as the CLI's and the report's
+    assert any(df.iloc[:, 1].astype(str).str.startswith("each clip calibrated against the 2 of the 3").any() for df in details)

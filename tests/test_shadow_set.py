@@ -13,7 +13,12 @@ matters: the micro model has no dropout) and on 3 disjoint draws of 2.
 - ``--reference <set>`` stands for its shadows, and an audit with several shadows leaves out
   every clip any of them trained on; an unfinished set is refused by name;
 - too few non-members for disjoint draws, and option combinations that make no sense, are
-  refused in one line before anything is built.
+  refused in one line before anything is built;
+- cross-fitted (``--cross-fit``), the disjoint set's clips stay in the audit, each calibrated
+  against the mean of the two shadows that never trained on it (checked against each
+  shadow's own indicators), clips two shadows share leave with their reason, dataset
+  inference reads the cross-fitted run, and a base among the references or a single shadow
+  is refused in one line.
 """
 
 from __future__ import annotations
@@ -224,3 +229,60 @@ def test_the_set_builds_as_one_background_job_with_progress_per_shadow(setup, tm
     assert row["message"].startswith("shadow 2 of 2 ready")
     record = json.loads((out / "shadows.json").read_text())
     assert record["vary"] == "subset" and len(record["trained_clip_hashes"]) == 4
+
+
+def test_a_cross_fitted_audit_keeps_the_shadows_clips_each_calibrated_against_the_shadows_that_never_saw_it(setup):
+    from core.mia.calibration import cross_fit_assignment
+    from core.pipeline.reference import CROSS_FIT_OVERLAP
+    from core.recipes.shadow import read_card
+
+    ws, base, same, apart, _, _ = setup
+    shadows = [str(apart / f"s{i}") for i in range(3)]
+    res = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(apart), "--cross-fit",
+                          "--calibration", "diff", *FAST, "--json"))
+    run = ws.load_run(res["run_id"])
+    assert run["config"]["cross_fit"] is True and res["excluded_clips"] == []
+    assert res["n_members"] == 4 and res["n_nonmembers"] == 8 and res["calibration"]["calibrations"] == ["diff"]
+    trained = {s: set(read_card(s)["trained_clip_hashes"]) for s in shadows}
+    assert res["calibration"]["cross_fit"] == {"shadows": 3, "per_clip": 2,
+                                               "trained_on": {s: {"members": 0, "non_members": 2} for s in shadows}}
+    # each clip's diff against the mean of the two shadows its rule allows, from each shadow audited on its own
+    own = {}
+    for s in shadows:
+        r = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", s, *FAST, "--json"))
+        own[s] = ws.run_table(ws.load_run(r["run_id"]), "indicators")
+    ind = ws.run_table(run, "indicators")
+    order = list(ind.index)
+    avail = cross_fit_assignment(order, [trained[s] for s in shadows])
+    key = "loss_mean" if "loss_mean" in ind else next(k for k in ind.columns if ":" not in k)
+    for i, h in enumerate(order):
+        used = [s for j, s in enumerate(shadows) if avail[j, i]]
+        assert not any(h in trained[s] for s in used)
+        want = ind.loc[h, key] - np.mean([own[s].loc[h, key] for s in used])
+        assert ind.loc[h, f"diff:{key}"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    # shadows that share their clips cannot calibrate them: those clips leave, and say why
+    shared = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(same), "--cross-fit",
+                             *FAST, "--json"))
+    assert {c["reason"] for c in shared["excluded_clips"]} == {CROSS_FIT_OVERLAP} and len(shared["excluded_clips"]) == 4
+    assert {c["clip_hash"] for c in shared["excluded_clips"]} == set(read_card(same / "s0")["trained_clip_hashes"])
+    # the same audit without cross-fitting leaves the six clips out, as before
+    plain = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(apart), *FAST, "--json"))
+    assert len(plain["excluded_clips"]) == 6
+    # dataset inference asked to cross-fit reads the cross-fitted run, and says so
+    di = json.loads(_cli(ws, "di", "--dataset", "tiny", "--target", str(base), "--reference", str(apart), "--cross-fit",
+                         "--mode", "given", "--n-resamples", "10", "--null-resamples", "10", "--json"))
+    assert di["mia_run"] == res["run_id"] and di["calibration"]["cross_fit"]["per_clip"] == 2
+    assert di["n_nonmembers"] == 8
+    text = _cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(apart), "--cross-fit",
+                "--calibration", "diff", *FAST)
+    assert "cross-fitted shadows: each clip calibrated against the 2 of the 3 shadows that never trained on it" in text
+
+
+def test_cross_fitting_is_refused_with_a_base_among_the_references_or_a_single_shadow(setup, capsys):
+    ws, base, _, apart, _, _ = setup
+    from core.cli import main
+
+    for refs in (("--reference", str(apart / "s0"), "--reference", "zoo:lalm-base"), ("--reference", str(apart / "s0"))):
+        assert main(["mia", "--dataset", "tiny", "--target", str(base), *refs, "--cross-fit", *FAST, "--workspace", str(ws.root)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a shadow reference" in err and "two or more shadow references" in err

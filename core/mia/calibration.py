@@ -359,3 +359,51 @@ def suspects_gain_text(factor: float | None) -> str:
     if factor == 1:
         return "as many"
     return f"{factor:.3g}x fewer" if factor > 1 else f"{1 / factor:.3g}x more"
+
+
+# -- cross-fitted shadows: every clip calibrated against the shadows that never trained on it --
+def cross_fit_assignment(clip_hashes: Sequence[str], trained: Sequence[frozenset[str] | set[str]]) -> NDArray[np.bool_]:
+    """Which of ``m`` shadow references calibrate each clip in a cross-fitted audit,
+    ``[m, n]`` (True: used).
+
+    Every clip is calibrated against exactly ``m - 1`` shadows: a clip shadow ``j`` trained
+    on against all the others; a clip no shadow trained on (a suspect, or a non-member kept
+    out of every shadow) against all but one, dropped by the clip's content hash
+    (``sha256(hash) mod m``), so that no label decides how many references a clip has and
+    a member's calibrated value is distributed like a non-member's when the target never
+    trained on either. The shadows' training sets must be disjoint.
+
+    Raises
+    ------
+    ValueError
+        fewer than two shadows, or a clip that two or more of them trained on.
+    """
+    import hashlib
+
+    m = len(trained)
+    if m < 2:
+        raise ValueError(f"cross-fitting needs two or more shadow references on disjoint clips, got {m}")
+    out = np.ones((m, len(clip_hashes)), dtype=bool)
+    for i, h in enumerate(clip_hashes):
+        inside = [j for j, s in enumerate(trained) if h in s]
+        if len(inside) > 1:
+            raise ValueError(f"clip {str(h)[:12]} trained {len(inside)} of the shadows: cross-fitting needs disjoint training clips")
+        drop = inside[0] if inside else int(hashlib.sha256(str(h).encode()).hexdigest()[:8], 16) % m
+        out[drop, i] = False
+    return out
+
+
+def cross_fitted_reference(references: Sequence[pd.DataFrame], available: NDArray[np.bool_]) -> pd.DataFrame:
+    """One reference table from ``m`` (rows: the same clips, in the same order): each
+    clip's value of each shared indicator is the mean over the references ``available``
+    (``[m, n]``, :func:`cross_fit_assignment`) marks for it. NaN where one of them is NaN."""
+    if len(references) != available.shape[0] or any(len(r) != available.shape[1] for r in references):
+        raise ValueError(f"{len(references)} reference table(s) for an assignment of shape {available.shape}")
+    keys = [k for k in references[0].columns if all(k in r.columns for r in references)]
+    stack = np.stack([r[keys].to_numpy(dtype=np.float64) for r in references])  # [m, n, k]
+    weights = available[:, :, None].astype(np.float64)
+    with np.errstate(all="ignore"):
+        mean = np.where(weights > 0, stack, 0.0).sum(axis=0) / weights.sum(axis=0)
+    bad = (~np.isfinite(stack) & available[:, :, None]).any(axis=0)
+    mean[bad] = np.nan
+    return pd.DataFrame(mean, index=references[0].index, columns=keys)

@@ -166,20 +166,22 @@ def _options_key(options: Any) -> tuple[tuple[str, str], ...]:
 
 def latest_mia(ws: Workspace, dataset: str, target: str, mode: str | None = None,
                references: tuple[str, ...] | None = None, access: str | None = None,
-               options: Any = None) -> dict | None:
+               options: Any = None, cross_fit: bool | None = None) -> dict | None:
     """The newest MIA run of (dataset, target) that scored the dataset as it is now (same
     clips and labels) and, when ``mode`` is given, with that text mode, when
     ``references`` is given, calibrated against exactly those reference models (``()``:
     uncalibrated), when ``access`` is given, at that access level, and when ``options``
-    is given (pairs or a mapping), loaded with exactly those loader options; None when none
-    does."""
+    is given (pairs or a mapping), loaded with exactly those loader options, and when
+    ``cross_fit`` is given, cross-fitted or not (:attr:`core.stages.MIAConfig.cross_fit`);
+    None when none does."""
     from core.pipeline.common import current_run
 
     def where(cfg: dict) -> bool:
         return ((mode is None or cfg.get("mode", "generated") == mode)
                 and (references is None or tuple(cfg.get("references") or ()) == tuple(references))
                 and (access is None or cfg.get("access", "white-box") == access)
-                and (options is None or _options_key(cfg.get("target_options")) == _options_key(options)))
+                and (options is None or _options_key(cfg.get("target_options")) == _options_key(options))
+                and (cross_fit is None or bool(cfg.get("cross_fit", False)) == cross_fit))
 
     return current_run(ws, "mia", dataset, target, where=where)
 
@@ -190,7 +192,7 @@ def _mia_run_for(ws: Workspace, dataset: str, target: str, config: "DIRunConfig"
     with ``config.references``."""
     if not config.mia_run:
         return latest_mia(ws, dataset, target, config.mia_mode, config.references, config.mia_access,
-                          config.target_options or None)
+                          config.target_options or None, cross_fit=config.cross_fit)
     try:
         run = ws.load_run(config.mia_run)
     except KeyError:
@@ -230,7 +232,8 @@ def audit_di(
         from core.pipeline.mia import MIAConfig, audit_mia
 
         mia_id, _ = audit_mia(ws, dataset, target_ref, MIAConfig(mode=config.mia_mode, seed=config.seed, references=config.references,
-                                                              access=config.mia_access, target_options=config.target_options),
+                                                              access=config.mia_access, target_options=config.target_options,
+                                                              cross_fit=config.cross_fit),
                               settings=settings, progress=progress, cancelled=cancelled, targets=targets)
         mia_run = ws.load_run(mia_id)
     step = lambda i, msg: progress(i, 4, msg) if progress else None  # noqa: E731
@@ -333,6 +336,8 @@ def audit_di(
             "gain": {"suspects_factor": suspects_gain(curve.min_suspects, out["uncalibrated"]["min_suspects"]),
                      "mia_auc": _minus(mia_run["result"].get("auc"), (mia_run["result"].get("uncalibrated") or {}).get("auc"))},
         }
+        if (mia_run["result"].get("calibration") or {}).get("cross_fit"):
+            out["calibration"]["cross_fit"] = mia_run["result"]["calibration"]["cross_fit"]
         if "needed_over_splits" in out or "needed_over_splits" in out["uncalibrated"]:  # a side's number is one split's draw
             out["calibration"]["gain"]["suspects_factor_over_splits"] = suspects_gain(typical_needed(out),
                                                                                       typical_needed(out["uncalibrated"]))

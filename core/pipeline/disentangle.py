@@ -45,7 +45,7 @@ def audit_disentangle(
     target = targets.ref(target)
     settings = settings or Settings.from_env(ws.root)
     check_labels(ws, dataset)
-    clips, excluded = audited_clips(ws, dataset, config.mia.references, targets)
+    clips, excluded = audited_clips(ws, dataset, config.mia.references, targets, cross_fit=config.mia.cross_fit)
     clips = ws.analysis_clips(dataset) if clips is None else clips
     y = clips["y"].to_numpy()
     groups, grouping = clip_grouping(clips, config.mia.grouping)

@@ -87,7 +87,7 @@ def audit_mia(
     target = targets.ref(target_spec)
     check_given_mode(ws, dataset, config.mode)
     check_labels(ws, dataset)
-    audited, excluded = audited_clips(ws, dataset, config.references, targets)
+    audited, excluded = audited_clips(ws, dataset, config.references, targets, cross_fit=config.cross_fit)
     ev_info: dict = {}
     clips, evidence, fp, computed, failed = extract_evidence(ws, dataset, target, config, settings=settings, progress=progress,
                                                              cancelled=cancelled, info=ev_info, clips=audited)
@@ -175,12 +175,13 @@ def audit_mia(
     return run_id, out
 
 
-def audited_clips(ws: Workspace, dataset: str, references: tuple[str, ...], targets: Resolved | None = None
-                  ) -> tuple[pd.DataFrame | None, list[dict] | None]:
+def audited_clips(ws: Workspace, dataset: str, references: tuple[str, ...], targets: Resolved | None = None, *,
+                  cross_fit: bool = False) -> tuple[pd.DataFrame | None, list[dict] | None]:
     """The clips an audit with ``references`` may read, and those it must leave out: every
     clip a shadow reference among them trained on, or that was held out to choose its recipe
-    (:func:`core.pipeline.reference.exclude_trained`). ``(None, None)`` when no reference
-    is a shadow (the audit reads the whole dataset).
+    (:func:`core.pipeline.reference.exclude_trained`; with ``cross_fit`` the shadows' own
+    clips stay). ``(None, None)`` when no reference is a shadow (the audit reads the whole
+    dataset).
 
     Raises
     ------
@@ -192,7 +193,7 @@ def audited_clips(ws: Workspace, dataset: str, references: tuple[str, ...], targ
 
     if not references:
         return None, None
-    clips, excluded = exclude_trained(ws.analysis_clips(dataset), references, targets)
+    clips, excluded = exclude_trained(ws.analysis_clips(dataset), references, targets, cross_fit=cross_fit)
     if excluded is None:
         return None, None
     members, nonmembers = int((clips["y"] == 1).sum()), int((clips["y"] == 0).sum())
@@ -223,6 +224,7 @@ class ReferenceIndicators:
     fingerprints : reference spec -> model fingerprint.
     computed : clips whose reference evidence was computed (not read from the cache).
     failed : clips a reference could not score (left out of the run).
+    cross_fit : a cross-fitted run's summary (:func:`cross_fit_summary`), else None.
     """
 
     clips: pd.DataFrame
@@ -231,12 +233,23 @@ class ReferenceIndicators:
     computed: int = 0
     failed: list[dict] = field(default_factory=list)
     evidence_keys: dict[str, dict] = field(default_factory=dict)
+    cross_fit: dict | None = None
 
     def describe(self) -> dict:
         from core.mia.calibration import calibration_of_table
 
-        return {"references": list(self.fingerprints), "reference_fingerprints": dict(self.fingerprints),
-                "calibrations": calibration_of_table(self.calibrated)}
+        return ({"references": list(self.fingerprints), "reference_fingerprints": dict(self.fingerprints),
+                 "calibrations": calibration_of_table(self.calibrated)}
+                | ({"cross_fit": self.cross_fit} if self.cross_fit is not None else {}))
+
+
+def cross_fit_summary(clips: pd.DataFrame, sets: dict[str, frozenset[str]]) -> dict:
+    """What a cross-fitted run records: how many shadows calibrate each clip, and per shadow
+    how many audited clips it trained on (each calibrated against the others), by label."""
+    y = dict(zip(clips["clip_hash"], clips["y"]))
+    own = {spec: [int(y[h]) for h in s if h in y] for spec, s in sets.items()}
+    return {"shadows": len(sets), "per_clip": len(sets) - 1,
+            "trained_on": {spec: {"members": sum(v), "non_members": len(v) - sum(v)} for spec, v in own.items()}}
 
 
 @dataclass(frozen=True)
@@ -295,7 +308,8 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
     if not config.references:
         return None
     targets = targets if targets is not None else Resolved()
-    resolve_calibrations(config.calibrations, len(config.references))  # an unknown name fails before any model runs
+    # an unknown name fails before any model runs; a cross-fitted run calibrates against one (collapsed) reference
+    resolve_calibrations(config.calibrations, 1 if config.cross_fit else len(config.references))
     if len(set(config.references)) != len(config.references):
         raise ValueError(f"a reference is named twice: {', '.join(config.references)}")
     ref_config, ref_clips, ref_variant = config, clips, variant
@@ -324,9 +338,19 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
         keep &= set(rc["clip_hash"])
     kept = clips[clips["clip_hash"].isin(keep)].reset_index(drop=True)
     order = kept["clip_hash"].tolist()
+    tables = [t.loc[order] for t in tables]
+    summary = None
+    if config.cross_fit:  # one reference per clip: the mean of the shadows that never trained on it
+        from core.mia.calibration import cross_fit_assignment, cross_fitted_reference
+        from core.pipeline.reference import shadow_training_sets
+
+        sets = shadow_training_sets(config.references, targets)
+        available = cross_fit_assignment(order, [sets[spec] for spec in config.references])
+        tables = [cross_fitted_reference(tables, available)]
+        summary = cross_fit_summary(kept, sets)
     names = resolve_calibrations(config.calibrations, len(tables))
-    calibrated = calibrated_table(target_table.loc[order], [t.loc[order] for t in tables], names=names)
-    return ReferenceIndicators(kept, calibrated, fps, computed, failed, ev_keys)
+    calibrated = calibrated_table(target_table.loc[order], tables, names=names)
+    return ReferenceIndicators(kept, calibrated, fps, computed, failed, ev_keys, summary)
 
 
 def target_texts_of(family: str | None, config: MIAConfig, evidence: list) -> dict[str, str] | None:

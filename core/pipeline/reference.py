@@ -246,12 +246,56 @@ def trained_clips(references: Sequence[str], targets: Resolved | None = None) ->
     return out
 
 
-def exclude_trained(clips: pd.DataFrame, references: Sequence[str],
-                    targets: Resolved | None = None) -> tuple[pd.DataFrame, list[dict] | None]:
+def shadow_training_sets(references: Sequence[str], targets: Resolved | None = None) -> dict[str, frozenset[str]]:
+    """reference spec -> the clip hashes it trained on as a shadow (its card's
+    ``trained_clip_hashes``), for every reference among ``references``.
+
+    Raises
+    ------
+    ValueError
+        a reference that is not a shadow (a base, a zoo model: no card with trained clips).
+    """
+    from core.recipes.shadow import read_card
+
+    out: dict[str, frozenset[str]] = {}
+    for spec in references:
+        ref = (targets if targets is not None else Resolved()).ref(spec)
+        card = read_card(ref.location) if ref.location is not None and Path(ref.location).is_dir() else None
+        hashes = (card or {}).get("trained_clip_hashes")
+        if not hashes:
+            raise ValueError(f"cross-fitting calibrates each clip against the shadows that never trained on it: {spec} is not a "
+                             "shadow reference (no card listing its training clips)")
+        out[spec] = frozenset(str(h) for h in hashes)
+    return out
+
+
+CROSS_FIT_OVERLAP = "trained two or more of the cross-fitted shadows"
+"""Why a cross-fitted audit leaves a clip out (its shadows' training sets must be disjoint)."""
+
+
+def exclude_trained(clips: pd.DataFrame, references: Sequence[str], targets: Resolved | None = None, *,
+                    cross_fit: bool = False) -> tuple[pd.DataFrame, list[dict] | None]:
     """``clips`` without those a shadow reference trained on or was chosen on
     (:func:`trained_clips`), and what was left out
-    (``[{"clip_hash", "path", "label", "reason"}]``; None when no reference is a shadow)."""
+    (``[{"clip_hash", "path", "label", "reason"}]``; None when no reference is a shadow).
+
+    ``cross_fit`` (every reference a shadow, two or more): the clips a shadow trained on
+    stay, each to be calibrated against the shadows that never trained on it
+    (:func:`core.mia.calibration.cross_fit_assignment`); only the clips held out to choose
+    a recipe and those two or more of the shadows trained on leave."""
     why = trained_clips(references, targets)
+    if cross_fit:
+        sets = shadow_training_sets(references, targets)
+        count: dict[str, int] = {}
+        for s in sets.values():
+            for h in s:
+                count[h] = count.get(h, 0) + 1
+        # a clip one shadow trained on stays; held-out clips and clips of two shadows leave
+        why = {h: (CROSS_FIT_OVERLAP if count.get(h, 0) > 1 else r) for h, r in why.items() if count.get(h, 0) != 1}
+        gone = clips["clip_hash"].isin(why).to_numpy()
+        excluded = [{"clip_hash": h, "path": str(p), "label": "member" if y else "non-member", "reason": why[h]}
+                    for h, p, y in zip(clips["clip_hash"][gone], clips["path"][gone], clips["y"][gone])]
+        return clips[~gone].reset_index(drop=True), excluded
     if not why:
         return clips, None
     out = clips["clip_hash"].isin(why).to_numpy()

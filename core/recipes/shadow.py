@@ -139,12 +139,13 @@ def read_card(folder: str | Path) -> dict | None:
     return card if isinstance(card, dict) and card.get("kind") == CARD_KIND else None
 
 
-def card_line(card: dict, *, excluded: int | None = None) -> str:
+def card_line(card: dict, *, excluded: int | None = None, cross_fitted: bool = False) -> str:
     """One line saying what a shadow reference is, from its card: the base, the recipe (and,
     for one of a set of shadows, which one, its seed and whether the set shares its clips),
     how many known non-members it trained on (and, for one chosen among a grid, on how many
     held-out ones its recipe was chosen), and that they were kept out of the audit
-    (``excluded``: how many of them this audit's dataset held, when known)."""
+    (``excluded``: how many of them this audit's dataset held, when known), or, in a
+    ``cross_fitted`` audit, that they were audited against the other shadows."""
     recipe, base = card.get("recipe") or {}, card.get("base") or {}
     n = card.get("n_clips", len(card.get("trained_clip_hashes") or ()))
     lr = recipe.get("lr")
@@ -161,7 +162,8 @@ def card_line(card: dict, *, excluded: int | None = None) -> str:
     held = len(card.get("heldout_clip_hashes") or ())
     chosen = (f", its recipe chosen among {(card.get('recipe_selection') or {}).get('recipes', 'several')} on {held} other "
               "held-out ones" if held else "")
-    kept = "those clips were kept out of this audit" + (f" ({excluded} of them in this dataset)" if excluded is not None else "")
+    kept = ("those clips were audited, each calibrated against the other shadows (cross-fitted)" if cross_fitted else
+            "those clips were kept out of this audit" + (f" ({excluded} of them in this dataset)" if excluded is not None else ""))
     return (f"shadow of {base.get('spec', '?')} (fingerprint {str(base.get('fingerprint', '?'))[:12]})"
             + (f", {how}" if how else "") + f"; trained on {n} known non-members" + (f" of {data}" if data else "")
             + f"{chosen}; {kept}")
@@ -184,15 +186,17 @@ def shadow_cards(references: Sequence[str]) -> dict[str, dict]:
     return out
 
 
-def shadow_lines(references: Sequence[str], excluded: Sequence[dict] | None = None) -> list[str]:
+def shadow_lines(references: Sequence[str], excluded: Sequence[dict] | None = None, *, cross_fitted: bool = False) -> list[str]:
     """``"SPEC: <card line>"`` for each shadow among a run's ``references`` (what every
     surface shows beside a calibrated result); ``excluded`` is the run's ``excluded_clips``,
-    counted per shadow by the content hashes its card lists (trained on or held out)."""
+    counted per shadow by the content hashes its card lists (trained on or held out);
+    ``cross_fitted``: the run audited the shadows' own clips (:func:`card_line`)."""
     gone = {str(e.get("clip_hash")) for e in excluded or ()}
     def left_out(card: dict) -> int:
         return len(gone & {str(h) for key in ("trained_clip_hashes", "heldout_clip_hashes") for h in card.get(key) or ()})
 
-    return [f"{spec}: {card_line(card, excluded=left_out(card))}" for spec, card in shadow_cards(references).items()]
+    return [f"{spec}: {card_line(card, excluded=left_out(card), cross_fitted=cross_fitted)}"
+            for spec, card in shadow_cards(references).items()]
 
 
 def _check_out(out: Path, digest: str) -> dict | None:

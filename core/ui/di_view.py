@@ -178,7 +178,8 @@ def calibration_comparison(result: dict) -> None:
                       "decide the gain." if OVER_SPLITS in rows[0] else ""))
         from core.ui.shadow_view import shadow_cards_caption
 
-        shadow_cards_caption((result.get("calibration") or {}).get("references") or [], result.get("excluded_clips"))
+        cal = result.get("calibration") or {}
+        shadow_cards_caption(cal.get("references") or [], result.get("excluded_clips"), cal.get("cross_fit"))
 
 
 def comparison(result: dict) -> None:

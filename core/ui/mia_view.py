@@ -127,7 +127,7 @@ def calibration_comparison(result: dict) -> None:
                "calibrated aggregate. The gain's interval and p-value compare the two aggregates on the same clips (DeLong's paired "
                "test, widened by each aggregate's refit noise: conservative). A reference must not have trained on the suspects: "
                "one that did cancels the signal it shares.")
-    shadow_cards_caption(cal["references"], result.get("excluded_clips"))
+    shadow_cards_caption(cal["references"], result.get("excluded_clips"), cal.get("cross_fit"))
 
 
 def roc_and_scores(ws: Workspace, run: dict) -> None:

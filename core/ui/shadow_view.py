@@ -190,10 +190,15 @@ def _advisor(ws: Workspace, dataset: str, target: str, base: str | None, n: int,
         st.info(f"Advisor (base {advice['base']}): **{advice['recommendation']}**. {advice['reason']}")
 
 
-def shadow_cards_caption(references: list[str] | tuple[str, ...], excluded: list[dict] | None) -> None:
+def shadow_cards_caption(references: list[str] | tuple[str, ...], excluded: list[dict] | None,
+                         cross_fit: dict | None = None) -> None:
     """One line per shadow among ``references``: its base, recipe, how many known
-    non-members it trained on, and that they were kept out of this audit."""
+    non-members it trained on, and that they were kept out of this audit (or, cross-fitted,
+    audited against the other shadows: ``cross_fit`` is the run's summary)."""
     from core.recipes.shadow import shadow_lines
+    from core.records import cross_fit as cross_fit_text
 
-    for line in shadow_lines(list(references), excluded):
+    for line in shadow_lines(list(references), excluded, cross_fitted=cross_fit is not None):
         st.caption(f"Shadow reference {line}.")
+    if cross_fit is not None:
+        st.caption(f"Cross-fitted shadows: {cross_fit_text(cross_fit)}.")

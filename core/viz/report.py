@@ -240,8 +240,13 @@ def _shadow_note(result: dict) -> str:
     """One caption line per shadow reference of a calibrated result, read from its card."""
     from core.recipes.shadow import shadow_lines
 
-    refs = (result.get("calibration") or {}).get("references") or ()
-    return "".join(f"<p class=\"caption\">Shadow reference {_esc(line)}.</p>" for line in shadow_lines(refs, result.get("excluded_clips")))
+    from core.records import cross_fit
+
+    cal = result.get("calibration") or {}
+    crossed = cal.get("cross_fit")
+    lines = shadow_lines(cal.get("references") or (), result.get("excluded_clips"), cross_fitted=crossed is not None)
+    return ("".join(f"<p class=\"caption\">Shadow reference {_esc(line)}.</p>" for line in lines)
+            + (f"<p class=\"caption\">Cross-fitted shadows: {_esc(cross_fit(crossed))}.</p>" if crossed else ""))
 
 
 def _mia_section(ws: Workspace, run: dict) -> str:
