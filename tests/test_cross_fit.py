@@ -93,3 +93,4 @@ def test_with_no_membership_the_cross_fitted_scores_hold_the_level():
     rejected = sum(_null_audit(rng, h, y, trained, avail) < 0.05 for _ in range(sims))
     # two-sided binomial bounds at 0.001 around the nominal 5%
     assert binom.ppf(0.0005, sims, 0.05) <= rejected <= binom.ppf(0.9995, sims, 0.05), rejected
+

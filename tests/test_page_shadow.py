@@ -235,3 +235,25 @@ def test_with_a_set_of_disjoint_shadows_the_page_offers_to_cross_fit_them_and_sh
     assert "Cross-fitted shadows: each clip calibrated against the 2 of the 3 shadows" in note and "kept out" not in note
     details = [t.value for t in at.table]  # the run's details: the same line as the CLI's and the report's
     assert any(df.iloc[:, 1].astype(str).str.startswith("each clip calibrated against the 2 of the 3").any() for df in details)
+
+
+def test_the_reference_picker_offers_the_shadows_of_the_targets_family_only(tmp_path):
+    """A shadow built for a text-to-audio target is offered for targets of its family (and
+    a set by its first shadow's family), never for another family's."""
+    import json
+
+    from core.pipeline.reference import REFERENCES_DIR, workspace_shadows
+    from core.pipeline.shadow_set import SET_FILE, SET_KIND
+    from core.recipes.shadow import CARD_KIND
+    from core.runtime.store import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    refs = ws.root / REFERENCES_DIR
+    for name, family in (("ar", "autoregressive"), ("diff", "diffusion"), ("set/s0", "diffusion"), ("set/s1", "diffusion")):
+        (refs / name).mkdir(parents=True)
+        (refs / name / "card.json").write_text(json.dumps({"kind": CARD_KIND, "family": family}))
+    (refs / "set" / SET_FILE).write_text(json.dumps({"kind": SET_KIND, "folders": ["s0", "s1"]}))
+    spec = {n: str((refs / n).resolve()) for n in ("ar", "diff", "set")}
+    assert set(workspace_shadows(ws, "diffusion")) == {spec["diff"], spec["set"]}
+    assert workspace_shadows(ws, "autoregressive") == [spec["ar"]] and workspace_shadows(ws, "audio-language") == []
+    assert set(workspace_shadows(ws)) == set(spec.values())

@@ -203,11 +203,12 @@ def check_shadow_out(ws: Workspace, out: str | Path) -> Path:
     return path
 
 
-def workspace_shadows(ws: Workspace) -> list[str]:
+def workspace_shadows(ws: Workspace, family: str | None = None) -> list[str]:
     """Finished shadow references under ``<workspace>/references`` (the chosen shadow of each
     grid there, :func:`~core.pipeline.shadow_grid.build_shadow_grid`, and each finished set
     of shadows as its folder, :func:`~core.pipeline.shadow_set.build_shadow_set`), as
-    folder specs, newest first."""
+    folder specs, newest first; with ``family``, only the shadows of that model family
+    (their card's; a set's is its first shadow's)."""
     from core.pipeline.shadow_grid import read_selection
     from core.pipeline.shadow_set import SET_FILE, read_shadow_set
 
@@ -215,14 +216,21 @@ def workspace_shadows(ws: Workspace) -> list[str]:
 
     folder = ws.root / REFERENCES_DIR
     found: list[tuple[Path, Path]] = []  # (the spec's folder, the file whose age orders it)
+    def of_family(card: dict | None) -> bool:
+        return card is not None and (family is None or card.get("family", family) == family)
+
     for p in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ():
         chosen = (read_selection(p) or {}).get("chosen_folder")  # a grid's chosen shadow, not the others
+        record = read_shadow_set(p)
         if read_card(p) is not None:
-            found.append((p, p / "card.json"))
+            if of_family(read_card(p)):
+                found.append((p, p / "card.json"))
         elif chosen and read_card(chosen) is not None:
-            found.append((Path(chosen), Path(chosen) / "card.json"))
-        elif read_shadow_set(p) is not None:  # a set: one entry, expanded to its shadows when picked
-            found.append((p, p / SET_FILE))
+            if of_family(read_card(chosen)):
+                found.append((Path(chosen), Path(chosen) / "card.json"))
+        elif record is not None:  # a set: one entry, expanded to its shadows when picked
+            if of_family(read_card(p / record["folders"][0]) if record.get("folders") else None):
+                found.append((p, p / SET_FILE))
     return [str(p.resolve()) for p, f in sorted(found, key=lambda pf: pf[1].stat().st_mtime, reverse=True)]
 
 

@@ -228,8 +228,8 @@ def reference_picker(target: str | None, *, key: str = "references", ws: Workspa
     infos = [t for t in list_targets() if t.available and t.spec != target]
     family = next((t.family for t in list_targets() if t.spec == target), None)
     specs = [t.spec for t in infos if family is None or t.family == family]
-    if ws is not None and family in (None, "audio-language"):
-        specs += [s for s in workspace_shadows(ws) if s != target]
+    if ws is not None:  # the shadows built for this family (any, before a target is chosen)
+        specs += [s for s in workspace_shadows(ws, family) if s != target]
     chosen = st.multiselect("Reference model(s)", specs, key=key,
                             help="Models that did NOT train on the suspects (a base model, an earlier release, a model trained on "
                                  "public data). Each clip's indicators are calibrated against them; results are shown with and without.")
