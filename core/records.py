@@ -93,7 +93,7 @@ def advice(value: dict) -> str:
 def cross_fit(value: dict) -> str:
     """A cross-fitted run's shadows (:func:`core.pipeline.mia.cross_fit_summary`)."""
     own = "; ".join(f"{spec}: {v['non_members']} non-member(s), {v['members']} member(s)" for spec, v in value["trained_on"].items())
-    return (f"each clip calibrated against the {value['per_clip']} of the {value['shadows']} shadows that never trained on it; "
+    return (f"each clip calibrated against {value['per_clip']} of the {value['shadows']} shadows, never one that trained on it; "
             f"the shadows' own clips audited ({own})")
 
 

@@ -227,14 +227,14 @@ def test_with_a_set_of_disjoint_shadows_the_page_offers_to_cross_fit_them_and_sh
     at = _page(ws, target)
     assert not at.exception, [e.message for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
-    assert "Cross-fitted shadows: each clip calibrated against the 2 of the 3 shadows that never trained on it" in captions
+    assert "Cross-fitted shadows: each clip calibrated against 2 of the 3 shadows, never one that trained on it" in captions
     assert "those clips were audited, each calibrated against the other shadows (cross-fitted)" in captions
     from core.viz.report import _shadow_note
 
     note = _shadow_note(ws.load_run(run_id)["result"])  # the report says the same
-    assert "Cross-fitted shadows: each clip calibrated against the 2 of the 3 shadows" in note and "kept out" not in note
+    assert "Cross-fitted shadows: each clip calibrated against 2 of the 3 shadows" in note and "kept out" not in note
     details = [t.value for t in at.table]  # the run's details: the same line as the CLI's and the report's
-    assert any(df.iloc[:, 1].astype(str).str.startswith("each clip calibrated against the 2 of the 3").any() for df in details)
+    assert any(df.iloc[:, 1].astype(str).str.startswith("each clip calibrated against 2 of the 3 shadows").any() for df in details)
 
 
 def test_the_reference_picker_offers_the_shadows_of_the_targets_family_only(tmp_path):
