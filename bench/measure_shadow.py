@@ -45,7 +45,7 @@ the non-members, the shadow trained on ``0150``-``0199`` and the audit testing `
 (one split's 50 non-members move the AUC by several hundredths). ``--n-noise K``: noise
 draws per timestep of each diffusion audit (the MIA default is 4).
 
-``--cross-fit`` (``zoo``, ``shift``, ``ar-shift``, ``diffusion-shift``): instead of the table, the
+``--cross-fit`` (``zoo``, ``shift``, ``tiny.en``, ``base``, ``ar-shift``, ``diffusion-shift``): instead of the table, the
 whole dataset (the members and all 100 non-members) audited uncalibrated, against the base,
 and against the two splits' shadows cross-fitted (each clip calibrated against the shadow
 that never trained on it; a suspect against the one its content hash picks).
@@ -464,8 +464,13 @@ def measure_real(ws, shadows: Path, pair: str, title: str, folder_of: str, a: ar
           f"(this call {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     shadow_recipe = replace(recipe, epochs=a.shadow_epochs or recipe.epochs, lr=a.shadow_lr or recipe.lr)
     stag = f"e{shadow_recipe.epochs}-lr{shadow_recipe.lr:g}"
-    out = measure(ws, f"{title} fine-tune", str(target), base, shadows / f"{pair}-{tag}-shadow-{stag}", shadow_recipe,
-                  n_perm=a.n_perm, null_resamples=a.null_resamples, mode=a.mode)
+    folder = shadows / f"{pair}-{tag}-shadow-{stag}"
+    if a.cross_fit:  # the shadow of each split, cross-fitted on the whole of demo-speech
+        out = measure_cross_fit(ws, f"{title} fine-tune", str(target), base, (folder, folder.with_name(folder.name + "-swapped")),
+                                shadow_recipe, n_perm=a.n_perm, null_resamples=a.null_resamples, source="demo-speech", mode=a.mode)
+    else:
+        out = measure(ws, f"{title} fine-tune", str(target), base, folder, shadow_recipe, n_perm=a.n_perm,
+                      null_resamples=a.null_resamples, mode=a.mode)
     target_time = {"train_time_s": card["train_time_s"], "clips_per_s": card["clips_per_s"],
                    "loss_per_epoch": card["loss_per_epoch"]}
     print(json.dumps({"name": f"{pair} target fine-tune", **target_time}), flush=True)
@@ -492,7 +497,7 @@ def main() -> int:
     ap.add_argument("--n-noise", type=int, default=None, metavar="K",
                     help="ar-shift, diffusion-shift: noise draws per timestep of every diffusion audit (default: the MIA default, 4)")
     ap.add_argument("--cross-fit", action="store_true",
-                    help="zoo, shift, ar-shift, diffusion-shift: instead, audit all of the dataset against the two splits' shadows, "
+                    help="zoo, shift, tiny.en, base, ar-shift, diffusion-shift: instead, audit all of the dataset against the two splits' shadows, "
                          "cross-fitted")
     ap.add_argument("--shadows", type=int, default=1, metavar="K", help="zoo, shift: also measure K shadows of the recipe (K >= 2)")
     ap.add_argument("--vary", choices=("seed", "subset", "both"), default="seed",
