@@ -391,7 +391,6 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
     control/test splits (:func:`split_seed_spread`). ``swap``: the shadow trains on the other
     half of the non-members and the audit tests the half it trained on otherwise (the same
     comparison on a second split, with a shadow of its own)."""
-
     recipe = shift_recipe(family)
     target, base = f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base"
     shadow = shift_shadow_folder(shadows, family, swap)

@@ -157,8 +157,10 @@ def _headline(*keys: str) -> tuple[Field, ...]:
 
 
 EXCLUDED = Field("excluded_clips", "clips kept out of the audit", excluded, detail=True)
-CROSS_FIT = Field("calibration/cross_fit", "cross-fitted shadows", cross_fit, detail=True)
 """The clips a shadow reference trained on (:mod:`core.pipeline.reference`), left out before anything is computed."""
+
+CROSS_FIT = Field("calibration/cross_fit", "cross-fitted shadows", cross_fit, detail=True)
+"""A cross-fitted run's shadows: which calibrate each clip, and the audited clips each trained on."""
 
 FAILED = Field("failed_clips", "clips left out (could not be scored)", clips_left_out, detail=True)
 

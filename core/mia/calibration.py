@@ -401,9 +401,8 @@ def cross_fitted_reference(references: Sequence[pd.DataFrame], available: NDArra
         raise ValueError(f"{len(references)} reference table(s) for an assignment of shape {available.shape}")
     keys = [k for k in references[0].columns if all(k in r.columns for r in references)]
     stack = np.stack([r[keys].to_numpy(dtype=np.float64) for r in references])  # [m, n, k]
-    weights = available[:, :, None].astype(np.float64)
+    used = available[:, :, None]
     with np.errstate(all="ignore"):
-        mean = np.where(weights > 0, stack, 0.0).sum(axis=0) / weights.sum(axis=0)
-    bad = (~np.isfinite(stack) & available[:, :, None]).any(axis=0)
-    mean[bad] = np.nan
+        mean = np.where(used, stack, 0.0).sum(axis=0) / used.sum(axis=0)
+    mean[~np.isfinite(mean)] = np.nan  # a used reference without a finite value
     return pd.DataFrame(mean, index=references[0].index, columns=keys)

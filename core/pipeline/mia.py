@@ -345,7 +345,7 @@ def reference_indicators(ws: Workspace, dataset: str, clips: pd.DataFrame, targe
         from core.pipeline.reference import shadow_training_sets
 
         sets = shadow_training_sets(config.references, targets)
-        available = cross_fit_assignment(order, [sets[spec] for spec in config.references])
+        available = cross_fit_assignment(order, list(sets.values()))  # in the references' order
         tables = [cross_fitted_reference(tables, available)]
         summary = cross_fit_summary(kept, sets)
     names = resolve_calibrations(config.calibrations, len(tables))

@@ -10,6 +10,7 @@ The fine-tuning itself is :mod:`core.recipes.shadow`; the advisor's statistic is
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -216,21 +217,18 @@ def workspace_shadows(ws: Workspace, family: str | None = None) -> list[str]:
 
     folder = ws.root / REFERENCES_DIR
     found: list[tuple[Path, Path]] = []  # (the spec's folder, the file whose age orders it)
-    def of_family(card: dict | None) -> bool:
-        return card is not None and (family is None or card.get("family", family) == family)
-
     for p in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ():
         chosen = (read_selection(p) or {}).get("chosen_folder")  # a grid's chosen shadow, not the others
-        record = read_shadow_set(p)
-        if read_card(p) is not None:
-            if of_family(read_card(p)):
-                found.append((p, p / "card.json"))
-        elif chosen and read_card(chosen) is not None:
-            if of_family(read_card(chosen)):
-                found.append((Path(chosen), Path(chosen) / "card.json"))
-        elif record is not None:  # a set: one entry, expanded to its shadows when picked
-            if of_family(read_card(p / record["folders"][0]) if record.get("folders") else None):
-                found.append((p, p / SET_FILE))
+        if (card := read_card(p)) is not None:
+            entry = (p, p / "card.json")
+        elif chosen and (card := read_card(chosen)) is not None:
+            entry = (Path(chosen), Path(chosen) / "card.json")
+        elif (record := read_shadow_set(p)) is not None:  # a set: one entry, expanded to its shadows when picked
+            card, entry = (read_card(p / record["folders"][0]) if record.get("folders") else None), (p, p / SET_FILE)
+        else:
+            continue
+        if card is not None and (family is None or card.get("family", family) == family):
+            found.append(entry)
     return [str(p.resolve()) for p, f in sorted(found, key=lambda pf: pf[1].stat().st_mtime, reverse=True)]
 
 
@@ -241,17 +239,23 @@ def trained_clips(references: Sequence[str], targets: Resolved | None = None) ->
     that was held out to choose its recipe among a grid's (``heldout_clip_hashes``, written
     by :func:`~core.pipeline.shadow_grid.build_shadow_grid`). References without such a card (a base, a zoo model)
     exclude nothing."""
-    from core.recipes.shadow import read_card
-
     out: dict[str, str] = {}
     for spec in references:
-        ref = (targets if targets is not None else Resolved()).ref(spec)
-        card = read_card(ref.location) if ref.location is not None and Path(ref.location).is_dir() else None
-        for h in (card or {}).get("trained_clip_hashes", ()):
-            out.setdefault(str(h), f"trained the shadow reference {ref.spec}")
-        for h in (card or {}).get("heldout_clip_hashes", ()):
-            out.setdefault(str(h), f"{HELDOUT_REASON} (shadow reference {ref.spec})")
+        name, card = _shadow_card(spec, targets)
+        for h in card.get("trained_clip_hashes", ()):
+            out.setdefault(str(h), f"trained the shadow reference {name}")
+        for h in card.get("heldout_clip_hashes", ()):
+            out.setdefault(str(h), f"{HELDOUT_REASON} (shadow reference {name})")
     return out
+
+
+def _shadow_card(spec: str, targets: Resolved | None = None) -> tuple[str, dict]:
+    """The resolved spec of the reference ``spec`` and its shadow card ({} for a reference
+    that is no shadow)."""
+    from core.recipes.shadow import read_card
+
+    ref = (targets if targets is not None else Resolved()).ref(spec)
+    return ref.spec, (read_card(ref.location) if ref.location is not None and Path(ref.location).is_dir() else None) or {}
 
 
 def shadow_training_sets(references: Sequence[str], targets: Resolved | None = None) -> dict[str, frozenset[str]]:
@@ -263,13 +267,9 @@ def shadow_training_sets(references: Sequence[str], targets: Resolved | None = N
     ValueError
         a reference that is not a shadow (a base, a zoo model: no card with trained clips).
     """
-    from core.recipes.shadow import read_card
-
     out: dict[str, frozenset[str]] = {}
     for spec in references:
-        ref = (targets if targets is not None else Resolved()).ref(spec)
-        card = read_card(ref.location) if ref.location is not None and Path(ref.location).is_dir() else None
-        hashes = (card or {}).get("trained_clip_hashes")
+        hashes = _shadow_card(spec, targets)[1].get("trained_clip_hashes")
         if not hashes:
             raise ValueError(f"cross-fitting calibrates each clip against the shadows that never trained on it: {spec} is not a "
                              "shadow reference (no card listing its training clips)")
@@ -292,19 +292,10 @@ def exclude_trained(clips: pd.DataFrame, references: Sequence[str], targets: Res
     (:func:`core.mia.calibration.cross_fit_assignment`); only the clips held out to choose
     a recipe and those two or more of the shadows trained on leave."""
     why = trained_clips(references, targets)
-    if cross_fit:
-        sets = shadow_training_sets(references, targets)
-        count: dict[str, int] = {}
-        for s in sets.values():
-            for h in s:
-                count[h] = count.get(h, 0) + 1
-        # a clip one shadow trained on stays; held-out clips and clips of two shadows leave
-        why = {h: (CROSS_FIT_OVERLAP if count.get(h, 0) > 1 else r) for h, r in why.items() if count.get(h, 0) != 1}
-        gone = clips["clip_hash"].isin(why).to_numpy()
-        excluded = [{"clip_hash": h, "path": str(p), "label": "member" if y else "non-member", "reason": why[h]}
-                    for h, p, y in zip(clips["clip_hash"][gone], clips["path"][gone], clips["y"][gone])]
-        return clips[~gone].reset_index(drop=True), excluded
-    if not why:
+    if cross_fit:  # a clip one shadow trained on stays; held-out clips and clips of two shadows leave
+        count = Counter(h for s in shadow_training_sets(references, targets).values() for h in s)
+        why = {h: (CROSS_FIT_OVERLAP if count[h] > 1 else r) for h, r in why.items() if count[h] != 1}
+    elif not why:
         return clips, None
     out = clips["clip_hash"].isin(why).to_numpy()
     gone = clips[out]

@@ -239,7 +239,6 @@ _REFERENCE_CAVEAT = ("Calibrated: each clip's indicators relative to the referen
 def _shadow_note(result: dict) -> str:
     """One caption line per shadow reference of a calibrated result, read from its card."""
     from core.recipes.shadow import shadow_lines
-
     from core.records import cross_fit
 
     cal = result.get("calibration") or {}
