@@ -410,9 +410,11 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
 
 
 def measure_cross_fit(ws, name: str, target: str, base: str, folders: tuple[Path, Path], recipe, *, n_perm: int,
-                      null_resamples: int, source: str = "demo-sounds", mode: str = "generated") -> dict:
+                      null_resamples: int, source: str = "demo-sounds", mode: str = "generated",
+                      n_noise: int | None = None) -> dict:
     """A domain-shift pair audited on the whole of ``source`` (the 100 members and all 100
-    non-members) against its two shadows cross-fitted: the shadow of each split (``folders``:
+    non-members) against its two shadows cross-fitted (``n_noise``: noise draws per timestep of
+    a diffusion target's audits): the shadow of each split (``folders``:
     on ``0100``-``0149`` and on ``0150``-``0199``, as the split and ``--swap`` build them; a
     finished one is reused), each non-member calibrated against the shadow of the other
     half, each member against one of the two, chosen by its content hash. Beside it the
@@ -423,10 +425,12 @@ def measure_cross_fit(ws, name: str, target: str, base: str, folders: tuple[Path
         own, _ = halves(swap)
         build_shadow(ws, source, base, folder, recipe=recipe, clip_hashes=hashes_of(ws, source, _paths(*own, source)))
     pair = tuple(str(f) for f in folders)
-    rows = [audit_row(ws, source, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, cross_fit=cf, mode=mode)
+    rows = [audit_row(ws, source, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, cross_fit=cf, mode=mode,
+                      n_noise=n_noise)
             for label, refs, cf in (("uncalibrated", (), False), ("vs base", (base,), False),
                                     ("vs 2 shadows, cross-fitted", pair, True))]
-    out = {"name": f"{name}, cross-fitted shadows", "target": target, "base": base, "mode": mode, "shadows": list(pair), "rows": rows}
+    out = {"name": f"{name}, cross-fitted shadows", "target": target, "base": base, "mode": mode, "shadows": list(pair),
+           "n_noise": n_noise, "rows": rows}
     print(json.dumps(out), flush=True)
     print(f"\n{out['name']}, {mode} mode: {target} (base {base}) on all of {source}; shadows "
           f"{', '.join(Path(p).name for p in pair)}")
@@ -494,7 +498,8 @@ def main() -> int:
     ap.add_argument("--swap", action="store_true",
                     help="zoo, shift, ar-shift, diffusion-shift: the shadow trains on non-members 0150-0199 and the audit tests 0100-0149")
     ap.add_argument("--n-noise", type=int, default=None, metavar="K",
-                    help="ar-shift, diffusion-shift: noise draws per timestep of every diffusion audit (default: the MIA default, 4)")
+                    help="ar-shift, diffusion-shift (with --cross-fit too): noise draws per timestep of every diffusion audit "
+                         "(default: the MIA default, 4)")
     ap.add_argument("--cross-fit", action="store_true",
                     help="zoo, shift, tiny.en, base, ar-shift, diffusion-shift: instead, audit all of the dataset against the two splits' shadows, "
                          "cross-fitted")
@@ -540,7 +545,7 @@ def main() -> int:
             if a.cross_fit:
                 measure_cross_fit(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base",
                                   (shift_shadow_folder(shadows, family, False), shift_shadow_folder(shadows, family, True)),
-                                  shift_recipe(family), n_perm=a.n_perm, null_resamples=a.null_resamples)
+                                  shift_recipe(family), n_perm=a.n_perm, null_resamples=a.null_resamples, n_noise=a.n_noise)
                 continue
             measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples, swap=a.swap,
                           n_noise=a.n_noise)
