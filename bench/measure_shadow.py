@@ -411,26 +411,32 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
 
 def measure_cross_fit(ws, name: str, target: str, base: str, folders: tuple[Path, Path], recipe, *, n_perm: int,
                       null_resamples: int, source: str = "demo-sounds", mode: str = "generated",
-                      n_noise: int | None = None) -> dict:
+                      n_noise: int | None = None, seeds: int = 1) -> dict:
     """A domain-shift pair audited on the whole of ``source`` (the 100 members and all 100
     non-members) against its two shadows cross-fitted (``n_noise``: noise draws per timestep of
-    a diffusion target's audits): the shadow of each split (``folders``:
+    a diffusion target's audits; ``seeds``: that many shadows of each split, the recipe's
+    seed plus 0, 1, ..., each fold's reference their mean): the shadow of each split (``folders``:
     on ``0100``-``0149`` and on ``0150``-``0199``, as the split and ``--swap`` build them; a
     finished one is reused), each non-member calibrated against the shadow of the other
     half, each member against one of the two, chosen by its content hash. Beside it the
     uncalibrated audit and the one against the base, on the same 200 clips."""
     from core.pipeline.reference import build_shadow
 
-    for swap, folder in zip((False, True), folders):
-        own, _ = halves(swap)
-        build_shadow(ws, source, base, folder, recipe=recipe, clip_hashes=hashes_of(ws, source, _paths(*own, source)))
-    pair = tuple(str(f) for f in folders)
+    pair: list[str] = []
+    for s in range(seeds):
+        for swap, folder in zip((False, True), folders):
+            own, _ = halves(swap)
+            folder = folder if s == 0 else folder.with_name(f"{folder.name}-seed{recipe.seed + s}")
+            build_shadow(ws, source, base, folder, recipe=replace(recipe, seed=recipe.seed + s),
+                         clip_hashes=hashes_of(ws, source, _paths(*own, source)))
+            pair.append(str(folder))
+    shadows = "2 shadows" if seeds == 1 else f"2 x {seeds} shadows (seeds)"
     rows = [audit_row(ws, source, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, cross_fit=cf, mode=mode,
                       n_noise=n_noise)
             for label, refs, cf in (("uncalibrated", (), False), ("vs base", (base,), False),
-                                    ("vs 2 shadows, cross-fitted", pair, True))]
+                                    (f"vs {shadows}, cross-fitted", tuple(pair), True))]
     out = {"name": f"{name}, cross-fitted shadows", "target": target, "base": base, "mode": mode, "shadows": list(pair),
-           "n_noise": n_noise, "rows": rows}
+           "n_noise": n_noise, "seeds": seeds, "rows": rows}
     print(json.dumps(out), flush=True)
     print(f"\n{out['name']}, {mode} mode: {target} (base {base}) on all of {source}; shadows "
           f"{', '.join(Path(p).name for p in pair)}")
@@ -503,6 +509,8 @@ def main() -> int:
     ap.add_argument("--cross-fit", action="store_true",
                     help="zoo, shift, tiny.en, base, ar-shift, diffusion-shift: instead, audit all of the dataset against the two splits' shadows, "
                          "cross-fitted")
+    ap.add_argument("--seeds", type=int, default=1, metavar="S",
+                    help="with --cross-fit, ar-shift, diffusion-shift: S shadows of each split (seeds), two folds of S")
     ap.add_argument("--shadows", type=int, default=1, metavar="K", help="zoo, shift: also measure K shadows of the recipe (K >= 2)")
     ap.add_argument("--vary", choices=("seed", "subset", "both"), default="seed",
                     help="with --shadows: the same clips (seed), disjoint draws (subset), or both sets")
@@ -545,7 +553,8 @@ def main() -> int:
             if a.cross_fit:
                 measure_cross_fit(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base",
                                   (shift_shadow_folder(shadows, family, False), shift_shadow_folder(shadows, family, True)),
-                                  shift_recipe(family), n_perm=a.n_perm, null_resamples=a.null_resamples, n_noise=a.n_noise)
+                                  shift_recipe(family), n_perm=a.n_perm, null_resamples=a.null_resamples, n_noise=a.n_noise,
+                                  seeds=a.seeds)
                 continue
             measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples, swap=a.swap,
                           n_noise=a.n_noise)

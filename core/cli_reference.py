@@ -27,6 +27,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                        "several shadows with the chosen recipe")
     if args.vary != "seed" and args.shadows < 2:
         raise CLIError(f"--vary {args.vary} says what differs between several shadows: give --shadows K (2 or more)")
+    if args.folds is not None and args.vary != "both":
+        raise CLIError("--folds is the number of disjoint draws of --vary both; give --vary both, or leave --folds out")
     if grid:
         return _reference_grid(args, epochs, lrs)
     settings, ws = _workspace(args)
@@ -62,19 +64,23 @@ def _reference_set(args: argparse.Namespace, settings: Settings, ws: Workspace, 
     differing by seed, on the same clips or (``--vary subset``) on disjoint draws."""
     from core.pipeline.shadow_set import build_shadow_set, set_draws
 
-    set_draws(ws.analysis_clips(args.dataset), args.nonmembers, args.shadows, vary=args.vary, seed=recipe.seed)  # too few: now
+    folds = args.folds or 2
+    set_draws(ws.analysis_clips(args.dataset), args.nonmembers, args.shadows, vary=args.vary, seed=recipe.seed,  # too few: now
+              folds=folds)
     if args.background:
         from core.runtime import jobs
 
         job_id = jobs.submit(ws, "shadow-set", {"dataset": args.dataset, "base": args.base, "out": str(Path(args.out).resolve()),
                                                 "n_nonmembers": args.nonmembers, "shadows": args.shadows, "vary": args.vary,
+                                                "folds": folds,
                                                 "recipe": recipe.to_dict(), "options": dict(_target_options(args))})
         _emit(args, {"job_id": job_id}, f"started job {job_id}; follow it with `overheard jobs`")
         return 0
-    clips = "the same" if args.vary == "seed" else "disjoint draws of"
+    clips = {"seed": "the same", "subset": "disjoint draws of",
+             "both": f"{folds} disjoint draws ({args.shadows // folds} shadows on each) of"}[args.vary]
     _log(f"fine-tuning {args.base} {args.shadows} times on {clips} {args.nonmembers} known non-members of {args.dataset} ...")
     rec = build_shadow_set(ws, args.dataset, args.targets.ref(args.base), args.out, n_nonmembers=args.nonmembers,
-                           shadows=args.shadows, vary=args.vary, recipe=recipe, settings=settings,
+                           shadows=args.shadows, vary=args.vary, folds=folds, recipe=recipe, settings=settings,
                            progress=_progress("shadows"), targets=args.targets, options=dict(_target_options(args)))
     each = " ".join(f"--reference {Path(args.out) / f}" for f in rec["folders"])
     secs = sum(r["train_time_s"] or 0.0 for r in rec["shadows"])
@@ -82,8 +88,11 @@ def _reference_set(args: argparse.Namespace, settings: Settings, ws: Workspace, 
             f"{', '.join(str(r['seed']) for r in rec['shadows'])} on {clips} {args.nonmembers} known non-members of "
             f"{args.dataset} ({recipe.epochs} epoch(s), lr {recipe.lr:g}), {secs:.1f} s of training in all\n"
             f"audits with --reference {args.out} (the set's folder stands for its shadows: {each}) leave the "
-            f"{len(rec['trained_clip_hashes'])} clips any of them trained on out; with two or more references the default "
-            "calibrations are resid and lira" + "".join(f"\nwarning: {w}" for w in rec["warnings"]))
+            f"{len(rec['trained_clip_hashes'])} clips any of them trained on out"
+            + ("" if args.vary == "seed" else ", or with --cross-fit audit them too, each against the shadows that never "
+                                              "trained on it")
+            + "; with two or more references the default calibrations are resid and lira"
+            + "".join(f"\nwarning: {w}" for w in rec["warnings"]))
     _emit(args, {"out": str(args.out)} | rec, text)
     return 0
 
@@ -163,9 +172,14 @@ def add_reference_parser(sub, common: argparse.ArgumentParser) -> None:
                         "--seed + i (its batch order, noise draws, dropout): two or more feed LiRA's per-clip spread "
                         "(calibrations resid and lira by default); --reference DIR then stands for all of them, and every "
                         "audit leaves out the clips any of them trained on (default: 1, one shadow in --out)")
-    r.add_argument("--vary", choices=("seed", "subset"), default="seed",
+    r.add_argument("--vary", choices=("seed", "subset", "both"), default="seed",
                    help="with --shadows: seed (default), every shadow on the same --nonmembers clips, only the seed differs; "
-                        "subset, each on its own disjoint draw of N known non-members (N x K are left out of the audit)")
+                        "subset, each on its own disjoint draw of N known non-members (N x K are left out of the audit, or "
+                        "audited with --cross-fit); both, --folds disjoint draws with K / folds shadows (seeds) on each, to "
+                        "cross-fit with each clip's reference averaged over a fold's seeds")
+    r.add_argument("--folds", type=int, default=None, metavar="F",
+                   help="with --vary both: the number of disjoint draws (default 2); --shadows must be a multiple of it, "
+                        "at least twice it")
     r.add_argument("--target", help="the audited model, for a grid of recipes: the shadow whose losses on --holdout held-out "
                                     "known non-members are closest to its is chosen; " + TARGET_HELP)
     r.add_argument("--holdout", type=int, metavar="H", help="with a grid: known non-members (disjoint from --nonmembers) the "

@@ -93,8 +93,10 @@ def advice(value: dict) -> str:
 def cross_fit(value: dict) -> str:
     """A cross-fitted run's shadows (:func:`core.pipeline.mia.cross_fit_summary`)."""
     own = "; ".join(f"{spec}: {v['non_members']} non-member(s), {v['members']} member(s)" for spec, v in value["trained_on"].items())
-    return (f"each clip calibrated against {value['per_clip']} of the {value['shadows']} shadows, never one that trained on it; "
-            f"the shadows' own clips audited ({own})")
+    folds = value.get("folds", value["shadows"])  # stored before a set's seeds could share a fold
+    sets = f" (on {folds} disjoint sets of clips)" if folds != value["shadows"] else ""
+    return (f"each clip calibrated against {value['per_clip']} of the {value['shadows']} shadows{sets}, never one that trained "
+            f"on it; the shadows' own clips audited ({own})")
 
 
 @dataclass(frozen=True)

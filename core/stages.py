@@ -94,7 +94,8 @@ def _references() -> Any:
 
 def _cross_fit() -> Any:
     return setting(False, help="with two or more shadow references trained on disjoint clips: audit the clips they trained on "
-                               "too, each clip calibrated against the shadows that never trained on it (m - 1 of m)")
+                               "too, each clip calibrated against the shadows that never trained on it (m - 1 of m; shadows on the same "
+                               "clips, a set's seeds, count as one)")
 
 
 def _target_options() -> Any:

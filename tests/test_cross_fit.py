@@ -4,12 +4,14 @@
 trained on stay in the audit.
 
 - the assignment, checked against a loop written from its rule: a clip shadow ``j``
-  trained on loses ``j``; any other clip loses the shadow its content hash picks;
+  trained on loses ``j``; any other clip loses the shadow its content hash picks; shadows
+  on the same clips (a set's seeds) form one fold, and a clip loses a whole fold;
 - the collapsed reference against a per-clip loop (NaN where a used shadow has none);
 - the level: with no membership signal (a target and shadows that differ only by clip
   difficulty, per-shadow offsets and noise), Mann-Whitney's test of the cross-fitted
   scores rejects at its level over 600 simulated audits (shadows with offsets of their own:
-  members and non-members are each calibrated against a mix of them).
+  members and non-members are each calibrated against a mix of them), with one shadow a
+  fold and with two seeds a fold.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binom, mannwhitneyu
 
-from core.mia.calibration import cross_fit_assignment, cross_fitted_reference
+from core.mia.calibration import cross_fit_assignment, cross_fit_folds, cross_fitted_reference
 
 
 def _hashes(n: int, prefix: str = "c") -> list[str]:
@@ -42,12 +44,31 @@ def test_the_assignment_follows_its_rule():
     assert np.array_equal(again[:, ::-1], got)
 
 
-def test_overlapping_training_sets_and_a_single_shadow_are_refused():
+def test_shadows_on_the_same_clips_form_one_fold_and_a_clip_loses_a_whole_fold():
+    h = _hashes(60)
+    parts = [set(h[0:5]), set(h[5:10]), set(h[10:15])]
+    trained = [parts[j % 3] for j in range(6)]  # three folds, two seeds on each (a set built with --vary both)
+    assert cross_fit_folds(trained) == [0, 1, 2, 0, 1, 2] and cross_fit_folds(parts) == [0, 1, 2]
+    got = cross_fit_assignment(h, trained)
+    for i, c in enumerate(h):
+        fold = next((g for g, s in enumerate(parts) if c in s), None)
+        drop = fold if fold is not None else int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) % 3
+        assert list(got[:, i]) == [j % 3 != drop for j in range(6)]
+    assert (got.sum(axis=0) == 4).all()
+    # with one seed a fold, the two layouts agree clip by clip
+    assert np.array_equal(cross_fit_assignment(h, parts), got[:3])
+
+
+def test_overlapping_training_sets_a_single_fold_and_unequal_folds_are_refused():
     h = _hashes(6)
     with pytest.raises(ValueError, match="disjoint"):
         cross_fit_assignment(h, [set(h[:3]), set(h[2:4])])
     with pytest.raises(ValueError, match="two or more"):
         cross_fit_assignment(h, [set(h[:3])])
+    with pytest.raises(ValueError, match=r"two or more shadow references on disjoint clips, got 3 shadow\(s\) on 1 set"):
+        cross_fit_assignment(h, [set(h[:3])] * 3)  # seeds on the same clips: nothing to cross-fit with
+    with pytest.raises(ValueError, match="as many shadows on each set of clips: 2 sets with 2, 1 shadows"):
+        cross_fit_assignment(h, [set(h[:3]), set(h[:3]), set(h[3:])])
 
 
 def test_the_collapsed_reference_is_the_mean_of_the_shadows_each_clip_may_use():
@@ -82,12 +103,13 @@ def _null_audit(rng: np.random.Generator, h: list[str], y: np.ndarray, trained: 
     return float(mannwhitneyu(score[y == 1], score[y == 0], alternative="two-sided").pvalue)
 
 
-def test_with_no_membership_the_cross_fitted_scores_hold_the_level():
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_with_no_membership_the_cross_fitted_scores_hold_the_level(seeds):
     rng = np.random.default_rng(1)
     h = _hashes(200, "null")
     y = np.array([1] * 100 + [0] * 100)
     nonmembers = [c for c, lab in zip(h, y) if lab == 0]
-    trained = [set(nonmembers[:50]), set(nonmembers[50:])]
+    trained = [set(nonmembers[:50]), set(nonmembers[50:])] * seeds
     avail = cross_fit_assignment(h, trained)
     sims = 600
     rejected = sum(_null_audit(rng, h, y, trained, avail) < 0.05 for _ in range(sims))

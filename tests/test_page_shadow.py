@@ -10,7 +10,7 @@ reference, and its card is one line on every surface that shows the reference.
 from __future__ import annotations
 
 import json
-
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -164,22 +164,36 @@ def test_the_form_builds_a_grid_and_the_picker_offers_the_chosen_shadow(setup, m
     assert chosen in options and not [o for o in options if o.startswith(str(out)) and o != chosen]
 
 
+def _set_form(ws: Workspace, base: Path, target: Path, *, n: int, k: int) -> AppTest:
+    """The page with the set form filled in: the typed base, ``n`` non-members, ``k`` shadows of 1 epoch at 0.003."""
+    at = _page(ws, target)
+    at.text_input(key="shadow-base-typed").input(str(base)).run()
+    at.number_input(key="shadow-n").set_value(n).run()
+    at.number_input(key="shadow-epochs").set_value(1).run()
+    at.number_input(key="shadow-lr").set_value(0.003).run()
+    at.number_input(key="shadow-k").set_value(k).run()
+    return at
+
+
+def _warns_then_starts(at: AppTest, warning: str, fix: Callable[[AppTest], object]) -> None:
+    """The form refuses (``warning`` in a ⚠ caption, its button disabled) until ``fix(at)``; then it starts the job."""
+    def warnings() -> list[str]:
+        return [c.value for c in at.caption if c.value.startswith("⚠")]
+
+    assert any(warning in w for w in warnings()), warnings()
+    assert at.button(key="shadow-start").disabled
+    fix(at)
+    assert not warnings()
+    at.button(key="shadow-start").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+
+
 def test_the_form_builds_several_shadows_and_the_picker_offers_the_set_as_one_choice(setup, monkeypatch):
     ws, base, target = setup
     _env(ws, base, monkeypatch)
-    at = _page(ws, target)
-    at.text_input(key="shadow-base-typed").input(str(base)).run()
-    at.number_input(key="shadow-n").set_value(3).run()
-    at.number_input(key="shadow-epochs").set_value(1).run()
-    at.number_input(key="shadow-lr").set_value(0.003).run()
-    at.number_input(key="shadow-k").set_value(3).run()
+    at = _set_form(ws, base, target, n=3, k=3)
     at.radio(key="shadow-vary").set_value("subset").run()  # 3 disjoint draws of 3 of the 8 non-members: too many
-    assert any("nonmembers x shadows at most 6" in c.value for c in at.caption if c.value.startswith("⚠")), [c.value for c in at.caption]
-    assert at.button(key="shadow-start").disabled
-    at.number_input(key="shadow-n").set_value(2).run()
-    assert not [c.value for c in at.caption if c.value.startswith("⚠")]
-    at.button(key="shadow-start").click().run()
-    assert not at.exception, [e.message for e in at.exception]
+    _warns_then_starts(at, "nonmembers x shadows at most 6", lambda at: at.number_input(key="shadow-n").set_value(2).run())
     (job_id,) = jobs.jobs(ws, kind="shadow-set")["id"]
     params = jobs.job(ws, job_id)["params"]
     out = ws.root.resolve() / "references" / "base-shadow-tiny-3shadows"
@@ -196,6 +210,24 @@ def test_the_form_builds_several_shadows_and_the_picker_offers_the_set_as_one_ch
     assert not at.exception, [e.message for e in at.exception]
     (mia_job,) = jobs.jobs(ws, kind="mia")["id"]
     assert jobs.job(ws, mia_job)["params"]["config"]["references"] == [str(out / f"s{i}") for i in range(3)]
+
+
+def test_the_form_builds_folds_of_seeds_and_the_page_offers_to_cross_fit_them(setup, monkeypatch):
+    ws, base, target = setup
+    _env(ws, base, monkeypatch)
+    at = _set_form(ws, base, target, n=2, k=3)
+    assert at.number_input(key="shadow-folds").disabled  # folds belong to the third way only
+    at.radio(key="shadow-vary").set_value("both").run()
+    assert not at.number_input(key="shadow-folds").disabled
+    _warns_then_starts(at, "must be a multiple of --folds", lambda at: at.number_input(key="shadow-k").set_value(4).run())
+    job_id = jobs.jobs(ws, kind="shadow-set")["id"].iloc[0]
+    params = jobs.job(ws, job_id)["params"]
+    assert params["shadows"] == 4 and params["vary"] == "both" and params["folds"] == 2 and params["n_nonmembers"] == 2
+    out = jobs.run_job(ws, job_id)
+    at = _page(ws, target)
+    at.multiselect(key="references").set_value([out]).run()
+    at.checkbox(key="cross-fit").check().run()  # two folds of two seeds: offered
+    assert not at.exception, [e.message for e in at.exception]
 
 
 def test_with_a_set_of_disjoint_shadows_the_page_offers_to_cross_fit_them_and_shows_it(setup, monkeypatch):

@@ -16,13 +16,17 @@ matters: the micro model has no dropout) and on 3 disjoint draws of 2.
   refused in one line before anything is built;
 - cross-fitted (``--cross-fit``), the disjoint set's clips stay in the audit, each calibrated
   against the mean of the two shadows that never trained on it (checked against each
-  shadow's own indicators), clips two shadows share leave with their reason, dataset
-  inference reads the cross-fitted run, and a base among the references or a single shadow
-  is refused in one line.
+  shadow's own indicators), dataset inference reads the cross-fitted run, and a base among
+  the references, a single shadow, or shadows all on the same clips are refused in one line;
+- a set of folds (``--vary both``: 2 disjoint draws, 2 seeds on each) begins with the
+  disjoint set's shadows, and cross-fitted, each clip is calibrated against the mean of the
+  two seeds of the fold that never trained on it (checked against each shadow's own
+  indicators); a clip two folds trained on leaves with its reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -202,6 +206,13 @@ def test_too_few_nonmembers_and_senseless_options_are_refused_in_one_line(setup,
     assert "cannot take 3 disjoint draws of 3 of the 8 known non-members" in err and "at most 6" in err and "\n" not in err
     assert main([*args, "--nonmembers", "2", "--vary", "subset"]) == 2
     assert "give --shadows K (2 or more)" in capsys.readouterr().err
+    assert main([*args, "--nonmembers", "2", "--shadows", "3", "--vary", "both"]) == 2
+    assert "--shadows must be a multiple of --folds (2 or more) and at least twice it, got 3 shadows and 2 folds" in \
+        capsys.readouterr().err
+    assert main([*args, "--nonmembers", "4", "--shadows", "4", "--vary", "both", "--folds", "2"]) == 2
+    assert "nonmembers x folds at most 6" in capsys.readouterr().err
+    assert main([*args, "--nonmembers", "2", "--shadows", "2", "--vary", "subset", "--folds", "2"]) == 2
+    assert "--folds is the number of disjoint draws of --vary both" in capsys.readouterr().err
     assert main([*args, "--nonmembers", "2", "--shadows", "2", "--epochs", "1,2", "--target", str(base), "--holdout", "2"]) == 2
     assert "build the grid first" in capsys.readouterr().err
     assert main([*args, "--nonmembers", "2", "--shadows", "0"]) == 2
@@ -233,10 +244,9 @@ def test_the_set_builds_as_one_background_job_with_progress_per_shadow(setup, tm
 
 def test_a_cross_fitted_audit_keeps_the_shadows_clips_each_calibrated_against_the_shadows_that_never_saw_it(setup):
     from core.mia.calibration import cross_fit_assignment
-    from core.pipeline.reference import CROSS_FIT_OVERLAP
     from core.recipes.shadow import read_card
 
-    ws, base, same, apart, _, _ = setup
+    ws, base, _, apart, _, _ = setup
     shadows = [str(apart / f"s{i}") for i in range(3)]
     res = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(apart), "--cross-fit",
                           "--calibration", "diff", *FAST, "--json"))
@@ -244,7 +254,7 @@ def test_a_cross_fitted_audit_keeps_the_shadows_clips_each_calibrated_against_th
     assert run["config"]["cross_fit"] is True and res["excluded_clips"] == []
     assert res["n_members"] == 4 and res["n_nonmembers"] == 8 and res["calibration"]["calibrations"] == ["diff"]
     trained = {s: set(read_card(s)["trained_clip_hashes"]) for s in shadows}
-    assert res["calibration"]["cross_fit"] == {"shadows": 3, "per_clip": 2,
+    assert res["calibration"]["cross_fit"] == {"shadows": 3, "folds": 3, "per_clip": 2,
                                                "trained_on": {s: {"members": 0, "non_members": 2} for s in shadows}}
     # each clip's diff against the mean of the two shadows its rule allows, from each shadow audited on its own
     own = {}
@@ -260,11 +270,6 @@ def test_a_cross_fitted_audit_keeps_the_shadows_clips_each_calibrated_against_th
         assert not any(h in trained[s] for s in used)
         want = ind.loc[h, key] - np.mean([own[s].loc[h, key] for s in used])
         assert ind.loc[h, f"diff:{key}"] == pytest.approx(want, rel=1e-9, abs=1e-12)
-    # shadows that share their clips cannot calibrate them: those clips leave, and say why
-    shared = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(same), "--cross-fit",
-                             *FAST, "--json"))
-    assert {c["reason"] for c in shared["excluded_clips"]} == {CROSS_FIT_OVERLAP} and len(shared["excluded_clips"]) == 4
-    assert {c["clip_hash"] for c in shared["excluded_clips"]} == set(read_card(same / "s0")["trained_clip_hashes"])
     # the same audit without cross-fitting leaves the six clips out, as before
     plain = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(apart), *FAST, "--json"))
     assert len(plain["excluded_clips"]) == 6
@@ -278,11 +283,69 @@ def test_a_cross_fitted_audit_keeps_the_shadows_clips_each_calibrated_against_th
     assert "cross-fitted shadows: each clip calibrated against 2 of the 3 shadows, never one that trained on it" in text
 
 
-def test_cross_fitting_is_refused_with_a_base_among_the_references_or_a_single_shadow(setup, capsys):
-    ws, base, _, apart, _, _ = setup
+def test_cross_fitting_is_refused_with_a_base_among_the_references_a_single_shadow_or_one_set_of_clips(setup, capsys):
+    ws, base, same, apart, _, _ = setup
     from core.cli import main
 
-    for refs in (("--reference", str(apart / "s0"), "--reference", "zoo:lalm-base"), ("--reference", str(apart / "s0"))):
+    for refs in (("--reference", str(apart / "s0"), "--reference", "zoo:lalm-base"), ("--reference", str(apart / "s0")),
+                 ("--reference", str(same))):
         assert main(["mia", "--dataset", "tiny", "--target", str(base), *refs, "--cross-fit", *FAST, "--workspace", str(ws.root)]) == 2
-    err = capsys.readouterr().err
-    assert "is not a shadow reference" in err and "two or more shadow references" in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is not a shadow reference" in err[0] and "two or more shadow references" in err[1]
+    # the same-clips set: its seeds share one set of clips, so no shadow could calibrate another's clips
+    assert "two or more shadow references on disjoint clips, got 3 shadow(s) on 1 set(s) of clips" in err[2] and len(err) == 3
+
+
+def test_a_set_of_folds_is_cross_fitted_fold_against_fold_with_each_folds_seeds_averaged(setup, tmp_path):
+    from core.pipeline.reference import CROSS_FIT_OVERLAP
+    from core.pipeline.shadow_set import set_draws
+    from core.recipes.shadow import read_card
+
+    ws, base, same, apart, _, _ = setup
+    both = tmp_path / "both"
+    js = json.loads(_cli(ws, "reference", "build", "--base", str(base), "--dataset", "tiny", "--nonmembers", "2", "--shadows", "4",
+                         "--out", str(both), *RECIPE, "--vary", "both", "--folds", "2", "--json"))
+    shadows = [str(both / f"s{i}") for i in range(4)]
+    cards = [read_card(s) for s in shadows]
+    assert js["vary"] == "both" and js["folds"] == 2 and [r["seed"] for r in js["shadows"]] == [3, 4, 5, 6]
+    assert [c["shadow_set"] for c in cards] == [{"index": i, "shadows": 4, "vary": "both", "draw_seed": 3, "folds": 2}
+                                                 for i in range(4)]
+    trained = [frozenset(c["trained_clip_hashes"]) for c in cards]
+    assert trained[0] == trained[2] and trained[1] == trained[3] and not trained[0] & trained[1]
+    # its first two shadows are the disjoint set's first two: same clips, same seeds, same weights
+    for i in range(2):
+        assert trained[i] == frozenset(read_card(apart / f"s{i}")["trained_clip_hashes"])
+        assert _same_weights(_weights(both / f"s{i}"), _weights(apart / f"s{i}"))
+    assert not _same_weights(_weights(both / "s0"), _weights(both / "s2"))  # the seeds differ
+    assert [set(d["clip_hash"]) for d in set_draws(ws.analysis_clips("tiny"), 2, 4, vary="both", folds=2, seed=3)] == \
+        [set(t) for t in trained]
+    assert "part 2 of 2 disjoint draws" in cards[3]["dataset"]["selection"] and "shared by 2 shadows" in cards[3]["dataset"]["selection"]
+    res = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(both), "--cross-fit",
+                          "--calibration", "diff", *FAST, "--json"))
+    assert res["excluded_clips"] == [] and res["n_nonmembers"] == 8
+    assert res["calibration"]["cross_fit"]["folds"] == 2 and res["calibration"]["cross_fit"]["per_clip"] == 2
+    own = {}
+    for s in shadows:
+        r = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", s, *FAST, "--json"))
+        own[s] = ws.run_table(ws.load_run(r["run_id"]), "indicators")
+    ind = ws.run_table(ws.load_run(res["run_id"]), "indicators")
+    key = "loss_mean" if "loss_mean" in ind else next(k for k in ind.columns if ":" not in k)
+    folds_used = set()
+    for h in ind.index:  # written from the rule: the other fold's two seeds, or for an untrained clip the fold its hash keeps
+        mine = [f for f in (0, 1) if h in trained[f]]
+        keep = 1 - mine[0] if mine else 1 - int(hashlib.sha256(h.encode()).hexdigest()[:8], 16) % 2
+        folds_used.add(keep)
+        used = [shadows[keep], shadows[keep + 2]]
+        want = ind.loc[h, f"{key}"] - np.mean([own[s].loc[h, key] for s in used])
+        assert ind.loc[h, f"diff:{key}"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert folds_used == {0, 1}
+    text = _cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(both), "--cross-fit",
+                "--calibration", "diff", *FAST)
+    assert "each clip calibrated against 2 of the 4 shadows (on 2 disjoint sets of clips), never one that trained on it" in text
+    # folds whose draws overlap (a fold of the set beside a shadow of the same-clips set): their shared clips leave, saying why
+    shared = trained[0] & frozenset(read_card(same / "s0")["trained_clip_hashes"])
+    assert shared  # the fixture's draws overlap
+    mixed = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(both / "s0"),
+                            "--reference", str(same / "s0"), "--cross-fit", *FAST, "--json"))
+    assert {c["reason"] for c in mixed["excluded_clips"]} == {CROSS_FIT_OVERLAP}
+    assert {c["clip_hash"] for c in mixed["excluded_clips"]} == set(shared)

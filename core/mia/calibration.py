@@ -362,34 +362,57 @@ def suspects_gain_text(factor: float | None) -> str:
 
 
 # -- cross-fitted shadows: every clip calibrated against the shadows that never trained on it --
-def cross_fit_assignment(clip_hashes: Sequence[str], trained: Sequence[frozenset[str] | set[str]]) -> NDArray[np.bool_]:
-    """Which of ``m`` shadow references calibrate each clip in a cross-fitted audit,
-    ``[m, n]`` (True: used).
-
-    Every clip is calibrated against exactly ``m - 1`` shadows: a clip shadow ``j`` trained
-    on against all the others; a clip no shadow trained on (a suspect, or a non-member kept
-    out of every shadow) against all but one, dropped by the clip's content hash
-    (``sha256(hash) mod m``), so that no label decides how many references a clip has and
-    a member's calibrated value is distributed like a non-member's when the target never
-    trained on either. The shadows' training sets must be disjoint.
+def cross_fit_folds(trained: Sequence[frozenset[str] | set[str]]) -> list[int]:
+    """The fold of each of ``m`` shadows in a cross-fitted audit: shadows trained on the
+    same clips (a set's seeds) share a fold, numbered in the order they first appear.
 
     Raises
     ------
     ValueError
-        fewer than two shadows, or a clip that two or more of them trained on.
+        fewer than two folds (one shadow, or shadows all on the same clips), or folds of
+        unequal size (a clip's number of references would depend on which fold holds it).
+    """
+    ids: dict[frozenset[str], int] = {}
+    folds = [ids.setdefault(frozenset(s), len(ids)) for s in trained]
+    if len(ids) < 2:
+        raise ValueError(f"cross-fitting needs two or more shadow references on disjoint clips, got {len(trained)} shadow(s) "
+                         f"on {len(ids)} set(s) of clips")
+    sizes = sorted({folds.count(f) for f in ids.values()})
+    if len(sizes) > 1:
+        raise ValueError(f"cross-fitting needs as many shadows on each set of clips: {len(ids)} sets with "
+                         f"{', '.join(str(folds.count(f)) for f in ids.values())} shadows")
+    return folds
+
+
+def cross_fit_assignment(clip_hashes: Sequence[str], trained: Sequence[frozenset[str] | set[str]]) -> NDArray[np.bool_]:
+    """Which of ``m`` shadow references calibrate each clip in a cross-fitted audit,
+    ``[m, n]`` (True: used).
+
+    The shadows fall into ``G`` folds (:func:`cross_fit_folds`: one shadow each, or a set's
+    seeds on one draw of clips), and every clip is calibrated against the shadows of
+    ``G - 1`` folds: a clip the shadows of fold ``g`` trained on against all the others; a
+    clip no shadow trained on (a suspect, or a non-member kept out of every shadow) against
+    all but one fold, dropped by the clip's content hash (``sha256(hash) mod G``), so that
+    no label decides how many references a clip has and a member's calibrated value is
+    distributed like a non-member's when the target never trained on either. The folds'
+    training sets must be disjoint.
+
+    Raises
+    ------
+    ValueError
+        fewer than two folds, folds of unequal size, or a clip that two folds trained on.
     """
     import hashlib
 
-    m = len(trained)
-    if m < 2:
-        raise ValueError(f"cross-fitting needs two or more shadow references on disjoint clips, got {m}")
-    out = np.ones((m, len(clip_hashes)), dtype=bool)
+    folds = np.asarray(cross_fit_folds(trained))
+    g = int(folds.max()) + 1
+    out = np.ones((len(trained), len(clip_hashes)), dtype=bool)
     for i, h in enumerate(clip_hashes):
-        inside = [j for j, s in enumerate(trained) if h in s]
+        inside = {int(folds[j]) for j, s in enumerate(trained) if h in s}
         if len(inside) > 1:
-            raise ValueError(f"clip {str(h)[:12]} trained {len(inside)} of the shadows: cross-fitting needs disjoint training clips")
-        drop = inside[0] if inside else int(hashlib.sha256(str(h).encode()).hexdigest()[:8], 16) % m
-        out[drop, i] = False
+            raise ValueError(f"clip {str(h)[:12]} trained shadows of {len(inside)} folds: cross-fitting needs disjoint training clips")
+        drop = inside.pop() if inside else int(hashlib.sha256(str(h).encode()).hexdigest()[:8], 16) % g
+        out[folds == drop, i] = False
     return out
 
 

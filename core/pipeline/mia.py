@@ -244,11 +244,15 @@ class ReferenceIndicators:
 
 
 def cross_fit_summary(clips: pd.DataFrame, sets: dict[str, frozenset[str]]) -> dict:
-    """What a cross-fitted run records: how many shadows calibrate each clip, and per shadow
-    how many audited clips it trained on (each calibrated against the others), by label."""
+    """What a cross-fitted run records: the shadows, the folds they form (shadows on the same
+    clips share one), how many shadows calibrate each clip, and per shadow how many audited
+    clips it trained on (each calibrated against the other folds' shadows), by label."""
+    from core.mia.calibration import cross_fit_folds
+
+    folds = cross_fit_folds(list(sets.values()))
     y = dict(zip(clips["clip_hash"], clips["y"]))
     own = {spec: [int(y[h]) for h in s if h in y] for spec, s in sets.items()}
-    return {"shadows": len(sets), "per_clip": len(sets) - 1,
+    return {"shadows": len(sets), "folds": max(folds) + 1, "per_clip": len(sets) - folds.count(0),
             "trained_on": {spec: {"members": sum(v), "non_members": len(v) - sum(v)} for spec, v in own.items()}}
 
 

@@ -278,7 +278,7 @@ def shadow_training_sets(references: Sequence[str], targets: Resolved | None = N
 
 
 CROSS_FIT_OVERLAP = "trained two or more of the cross-fitted shadows"
-"""Why a cross-fitted audit leaves a clip out (its shadows' training sets must be disjoint)."""
+"""Why a cross-fitted audit leaves a clip out (the training sets of its shadows' folds must be disjoint)."""
 
 
 def exclude_trained(clips: pd.DataFrame, references: Sequence[str], targets: Resolved | None = None, *,
@@ -287,13 +287,25 @@ def exclude_trained(clips: pd.DataFrame, references: Sequence[str], targets: Res
     (:func:`trained_clips`), and what was left out
     (``[{"clip_hash", "path", "label", "reason"}]``; None when no reference is a shadow).
 
-    ``cross_fit`` (every reference a shadow, two or more): the clips a shadow trained on
-    stay, each to be calibrated against the shadows that never trained on it
-    (:func:`core.mia.calibration.cross_fit_assignment`); only the clips held out to choose
-    a recipe and those two or more of the shadows trained on leave."""
+    ``cross_fit`` (every reference a shadow, on two or more disjoint sets of clips): the
+    clips a shadow trained on stay, each to be calibrated against the shadows that never
+    trained on it (:func:`core.mia.calibration.cross_fit_assignment`; shadows on the same
+    clips, a set's seeds, form one fold); only the clips held out to choose a recipe and
+    those shadows of two or more folds trained on leave.
+
+    Raises
+    ------
+    ValueError
+        with ``cross_fit``: a reference that is not a shadow, or folds that cannot be
+        cross-fitted (:func:`core.mia.calibration.cross_fit_folds`).
+    """
     why = trained_clips(references, targets)
-    if cross_fit:  # a clip one shadow trained on stays; held-out clips and clips of two shadows leave
-        count = Counter(h for s in shadow_training_sets(references, targets).values() for h in s)
+    if cross_fit:  # a clip of one fold stays; held-out clips and clips of two folds leave
+        from core.mia.calibration import cross_fit_folds
+
+        sets = list(shadow_training_sets(references, targets).values())
+        cross_fit_folds(sets)  # refused before any model runs
+        count = Counter(h for s in set(sets) for h in s)
         why = {h: (CROSS_FIT_OVERLAP if count[h] > 1 else r) for h, r in why.items() if count[h] != 1}
     elif not why:
         return clips, None

@@ -3,7 +3,9 @@ LiRA's offline calibration (:func:`core.mia.calibration.lira_offline`) standardi
 needs two or more references that did not train on the suspects.
 
 The shadows differ by seed (the batch order, the noise draws, dropout), trained on the same
-drawn known non-members, or each on its own disjoint draw of them. Each is an ordinary
+drawn known non-members, each on its own disjoint draw of them, or several seeds on each of
+a few disjoint draws (``vary="both"``: folds a cross-fitted audit calibrates each other's
+clips with, averaging each fold's seeds). Each is an ordinary
 shadow folder ``<out>/s<i>`` (:func:`core.pipeline.reference.build_shadow`); the set's record
 ``<out>/shadows.json`` lets ``--reference <out>`` stand for all of them
 (:func:`expand_references`). An audit using several shadows leaves out every clip any of
@@ -36,7 +38,8 @@ SET_FILE = "shadows.json"
 SET_KIND = "shadow-set"
 
 VARY = {"seed": "the same drawn known non-members for every shadow; only the seed differs (batch order, noise draws, dropout)",
-        "subset": "each shadow on its own disjoint draw of the known non-members, and its own seed"}
+        "subset": "each shadow on its own disjoint draw of the known non-members, and its own seed",
+        "both": "several shadows (seeds) on each of a few disjoint draws of the known non-members (folds to cross-fit)"}
 """What differs between the shadows of a set: name -> in words."""
 
 
@@ -46,7 +49,7 @@ def shadow_folder(i: int) -> str:
 
 
 def set_draws(clips: pd.DataFrame, n: int, shadows: int, *, vary: str = "seed", seed: int = 0,
-              keep: int = MIN_PER_LABEL) -> list[pd.DataFrame]:
+              keep: int = MIN_PER_LABEL, folds: int = 2) -> list[pd.DataFrame]:
     """The known non-members (``y == 0``) each of ``shadows`` shadows trains on.
 
     ``vary="seed"``: the same ``n`` clips for every shadow, drawn as a single shadow draws
@@ -54,12 +57,16 @@ def set_draws(clips: pd.DataFrame, n: int, shadows: int, *, vary: str = "seed", 
     disjoint draws of ``n``: the non-members sorted by content hash, permuted by ``seed``,
     shadow ``i`` taking positions ``i*n`` to ``(i+1)*n - 1`` (each part in content-hash
     order; a shadow's part does not depend on how many shadows the set has).
+    ``vary="both"``: ``folds`` such disjoint draws, shadow ``i`` on draw ``i mod folds``
+    (so its first ``folds`` shadows are a ``subset`` set's), as many shadows on each.
 
     Raises
     ------
     ValueError
-        ``shadows`` below 1, an unknown ``vary``, or too few non-members: ``n`` (times
-        ``shadows`` for disjoint draws) plus ``keep`` (which must stay for the audit).
+        ``shadows`` below 1, an unknown ``vary``, too few non-members: ``n`` (times
+        ``shadows``, or ``folds``, for disjoint draws) plus ``keep`` (which must stay for the
+        audit); with ``both``, fewer than two folds or two shadows a fold, or a number of
+        shadows that is not a multiple of ``folds``.
     """
     if shadows < 1:
         raise ValueError(f"a set of shadows needs at least one shadow, got {shadows}")
@@ -67,13 +74,19 @@ def set_draws(clips: pd.DataFrame, n: int, shadows: int, *, vary: str = "seed", 
         raise ValueError(f"unknown way to vary the shadows {vary!r}: choose {' or '.join(VARY)}")
     if vary == "seed":
         return [choose_nonmembers(clips, n, seed=seed, keep=keep)] * shadows
+    if vary == "both" and (folds < 2 or shadows < 2 * folds or shadows % folds):
+        raise ValueError(f"--vary both trains as many shadows on each of --folds disjoint draws, two or more on each: --shadows "
+                         f"must be a multiple of --folds (2 or more) and at least twice it, got {shadows} shadows and {folds} folds")
+    parts = folds if vary == "both" else shadows
     non = clips[clips["y"] == 0].sort_values("clip_hash").reset_index(drop=True)
-    if n < 1 or n * shadows + keep > len(non):
-        raise ValueError(f"cannot take {shadows} disjoint draws of {n} of the {len(non)} known non-members for {shadows} shadows: "
-                         f"nonmembers x shadows at most {max(0, len(non) - keep)} (at least {keep} must stay for the audit); "
-                         "lower --nonmembers or --shadows, or train every shadow on the same clips (--vary seed)")
+    if n < 1 or n * parts + keep > len(non):
+        what = "--folds" if vary == "both" else "--shadows"
+        raise ValueError(f"cannot take {parts} disjoint draws of {n} of the {len(non)} known non-members for {shadows} shadows: "
+                         f"nonmembers x {what.lstrip('-')} at most {max(0, len(non) - keep)} (at least {keep} must stay for the "
+                         f"audit); lower --nonmembers or {what}, or train every shadow on the same clips (--vary seed)")
     perm = np.random.default_rng(seed).permutation(len(non))
-    return [non.iloc[np.sort(perm[i * n:(i + 1) * n])].reset_index(drop=True) for i in range(shadows)]
+    draws = [non.iloc[np.sort(perm[i * n:(i + 1) * n])].reset_index(drop=True) for i in range(parts)]
+    return [draws[i % parts] for i in range(shadows)]
 
 
 def same_batch_warning(n: int, batch_size: int) -> str:
@@ -136,6 +149,7 @@ def build_shadow_set(
     n_nonmembers: int,
     shadows: int,
     vary: str = "seed",
+    folds: int = 2,
     recipe: ShadowRecipe | None = None,
     clip_hashes: Sequence[str] | None = None,
     settings: Settings | None = None,
@@ -150,12 +164,13 @@ def build_shadow_set(
 
     Shadow ``i`` is trained with the recipe's seed plus ``i`` (its batch order, noise draws
     and dropout), on the clips :func:`set_draws` gives it with the recipe's seed: the same
-    ``n_nonmembers`` known non-members for every shadow (``vary="seed"``), or disjoint draws
-    (``vary="subset"``). ``clip_hashes``: the known non-members to draw from (default: all
+    ``n_nonmembers`` known non-members for every shadow (``vary="seed"``), disjoint draws
+    (``vary="subset"``), or ``folds`` disjoint draws with as many shadows on each
+    (``vary="both"``, shadow ``i`` on draw ``i mod folds``). ``clip_hashes``: the known non-members to draw from (default: all
     of the dataset's, of which at least ``MIN_PER_LABEL`` must be left for the audit). Shadow
     0 of a ``seed`` set is the shadow a single build with the same arguments makes. Each
     card records the set (``shadow_set``: its index, the number of shadows, ``vary``, the
-    draw's seed) beside its own seed and clip hashes.
+    draw's seed, and with ``both`` the folds) beside its own seed and clip hashes.
 
     ``progress(epochs done, epochs of the set, "shadow i of K, epoch e/E: ...")``.
 
@@ -167,7 +182,8 @@ def build_shadow_set(
     -------
     dict
         The record: ``shadows`` (each ``folder``, ``seed``, ``n_clips``, ``train_time_s``),
-        ``folders`` (names under ``out``), ``vary``, ``seed``, ``n_nonmembers``, ``recipe``,
+        ``folders`` (names under ``out``), ``vary`` (and ``folds`` with ``both``), ``seed``,
+        ``n_nonmembers``, ``recipe``,
         ``dataset``, ``base``, ``trained_clip_hashes`` (the union, in order of first use),
         ``warnings``.
 
@@ -190,7 +206,8 @@ def build_shadow_set(
         raise ValueError(f"{out} is a shadow folder: a set writes its shadows into folders under a new one; choose another --out")
     clips = ws.analysis_clips(dataset)
     pool, keep = (clips_by_hash(clips, clip_hashes), 0) if clip_hashes is not None else (clips, MIN_PER_LABEL)
-    draws = set_draws(pool, n_nonmembers, shadows, vary=vary, seed=recipe.seed, keep=keep)
+    draws = set_draws(pool, n_nonmembers, shadows, vary=vary, seed=recipe.seed, keep=keep, folds=folds)
+    in_set = {"folds": folds} if vary == "both" else {}
     n_pool = int((pool["y"] == 0).sum())
     among = f"{n_pool} known non-members" + (" chosen by the caller" if clip_hashes is not None else "")
     report = progress or (lambda done, total, msg: None)
@@ -200,18 +217,22 @@ def build_shadow_set(
     for i, drawn in enumerate(draws):
         how = (f"{n_nonmembers} of {among}, drawn with seed {recipe.seed} in content-hash order; the same clips for each of the "
                f"{shadows} shadows of the set" if vary == "seed" else
+               f"{n_nonmembers} of {among}, part {i % folds + 1} of {folds} disjoint draws (seed {recipe.seed}, content-hash "
+               f"order), shared by {shadows // folds} shadows of the set" if vary == "both" else
                f"{n_nonmembers} of {among}, part {i + 1} of {shadows} disjoint draws (seed {recipe.seed}, content-hash order)")
         name = shadow_folder(i)
         own = replace(recipe, seed=recipe.seed + i)
         card = build_shadow(ws, dataset, bref, out / name, recipe=own, clip_hashes=drawn["clip_hash"].tolist(), selection=how,
                             settings=settings, cancelled=cancelled, targets=targets, options=options,
-                            card={"shadow_set": {"index": i, "shadows": shadows, "vary": vary, "draw_seed": recipe.seed}},
+                            card={"shadow_set": {"index": i, "shadows": shadows, "vary": vary, "draw_seed": recipe.seed}
+                                  | in_set},
                             progress=lambda d, t, m, i=i: report(i * recipe.epochs + d, total, f"shadow {i + 1} of {shadows}, {m}"))
         report((i + 1) * recipe.epochs, total, f"shadow {i + 1} of {shadows} ready ({card.get('train_time_s')} s of training)")
         rows.append({"folder": name, "seed": own.seed, "n_clips": card["n_clips"], "train_time_s": card.get("train_time_s")})
         union.update(dict.fromkeys(card["trained_clip_hashes"]))
-    warnings = [same_batch_warning(n_nonmembers, recipe.batch_size)] if vary == "seed" and recipe.batch_size >= n_nonmembers else []
-    record = {"kind": SET_KIND, "dataset": dataset, "base": bref.spec, "vary": vary, "vary_text": VARY[vary],
+    shared = vary != "subset"  # shadows on the same clips: only the seed tells them apart
+    warnings = [same_batch_warning(n_nonmembers, recipe.batch_size)] if shared and recipe.batch_size >= n_nonmembers else []
+    record = {"kind": SET_KIND, "dataset": dataset, "base": bref.spec, "vary": vary, "vary_text": VARY[vary], **in_set,
               "seed": recipe.seed, "n_nonmembers": n_nonmembers, "recipe": recipe.to_dict(), "shadows": rows,
               "folders": [r["folder"] for r in rows], "trained_clip_hashes": list(union), "warnings": warnings}
     out.mkdir(parents=True, exist_ok=True)
@@ -222,11 +243,11 @@ def build_shadow_set(
 @job_kind("shadow-set")
 def _shadow_set_job(ws: Workspace, params: dict, ctx: JobContext) -> str:
     """Build a set of shadows (params: dataset, base, out, n_nonmembers, shadows, vary,
-    recipe); returns the set's folder."""
+    folds, recipe); returns the set's folder."""
     from core.recipes.shadow import ShadowRecipe
 
     build_shadow_set(ws, params["dataset"], params["base"], params["out"], n_nonmembers=int(params["n_nonmembers"]),
-                     shadows=int(params["shadows"]), vary=str(params.get("vary", "seed")),
+                     shadows=int(params["shadows"]), vary=str(params.get("vary", "seed")), folds=int(params.get("folds", 2)),
                      recipe=ShadowRecipe.from_dict(params.get("recipe", {})), progress=ctx.progress, cancelled=ctx.cancelled,
                      options=params.get("options"))
     return str(params["out"])

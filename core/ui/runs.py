@@ -246,20 +246,23 @@ def reference_picker(target: str | None, *, key: str = "references", ws: Workspa
 
 
 def cross_fit_picker(references: tuple[str, ...], *, key: str = "cross-fit") -> bool:
-    """"Cross-fit the shadows": offered when two or more references are chosen and every one
-    is a shadow (its card lists its training clips); off otherwise."""
+    """"Cross-fit the shadows": offered when two or more references are chosen, every one is
+    a shadow (its card lists its training clips) and they can be cross-fitted (two or more
+    disjoint sets of clips, as many shadows on each); off otherwise."""
+    from core.mia.calibration import cross_fit_folds
     from core.pipeline.reference import shadow_training_sets
 
     if len(references) < 2:
         return False
     try:
-        shadow_training_sets(references)
+        cross_fit_folds(list(shadow_training_sets(references).values()))
     except ValueError:
         return False
     return st.checkbox("Cross-fit the shadows", key=key,
                        help="Audit the known non-members the shadows trained on too: each clip is calibrated against the "
                             "shadows that never trained on it (m - 1 of m; a suspect against all but one, chosen by its "
-                            "content hash), so no known non-member is spent on the references.")
+                            "content hash; shadows on the same clips, a set's seeds, count as one), so no known "
+                            "non-member is spent on the references.")
 
 
 def active_job(ws: Workspace, kind: str, match: dict) -> str | None:

@@ -16,7 +16,8 @@ from core.ui.runs import active_job, check_typed_target
 SHADOW_KIND = "shadow-reference"
 GRID_KIND = "shadow-grid"
 SET_KIND = "shadow-set"
-VARY_LABELS = {"seed": "the same non-members (seeds differ)", "subset": "its own disjoint non-members"}
+VARY_LABELS = {"seed": "the same non-members (seeds differ)", "subset": "its own disjoint non-members",
+               "both": "folds of disjoint non-members, several seeds each"}
 ADVICE_KIND = "reference-advice"
 
 
@@ -119,18 +120,22 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
             rank = int(c4.number_input("LoRA rank", min_value=0, max_value=1024, value=default.lora_rank, key=f"{key}-lora",
                                        help="0: every weight is fine-tuned. R > 0: LoRA adapters of rank R on the linear layers "
                                             "(for a base too large to fine-tune whole), merged into the weights when saved."))
-        k, vary = 1, "seed"
+        k, vary, folds = 1, "seed", 2
         if not grid:
-            d1, d2 = st.columns(2)
+            d1, d2, d3 = st.columns([1, 2, 1])
             k = int(d1.number_input("Shadows", min_value=1, max_value=50, value=1, key=f"{key}-k",
                                     help="K shadows of this recipe, each with its own seed (K fine-tunings): two or more give "
                                          "LiRA's per-clip spread (calibrations resid and lira). Picked as one reference."))
             vary = d2.radio("Each shadow trains on", list(VARY_LABELS), format_func=VARY_LABELS.get, key=f"{key}-vary",
                             disabled=k < 2, horizontal=True,
-                            help="Disjoint draws take K x the non-members above, all of which leave the audit.")
+                            help="Disjoint draws take K x the non-members above (folds: F x), all of which leave the "
+                                 "audit unless it cross-fits the shadows.")
+            folds = int(d3.number_input("Folds", min_value=2, max_value=25, value=2, key=f"{key}-folds", disabled=vary != "both",
+                                        help="With folds: the disjoint draws, K / F shadows (seeds) on each; a cross-fitted "
+                                             "audit calibrates each clip against the other folds' shadows."))
             if k > 1:
                 try:
-                    set_draws(clips, n, k, vary=vary)
+                    set_draws(clips, n, k, vary=vary, folds=folds)
                 except ValueError as exc:
                     error = error or str(exc)
         out_default = (str(default_shadow_out(ws, base, dataset)) + ("-grid" if grid else f"-{k}shadows" if k > 1 else "")) if base else ""
@@ -150,7 +155,7 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
                                        "n_holdout": holdout, "recipes": [r.to_dict() for r in recipe_grid(recipe, epochs_list, lrs)]}
         elif k > 1:
             kind, params = SET_KIND, {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "shadows": k, "vary": vary,
-                                      "recipe": recipe.to_dict()}
+                                      "recipe": recipe.to_dict()} | ({"folds": folds} if vary == "both" else {})
         else:
             kind, params = SHADOW_KIND, {"dataset": dataset, "base": base, "out": out, "n_nonmembers": n, "recipe": recipe.to_dict()}
         if options:
