@@ -299,7 +299,7 @@ def test_cross_fitting_is_refused_with_a_base_among_the_references_a_single_shad
 def test_a_set_of_folds_is_cross_fitted_fold_against_fold_with_each_folds_seeds_averaged(setup, tmp_path):
     from core.pipeline.reference import CROSS_FIT_OVERLAP
     from core.pipeline.shadow_set import set_draws
-    from core.recipes.shadow import read_card
+    from core.recipes.shadow import read_card, shadow_lines
 
     ws, base, same, apart, _, _ = setup
     both = tmp_path / "both"
@@ -320,6 +320,7 @@ def test_a_set_of_folds_is_cross_fitted_fold_against_fold_with_each_folds_seeds_
     assert [set(d["clip_hash"]) for d in set_draws(ws.analysis_clips("tiny"), 2, 4, vary="both", folds=2, seed=3)] == \
         [set(t) for t in trained]
     assert "part 2 of 2 disjoint draws" in cards[3]["dataset"]["selection"] and "shared by 2 shadows" in cards[3]["dataset"]["selection"]
+    assert "shadow 4 of 4 of a set (seed 6, draw 2 of 2 disjoint draws of clips)" in shadow_lines([shadows[3]])[0]
     res = json.loads(_cli(ws, "mia", "--dataset", "tiny", "--target", str(base), "--reference", str(both), "--cross-fit",
                           "--calibration", "diff", *FAST, "--json"))
     assert res["excluded_clips"] == [] and res["n_nonmembers"] == 8

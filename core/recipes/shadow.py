@@ -155,7 +155,10 @@ def card_line(card: dict, *, excluded: int | None = None, cross_fitted: bool = F
                                 f"LoRA rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "") if x)
     member = card.get("shadow_set") or {}
     if member:  # one of several shadows (LiRA's spread): which one, and what differs between them
-        other = "the same clips as the others" if member.get("vary") == "seed" else "its own disjoint draw of clips"
+        folds = int(member.get("folds", 0))
+        other = {"seed": "the same clips as the others",
+                 "both": f"draw {int(member.get('index', 0)) % max(folds, 1) + 1} of {folds} disjoint draws of clips"}.get(
+            str(member.get("vary")), "its own disjoint draw of clips")
         how += (f"; shadow {int(member.get('index', 0)) + 1} of {member.get('shadows', '?')} of a set "
                 f"(seed {recipe.get('seed', '?')}, {other})")
     data = (card.get("dataset") or {}).get("name")
