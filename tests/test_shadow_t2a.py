@@ -178,9 +178,13 @@ def test_the_advisor_refuses_a_diffusion_target_with_a_token_base_in_one_line(ws
 def test_the_page_offers_built_in_bases_of_the_targets_family():
     from core.ui.shadow_view import _bases
 
-    assert _bases("zoo:ar-small") == ["zoo:ar-large", "zoo:ar-ref", "zoo:ar-shift-base", "zoo:ar-shift-ft"]
-    assert _bases("zoo:diffusion-large") == ["zoo:diffusion-small", "zoo:diffusion-ref", "zoo:diffusion-shift-base",
+    # the target's own base (the zoo's natural reference) first, the picker's default
+    assert _bases("zoo:ar-small") == ["zoo:ar-ref", "zoo:ar-large", "zoo:ar-shift-base", "zoo:ar-shift-ft"]
+    assert _bases("zoo:diffusion-large") == ["zoo:diffusion-ref", "zoo:diffusion-small", "zoo:diffusion-shift-base",
                                              "zoo:diffusion-shift-ft"]
+    assert _bases("zoo:diffusion-shift-ft") == ["zoo:diffusion-shift-base", "zoo:diffusion-small", "zoo:diffusion-large",
+                                                "zoo:diffusion-ref"]
+    assert _bases("zoo:lalm-shift-ft")[0] == "zoo:lalm-shift-base" and _bases("zoo:lalm-ft")[0] == "zoo:lalm-base"
     assert "zoo:lalm-base" in _bases("zoo:lalm-ft") and not {s for s in _bases("zoo:lalm-ft") if not s.startswith("zoo:lalm")}
     assert {"zoo:ar-ref", "zoo:diffusion-ref", "zoo:lalm-base"} <= set(_bases(None))
 

@@ -23,14 +23,19 @@ ADVICE_KIND = "reference-advice"
 
 def _bases(target: str | None) -> list[str]:
     """Built-in models a shadow can start from (an objective fine-tunes their folder's
-    layout): of the audited target's family when it is known, never the target itself."""
+    layout): of the audited target's family when it is known, never the target itself; a
+    zoo target's own base (its natural reference) first, so the picker starts on it."""
     from core.recipes.shadow_objectives import objective_for_folder
     from core.targets import list_targets, resolve_target
     from core.targets.registry import family_of
+    from core.targets.zoo.registry import ZOO, reference_of
 
     family = family_of(target)
-    return [t.spec for t in list_targets() if t.available and (family is None or t.family == family) and t.spec != target
-            and objective_for_folder(t.family, resolve_target(t.spec).location) is not None]
+    out = [t.spec for t in list_targets() if t.available and (family is None or t.family == family) and t.spec != target
+           and objective_for_folder(t.family, resolve_target(t.spec).location) is not None]
+    name = (target or "").removeprefix("zoo:")
+    own = f"zoo:{reference_of(name)}" if target and target.startswith("zoo:") and name in ZOO else None
+    return sorted(out, key=lambda spec: spec != own)  # stable: the rest keep their order
 
 
 def _base_choice(target: str | None, key: str) -> tuple[str | None, str | None]:
