@@ -260,7 +260,7 @@ def test_with_a_set_of_disjoint_shadows_the_page_offers_to_cross_fit_them_and_sh
     assert not at.exception, [e.message for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
     assert "Cross-fitted shadows: each clip calibrated against 2 of the 3 shadows, never one that trained on it" in captions
-    assert "those clips were audited, each calibrated against the other shadows (cross-fitted)" in captions
+    assert "those clips were audited, each calibrated against shadows that never trained on it (cross-fitted)" in captions
     from core.viz.report import _shadow_note
 
     note = _shadow_note(ws.load_run(run_id)["result"])  # the report says the same

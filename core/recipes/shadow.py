@@ -165,7 +165,7 @@ def card_line(card: dict, *, excluded: int | None = None, cross_fitted: bool = F
     held = len(card.get("heldout_clip_hashes") or ())
     chosen = (f", its recipe chosen among {(card.get('recipe_selection') or {}).get('recipes', 'several')} on {held} other "
               "held-out ones" if held else "")
-    kept = ("those clips were audited, each calibrated against the other shadows (cross-fitted)" if cross_fitted else
+    kept = ("those clips were audited, each calibrated against shadows that never trained on it (cross-fitted)" if cross_fitted else
             "those clips were kept out of this audit" + (f" ({excluded} of them in this dataset)" if excluded is not None else ""))
     return (f"shadow of {base.get('spec', '?')} (fingerprint {str(base.get('fingerprint', '?'))[:12]})"
             + (f", {how}" if how else "") + f"; trained on {n} known non-members" + (f" of {data}" if data else "")
