@@ -476,7 +476,8 @@ def measure_real(ws, shadows: Path, pair: str, title: str, folder_of: str, a: ar
     folder = shadows / f"{pair}-{tag}-shadow-{stag}"
     if a.cross_fit:  # the shadow of each split, cross-fitted on the whole of demo-speech
         out = measure_cross_fit(ws, f"{title} fine-tune", str(target), base, (folder, folder.with_name(folder.name + "-swapped")),
-                                shadow_recipe, n_perm=a.n_perm, null_resamples=a.null_resamples, source="demo-speech", mode=a.mode)
+                                shadow_recipe, n_perm=a.n_perm, null_resamples=a.null_resamples, source="demo-speech", mode=a.mode,
+                                seeds=a.seeds)
     else:
         out = measure(ws, f"{title} fine-tune", str(target), base, folder, shadow_recipe, n_perm=a.n_perm,
                       null_resamples=a.null_resamples, mode=a.mode)
@@ -510,7 +511,7 @@ def main() -> int:
                     help="zoo, shift, tiny.en, base, ar-shift, diffusion-shift: instead, audit all of the dataset against the two splits' shadows, "
                          "cross-fitted")
     ap.add_argument("--seeds", type=int, default=1, metavar="S",
-                    help="with --cross-fit, ar-shift, diffusion-shift: S shadows of each split (seeds), two folds of S")
+                    help="with --cross-fit: S shadows of each split (seeds), two folds of S")
     ap.add_argument("--shadows", type=int, default=1, metavar="K", help="zoo, shift: also measure K shadows of the recipe (K >= 2)")
     ap.add_argument("--vary", choices=("seed", "subset", "both"), default="seed",
                     help="with --shadows: the same clips (seed), disjoint draws (subset), or both sets")
@@ -535,7 +536,7 @@ def main() -> int:
         if pair in a.pairs and a.cross_fit:
             measure_cross_fit(ws, name, f"zoo:{target}", f"zoo:{base}", (shadows / f"{base}-shadow", shadows / f"{base}-shadow-swapped"),
                               zoo_shadow_recipe(target), n_perm=a.n_perm, null_resamples=a.null_resamples, source="demo-speech",
-                              mode=a.mode)
+                              mode=a.mode, seeds=a.seeds)
             continue
         if pair in a.pairs:
             swapped = "-swapped" if a.swap else ""

@@ -210,8 +210,9 @@ def test_the_page_form_takes_a_base_of_the_targets_family_and_refuses_another(ws
     at.session_state["_target_user"] = True
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    assert at.selectbox(key="shadow-base").options == ["zoo:diffusion-large", "zoo:diffusion-ref", "zoo:diffusion-shift-base",
+    assert at.selectbox(key="shadow-base").options == ["zoo:diffusion-ref", "zoo:diffusion-large", "zoo:diffusion-shift-base",
                                                       "zoo:diffusion-shift-ft"]
+    assert at.selectbox(key="shadow-base").value == "zoo:diffusion-ref"  # the target's own base
     assert [b for b in at.button if b.key == "shadow-advise"]  # the advisor compares diffusion pairs too
     at.text_input(key="shadow-base-typed").input(str(base)).run()
     assert not [c.value for c in at.caption if c.value.startswith("⚠")]
