@@ -61,7 +61,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
 
 def _reference_set(args: argparse.Namespace, settings: Settings, ws: Workspace, recipe) -> int:
     """``reference build --shadows K``: K shadows of one recipe under ``--out`` (``s0`` ...),
-    differing by seed, on the same clips or (``--vary subset``) on disjoint draws."""
+    differing by seed, on the same clips, on disjoint draws (``--vary subset``), or as folds
+    of several seeds on ``--folds`` disjoint draws (``--vary both``)."""
     from core.pipeline.shadow_set import build_shadow_set, set_draws
 
     folds = args.folds or 2

@@ -377,8 +377,7 @@ def cross_fit_folds(trained: Sequence[frozenset[str] | set[str]]) -> list[int]:
     if len(ids) < 2:
         raise ValueError(f"cross-fitting needs two or more shadow references on disjoint clips, got {len(trained)} shadow(s) "
                          f"on {len(ids)} set(s) of clips")
-    sizes = sorted({folds.count(f) for f in ids.values()})
-    if len(sizes) > 1:
+    if len({folds.count(f) for f in ids.values()}) > 1:
         raise ValueError(f"cross-fitting needs as many shadows on each set of clips: {len(ids)} sets with "
                          f"{', '.join(str(folds.count(f)) for f in ids.values())} shadows")
     return folds
