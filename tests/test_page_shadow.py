@@ -193,7 +193,9 @@ def test_the_form_builds_several_shadows_and_the_picker_offers_the_set_as_one_ch
     _env(ws, base, monkeypatch)
     at = _set_form(ws, base, target, n=3, k=3)
     at.radio(key="shadow-vary").set_value("subset").run()  # 3 disjoint draws of 3 of the 8 non-members: too many
-    _warns_then_starts(at, "nonmembers x shadows at most 6", lambda at: at.number_input(key="shadow-n").set_value(2).run())
+    _warns_then_starts(at, "nonmembers x shadows at most 6 (at least 2 must stay for the audit); lower Known non-members or "
+                           "Shadows, or train every shadow on the same clips (“the same non-members”)",
+                       lambda at: at.number_input(key="shadow-n").set_value(2).run())
     (job_id,) = jobs.jobs(ws, kind="shadow-set")["id"]
     params = jobs.job(ws, job_id)["params"]
     out = ws.root.resolve() / "references" / "base-shadow-tiny-3shadows"
@@ -219,7 +221,10 @@ def test_the_form_builds_folds_of_seeds_and_the_page_offers_to_cross_fit_them(se
     assert at.number_input(key="shadow-folds").disabled  # folds belong to the third way only
     at.radio(key="shadow-vary").set_value("both").run()
     assert not at.number_input(key="shadow-folds").disabled
-    _warns_then_starts(at, "must be a multiple of --folds", lambda at: at.number_input(key="shadow-k").set_value(4).run())
+    # the form says it in its own labels, not the CLI's options
+    _warns_then_starts(at, "“folds of disjoint non-members” trains as many shadows on each of Folds disjoint draws, two or more "
+                           "on each: Shadows must be a multiple of Folds (2 or more) and at least twice it, got 3 shadows and 2 folds",
+                       lambda at: at.number_input(key="shadow-k").set_value(4).run())
     job_id = jobs.jobs(ws, kind="shadow-set")["id"].iloc[0]
     params = jobs.job(ws, job_id)["params"]
     assert params["shadows"] == 4 and params["vary"] == "both" and params["folds"] == 2 and params["n_nonmembers"] == 2

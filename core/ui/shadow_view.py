@@ -21,6 +21,19 @@ VARY_LABELS = {"seed": "the same non-members (seeds differ)", "subset": "its own
 ADVICE_KIND = "reference-advice"
 
 
+FORM_WORDS = (("--vary seed", "“the same non-members”"), ("--vary both", "“folds of disjoint non-members”"),
+              ("--nonmembers", "Known non-members"), ("--shadows", "Shadows"), ("--folds", "Folds"),
+              ("--epochs", "Epochs"), ("--lr", "Learning rate"), ("--holdout", "Held-out non-members"))
+"""The build's options as the CLI names them (in the messages it shares with the form) -> the form's labels."""
+
+
+def in_form_words(message: str) -> str:
+    """A build refusal as the form says it: the CLI's option names replaced by the form's labels."""
+    for flag, label in FORM_WORDS:
+        message = message.replace(flag, label)
+    return message
+
+
 def _bases(target: str | None) -> list[str]:
     """Built-in models a shadow can start from (an objective fine-tunes their folder's
     layout): of the audited target's family when it is known, never the target itself; a
@@ -153,7 +166,7 @@ def shadow_builder(ws: Workspace, dataset: str, target: str | None, *, key: str 
         if most < 1:
             error = f"only {n_non} known non-members: none can be spared for a shadow"
         if error:
-            st.caption(f"⚠ {error}")
+            st.caption(f"⚠ {in_form_words(error)}")
         recipe = ShadowRecipe(epochs=epochs, lr=lr, lora_rank=rank)
         if grid:
             kind, params = GRID_KIND, {"dataset": dataset, "base": base, "target": target, "out": out, "n_nonmembers": n,
