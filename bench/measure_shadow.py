@@ -48,7 +48,9 @@ draws per timestep of each diffusion audit (the MIA default is 4).
 ``--cross-fit`` (``zoo``, ``shift``, ``tiny.en``, ``base``, ``ar-shift``, ``diffusion-shift``): instead of the table, the
 whole dataset (the members and all 100 non-members) audited uncalibrated, against the base,
 and against the two splits' shadows cross-fitted (each clip calibrated against the shadow
-that never trained on it; a suspect against the one its content hash picks).
+that never trained on it; a suspect against the one its content hash picks). ``--seeds S``
+with it: S shadows of each split (the recipe's seed plus 0 to S - 1), two folds of S, each
+clip's reference the mean of the other fold's seeds.
 
 ``--mode`` is the text mode of every audit (``generated``, the default, or ``given``: each
 clip's transcript scored; the advisor always compares in ``given`` mode).

@@ -277,6 +277,23 @@ def shadow_training_sets(references: Sequence[str], targets: Resolved | None = N
     return out
 
 
+def cross_fit_sets(references: Sequence[str], targets: Resolved | None = None) -> dict[str, frozenset[str]]:
+    """:func:`shadow_training_sets` of references that can be cross-fitted: every one a
+    shadow, on two or more disjoint sets of clips with as many shadows on each
+    (:func:`core.mia.calibration.cross_fit_folds`).
+
+    Raises
+    ------
+    ValueError
+        a reference that is not a shadow, or folds that cannot be cross-fitted.
+    """
+    from core.mia.calibration import cross_fit_folds
+
+    sets = shadow_training_sets(references, targets)
+    cross_fit_folds(list(sets.values()))
+    return sets
+
+
 CROSS_FIT_OVERLAP = "trained two or more of the cross-fitted shadows"
 """Why a cross-fitted audit leaves a clip out (the training sets of its shadows' folds must be disjoint)."""
 
@@ -296,16 +313,12 @@ def exclude_trained(clips: pd.DataFrame, references: Sequence[str], targets: Res
     Raises
     ------
     ValueError
-        with ``cross_fit``: a reference that is not a shadow, or folds that cannot be
-        cross-fitted (:func:`core.mia.calibration.cross_fit_folds`).
+        with ``cross_fit``: references that cannot be cross-fitted (:func:`cross_fit_sets`),
+        refused before any model runs.
     """
     why = trained_clips(references, targets)
     if cross_fit:  # a clip of one fold stays; held-out clips and clips of two folds leave
-        from core.mia.calibration import cross_fit_folds
-
-        sets = list(shadow_training_sets(references, targets).values())
-        cross_fit_folds(sets)  # refused before any model runs
-        count = Counter(h for s in set(sets) for h in s)
+        count = Counter(h for s in set(cross_fit_sets(references, targets).values()) for h in s)
         why = {h: (CROSS_FIT_OVERLAP if count[h] > 1 else r) for h, r in why.items() if count[h] != 1}
     elif not why:
         return clips, None

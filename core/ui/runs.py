@@ -249,13 +249,12 @@ def cross_fit_picker(references: tuple[str, ...], *, key: str = "cross-fit") -> 
     """"Cross-fit the shadows": offered when two or more references are chosen, every one is
     a shadow (its card lists its training clips) and they can be cross-fitted (two or more
     disjoint sets of clips, as many shadows on each); off otherwise."""
-    from core.mia.calibration import cross_fit_folds
-    from core.pipeline.reference import shadow_training_sets
+    from core.pipeline.reference import cross_fit_sets
 
     if len(references) < 2:
         return False
     try:
-        cross_fit_folds(list(shadow_training_sets(references).values()))
+        cross_fit_sets(references)
     except ValueError:
         return False
     return st.checkbox("Cross-fit the shadows", key=key,
