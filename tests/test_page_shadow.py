@@ -233,6 +233,12 @@ def test_the_form_builds_folds_of_seeds_and_the_page_offers_to_cross_fit_them(se
     at.multiselect(key="references").set_value([out]).run()
     at.checkbox(key="cross-fit").check().run()  # two folds of two seeds: offered
     assert not at.exception, [e.message for e in at.exception]
+    # three of its shadows (two on one draw, one on the other): not offered, and the page says why
+    at = _page(ws, target)
+    at.text_area(key="references-folders").input("\n".join(f"{out}/s{i}" for i in (0, 2, 1))).run()
+    assert not [c for c in at.checkbox if c.key == "cross-fit"]
+    assert any(c.value == "Not offered to cross-fit: cross-fitting needs as many shadows on each set of clips: 2 sets with 2, 1 "
+                          "shadows." for c in at.caption), [c.value for c in at.caption]
 
 
 def test_with_a_set_of_disjoint_shadows_the_page_offers_to_cross_fit_them_and_shows_it(setup, monkeypatch):

@@ -248,14 +248,20 @@ def reference_picker(target: str | None, *, key: str = "references", ws: Workspa
 def cross_fit_picker(references: tuple[str, ...], *, key: str = "cross-fit") -> bool:
     """"Cross-fit the shadows": offered when two or more references are chosen, every one is
     a shadow (its card lists its training clips) and they can be cross-fitted (two or more
-    disjoint sets of clips, as many shadows on each); off otherwise."""
-    from core.pipeline.reference import cross_fit_sets
+    disjoint sets of clips, as many shadows on each); off otherwise, with a caption saying
+    why when every reference is a shadow."""
+    from core.pipeline.reference import cross_fit_sets, shadow_training_sets
 
     if len(references) < 2:
         return False
     try:
         cross_fit_sets(references)
-    except ValueError:
+    except ValueError as exc:
+        try:  # shadows that cannot be cross-fitted say why; a base among them needs no word
+            shadow_training_sets(references)
+            st.caption(f"Not offered to cross-fit: {exc}.")
+        except ValueError:
+            pass
         return False
     return st.checkbox("Cross-fit the shadows", key=key,
                        help="Audit the known non-members the shadows trained on too: each clip is calibrated against the "
