@@ -43,7 +43,8 @@ out of every audit that uses it; the advisor compares target and base on the sam
 ``--swap`` (``zoo``, ``shift``, ``ar-shift``, ``diffusion-shift``): the same comparison on the second split of
 the non-members, the shadow trained on ``0150``-``0199`` and the audit testing ``0100``-``0149``
 (one split's 50 non-members move the AUC by several hundredths). ``--n-noise K``: noise
-draws per timestep of each diffusion audit (the MIA default is 4).
+draws per timestep of each diffusion audit (the MIA default is 4); ``--pia``: each diffusion
+audit's evidence also measures PIA (``MIAConfig.pia``).
 
 ``--cross-fit`` (``zoo``, ``shift``, ``tiny.en``, ``base``, ``ar-shift``, ``diffusion-shift``): instead of the table, the
 whole dataset (the members and all 100 non-members) audited uncalibrated, against the base,
@@ -151,9 +152,10 @@ def fine_tune_target(ws, dataset: str, base: str, out: Path, recipe, label: int 
 
 def audit_row(ws, dataset: str, target: str, label: str, refs: tuple[str, ...], *, n_perm: int, null_resamples: int,
               n_boot: int = 1000, di_resamples: int = 100, mode: str = "generated", calibrations: tuple[str, ...] = (),
-              n_noise: int | None = None, cross_fit: bool = False) -> dict:
+              n_noise: int | None = None, cross_fit: bool = False, pia: bool = False) -> dict:
     """One audit: the MIA run with ``refs`` (and ``calibrations``; default the run's own;
-    ``n_noise`` noise draws per timestep for a diffusion target, default the run's;
+    ``n_noise`` noise draws per timestep for a diffusion target, default the run's; ``pia``:
+    its evidence also measures PIA;
     ``cross_fit``: the shadows cross-fitted) and dataset inference on that run; MIA AUC and
     DI suspects needed."""
     from core.mia.calibration import gain_text
@@ -162,7 +164,7 @@ def audit_row(ws, dataset: str, target: str, label: str, refs: tuple[str, ...], 
 
     run_id, mia = audit_mia(ws, dataset, target, MIAConfig(mode=mode, references=refs, n_perm=n_perm, n_boot=n_boot,
                                                            calibrations=calibrations, cross_fit=cross_fit,
-                                                           **({"n_noise": n_noise} if n_noise else {})))
+                                                           pia=pia, **({"n_noise": n_noise} if n_noise else {})))
     _, di = audit_di(ws, dataset, target, DIRunConfig(mia_mode=mode, mia_run=run_id, references=refs, cross_fit=cross_fit,
                                                       null_resamples=null_resamples, n_resamples=di_resamples))
     return {"reference": label, "calibrations": (mia.get("calibration") or {}).get("calibrations"), "auc": round(mia["auc"], 3),
@@ -174,10 +176,10 @@ def audit_row(ws, dataset: str, target: str, label: str, refs: tuple[str, ...], 
 
 
 def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: int, null_resamples: int, n_boot: int = 1000,
-            di_resamples: int = 100, mode: str = "generated", n_noise: int | None = None) -> list[dict]:
+            di_resamples: int = 100, mode: str = "generated", n_noise: int | None = None, pia: bool = False) -> list[dict]:
     """One row per reference choice (none, base, shadow): MIA AUC and DI suspects needed."""
     return [audit_row(ws, dataset, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, n_boot=n_boot,
-                      di_resamples=di_resamples, mode=mode, n_noise=n_noise)
+                      di_resamples=di_resamples, mode=mode, n_noise=n_noise, pia=pia)
             for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (shadow,)))]
 
 
@@ -191,7 +193,7 @@ def print_rows(rows: list[dict]) -> None:
 
 def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int,
             source: str = "demo-speech", split: str = SPLIT, advise: bool = True, mode: str = "generated", swap: bool = False,
-            n_noise: int | None = None) -> dict:
+            n_noise: int | None = None, pia: bool = False) -> dict:
     """Build the shadow (on the ``source`` non-members 0100-0149, with ``swap`` 0150-0199; a
     finished one is reused), advise, compare on ``split`` (the members and the other half of
     the non-members) in text ``mode``; print and return."""
@@ -205,14 +207,15 @@ def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, 
                         progress=lambda d, t, m: print(f"  shadow {d}/{t} {m}", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     advice = advise_reference(ws, source, target, base, clip_hashes=shadow_clips) if advise else None
-    rows = compare(ws, split, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples, mode=mode, n_noise=n_noise)
+    rows = compare(ws, split, target, base, str(shadow_dir), n_perm=n_perm, null_resamples=null_resamples, mode=mode, n_noise=n_noise,
+                   pia=pia)
     # the same audit on the whole source dataset leaves the shadow's clips out by itself: the same clips as the split
     from core.pipeline import MIAConfig, audit_mia
 
     _, whole = audit_mia(ws, source, target, MIAConfig(mode=mode, references=(str(shadow_dir),), n_perm=n_perm, n_boot=1000,
-                                                       **({"n_noise": n_noise} if n_noise else {})))
+                                                       pia=pia, **({"n_noise": n_noise} if n_noise else {})))
     out = {"name": name, "target": target, "base": base, "mode": mode, "shadow_nonmembers": list(own), "audited_nonmembers": list(audited),
-           "n_noise": n_noise, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
+           "n_noise": n_noise, "pia": pia, "recipe": card["recipe"], "shadow_clips": card["n_clips"],
            "shadow_train_s": card["train_time_s"], "shadow_clips_per_s": card["clips_per_s"], "shadow_wall_s": round(wall, 1),
            "shadow_loss_per_epoch": card["loss_per_epoch"],
            "advice": advice and advice["recommendation"], "advice_gap": advice and advice["gap"], "rows": rows,
@@ -386,7 +389,7 @@ def split_seed_spread(ws, dataset: str, target: str, references: tuple[str, ...]
 
 
 def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples: int, swap: bool = False,
-                  n_noise: int | None = None) -> dict:
+                  n_noise: int | None = None, pia: bool = False) -> dict:
     """A text-to-audio domain-shift pair (``family``: ``ar`` or ``diffusion``): target
     ``zoo:<family>-shift-ft``, base ``zoo:<family>-shift-base`` (which never heard the clean
     chain), the shadow with :func:`shift_recipe`; then the DI statistic of each audit over 30
@@ -398,7 +401,8 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
     shadow = shift_shadow_folder(shadows, family, swap)
     split = "demo-sounds-split" + ("-swapped" if swap else "")
     out = measure(ws, f"zoo {family} domain-shift pair", target, base, shadow, recipe, n_perm=n_perm,
-                  null_resamples=null_resamples, source="demo-sounds", split=split, swap=swap, n_noise=n_noise)
+                  null_resamples=null_resamples, source="demo-sounds", split=split, swap=swap, n_noise=n_noise,
+                  pia=pia)
     spread = {label: split_seed_spread(ws, split, target, refs)
               for label, refs in (("uncalibrated", ()), ("vs base", (base,)), ("vs shadow", (str(shadow),)))}
     print(json.dumps({"name": f"{family}-shift DI t over split seeds", "spread": spread}))
@@ -413,10 +417,10 @@ def measure_shift(ws, shadows: Path, family: str, *, n_perm: int, null_resamples
 
 def measure_cross_fit(ws, name: str, target: str, base: str, folders: tuple[Path, Path], recipe, *, n_perm: int,
                       null_resamples: int, source: str = "demo-sounds", mode: str = "generated",
-                      n_noise: int | None = None, seeds: int = 1) -> dict:
+                      n_noise: int | None = None, seeds: int = 1, pia: bool = False) -> dict:
     """A domain-shift pair audited on the whole of ``source`` (the 100 members and all 100
     non-members) against its two shadows cross-fitted (``n_noise``: noise draws per timestep of
-    a diffusion target's audits; ``seeds``: that many shadows of each split, the recipe's
+    a diffusion target's audits; ``pia``: they also measure PIA; ``seeds``: that many shadows of each split, the recipe's
     seed plus 0, 1, ..., each fold's reference their mean): the shadow of each split (``folders``:
     on ``0100``-``0149`` and on ``0150``-``0199``, as the split and ``--swap`` build them; a
     finished one is reused), each non-member calibrated against the shadow of the other
@@ -434,11 +438,11 @@ def measure_cross_fit(ws, name: str, target: str, base: str, folders: tuple[Path
             pair.append(str(folder))
     shadows = "2 shadows" if seeds == 1 else f"2 x {seeds} shadows (seeds)"
     rows = [audit_row(ws, source, target, label, refs, n_perm=n_perm, null_resamples=null_resamples, cross_fit=cf, mode=mode,
-                      n_noise=n_noise)
+                      n_noise=n_noise, pia=pia)
             for label, refs, cf in (("uncalibrated", (), False), ("vs base", (base,), False),
                                     (f"vs {shadows}, cross-fitted", tuple(pair), True))]
     out = {"name": f"{name}, cross-fitted shadows", "target": target, "base": base, "mode": mode, "shadows": list(pair),
-           "n_noise": n_noise, "seeds": seeds, "rows": rows}
+           "n_noise": n_noise, "pia": pia, "seeds": seeds, "rows": rows}
     print(json.dumps(out), flush=True)
     print(f"\n{out['name']}, {mode} mode: {target} (base {base}) on all of {source}; shadows "
           f"{', '.join(Path(p).name for p in pair)}")
@@ -509,6 +513,8 @@ def main() -> int:
     ap.add_argument("--n-noise", type=int, default=None, metavar="K",
                     help="ar-shift, diffusion-shift (with --cross-fit too): noise draws per timestep of every diffusion audit "
                          "(default: the MIA default, 4)")
+    ap.add_argument("--pia", action="store_true",
+                    help="ar-shift, diffusion-shift (with --cross-fit too): every diffusion audit's evidence also measures PIA")
     ap.add_argument("--cross-fit", action="store_true",
                     help="zoo, shift, tiny.en, base, ar-shift, diffusion-shift: instead, audit all of the dataset against the two splits' shadows, "
                          "cross-fitted")
@@ -557,10 +563,10 @@ def main() -> int:
                 measure_cross_fit(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft", f"zoo:{family}-shift-base",
                                   (shift_shadow_folder(shadows, family, False), shift_shadow_folder(shadows, family, True)),
                                   shift_recipe(family), n_perm=a.n_perm, null_resamples=a.null_resamples, n_noise=a.n_noise,
-                                  seeds=a.seeds)
+                                  seeds=a.seeds, pia=a.pia)
                 continue
             measure_shift(ws, shadows, family, n_perm=a.n_perm, null_resamples=a.null_resamples, swap=a.swap,
-                          n_noise=a.n_noise)
+                          n_noise=a.n_noise, pia=a.pia)
             for vary in set_varies:
                 measure_set(ws, f"zoo {family} domain-shift pair", f"zoo:{family}-shift-ft",
                             shadows / f"{family}-shift-base-shadows{a.shadows}-{vary}", f"zoo:{family}-shift-base",

@@ -46,14 +46,15 @@ ACCESS_LEVELS = ("white-box", "outputs")
 
 def access_text(config: Any, family: str | None = None) -> str:
     """How a stored MIA config (a dict) read its target, in a few words, for the pages, the
-    CLI and the report: ``white-box, generated text`` or ``outputs only (...)``; ``family``
+    CLI and the report: ``white-box, generated text`` (``..., with PIA`` when a diffusion
+    run measured it) or ``outputs only (...)``; ``family``
     (the target's, when known) says which outputs were read."""
     if config.get("access", "white-box") == "outputs":
         heard = f"its transcription of each clip and of {config.get('n_perturb', 3)} perturbations"
         made = f"{config.get('n_generations', 4)} generations per caption"
         what = heard if family == "audio-language" else made if family in ("autoregressive", "diffusion") else f"{heard}, or {made}"
         return f"outputs only (what the model returns: {what})"
-    return f"white-box, {config.get('mode', 'generated')} text"
+    return f"white-box, {config.get('mode', 'generated')} text" + (", with PIA" if config.get("pia") else "")
 
 
 def language_text(result: Any) -> str:

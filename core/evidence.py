@@ -87,12 +87,16 @@ class DiffusionEvidence:
     loss_uncond : ``[T, K]`` the same with the empty caption.
     step_error : ``[T]`` SecMI-style deterministic step error: distance between x_t and
         the DDIM reverse(forward) round trip from x_t, conditional.
+    pia : ``[T]`` PIA's distance (Kong et al., ICLR 2024), conditional: with
+        ``eps_0 = eps_theta(x_0, 0)``, the sum over the patch of
+        ``|eps_theta(sqrt(a_t) x_0 + sqrt(1 - a_t) eps_0, t) - eps_0|^4``; empty when not measured.
     """
 
     timesteps: NDArray[np.int64]
     loss_cond: NDArray[np.float64]
     loss_uncond: NDArray[np.float64]
     step_error: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    pia: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -161,6 +161,8 @@ class MIAConfig(Config):
     output_clap: str = setting("", metavar="DIR", help="outputs access, text-to-audio: local CLAP folder for the clap_sim indicator")
     max_requests: int = setting(0, metavar="N", help="HTTP targets: most requests this run may send (0: no limit); "
                                                      "a spent budget stops the run, keeping what was answered")
+    pia: bool = setting(False, help="diffusion targets: also measure PIA, the proximal initialization attack, at each timestep "
+                                    "(one more model call per clip and timestep)")
 
     def __post_init__(self) -> None:
         _check_inference(self)
@@ -168,6 +170,8 @@ class MIAConfig(Config):
             raise ValueError(f"access must be one of {', '.join(ACCESS_LEVELS)}, got {self.access!r}")
         if self.access == "outputs" and self.mode == "given":
             raise ValueError("access 'outputs' reads what the model returns: mode 'given' (scoring the transcript) needs white-box access")
+        if self.pia and self.access == "outputs":
+            raise ValueError("PIA reads a diffusion model's noise estimates: it needs access 'white-box', not 'outputs'")
         if self.n_perturb < 0 or self.n_generations < 1 or self.gen_steps < 1 or self.max_requests < 0:
             raise ValueError("n_perturb must be >= 0, n_generations and gen_steps >= 1, max_requests >= 0")
         if self.cross_fit and len(self.references) < 2:

@@ -9,8 +9,8 @@ from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui.common import blind_verdict_line
 from core.ui import mia_view as view
 from core.ui.shadow_view import shadow_builder
-from core.ui.runs import (access_picker, cross_fit_picker, language_picker, loader_options_input, reference_picker, request_budget, run_controls,
-                          target_picker)
+from core.ui.runs import (access_picker, cross_fit_picker, language_picker, loader_options_input, pia_picker, reference_picker, request_budget,
+                          run_controls, target_picker)
 
 ws = page_setup("MIA Audit", "🔎")
 st.title("Per-sample membership inference")
@@ -26,12 +26,14 @@ with c4:
 if dataset and target:
     references = reference_picker(target, ws=ws)
     cross_fit = cross_fit_picker(references)
+    pia = pia_picker(target, access)
     budget = request_budget(target)
     language = language_picker(target)
     options = loader_options_input(key="mia-loader-options", chosen=language)
     shadow_builder(ws, dataset, target, options=options or ())
     if runnable and options is not None:
-        config = MIAConfig(mode=mode, references=references, cross_fit=cross_fit, access=access, max_requests=budget, target_options=options)
+        config = MIAConfig(mode=mode, references=references, cross_fit=cross_fit, access=access, max_requests=budget, target_options=options,
+                           pia=pia)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
     run = view.shown_run(ws, dataset, target, access, mode)

@@ -139,7 +139,7 @@ def test_stored_keys_are_unchanged():
     (a key added since, such as ``cross_fit``, reads its default from a run stored before it)."""
     assert list(MIAConfig().to_dict()) == ["mode", "infill_m", "timesteps", "n_noise", "n_splits", "n_boot", "seed", "batch_size",
                                            "target_options", "trust_remote_code", "grouping", "n_perm", "signed", "references", "calibrations",
-                                           "cross_fit", "access", "n_perturb", "n_generations", "gen_steps", "output_clap", "max_requests"]
+                                           "cross_fit", "access", "n_perturb", "n_generations", "gen_steps", "output_clap", "max_requests", "pia"]
     assert list(DisentangleConfig().to_dict()) == ["conditions", "mia", "max_realizations", "max_wer", "drop_inconsistent",
                                                    "variant_options", "clap_model", "min_clap"]
     assert list(BlindRunConfig().to_dict()) == ["groups", "n_splits", "n_boot", "seed", "batch_size", "grouping", "n_perm"]
@@ -167,6 +167,7 @@ def test_access_text_names_what_was_read_for_the_targets_family() -> None:
 
     outputs = {"access": "outputs", "n_perturb": 2, "n_generations": 5}
     assert access_text({"mode": "given"}) == "white-box, given text"
+    assert access_text({"mode": "generated", "pia": True}) == "white-box, generated text, with PIA"
     speech = access_text(outputs, family_of("zoo:lalm-small"))
     assert "transcription of each clip and of 2 perturbations" in speech and "generations" not in speech
     sounds = access_text(outputs, family_of("zoo:diffusion-small"))
@@ -189,8 +190,11 @@ def test_the_evidence_settings_of_an_mia_run_are_the_evidence_configs_own():
     ev = changed.evidence_config()
     assert {f.name: getattr(ev, f.name) for f in dataclasses.fields(EvidenceConfig)} == {
         "mode": "generated", "infill_m": 2, "timesteps": (10, 20), "n_noise": 1, "seed": 5, "access": "outputs", "n_perturb": 2,
-        "n_generations": 3, "gen_steps": 7, "clap_model": "/c"}
+        "n_generations": 3, "gen_steps": 7, "clap_model": "/c", "pia": False}
     assert MIAConfig(mode="given").evidence_config().mode == "given"
+    assert MIAConfig(pia=True).evidence_config().pia is True
+    with pytest.raises(ValueError, match="PIA .* 'white-box'"):
+        MIAConfig(pia=True, access="outputs")
 
 
 @pytest.mark.parametrize("cls", [MIAConfig, BlindRunConfig, CrossDataConfig])

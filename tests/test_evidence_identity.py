@@ -104,3 +104,21 @@ def test_reads_are_declared_by_the_family_and_default_to_everything():
     key = EvidenceConfig(seed=4).cache_key(("mode",))
     assert key == {"access": "white-box", "mode": "generated", "identity": 2}
     assert EvidenceConfig(access="outputs").cache_key(("n_perturb", "seed"))["outputs_version"] >= 1
+
+
+def test_a_setting_added_later_keys_evidence_only_when_set(tmp_path):
+    """``pia`` was added after evidence keys were written: at its default it leaves every key as
+    it was (so no cached evidence runs again), and set it keys new evidence that holds PIA."""
+    reads = ("timesteps", "n_noise", "pia", "seed")
+    assert EvidenceConfig().cache_key(reads) == EvidenceConfig().cache_key(("timesteps", "n_noise", "seed"))
+    assert EvidenceConfig().cache_key() == {k: v for k, v in EvidenceConfig().cache_key().items() if k != "pia"}
+    assert EvidenceConfig(pia=True).cache_key(reads)["pia"] is True
+    ws, name = demo_workspace(tmp_path, PER_LABEL, "demo-sounds"), "speech"
+    base = MIAConfig(**FAST)
+    plain, _ = audit_mia(ws, name, "zoo:diffusion-small", base)
+    run_id, with_pia = audit_mia(ws, name, "zoo:diffusion-small", dataclasses.replace(base, pia=True))
+    assert with_pia["computed"] == 2 * PER_LABEL
+    run = ws.load_run(run_id)
+    assert run["provenance"]["evidence_key"]["pia"] is True
+    assert "pia" not in ws.load_run(plain)["provenance"]["evidence_key"]
+    assert {k for k in run["result"]["indicators"] if k.startswith("pia@")} == {"pia@t100", "pia@t400"}

@@ -54,3 +54,24 @@ def test_round_trip_through_evidence_bytes() -> None:
     back = ClipEvidence.from_bytes(ClipEvidence("h", diffusion=ev).to_bytes()).diffusion
     assert back is not None
     assert diffusion_features(back) == pytest.approx(diffusion_features(ev))
+
+
+def test_pia_features_only_when_measured() -> None:
+    from core.evidence import ClipEvidence
+    from core.mia.registry import direction
+
+    rng = np.random.default_rng(2)
+    t = np.array([10, 100, 500])
+    pia = rng.uniform(size=3)
+    ev = DiffusionEvidence(t, rng.uniform(size=(3, 2)), rng.uniform(size=(3, 2)), rng.uniform(size=3), pia)
+    got = diffusion_features(ev)
+    assert [k for k in got if k.startswith("pia@")] == ["pia@t10", "pia@t100", "pia@t500"]
+    for a, ts in enumerate(t):
+        assert got[f"pia@t{ts}"] == pytest.approx(pia[a])
+    assert direction("pia@t100") == -1  # lower = member
+    assert not any(k.startswith("pia@") for k in diffusion_features(DiffusionEvidence(t, ev.loss_cond, ev.loss_uncond)))
+    back = ClipEvidence.from_bytes(ClipEvidence("h", diffusion=ev).to_bytes()).diffusion
+    np.testing.assert_array_equal(back.pia, pia)
+    # evidence written before PIA existed reads back without it
+    old = ClipEvidence.from_bytes(ClipEvidence("h", diffusion=DiffusionEvidence(t, ev.loss_cond, ev.loss_uncond)).to_bytes())
+    assert old.diffusion.pia.size == 0

@@ -28,6 +28,7 @@ EXPECTED_MEMBER_IS_HIGHER = {
     "cond_gap": False,
     "loss_slope": True,
     "step_error": False,
+    "pia": False,
     "loss_mean": False,
     "wer": False,
     "cer": False,
@@ -47,6 +48,7 @@ DIFFUSION_KEYS = tuple(
             loss_cond=np.ones((3, 2)),
             loss_uncond=np.ones((3, 2)),
             step_error=np.ones(3),
+            pia=np.ones(3),
         )
     )
 )
@@ -55,7 +57,7 @@ DIFFUSION_KEYS = tuple(
 def test_registered_families_are_the_expected_ones() -> None:
     assert {f.name for f in families()} == set(EXPECTED_MEMBER_IS_HIGHER)
     assert {f.evidence for f in families("tokens")} == {"tokens"}
-    assert {f.name for f in families("diffusion")} == {"loss", "cond_gap", "loss_slope", "step_error", "loss_mean"}
+    assert {f.name for f in families("diffusion")} == {"loss", "cond_gap", "loss_slope", "step_error", "pia", "loss_mean"}
     assert {f.name for f in families("outputs")} == {"wer", "cer", "exact", "len_ratio", "stability", "wer_perturbed",
                                                      "mel_dist", "chroma_sim", "clap_sim"}
 

@@ -162,3 +162,27 @@ def test_loader_options_reach_the_mia_run_and_unreadable_ones_run_nothing(env, m
         at.text_area(key="mia-loader-options").input(text).run()
         assert any(why in e.value for e in at.error), [e.value for e in at.error]
         assert not any(b.key == "start-mia" for b in at.button)  # nothing runs on options it cannot take
+
+
+def test_pia_is_offered_for_a_diffusion_target_at_white_box_and_reaches_its_run(env, monkeypatch):
+    from core.runtime import jobs
+
+    sent: list = []
+    monkeypatch.setattr(jobs, "submit", lambda ws, kind, params, **kw: sent.append((kind, params)) or "job-x")
+    at = AppTest.from_file(str(ROOT / "pages" / "2_MIA_Audit.py"), default_timeout=120)
+    at.run()
+    assert not [c for c in at.checkbox if c.key == "pia"]  # a speech model has no noise estimates
+    at.selectbox(key="target").set_value("zoo:diffusion-small").run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.checkbox(key="pia").check().run()
+    at.button(key="start-mia").click().run()
+    kind, params = sent[-1]
+    assert kind == "mia" and params["target"] == "zoo:diffusion-small" and params["config"]["pia"] is True
+    # a run that measured PIA says so where the page names how it read the model
+    ws, _, _ = env
+    cfg = MIAConfig(n_boot=20, n_perm=0, n_splits=2, n_noise=1, timesteps=(100,), pia=True)
+    run_id, _ = audit_mia(ws, "demo-speech", "zoo:diffusion-small", cfg)
+    at.run()
+    assert any(c.value.startswith(f"Run `{run_id}`") and "white-box, generated text, with PIA" in c.value for c in at.caption)
+    at.selectbox(key="mia-access").set_value("outputs").run()
+    assert not [c for c in at.checkbox if c.key == "pia"]  # generations only: nothing to measure PIA on

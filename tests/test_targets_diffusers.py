@@ -330,6 +330,26 @@ def test_step_error_matches_ddim_round_trip(audioldm_eps):
     np.testing.assert_allclose(ev.step_error[0], float(((back - x_t) ** 2).mean()), rtol=1e-4)
 
 
+def test_pia_matches_its_definition(audioldm_eps):
+    """PIA on the latents, by hand: eps_0 from the UNet at t = 0 on the clean latent, x_t built
+    with it, the l4 power sum of the two noise estimates' gap."""
+    tgt = _load(audioldm_eps)
+    clip = CLIPS[1]
+    ts = (50, 400)
+    ev = tgt.evidence([clip], EvidenceConfig(timesteps=ts, n_noise=1, seed=CFG.seed, pia=True))[0].diffusion
+    pipe = tgt.pipe
+    with torch.no_grad():
+        x0 = tgt.latents([clip]).float()
+        emb = tgt.conditioning([clip.text])
+        ac = pipe.scheduler.alphas_cumprod
+        e0 = pipe.unet(x0, torch.tensor([0]), **emb).sample
+        for j, t in enumerate(ts):
+            x_t = ac[t].sqrt() * x0 + (1 - ac[t]).sqrt() * e0
+            e_t = pipe.unet(x_t, torch.tensor([t]), **emb).sample
+            np.testing.assert_allclose(ev.pia[j], float(((e_t - e0).double().abs() ** 4).sum()), rtol=1e-4)
+    assert tgt.evidence([clip], EvidenceConfig(timesteps=ts, n_noise=1, seed=CFG.seed))[0].diffusion.pia.size == 0
+
+
 def test_latent_sample_mode_is_seeded(audioldm_eps):
     tgt = _load(audioldm_eps, latent="sample")
     a = tgt.latents(CLIPS[:2], seed=0)

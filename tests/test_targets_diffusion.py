@@ -159,6 +159,53 @@ def test_step_error_is_ddim_round_trip(target, data):
     assert ev.step_error[0] == pytest.approx(float(((x_back - x_t).double() ** 2).mean()), rel=1e-3)
 
 
+def _hand_pia(tg: MelDiffusionTarget, clip: ClipInput, t: int) -> float:
+    """PIA from its definition: the model's noise estimate on the clean patch at t = 0 is
+    the noise of x_t, and the distance is the l4 power sum of the two estimates' gap."""
+    x0 = clip_patch(clip.audio, clip.sr, config=tg.patch)[None].double()
+    ac = tg.scheduler.alphas_cumprod.double()
+    ids, mask = caption_ids([clip.text], tg.patch.vocab)
+
+    def eps_hat(x: torch.Tensor, s: int) -> torch.Tensor:
+        with torch.no_grad():
+            states = tg.conditioner.text_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            out = tg.unet(x.float(), torch.tensor([s]), encoder_hidden_states=states, encoder_attention_mask=mask).sample.double()
+        if tg.prediction_type == "epsilon":
+            return out
+        return ac[s].sqrt() * out + (1 - ac[s]).sqrt() * x  # v = sqrt(a) eps - sqrt(1 - a) x0, x = sqrt(a) x0 + sqrt(1 - a) eps
+
+    e0 = eps_hat(x0, 0)
+    x_t = ac[t].sqrt() * x0 + (1 - ac[t]).sqrt() * e0
+    return float(((eps_hat(x_t, t) - e0).abs() ** 4).sum())
+
+
+@pytest.mark.parametrize("which", ["target", "v_target"])
+def test_pia_equals_hand_computation(which, request, data):
+    tg = request.getfixturevalue(which)
+    clip = data[1][1]
+    cfg = EvidenceConfig(n_noise=1, timesteps=(20, 200), pia=True)
+    ev = tg.evidence([clip], cfg)[0].diffusion
+    assert ev.pia.shape == (2,)
+    for j, t in enumerate(cfg.timesteps):
+        assert ev.pia[j] == pytest.approx(_hand_pia(tg, clip, t), rel=1e-3)
+    # measured only when asked, and the other evidence is the same either way
+    plain = tg.evidence([clip], replace(cfg, pia=False))[0].diffusion
+    assert plain.pia.size == 0
+    for k in ("loss_cond", "loss_uncond", "step_error"):
+        np.testing.assert_array_equal(getattr(plain, k), getattr(ev, k))
+
+
+def test_pia_batched_equals_unbatched_and_separates_members(target, data):
+    cfg = EvidenceConfig(n_noise=1, timesteps=(50, 300), pia=True)
+    clips = data[0] + data[1]
+    one = target.evidence(clips[:5], cfg, batch_size=1)
+    many = target.evidence(clips[:5], cfg, batch_size=5)
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(a.diffusion.pia, b.diffusion.pia, rtol=1e-4)
+    pia = np.array([e.diffusion.pia.mean() for e in target.evidence(clips, cfg)])
+    assert pia[: len(data[0])].mean() < pia[len(data[0]):].mean()  # members: closer to their own noise estimate
+
+
 def test_members_fit_better_than_heldout(target, data):
     cfg = EvidenceConfig(n_noise=2, timesteps=(100, 300))
     score = lambda cs: np.array([e.diffusion.loss_cond.mean() for e in target.evidence(cs, cfg)])  # noqa: E731

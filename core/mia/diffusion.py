@@ -12,6 +12,8 @@ Directions (registered in :mod:`core.mia.registry`):
 - ``cond_gap@t{t}`` = loss_cond - loss_uncond: more negative = member (the caption helps
   more on clips the model was trained on with that caption).
 - ``step_error@t{t}``: lower = member (SecMI).
+- ``pia@t{t}``: lower = member (PIA: a member's noise estimate at ``t`` stays closer to the
+  model's own estimate on the clean clip). Present only when the evidence measured it.
 - ``loss_slope``: higher (flatter) = member. The epsilon-prediction loss falls with t for
   every clip, and memorization lowers it mostly at small and intermediate t, which leaves a
   member's curve flatter. The aggregate's weights are non-negative on the aligned
@@ -81,6 +83,18 @@ def step_error(ev: DiffusionEvidence) -> dict[str, float]:
     if err.size != len(ev.timesteps):
         return {}
     return {f"step_error@{_t(t)}": float(v) for t, v in zip(ev.timesteps, err)}
+
+
+@register_indicator(
+    "pia", higher_is_member=False, evidence="diffusion",
+    description="PIA distance at timestep t (proximal initialization, l4)",
+    reference="PIA (Kong et al., ICLR 2024); " + _PAPER,
+)
+def pia(ev: DiffusionEvidence) -> dict[str, float]:
+    dist = np.asarray(ev.pia, dtype=np.float64).ravel()
+    if dist.size != len(ev.timesteps):
+        return {}
+    return {f"pia@{_t(t)}": float(v) for t, v in zip(ev.timesteps, dist)}
 
 
 @register_indicator(

@@ -24,7 +24,8 @@ from typing import Any
 from core.runtime.pool import options_key
 from core.runtime.store import Workspace, atomic_write
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+"""Raise it when what a record holds changes meaning (2: diffusion targets read ``pia``)."""
 
 
 class NeedsModel(Exception):

@@ -48,6 +48,8 @@ class EvidenceConfig(Config):
     gen_steps : outputs, text-to-audio: sampling steps of a diffusion target's generations.
     clap_model : outputs, text-to-audio: a local CLAP checkpoint folder for ``clap_sim``
         (empty: no CLAP similarity).
+    pia : white-box, diffusion: also measure PIA (Kong et al., ICLR 2024) at each timestep:
+        one more model call per clip and per timestep, and one at ``t = 0``.
     """
 
     mode: Literal["generated", "given"] = "generated"
@@ -60,6 +62,7 @@ class EvidenceConfig(Config):
     n_generations: int = 4
     gen_steps: int = DEFAULT_GEN_STEPS
     clap_model: str = ""
+    pia: bool = False
 
     def cache_key(self, reads: Sequence[str] | None = None) -> dict:
         """The evidence cache's key for this config.
@@ -72,8 +75,11 @@ class EvidenceConfig(Config):
         config's outputs settings and seed. An outputs key carries :data:`OUTPUTS_VERSION`
         (what is fixed in code: perturbation strengths, the samplers' guidance and
         temperature, the similarity metrics).
+
+        A setting of :data:`ADDED_SETTINGS` keys the evidence only when it differs from its
+        default there, so adding one left every key written before it as it was.
         """
-        d = self.to_dict()
+        d = {k: v for k, v in self.to_dict().items() if ADDED_SETTINGS.get(k, _UNSET) != v}
         if reads is not None:
             key = {k: d[k] for k in sorted(set(reads) | {"access"}) if k in d} | {"identity": EVIDENCE_IDENTITY}
             return key | ({"outputs_version": OUTPUTS_VERSION} if self.access == "outputs" else {})
@@ -92,7 +98,11 @@ class EvidenceConfig(Config):
 
 
 OUTPUT_SETTINGS = ("access", "n_perturb", "n_generations", "gen_steps", "clap_model")
-WHITE_BOX_SETTINGS = ("mode", "infill_m", "timesteps", "n_noise", "seed")
+WHITE_BOX_SETTINGS = ("mode", "infill_m", "timesteps", "n_noise", "pia", "seed")
+_UNSET = object()
+ADDED_SETTINGS: dict[str, object] = {"pia": False}
+"""White-box settings added after evidence keys were first written, with the value every
+earlier key implies: at that value they are left out of the key (:meth:`EvidenceConfig.cache_key`)."""
 EVIDENCE_IDENTITY = 2
 """Version of the evidence keys built from what a target reads (:func:`evidence_reads`)."""
 OUTPUTS_VERSION = 1

@@ -31,6 +31,8 @@ several timesteps, SecMI's step error), with the same seeded noise draws and hel
   guidance branch).
 * ``step_error[t]``: DDIM (eta = 0) step to ``max(t - STEP_DELTA, 0)`` and inversion back,
   conditional, from ``x_t`` built with ``eps_0``.
+* ``pia[t]`` (with ``EvidenceConfig.pia``): PIA on the latents, conditional
+  (:func:`core.targets.diffusion_audio.pia_distances`).
 
 Lower losses / step errors mean "member". ``StableAudioPipeline`` is refused (see
 :data:`STABLE_AUDIO_REFUSAL`).
@@ -50,7 +52,9 @@ from core.config import Config
 from core.registry import Registry
 from core.runtime.device import default_dtype, resolve_device
 from core.targets.base import ClipInput, EvidenceConfig, Family
-from core.targets.diffusion_audio import DEFAULT_TIMESTEPS, STEP_DELTA, clip_noise, noise_seed, split_prediction
+from core.targets.diffusion_audio import (
+    DEFAULT_TIMESTEPS, STEP_DELTA, clip_noise, noise_seed, pia_distances, split_prediction,
+)
 from core.evidence import ClipEvidence, DiffusionEvidence
 from core.targets.fingerprint import folder_fingerprint
 
@@ -302,8 +306,9 @@ class DiffusersAudioTarget:
 
     family: Family = "diffusion"
     adapter = "diffusers_audio"
-    evidence_reads = ("timesteps", "n_noise", "seed")
-    """The evidence depends on the timesteps, the noise draws and their seed (never a text mode)."""
+    evidence_reads = ("timesteps", "n_noise", "pia", "seed")
+    """The evidence depends on the timesteps, the noise draws and their seed, and whether PIA
+    is measured (never a text mode)."""
 
     def __init__(self, spec: str, pipe, front_end: AudioFrontEnd, fingerprint: str, *,
                  device: torch.device, dtype: torch.dtype, batch_size: int = 4) -> None:
@@ -371,8 +376,8 @@ class DiffusersAudioTarget:
         return self.pipe.unet(x_t, t, **cond).sample
 
     @torch.no_grad()
-    def _batch(self, clips: Sequence[ClipInput], timesteps: tuple[int, ...], n_noise: int, seed: int
-               ) -> list[DiffusionEvidence]:
+    def _batch(self, clips: Sequence[ClipInput], timesteps: tuple[int, ...], n_noise: int, seed: int,
+               pia: bool = False) -> list[DiffusionEvidence]:
         B, K, T = len(clips), n_noise, len(timesteps)
         x0 = self.latents(clips, seed=seed).float()
         shape = tuple(x0.shape[1:])
@@ -416,14 +421,18 @@ class DiffusersAudioTarget:
             x_back = a_t.sqrt() * x0_s + (1 - a_t).sqrt() * e_s
             step[:, j] = (x_back - xt0).double().square().mean(dim=(1, 2, 3)).cpu()
         ts = np.asarray(timesteps, dtype=np.int64)
-        return [DiffusionEvidence(ts, loss_c[b].numpy(), loss_u[b].numpy(), step[b].numpy()) for b in range(B)]
+        pias = (pia_distances(lambda x, t: self.denoise(x.to(self.dtype), t, cond), x0, timesteps, ac, pt)
+                if pia else torch.zeros((B, 0), dtype=torch.float64))
+        return [DiffusionEvidence(ts, loss_c[b].numpy(), loss_u[b].numpy(), step[b].numpy(), pias[b].numpy())
+                for b in range(B)]
 
     def evidence(self, clips: Sequence[ClipInput], config: EvidenceConfig, *, batch_size: int | None = None
                  ) -> list[ClipEvidence]:
-        """Denoising losses and step errors of each clip, in order (see the module docstring).
+        """Denoising losses and step errors (and PIA distances) of each clip, in order (see
+        the module docstring).
 
         Uses ``config.timesteps`` (default :data:`core.targets.diffusion_audio.DEFAULT_TIMESTEPS`),
-        ``config.n_noise`` and ``config.seed``. A clip's evidence does not depend on the
+        ``config.n_noise``, ``config.pia`` and ``config.seed``. A clip's evidence does not depend on the
         batch size; on a CUDA out-of-memory error the batch is halved and retried.
         """
         timesteps = tuple(int(t) for t in (config.timesteps or DEFAULT_TIMESTEPS))
@@ -438,7 +447,7 @@ class DiffusersAudioTarget:
         while i < len(clips):
             chunk = list(clips[i: i + bs])
             try:
-                evs = self._batch(chunk, timesteps, config.n_noise, config.seed)
+                evs = self._batch(chunk, timesteps, config.n_noise, config.seed, config.pia)
             except torch.OutOfMemoryError:
                 if bs == 1:
                     raise

@@ -24,8 +24,13 @@ informative) and SecMI (Duan et al., 2023):
   ``scheduler.alphas_cumprod`` and ``eps_hat`` / ``x0_hat`` are derived from the model output
   for its prediction type; ``step_error[t] = mean((x_t' - x_t)^2)``. (SecMI builds ``x_t`` by
   DDIM inversion from ``x0``; a fixed seeded noise draw keeps this at two model calls per t.)
+* ``pia[t]`` (only with ``EvidenceConfig.pia``): PIA, the proximal initialization attack (Kong
+  et al., ICLR 2024), conditional: ``eps_0 = eps_hat(x0, 0)``, the model's own noise estimate on
+  the clean patch, replaces the random draw, ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps_0``, and
+  ``pia[t] = sum |eps_hat(x_t, t) - eps_0|^4`` over the patch (the reference implementation's
+  distance, ``lp = 4``). Deterministic: one model call per clip at ``t = 0`` and one per t.
 
-Lower losses / step errors mean "member".
+Lower losses / step errors / PIA distances mean "member".
 
 At the ``outputs`` access level the target only generates (:meth:`MelDiffusionTarget.generate`):
 seeded DDIM sampling with classifier-free guidance, then the log-mel patch inverted to a
@@ -149,6 +154,33 @@ def split_prediction(
     raise ValueError(f"unsupported prediction_type {prediction_type!r}; valid: epsilon, v_prediction, sample")
 
 
+PIA_P = 4
+"""Exponent of PIA's distance, as in its reference implementation (``lp=4``)."""
+
+
+def pia_distances(
+    denoise, x0: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """PIA's distance of each clip at each timestep, float64 ``[B, T]`` on the CPU.
+
+    ``denoise(x, t)``: the model's raw output for inputs ``x [B, C, H, W]`` at int64
+    timesteps ``t [B]``, conditioned as the caller wants; ``x0``: clean inputs. Model outputs
+    are read as noise estimates for the scheduler's ``prediction_type`` (:func:`split_prediction`),
+    so the distance is PIA's for an epsilon model and its noise-space equivalent otherwise.
+    """
+    B = x0.shape[0]
+    zero = torch.zeros((B,), dtype=torch.long, device=x0.device)
+    eps0, _ = split_prediction(denoise(x0, zero).float(), x0, zero, alphas_cumprod, prediction_type)
+    out = torch.zeros((B, len(timesteps)), dtype=torch.float64)
+    for j, tv in enumerate(timesteps):
+        t = torch.full((B,), int(tv), dtype=torch.long, device=x0.device)
+        a = _expand(alphas_cumprod, t, x0)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps0
+        e_t, _ = split_prediction(denoise(x_t, t).float(), x_t, t, alphas_cumprod, prediction_type)
+        out[:, j] = (e_t - eps0).double().abs().pow(PIA_P).flatten(1).sum(dim=1).cpu()
+    return out
+
+
 class MelDiffusionTarget:
     """A caption-conditioned mel diffusion model as an audit target (family ``"diffusion"``).
 
@@ -164,7 +196,7 @@ class MelDiffusionTarget:
 
     family: Family = "diffusion"
     adapter = "mel_diffusion"
-    evidence_reads = ("timesteps", "n_noise", "seed")
+    evidence_reads = ("timesteps", "n_noise", "pia", "seed")
     """The evidence depends on the timesteps, the noise draws and their seed (never a text mode)."""
 
     def __init__(
@@ -200,7 +232,8 @@ class MelDiffusionTarget:
         return self.unet(x_t, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
 
     @torch.no_grad()
-    def _batch(self, clips: Sequence[ClipInput], timesteps: tuple[int, ...], n_noise: int, seed: int) -> list[DiffusionEvidence]:
+    def _batch(self, clips: Sequence[ClipInput], timesteps: tuple[int, ...], n_noise: int, seed: int,
+               pia: bool = False) -> list[DiffusionEvidence]:
         B, K, T = len(clips), n_noise, len(timesteps)
         x0 = self.patches(clips)
         shape = tuple(x0.shape[1:])
@@ -240,17 +273,20 @@ class MelDiffusionTarget:
             x_back = a_t.sqrt() * x0_s + (1 - a_t).sqrt() * e_s
             step[:, j] = (x_back - xt0).double().square().mean(dim=(1, 2, 3)).cpu()
         ts = np.asarray(timesteps, dtype=np.int64)
+        pias = (pia_distances(lambda x, t: self._denoise(x, t, cond, cmask), x0, timesteps, ac, self.prediction_type)
+                if pia else torch.zeros((B, 0), dtype=torch.float64))
         return [
-            DiffusionEvidence(ts, loss_c[b].numpy(), loss_u[b].numpy(), step[b].numpy()) for b in range(B)
+            DiffusionEvidence(ts, loss_c[b].numpy(), loss_u[b].numpy(), step[b].numpy(), pias[b].numpy()) for b in range(B)
         ]
 
     def evidence(
         self, clips: Sequence[ClipInput], config: EvidenceConfig, *, batch_size: int | None = None
     ) -> list[ClipEvidence]:
-        """Denoising losses and step errors of each clip, in order (see the module docstring).
+        """Denoising losses and step errors (and PIA distances) of each clip, in order (see
+        the module docstring).
 
-        Uses ``config.timesteps`` (default :data:`DEFAULT_TIMESTEPS`), ``config.n_noise`` and
-        ``config.seed``.
+        Uses ``config.timesteps`` (default :data:`DEFAULT_TIMESTEPS`), ``config.n_noise``,
+        ``config.pia`` and ``config.seed``.
         """
         timesteps = tuple(int(t) for t in (config.timesteps or DEFAULT_TIMESTEPS))
         n_train = int(self.scheduler.config.num_train_timesteps)
@@ -263,7 +299,7 @@ class MelDiffusionTarget:
         out: list[ClipEvidence] = []
         for i in range(0, len(clips), bs):
             chunk = list(clips[i : i + bs])
-            for clip, ev in zip(chunk, self._batch(chunk, timesteps, config.n_noise, config.seed)):
+            for clip, ev in zip(chunk, self._batch(chunk, timesteps, config.n_noise, config.seed, config.pia)):
                 out.append(ClipEvidence(clip.clip_hash, diffusion=ev, text=clip.text))
         return out
 

@@ -171,6 +171,19 @@ def request_budget(target: str | None, *, key: str = "max-requests") -> int:
                                     "budget stops the run; answered clips are kept and a new run goes on from there."))
 
 
+def pia_picker(target: str | None, access: str, *, key: str = "pia") -> bool:
+    """"Also measure PIA": offered for a diffusion target audited white-box; off otherwise."""
+    from core.stages import family_of
+
+    if access != "white-box" or not target or family_of(target) != "diffusion":
+        return False
+    return st.checkbox("Also measure PIA", key=key,
+                       help="PIA, the proximal initialization attack: the model's own noise estimate on the clean clip "
+                            "replaces the random noise draws, one more model call per clip and timestep (about 9% more "
+                            "time). Strong on large image diffusion models; on the built-in models it adds little. Its "
+                            "keys are pia@t... in the indicator table.")
+
+
 AUTO_LANGUAGE = "auto"
 
 
