@@ -122,3 +122,15 @@ def test_a_setting_added_later_keys_evidence_only_when_set(tmp_path):
     assert run["provenance"]["evidence_key"]["pia"] is True
     assert "pia" not in ws.load_run(plain)["provenance"]["evidence_key"]
     assert {k for k in run["result"]["indicators"] if k.startswith("pia@")} == {"pia@t100", "pia@t400"}
+
+
+def test_pia_is_refused_for_a_model_without_noise_estimates_before_any_work(tmp_path):
+    from core.pipeline import DisentangleConfig, audit_disentangle
+
+    ws, name = demo_workspace(tmp_path, PER_LABEL, "demo-speech"), "speech"
+    for run in (lambda: audit_mia(ws, name, "zoo:lalm-small", MIAConfig(pia=True, **FAST)),
+                lambda: audit_disentangle(ws, name, "zoo:lalm-small", DisentangleConfig(mia=MIAConfig(pia=True, **FAST)))):
+        with pytest.raises(ValueError, match="PIA reads a diffusion model's noise estimates, but zoo:lalm-small is an "
+                                             "audio-language model"):
+            run()
+    assert ws.latest_run("mia", name, "zoo:lalm-small") is None

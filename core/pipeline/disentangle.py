@@ -36,13 +36,14 @@ def audit_disentangle(
     from core.disentangle.consistency import word_error_rate
     from core.mia.aggregate import indicator_table, run_mia
     from core.mia.calibration import split_columns
-    from core.pipeline.mia import audited_clips, reference_indicators, statistics_progress, target_texts_of
+    from core.pipeline.mia import audited_clips, check_pia, reference_indicators, statistics_progress, target_texts_of
     from core.pipeline.common import check_labels, clip_grouping
     from core.stats import PermutationConfig
 
     t0 = time.perf_counter()
     targets = targets if targets is not None else Resolved()
     target = targets.ref(target)
+    check_pia(target.spec, target.family, config.mia.pia)
     settings = settings or Settings.from_env(ws.root)
     check_labels(ws, dataset)
     clips, excluded = audited_clips(ws, dataset, config.mia.references, targets, cross_fit=config.mia.cross_fit)

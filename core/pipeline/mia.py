@@ -28,6 +28,20 @@ def clips_without_text(ws: Workspace, dataset: str) -> list[str]:
     return sorted(clips.loc[empty, "path"].astype(str))
 
 
+def check_pia(spec: str, family: str | None, pia: bool) -> None:
+    """Refuse PIA before any work for a target that is not a diffusion model (it has no noise
+    estimates to read).
+
+    Raises
+    ------
+    ValueError
+    """
+    if pia and family != "diffusion":
+        raise ValueError(f"PIA reads a diffusion model's noise estimates, but {spec} is "
+                         f"{'an ' if (family or '')[:1] in 'aeiou' else 'a '}{family or 'unknown-family'} model; "
+                         "drop --pia (\"Also measure PIA\")")
+
+
 def check_given_mode(ws: Workspace, dataset: str, mode: str) -> None:
     """Refuse ``mode="given"`` before any work when clips lack a transcript, naming them.
 
@@ -85,6 +99,7 @@ def audit_mia(
     t0 = time.perf_counter()
     targets = targets if targets is not None else Resolved()
     target = targets.ref(target_spec)
+    check_pia(target.spec, target.family, config.pia)
     check_given_mode(ws, dataset, config.mode)
     check_labels(ws, dataset)
     audited, excluded = audited_clips(ws, dataset, config.references, targets, cross_fit=config.cross_fit)
