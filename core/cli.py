@@ -18,7 +18,7 @@ from core.cli_flags import CLIError, _comma_list, _key_values, add_config_flags,
 from core.cli_reference import add_reference_parser
 from core.cli_serve import cmd_serve, cmd_serve_api
 from core.runtime.settings import Settings
-from core.config import Listing, decoding_text, language_text
+from core.config import Listing, decoding_text, di_mia_config, language_text
 from core.records import needed_text, record_of
 from core.runtime.store import Workspace
 from core.stages import BlindRunConfig, DIRunConfig, DisentangleConfig, MIAConfig
@@ -288,7 +288,7 @@ def cmd_di(args: argparse.Namespace) -> int:
         flagged_table(ws, ws.load_run(run_id)).to_csv(args.clips_csv)
         _log(f"per-clip p-values and flags written to {args.clips_csv}")
     _emit(args, {"run_id": run_id, "dataset": args.dataset, "target": args.target} | record_of("di").to_json(r),
-          r["verdict"] + "\n" + needed + _di_calibration_text(r) + "".join("\n" + line for line in _detail_lines("di", r)) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text({'access': r.get('access', 'white-box'), 'mode': r['mia_mode']}, r, _target(args).family)})")
+          r["verdict"] + "\n" + needed + _di_calibration_text(r) + "".join("\n" + line for line in _detail_lines("di", r)) + f"\n  run {run_id}, from MIA run {r['mia_run']} ({decoding_text(di_mia_config(r), r, _target(args).family)})")
     return 0
 
 

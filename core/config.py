@@ -69,6 +69,13 @@ def decoding_text(config: Any, result: Any, family: str | None = None) -> str:
     return "; ".join(t for t in (access_text(config, family), language_text(result)) if t)
 
 
+def di_mia_config(result: Any) -> dict:
+    """How the MIA run a dataset-inference result read (``result``: the DI run's) read its
+    target, as the config dict :func:`decoding_text` takes."""
+    return {"access": result.get("access", "white-box"), "mode": result.get("mia_mode", "generated"),
+            "pia": bool(result.get("mia_pia", False))}
+
+
 def at_access(access: str, key: str = "access"):
     """``where`` predicate over stored configs: runs at the ``access`` level (a config stored
     before access levels existed is white-box). ``key``: ``mia_access`` for DI configs."""

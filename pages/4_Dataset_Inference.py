@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.pipeline.di import DIRunConfig
-from core.config import decoding_text
+from core.config import decoding_text, di_mia_config
 from core.stages import at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import di_view as view
@@ -37,7 +37,7 @@ if dataset and target:
                 "It reuses the latest MIA run (or runs one first) in the background.")
     else:
         cfg = run["config"]
-        mia_access = {"access": run["result"].get("access", "white-box"), "mode": run["result"].get("mia_mode", "generated")}
+        mia_access = di_mia_config(run["result"])
         st.caption(f"Run `{run['id']}` · from MIA run `{run['result']['mia_run']}` ({decoding_text(mia_access, run['result'], family_of(target))}) · scorer {cfg['scorer']} · α = {cfg['alpha']:g}")
         view.upstream_notice(ws, run)
         if (cfg["scorer"], cfg["alpha"], cfg["compare"], cfg.get("plan_nonmembers")) != (scorer, alpha, compare, plan_nonmembers):

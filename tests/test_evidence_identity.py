@@ -122,6 +122,16 @@ def test_a_setting_added_later_keys_evidence_only_when_set(tmp_path):
     assert run["provenance"]["evidence_key"]["pia"] is True
     assert "pia" not in ws.load_run(plain)["provenance"]["evidence_key"]
     assert {k for k in run["result"]["indicators"] if k.startswith("pia@")} == {"pia@t100", "pia@t400"}
+    # dataset inference on that run reads its PIA keys, and every surface says how its MIA run read the model
+    from core.config import decoding_text, di_mia_config
+    from core.pipeline.di import DIRunConfig, audit_di
+    from core.viz.report import build_report
+
+    _, di = audit_di(ws, name, "zoo:diffusion-small", DIRunConfig(mia_run=run_id, scorer="mean_loss", n_resamples=10, null_resamples=10))
+    assert di["mia_pia"] is True and any(k.startswith("pia@") for k in di["indicators"])
+    assert decoding_text(di_mia_config(di), di, "diffusion") == "white-box, generated text, with PIA"
+    html = build_report(ws, name, "zoo:diffusion-small")
+    assert html.count("with PIA") >= 2  # the MIA run's access row and the dataset inference's
 
 
 def test_pia_is_refused_for_a_model_without_noise_estimates_before_any_work(tmp_path):

@@ -307,6 +307,7 @@ def audit_di(
         "mia_run": mia_run["id"],
         "mia_mode": mia_run["config"].get("mode", "generated"),
         "access": mia_run["config"].get("access", "white-box"),
+        "mia_pia": bool(mia_run["config"].get("pia", False)),
         "failed_clips": failed,
         **{k: mia_run["result"][k] for k in ("language", "transcript_check", "excluded_clips") if k in mia_run["result"]},
         "mia_auc": mia_run["result"].get("auc"),

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from core import __version__
-from core.config import ACCESS_LEVELS, at_access, decoding_text
+from core.config import ACCESS_LEVELS, at_access, decoding_text, di_mia_config
 from core.di.curve import DEFAULT_SPLITS, suspects_needed
 from core.di.scorers import split_grouping
 from core.mia.calibration import gain_interval_text, suspects_gain_text
@@ -391,7 +391,7 @@ def _access_of(run: dict) -> str:
 def _access_row(run: dict) -> tuple[str, str]:
     cfg = run["config"]
     if run["kind"] == "di":
-        cfg = {"access": _access_of(run), "mode": run["result"].get("mia_mode", "generated")}
+        cfg = di_mia_config(run["result"]) | {"access": _access_of(run)}
     elif run["kind"] == "disentangle":
         cfg = cfg.get("mia") or {}
     from core.targets.registry import family_of
