@@ -180,7 +180,7 @@ def pia_picker(target: str | None, access: str, *, key: str = "pia") -> bool:
     return st.checkbox("Also measure PIA", key=key,
                        help="PIA, the proximal initialization attack: the model's own noise estimate on the clean clip "
                             "replaces the random noise draws, one more model call per clip and timestep (about 9% more "
-                            "time). Strong on large image diffusion models; on the built-in models it adds little. Its "
+                            "time). Its authors found it strong on image diffusion models; on the built-in ones it adds little. Its "
                             "keys are pia@t... in the indicator table.")
 
 
