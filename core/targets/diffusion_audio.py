@@ -197,7 +197,8 @@ class MelDiffusionTarget:
     family: Family = "diffusion"
     adapter = "mel_diffusion"
     evidence_reads = ("timesteps", "n_noise", "pia", "seed")
-    """The evidence depends on the timesteps, the noise draws and their seed (never a text mode)."""
+    """The evidence depends on the timesteps, the noise draws and their seed, and whether PIA
+    is measured (never a text mode)."""
 
     def __init__(
         self,
