@@ -183,3 +183,25 @@ def test_sequence_score_is_mean_of_lowest_k() -> None:
         infilling_token_scores(model, ids, -1)
     with pytest.raises(ValueError):
         infilling_token_scores(model, ids.reshape(5, 5), 2)
+
+
+def test_the_cached_pass_uses_the_forwards_own_cache_keyword(caplog) -> None:
+    """``transformers`` renamed ``past_key_values`` to ``cache`` (the old name is deprecated,
+    to be removed): the cached infilling pass must name it as the model's forward does, in and
+    out, or it breaks on the next release."""
+    import inspect
+    import logging
+    import warnings
+
+    from core.targets.infilling import cache_keyword
+
+    model = tiny_gpt2(3)
+    expected = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    assert cache_keyword(model) == expected
+    ids = np.random.default_rng(0).integers(0, 30, size=12)
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("error", FutureWarning)
+        cached = infilling_scores(model, ids, 3, use_cache=True)
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+    full = infilling_scores(model, ids, 3, use_cache=False)
+    np.testing.assert_allclose(cached.own, full.own, rtol=1e-6, equal_nan=True)

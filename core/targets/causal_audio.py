@@ -108,14 +108,6 @@ def _infilling_scores():
     return infilling_scores
 
 
-def _cache_keyword(model: torch.nn.Module) -> str:
-    """The forward's name for the key/value cache: ``cache`` in recent ``transformers``,
-    ``past_key_values`` before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 class CausalAudioTarget:
     """A caption -> audio-token causal LM as an audit target (family ``"autoregressive"``).
 
@@ -253,7 +245,9 @@ class CausalAudioTarget:
         ids = torch.tensor([prefix] * b, dtype=torch.long, device=self.device)
         codes = torch.full((b, n_steps), -1, dtype=torch.long)
         done = torch.zeros(b, dtype=torch.bool)
-        cache_kw = _cache_keyword(self.model)
+        from core.targets.infilling import cache_keyword
+
+        cache_kw = cache_keyword(self.model)
         past = None
         cuda = self.device.startswith("cuda")
         for step in range(n_steps):

@@ -56,6 +56,14 @@ def _as_ids(input_ids: ArrayLike | torch.Tensor, device: torch.device) -> torch.
     return ids.to(device, torch.long)
 
 
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The forward's (and its output's) name for the key/value cache: ``cache`` in recent
+    ``transformers``, ``past_key_values`` before (deprecated there, to be removed)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -124,8 +132,8 @@ def _substituted_z_cached(
             input_ids=new_ids,
             attention_mask=attention_mask,
             position_ids=src,
-            past_key_values=past,
             use_cache=True,
+            **{cache_keyword(model): past},
         ).logits  # [B, m, V]; row r predicts x_{i+1+r}
         target_pos = (pos + 1).clamp(max=N - 1)
         z, lp = _scored(logits, ids[target_pos])
@@ -213,7 +221,7 @@ def infilling_scores(
             total, total_ref = causal, causal.clone()
             if m > 0 and N > 2:
                 if use_cache:
-                    sub_z, sub_lp = _substituted_z_cached(model, ids, xstar, res.past_key_values, m, chunk_size)
+                    sub_z, sub_lp = _substituted_z_cached(model, ids, xstar, getattr(res, cache_keyword(model)), m, chunk_size)
                 else:
                     sub_z, sub_lp = _substituted_z_full(model, ids, xstar, m, chunk_size)
                 # future term j = i + 1 + r reads the original pass at j - 1 = i + r
