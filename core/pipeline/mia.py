@@ -37,9 +37,9 @@ def check_pia(spec: str, family: str | None, pia: bool) -> None:
     ValueError
     """
     if pia and family != "diffusion":
-        raise ValueError(f"PIA reads a diffusion model's noise estimates, but {spec} is "
-                         f"{'an ' if (family or '')[:1] in 'aeiou' else 'a '}{family or 'unknown-family'} model; "
-                         "drop --pia (\"Also measure PIA\")")
+        kind = family or "unknown-family"
+        raise ValueError(f"PIA reads a diffusion model's noise estimates, but {spec} is {'an' if kind[0] in 'aeiou' else 'a'} "
+                         f"{kind} model; drop --pia (\"Also measure PIA\")")
 
 
 def check_given_mode(ws: Workspace, dataset: str, mode: str) -> None:

@@ -421,8 +421,7 @@ class DiffusersAudioTarget:
             x_back = a_t.sqrt() * x0_s + (1 - a_t).sqrt() * e_s
             step[:, j] = (x_back - xt0).double().square().mean(dim=(1, 2, 3)).cpu()
         ts = np.asarray(timesteps, dtype=np.int64)
-        pias = (pia_distances(lambda x, t: self.denoise(x.to(self.dtype), t, cond), x0, timesteps, ac, pt)
-                if pia else torch.zeros((B, 0), dtype=torch.float64))
+        pias = pia_distances(lambda x, t: self.denoise(x.to(self.dtype), t, cond), x0, timesteps if pia else (), ac, pt)
         return [DiffusionEvidence(ts, loss_c[b].numpy(), loss_u[b].numpy(), step[b].numpy(), pias[b].numpy())
                 for b in range(B)]
 

@@ -167,8 +167,11 @@ def pia_distances(
     timesteps ``t [B]``, conditioned as the caller wants; ``x0``: clean inputs. Model outputs
     are read as noise estimates for the scheduler's ``prediction_type`` (:func:`split_prediction`),
     so the distance is PIA's for an epsilon model and its noise-space equivalent otherwise.
+    No ``timesteps``: ``[B, 0]``, and the model is not called.
     """
     B = x0.shape[0]
+    if not timesteps:
+        return torch.zeros((B, 0), dtype=torch.float64)
     zero = torch.zeros((B,), dtype=torch.long, device=x0.device)
     eps0, _ = split_prediction(denoise(x0, zero).float(), x0, zero, alphas_cumprod, prediction_type)
     out = torch.zeros((B, len(timesteps)), dtype=torch.float64)
@@ -274,8 +277,8 @@ class MelDiffusionTarget:
             x_back = a_t.sqrt() * x0_s + (1 - a_t).sqrt() * e_s
             step[:, j] = (x_back - xt0).double().square().mean(dim=(1, 2, 3)).cpu()
         ts = np.asarray(timesteps, dtype=np.int64)
-        pias = (pia_distances(lambda x, t: self._denoise(x, t, cond, cmask), x0, timesteps, ac, self.prediction_type)
-                if pia else torch.zeros((B, 0), dtype=torch.float64))
+        pias = pia_distances(lambda x, t: self._denoise(x, t, cond, cmask), x0, timesteps if pia else (), ac,
+                             self.prediction_type)
         return [
             DiffusionEvidence(ts, loss_c[b].numpy(), loss_u[b].numpy(), step[b].numpy(), pias[b].numpy()) for b in range(B)
         ]

@@ -97,9 +97,10 @@ def _substituted_z_cached(
     cache: object,
     m: int,
     chunk_size: int,
+    keyword: str = "past_key_values",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[N, m]`` z-scores and ``[N, m]`` log-probabilities of ``x_{i+1+r}`` after
-    substituting ``x_i*``.
+    substituting ``x_i*``; ``keyword``: the forward's name for ``cache`` (:func:`cache_keyword`).
 
     NaN where undefined (past the end) and on rows where ``x_i* == x_i``, whose future terms
     cancel exactly.
@@ -133,7 +134,7 @@ def _substituted_z_cached(
             attention_mask=attention_mask,
             position_ids=src,
             use_cache=True,
-            **{cache_keyword(model): past},
+            **{keyword: past},
         ).logits  # [B, m, V]; row r predicts x_{i+1+r}
         target_pos = (pos + 1).clamp(max=N - 1)
         z, lp = _scored(logits, ids[target_pos])
@@ -221,7 +222,8 @@ def infilling_scores(
             total, total_ref = causal, causal.clone()
             if m > 0 and N > 2:
                 if use_cache:
-                    sub_z, sub_lp = _substituted_z_cached(model, ids, xstar, getattr(res, cache_keyword(model)), m, chunk_size)
+                    kw = cache_keyword(model)
+                    sub_z, sub_lp = _substituted_z_cached(model, ids, xstar, getattr(res, kw), m, chunk_size, kw)
                 else:
                     sub_z, sub_lp = _substituted_z_full(model, ids, xstar, m, chunk_size)
                 # future term j = i + 1 + r reads the original pass at j - 1 = i + r
