@@ -180,7 +180,8 @@ def _calibration_lines(res: dict) -> list[str]:
     tpr = "n/a" if gain.get("tpr_at_1pct_fpr") is None else f"{gain['tpr_at_1pct_fpr']:+.3f}"
     return [f"  calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); "
             f"uncalibrated AUC {unc['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}), {unc['tpr_at_fpr_text'][0]}",
-            f"  gain from the reference(s): AUC {gain_text(gain)}, TPR at 1% FPR {tpr}"]
+            f"  gain from the reference(s): AUC {gain_text(gain)}, TPR at 1% FPR {tpr}",
+            *([f"  gain of the best single indicator, held out: AUC {gain_text(gain['held_out_best'])}"] if gain.get("held_out_best") else [])]
 
 
 def _folds_text(inf: dict | None) -> str:

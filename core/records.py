@@ -90,6 +90,22 @@ def advice(value: dict) -> str:
     return f"{value['recommendation']} (base {value['base']}; run {value['run']}): {value['reason']}"
 
 
+def held_out_best(value: dict) -> str:
+    """The best single indicator as a held-out estimate (:func:`core.mia.aggregate.held_out_best`):
+    its AUC, interval and permutation p-value, and what the training folds chose."""
+    if value.get("auc") is None:
+        return "n/a"
+    picks = value.get("picks") or {}
+    n = value.get("n_folds") or sum(picks.values())
+    chosen = ", ".join(f"{k} ({v} of {n} folds)" for k, v in list(picks.items())[:3])
+    if len(picks) > 3:
+        chosen += f", {len(picks) - 3} more"
+    ci = value.get("auc_ci") or [None, None]
+    p = value.get("auc_p_value")
+    return (f"AUC {value['auc']:.3f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else " (no interval")
+            + ("" if p is None else f", permutation p = {p:.2g}") + f"); chosen on each training fold: {chosen}")
+
+
 def cross_fit(value: dict) -> str:
     """A cross-fitted run's shadows (:func:`core.pipeline.mia.cross_fit_summary`)."""
     own = "; ".join(f"{spec}: {v['non_members']} non-member(s), {v['members']} member(s)" for spec, v in value["trained_on"].items())
@@ -178,6 +194,7 @@ record(
                "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers", "warnings",
                "blind_verdict", "uncalibrated", "calibration", "access", "language"),
     Field("auc_ci_method", "interval method", detail=True),
+    Field("held_out_best", "best single indicator, held out", held_out_best, detail=True),
     Field("blind_auc", "linked blind baseline's AUC", detail=True),
     Field("blind_correlation", "correlation with the linked blind run's scores", correlation, detail=True),
     Field("transcript_check", "transcription check", transcripts, detail=True),

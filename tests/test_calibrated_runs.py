@@ -188,3 +188,29 @@ def test_disentangle_and_report_with_references(runs: dict) -> None:
     html = build_report(ws, "speech", TARGET)
     assert "With and without the reference model(s)" in html
     assert "reference models (fingerprints)" in html and REFERENCE in html
+
+
+def test_the_held_out_best_indicator_is_reported_beside_both_aggregates_with_its_own_gain(runs: dict) -> None:
+    """Each side keeps its held-out best indicator (chosen on training folds); the gain is
+    the difference of the two, tested as the aggregates' gain is, in the same words on the
+    CLI and in the side-by-side the page and the report share; the record's detail row."""
+    from core.cli import _calibration_lines
+    from core.mia.calibration import gain_text
+    from core.records import record_of
+    from core.viz.report import HELD_OUT_COLUMN, calibration_rows
+
+    ws, cal = runs["ws"], runs["cal"]
+    target_run = ws.load_run(runs["target_id"])
+    best, plain = cal["held_out_best"], target_run["result"]["held_out_best"]
+    assert cal["uncalibrated"]["held_out_best"] == plain  # the uncalibrated side is the plain run's
+    assert all(":" in k for k in best["picks"]) and not any(":" in k for k in plain["picks"])
+    assert sum(best["picks"].values()) == best["n_folds"] == cal["inference"]["folds"]["n_folds"]
+    gain = cal["calibration"]["gain"]["held_out_best"]
+    assert gain["auc"] == pytest.approx(best["auc"] - plain["auc"])
+    assert gain["auc_ci"][0] < gain["auc"] < gain["auc_ci"][1] and 0 < gain["auc_p_value"] <= 1
+    words = gain_text(gain)
+    assert any(words in line for line in _calibration_lines(cal))
+    rows = calibration_rows(cal)
+    assert rows[-1][HELD_OUT_COLUMN] == words and rows[0][HELD_OUT_COLUMN] == f"{best['auc']:.3f}"
+    detail = dict(record_of("mia").rows(cal))["best single indicator, held out"]
+    assert detail.startswith(f"AUC {best['auc']:.3f}") and "chosen on each training fold" in detail

@@ -63,6 +63,8 @@ def test_mia_page_shows_the_stored_run(env):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Aggregate AUC"] == f"{mia['auc']:.3f}"
     assert metrics["Clips"] == f"{PER_LABEL} P / {PER_LABEL} U"
+    held = mia["held_out_best"]["auc"]
+    assert any(f"on these clips, descriptive); held out (chosen on training folds): {held:.3f}" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) >= 2
 
 

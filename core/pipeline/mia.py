@@ -130,13 +130,16 @@ def audit_mia(
         table = pd.concat([table, ref.calibrated], axis=1)
     out = res.to_dict()
     if ref is not None:
-        from core.mia.calibration import auc_gain_test, calibration_gain
+        from core.mia.calibration import auc_gain_test, calibration_gain, held_out_best_gain
 
         out["uncalibrated"] = uncalibrated_summary(uncal.to_dict())
         out["scores_uncalibrated"] = {str(k): float(v) for k, v in uncal.scores.items()}
         tested = auc_gain_test(y, res.scores.to_numpy(), uncal.scores.reindex(res.scores.index).to_numpy(),
                                calibrated_null_sd=res.inference.get("null_sd"), uncalibrated_null_sd=uncal.inference.get("null_sd"))
-        out["calibration"] = ref.describe() | {"gain": calibration_gain(out, out["uncalibrated"]) | (tested or {})}
+        gain = calibration_gain(out, out["uncalibrated"]) | (tested or {})
+        if res.held_out_best_scores is not None and uncal.held_out_best_scores is not None:
+            gain["held_out_best"] = held_out_best_gain(y, res, uncal)
+        out["calibration"] = ref.describe() | {"gain": gain}
     out["access"] = config.access
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
     out["table"] = {c: [None if not np.isfinite(v) else float(v) for v in table[c].to_numpy()] for c in table.columns}
@@ -219,7 +222,8 @@ def audited_clips(ws: Workspace, dataset: str, references: tuple[str, ...], targ
 
 
 UNCALIBRATED_FIELDS = ("auc", "auc_ci", "auc_p_value", "auc_ci_method", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "tpr_at_fpr",
-                       "tpr_at_fpr_text", "indicators", "best_indicator", "best_indicator_auc", "n_members", "n_nonmembers")
+                       "tpr_at_fpr_text", "indicators", "best_indicator", "best_indicator_auc", "held_out_best", "n_members",
+                       "n_nonmembers")
 """What a calibrated MIA run keeps of its uncalibrated aggregate, beside the calibrated one."""
 
 

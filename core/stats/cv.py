@@ -307,6 +307,73 @@ class _FoldDesigns:
         return out
 
 
+class BestSingleColumn:
+    """The selection rule "the one column that separates the training fold best", as an
+    estimator :func:`cv_auc` can refit under permutations.
+
+    On each training fold every column's AUC is computed (columns aligned so that higher =
+    member; mid-ranks for ties), the largest one picked (the first on a tie), and the
+    fold's held-out clips scored by that column's empirical distribution on the training
+    clips (the share of training values below, ties counted half): a score on one scale
+    whatever column each fold picked. ``steps`` are label-free column steps fitted on each
+    training fold first (:data:`FoldStep`, e.g. replacing non-finite values). The
+    selection is redone for every permuted label vector, so the permutation test is exact
+    for the whole procedure, selection included. No parameter is fitted beyond the choice,
+    so the refits cost one matrix product per fold.
+    """
+
+    def __init__(self, steps: tuple[FoldStep, ...] = ()) -> None:
+        self.steps = tuple(steps)
+
+    def designs(self, X: NDArray[Any] | list[Any], folds: Folds) -> "_BestColumnDesigns":
+        return _BestColumnDesigns(np.asarray(X, dtype=np.float64), folds, self.steps)
+
+
+class _BestColumnDesigns:
+    """Per fold: mid-ranks of every column's training values (what a training AUC reads)
+    and every held-out clip's score under every column (its training distribution)."""
+
+    def __init__(self, X: NDArray[np.float64], folds: Folds, steps: tuple[FoldStep, ...]) -> None:
+        from scipy.stats import rankdata
+
+        self.parts: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]] = []
+        for train, test in folds.splits():
+            ztr, zte = X[train], X[test]
+            for step in steps:
+                applied = step(ztr, zte)
+                if applied is None:
+                    raise ValueError("a best-column step could not be applied to a fold")
+                ztr, zte = applied
+            ranks = rankdata(ztr, axis=0)  # [n_train, d], mid-ranks
+            srt = np.sort(ztr, axis=0)
+            below = np.stack([np.searchsorted(srt[:, j], zte[:, j], side="left") for j in range(ztr.shape[1])], axis=1)
+            upto = np.stack([np.searchsorted(srt[:, j], zte[:, j], side="right") for j in range(ztr.shape[1])], axis=1)
+            self.parts.append((train, test, ranks, (below + upto) / (2.0 * ztr.shape[0])))
+
+    def _picks(self, Y: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+        """Per fold, the column each label row ``Y[b]`` picks on the training clips ``[B]``."""
+        out = []
+        for train, _, ranks, _ in self.parts:
+            Ytr = Y[:, train].astype(np.float64)
+            n1 = Ytr.sum(axis=1)
+            n0 = train.size - n1
+            aucs = (Ytr @ ranks - (n1 * (n1 + 1) / 2.0)[:, None]) / (n1 * n0)[:, None]
+            out.append(np.argmax(aucs, axis=1))
+        return out
+
+    def scores(self, Y: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Held-out scores ``[B, n]`` for label rows ``Y`` ``[B, n]``."""
+        Y = np.atleast_2d(Y)
+        out = np.empty(Y.shape, dtype=np.float64)
+        for (_, test, _, held), pick in zip(self.parts, self._picks(Y)):
+            out[:, test] = held[:, pick].T
+        return out
+
+    def picks(self, y: ArrayLike) -> list[int]:
+        """The column each fold picks under the labels ``y``."""
+        return [int(p[0]) for p in self._picks(np.asarray(y, dtype=np.int64)[None, :])]
+
+
 def _dense(M: Any) -> NDArray[np.float64]:  # a dense array or a scipy sparse matrix
     return np.asarray(M.toarray() if hasattr(M, "toarray") else M, dtype=np.float64)
 
@@ -452,7 +519,8 @@ def cv_auc(
     ----------
     X : ``[n, d]`` features, or a list of ``n`` documents for a TF-IDF pipeline.
     y : ``[n]`` 1 = member, 0 = non-member.
-    estimator : L2 ``LogisticRegression`` or a Pipeline of label-free steps ending in one.
+    estimator : L2 ``LogisticRegression`` or a Pipeline of label-free steps ending in one,
+        or a :class:`BestSingleColumn` selection rule.
     folds : from :func:`make_folds`.
     permutations : permutation settings; ``n_perm=0`` gives the bootstrap interval only.
     n_boot : resamples of the fixed-score bootstrap.
@@ -461,7 +529,8 @@ def cv_auc(
         chunk and after each; an early stop ends at fewer than planned.
     """
     y = np.asarray(y).astype(np.int64).ravel()
-    designs = _FoldDesigns(X, folds, estimator)
+    designs: _FoldDesigns | _BestColumnDesigns = (
+        estimator.designs(X, folds) if isinstance(estimator, BestSingleColumn) else _FoldDesigns(X, folds, estimator))
     if permutations.n_perm <= 0:
         scores = designs.scores(y[None, :])[0]
         boot = auc_ci(y, scores, level=permutations.level, n_boot=n_boot, seed=seed)

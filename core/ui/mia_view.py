@@ -70,7 +70,9 @@ def headline(result: dict) -> None:
     c[2].metric("TPR @ 0.1% FPR", "n/a" if t01 is None else f"{t01:.1%}")
     c[2].caption(result["tpr_at_fpr_text"][1])
     c[3].metric("Clips", f"{result['n_members']} P / {result['n_nonmembers']} U")
-    c[3].caption(f"best single indicator: {result['best_indicator']} ({result['best_indicator_auc']:.3f}, descriptive)")
+    held = result.get("held_out_best") or {}
+    c[3].caption(f"best single indicator: {result['best_indicator']} ({result['best_indicator_auc']:.3f} on these clips, descriptive)"
+                 + ("" if held.get("auc") is None else f"; held out (chosen on training folds): {held['auc']:.3f}"))
     st.caption("Cross-validation: " + inference_caption(result.get("inference") or {}, result.get("config") or {}))
     transcripts_caption(result, language=False)  # the run's caption names the language
     for w in result.get("warnings", []):

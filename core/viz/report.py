@@ -19,7 +19,7 @@ from core import __version__
 from core.config import ACCESS_LEVELS, at_access, decoding_text, di_mia_config
 from core.di.curve import DEFAULT_SPLITS, suspects_needed
 from core.di.scorers import split_grouping
-from core.mia.calibration import gain_interval_text, suspects_gain_text
+from core.mia.calibration import gain_interval_text, gain_text, suspects_gain_text
 from core.mia.links import BlindLink, blind_link
 from core.records import needed_text, record_of
 from core.runtime.store import Workspace
@@ -181,11 +181,18 @@ def calibration_rows(result: dict) -> list[dict[str, str]]:
 
     def row(name: str, r: dict) -> dict[str, str]:
         return {"": name, "AUC": _opt(r.get("auc"), ".3f"), "95% CI": _fmt_ci(r.get("auc_ci")),
-                "TPR at 1% FPR": _opt(r.get("tpr_at_1pct_fpr"), ".1%"), "best single indicator": str(r.get("best_indicator"))}
+                "TPR at 1% FPR": _opt(r.get("tpr_at_1pct_fpr"), ".1%"), "best single indicator": str(r.get("best_indicator")),
+                HELD_OUT_COLUMN: _opt((r.get("held_out_best") or {}).get("auc"), ".3f")}
 
+    held = gain.get("held_out_best")
     return [row(f"calibrated ({reference_names(cal['references'])})", result), row("uncalibrated", unc),
             {"": "gain", "AUC": _opt(gain.get("auc"), "+.3f"), "95% CI": gain_interval_text(gain),
-             "TPR at 1% FPR": _opt(gain.get("tpr_at_1pct_fpr"), "+.1%"), "best single indicator": ""}]
+             "TPR at 1% FPR": _opt(gain.get("tpr_at_1pct_fpr"), "+.1%"), "best single indicator": "",
+             HELD_OUT_COLUMN: gain_text(held) if held else "n/a"}]
+
+
+HELD_OUT_COLUMN = "best single indicator, held out: AUC"
+"""The side-by-side's column of the held-out best indicator (:func:`core.mia.aggregate.held_out_best`)."""
 
 
 def di_calibration_rows(result: dict) -> list[dict[str, str]]:
