@@ -172,7 +172,10 @@ def audit_row(ws, dataset: str, target: str, label: str, refs: tuple[str, ...], 
             "suspects_needed": di["min_suspects"], "suspects_needed_equal": di["min_suspects_equal"],
             "null_rate": di["null_rejection_rate"], "n": mia["n_members"] + mia["n_nonmembers"],
             "excluded": len(mia.get("excluded_clips") or []),
-            "auc_gain": gain_text(mia["calibration"]["gain"]) if mia.get("calibration") else None}
+            "auc_gain": gain_text(mia["calibration"]["gain"]) if mia.get("calibration") else None,
+            "held_out_best": round(mia["held_out_best"]["auc"], 3), "held_out_best_picks": mia["held_out_best"]["picks"],
+            "held_out_best_gain": (gain_text(mia["calibration"]["gain"]["held_out_best"])
+                                   if (mia.get("calibration") or {}).get("gain", {}).get("held_out_best") else None)}
 
 
 def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: int, null_resamples: int, n_boot: int = 1000,
@@ -184,11 +187,12 @@ def compare(ws, dataset: str, target: str, base: str, shadow: str, *, n_perm: in
 
 
 def print_rows(rows: list[dict]) -> None:
-    print("| reference | MIA AUC [95% CI] | TPR@1%FPR | DI p | suspects needed | (equal U) | null rate |")
-    print("|---|---|---|---|---|---|---|")
+    print("| reference | MIA AUC [95% CI] | TPR@1%FPR | DI p | suspects needed | (equal U) | null rate | best indicator, held out |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['reference']} | {r['auc']:.3f} {r['auc_ci']} | {r['tpr_at_1pct_fpr']} | {r['di_p']:.2g} | "
-              f"{needed_text(r['suspects_needed'])} | {needed_text(r['suspects_needed_equal'])} | {r['null_rate']} |")
+              f"{needed_text(r['suspects_needed'])} | {needed_text(r['suspects_needed_equal'])} | {r['null_rate']} | "
+              f"{r['held_out_best']:.3f}{'' if r.get('held_out_best_gain') is None else ' (gain ' + r['held_out_best_gain'] + ')'} |")
 
 
 def measure(ws, name: str, target: str, base: str, shadow_dir: Path, recipe, *, n_perm: int, null_resamples: int,
