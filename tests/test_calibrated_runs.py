@@ -214,3 +214,23 @@ def test_the_held_out_best_indicator_is_reported_beside_both_aggregates_with_its
     assert rows[-1][HELD_OUT_COLUMN] == words and rows[0][HELD_OUT_COLUMN] == f"{best['auc']:.3f}"
     detail = dict(record_of("mia").rows(cal))["best single indicator, held out"]
     assert detail.startswith(f"AUC {best['auc']:.3f}") and "chosen on each training fold" in detail
+
+
+def _side_by_side_page(result: dict) -> None:
+    from core.ui.mia_view import calibration_comparison
+
+    calibration_comparison(result)
+
+
+def test_the_page_shows_the_side_by_side_with_the_held_out_best_column(runs: dict) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from core.viz.report import HELD_OUT_COLUMN, calibration_rows
+
+    cal = runs["cal"]
+    at = AppTest.from_function(_side_by_side_page, args=(cal,), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = at.dataframe[0].value
+    assert HELD_OUT_COLUMN in table.columns
+    assert table[HELD_OUT_COLUMN].tolist() == [r[HELD_OUT_COLUMN] for r in calibration_rows(cal)]

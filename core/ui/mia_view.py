@@ -117,14 +117,17 @@ def access_comparison(ws: Workspace, run: dict) -> None:
 def calibration_comparison(result: dict) -> None:
     """Calibrated and uncalibrated results side by side, and what the reference(s) bought."""
     from core.ui.shadow_view import shadow_cards_caption
-    from core.viz.report import calibration_rows
+    from core.viz.report import HELD_OUT_COLUMN, calibration_rows
 
     rows = calibration_rows(result)
     if not rows:
         return
     cal = result["calibration"]
     st.subheader("With and without the reference model(s)")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # the references' names can be long paths (the caption below has them in full): the row
+    # label keeps a fixed width so every column, the held-out best's included, stays in view
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"": st.column_config.TextColumn(width="small"), HELD_OUT_COLUMN: st.column_config.TextColumn(width="medium")})
     st.caption(f"Calibrated against {', '.join(cal['references'])} ({', '.join(cal['calibrations'])}); the headline above is the "
                "calibrated aggregate. The gain's interval and p-value compare the two aggregates on the same clips (DeLong's paired "
                "test, widened by each aggregate's refit noise: conservative). A reference must not have trained on the suspects: "
