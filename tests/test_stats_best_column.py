@@ -69,6 +69,8 @@ def test_non_finite_values_are_replaced_from_the_training_fold_before_choosing()
         expected[test] = fold_scores[test]
     np.testing.assert_allclose(got, expected, atol=1e-12)
     assert np.isfinite(got).all()
+    with pytest.raises(ValueError, match="finite values"):  # without the step, refused rather than ranked as NaN
+        BestSingleColumn().designs(X, folds)
 
 
 def test_on_null_data_it_sits_at_chance_and_its_test_holds_its_level_where_the_in_sample_best_does_not():

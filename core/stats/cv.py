@@ -344,6 +344,8 @@ class _BestColumnDesigns:
                 if applied is None:
                     raise ValueError("a best-column step could not be applied to a fold")
                 ztr, zte = applied
+            if not (np.isfinite(ztr).all() and np.isfinite(zte).all()):
+                raise ValueError("BestSingleColumn needs finite values: give it a step that replaces the others")
             ranks = rankdata(ztr, axis=0)  # [n_train, d], mid-ranks
             srt = np.sort(ztr, axis=0)
             below = np.stack([np.searchsorted(srt[:, j], zte[:, j], side="left") for j in range(ztr.shape[1])], axis=1)
