@@ -36,7 +36,7 @@ if dataset and target:
                            pia=pia)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "mia", params, {"dataset": dataset, "target": target}, label="Run MIA")
-    run = view.shown_run(ws, dataset, target, access, mode)
+    run = view.shown_run(ws, dataset, target, access, mode, references, cross_fit)
     if run is None:
         st.info(f"No MIA run at the {access} level for this dataset and target yet: press **Run MIA**. "
                 "It runs in the background; you can leave the page.")

@@ -188,3 +188,33 @@ def test_pia_is_offered_for_a_diffusion_target_at_white_box_and_reaches_its_run(
     assert any(c.value.startswith(f"Run `{run_id}`") and "white-box, generated text, with PIA" in c.value for c in at.caption)
     at.selectbox(key="mia-access").set_value("outputs").run()
     assert not [c for c in at.checkbox if c.key == "pia"]  # generations only: nothing to measure PIA on
+
+
+def test_the_page_shows_the_run_against_the_chosen_references_or_says_which_it_shows(env, tmp_path, monkeypatch):
+    """A headline is the audit the form above it describes: the run against the chosen
+    references; without one, the newest in the mode, with a note naming what it was
+    calibrated against."""
+    import shutil
+
+    from core.runtime.store import Workspace
+
+    ws0, _, _ = env
+    shutil.copytree(ws0.root, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    monkeypatch.setenv("OVERHEARD_WORKSPACE", str(ws.root))
+    _, cal = audit_mia(ws, "demo-speech", "zoo:lalm-small", MIAConfig(references=("zoo:lalm-ref",), n_boot=50, n_perm=20, batch_size=16))
+    plain = ws.latest_run("mia", "demo-speech", "zoo:lalm-small", where=lambda c: not c.get("references"))["result"]
+    assert cal["auc"] != plain["auc"]
+
+    at = AppTest.from_file(str(ROOT / "pages" / "2_MIA_Audit.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert {m.label: m.value for m in at.metric}["Aggregate AUC"] == f"{plain['auc']:.3f}"  # no reference chosen: the plain run
+    assert not [i for i in at.info if i.value.startswith("No run against")]
+    at.multiselect(key="references").set_value(["zoo:lalm-ref"]).run()
+    assert {m.label: m.value for m in at.metric}["Aggregate AUC"] == f"{cal['auc']:.3f}"
+    assert not [i for i in at.info if i.value.startswith("No run against")]
+    at.multiselect(key="references").set_value(["zoo:lalm-base"]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [i.value for i in at.info if i.value.startswith("No run against")] == [
+        "No run against zoo:lalm-base yet: showing the newest in this mode, zoo:lalm-ref. Press **Run MIA** for the references chosen above."]
