@@ -293,7 +293,8 @@ def held_out_best(X: NDArray[np.float64], keys: Sequence[str], y: NDArray[np.int
     """
     rule = BestSingleColumn((FiniteImputer().fold_apply,))
     cv: CVAUC = cv_auc(X, y, estimator=rule, folds=folds, permutations=permutations, n_boot=n_boot, seed=seed)
-    chosen = rule.designs(X, folds).picks(y)
+    assert rule.designs_ is not None  # built by cv_auc
+    chosen = rule.designs_.picks(y)
     picks: dict[str, int] = {}
     for j in chosen:
         picks[keys[j]] = picks.get(keys[j], 0) + 1

@@ -324,9 +324,13 @@ class BestSingleColumn:
 
     def __init__(self, steps: tuple[FoldStep, ...] = ()) -> None:
         self.steps = tuple(steps)
+        self.designs_: _BestColumnDesigns | None = None
 
     def designs(self, X: NDArray[Any] | list[Any], folds: Folds) -> "_BestColumnDesigns":
-        return _BestColumnDesigns(np.asarray(X, dtype=np.float64), folds, self.steps)
+        """The folds' designs, kept as ``designs_`` (what the observed labels chose is read
+        from them after :func:`cv_auc`, without building them again)."""
+        self.designs_ = _BestColumnDesigns(np.asarray(X, dtype=np.float64), folds, self.steps)
+        return self.designs_
 
 
 class _BestColumnDesigns:
