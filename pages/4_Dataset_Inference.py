@@ -8,7 +8,8 @@ from core.stages import at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import di_view as view
 from core.ui.shadow_view import shadow_builder
-from core.ui.runs import access_picker, cross_fit_picker, language_picker, loader_options_input, reference_picker, run_controls, target_picker
+from core.ui.runs import (access_picker, cross_fit_picker, language_picker, loader_options_input, reference_picker, run_controls,
+                          run_for_references, target_picker)
 
 ws = page_setup("Dataset Inference", "🧮")
 st.title("Dataset inference")
@@ -31,7 +32,8 @@ if dataset and target:
                              plan_nonmembers=plan_nonmembers, target_options=options)
         params = {"dataset": dataset, "target": target, "config": config.to_dict()}
         run_controls(ws, "di", params, {"dataset": dataset, "target": target}, label="Run dataset inference")
-    run = ws.latest_run("di", dataset, target, where=at_access(access, "mia_access"))
+    run = run_for_references(ws, "di", dataset, target, at_access(access, "mia_access"), references, cross_fit,
+                             scope=f"at the {access} level", button="Run dataset inference")
     if run is None:
         st.info(f"No dataset-inference run at the {access} level for this dataset and target yet: press **Run dataset inference**. "
                 "It reuses the latest MIA run (or runs one first) in the background.")

@@ -169,3 +169,20 @@ def test_loader_options_reach_the_di_job_and_unreadable_ones_run_nothing(env: Wo
     at.text_area(key="di-loader-options").input("trust_remote_code=true").run()
     assert any("never runs Python code" in e.value for e in at.error)
     assert not any(b.key == "start-di" for b in at.button)
+
+
+def test_the_page_shows_the_run_against_the_chosen_references_or_says_which_it_shows(env: Workspace, tmp_path: Path) -> None:
+    """As on the MIA page: the headline is the run the form describes, or a note names the
+    references of the run shown instead."""
+    save_mia(env, "synth", shift=0.6)
+    _, out = audit_di(env, "synth", TARGET, DIRunConfig(n_resamples=40, null_resamples=60))
+    at = _run()
+    assert not [i for i in at.info if i.value.startswith("No run against")]  # none chosen, the plain run shown
+    assert {m.label: m.value for m in at.metric}["p-value"] == f"{out['p_value']:.2g}"
+    (tmp_path / "base-model").mkdir()
+    at.text_area(key="references-folders").set_value(str(tmp_path / "base-model")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [i.value for i in at.info if i.value.startswith("No run against")] == [
+        "No run against base-model yet: showing the newest at the white-box level, no reference model (uncalibrated). "
+        "Press **Run dataset inference** for the references chosen above."]
+    assert {m.label: m.value for m in at.metric}["p-value"] == f"{out['p_value']:.2g}"  # still shown, and said so

@@ -41,40 +41,22 @@ def shown_run(ws: Workspace, dataset: str, target: str, access: str, mode: str, 
     """The run the page shows: the newest at ``access`` in the chosen text ``mode`` (the
     mode is not read at the outputs level) against the chosen ``references`` (cross-fitted
     or not, as chosen); else the newest at ``access`` and ``mode`` whatever its
-    references, or the newest at ``access``: each fallback said so, with what the run
-    shown was calibrated against, so a headline is never read as the chosen audit's."""
+    references (:func:`core.ui.runs.run_for_references`), or the newest at ``access``:
+    each fallback said so."""
     from core.stages import at_access
+    from core.ui.runs import run_for_references
 
     def in_mode(c: dict) -> bool:
         return at_access(access)(c) and (access == "outputs" or c.get("mode", "generated") == mode)
 
-    def as_chosen(c: dict) -> bool:
-        return in_mode(c) and set(c.get("references") or ()) == set(references) and bool(c.get("cross_fit")) == cross_fit
-
-    run = ws.latest_run("mia", dataset, target, where=as_chosen)
+    run = run_for_references(ws, "mia", dataset, target, in_mode, references, cross_fit, scope="in this mode", button="Run MIA")
     if run is not None:
         return run
-    other = ws.latest_run("mia", dataset, target, where=in_mode)
-    if other is not None:
-        st.info(f"No run against {_references_text(references, cross_fit)} yet: showing the newest in this mode, "
-                f"{_references_text(tuple(other['config'].get('references') or ()), bool(other['config'].get('cross_fit')))}. "
-                "Press **Run MIA** for the references chosen above.")
-        return other
     other = ws.latest_run("mia", dataset, target, where=at_access(access))
     if other is not None:
         st.info(f"No run in {mode} mode yet: showing the newest at the {access} level ({other['config'].get('mode', 'generated')} "
                 "mode). Press **Run MIA** for this mode.")
     return other
-
-
-def _references_text(references: tuple[str, ...], cross_fit: bool) -> str:
-    """What a run was (or is to be) calibrated against, in a few words."""
-    from core.viz.report import reference_names
-
-    if not references:
-        return "no reference model (uncalibrated)"
-    fitted = "" if len(references) < 2 else ", cross-fitted" if cross_fit else ", not cross-fitted"  # shadows can be either
-    return reference_names(list(references)) + fitted
 
 
 def headline(result: dict) -> None:

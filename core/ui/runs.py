@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import streamlit as st
 
@@ -256,6 +257,37 @@ def reference_picker(target: str | None, *, key: str = "references", ws: Workspa
         except ValueError as exc:  # an unfinished set of shadows: said, and left out
             st.caption(f"⚠ {exc}")
     return tuple(out)
+
+
+def references_text(references: tuple[str, ...], cross_fit: bool) -> str:
+    """What a run was (or is to be) calibrated against, in a few words."""
+    from core.viz.report import reference_names
+
+    if not references:
+        return "no reference model (uncalibrated)"
+    fitted = "" if len(references) < 2 else ", cross-fitted" if cross_fit else ", not cross-fitted"  # shadows can be either
+    return reference_names(list(references)) + fitted
+
+
+def run_for_references(ws: Workspace, kind: str, dataset: str, target: str, where: Callable[[dict], bool],
+                       references: tuple[str, ...], cross_fit: bool, *, scope: str, button: str) -> dict | None:
+    """The newest ``kind`` run that ``where`` accepts against the chosen ``references``
+    (cross-fitted or not, as chosen), so a page's headline is the audit its form
+    describes; else the newest ``where`` accepts, with a note naming what it was
+    calibrated against (``scope`` says which runs were looked at, ``button`` what to
+    press). None when ``where`` accepts no run."""
+    def as_chosen(c: dict) -> bool:
+        return where(c) and set(c.get("references") or ()) == set(references) and bool(c.get("cross_fit")) == cross_fit
+
+    run = ws.latest_run(kind, dataset, target, where=as_chosen)
+    if run is not None:
+        return run
+    other = ws.latest_run(kind, dataset, target, where=where)
+    if other is not None:
+        shown = references_text(tuple(other["config"].get("references") or ()), bool(other["config"].get("cross_fit")))
+        st.info(f"No run against {references_text(references, cross_fit)} yet: showing the newest {scope}, {shown}. "
+                f"Press **{button}** for the references chosen above.")
+    return other
 
 
 def cross_fit_picker(references: tuple[str, ...], *, key: str = "cross-fit") -> bool:
