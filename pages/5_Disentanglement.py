@@ -8,7 +8,7 @@ from core.config import decoding_text
 from core.stages import DEFAULT_CONDITIONS, at_access, family_of
 from core.ui import dataset_picker, failed_clips, page_setup, record_details
 from core.ui import disentangle_view as view
-from core.ui.runs import access_picker, loader_options_input, reference_picker, run_controls, target_picker
+from core.ui.runs import access_picker, loader_options_input, reference_picker, run_controls, run_for_references, target_picker
 
 ws = page_setup("Disentanglement", "🎛️")
 st.title("Modality disentanglement")
@@ -30,7 +30,8 @@ if dataset and target and conditions:
         config = DisentangleConfig(conditions=tuple(conditions), mia=MIAConfig(references=references, access=access, target_options=loader),
                                    variant_options=options, clap_model=clap)
         run_controls(ws, "disentangle", {"dataset": dataset, "target": target, "config": config.to_dict()}, {"dataset": dataset, "target": target}, label="Run disentanglement")
-    run = last
+    run = run_for_references(ws, "disentangle", dataset, target, lambda c: at_access(access)(c.get("mia") or {}), references, False,
+                             scope=f"at the {access} level", button="Run disentanglement", calibration_of=lambda c: c.get("mia") or {})
     if run is None:
         st.info("No disentanglement run yet for this dataset and target: press **Run disentanglement**.")
     else:

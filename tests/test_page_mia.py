@@ -89,6 +89,13 @@ def test_disentanglement_page_plays_variants(env):
     table = at.dataframe[0].value
     assert list(table["condition"]) == ["original", "silence"]
     assert table["p (AUC > 0.5)"].tolist() == [d["auc_p_value"] for d in dis["details"].values()]
+    assert not [i for i in at.info if i.value.startswith("No run against")]
+    at.multiselect(key="references").set_value(["zoo:lalm-ref"]).run()  # no disentanglement run against it: said so
+    assert not at.exception, [e.message for e in at.exception]
+    assert [i.value for i in at.info if i.value.startswith("No run against")] == [
+        "No run against zoo:lalm-ref yet: showing the newest at the white-box level, no reference model (uncalibrated). "
+        "Press **Run disentanglement** for the references chosen above."]
+    assert len(at.get("audio")) == len(dis["details"])
 
 
 def test_tts_consistency_filter_flags_and_drops(mia_ws):

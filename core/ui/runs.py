@@ -270,21 +270,25 @@ def references_text(references: tuple[str, ...], cross_fit: bool) -> str:
 
 
 def run_for_references(ws: Workspace, kind: str, dataset: str, target: str, where: Callable[[dict], bool],
-                       references: tuple[str, ...], cross_fit: bool, *, scope: str, button: str) -> dict | None:
+                       references: tuple[str, ...], cross_fit: bool, *, scope: str, button: str,
+                       calibration_of: Callable[[dict], dict] = lambda c: c) -> dict | None:
     """The newest ``kind`` run that ``where`` accepts against the chosen ``references``
     (cross-fitted or not, as chosen), so a page's headline is the audit its form
     describes; else the newest ``where`` accepts, with a note naming what it was
     calibrated against (``scope`` says which runs were looked at, ``button`` what to
-    press). None when ``where`` accepts no run."""
+    press). ``calibration_of``: the part of a run's config that holds its references
+    (a disentanglement run keeps them in its MIA config). None when ``where`` accepts no run."""
     def as_chosen(c: dict) -> bool:
-        return where(c) and set(c.get("references") or ()) == set(references) and bool(c.get("cross_fit")) == cross_fit
+        own = calibration_of(c)
+        return where(c) and set(own.get("references") or ()) == set(references) and bool(own.get("cross_fit")) == cross_fit
 
     run = ws.latest_run(kind, dataset, target, where=as_chosen)
     if run is not None:
         return run
     other = ws.latest_run(kind, dataset, target, where=where)
     if other is not None:
-        shown = references_text(tuple(other["config"].get("references") or ()), bool(other["config"].get("cross_fit")))
+        own = calibration_of(other["config"])
+        shown = references_text(tuple(own.get("references") or ()), bool(own.get("cross_fit")))
         st.info(f"No run against {references_text(references, cross_fit)} yet: showing the newest {scope}, {shown}. "
                 f"Press **{button}** for the references chosen above.")
     return other
