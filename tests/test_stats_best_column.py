@@ -108,3 +108,17 @@ def test_one_informative_indicator_among_many_is_found_in_every_fold():
     assert best["auc"] > 0.75 and best["auc_p_value"] <= 1 / 51 + 1e-12
     assert best["auc_ci"][0] <= best["auc"] <= best["auc_ci"][1]
     assert best["null_sd"] > 0 and "training fold" in best["method"]
+
+
+def test_mid_ranks_are_scipys_average_ranks_with_ties():
+    from scipy.stats import rankdata
+
+    from core.stats.cv import _mid_ranks
+
+    rng = np.random.default_rng(9)
+    Z = rng.normal(size=(300, 7))
+    Z[:, 1] = np.round(Z[:, 1])  # long runs of ties
+    Z[:, 4] = 2.5  # one run
+    ranks, srt = _mid_ranks(Z)
+    np.testing.assert_array_equal(ranks, rankdata(Z, axis=0))
+    np.testing.assert_array_equal(srt, np.sort(Z, axis=0).T)

@@ -333,13 +333,31 @@ class BestSingleColumn:
         return self.designs_
 
 
+def _mid_ranks(Z: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each column's mid-ranks (``scipy.stats.rankdata``'s "average", 1-based) ``[n, d]``
+    and its values sorted, one column a row ``[d, n]``: one sort per column, ties given
+    their run's mean position."""
+    zt = np.ascontiguousarray(Z.T)
+    d, n = zt.shape
+    order = np.argsort(zt, axis=1)
+    srt = np.take_along_axis(zt, order, 1)
+    place = np.broadcast_to(np.arange(n), (d, n))
+    starts = np.ones((d, n), dtype=bool)
+    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]  # a run of equal values starts here
+    ends = np.ones((d, n), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, place, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, place, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((d, n))
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, 1)
+    return ranks.T, srt
+
+
 class _BestColumnDesigns:
     """Per fold: mid-ranks of every column's training values (what a training AUC reads)
     and every held-out clip's score under every column (its training distribution)."""
 
     def __init__(self, X: NDArray[np.float64], folds: Folds, steps: tuple[FoldStep, ...]) -> None:
-        from scipy.stats import rankdata
-
         self.parts: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]] = []
         for train, test in folds.splits():
             ztr, zte = X[train], X[test]
@@ -350,11 +368,12 @@ class _BestColumnDesigns:
                 ztr, zte = applied
             if not (np.isfinite(ztr).all() and np.isfinite(zte).all()):
                 raise ValueError("BestSingleColumn needs finite values: give it a step that replaces the others")
-            ranks = rankdata(ztr, axis=0)  # [n_train, d], mid-ranks
-            srt = np.sort(ztr, axis=0)
-            below = np.stack([np.searchsorted(srt[:, j], zte[:, j], side="left") for j in range(ztr.shape[1])], axis=1)
-            upto = np.stack([np.searchsorted(srt[:, j], zte[:, j], side="right") for j in range(ztr.shape[1])], axis=1)
-            self.parts.append((train, test, ranks, (below + upto) / (2.0 * ztr.shape[0])))
+            ranks, srt = _mid_ranks(ztr)
+            held = np.empty_like(zte)
+            for j in range(srt.shape[0]):  # a held-out value's share of the training values below it, ties half
+                held[:, j] = (np.searchsorted(srt[j], zte[:, j], side="left")
+                              + np.searchsorted(srt[j], zte[:, j], side="right")) / (2.0 * train.size)
+            self.parts.append((train, test, ranks, held))
 
     def _picks(self, Y: NDArray[np.int64]) -> list[NDArray[np.int64]]:
         """Per fold, the column each label row ``Y[b]`` picks on the training clips ``[B]``."""
