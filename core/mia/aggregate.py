@@ -10,6 +10,7 @@ fitted inside each fold.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -294,10 +295,7 @@ def held_out_best(X: NDArray[np.float64], keys: Sequence[str], y: NDArray[np.int
     rule = BestSingleColumn((FiniteImputer().fold_apply,))
     cv: CVAUC = cv_auc(X, y, estimator=rule, folds=folds, permutations=permutations, n_boot=n_boot, seed=seed)
     assert rule.designs_ is not None  # built by cv_auc
-    chosen = rule.designs_.picks(y)
-    picks: dict[str, int] = {}
-    for j in chosen:
-        picks[keys[j]] = picks.get(keys[j], 0) + 1
+    picks = Counter(keys[j] for j in rule.designs_.picks(y))
     summary = {
         "auc": _json_float(cv.auc), "auc_ci": [_json_float(cv.ci[0]), _json_float(cv.ci[1])],
         "auc_p_value": _json_float(cv.p_value), "auc_ci_method": cv.ci_method, "null_sd": _json_float(cv.null_sd),

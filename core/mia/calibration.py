@@ -322,19 +322,6 @@ def auc_gain_test(labels: Any, calibrated_scores: Any, uncalibrated_scores: Any,
             "auc_method": GAIN_METHOD}
 
 
-def held_out_best_gain(labels: Any, calibrated: Any, uncalibrated: Any) -> dict[str, Any]:
-    """The calibrated minus the uncalibrated held-out best indicator
-    (:func:`core.mia.aggregate.held_out_best`) on the same clips, tested as
-    :func:`auc_gain_test` tests the aggregates (both are cross-validated procedures with a
-    permutation null). ``calibrated``, ``uncalibrated``: the two runs' MIA results."""
-    c, u = calibrated.held_out_best, uncalibrated.held_out_best
-    diff = None if c.get("auc") is None or u.get("auc") is None else float(c["auc"]) - float(u["auc"])
-    tested = auc_gain_test(labels, calibrated.held_out_best_scores.to_numpy(),
-                           uncalibrated.held_out_best_scores.reindex(calibrated.held_out_best_scores.index).to_numpy(),
-                           calibrated_null_sd=c.get("null_sd"), uncalibrated_null_sd=u.get("null_sd"))
-    return {"auc": diff} | (tested or {})
-
-
 def gain_interval_text(gain: dict[str, Any]) -> str:
     """The AUC gain's interval and p-value (:func:`auc_gain_test`) in words, or why it has none."""
     if gain.get("auc") is None:

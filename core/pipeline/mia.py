@@ -130,15 +130,21 @@ def audit_mia(
         table = pd.concat([table, ref.calibrated], axis=1)
     out = res.to_dict()
     if ref is not None:
-        from core.mia.calibration import auc_gain_test, calibration_gain, held_out_best_gain
+        from core.mia.calibration import auc_gain_test, calibration_gain
+
+        def tested(calibrated: pd.Series, uncalibrated: pd.Series, calibrated_sd: float | None, uncalibrated_sd: float | None) -> dict:
+            """The paired gain test of two cross-validated scores of these clips (empty without permutations)."""
+            return auc_gain_test(y, calibrated.to_numpy(), uncalibrated.reindex(calibrated.index).to_numpy(),
+                                 calibrated_null_sd=calibrated_sd, uncalibrated_null_sd=uncalibrated_sd) or {}
 
         out["uncalibrated"] = uncalibrated_summary(uncal.to_dict())
         out["scores_uncalibrated"] = {str(k): float(v) for k, v in uncal.scores.items()}
-        tested = auc_gain_test(y, res.scores.to_numpy(), uncal.scores.reindex(res.scores.index).to_numpy(),
-                               calibrated_null_sd=res.inference.get("null_sd"), uncalibrated_null_sd=uncal.inference.get("null_sd"))
-        gain = calibration_gain(out, out["uncalibrated"]) | (tested or {})
+        gain = calibration_gain(out, out["uncalibrated"]) | tested(res.scores, uncal.scores, res.inference.get("null_sd"),
+                                                                    uncal.inference.get("null_sd"))
         if res.held_out_best_scores is not None and uncal.held_out_best_scores is not None:
-            gain["held_out_best"] = held_out_best_gain(y, res, uncal)
+            c, u = res.held_out_best, uncal.held_out_best
+            gain["held_out_best"] = ({"auc": calibration_gain(c, u)["auc"]}
+                                     | tested(res.held_out_best_scores, uncal.held_out_best_scores, c.get("null_sd"), u.get("null_sd")))
         out["calibration"] = ref.describe() | {"gain": gain}
     out["access"] = config.access
     out["labels"] = dict(zip(clips["clip_hash"], (int(v) for v in y)))
